@@ -1,0 +1,36 @@
+# Every target sets itself up: a local virtualenv in .venv, and Debian's chromium for the
+# browser tests. Nothing needs to be installed by hand first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench lint browser clean
+
+demo: $(STAMP)
+	$(BIN)/mailer build issues/2020-12-13.yaml
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python tests/bench/run_bench.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check mailer tests
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+# Playwright cannot download its own browser here: the tests drive Debian's /usr/bin/chromium.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+clean:
+	rm -rf build site test-artifacts .pytest_cache

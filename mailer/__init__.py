@@ -1,0 +1,1 @@
+"""mailer: a newsletter email pipeline (YAML → MJML → inlined HTML + text → delivery)."""

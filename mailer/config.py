@@ -1,0 +1,102 @@
+"""Newsletter-wide settings: one `mailer.yaml` at the workspace root; secrets only from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailer.errors import ConfigError
+from mailer.schema import Choice, Key, Record, Str, check_email, check_http_url, display_path, load_document
+
+CONFIG_NAME = "mailer.yaml"
+
+
+@dataclass(frozen=True)
+class Sender:
+    email: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    workspace: Path
+    name: str
+    sender: Sender
+    postal_address: str
+    web_base_url: str  # always ends with "/"
+    unsubscribe_url: str
+    reply_to: str | None = None
+    first_name_fallback: str = "there"
+    backend: str = "sendgrid"
+
+    @property
+    def layouts_dir(self) -> Path:
+        return self.workspace / "layouts"
+
+    @property
+    def issues_dir(self) -> Path:
+        return self.workspace / "issues"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.workspace / "build"
+
+    @property
+    def state_dir(self) -> Path:
+        """Ledger, outbox and locks: `.mailer/` unless MAILER_STATE_DIR says otherwise."""
+        override = os.environ.get("MAILER_STATE_DIR")
+        return Path(override) if override else self.workspace / ".mailer"
+
+    def web_url(self, slug: str) -> str:
+        """The public web version of an issue."""
+        return f"{self.web_base_url}{slug}/"
+
+
+def _config_schema() -> Record:
+    url = Str(label="a URL", one_line=True, validate=check_http_url)
+    email = Str(label="an email address", one_line=True, validate=check_email)
+    return Record(
+        dict,
+        {
+            "name": Key(Str(one_line=True), True),
+            "from": Key(Record(Sender, {"email": Key(email, True), "name": Key(Str(one_line=True))}), True),
+            "reply_to": Key(email),
+            "postal_address": Key(Str(), True),
+            "web_base_url": Key(url, True),
+            "unsubscribe_url": Key(url, True),
+            "first_name_fallback": Key(Str(one_line=True), default="there"),
+            "backend": Key(Choice("sendgrid", "smtp"), default="sendgrid"),
+        },
+    )
+
+
+def find_workspace(start: Path) -> Path:
+    """The nearest folder at or above `start` that holds a mailer.yaml."""
+    start = start.resolve()
+    for folder in [start, *start.parents]:
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    raise ConfigError(
+        f"no {CONFIG_NAME} found in {start} or any folder above it\n"
+        f"    hint: run mailer inside a newsletter workspace, or create {CONFIG_NAME} (see the README)"
+    )
+
+
+def load_config(workspace: Path) -> Config:
+    """Read and validate the workspace's mailer.yaml, reporting every problem at once."""
+    path = workspace / CONFIG_NAME
+    fields = load_document(path, _config_schema(), file_label=display_path(path))
+    base = fields["web_base_url"]
+    return Config(
+        workspace=workspace,
+        name=fields["name"],
+        sender=fields["from"],
+        reply_to=fields["reply_to"],
+        postal_address=fields["postal_address"],
+        web_base_url=base if base.endswith("/") else base + "/",
+        unsubscribe_url=fields["unsubscribe_url"],
+        first_name_fallback=fields["first_name_fallback"],
+        backend=fields["backend"],
+    )
+

@@ -1,0 +1,318 @@
+"""The issue model and `load_issue`: one YAML file in, a validated `Issue` out."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from mailer import markdown
+from mailer.errors import InputError, Problem
+from mailer.schema import (
+    MISSING,
+    Choice,
+    Collector,
+    Date,
+    Int,
+    Key,
+    ListOf,
+    Record,
+    Str,
+    check_http_url,
+    check_lang,
+    load_document,
+)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
+# Primary language subtags written right to left (and the scripts that are).
+RTL_LANGUAGES = {"ar", "arc", "ckb", "dv", "fa", "he", "ks", "ku", "ps", "sd", "ug", "ur", "yi"}
+RTL_SCRIPTS = {"arab", "hebr", "syrc", "thaa", "nkoo", "adlm", "rohg"}
+PLACEHOLDER_LINKS = {"-web_url-", "-unsubscribe_url-"}
+
+
+@dataclass(frozen=True)
+class Image:
+    url: str  # as written: an https URL or a path relative to the issue file
+    alt: str
+    caption: str | None = None
+    local_path: Path | None = None  # the file on disk when `url` is a local path
+
+    @property
+    def relative_path(self) -> str | None:
+        """Where a local image goes below the issue's output folder (e.g. 'img/hero.png')."""
+        return PurePosixPath(self.url).as_posix() if self.local_path else None
+
+
+@dataclass(frozen=True)
+class LabelledLink:
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ListItem:
+    title: str
+    url: str | None = None
+    links: tuple[LabelledLink, ...] = ()
+
+
+@dataclass(frozen=True)
+class Card:
+    url: str
+    title: str
+    description: str | None = None
+
+    @property
+    def domain(self) -> str:
+        host = urlsplit(self.url).hostname or ""
+        return host.removeprefix("www.")
+
+
+@dataclass(frozen=True)
+class Repo:
+    name: str
+    url: str
+    quote: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    url: str
+    description: str | None = None
+    image: Image | None = None
+
+
+@dataclass(frozen=True)
+class Section:
+    heading: str
+    body: str | None = None
+    images: tuple[Image, ...] = ()
+    list: tuple[ListItem, ...] = ()
+    cards: tuple[Card, ...] = ()
+    repos: tuple[Repo, ...] = ()
+    dataset: Dataset | None = None
+    after: str | None = None
+
+
+@dataclass(frozen=True)
+class SocialLink:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Footer:
+    signoff: str | None = None
+    social: tuple[SocialLink, ...] = ()
+
+
+@dataclass(frozen=True)
+class Issue:
+    source_path: Path
+    slug: str
+    subject: str
+    title: str
+    date: date
+    preheader: str
+    lang: str
+    dir: str
+    sections: tuple[Section, ...]
+    number: int | None = None
+    hero: Image | None = None
+    intro: str | None = None
+    footer: Footer | None = None
+
+    def images(self) -> list[Image]:
+        """Every image in reading order."""
+        found = [self.hero] if self.hero else []
+        for section in self.sections:
+            found.extend(section.images)
+            if section.dataset and section.dataset.image:
+                found.append(section.dataset.image)
+        return found
+
+    def markdown_fields(self) -> list[str]:
+        texts = [self.intro] + [t for s in self.sections for t in (s.body, s.after)]
+        texts += [r.description for s in self.sections for r in s.repos]
+        texts += [s.dataset.description for s in self.sections if s.dataset]
+        texts.append(self.footer.signoff if self.footer else None)
+        return [t for t in texts if t]
+
+
+# --- schema ----------------------------------------------------------------------------------
+
+
+class Markdown(Str):
+    """Markdown text whose links must be absolute and which may not embed images."""
+
+    def __init__(self) -> None:
+        super().__init__(label="markdown text")
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        text = super().check(node, path, out)
+        if text is MISSING:
+            return MISSING
+        # In a block scalar (| or >) the text starts on the line after the indicator.
+        first_line = node.start_mark.line + (2 if getattr(node, "style", None) in ("|", ">") else 1)
+        ok = True
+        for target in markdown.targets(text):
+            line = first_line + target.line
+            if target.kind == "image":
+                out.add_at(line, path, f"markdown image {target.url!r} is not supported here",
+                           hint="put images in the section's 'images:' list, with alt text")
+                ok = False
+            elif target.url not in PLACEHOLDER_LINKS and not target.url.startswith("mailto:") and (
+                check_http_url(target.url)
+            ):
+                out.add_at(line, path, f"link {target.url!r} must be an absolute http(s) or mailto: URL",
+                           hint="write the full address, e.g. https://example.com/page")
+                ok = False
+        return text if ok else MISSING
+
+
+class ImageUrl(Str):
+    """An https URL, or a path to an image file beside the issue."""
+
+    def __init__(self, issue_dir: Path):
+        super().__init__(label="an image URL or path", one_line=True)
+        self.issue_dir = issue_dir
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        text = super().check(node, path, out)
+        if text is MISSING:
+            return MISSING
+        scheme = urlsplit(text).scheme
+        if scheme == "https":
+            return check_or_missing(check_http_url(text), text, node, path, out)
+        if scheme:
+            out.add(node, path, f"images must be https URLs or files beside the issue, not {text!r}",
+                    hint="use https://, or save the image next to the issue and give its path, e.g. img/hero.png")
+            return MISSING
+        relative = PurePosixPath(text)
+        if relative.is_absolute() or ".." in relative.parts:
+            out.add(node, path, f"image path {text!r} must stay inside {self.issue_dir.name or '.'}/",
+                    hint="give a path relative to the issue file, e.g. img/hero.png")
+            return MISSING
+        file_path = self.issue_dir / relative
+        if not file_path.is_file():
+            out.add(node, path, f"image file {text!r} not found (looked for {file_path})",
+                    hint="check the spelling, or give an https URL")
+            return MISSING
+        if file_path.suffix.lower() not in IMAGE_SUFFIXES:
+            out.add(node, path, f"{text!r} is not an image email clients show",
+                    hint="use one of " + ", ".join(sorted(IMAGE_SUFFIXES)))
+            return MISSING
+        return (text, file_path)
+
+
+def check_or_missing(message: str | None, value: Any, node: yaml.Node, path: str, out: Collector) -> Any:
+    if message:
+        out.add(node, path, message)
+        return MISSING
+    return value
+
+
+def _image(url: tuple[str, Path] | str, alt: str, caption: str | None = None) -> Image:
+    if isinstance(url, tuple):
+        return Image(url=url[0], alt=alt, caption=caption, local_path=url[1])
+    return Image(url=url, alt=alt, caption=caption)
+
+
+def _finish_list_item(item: ListItem, node: yaml.MappingNode, path: str, out: Collector) -> Any:
+    if bool(item.url) == bool(item.links):
+        out.add(node, path, "needs either 'url' (the title becomes the link) or 'links' (labelled links)"
+                + (", not both" if item.url else ""),
+                hint="e.g. 'url: https://…' or 'links: [{label: video, url: https://…}]'")
+        return MISSING
+    return item
+
+
+def issue_schema(issue_dir: Path) -> Record:
+    url = Str(label="a URL", one_line=True, validate=check_http_url)
+    line = Str(one_line=True)
+    text = Str()
+    md = Markdown()
+    image = Record(_image, {"url": Key(ImageUrl(issue_dir), True), "alt": Key(line, True),
+                            "caption": Key(text)})
+    return Record(
+        dict,
+        {
+            "subject": Key(Str(one_line=True, max_length=250), True),
+            "title": Key(line),
+            "date": Key(Date(), True),
+            "number": Key(Int(minimum=1)),
+            "preheader": Key(Str(one_line=True, max_length=250), True),
+            "lang": Key(Str(one_line=True, validate=check_lang), default="en"),
+            "dir": Key(Choice("ltr", "rtl")),
+            "hero": Key(image),
+            "intro": Key(md),
+            "sections": Key(ListOf(Record(Section, {
+                "heading": Key(line, True),
+                "body": Key(md),
+                "images": Key(ListOf(image), default=()),
+                "list": Key(ListOf(Record(ListItem, {
+                    "title": Key(line, True),
+                    "url": Key(url),
+                    "links": Key(ListOf(Record(LabelledLink, {"label": Key(line, True), "url": Key(url, True)}),
+                                        min_items=1), default=()),
+                }, finish=_finish_list_item)), default=()),
+                "cards": Key(ListOf(Record(Card, {
+                    "url": Key(url, True), "title": Key(line, True), "description": Key(line)})), default=()),
+                "repos": Key(ListOf(Record(Repo, {
+                    "name": Key(line, True), "url": Key(url, True), "quote": Key(text),
+                    "description": Key(md)})), default=()),
+                "dataset": Key(Record(Dataset, {
+                    "name": Key(line, True), "url": Key(url, True), "description": Key(md),
+                    "image": Key(image)})),
+                "after": Key(md),
+            }), min_items=1), True),
+            "footer": Key(Record(Footer, {
+                "signoff": Key(md),
+                "social": Key(ListOf(Record(SocialLink, {"name": Key(line, True), "url": Key(url, True)})),
+                              default=()),
+            })),
+        },
+    )
+
+
+def text_direction(lang: str) -> str:
+    subtags = lang.lower().split("-")
+    if subtags[0] in RTL_LANGUAGES or any(t in RTL_SCRIPTS for t in subtags[1:]):
+        return "rtl"
+    return "ltr"
+
+
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def load_issue(path: Path | str, *, label: str | None = None) -> Issue:
+    """Load and validate an issue file; raise InputError listing every problem in it."""
+    path = Path(path)
+    file_label = label or str(path)
+    if not _SLUG.fullmatch(path.stem):
+        raise InputError([Problem(file_label, f"the file name {path.name!r} cannot be used in a web address",
+                                  hint="rename it with letters, digits, '-' and '_' only, e.g. 2020-12-13.yaml")])
+    fields = load_document(path, issue_schema(path.parent), file_label=file_label)
+    return Issue(
+        source_path=path,
+        slug=path.stem,
+        subject=fields["subject"],
+        title=fields["title"] or fields["subject"],
+        date=fields["date"],
+        number=fields["number"],
+        preheader=fields["preheader"],
+        lang=fields["lang"],
+        dir=fields["dir"] or text_direction(fields["lang"]),
+        hero=fields["hero"],
+        intro=fields["intro"],
+        sections=fields["sections"],
+        footer=fields["footer"],
+    )
+

@@ -1,0 +1,138 @@
+"""Layouts → MJML (Jinja2) → HTML (mjml-python), with errors that name the layout and line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from mailer import markdown, placeholders
+from mailer.config import Config
+from mailer.errors import RenderError
+from mailer.issue import Image, Issue
+
+HTML_LAYOUT = "email.mjml.j2"
+TEXT_LAYOUT = "email.txt.j2"
+
+# Every tag MJML 4 defines. mjml-python copies an unknown tag into the HTML without a word, so a
+# typo such as <mj-buton> would ship to subscribers as raw markup; we refuse it instead.
+# mj-html-attributes is left out on purpose: mjml-python raises on it.
+MJML_TAGS = frozenset(
+    "mjml mj-head mj-body mj-attributes mj-all mj-class mj-breakpoint mj-font mj-preview mj-style "
+    "mj-title mj-raw mj-section mj-column mj-group mj-wrapper mj-hero mj-text mj-image mj-button "
+    "mj-divider mj-spacer mj-table mj-social mj-social-element mj-navbar mj-navbar-link mj-carousel "
+    "mj-carousel-image mj-accordion mj-accordion-element mj-accordion-title mj-accordion-text".split()
+)
+_MJML_TAG = re.compile(r"<(mj-[A-Za-z0-9-]+|mjml)\b")
+_POSITION = re.compile(r" at position (\d+):(\d+)")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a layout sees besides the issue: settings and helpers."""
+
+    issue: Issue
+    config: Config
+
+    def image_src(self, image: Image) -> str:
+        """Where the email loads an image: local files from the published web folder."""
+        if image.relative_path:
+            return f"{self.config.web_url(self.issue.slug)}{image.relative_path}"
+        return image.url
+
+
+@cache
+def _environment(layouts_dir: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(layouts_dir),
+        # Every user string is escaped in the HTML layouts; the text layouts are plain text.
+        autoescape=lambda name: bool(name) and name.endswith(".mjml.j2"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["markdown"] = lambda text: Markup(markdown.to_html(text))
+    env.globals["placeholder"] = placeholders.ALL
+    return env
+
+
+def render_template(name: str, *, issue: Issue, config: Config, **extra: Any) -> str:
+    """Render one layout for an issue; Jinja errors name the layout file and line."""
+    env = _environment(config.layouts_dir.resolve())
+    context = Context(issue, config)
+    try:
+        template = env.get_template(name)
+        return template.render(issue=issue, config=config, image_src=context.image_src, **extra)
+    except jinja2.TemplateSyntaxError as err:
+        where = f"{_layout_label(config, err.filename or err.name or name)}:{err.lineno}"
+        raise RenderError(f"{where}: layout syntax error: {err.message}\n"
+                          "    hint: check the {% %} and {{ }} pairs on that line") from err
+    except jinja2.TemplateNotFound as err:
+        raise RenderError(f"{config.layouts_dir / err.name}: layout not found\n"
+                          f"    hint: the layouts folder must contain {name} and the files it includes") from err
+    except jinja2.UndefinedError as err:
+        line = _template_line(err)
+        raise RenderError(f"{_layout_label(config, line[0] if line else name)}"
+                          f"{':' + str(line[1]) if line else ''}: {err.message}\n"
+                          "    hint: check the variable's spelling against the issue format in the README") from err
+
+
+def _template_line(err: Exception) -> tuple[str, int] | None:
+    """The innermost layout file and line in a Jinja traceback (Jinja rewrites its frames so
+    that they carry the template's own file name and line numbers)."""
+    tb = err.__traceback__
+    found = None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _layout_label(config: Config, filename: str) -> str:
+    path = Path(filename)
+    if not path.is_absolute():
+        path = config.layouts_dir / filename
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def compile_mjml(mjml: str, *, layout: str) -> str:
+    """Compile MJML to HTML, refusing unknown tags and translating byte offsets into lines."""
+    for match in _MJML_TAG.finditer(mjml):
+        if match.group(1) not in MJML_TAGS:
+            line = mjml.count("\n", 0, match.start()) + 1
+            raise RenderError(
+                f"{layout} (rendered MJML line {line}): unknown MJML tag <{match.group(1)}>: "
+                "mjml-python would copy it into the email as raw markup\n"
+                "    hint: check the tag's spelling against https://documentation.mjml.io/"
+            )
+    from mjml import mjml2html  # imported here: the CLI's --help must stay fast
+
+    try:
+        # fonts={}: no Google Fonts <link>/@import. The layouts use a system font stack, so the
+        # build needs no network and readers' clients fetch nothing for fonts.
+        return mjml2html(mjml, fonts={}, disable_comments=False)
+    except ValueError as err:
+        message = str(err)
+        position = _POSITION.search(message)
+        where = layout + " (rendered MJML"
+        if position:
+            start = int(position.group(1))
+            encoded = mjml.encode("utf-8")
+            line = encoded[:start].count(b"\n") + 1
+            text = mjml.splitlines()[line - 1].strip() if line <= len(mjml.splitlines()) else ""
+            where += f" line {line}: {text[:80]!r}"
+            message = _POSITION.sub("", message)
+        where += ")"
+        raise RenderError(f"{where}: MJML error: {message}\n"
+                          "    hint: check the tags and quoted attributes in that part of the layout") from err

@@ -1,0 +1,365 @@
+"""Validate a YAML document against a declared schema, keeping line numbers for every problem.
+
+PyYAML's composer gives nodes with marks (line, column); we walk those nodes instead of the
+plain loaded data so that every problem can name the line, the column and the field path, and
+so that every problem in a file is collected before anything is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from mailer.errors import InputError, Problem
+
+try:  # the C loader is about ten times faster; fall back where libyaml is missing
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+MISSING = object()
+
+
+class Collector:
+    """Gathers problems for one file so that all of them are reported together."""
+
+    def __init__(self, file_label: str):
+        self.file_label = file_label
+        self.problems: list[Problem] = []
+
+    def add(self, node: yaml.Node | None, path: str | None, message: str, hint: str | None = None) -> None:
+        line = column = None
+        if node is not None:
+            line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        self.problems.append(Problem(self.file_label, message, line, column, path or None, hint))
+
+    def add_at(self, line: int, path: str | None, message: str, hint: str | None = None) -> None:
+        self.problems.append(Problem(self.file_label, message, line, None, path or None, hint))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            self.problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+            raise InputError(self.problems)
+
+
+def read_utf8(path: Path, file_label: str) -> str:
+    """Read a text file as UTF-8 (a BOM is allowed), naming the line of any undecodable byte."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError([Problem(file_label, "file not found", hint="check the path")]) from None
+    except OSError as err:
+        raise InputError([Problem(file_label, f"cannot read the file: {err.strerror}")]) from err
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise InputError(
+            [
+                Problem(
+                    file_label,
+                    f"not valid UTF-8 (byte 0x{data[err.start]:02x})",
+                    line,
+                    column,
+                    hint="save the file as UTF-8 (most editors: 'Save with encoding' > UTF-8)",
+                )
+            ]
+        ) from None
+
+
+def compose_yaml(text: str, file_label: str) -> yaml.Node | None:
+    """Parse YAML into a node tree; a syntax error becomes a Problem with line and column."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_node()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        message = "invalid YAML: " + " ".join(p for p in (err.context, err.problem) if p)
+        raise InputError(
+            [
+                Problem(
+                    file_label,
+                    message,
+                    mark.line + 1 if mark else None,
+                    mark.column + 1 if mark else None,
+                    hint="check indentation, and quote values that contain ': ' or start with a "
+                    "special character such as '*', '&', '[' or '{'",
+                )
+            ]
+        ) from None
+    except yaml.YAMLError as err:
+        raise InputError([Problem(file_label, f"invalid YAML: {err}")]) from None
+    finally:
+        loader.dispose()
+
+
+# --- field types -----------------------------------------------------------------------------
+
+
+class Type:
+    """A field type: turns a node into a value or records problems and returns MISSING."""
+
+    label = "a value"
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        raise NotImplementedError
+
+
+def _scalar_text(node: yaml.Node, path: str, out: Collector, label: str) -> str | Any:
+    if not isinstance(node, yaml.ScalarNode):
+        kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+        out.add(node, path, f"must be {label}, not {kind}")
+        return MISSING
+    # The raw text, not YAML's guess: `lang: no` must stay "no", not become False.
+    return node.value
+
+
+class Str(Type):
+    def __init__(self, *, label: str = "text", one_line: bool = False, max_length: int | None = None,
+                 validate: Callable[[str], str | None] | None = None):
+        self.label = label
+        self.one_line = one_line
+        self.max_length = max_length
+        self.validate = validate
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        text = _scalar_text(node, path, out, self.label)
+        if text is MISSING:
+            return MISSING
+        text = text.strip()
+        if not text:
+            out.add(node, path, "must not be empty", hint="write a value or remove the key")
+            return MISSING
+        if self.one_line and "\n" in text:
+            out.add(node, path, "must be a single line", hint="remove the line breaks")
+            return MISSING
+        if self.max_length and len(text) > self.max_length:
+            out.add(node, path, f"is {len(text)} characters long; at most {self.max_length} fit",
+                    hint="shorten it")
+            return MISSING
+        if self.validate:
+            message = self.validate(text)
+            if message:
+                out.add(node, path, message)
+                return MISSING
+        return text
+
+
+class Int(Type):
+    label = "a whole number"
+
+    def __init__(self, *, minimum: int | None = None):
+        self.minimum = minimum
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        text = _scalar_text(node, path, out, self.label)
+        if text is MISSING:
+            return MISSING
+        if not re.fullmatch(r"[+-]?\d+", text.strip()):
+            out.add(node, path, f"must be a whole number, not {text!r}")
+            return MISSING
+        value = int(text)
+        if self.minimum is not None and value < self.minimum:
+            out.add(node, path, f"must be at least {self.minimum}")
+            return MISSING
+        return value
+
+
+class Date(Type):
+    label = "a date (YYYY-MM-DD)"
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        text = _scalar_text(node, path, out, self.label)
+        if text is MISSING:
+            return MISSING
+        try:
+            return date.fromisoformat(text.strip())
+        except ValueError:
+            out.add(node, path, f"{text!r} is not a date", hint="write it as YYYY-MM-DD, e.g. 2020-12-13")
+            return MISSING
+
+
+class Choice(Type):
+    def __init__(self, *choices: str):
+        self.choices = choices
+        self.label = " or ".join(repr(c) for c in choices)
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        text = _scalar_text(node, path, out, self.label)
+        if text is MISSING:
+            return MISSING
+        if text.strip() not in self.choices:
+            out.add(node, path, f"must be {self.label}, not {text!r}")
+            return MISSING
+        return text.strip()
+
+
+class ListOf(Type):
+    def __init__(self, item: Type, *, min_items: int = 0):
+        self.item = item
+        self.min_items = min_items
+        self.label = "a list"
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        if not isinstance(node, yaml.SequenceNode):
+            out.add(node, path, "must be a list (items starting with '- ')")
+            return MISSING
+        if len(node.value) < self.min_items:
+            out.add(node, path, f"needs at least {self.min_items} item(s)")
+            return MISSING
+        values = [self.item.check(child, f"{path}[{i}]", out) for i, child in enumerate(node.value)]
+        if any(v is MISSING for v in values):
+            return MISSING
+        return tuple(values)
+
+
+@dataclass
+class Key:
+    """One key of a mapping: its type, whether it is required, its default."""
+
+    type: Type
+    required: bool = False
+    default: Any = None
+
+
+@dataclass
+class Record(Type):
+    """A mapping with known keys, built into a dataclass.
+
+    `finish` may check relations between keys (e.g. "url or links, not both") and return
+    the finished value or MISSING after recording problems.
+    """
+
+    build: Callable[..., Any]
+    keys: dict[str, Key]
+    finish: Callable[[Any, yaml.MappingNode, str, Collector], Any] | None = None
+    label: str = field(default="a mapping of keys to values")
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        if not isinstance(node, yaml.MappingNode):
+            out.add(node, path, "must be a mapping (key: value lines)")
+            return MISSING
+        values: dict[str, Any] = {}
+        seen: dict[str, yaml.Node] = {}
+        failed = False
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            key_path = f"{path}.{key}" if path else key
+            if key in seen:
+                out.add(key_node, key_path, f"duplicate key (first at line {seen[key].start_mark.line + 1})",
+                        hint="remove one of them: YAML would silently keep only the last")
+                failed = True
+                continue
+            seen[key] = key_node
+            spec = self.keys.get(key)
+            if spec is None:
+                close = difflib.get_close_matches(key, list(self.keys), n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else "known keys: " + ", ".join(self.keys)
+                out.add(key_node, key_path, "unknown key", hint=hint)
+                failed = True
+                continue
+            if _is_null(value_node):
+                continue  # `intro:` with nothing after it means "not given"
+            value = spec.type.check(value_node, key_path, out)
+            if value is MISSING:
+                failed = True
+            else:
+                values[key] = value
+        for key, spec in self.keys.items():
+            if not spec.required or key in values:
+                continue
+            key_path = f"{path}.{key}" if path else key
+            if key not in seen:
+                out.add(node, key_path, "is required", hint=f"add '{key}: …' to this block")
+                failed = True
+            elif _is_null(node_value(node, key)):
+                out.add(seen[key], key_path, "is required but empty", hint="write a value after the colon")
+                failed = True
+        if failed:
+            return MISSING
+        for key, spec in self.keys.items():
+            values.setdefault(key, spec.default)
+        value = self.build(**values)
+        if self.finish is not None:
+            return self.finish(value, node, path, out)
+        return value
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would type it: relative to the current folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def node_value(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
+    """The value node for `key` in a mapping node (for pointing at a field in a relation check)."""
+    for key_node, value_node in mapping.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+            return value_node
+    return None
+
+
+def _is_null(node: yaml.Node | None) -> bool:
+    return (
+        isinstance(node, yaml.ScalarNode)
+        and node.tag == "tag:yaml.org,2002:null"
+        and node.value in ("", "~", "null", "Null", "NULL")
+    )
+
+
+def load_document(path: Path, schema: Record, *, file_label: str) -> Any:
+    """Read, parse and validate one YAML file; raise InputError with every problem found."""
+    text = read_utf8(path, file_label)
+    root = compose_yaml(text, file_label)
+    out = Collector(file_label)
+    if root is None:
+        out.add(None, None, "the file is empty", hint="see the issue format in the README")
+        out.raise_if_any()
+    value = schema.check(root, "", out)
+    out.raise_if_any()
+    return value
+
+
+# --- shared validators -----------------------------------------------------------------------
+
+_LANG_TAG = re.compile(
+    r"(?i)^[a-z]{2,3}(-[a-z]{3}){0,3}"  # language and extended language subtags
+    r"(-[a-z]{4})?"  # script, e.g. Hant
+    r"(-([a-z]{2}|\d{3}))?"  # region, e.g. TW or 419
+    r"(-([a-z\d]{5,8}|\d[a-z\d]{3}))*$"  # variants
+)
+
+
+def check_lang(text: str) -> str | None:
+    if not _LANG_TAG.match(text):
+        return f"{text!r} is not a language tag (BCP 47), e.g. 'en', 'zh', 'zh-Hant', 'pt-BR'"
+    return None
+
+
+def check_http_url(text: str) -> str | None:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
+        return f"must be an absolute http(s) URL like https://example.com/page, not {text!r}"
+    return None
+
+
+def check_email(text: str) -> str | None:
+    if not re.fullmatch(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+", text):
+        return f"{text!r} is not an email address like editor@example.com"
+    return None
+
+
+def replace(value: Any, **changes: Any) -> Any:
+    return dataclasses.replace(value, **changes)
