@@ -24,6 +24,11 @@ _TOKEN_PATTERN = re.compile(r"mailer-url-(\d+)-token")
 
 def inline_css(html: str) -> str:
     """Return `html` with the marked CSS inlined; media queries and !important kept."""
+    if re.search(r"@import\b", "".join(m.group(2) for m in _STYLE_TAG.finditer(html)), re.I):
+        # cssutils fetches @import URLs even with allow_network=False: the build must not
+        # touch the network, so the layouts may not use @import at all.
+        raise RenderError("a layout's CSS uses @import, which would be fetched over the network at build time\n"
+                          "    hint: paste the CSS into the <mj-style> block instead")
     html, urls = _protect_urls(_ignore_unmarked_styles(html))
     # premailer's doctype check is case-sensitive and MJML emits lowercase: it would drop it,
     # putting clients in quirks mode.

@@ -108,13 +108,9 @@ class TextWriter:
         hrefs: list[str] = []
         link_text_start: list[int] = []
         for child in children:
-            if child.type == "text":
+            if child.type == "text" or child.type == "code_inline":
                 parts.append(child.content)
-            elif child.type == "code_inline":
-                parts.append(child.content)
-            elif child.type in ("softbreak",):
-                parts.append(" ")
-            elif child.type == "hardbreak":
+            elif child.type in ("softbreak",) or child.type == "hardbreak":
                 parts.append(" ")
             elif child.type == "link_open":
                 hrefs.append(str(child.attrGet("href") or ""))

@@ -23,10 +23,13 @@ TEXT_LAYOUT = "email.txt.j2"
 # typo such as <mj-buton> would ship to subscribers as raw markup; we refuse it instead.
 # mj-html-attributes is left out on purpose: mjml-python raises on it.
 MJML_TAGS = frozenset(
-    "mjml mj-head mj-body mj-attributes mj-all mj-class mj-breakpoint mj-font mj-preview mj-style "
-    "mj-title mj-raw mj-section mj-column mj-group mj-wrapper mj-hero mj-text mj-image mj-button "
-    "mj-divider mj-spacer mj-table mj-social mj-social-element mj-navbar mj-navbar-link mj-carousel "
-    "mj-carousel-image mj-accordion mj-accordion-element mj-accordion-title mj-accordion-text".split()
+    [
+        "mjml", "mj-head", "mj-body", "mj-attributes", "mj-all", "mj-class", "mj-breakpoint", "mj-font",
+        "mj-preview", "mj-style", "mj-title", "mj-raw", "mj-section", "mj-column", "mj-group", "mj-wrapper",
+        "mj-hero", "mj-text", "mj-image", "mj-button", "mj-divider", "mj-spacer", "mj-table", "mj-social",
+        "mj-social-element", "mj-navbar", "mj-navbar-link", "mj-carousel", "mj-carousel-image", "mj-accordion",
+        "mj-accordion-element", "mj-accordion-title", "mj-accordion-text",
+    ]
 )
 _MJML_TAG = re.compile(r"<(mj-[A-Za-z0-9-]+|mjml)\b")
 _POSITION = re.compile(r" at position (\d+):(\d+)")
