@@ -25,11 +25,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Playwright cannot download its own browser here: the tests drive Debian's /usr/bin/chromium.
+# The two font packages let screenshots show Chinese text and emoji instead of empty boxes.
+BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
 browser:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@if ! dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  echo "Installing Debian's chromium for the browser tests"; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	  echo "Installing $(BROWSER_PACKAGES) for the browser tests"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; \
 	fi
 
 clean:

@@ -1,0 +1,128 @@
+"""The built email in a real browser (Playwright driving Debian's chromium) at phone and desktop widths.
+
+Screenshots are kept in test-artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailer.build import build_issue, write_build
+from mailer.config import load_config
+
+from .conftest import ARTIFACTS, REPO
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium with everything that phones home switched off: this machine has no outside
+# network, and Playwright cannot download a browser of its own here.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make test`, which installs it"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def built_dirs(tmp_path_factory) -> dict[str, Path]:
+    config = load_config(REPO)
+    out = tmp_path_factory.mktemp("build")
+    dirs = {}
+    for path in sorted((REPO / "issues").glob("*.yaml")):
+        dirs[path.stem] = out / path.stem
+        write_build(build_issue(path, config), dirs[path.stem])
+    return dirs
+
+
+def open_email(browser, folder: Path, width: int):
+    """Load email.html; the web base URL is answered from the build folder, anything else refused."""
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    requests: list[str] = []
+
+    def serve(route):
+        url = route.request.url
+        requests.append(url)
+        prefix = f"https://newsletter.example.com/{folder.name}/"
+        if url.startswith(prefix) and (folder / url[len(prefix):]).is_file():
+            route.fulfill(path=str(folder / url[len(prefix):]))
+        else:
+            route.abort()
+
+    page.route(lambda url: url.startswith(("http://", "https://")), serve)
+    page.goto(folder.joinpath("email.html").as_uri())
+    page.wait_for_load_state("load")
+    return page, requests
+
+
+@pytest.mark.parametrize("width", [375, 600])
+@pytest.mark.parametrize("slug", ["2020-12-13", "2020-12-13-zh"])
+def test_email_fits_the_screen_and_shows_everything(browser, built_dirs, slug: str, width: int) -> None:
+    page, requests = open_email(browser, built_dirs[slug], width)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"email-{slug}-{width}px.png"), full_page=True)
+
+    # No horizontal scrolling: nothing is wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    overflowing = page.evaluate(
+        """(w) => [...document.querySelectorAll('body *')]
+            .filter(e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.right > w + 0.5; })
+            .map(e => e.tagName + ' ' + (e.textContent || '').slice(0, 40))""",
+        width,
+    )
+    assert overflowing == []
+
+    # All content is visible: every heading, link card and image is rendered with a size.
+    hidden = page.evaluate(
+        """() => [...document.querySelectorAll('h1, h2, a, img, li, p')]
+            .filter(e => !e.closest('[style*="display:none"]'))
+            .filter(e => { const r = e.getBoundingClientRect(); return r.width === 0 || r.height === 0; })
+            .map(e => e.outerHTML.slice(0, 80))"""
+    )
+    assert hidden == []
+    headings = page.locator("h2").all_inner_texts()
+    assert len(headings) == 9
+
+    # Every image loaded from the published web folder and scaled to the screen.
+    images = page.evaluate(
+        "() => [...document.images].map(i => [i.complete && i.naturalWidth > 0, i.getBoundingClientRect().width])"
+    )
+    assert images and all(loaded for loaded, _ in images)
+    assert all(shown_width <= width for _, shown_width in images)
+    assert all(url.startswith("https://newsletter.example.com/") for url in requests)
+    page.close()
+
+
+def test_desktop_columns_widen_to_600px(browser, built_dirs) -> None:
+    # The @media (min-width:480px) rules with !important are what widen MJML's mobile-first
+    # columns; if the inliner stripped !important, the column would stay at its inline width.
+    page, _ = open_email(browser, built_dirs["2020-12-13"], 900)
+    widths = page.evaluate("() => [...document.querySelectorAll('.mj-column-per-100')].map(e => e.offsetWidth)")
+    assert widths and all(w == 600 for w in widths)
+    page.close()
+
+
+def test_dark_mode_changes_the_background(browser, built_dirs) -> None:
+    page, _ = open_email(browser, built_dirs["2020-12-13"], 600)
+    light = page.evaluate("getComputedStyle(document.querySelector('div.mailer-card')).backgroundColor")
+    page.emulate_media(color_scheme="dark")
+    dark = page.evaluate("getComputedStyle(document.querySelector('div.mailer-card')).backgroundColor")
+    text = page.evaluate("getComputedStyle(document.querySelector('.mailer-card h2')).color")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "email-2020-12-13-dark.png"))
+    assert light == "rgb(255, 255, 255)"
+    assert dark == "rgb(22, 27, 34)"
+    assert text == "rgb(230, 237, 243)"
+    page.close()
