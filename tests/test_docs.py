@@ -1,0 +1,69 @@
+"""The README is part of the product: its quickstart, examples and command list are checked."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import click
+import pytest
+
+from mailer.cli import cli
+from mailer.config import load_config
+from mailer.issue import load_issue
+
+from .conftest import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def yaml_block_after(heading: str) -> str:
+    section = README.split(heading, 1)[1]
+    return re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+
+
+def test_quickstart_is_the_two_commands() -> None:
+    first_block = re.search(r"```sh\n(.*?)```", README, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
+    assert commands == ["make demo", "make test"]
+    assert README.index("make demo") < 300
+
+
+def test_issue_format_example_is_a_valid_issue(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "issues" / "img", tmp_path / "img")
+    path = tmp_path / "2026-11-29.yaml"
+    path.write_text(yaml_block_after("## The issue format"), encoding="utf-8")
+    issue = load_issue(path)
+    assert issue.number == 42
+    assert [s.heading for s in issue.sections] == ["Fuzzy Secrets", "Repo Cypher", "Dataset of the Week: CrossNER"]
+    assert issue.sections[0].list[1].links[1].label == "slides"
+
+
+def test_settings_example_is_valid(tmp_path: Path) -> None:
+    (tmp_path / "mailer.yaml").write_text(yaml_block_after("## Newsletter settings"), encoding="utf-8")
+    config = load_config(tmp_path)
+    assert config.sender.email == "newsletter@example.com"
+
+
+def all_commands() -> list[tuple[str, click.Command]]:
+    return [(name, command) for name, command in cli.commands.items()]
+
+
+@pytest.mark.parametrize(("name", "command"), all_commands(), ids=[n for n, _ in all_commands()])
+def test_every_command_is_documented_with_an_example(name: str, command: click.Command) -> None:
+    assert f"### `mailer {name}`" in README
+    with click.Context(command, info_name=name) as ctx:
+        help_text = command.get_help(ctx)
+    assert "Examples:" in help_text and f"mailer {name} " in help_text
+    for param in command.params:
+        for option in getattr(param, "opts", []):
+            if option.startswith("--") and option != "--help":
+                assert option in README, f"{option} of `mailer {name}` is not in the README"
+
+
+def test_exit_codes_in_readme_match_the_enum() -> None:
+    from mailer.errors import ExitStatus
+
+    for status in ExitStatus:
+        assert re.search(rf"^\| {status.value} \| ", README, re.M), status
