@@ -315,3 +315,13 @@ def test_input_error_is_raised_for_bad_markdown_link(workspace: Path) -> None:
     path = write(workspace / "issues" / "rel.yaml", MINIMAL_ISSUE.replace("https://example.com/a", "a.html"))
     with pytest.raises(InputError, match=r"rel.yaml:7: sections\[0\].body: link 'a.html'"):
         build_issue(path, load_config(workspace))
+
+
+def test_right_to_left_issue_is_laid_out_right_to_left(workspace: Path) -> None:
+    text = MINIMAL_ISSUE.replace("sections:", "lang: ar\nsections:").replace(
+        "Hello -first_name-, here is", "مرحبا -first_name-، هذا")
+    rendered = build_issue(write(workspace / "issues" / "ar.yaml", text), load_config(workspace))
+    assert '<html lang="ar" dir="rtl"' in rendered.html
+    assert "مرحبا -first_name-، هذا" in rendered.html
+    block = re.search(r'<div style="([^"]*)"><p[^>]*>مرحبا', rendered.html)
+    assert block and "text-align:right" in block.group(1)
