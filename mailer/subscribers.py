@@ -1,0 +1,198 @@
+"""Reading the subscribers CSV: UTF-8 (BOM or not), every problem at once, addresses normalised and de-duplicated."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailer.errors import InputError, Problem
+
+COLUMNS = ("email", "first_name", "last_name", "status", "tags")
+STATUSES = ("subscribed", "unsubscribed")
+
+# Deliberately permissive about the local part (SMTPUTF8 allows any Unicode there) and strict
+# about what breaks delivery: one @, no spaces or commas, a domain with a dot, RFC 5321 lengths.
+_ADDRESS = re.compile(r"^[^@\s,;<>\"()\[\]]+@[^@\s,;<>\"()\[\]_]+\.[^@\s,;<>\"()\[\]_.]{2,}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    email: str  # as written, with the domain lower-cased
+    first_name: str = ""
+    last_name: str = ""
+    tags: tuple[str, ...] = ()
+    line: int = 0
+
+    @property
+    def key(self) -> str:
+        """The identity used for de-duplication and the ledger: the address, case-folded."""
+        return self.email.casefold()
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    line: int
+    email: str
+    reason: str
+
+
+@dataclass
+class SubscriberList:
+    """The subscribers to mail, in file order, and what was left out and why."""
+
+    file_label: str
+    subscribers: list[Subscriber] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def find(self, email: str) -> Subscriber | None:
+        key = normalise_email(email).casefold()
+        return next((s for s in self.subscribers if s.key == key), None)
+
+
+def normalise_email(address: str) -> str:
+    """Trim and lower-case the domain (domains are case-insensitive; local parts, formally, are not)."""
+    address = address.strip()
+    local, at, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}" if at else address
+
+
+def email_problem(address: str) -> str | None:
+    """Why an address cannot be mailed, or None."""
+    if not address:
+        return "missing email address"
+    if not _ADDRESS.match(address) or ".." in address:
+        return f"invalid email address {address!r}"
+    local, _, domain = address.rpartition("@")
+    if len(local.encode()) > 64 or len(address.encode()) > 254:
+        return f"email address {address!r} is longer than SMTP allows"
+    return None
+
+
+def read_subscribers(
+    path: Path,
+    *,
+    file_label: str | None = None,
+    encoding: str | None = None,
+    skip_invalid: bool = False,
+    segment: str | None = None,
+) -> SubscriberList:
+    """Read and validate a subscribers CSV.
+
+    Invalid rows are errors (InputError listing all of them) unless `skip_invalid`, in which
+    case they are reported in `skipped`. Unsubscribed rows, rows outside `segment` and duplicate
+    addresses are never returned; they are listed in `skipped` with the reason.
+    """
+    label = file_label or str(path)
+    text = _decode(path, label, encoding)
+    rows = csv.reader(io.StringIO(text, newline=""), strict=True)
+    result = SubscriberList(label)
+    problems: list[Problem] = []
+    try:
+        header = next(rows, None)
+    except csv.Error as err:
+        raise InputError([Problem(label, f"not a readable CSV: {err}", 1)]) from None
+    if header is None:
+        raise InputError([Problem(label, "the file is empty", hint="the first line must be a header: "
+                                  + ",".join(COLUMNS))])
+    columns = _check_header(header, label, problems, result.warnings)
+    if problems:
+        raise InputError(problems)
+    first_line: dict[str, int] = {}
+    try:
+        for line, row in _numbered(rows):
+            if not any(cell.strip() for cell in row):
+                continue  # blank line
+            values = {name: row[index].strip() if index < len(row) else "" for name, index in columns.items()}
+            email = normalise_email(values["email"])
+            problem = email_problem(email)
+            status = (values.get("status") or "subscribed").lower()
+            if problem is None and status not in STATUSES:
+                problem = f"status must be 'subscribed' or 'unsubscribed', not {values['status']!r}"
+            if problem:
+                if skip_invalid:
+                    result.skipped.append(Skipped(line, email, problem))
+                else:
+                    problems.append(Problem(label, problem, line))
+                continue
+            tags = tuple(t.strip() for t in re.split(r"[;,]", values.get("tags", "")) if t.strip())
+            key = email.casefold()
+            if key in first_line:
+                result.warnings.append(Problem(label, f"duplicate of line {first_line[key]} ({email}); "
+                                              f"only line {first_line[key]} is used", line))
+                result.skipped.append(Skipped(line, email, f"duplicate of line {first_line[key]}"))
+                continue
+            first_line[key] = line
+            if status == "unsubscribed":
+                result.skipped.append(Skipped(line, email, "unsubscribed"))
+                continue
+            if segment is not None and segment not in tags:
+                result.skipped.append(Skipped(line, email, f"not tagged {segment!r}"))
+                continue
+            result.subscribers.append(Subscriber(email, values.get("first_name", ""), values.get("last_name", ""),
+                                                 tags, line))
+    except csv.Error as err:
+        problems.append(Problem(label, f"not a readable CSV: {err}", rows.line_num,
+                                hint="check the quotes on this line"))
+    if problems:
+        raise InputError(problems)
+    return result
+
+
+def _numbered(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
+    """Rows with their line number (the last line of a row whose quoted field spans lines)."""
+    for row in reader:
+        yield reader.line_num, row  # type: ignore[attr-defined]
+
+
+def _decode(path: Path, label: str, encoding: str | None) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError([Problem(label, "file not found", hint="check the path")]) from None
+    if encoding:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise InputError([Problem(label, f"unknown encoding {encoding!r}",
+                                      hint="e.g. --encoding cp1252 or --encoding latin-1")]) from None
+    try:
+        return data.decode(encoding or "utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise InputError([Problem(
+            label, f"not valid {encoding or 'UTF-8'} (byte 0x{data[err.start]:02x})", line,
+            hint="save the file as UTF-8, or name its encoding with --encoding (e.g. --encoding cp1252)",
+        )]) from None
+
+
+def _check_header(header: list[str], label: str, problems: list[Problem], warnings: list[Problem]) -> dict[str, int]:
+    columns: dict[str, int] = {}
+    for index, raw in enumerate(header):
+        name = raw.strip().lower().replace(" ", "_").replace("-", "_")
+        if name in COLUMNS:
+            if name in columns:
+                problems.append(Problem(label, f"column {name!r} appears twice in the header", 1))
+            columns[name] = index
+        elif name:
+            close = difflib.get_close_matches(name, COLUMNS, n=1, cutoff=0.6)
+            if close and close[0] not in [h.strip().lower() for h in header]:
+                problems.append(Problem(label, f"unknown column {raw.strip()!r}", 1,
+                                        hint=f"did you mean {close[0]!r}?"))
+            else:
+                warnings.append(Problem(label, f"column {raw.strip()!r} is not used", 1,
+                                        hint="known columns: " + ", ".join(COLUMNS)))
+    if "email" not in columns and not problems:
+        problems.append(Problem(label, "the header has no 'email' column", 1,
+                                hint="the first line must name the columns: " + ",".join(COLUMNS)))
+    return columns
