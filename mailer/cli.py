@@ -72,6 +72,83 @@ def build(issue_files: tuple[Path, ...], out_dir: Path | None) -> None:
         click.echo(f"  text:      {len(result.text.encode('utf-8')) / 1024:.1f} KB")
 
 
+EPILOG_SEND = """\b
+Examples:
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.csv              # dry run
+  mailer send issues/2020-12-13.yaml --test-to me@example.com --live            # one real test message
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.csv --live       # everyone
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.csv --live \\
+      --at "2026-11-29 08:00 Europe/Berlin"                                      # scheduled (SendGrid)
+"""
+
+
+@cli.command(epilog=EPILOG_SEND)
+@click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--subscribers", "subscribers_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="The subscribers CSV (columns: email, first_name, last_name, status, tags).")
+@click.option("--live", is_flag=True, help="Really send. Without it, nothing leaves the machine (dry run).")
+@click.option("--test-to", metavar="ADDRESS", help="Send one [TEST] message to ADDRESS only, never to the list.")
+@click.option("--as", "as_email", metavar="EMAIL",
+              help="With --test-to: use the data of this subscriber (default: the first one).")
+@click.option("--backend", type=click.Choice(["sendgrid", "smtp"]),
+              help="Delivery backend (default: from mailer.yaml).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation before a live send to the list.")
+@click.option("--force", is_flag=True, help="Send even if the content changed since the last test send.")
+@click.option("--at", "send_at", metavar="TIME",
+              help='Schedule: "2026-11-29 08:00 Europe/Berlin" (SendGrid, ≤ 72 h ahead).')
+@click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: requests are validated, nothing is delivered.")
+@click.option("--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second.")
+@click.option("--workers", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Batches sent at once (SMTP always uses one connection).")
+@click.option("--resend-uncertain", is_flag=True, help="Also send to recipients whose earlier delivery is uncertain.")
+@click.option("--retry-failed", is_flag=True, help="Also retry recipients whose earlier delivery failed.")
+@click.option("--segment", metavar="TAG", help="Only subscribers tagged TAG.")
+@click.option("--skip-invalid", is_flag=True, help="Skip invalid CSV rows (listed) instead of refusing to send.")
+@click.option("--encoding", metavar="NAME", help="The CSV's encoding when it is not UTF-8 (e.g. cp1252).")
+def send(issue_file: Path, subscribers_path: Path | None, live: bool, test_to: str | None, as_email: str | None,
+         backend: str | None, yes: bool, force: bool, send_at: str | None, sandbox: bool, rate: float | None,
+         workers: int, resend_uncertain: bool, retry_failed: bool, segment: str | None, skip_invalid: bool,
+         encoding: str | None) -> None:
+    """Send ISSUE_FILE: a dry run unless --live.
+
+    A dry run writes an outbox (.eml samples, a manifest line per recipient and, for SendGrid,
+    the exact request bodies) under the state folder and sends nothing. A live send records every
+    recipient in the ledger: running the same command again resumes, never mailing anyone twice.
+    """
+    from mailer import cli_send
+
+    cli_send.run_send(
+        issue_file, subscribers_path=subscribers_path, live=live, test_to=test_to, as_email=as_email,
+        backend_name=backend, yes=yes, force=force, send_at=send_at, sandbox=sandbox, rate=rate, workers=workers,
+        resend_uncertain=resend_uncertain, retry_failed=retry_failed, segment=segment, skip_invalid=skip_invalid,
+        encoding=encoding)
+
+
+@cli.command(epilog="""\b
+Examples:
+  mailer status issues/2020-12-13.yaml
+""")
+@click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--sandbox", is_flag=True, help="Show the sandbox sends instead of the real ones.")
+def status(issue_file: Path, sandbox: bool) -> None:
+    """Show who got ISSUE_FILE, who failed and who is uncertain, from the ledger."""
+    from mailer import cli_send
+
+    cli_send.run_status(issue_file, sandbox=sandbox)
+
+
+@cli.command(epilog="""\b
+Examples:
+  mailer cancel issues/2020-12-13.yaml
+""")
+@click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False))
+def cancel(issue_file: Path) -> None:
+    """Cancel a send of ISSUE_FILE scheduled with --at (SendGrid)."""
+    from mailer import cli_send
+
+    cli_send.run_cancel(issue_file)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turn MailerError into a message and its exit code; Ctrl-C into 130."""
     try:

@@ -27,8 +27,14 @@ class Config:
     web_base_url: str  # always ends with "/"
     unsubscribe_url: str
     reply_to: str | None = None
+    unsubscribe_mailbox: str | None = None
     first_name_fallback: str = "there"
     backend: str = "sendgrid"
+
+    @property
+    def unsubscribe_email(self) -> str:
+        """The mailbox behind the List-Unsubscribe mailto: link (default: the sender)."""
+        return self.unsubscribe_mailbox or self.sender.email
 
     @property
     def layouts_dir(self) -> Path:
@@ -65,6 +71,7 @@ def _config_schema() -> Record:
             "postal_address": Key(Str(), True),
             "web_base_url": Key(url, True),
             "unsubscribe_url": Key(url, True),
+            "unsubscribe_email": Key(email),
             "first_name_fallback": Key(Str(one_line=True), default="there"),
             "backend": Key(Choice("sendgrid", "smtp"), default="sendgrid"),
         },
@@ -96,6 +103,7 @@ def load_config(workspace: Path) -> Config:
         postal_address=fields["postal_address"],
         web_base_url=base if base.endswith("/") else base + "/",
         unsubscribe_url=fields["unsubscribe_url"],
+        unsubscribe_mailbox=fields["unsubscribe_email"],
         first_name_fallback=fields["first_name_fallback"],
         backend=fields["backend"],
     )

@@ -1,0 +1,71 @@
+"""Delivery backends behind one small protocol: prepare a batch, then send it once.
+
+`send` raises one of the errors below so that the sender (mailer/send.py) can decide, in one
+place, what is retried, what is failed, and what is uncertain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mailer.build import RenderedIssue
+from mailer.config import Config
+from mailer.errors import ExitStatus, MailerError
+from mailer.message import Personal
+from mailer.subscribers import Subscriber
+
+
+@dataclass(frozen=True)
+class Recipient:
+    subscriber: Subscriber
+    personal: Personal
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message_id: str | None
+
+
+class DeliveryError(Exception):
+    """Base of what a backend's send may raise."""
+
+
+class TransientError(DeliveryError):
+    """Not delivered, and worth retrying: throttling, a 5xx, a connection that never opened."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RejectedError(DeliveryError):
+    """Not delivered, and retrying will not help: the provider refused these recipients."""
+
+
+class UncertainError(DeliveryError):
+    """The request may have reached the provider: resending could deliver twice."""
+
+
+class FatalError(DeliveryError):
+    """Nothing was delivered and nothing will be until the user fixes something (a bad API key)."""
+
+
+class BackendConfigError(MailerError):
+    """A backend cannot start: missing key, malformed URL."""
+
+    exit_code = ExitStatus.INPUT_ERROR
+
+
+class Backend(Protocol):
+    name: str
+    max_batch: int
+
+    def prepare(self, rendered: RenderedIssue, config: Config, recipients: list[Recipient], *,
+                batch_id: str, options: Any) -> Any:
+        """Build what `send` will transmit for these recipients (no I/O)."""
+
+    def send(self, payload: Any) -> Accepted:
+        """Transmit one prepared batch; raise a DeliveryError subclass when it was not accepted."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,219 @@
+"""SendGrid v3 Mail Send through the official library: one request per batch of up to 1000 recipients."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import os
+import time
+import urllib.error
+from dataclasses import dataclass
+from datetime import datetime
+from http.client import HTTPException
+from typing import Any
+
+from mailer import placeholders
+from mailer.backends import (
+    Accepted,
+    BackendConfigError,
+    FatalError,
+    Recipient,
+    RejectedError,
+    TransientError,
+    UncertainError,
+)
+from mailer.build import RenderedIssue
+from mailer.config import Config
+
+API_KEY_ENV = "SENDGRID_API_KEY"
+API_HOST_ENV = "SENDGRID_API_HOST"
+DEFAULT_HOST = "https://api.sendgrid.com"
+# SendGrid's documented limits per request (https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send).
+MAX_PERSONALIZATIONS = 1000
+TIMEOUT_SECONDS = 30.0  # the library sets none: a stalled request would hang the send forever
+
+# python_http_client logs every request's headers, Authorization included, at DEBUG level.
+# Secrets must never reach a log: that library's logger is kept at WARNING.
+logging.getLogger("python_http_client.client").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class SendGridOptions:
+    send_at: datetime | None = None
+    schedule_id: str | None = None  # SendGrid's batch_id, for cancelling a scheduled send
+    sandbox: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """One Mail Send request: its JSON body and who it is for (to write the outbox and ledger)."""
+
+    body: dict[str, Any]
+    emails: tuple[str, ...]
+
+
+def api_key() -> str:
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    if not key:
+        raise BackendConfigError(
+            f"{API_KEY_ENV} is not set: a live SendGrid send needs an API key with Mail Send permission\n"
+            f"    hint: export {API_KEY_ENV}=SG.… (create one under Settings > API Keys), or leave out --live "
+            "for a dry run"
+        )
+    return key
+
+
+def api_host() -> str:
+    return os.environ.get(API_HOST_ENV, "").strip().rstrip("/") or DEFAULT_HOST
+
+
+class SendGridBackend:
+    name = "sendgrid"
+    max_batch = MAX_PERSONALIZATIONS
+
+    def __init__(self, *, key: str | None = None, host: str | None = None, timeout: float = TIMEOUT_SECONDS):
+        self._key = key
+        self._host = host or api_host()
+        self._timeout = timeout
+        self._client: Any = None
+
+    # -- preparing ---------------------------------------------------------------------------
+
+    def prepare(self, rendered: RenderedIssue, config: Config, recipients: list[Recipient], *,
+                batch_id: str, options: SendGridOptions) -> Request:
+        return Request(request_body(rendered, config, recipients, batch_id=batch_id, options=options),
+                       tuple(r.subscriber.email for r in recipients))
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _sendgrid(self) -> Any:
+        if self._client is None:
+            from sendgrid import SendGridAPIClient  # imported on first live use only
+
+            self._client = SendGridAPIClient(api_key=self._key or api_key(), host=self._host)
+        return self._client
+
+    def send(self, payload: Request) -> Accepted:
+        response = self._call(lambda client: client.client.mail.send.post(request_body=payload.body,
+                                                                          timeout=self._timeout))
+        return Accepted(response.headers.get("X-Message-Id"))
+
+    def create_schedule_id(self) -> str:
+        """Ask SendGrid for a batch id that groups a scheduled send so that it can be cancelled."""
+        response = self._call(lambda client: client.client.mail.batch.post(timeout=self._timeout))
+        return json.loads(response.body)["batch_id"]
+
+    def cancel_schedule(self, schedule_id: str) -> None:
+        self._call(lambda client: client.client.user.scheduled_sends.post(
+            request_body={"batch_id": schedule_id, "status": "cancel"}, timeout=self._timeout))
+
+    def _call(self, request: Any) -> Any:
+        from python_http_client import exceptions as http
+
+        try:
+            return request(self._sendgrid())
+        except http.TooManyRequestsError as err:
+            raise TransientError("SendGrid is throttling (429)", retry_after=_retry_after(err)) from None
+        except (http.UnauthorizedError, http.ForbiddenError) as err:
+            raise FatalError(f"SendGrid refused the API key ({err.status_code}): {_errors(err)}\n"
+                             f"    hint: check {API_KEY_ENV} and that the key has the Mail Send permission") from None
+        except http.PayloadTooLargeError as err:
+            raise FatalError(f"SendGrid says the request is too large (413): {_errors(err)}") from None
+        except http.BadRequestsError as err:
+            raise RejectedError(f"SendGrid rejected the request (400): {_errors(err)}") from None
+        except http.HTTPError as err:
+            if 500 <= int(err.status_code) < 600:
+                raise TransientError(f"SendGrid answered {err.status_code}: {_errors(err)}",
+                                     retry_after=_retry_after(err)) from None
+            raise RejectedError(f"SendGrid answered {err.status_code}: {_errors(err)}") from None
+        except urllib.error.URLError as err:
+            # urlopen wraps errors raised while connecting: the request never left.
+            raise TransientError(f"cannot reach SendGrid at {self._host}: {err.reason}") from None
+        except TimeoutError as err:
+            raise UncertainError(f"no answer from SendGrid within {self._timeout:g} s: {err}") from None
+        except (HTTPException, ConnectionError, OSError) as err:
+            raise UncertainError(f"the connection to SendGrid broke after the request was sent: "
+                                 f"{type(err).__name__}: {err}") from None
+
+    def close(self) -> None:
+        self._client = None
+
+
+def _errors(err: Any) -> str:
+    """SendGrid's own error messages from a failed response body."""
+    try:
+        body = json.loads(err.body)
+        messages = [f"{e.get('field') + ': ' if e.get('field') else ''}{e.get('message', '')}"
+                    for e in body.get("errors", [])]
+        return "; ".join(m for m in messages if m) or str(err.body)[:300]
+    except (ValueError, TypeError, AttributeError):
+        return str(getattr(err, "body", err))[:300]
+
+
+def _retry_after(err: Any) -> float | None:
+    headers = getattr(err, "headers", None) or {}
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            pass
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            return None
+    return None
+
+
+def _html_key(placeholder: str) -> str:
+    """The HTML part's own copy of a placeholder: SendGrid fills one value into both parts, and a
+    name such as `Tom & Jerry` must be escaped in HTML but not in the plain text."""
+    return placeholder[:-1] + "_html-"
+
+
+def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recipient], *, batch_id: str,
+                 options: SendGridOptions) -> dict[str, Any]:
+    content_html = rendered.html
+    for placeholder in placeholders.ALL.values():
+        content_html = content_html.replace(placeholder, _html_key(placeholder))
+    personalizations = []
+    for recipient in recipients:
+        subscriber, personal = recipient.subscriber, recipient.personal
+        to: dict[str, str] = {"email": subscriber.email}
+        # SendGrid refuses a name containing ',' or ';' (and the helper classes silently drop the address).
+        name = subscriber.full_name.replace(",", " ").replace(";", " ").strip()
+        if name:
+            to["name"] = name
+        substitutions = {}
+        for key, value in personal.values.items():
+            substitutions[placeholders.ALL[key]] = value
+            substitutions[_html_key(placeholders.ALL[key])] = html.escape(value, quote=True)
+        personalizations.append({
+            "to": [to],
+            "substitutions": substitutions,
+            "headers": dict(personal.headers),
+            # Opaque: lets webhook events be matched to a recipient without personal data.
+            "custom_args": {"mailer_recipient": hashlib.sha256(subscriber.key.encode()).hexdigest()[:20]},
+        })
+    body: dict[str, Any] = {
+        "personalizations": personalizations,
+        "from": {"email": config.sender.email, **({"name": config.sender.name} if config.sender.name else {})},
+        "subject": rendered.subject,
+        # text/plain must come before text/html (SendGrid's rule).
+        "content": [{"type": "text/plain", "value": rendered.text}, {"type": "text/html", "value": content_html}],
+        "categories": ["mailer", f"issue-{rendered.issue.slug}"[:255]],
+        "custom_args": {"mailer_issue": rendered.issue.slug, "mailer_batch": batch_id},
+    }
+    if config.reply_to:
+        body["reply_to"] = {"email": config.reply_to}
+    if options.send_at is not None:
+        body["send_at"] = int(options.send_at.timestamp())
+    if options.schedule_id:
+        body["batch_id"] = options.schedule_id
+    if options.sandbox:
+        body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+    return body

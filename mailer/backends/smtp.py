@@ -1,0 +1,183 @@
+"""SMTP delivery for self-hosted servers and test sends: one connection reused, one message per recipient."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from mailer.backends import (
+    Accepted,
+    BackendConfigError,
+    FatalError,
+    Recipient,
+    RejectedError,
+    TransientError,
+    UncertainError,
+)
+from mailer.build import RenderedIssue
+from mailer.config import Config
+from mailer.message import POLICY, POLICY_UTF8, build_mime
+
+URL_ENV = "MAILER_SMTP_URL"
+TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    implicit_tls: bool  # smtps:// (port 465)
+    starttls: bool
+    username: str | None
+    password: str | None
+
+    def __repr__(self) -> str:  # never show the password, even in a traceback
+        return f"SmtpSettings(host={self.host!r}, port={self.port}, user={self.username!r})"
+
+
+def settings_from_env() -> SmtpSettings:
+    raw = os.environ.get(URL_ENV, "").strip()
+    if not raw:
+        raise BackendConfigError(
+            f"{URL_ENV} is not set\n"
+            f"    hint: export {URL_ENV}=smtp://user:password@mail.example.com:587 (STARTTLS) or "
+            "smtps://user:password@mail.example.com:465 (TLS)"
+        )
+    return parse_url(raw)
+
+
+def parse_url(raw: str) -> SmtpSettings:
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if scheme not in ("smtp", "smtps", "smtp+insecure") or not parts.hostname:
+        raise BackendConfigError(
+            f"{URL_ENV} must look like smtp://user:password@host:587 or smtps://user:password@host:465 "
+            f"(got a {scheme or 'schemeless'} URL)"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise BackendConfigError(f"{URL_ENV} has an invalid port") from None
+    implicit = scheme == "smtps"
+    return SmtpSettings(
+        host=parts.hostname,
+        port=port or (465 if implicit else 587),
+        implicit_tls=implicit,
+        # smtp+insecure:// is for a local relay or test server with no TLS at all.
+        starttls=scheme == "smtp",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    message: EmailMessage
+    sender: str
+    recipient: str
+
+
+class SmtpBackend:
+    name = "smtp"
+    max_batch = 1  # one message per recipient: each gets its own ledger outcome
+
+    def __init__(self, settings: SmtpSettings | None = None, *, timeout: float = TIMEOUT_SECONDS,
+                 tls_context: ssl.SSLContext | None = None):
+        self._settings = settings
+        self._timeout = timeout
+        self._tls = tls_context
+        self._conn: smtplib.SMTP | None = None
+
+    def prepare(self, rendered: RenderedIssue, config: Config, recipients: list[Recipient], *,
+                batch_id: str, options: Any) -> Prepared:
+        (recipient,) = recipients
+        to = getattr(options, "to", None)
+        message = build_mime(rendered, config, recipient.subscriber, recipient.personal, to=to,
+                             test=getattr(options, "test", False))
+        return Prepared(message, config.sender.email, to or recipient.subscriber.email)
+
+    def _connect(self) -> smtplib.SMTP:
+        settings = self._settings or settings_from_env()
+        self._settings = settings
+        context = self._tls or ssl.create_default_context()
+        try:
+            if settings.implicit_tls:
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port, timeout=self._timeout,
+                                                      context=context)
+            else:
+                conn = smtplib.SMTP(settings.host, settings.port, timeout=self._timeout)
+            conn.ehlo()
+            if settings.starttls:
+                conn.starttls(context=context)
+                conn.ehlo()
+            if settings.username:
+                conn.login(settings.username, settings.password or "")
+        except smtplib.SMTPAuthenticationError as err:
+            raise FatalError(f"the SMTP server refused the login ({err.smtp_code})\n"
+                             f"    hint: check the user and password in {URL_ENV}") from None
+        except smtplib.SMTPNotSupportedError as err:
+            raise FatalError(f"the SMTP server at {settings.host}:{settings.port} does not support {err}\n"
+                             "    hint: use smtps:// for implicit TLS, or check the port") from None
+        except (OSError, smtplib.SMTPException) as err:
+            raise TransientError(f"cannot connect to {settings.host}:{settings.port}: {err}") from None
+        return conn
+
+    def send(self, payload: Prepared) -> Accepted:
+        if self._conn is None:
+            self._conn = self._connect()
+        conn = self._conn
+        needs_utf8 = not (payload.sender + payload.recipient).isascii()
+        options = []
+        if needs_utf8:
+            if not conn.has_extn("smtputf8"):
+                raise RejectedError(f"{payload.recipient}: the server does not support SMTPUTF8, which this "
+                                    "non-ASCII address needs")
+            options.append("SMTPUTF8")
+        if conn.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        data = payload.message.as_bytes(policy=POLICY_UTF8 if needs_utf8 else POLICY)
+        try:
+            code, reply = conn.mail(payload.sender, options)
+            if code != 250:
+                self._reset(conn)
+                raise _refused(code, reply, "MAIL FROM")
+            code, reply = conn.rcpt(payload.recipient)
+            if code not in (250, 251):
+                self._reset(conn)
+                raise _refused(code, reply, f"RCPT TO {payload.recipient}")
+        except (smtplib.SMTPServerDisconnected, OSError) as err:
+            # Nothing was sent yet: the server had closed an idle connection. Reconnect and retry.
+            self.close()
+            raise TransientError(f"the SMTP connection dropped before sending: {err}") from None
+        try:
+            code, reply = conn.data(data)
+        except (smtplib.SMTPServerDisconnected, OSError) as err:
+            self.close()
+            raise UncertainError(f"the SMTP connection dropped while the message was sent: {err}") from None
+        if code != 250:
+            raise _refused(code, reply, "DATA")
+        return Accepted(payload.message["Message-ID"])
+
+    @staticmethod
+    def _reset(conn: smtplib.SMTP) -> None:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            conn.rset()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                self._conn.quit()
+            self._conn = None
+
+
+def _refused(code: int, reply: bytes, step: str) -> Exception:
+    text = reply.decode("utf-8", "replace")
+    if 400 <= code < 500:
+        return TransientError(f"{step}: the server answered {code} {text} (temporary)")
+    return RejectedError(f"{step}: the server answered {code} {text}")

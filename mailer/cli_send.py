@@ -1,0 +1,271 @@
+"""The CLI side of `send`, `status` and `cancel`: parse, confirm, show progress and the final table.
+
+Split from cli.py so that `mailer --help` does not import the sending machinery.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+from mailer.build import RenderedIssue, build_issue
+from mailer.config import Config, find_workspace, load_config
+from mailer.errors import ExitStatus, MailerError
+from mailer.schema import display_path
+from mailer.send import (
+    Progress,
+    SendError,
+    SendOptions,
+    SendReport,
+    check_send_at,
+    dry_run,
+    ledger_key,
+    send_issue,
+    test_send,
+)
+from mailer.subscribers import Subscriber, SubscriberList, email_problem, normalise_email, read_subscribers
+
+
+class UsageError(MailerError):
+    exit_code = ExitStatus.USAGE
+
+
+def parse_send_at(text: str) -> datetime:
+    """'2026-11-29 08:00 Europe/Berlin', '2026-11-29T08:00+01:00' or '… UTC'."""
+    text = text.strip()
+    zone_match = re.match(r"^(.*\d)\s+([A-Za-z_]+(?:/[A-Za-z0-9_+\-]+)*)$", text)
+    try:
+        if zone_match:
+            when = datetime.fromisoformat(zone_match.group(1).replace(" ", "T", 1))
+            return when.replace(tzinfo=ZoneInfo(zone_match.group(2)))
+        when = datetime.fromisoformat(text)
+    except (ValueError, ZoneInfoNotFoundError) as err:
+        raise UsageError(f"--at {text!r}: {err}\n    hint: write it like "
+                         '"2026-11-29 08:00 Europe/Berlin" or "2026-11-29T08:00+01:00"') from None
+    if when.tzinfo is None:
+        raise UsageError(f"--at {text!r} has no time zone\n"
+                         '    hint: add one, e.g. "2026-11-29 08:00 Europe/Berlin" or "… UTC"')
+    return when
+
+
+def _backend(name: str, *, live: bool):
+    """The backend, with its credentials checked up front: a missing key must fail before any request."""
+    if name == "smtp":
+        from mailer.backends.smtp import SmtpBackend, settings_from_env
+
+        return SmtpBackend(settings_from_env() if live else None)
+    from mailer.backends.sendgrid import SendGridBackend, api_key
+
+    return SendGridBackend(key=api_key() if live else None)
+
+
+def _load(issue_file: Path) -> tuple[Config, RenderedIssue]:
+    config = load_config(find_workspace(issue_file.parent))
+    return config, build_issue(issue_file, config)
+
+
+def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, test_to: str | None,
+             as_email: str | None, backend_name: str | None, yes: bool, force: bool, send_at: str | None,
+             sandbox: bool, rate: float | None, workers: int, resend_uncertain: bool, retry_failed: bool,
+             segment: str | None, skip_invalid: bool, encoding: str | None) -> None:
+    if test_to is None and subscribers_path is None:
+        raise UsageError("--subscribers FILE is required (or --test-to ADDRESS for a single test message)")
+    if test_to is not None and email_problem(normalise_email(test_to)):
+        raise UsageError(f"--test-to: {email_problem(normalise_email(test_to))}")
+    when = parse_send_at(send_at) if send_at else None
+    config, rendered = _load(issue_file)
+    name = backend_name or config.backend
+    if when is not None:
+        if name != "sendgrid":
+            raise UsageError("--at needs the sendgrid backend: SMTP has no scheduling")
+        check_send_at(when)
+    if sandbox and name != "sendgrid":
+        raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --backend sendgrid")
+    subscribers = None
+    if subscribers_path is not None:
+        subscribers = read_subscribers(subscribers_path, file_label=display_path(subscribers_path),
+                                       encoding=encoding, skip_invalid=skip_invalid, segment=segment)
+        for warning in subscribers.warnings:
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
+    options = SendOptions(live=live, workers=workers, rate=rate, resend_uncertain=resend_uncertain,
+                          retry_failed=retry_failed, send_at=when, sandbox=sandbox, force=force)
+    backend = _backend(name, live=live)
+    if test_to is not None:
+        _run_test_send(rendered, config, subscribers, test_to, as_email, backend, options)
+        return
+    assert subscribers is not None
+    if not live:
+        report = dry_run(rendered, config, subscribers, backend, options)
+        _print_dry_run(report, rendered, name, subscribers_path)
+        return
+    _confirm(rendered, subscribers, name, when, yes, sandbox)
+    schedule = backend.create_schedule_id if when is not None else None
+    report = send_issue(rendered, config, subscribers, backend, options, progress=_progress(), schedule=schedule)
+    _print_report(report, rendered)
+    if not report.complete:
+        sys.exit(ExitStatus.DELIVERY_FAILED)
+
+
+def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: SubscriberList | None, to: str,
+                   as_email: str | None, backend, options: SendOptions) -> None:
+    subscriber: Subscriber | None
+    if as_email:
+        if subscribers is None:
+            raise UsageError("--as needs --subscribers to find that subscriber")
+        subscriber = subscribers.find(as_email)
+        if subscriber is None:
+            raise UsageError(f"--as {as_email}: not a subscribed address in {subscribers.file_label}")
+    elif subscribers is not None and subscribers.subscribers:
+        subscriber = subscribers.subscribers[0]
+    else:
+        subscriber = Subscriber(email=normalise_email(to))
+    report = test_send(rendered, config, subscriber, normalise_email(to), backend, options)
+    if report.live:
+        click.echo(f"Test message sent to {report.to} (as {report.as_email}); message id {report.message_id}.")
+        click.echo("Check it, then send to the list with the same command without --test-to.")
+    else:
+        click.echo(f"Dry run: the test message to {report.to} (as {report.as_email}) was written to "
+                   f"{display_path(report.eml_path)}")
+        click.echo("Add --live to send it for real.")
+
+
+def _confirm(rendered: RenderedIssue, subscribers: SubscriberList, backend: str, when: datetime | None, yes: bool,
+             sandbox: bool) -> None:
+    if yes:
+        return
+    what = f"Send \"{rendered.subject}\" to {len(subscribers.subscribers)} subscribers via {backend}"
+    what += f" at {when.isoformat()}" if when else " now"
+    what += " (sandbox: nothing is delivered)" if sandbox else ""
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what}? Not confirmed: no terminal to ask on\n    hint: pass --yes to confirm")
+    if not click.confirm(what + "?", default=False):
+        raise UsageError("Not sent.")
+
+
+def _progress() -> Progress:
+    if not sys.stderr.isatty():
+        return Progress(
+            on_start=lambda total: click.echo(f"sending to {total} recipient(s)", err=True),
+            on_batch=lambda count, outcome: click.echo(f"batch of {count}: {outcome}", err=True),
+            on_note=lambda message: click.secho(f"note: {message}", fg="yellow", err=True),
+        )
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+
+    bar = Bar(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} msg/s"),
+              TimeRemainingColumn(), transient=False)
+    task: list[int] = []
+
+    def start(total: int) -> None:
+        bar.start()
+        task.append(bar.add_task("send", total=total))
+
+    def batch(count: int, outcome: str) -> None:
+        bar.advance(task[0], count)
+        if bar.finished:
+            bar.stop()
+        if outcome != "accepted":
+            bar.console.print(f"[yellow]batch of {count}: {outcome}")
+
+    return Progress(on_start=start, on_batch=batch, on_note=lambda m: bar.console.print(f"[yellow]note: {m}"))
+
+
+def _table(rows: list[tuple[str, int]]) -> str:
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"  {label:<{width}}  {value:>8}" for label, value in rows)
+
+
+def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, subscribers_path: Path) -> None:
+    click.echo(f"DRY RUN of {rendered.issue.slug} via {backend}: nothing was sent.")
+    click.echo(f"  subject: {rendered.subject}")
+    sizes = report.request_bytes
+    click.echo(_table([
+        ("intended recipients", report.intended),
+        ("already accepted", report.accepted_before),
+        ("would send now", report.not_sent),
+        ("skipped", len(report.skipped)),
+        ("batches", report.batches),
+    ]))
+    if backend == "sendgrid" and sizes:
+        click.echo(f"  request sizes: {min(sizes) / 1024:.0f}–{max(sizes) / 1024:.0f} KB, "
+                   f"{sum(sizes) / 1024 / 1024:.1f} MB in all")
+    for skipped in report.skipped[:20]:
+        click.echo(f"  skip {skipped.email or '(no address)'} (line {skipped.line}): {skipped.reason}")
+    if len(report.skipped) > 20:
+        click.echo(f"  … and {len(report.skipped) - 20} more skipped (see the manifest)")
+    click.echo(f"Outbox: {display_path(report.outbox_dir)}/ (eml/ samples, manifest.jsonl"
+               + (", sendgrid/ request bodies)" if backend == "sendgrid" else ")"))
+    click.echo(f"To send for real: mailer send {display_path(rendered.issue.source_path)} --test-to YOU@example.com "
+               f"--live, then mailer send {display_path(rendered.issue.source_path)} --subscribers "
+               f"{display_path(subscribers_path)} --live")
+
+
+def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
+    click.echo(f"{rendered.issue.slug}:")
+    click.echo(_table([
+        ("intended", report.intended),
+        ("accepted", report.accepted),
+        ("  of which in earlier runs", report.accepted_before),
+        ("failed", report.failed),
+        ("uncertain", report.uncertain),
+        ("not sent yet", report.not_sent),
+        ("skipped", len(report.skipped)),
+    ]))
+    if report.stopped:
+        click.secho(f"Stopped: {report.stopped}", fg="red", err=True)
+    if report.failed:
+        click.echo("Failed recipients can be retried with --retry-failed (see `mailer status`).")
+    if report.uncertain:
+        click.echo("Uncertain recipients may have received the issue; --resend-uncertain sends to them again.")
+    if report.not_sent:
+        click.echo("Run the same command again to send to the rest.")
+
+
+def run_status(issue_file: Path, *, sandbox: bool) -> None:
+    from mailer.ledger import FAILED, UNCERTAIN, Ledger, ledger_path
+
+    config, rendered = _load(issue_file)
+    path = ledger_path(config.state_dir)
+    key = ledger_key(rendered, SendOptions(sandbox=sandbox))
+    if not path.exists():
+        click.echo(f"{key}: nothing sent yet (no ledger at {display_path(path)})")
+        return
+    ledger = Ledger(path)
+    try:
+        counts = ledger.counts(key)
+        click.echo(f"{key}:")
+        click.echo(_table([(state, count) for state, count in counts.items()]))
+        for row in ledger.rows(key, [FAILED, UNCERTAIN]):
+            click.echo(f"  {row.state:<9} {row.email}: {row.error}")
+        for schedule_id, at in ledger.active_schedules(key):
+            click.echo(f"  scheduled for {at} (SendGrid batch {schedule_id}); `mailer cancel` cancels it")
+    finally:
+        ledger.close()
+
+
+def run_cancel(issue_file: Path) -> None:
+    from mailer.backends import DeliveryError
+    from mailer.backends.sendgrid import SendGridBackend, api_key
+    from mailer.ledger import Ledger, ledger_path
+
+    config, rendered = _load(issue_file)
+    ledger = Ledger(ledger_path(config.state_dir))
+    try:
+        schedules = ledger.active_schedules(rendered.issue.slug)
+        if not schedules:
+            raise SendError(f"{rendered.issue.slug} has no scheduled send to cancel")
+        backend = SendGridBackend(key=api_key())
+        for schedule_id, at in schedules:
+            try:
+                backend.cancel_schedule(schedule_id)
+            except DeliveryError as err:
+                raise SendError(f"SendGrid did not cancel the send scheduled for {at}: {err}") from None
+            cancelled = ledger.cancel_schedule(rendered.issue.slug, schedule_id)
+            click.echo(f"Cancelled the send scheduled for {at}: {cancelled} recipient(s) will not receive it.")
+    finally:
+        ledger.close()

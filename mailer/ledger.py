@@ -1,0 +1,214 @@
+"""The per-recipient send record in SQLite: what was accepted, what failed, what is uncertain.
+
+The rule that keeps anyone from receiving an issue twice: a row is written `sending` (and
+committed) before its request leaves, and `accepted` only after the provider says so. A row
+found still `sending` by a later run was interrupted between the two, so it becomes `uncertain`
+and is never resent unless the user asks (--resend-uncertain).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailer.errors import ExitStatus, MailerError
+
+QUEUED, SENDING, ACCEPTED, FAILED, UNCERTAIN, CANCELLED = (
+    "queued", "sending", "accepted", "failed", "uncertain", "cancelled")
+STATES = (QUEUED, SENDING, ACCEPTED, FAILED, UNCERTAIN, CANCELLED)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    issue       TEXT NOT NULL,
+    recipient   TEXT NOT NULL,           -- the address, case-folded: the identity
+    email       TEXT NOT NULL,           -- the address as it was sent to
+    state       TEXT NOT NULL CHECK (state IN ('queued','sending','accepted','failed','uncertain','cancelled')),
+    batch       TEXT,
+    message_id  TEXT,
+    error       TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (issue, recipient)
+);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (issue, state);
+CREATE TABLE IF NOT EXISTS test_sends (
+    issue        TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    recipient    TEXT NOT NULL,
+    message_id   TEXT,
+    sent_at      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    issue        TEXT NOT NULL,
+    schedule_id  TEXT NOT NULL,          -- SendGrid's batch_id
+    send_at      TEXT NOT NULL,
+    state        TEXT NOT NULL,          -- scheduled | cancelled
+    created_at   TEXT NOT NULL
+);
+"""
+
+
+class LockedError(MailerError):
+    exit_code = ExitStatus.DELIVERY_FAILED
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Row:
+    recipient: str
+    email: str
+    state: str
+    message_id: str | None
+    error: str | None
+    updated_at: str
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed `sending` mark survives even a power cut, not just a killed process.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- planning ------------------------------------------------------------------------------
+
+    def recover_interrupted(self, issue: str) -> int:
+        """Rows left `sending` by a run that died: their requests may have left. Mark them uncertain."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET state=?, error=?, updated_at=? WHERE issue=? AND state=?",
+                (UNCERTAIN, "interrupted after the request was prepared: it may have been delivered",
+                 now(), issue, SENDING))
+            return cursor.rowcount
+
+    def states(self, issue: str) -> dict[str, str]:
+        return dict(self._db.execute("SELECT recipient, state FROM deliveries WHERE issue=?", (issue,)))
+
+    def queue(self, issue: str, recipients: Iterable[tuple[str, str]]) -> None:
+        """Record (key, email) pairs as queued; existing rows are left as they are."""
+        stamp = now()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO deliveries (issue, recipient, email, state, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'queued', ?, ?)",
+                ((issue, key, email, stamp, stamp) for key, email in recipients))
+
+    # -- the send itself -----------------------------------------------------------------------
+
+    def mark_sending(self, issue: str, keys: list[str], batch: str) -> None:
+        self._set(issue, keys, SENDING, batch=batch, count_attempt=True)
+
+    def mark(self, issue: str, keys: list[str], state: str, *, message_id: str | None = None,
+             error: str | None = None) -> None:
+        self._set(issue, keys, state, message_id=message_id, error=error)
+
+    def _set(self, issue: str, keys: list[str], state: str, *, batch: str | None = None,
+             message_id: str | None = None, error: str | None = None, count_attempt: bool = False) -> None:
+        stamp = now()
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE deliveries SET state=?, batch=COALESCE(?, batch), message_id=COALESCE(?, message_id), "
+                "error=?, attempts=attempts+?, updated_at=? WHERE issue=? AND recipient=?",
+                ((state, batch, message_id, error, int(count_attempt), stamp, issue, key) for key in keys))
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def counts(self, issue: str) -> dict[str, int]:
+        found = dict(self._db.execute("SELECT state, COUNT(*) FROM deliveries WHERE issue=? GROUP BY state",
+                                      (issue,)))
+        return {state: found.get(state, 0) for state in STATES}
+
+    def rows(self, issue: str, states: Iterable[str]) -> list[Row]:
+        wanted = list(states)
+        marks = ",".join("?" * len(wanted))
+        return [Row(*r) for r in self._db.execute(
+            f"SELECT recipient, email, state, message_id, error, updated_at FROM deliveries "  # noqa: S608
+            f"WHERE issue=? AND state IN ({marks}) ORDER BY updated_at, recipient", (issue, *wanted))]
+
+    def issues(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT issue FROM deliveries ORDER BY issue")]
+
+    # -- test sends and schedules --------------------------------------------------------------
+
+    def record_test_send(self, issue: str, content_hash: str, recipient: str, message_id: str | None) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO test_sends VALUES (?, ?, ?, ?, ?)",
+                       (issue, content_hash, recipient, message_id, now()))
+
+    def last_test_hash(self, issue: str) -> str | None:
+        row = self._db.execute("SELECT content_hash FROM test_sends WHERE issue=? ORDER BY rowid DESC LIMIT 1",
+                               (issue,)).fetchone()
+        return row[0] if row else None
+
+    def record_schedule(self, issue: str, schedule_id: str, send_at: datetime) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO schedules VALUES (?, ?, ?, 'scheduled', ?)",
+                       (issue, schedule_id, send_at.isoformat(), now()))
+
+    def active_schedules(self, issue: str) -> list[tuple[str, str]]:
+        return list(self._db.execute(
+            "SELECT schedule_id, send_at FROM schedules WHERE issue=? AND state='scheduled'", (issue,)))
+
+    def cancel_schedule(self, issue: str, schedule_id: str) -> int:
+        """Mark a schedule cancelled, and its accepted deliveries cancelled (so they can be sent again)."""
+        with self._transaction() as db:
+            db.execute("UPDATE schedules SET state='cancelled' WHERE issue=? AND schedule_id=?",
+                       (issue, schedule_id))
+            cursor = db.execute(
+                "UPDATE deliveries SET state=?, error=?, updated_at=? WHERE issue=? AND state=? AND batch LIKE ?",
+                (CANCELLED, "scheduled send cancelled", now(), issue, ACCEPTED, f"{schedule_id}:%"))
+            return cursor.rowcount
+
+
+def ledger_path(state_dir: Path) -> Path:
+    return state_dir / "ledger.sqlite3"
+
+
+@contextmanager
+def issue_lock(state_dir: Path, issue: str) -> Iterator[None]:
+    """Hold an exclusive lock for one issue's send; a second send of the same issue is refused.
+
+    An flock is released by the kernel when its process dies, so a crash never leaves a stale lock.
+    """
+    lock_dir = state_dir / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    handle = os.open(lock_dir / f"{issue}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(
+                f"another `mailer send` of {issue} is running (lock: {lock_dir / (issue + '.lock')})\n"
+                "    hint: wait for it to finish; two sends at once could mail someone twice"
+            ) from None
+        os.ftruncate(handle, 0)
+        os.write(handle, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(handle)

@@ -1,0 +1,146 @@
+"""Per-recipient values and headers, and complete MIME messages for SMTP and the dry-run outbox."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP, SMTPUTF8
+from email.utils import format_datetime, make_msgid
+from urllib.parse import quote, urlsplit
+
+from mailer import placeholders
+from mailer.build import RenderedIssue
+from mailer.config import Config
+from mailer.errors import ConfigError
+from mailer.subscribers import Subscriber
+
+# RFC 5322 allows 998 characters per line. At the default of 78 the email package turns a long
+# List-Unsubscribe (one URL and a token, nowhere to fold) into an =?utf-8?q?…?= encoded word,
+# which mail clients do not decode in that header: the unsubscribe button would disappear.
+POLICY = SMTP.clone(max_line_length=998)
+POLICY_UTF8 = SMTPUTF8.clone(max_line_length=998)
+
+SECRET_ENV = "MAILER_UNSUBSCRIBE_SECRET"
+# Used only by dry runs when no secret is set, so that the outbox shows the links' shape.
+# A live send refuses to run without the real secret.
+DRY_RUN_SECRET = b"dry-run-unsigned"
+
+
+def unsubscribe_secret(*, live: bool) -> bytes:
+    secret = os.environ.get(SECRET_ENV, "")
+    if secret:
+        return secret.encode()
+    if live:
+        raise ConfigError(
+            f"{SECRET_ENV} is not set: it signs each reader's unsubscribe link\n"
+            f"    hint: export {SECRET_ENV}=\"$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\" "
+            "and give the same value to the service behind unsubscribe_url"
+        )
+    return DRY_RUN_SECRET
+
+
+def unsubscribe_token(email: str, list_id: str, secret: bytes) -> str:
+    """An opaque, signed token naming one subscriber of one list (see verify_unsubscribe_token)."""
+    who = _b64(email.casefold().encode())
+    signature = hmac.new(secret, f"{list_id}\n{who}".encode(), hashlib.sha256).digest()[:18]
+    return f"{who}.{_b64(signature)}"
+
+
+def verify_unsubscribe_token(token: str, list_id: str, secret: bytes) -> str | None:
+    """The address a token was made for, or None if it was not signed with `secret`.
+
+    For the service behind `unsubscribe_url`: it receives `?token=…` and must check it.
+    """
+    who, _, signature = token.partition(".")
+    expected = hmac.new(secret, f"{list_id}\n{who}".encode(), hashlib.sha256).digest()[:18]
+    if not hmac.compare_digest(_b64(expected), signature):
+        return None
+    padded = who + "=" * (-len(who) % 4)
+    return base64.urlsafe_b64decode(padded).decode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def list_id(config: Config) -> str:
+    """RFC 2919 List-Id value, e.g. 'The NLP Cypher <the-nlp-cypher.newsletter.example.com>'."""
+    slug = re.sub(r"[^a-z0-9]+", "-", config.name.lower()).strip("-") or "newsletter"
+    host = urlsplit(config.web_base_url).hostname or "localhost"
+    return f"{config.name} <{slug}.{host}>"
+
+
+@dataclass(frozen=True)
+class Personal:
+    """What differs per recipient: placeholder values and the unsubscribe headers."""
+
+    values: dict[str, str]
+    headers: dict[str, str]
+
+
+def personalise(subscriber: Subscriber, rendered: RenderedIssue, config: Config, secret: bytes) -> Personal:
+    the_list = list_id(config)
+    token = unsubscribe_token(subscriber.email, the_list, secret)
+    separator = "&" if "?" in config.unsubscribe_url else "?"
+    unsubscribe = f"{config.unsubscribe_url}{separator}token={token}"
+    mailto = f"mailto:{config.unsubscribe_email}?subject={quote('unsubscribe ' + token)}"
+    values = {
+        "first_name": subscriber.first_name or config.first_name_fallback,
+        "email": subscriber.email,
+        "unsubscribe_url": unsubscribe,
+        "web_url": config.web_url(rendered.issue.slug),
+    }
+    headers = {
+        # RFC 8058 one-click unsubscribe, required by Gmail and Yahoo for bulk senders since 2024:
+        # both an https and a mailto link, and the List-Unsubscribe-Post header.
+        "List-Unsubscribe": f"<{unsubscribe}>, <{mailto}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": the_list,
+    }
+    return Personal(values, headers)
+
+
+def subject_for(rendered: RenderedIssue, personal: Personal, *, test: bool = False) -> str:
+    subject = placeholders.fill(rendered.subject, personal.values)
+    return f"[TEST] {subject}" if test else subject
+
+
+def build_mime(
+    rendered: RenderedIssue,
+    config: Config,
+    subscriber: Subscriber,
+    personal: Personal,
+    *,
+    to: str | None = None,
+    test: bool = False,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """A complete multipart/alternative message, exactly as the recipient receives it."""
+    recipient = to or subscriber.email
+    needs_utf8 = not (recipient + config.sender.email).isascii()
+    message = EmailMessage(policy=POLICY_UTF8 if needs_utf8 else POLICY)
+    message["From"] = _address(config.sender.name, config.sender.email)
+    message["To"] = _address(subscriber.full_name if not to else "", recipient)
+    if config.reply_to:
+        message["Reply-To"] = config.reply_to
+    message["Subject"] = subject_for(rendered, personal, test=test)
+    message["Date"] = format_datetime(now or datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=config.sender.email.rpartition("@")[2])
+    for name, value in personal.headers.items():
+        message[name] = value
+    message.set_content(placeholders.fill(rendered.text, personal.values), charset="utf-8")
+    message.add_alternative(placeholders.fill(rendered.html, personal.values, escape_html=True),
+                            subtype="html", charset="utf-8")
+    return message
+
+
+def _address(name: str | None, email: str) -> Address:
+    local, _, domain = email.rpartition("@")
+    return Address(display_name=name or "", username=local, domain=domain)

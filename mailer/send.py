@@ -1,0 +1,482 @@
+"""Sending an issue: plan, batch, rate, retry, resume. Reports progress through a callback; never prints.
+
+The guarantee: nobody receives an issue twice and nobody is silently skipped, whatever happens
+mid-send (crash, Ctrl-C, provider outage). See mailer/ledger.py for the rule that makes it so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mailer import ledger as ledger_states
+from mailer.backends import (
+    Accepted,
+    Backend,
+    DeliveryError,
+    FatalError,
+    Recipient,
+    RejectedError,
+    TransientError,
+    UncertainError,
+)
+from mailer.build import RenderedIssue
+from mailer.config import Config
+from mailer.errors import ExitStatus, MailerError
+from mailer.ledger import Ledger, issue_lock, ledger_path
+from mailer.message import build_mime, personalise, unsubscribe_secret
+from mailer.subscribers import Skipped, Subscriber, SubscriberList
+
+SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
+EML_SAMPLES = 5
+
+
+class SendError(MailerError):
+    """A send could not start or had to stop; nothing was sent that the ledger does not know of."""
+
+    exit_code = ExitStatus.DELIVERY_FAILED
+
+
+class NotApprovedError(MailerError):
+    exit_code = ExitStatus.INPUT_ERROR
+
+
+class Interrupted(MailerError):
+    exit_code = ExitStatus.INTERRUPTED
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6  # tries per batch, the first included
+    base_seconds: float = 1.0
+    cap_seconds: float = 60.0
+    max_wait_seconds: float = 900.0  # the longest a 429's reset time is waited for
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_wait_seconds)
+        # "Full jitter": spreads retries of concurrent workers so they do not hit the provider together.
+        return random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** attempt))
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    live: bool = False
+    workers: int = 4
+    rate: float | None = None  # messages per second
+    resend_uncertain: bool = False
+    retry_failed: bool = False
+    max_consecutive_failures: int = 5
+    retry: RetryPolicy = RetryPolicy()
+    send_at: datetime | None = None
+    sandbox: bool = False
+    force: bool = False  # skip the approval gate
+
+
+@dataclass
+class SendReport:
+    intended: int = 0
+    accepted_before: int = 0
+    accepted_now: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    not_sent: int = 0  # still queued: the run stopped before reaching them
+    skipped: list[Skipped] = field(default_factory=list)
+    stopped: str | None = None
+    batches: int = 0
+    outbox_dir: Path | None = None
+    request_bytes: list[int] = field(default_factory=list)
+    live: bool = False
+
+    @property
+    def accepted(self) -> int:
+        return self.accepted_before + self.accepted_now
+
+    @property
+    def complete(self) -> bool:
+        return self.accepted == self.intended
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Events for the CLI's progress bar or log lines."""
+
+    on_start: Callable[[int], None] = lambda total: None
+    on_batch: Callable[[int, str], None] = lambda count, outcome: None
+    on_note: Callable[[str], None] = lambda message: None
+
+
+def content_hash(rendered: RenderedIssue) -> str:
+    digest = hashlib.sha256()
+    for part in (rendered.subject, rendered.html, rendered.text):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def ledger_key(rendered: RenderedIssue, options: SendOptions) -> str:
+    # Sandbox sends deliver nothing: they must never count as deliveries of the real issue.
+    return rendered.issue.slug + ("@sandbox" if options.sandbox else "")
+
+
+def check_send_at(send_at: datetime, *, now: datetime | None = None) -> None:
+    current = now or datetime.now(UTC)
+    if send_at.tzinfo is None:
+        raise SendError("--at needs a time zone, e.g. \"2026-11-29 08:00 Europe/Berlin\"")
+    if send_at <= current:
+        raise SendError(f"--at {send_at.isoformat()} is in the past\n    hint: give a time in the future")
+    if send_at - current > SCHEDULE_HORIZON:
+        raise SendError(f"--at {send_at.isoformat()} is more than 72 hours ahead, which SendGrid refuses\n"
+                        "    hint: schedule it closer to the date, or run the send then")
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    to_send: list[Subscriber]
+    accepted_before: int
+    held_back: list[Skipped]  # uncertain or failed recipients not retried in this run
+
+
+def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOptions) -> Plan:
+    to_send, held_back, accepted_before = [], [], 0
+    for subscriber in subscribers:
+        state = states.get(subscriber.key)
+        if state == ledger_states.ACCEPTED:
+            accepted_before += 1
+        elif state == ledger_states.UNCERTAIN and not options.resend_uncertain:
+            held_back.append(Skipped(subscriber.line, subscriber.email,
+                                     "uncertain: may have been delivered (--resend-uncertain sends again)"))
+        elif state == ledger_states.FAILED and not options.retry_failed:
+            held_back.append(Skipped(subscriber.line, subscriber.email, "failed earlier (--retry-failed retries)"))
+        else:
+            to_send.append(subscriber)
+    return Plan(to_send, accepted_before, held_back)
+
+
+def _batches(items: list[Subscriber], size: int) -> Iterator[list[Subscriber]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class RateLimiter:
+    """At most `rate` messages per second on average, counted from the first batch."""
+
+    def __init__(self, rate: float | None, sleep: Callable[[float], None] = time.sleep):
+        self.rate = rate
+        self.sleep = sleep
+        self.started: float | None = None
+        self.sent = 0
+
+    def acquire(self, count: int) -> None:
+        if not self.rate:
+            return
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        due = self.started + self.sent / self.rate
+        if due > now:
+            self.sleep(due - now)
+        self.sent += count
+
+
+# -- delivering one batch ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str  # accepted | failed | uncertain | queued (not sent: fatal error or stopped)
+    message_id: str | None = None
+    error: str | None = None
+    fatal: bool = False
+
+
+def deliver(backend: Backend, payload: Any, policy: RetryPolicy, stop: threading.Event) -> Outcome:
+    """Send one batch, retrying what is safe to retry; classify the result for the ledger."""
+    last_error = ""
+    for attempt in range(policy.attempts):
+        try:
+            accepted: Accepted = backend.send(payload)
+            return Outcome(ledger_states.ACCEPTED, message_id=accepted.message_id)
+        except TransientError as err:
+            last_error = str(err)
+            if attempt + 1 == policy.attempts:
+                break
+            if stop.wait(policy.delay(attempt, err.retry_after)):
+                return Outcome(ledger_states.QUEUED, error=f"stopped while waiting to retry: {err}")
+        except RejectedError as err:
+            return Outcome(ledger_states.FAILED, error=str(err))
+        except UncertainError as err:
+            return Outcome(ledger_states.UNCERTAIN, error=str(err))
+        except FatalError as err:
+            return Outcome(ledger_states.QUEUED, error=str(err), fatal=True)
+        except DeliveryError as err:  # pragma: no cover - every backend raises a subclass above
+            return Outcome(ledger_states.UNCERTAIN, error=str(err))
+    return Outcome(ledger_states.FAILED, error=f"gave up after {policy.attempts} attempts: {last_error}")
+
+
+# -- live send ---------------------------------------------------------------------------------
+
+
+def send_issue(
+    rendered: RenderedIssue,
+    config: Config,
+    subscribers: SubscriberList,
+    backend: Backend,
+    options: SendOptions,
+    *,
+    progress: Progress = Progress(),
+    schedule: Callable[[], str] | None = None,
+) -> SendReport:
+    """Deliver to every planned subscriber, recording each one's fate in the ledger."""
+    secret = unsubscribe_secret(live=True)
+    key = ledger_key(rendered, options)
+    report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=True)
+    state_dir = config.state_dir
+    with issue_lock(state_dir, key):
+        ledger = Ledger(ledger_path(state_dir))
+        try:
+            if not options.force and not options.sandbox and ledger.last_test_hash(key) != content_hash(rendered):
+                raise NotApprovedError(
+                    f"{rendered.issue.slug} has not been test-sent as it is now: the content changed since the "
+                    "last test send, or there was none\n"
+                    f"    hint: mailer send {rendered.issue.source_path} --test-to YOU@example.com --live, check "
+                    "it, then send again (or pass --force)")
+            recovered = ledger.recover_interrupted(key)
+            if recovered:
+                progress.on_note(f"{recovered} recipient(s) of an interrupted run are now uncertain: "
+                                 "they may have received the issue and will not be sent again")
+            planned = plan(subscribers.subscribers, ledger.states(key), options)
+            report.accepted_before = planned.accepted_before
+            report.skipped.extend(planned.held_back)
+            ledger.queue(key, ((s.key, s.email) for s in planned.to_send))
+            run_id = uuid.uuid4().hex[:12]
+            if options.send_at is not None and planned.to_send:
+                if schedule is None:
+                    raise SendError(f"the {backend.name} backend cannot schedule a send\n"
+                                    "    hint: --at needs --backend sendgrid")
+                run_id = schedule()
+                ledger.record_schedule(key, run_id, options.send_at)
+            payload_options = _payload_options(options, run_id)
+            progress.on_start(len(planned.to_send))
+            _run_batches(rendered, config, backend, ledger, key, planned.to_send, options, payload_options, secret,
+                         run_id, report, progress)
+            intended_keys = {s.key for s in subscribers.subscribers}
+            states = {k: v for k, v in ledger.states(key).items() if k in intended_keys}
+            tally = Counter(states.values())
+            report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before
+            report.failed = tally[ledger_states.FAILED]
+            report.uncertain = tally[ledger_states.UNCERTAIN]
+            report.not_sent = tally[ledger_states.QUEUED] + tally[ledger_states.CANCELLED]
+        finally:
+            ledger.close()
+    return report
+
+
+def _payload_options(options: SendOptions, schedule_id: str) -> Any:
+    from mailer.backends.sendgrid import SendGridOptions
+
+    return SendGridOptions(send_at=options.send_at, schedule_id=schedule_id if options.send_at else None,
+                           sandbox=options.sandbox)
+
+
+def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledger: Ledger, key: str,
+                 to_send: list[Subscriber], options: SendOptions, payload_options: Any, secret: bytes, run_id: str,
+                 report: SendReport, progress: Progress) -> None:
+    stop = threading.Event()
+    limiter = RateLimiter(options.rate)
+    workers = max(1, min(options.workers, 1 if backend.max_batch == 1 else options.workers))
+    in_flight: dict[Future[Outcome], list[str]] = {}
+    consecutive_failures = 0
+    fatal: str | None = None
+
+    def settle(done: set[Future[Outcome]]) -> None:
+        nonlocal consecutive_failures, fatal
+        for future in done:
+            keys = in_flight.pop(future)
+            outcome = future.result()
+            ledger.mark(key, keys, outcome.state, message_id=outcome.message_id, error=outcome.error)
+            progress.on_batch(len(keys), outcome.state)
+            if outcome.state == ledger_states.ACCEPTED:
+                consecutive_failures = 0
+            elif outcome.fatal:
+                fatal = outcome.error
+                stop.set()
+            elif outcome.state != ledger_states.QUEUED:
+                consecutive_failures += 1
+                if consecutive_failures >= options.max_consecutive_failures and not stop.is_set():
+                    report.stopped = (f"stopped after {consecutive_failures} failed batches in a row; "
+                                      f"the last error: {outcome.error}")
+                    stop.set()
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailer-send")
+    interrupted = False
+    try:
+        for number, batch in enumerate(_batches(to_send, backend.max_batch), start=1):
+            if stop.is_set():
+                break
+            limiter.acquire(len(batch))
+            recipients = [Recipient(s, personalise(s, rendered, config, secret)) for s in batch]
+            batch_id = f"{run_id}:{number:05d}"
+            payload = backend.prepare(rendered, config, recipients, batch_id=batch_id, options=payload_options)
+            keys = [s.key for s in batch]
+            ledger.mark_sending(key, keys, batch_id)  # committed before the request can leave
+            report.batches += 1
+            in_flight[pool.submit(deliver, backend, payload, options.retry, stop)] = keys
+            while len(in_flight) >= workers:
+                settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+        while in_flight:
+            settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+    except KeyboardInterrupt:
+        # Let the requests already on the wire finish and record them; waiting retries stop at once.
+        # A second Ctrl-C leaves their rows `sending`, which the next run turns into `uncertain`.
+        interrupted = True
+        stop.set()
+        while in_flight:
+            settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+    finally:
+        pool.shutdown(wait=True)
+        backend.close()
+    if interrupted:
+        raise Interrupted("interrupted: every recipient's state is recorded; run the same command again to "
+                          "resume (nobody already accepted is sent again)")
+    if fatal:
+        raise SendError(f"{fatal}\n    nothing more was sent; the same command resumes once this is fixed")
+
+
+# -- dry run and test sends --------------------------------------------------------------------
+
+
+def dry_run(
+    rendered: RenderedIssue,
+    config: Config,
+    subscribers: SubscriberList,
+    backend: Backend,
+    options: SendOptions,
+    *,
+    outbox_root: Path | None = None,
+) -> SendReport:
+    """Do everything but send: plan against the ledger, write .eml samples, a manifest, request bodies."""
+    secret = unsubscribe_secret(live=False)
+    key = ledger_key(rendered, options)
+    path = ledger_path(config.state_dir)
+    states: dict[str, str] = {}
+    if path.exists():
+        ledger = Ledger(path)
+        try:
+            states = ledger.states(key)
+        finally:
+            ledger.close()
+    planned = plan(subscribers.subscribers, states, options)
+    report = SendReport(intended=len(subscribers.subscribers), accepted_before=planned.accepted_before,
+                        skipped=[*subscribers.skipped, *planned.held_back], live=False)
+    outbox = (outbox_root or config.state_dir / "outbox") / rendered.issue.slug
+    if outbox.exists():
+        shutil.rmtree(outbox)
+    (outbox / "eml").mkdir(parents=True)
+    report.outbox_dir = outbox
+    payload_options = _payload_options(options, "dry-run")
+    writes_requests = backend.name == "sendgrid"
+    if writes_requests:
+        (outbox / "sendgrid").mkdir()
+    with (outbox / "manifest.jsonl").open("w", encoding="utf-8", newline="\n") as manifest:
+        for skipped in report.skipped:
+            manifest.write(json.dumps({"email": skipped.email, "line": skipped.line, "action": "skip",
+                                       "reason": skipped.reason}, ensure_ascii=False) + "\n")
+        sample = 0
+        for number, batch in enumerate(_batches(planned.to_send, backend.max_batch), start=1):
+            batch_id = f"dry-run:{number:05d}"
+            recipients = [Recipient(s, personalise(s, rendered, config, secret)) for s in batch]
+            for recipient in recipients:
+                manifest.write(json.dumps({"email": recipient.subscriber.email, "line": recipient.subscriber.line,
+                                           "action": "send", "batch": number}, ensure_ascii=False) + "\n")
+                if sample < EML_SAMPLES:
+                    sample += 1
+                    message = build_mime(rendered, config, recipient.subscriber, recipient.personal)
+                    name = f"{sample:02d}-{_safe(recipient.subscriber.email)}.eml"
+                    (outbox / "eml" / name).write_bytes(bytes(message))
+            report.batches += 1
+            if writes_requests:
+                payload = backend.prepare(rendered, config, recipients, batch_id=batch_id, options=payload_options)
+                data = json.dumps(payload.body, ensure_ascii=False).encode("utf-8")
+                (outbox / "sendgrid" / f"request-{number:05d}.json").write_bytes(data)
+                report.request_bytes.append(len(data))
+            else:
+                report.request_bytes.append(0)
+    report.not_sent = len(planned.to_send)
+    return report
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "@._-+" else "_" for c in text)
+
+
+@dataclass
+class TestSendReport:
+    to: str
+    as_email: str
+    live: bool
+    message_id: str | None = None
+    eml_path: Path | None = None
+
+
+def test_send(
+    rendered: RenderedIssue,
+    config: Config,
+    subscriber: Subscriber,
+    to: str,
+    backend: Backend,
+    options: SendOptions,
+) -> TestSendReport:
+    """Send exactly one message to `to`, as `subscriber` would receive it, with a [TEST] subject."""
+    secret = unsubscribe_secret(live=options.live)
+    personal = personalise(subscriber, rendered, config, secret)
+    test_rendered = dataclasses.replace(rendered, subject=f"[TEST] {rendered.subject}")
+    report = TestSendReport(to=to, as_email=subscriber.email, live=options.live)
+    recipient = Recipient(dataclasses.replace(subscriber, email=to), personal)
+    if not options.live:
+        outbox = config.state_dir / "outbox" / rendered.issue.slug / "test"
+        outbox.mkdir(parents=True, exist_ok=True)
+        message = build_mime(test_rendered, config, subscriber, personal, to=to)
+        report.eml_path = outbox / f"{_safe(to)}.eml"
+        report.eml_path.write_bytes(bytes(message))
+        return report
+    payload = backend.prepare(test_rendered, config, [recipient], batch_id="test",
+                              options=_TestOptions(to=to, sandbox=options.sandbox))
+    outcome = deliver(backend, payload, options.retry, threading.Event())
+    backend.close()
+    if outcome.state != ledger_states.ACCEPTED:
+        raise SendError(f"the test send to {to} was not accepted: {outcome.error}")
+    report.message_id = outcome.message_id
+    if not options.sandbox:
+        ledger = Ledger(ledger_path(config.state_dir))
+        try:
+            ledger.record_test_send(ledger_key(rendered, options), content_hash(rendered), to, outcome.message_id)
+        finally:
+            ledger.close()
+    return report
+
+
+@dataclass(frozen=True)
+class _TestOptions:
+    """Payload options for a test send: SendGrid's fields plus the SMTP backend's `to`."""
+
+    to: str
+    sandbox: bool = False
+    send_at: datetime | None = None
+    schedule_id: str | None = None
