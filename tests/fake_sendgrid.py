@@ -1,0 +1,215 @@
+"""A local HTTP server that checks Mail Send requests the way SendGrid v3 documents them.
+
+https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send (limits and rules below).
+It records every recipient it accepted, and can be told to answer 429, 500, drop the connection
+or stall, so that the sender's retry and ledger logic meet real HTTP behaviour.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+API_KEY = "SG.test-key-never-shown"
+RESERVED_HEADERS = {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
+                    "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc"}
+MAX_BYTES = 30 * 1024 * 1024
+
+
+def validate_mail_send(body: Any, now: float | None = None) -> list[dict[str, str]]:
+    """SendGrid's documented rules for POST /v3/mail/send; returns its error objects."""
+    errors: list[dict[str, str]] = []
+
+    def err(field_name: str, message: str) -> None:
+        errors.append({"field": field_name, "message": message})
+
+    if not isinstance(body, dict):
+        return [{"field": "", "message": "Bad Request"}]
+    personalizations = body.get("personalizations")
+    if not isinstance(personalizations, list) or not 1 <= len(personalizations) <= 1000:
+        err("personalizations", "The personalizations field is required and must have at least one and at "
+                                "most 1000 personalizations.")
+        personalizations = []
+    seen: set[str] = set()
+    recipients = 0
+    for i, p in enumerate(personalizations):
+        to = p.get("to")
+        if not isinstance(to, list) or not to:
+            err(f"personalizations.{i}.to", "The to array is required for all personalization objects.")
+            continue
+        for kind in ("to", "cc", "bcc"):
+            for j, address in enumerate(p.get(kind, [])):
+                recipients += 1
+                email = str(address.get("email", ""))
+                if "@" not in email:
+                    err(f"personalizations.{i}.{kind}.{j}.email", "Does not contain a valid address.")
+                if email.lower() in seen:
+                    err(f"personalizations.{i}.{kind}.{j}.email",
+                        "Each email address in the personalization block should be unique.")
+                seen.add(email.lower())
+                name = address.get("name", "")
+                if "," in name or ";" in name:
+                    err(f"personalizations.{i}.{kind}.{j}.name", "The name may not contain ',' or ';'.")
+        subs = p.get("substitutions", {})
+        if len(json.dumps(subs).encode()) > 10000:
+            err(f"personalizations.{i}.substitutions", "The substitutions may not exceed 10,000 bytes.")
+        for name in p.get("headers", {}):
+            if name.lower() in RESERVED_HEADERS:
+                err(f"personalizations.{i}.headers", f"The header {name} is reserved.")
+        if len(json.dumps(p.get("custom_args", {})).encode()) > 10000:
+            err(f"personalizations.{i}.custom_args", "custom_args may not exceed 10,000 bytes.")
+    if recipients > 1000:
+        err("personalizations", "The total number of recipients must be no more than 1000.")
+    sender = body.get("from")
+    if not isinstance(sender, dict) or "@" not in str(sender.get("email", "")):
+        err("from.email", "The from email does not contain a valid address.")
+    if not body.get("subject") and not all(p.get("subject") for p in personalizations):
+        err("subject", "The subject is required.")
+    content = body.get("content")
+    if not isinstance(content, list) or not content:
+        err("content", "Unless a valid template_id is provided, the content parameter is required.")
+    else:
+        types = [c.get("type") for c in content]
+        if "text/plain" in types and types[0] != "text/plain":
+            err("content", "If present, text/plain must be first, followed by any other content.")
+        if any(not c.get("value") for c in content):
+            err("content", "Each content object must have a value.")
+    for name in body.get("headers", {}):
+        if name.lower() in RESERVED_HEADERS:
+            err("headers", f"The header {name} is reserved.")
+    if len(body.get("categories", [])) > 10:
+        err("categories", "You may not have more than 10 categories per request.")
+    if len(json.dumps(body.get("custom_args", {})).encode()) > 10000:
+        err("custom_args", "custom_args may not exceed 10,000 bytes.")
+    if "send_at" in body:
+        current = now or time.time()
+        if not isinstance(body["send_at"], int) or body["send_at"] > current + 72 * 3600:
+            err("send_at", "The send_at parameter must be a Unix timestamp at most 72 hours in the future.")
+    return errors
+
+
+@dataclass
+class FakeSendGrid:
+    """Behaviour knobs and what was received. `script` answers requests in order before `default`."""
+
+    default: str = "accept"  # accept | accept_drop | 429 | 500 | drop | stall | 401
+    script: deque[str] = field(default_factory=deque)
+    stall_seconds: float = 5.0
+    delay_seconds: float = 0.0  # think time before answering each Mail Send request
+    accepted: list[str] = field(default_factory=list)  # every recipient ever accepted, in order
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    auth_headers: list[str] = field(default_factory=list)
+    scheduled: dict[str, str] = field(default_factory=dict)
+    keep_bodies: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def next_behaviour(self) -> str:
+        with self.lock:
+            return self.script.popleft() if self.script else self.default
+
+
+def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+        def _answer(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(body).encode() if body is not None else b""
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("Content-Length", 0))
+            if length > MAX_BYTES:
+                self._answer(413, {"errors": [{"message": "Payload too large"}]})
+                return
+            raw = self.rfile.read(length)
+            with fake.lock:
+                fake.paths.append(self.path)
+                fake.auth_headers.append(self.headers.get("Authorization", ""))
+            if self.headers.get("Authorization") != f"Bearer {API_KEY}":
+                self._answer(401, {"errors": [{"field": None, "message": "The provided authorization grant is "
+                                               "invalid, expired, or revoked"}]})
+                return
+            if self.path == "/v3/mail/batch":
+                self._answer(201, {"batch_id": f"batch-{next(fake._ids)}"})
+                return
+            if self.path == "/v3/user/scheduled_sends":
+                body = json.loads(raw)
+                fake.scheduled[body["batch_id"]] = body["status"]
+                self._answer(201, body)
+                return
+            if self.path != "/v3/mail/send":
+                self._answer(404, {"errors": [{"message": "not found"}]})
+                return
+            behaviour = fake.next_behaviour()
+            if fake.delay_seconds:
+                time.sleep(fake.delay_seconds)
+            if behaviour == "401":
+                self._answer(401, {"errors": [{"field": None, "message": "The provided authorization grant is "
+                                               "invalid, expired, or revoked"}]})
+                return
+            if behaviour == "429":
+                self._answer(429, {"errors": [{"message": "too many requests"}]},
+                             {"X-RateLimit-Reset": str(int(time.time())), "Retry-After": "0"})
+                return
+            if behaviour == "500":
+                self._answer(500, {"errors": [{"message": "internal error"}]}, {"Retry-After": "0"})
+                return
+            if behaviour == "drop":
+                # The request arrived; the answer never does: the sender cannot know whether it was sent.
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            if behaviour == "stall":
+                time.sleep(fake.stall_seconds)
+                self.close_connection = True
+                return
+            try:
+                body = json.loads(raw.decode("utf-8"))
+            except ValueError:
+                self._answer(400, {"errors": [{"message": "Invalid JSON"}]})
+                return
+            errors = validate_mail_send(body)
+            if errors:
+                self._answer(400, {"errors": errors})
+                return
+            if behaviour == "accept_drop":
+                # Accepted and then the connection broke: resending would deliver twice.
+                with fake.lock:
+                    fake.accepted.extend(p["to"][0]["email"] for p in body["personalizations"])
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            with fake.lock:
+                if fake.keep_bodies:
+                    fake.requests.append(body)
+                sandbox = body.get("mail_settings", {}).get("sandbox_mode", {}).get("enable")
+                if not sandbox:
+                    fake.accepted.extend(p["to"][0]["email"] for p in body["personalizations"])
+                message_id = f"msg-{next(fake._ids)}"
+            if sandbox:
+                self._answer(200, None)
+            else:
+                self._answer(202, None, {"X-Message-Id": message_id})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"

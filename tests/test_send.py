@@ -1,0 +1,338 @@
+"""Sending through SendGrid as a user does, against a local server that checks requests like SendGrid."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter, deque
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mailer.backends.sendgrid import SendGridBackend
+from mailer.build import build_issue
+from mailer.config import load_config
+from mailer.ledger import issue_lock
+from mailer.send import RetryPolicy, SendOptions, send_issue
+from mailer.subscribers import read_subscribers
+
+from . import fake_sendgrid
+from .fake_sendgrid import API_KEY, FakeSendGrid, validate_mail_send
+
+ISSUE = "issues/2020-12-13.yaml"
+SECRET = "unsubscribe-secret-for-tests"
+
+
+@pytest.fixture
+def sendgrid(monkeypatch: pytest.MonkeyPatch):
+    fake = FakeSendGrid()
+    server, url = fake_sendgrid.start(fake)
+    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+    monkeypatch.setenv("SENDGRID_API_HOST", url)
+    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", SECRET)
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+def make_subscribers(folder: Path, count: int, *, extra: str = "") -> Path:
+    lines = ["email,first_name,last_name,status,tags"]
+    lines += [f"reader{i:05d}@example.com,Reader {i},Test,subscribed,weekly" for i in range(count)]
+    path = folder / f"subscribers-{count}.csv"
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path
+
+
+def states(tmp_path: Path, issue: str = "2020-12-13") -> Counter:
+    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    try:
+        return Counter(state for (state,) in db.execute("SELECT state FROM deliveries WHERE issue=?", (issue,)))
+    finally:
+        db.close()
+
+
+def approve(run_cli) -> None:
+    result = run_cli("send", ISSUE, "--test-to", "editor@example.com", "--live")
+    assert result.exit_code == 0, result.stderr
+
+
+# -- dry run -------------------------------------------------------------------------------------
+
+
+def test_dry_run_is_the_default_and_sends_nothing(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                  tmp_path: Path) -> None:
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
+    assert result.exit_code == 0, result.stderr
+    assert sendgrid.paths == []
+    assert "DRY RUN" in result.stdout
+    assert "skip francois.lefevre@example.org (line 10): unsubscribed" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith("To send for real: mailer send")
+    outbox = tmp_path / "state" / "outbox" / "2020-12-13"
+    manifest = [json.loads(line) for line in (outbox / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert Counter(entry["action"] for entry in manifest) == {"send": 18, "skip": 2}
+    emls = sorted((outbox / "eml").iterdir())
+    assert len(emls) == 5
+    body = json.loads((outbox / "sendgrid" / "request-00001.json").read_text(encoding="utf-8"))
+    assert validate_mail_send(body) == []
+    assert len(body["personalizations"]) == 18
+    assert not (tmp_path / "state" / "ledger.sqlite3").exists()
+
+
+def test_dry_run_eml_is_a_complete_message(workspace: Path, sendgrid, run_cli, tmp_path: Path) -> None:
+    from email import policy
+    from email.parser import BytesParser
+
+    run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
+    eml = next(p for p in (tmp_path / "state/outbox/2020-12-13/eml").iterdir() if "li.lei" in p.name)
+    message = BytesParser(policy=policy.default).parse(eml.open("rb"))
+    assert str(message["To"]) == "李雷 <li.lei@example.com>"
+    assert message.get_content_type() == "multipart/alternative"
+    text, html = message.get_payload()
+    assert (text.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
+    assert text.get_content_charset() == html.get_content_charset() == "utf-8"
+    assert "Hey 李雷, welcome back!" in text.get_content()
+    assert "Hey 李雷, welcome back!" in html.get_content()
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["List-Unsubscribe"].startswith("<https://newsletter.example.com/unsubscribe?token=")
+    assert "<mailto:newsletter@example.com?subject=unsubscribe" in message["List-Unsubscribe"]
+    assert "-first_name-" not in html.get_content() and "-unsubscribe_url-" not in text.get_content()
+
+
+# -- live sends ----------------------------------------------------------------------------------
+
+
+def test_live_send_needs_an_approved_test_send(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert result.exit_code == 1
+    assert "has not been test-sent as it is now" in result.stderr
+    assert sendgrid.paths == []
+
+
+def test_test_send_is_one_message_identical_but_for_recipient_and_subject(workspace: Path, sendgrid, run_cli,
+                                                                         tmp_path: Path) -> None:
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--test-to", "me@example.com",
+                     "--as", "li.lei@example.com", "--live")
+    assert result.exit_code == 0, result.stderr
+    assert len(sendgrid.requests) == 1
+    body = sendgrid.requests[0]
+    assert body["subject"] == "[TEST] The NLP Cypher | 12.13.20"
+    (personalization,) = body["personalizations"]
+    assert personalization["to"] == [{"email": "me@example.com", "name": "李雷"}]
+    assert personalization["substitutions"]["-first_name-"] == "李雷"
+    assert sendgrid.accepted == ["me@example.com"]
+    assert states(tmp_path) == Counter()  # a test send is not a delivery
+
+
+def test_send_to_everyone_then_resume_sends_nobody_twice(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                         tmp_path: Path) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 2500)
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes")
+    assert result.exit_code == 0, result.stderr
+    mail_sends = [b for b in sendgrid.requests if b["subject"].startswith("The NLP")]
+    assert [len(b["personalizations"]) for b in mail_sends] == [1000, 1000, 500]
+    assert all(validate_mail_send(b) == [] for b in mail_sends)
+    accepted = [a for a in sendgrid.accepted if a != "editor@example.com"]
+    assert len(accepted) == len(set(accepted)) == 2500
+    assert states(tmp_path) == {"accepted": 2500}
+    again = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes")
+    assert again.exit_code == 0
+    assert len(sendgrid.accepted) == 2501  # nobody twice
+    assert "2500" in again.stdout
+
+
+def test_per_recipient_values_headers_and_opaque_ids(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 1, extra="tom@example.com,Tom & <Jerry>,,subscribed,\n")
+    assert run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes").exit_code == 0
+    body = sendgrid.requests[-1]
+    tom = next(p for p in body["personalizations"] if p["to"][0]["email"] == "tom@example.com")
+    assert tom["substitutions"]["-first_name-"] == "Tom & <Jerry>"
+    assert tom["substitutions"]["-first_name_html-"] == "Tom &amp; &lt;Jerry&gt;"
+    html = body["content"][1]["value"]
+    assert "Hey -first_name_html-, welcome back!" in html
+    assert "Hey -first_name-, welcome back!" in body["content"][0]["value"]
+    assert tom["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert tom["substitutions"]["-unsubscribe_url-"] in tom["headers"]["List-Unsubscribe"]
+    assert "@" not in json.dumps(tom["custom_args"]) + json.dumps(body["custom_args"]) + json.dumps(body["categories"])
+
+
+def test_throttling_and_server_errors_are_retried(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
+    sendgrid.script = deque(["429", "500", "429"])
+    report = core_send(workspace, make_subscribers(workspace, 1500))
+    assert report.complete and report.accepted == 1500
+    assert len(sendgrid.accepted) == 1500
+    assert states(tmp_path) == {"accepted": 1500}
+
+
+def test_dropped_connection_is_uncertain_and_not_resent(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                        tmp_path: Path) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 2000)
+    sendgrid.script = deque(["accept_drop"])
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    assert result.exit_code == 3
+    assert states(tmp_path) == {"uncertain": 1000, "accepted": 1000}
+    assert "may have received the issue" in result.stdout
+    again = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes")
+    assert again.exit_code == 3  # still uncertain: reported, never silently resent
+    received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
+    assert max(received.values()) == 1 and len(received) == 2000
+    status = run_cli("status", ISSUE)
+    assert "uncertain" in status.stdout and "reader00000@example.com" in status.stdout
+
+
+def test_resend_uncertain_on_request(workspace: Path, sendgrid: FakeSendGrid, run_cli, tmp_path: Path) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 10)
+    sendgrid.script = deque(["drop"])
+    assert run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes").exit_code == 3
+    assert states(tmp_path) == {"uncertain": 10}
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--resend-uncertain")
+    assert result.exit_code == 0, result.stdout
+    assert states(tmp_path) == {"accepted": 10}
+
+
+def test_rejected_batch_fails_and_retry_failed_retries_only_failures(workspace: Path, sendgrid: FakeSendGrid,
+                                                                    run_cli, tmp_path: Path) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 1200)
+    sendgrid.script = deque(["accept", "500", "500", "500", "500", "500", "500"])
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    assert result.exit_code == 3
+    assert states(tmp_path) == {"accepted": 1000, "failed": 200}
+    assert "--retry-failed" in result.stdout
+    plain_rerun = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes")
+    assert plain_rerun.exit_code == 3 and states(tmp_path) == {"accepted": 1000, "failed": 200}
+    retry = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--retry-failed")
+    assert retry.exit_code == 0
+    received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
+    assert len(received) == 1200 and max(received.values()) == 1
+
+
+def test_bad_api_key_stops_at_once_and_loses_nobody(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                    tmp_path: Path, monkeypatch) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 3000)
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked")
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    assert result.exit_code == 3
+    assert "SendGrid refused the API key (401)" in result.stderr
+    assert "The provided authorization grant is invalid" in result.stderr
+    assert len([p for p in sendgrid.paths if p == "/v3/mail/send"]) == 2  # the approval, then one refused
+    assert states(tmp_path) == {"queued": 3000}
+    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+    assert run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes").exit_code == 0
+    assert states(tmp_path) == {"accepted": 3000}
+
+
+def test_consecutive_failures_stop_the_send(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
+    sendgrid.default = "500"
+    report = core_send(workspace, make_subscribers(workspace, 8000), max_consecutive_failures=3, workers=1)
+    assert report.stopped and "3 failed batches in a row" in report.stopped
+    assert states(tmp_path) == {"failed": 3000, "queued": 5000}
+    assert sendgrid.accepted == []
+
+
+def test_stalled_request_times_out_as_uncertain(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
+    sendgrid.default = "stall"
+    sendgrid.stall_seconds = 2
+    report = core_send(workspace, make_subscribers(workspace, 5), backend=SendGridBackend(timeout=0.3))
+    assert report.uncertain == 5 and not report.complete
+
+
+def test_missing_api_key_sends_nothing(workspace: Path, sendgrid: FakeSendGrid, run_cli, monkeypatch) -> None:
+    monkeypatch.delenv("SENDGRID_API_KEY")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes", "--force")
+    assert result.exit_code == 1
+    assert "SENDGRID_API_KEY is not set" in result.stderr
+    assert sendgrid.paths == []
+
+
+def test_bad_subscribers_file_sends_nothing(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
+    path = make_subscribers(workspace, 3, extra="bob@,Bob,,subscribed,\n")
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--force")
+    assert result.exit_code == 1
+    assert "subscribers-3.csv:5: invalid email address 'bob@'" in result.stderr
+    assert sendgrid.paths == []
+
+
+def test_two_sends_of_one_issue_cannot_run_at_once(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                   tmp_path: Path) -> None:
+    with issue_lock(tmp_path / "state", "2020-12-13"):
+        result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes", "--force")
+    assert result.exit_code == 3
+    assert "another `mailer send` of 2020-12-13 is running" in result.stderr
+    assert sendgrid.paths == []
+
+
+def test_live_send_without_terminal_needs_yes(workspace: Path, sendgrid, run_cli) -> None:
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--force")
+    assert result.exit_code == 2
+    assert "pass --yes" in result.stderr
+    assert sendgrid.paths == []
+
+
+def test_secrets_never_appear_in_output_outbox_or_ledger(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                         tmp_path: Path) -> None:
+    approve(run_cli)
+    outputs = [run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv"),
+               run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes"),
+               run_cli("status", ISSUE)]
+    assert sendgrid.auth_headers[-1] == f"Bearer {API_KEY}"  # the key was really used
+    for result in outputs:
+        assert API_KEY not in result.stdout + result.stderr and SECRET not in result.stdout + result.stderr
+    for file in (tmp_path / "state").rglob("*"):
+        if file.is_file():
+            data = file.read_bytes()
+            assert API_KEY.encode() not in data and SECRET.encode() not in data, file
+
+
+# -- scheduling and sandbox ----------------------------------------------------------------------
+
+
+def test_schedule_within_72_hours_and_cancel(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                             tmp_path: Path) -> None:
+    approve(run_cli)
+    when = (datetime.now(UTC) + timedelta(hours=10)).strftime("%Y-%m-%d %H:%M")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes",
+                     "--at", f"{when} UTC")
+    assert result.exit_code == 0, result.stderr
+    body = sendgrid.requests[-1]
+    assert body["batch_id"].startswith("batch-")
+    assert abs(body["send_at"] - (datetime.now(UTC) + timedelta(hours=10)).timestamp()) < 120
+    status = run_cli("status", ISSUE)
+    assert "scheduled for" in status.stdout
+    cancelled = run_cli("cancel", ISSUE)
+    assert cancelled.exit_code == 0, cancelled.stderr
+    assert sendgrid.scheduled == {body["batch_id"]: "cancel"}
+    assert states(tmp_path) == {"cancelled": 18}
+
+
+@pytest.mark.parametrize(("offset", "message"), [(-1, "is in the past"), (80, "more than 72 hours ahead")])
+def test_schedule_outside_sendgrids_window_is_refused(workspace: Path, sendgrid, run_cli, offset, message) -> None:
+    when = (datetime.now(UTC) + timedelta(hours=offset)).isoformat(timespec="minutes")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes", "--at", when)
+    assert result.exit_code == 3
+    assert message in result.stderr
+    assert sendgrid.paths == []
+
+
+def test_sandbox_validates_and_delivers_nothing(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                               tmp_path: Path) -> None:
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes", "--sandbox")
+    assert result.exit_code == 0, result.stderr
+    assert sendgrid.requests[-1]["mail_settings"] == {"sandbox_mode": {"enable": True}}
+    assert sendgrid.accepted == []
+    assert states(tmp_path) == Counter()  # the real issue's ledger is untouched
+    assert states(tmp_path, "2020-12-13@sandbox") == {"accepted": 18}
+
+
+def core_send(workspace: Path, subscribers_path: Path, *, backend=None, max_consecutive_failures: int = 5,
+              workers: int = 2):
+    config = load_config(workspace)
+    rendered = build_issue(workspace / ISSUE, config)
+    options = SendOptions(live=True, force=True, workers=workers, max_consecutive_failures=max_consecutive_failures,
+                          retry=RetryPolicy(attempts=5, base_seconds=0.01, cap_seconds=0.05))
+    return send_issue(rendered, config, read_subscribers(subscribers_path), backend or SendGridBackend(), options)
