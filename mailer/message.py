@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 import re
@@ -13,7 +12,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, make_msgid
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from mailer import placeholders
 from mailer.build import RenderedIssue
@@ -49,7 +48,7 @@ def unsubscribe_secret(*, live: bool) -> bytes:
 def unsubscribe_token(email: str, list_id: str, secret: bytes) -> str:
     """An opaque, signed token naming one subscriber of one list (see verify_unsubscribe_token)."""
     who = _b64(email.casefold().encode())
-    signature = hmac.new(secret, f"{list_id}\n{who}".encode(), hashlib.sha256).digest()[:18]
+    signature = hmac.digest(secret, f"{list_id}\n{who}".encode(), "sha256")[:18]
     return f"{who}.{_b64(signature)}"
 
 
@@ -59,7 +58,7 @@ def verify_unsubscribe_token(token: str, list_id: str, secret: bytes) -> str | N
     For the service behind `unsubscribe_url`: it receives `?token=…` and must check it.
     """
     who, _, signature = token.partition(".")
-    expected = hmac.new(secret, f"{list_id}\n{who}".encode(), hashlib.sha256).digest()[:18]
+    expected = hmac.digest(secret, f"{list_id}\n{who}".encode(), "sha256")[:18]
     if not hmac.compare_digest(_b64(expected), signature):
         return None
     padded = who + "=" * (-len(who) % 4)
@@ -77,7 +76,7 @@ def list_id(config: Config) -> str:
     return f"{config.name} <{slug}.{host}>"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Personal:
     """What differs per recipient: placeholder values and the unsubscribe headers."""
 
@@ -85,12 +84,15 @@ class Personal:
     headers: dict[str, str]
 
 
-def personalise(subscriber: Subscriber, rendered: RenderedIssue, config: Config, secret: bytes) -> Personal:
-    the_list = list_id(config)
+def personalise(subscriber: Subscriber, rendered: RenderedIssue, config: Config, secret: bytes,
+                *, the_list: str | None = None) -> Personal:
+    """Values and headers for one recipient (called per recipient: pass `the_list` to save work)."""
+    the_list = the_list or list_id(config)
+    # The token is URL-safe base64 and a dot: it needs no escaping in a URL or a mailto: subject.
     token = unsubscribe_token(subscriber.email, the_list, secret)
     separator = "&" if "?" in config.unsubscribe_url else "?"
     unsubscribe = f"{config.unsubscribe_url}{separator}token={token}"
-    mailto = f"mailto:{config.unsubscribe_email}?subject={quote('unsubscribe ' + token)}"
+    mailto = f"mailto:{config.unsubscribe_email}?subject=unsubscribe%20{token}"
     values = {
         "first_name": subscriber.first_name or config.first_name_fallback,
         "email": subscriber.email,

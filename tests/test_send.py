@@ -153,7 +153,8 @@ def test_per_recipient_values_headers_and_opaque_ids(workspace: Path, sendgrid: 
     html = body["content"][1]["value"]
     assert "Hey -first_name_html-, welcome back!" in html
     assert "Hey -first_name-, welcome back!" in body["content"][0]["value"]
-    assert tom["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert body["headers"]["List-Id"] == "The NLP Cypher <the-nlp-cypher.newsletter.example.com>"
     assert tom["substitutions"]["-unsubscribe_url-"] in tom["headers"]["List-Unsubscribe"]
     assert "@" not in json.dumps(tom["custom_args"]) + json.dumps(body["custom_args"]) + json.dumps(body["categories"])
 

@@ -7,6 +7,7 @@ import html
 import json
 import logging
 import os
+import re
 import time
 import urllib.error
 from dataclasses import dataclass
@@ -169,42 +170,60 @@ def _retry_after(err: Any) -> float | None:
     return None
 
 
+_NEEDS_ESCAPE = re.compile(r"[&<>\"]")
+
+
 def _html_key(placeholder: str) -> str:
-    """The HTML part's own copy of a placeholder: SendGrid fills one value into both parts, and a
-    name such as `Tom & Jerry` must be escaped in HTML but not in the plain text."""
+    """The HTML part's own copy of a placeholder (see request_body)."""
     return placeholder[:-1] + "_html-"
 
 
 def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recipient], *, batch_id: str,
                  options: SendGridOptions) -> dict[str, Any]:
-    content_html = rendered.html
-    for placeholder in placeholders.ALL.values():
-        content_html = content_html.replace(placeholder, _html_key(placeholder))
+    # SendGrid fills one value into both parts, but `Tom & Jerry` must be escaped in the HTML and
+    # not in the text. Where some recipient of this batch has such a value, the HTML part gets its
+    # own placeholder (-first_name_html-) with an escaped value; elsewhere one value serves both.
+    first = recipients[0].personal.values
+    # The web version's address is the same for everyone: filled here, not sent 1000 times.
+    web_url = first["web_url"]
+    per_recipient = [name for name in placeholders.ALL if name != "web_url"]
+    # The unsubscribe URL differs only by a URL-safe token, so its first value tells for all.
+    escaped = {name for name in ("first_name", "email")
+               if any(_NEEDS_ESCAPE.search(r.personal.values[name]) for r in recipients)}
+    if _NEEDS_ESCAPE.search(first["unsubscribe_url"]):
+        escaped.add("unsubscribe_url")
+    content_html = rendered.html.replace(placeholders.WEB_URL, html.escape(web_url, quote=True))
+    content_text = rendered.text.replace(placeholders.WEB_URL, web_url)
+    subject = rendered.subject.replace(placeholders.WEB_URL, web_url)
+    for name in escaped:
+        content_html = content_html.replace(placeholders.ALL[name], _html_key(placeholders.ALL[name]))
+    shared_headers = {k: v for k, v in recipients[0].personal.headers.items() if k != "List-Unsubscribe"}
     personalizations = []
+    # This loop runs once per recipient (100,000 for a large list): it avoids per-call overhead.
     for recipient in recipients:
-        subscriber, personal = recipient.subscriber, recipient.personal
+        subscriber, values = recipient.subscriber, recipient.personal.values
         to: dict[str, str] = {"email": subscriber.email}
         # SendGrid refuses a name containing ',' or ';' (and the helper classes silently drop the address).
-        name = subscriber.full_name.replace(",", " ").replace(";", " ").strip()
+        name = f"{subscriber.first_name} {subscriber.last_name}".strip()
         if name:
-            to["name"] = name
-        substitutions = {}
-        for key, value in personal.values.items():
-            substitutions[placeholders.ALL[key]] = value
-            substitutions[_html_key(placeholders.ALL[key])] = html.escape(value, quote=True)
+            to["name"] = name.replace(",", " ").replace(";", " ")
+        substitutions = {placeholders.ALL[key]: values[key] for key in per_recipient}
+        for key in escaped:
+            substitutions[_html_key(placeholders.ALL[key])] = html.escape(values[key], quote=True)
         personalizations.append({
             "to": [to],
             "substitutions": substitutions,
-            "headers": dict(personal.headers),
+            "headers": {"List-Unsubscribe": recipient.personal.headers["List-Unsubscribe"]},
             # Opaque: lets webhook events be matched to a recipient without personal data.
             "custom_args": {"mailer_recipient": hashlib.sha256(subscriber.key.encode()).hexdigest()[:20]},
         })
     body: dict[str, Any] = {
         "personalizations": personalizations,
         "from": {"email": config.sender.email, **({"name": config.sender.name} if config.sender.name else {})},
-        "subject": rendered.subject,
+        "subject": subject,
         # text/plain must come before text/html (SendGrid's rule).
-        "content": [{"type": "text/plain", "value": rendered.text}, {"type": "text/html", "value": content_html}],
+        "content": [{"type": "text/plain", "value": content_text}, {"type": "text/html", "value": content_html}],
+        "headers": shared_headers,  # List-Id and List-Unsubscribe-Post: the same for everyone
         "categories": ["mailer", f"issue-{rendered.issue.slug}"[:255]],
         "custom_args": {"mailer_issue": rendered.issue.slug, "mailer_batch": batch_id},
     }

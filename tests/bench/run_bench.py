@@ -60,6 +60,56 @@ def bench_startup() -> tuple[str, float, str, str]:
     return ("`mailer --help` start-up (median of 10)", median_ms(run, runs=10, warmup=2), "ms", "< 300")
 
 
+def _send_process(args: list[str], workspace: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall time (s) and peak memory (MB) of one `mailer send` process."""
+    import resource
+
+    command = [str(Path(sys.executable).parent / "mailer"), "send", *args]
+    start = time.perf_counter()
+    subprocess.run(command, cwd=workspace, env=env, check=False, capture_output=True)
+    wall = time.perf_counter() - start
+    # ru_maxrss of the children waited for so far: each measurement runs first in a fresh process.
+    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def bench_send(count: int = 100_000) -> list[tuple[str, float, str, str]]:
+    import os
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, str(REPO))
+    from tests import fake_sendgrid
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workspace = Path(tmp)
+        for name in ("mailer.yaml", "layouts", "issues"):
+            source = REPO / name
+            (shutil.copytree if source.is_dir() else shutil.copy)(source, workspace / name)
+        csv = workspace / "subscribers.csv"
+        with csv.open("w", encoding="utf-8") as out:
+            out.write("email,first_name,last_name,status,tags\n")
+            for i in range(count):
+                out.write(f"reader{i:06d}@example.com,Reader {i},Bench,subscribed,weekly\n")
+        fake = fake_sendgrid.FakeSendGrid(keep_bodies=False)
+        server, url = fake_sendgrid.start(fake)
+        env = {**os.environ, "MAILER_STATE_DIR": str(workspace / "state"), "SENDGRID_API_KEY": fake_sendgrid.API_KEY,
+               "SENDGRID_API_HOST": url, "MAILER_UNSUBSCRIBE_SECRET": "bench"}
+        try:
+            wall, peak = _send_process(["issues/2020-12-13.yaml", "--subscribers", str(csv)], workspace, env)
+            rows.append((f"dry run, {count:,} subscribers (whole process)", wall, "s", "< 3"))
+            rows.append((f"dry run, {count:,} subscribers: peak memory", peak, "MB", "< 200"))
+            wall, peak = _send_process(["issues/2020-12-13.yaml", "--subscribers", str(csv), "--live", "--yes",
+                                        "--force"], workspace, env)
+            rows.append((f"live send, {count:,} to a local SendGrid-like server", wall, "s", "< 10"))
+            rows.append((f"live send, {count:,}: peak memory", peak, "MB", ""))
+            if len(fake.accepted) != count or len(set(fake.accepted)) != count:
+                raise SystemExit(f"the live send delivered {len(fake.accepted)} messages, expected {count}")
+        finally:
+            server.shutdown()
+    return rows
+
+
 def meets(value: float, target: str) -> str:
     if not target:
         return ""
@@ -67,7 +117,7 @@ def meets(value: float, target: str) -> str:
 
 
 def main() -> int:
-    rows = [*bench_build(), bench_startup()]
+    rows = [*bench_build(), bench_startup(), *bench_send()]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':>9}  {'unit':<4}  {'target':<7}  met")
     print(f"{'-' * width}  {'-' * 9}  {'-' * 4}  {'-' * 7}  ---")
