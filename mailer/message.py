@@ -84,29 +84,46 @@ class Personal:
     headers: dict[str, str]
 
 
-def personalise(subscriber: Subscriber, rendered: RenderedIssue, config: Config, secret: bytes,
-                *, the_list: str | None = None) -> Personal:
-    """Values and headers for one recipient (called per recipient: pass `the_list` to save work)."""
-    the_list = the_list or list_id(config)
-    # The token is URL-safe base64 and a dot: it needs no escaping in a URL or a mailto: subject.
-    token = unsubscribe_token(subscriber.email, the_list, secret)
-    separator = "&" if "?" in config.unsubscribe_url else "?"
-    unsubscribe = f"{config.unsubscribe_url}{separator}token={token}"
-    mailto = f"mailto:{config.unsubscribe_email}?subject=unsubscribe%20{token}"
-    values = {
-        "first_name": subscriber.first_name or config.first_name_fallback,
-        "email": subscriber.email,
-        "unsubscribe_url": unsubscribe,
-        "web_url": config.web_url(rendered.issue.slug),
-    }
-    headers = {
-        # RFC 8058 one-click unsubscribe, required by Gmail and Yahoo for bulk senders since 2024:
-        # both an https and a mailto link, and the List-Unsubscribe-Post header.
-        "List-Unsubscribe": f"<{unsubscribe}>, <{mailto}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "List-Id": the_list,
-    }
-    return Personal(values, headers)
+class Personaliser:
+    """Per-recipient values and headers; everything shared by all recipients is computed once."""
+
+    def __init__(self, rendered: RenderedIssue, config: Config, secret: bytes):
+        self.list_id = list_id(config)
+        self._secret = secret
+        self._signed_prefix = f"{self.list_id}\n"
+        separator = "&" if "?" in config.unsubscribe_url else "?"
+        self._unsubscribe_prefix = f"{config.unsubscribe_url}{separator}token="
+        self._mailto_prefix = f"mailto:{config.unsubscribe_email}?subject=unsubscribe%20"
+        self._fallback = config.first_name_fallback
+        self._web_url = config.web_url(rendered.issue.slug)
+
+    def __call__(self, subscriber: Subscriber) -> Personal:
+        email = subscriber.email
+        # The token (see unsubscribe_token, inlined: this runs once per recipient) is URL-safe
+        # base64 and a dot, so it needs no escaping in a URL or a mailto: subject.
+        who = _b64(email.casefold().encode())
+        signature = hmac.digest(self._secret, (self._signed_prefix + who).encode(), "sha256")[:18]
+        token = f"{who}.{_b64(signature)}"
+        unsubscribe = self._unsubscribe_prefix + token
+        values = {
+            "first_name": subscriber.first_name or self._fallback,
+            "email": email,
+            "unsubscribe_url": unsubscribe,
+            "web_url": self._web_url,
+        }
+        headers = {
+            # RFC 8058 one-click unsubscribe, required by Gmail and Yahoo for bulk senders since 2024:
+            # both an https and a mailto link, and the List-Unsubscribe-Post header.
+            "List-Unsubscribe": f"<{unsubscribe}>, <{self._mailto_prefix}{token}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": self.list_id,
+        }
+        return Personal(values, headers)
+
+
+def personalise(subscriber: Subscriber, rendered: RenderedIssue, config: Config, secret: bytes) -> Personal:
+    """Values and headers for one recipient (for many, make one Personaliser and call it)."""
+    return Personaliser(rendered, config, secret)(subscriber)
 
 
 def subject_for(rendered: RenderedIssue, personal: Personal, *, test: bool = False) -> str:

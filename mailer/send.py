@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
+import os
 import random
 import shutil
 import threading
@@ -16,7 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
@@ -38,7 +40,7 @@ from mailer.build import RenderedIssue
 from mailer.config import Config
 from mailer.errors import ExitStatus, MailerError
 from mailer.ledger import Ledger, issue_lock, ledger_path
-from mailer.message import build_mime, list_id, personalise, unsubscribe_secret
+from mailer.message import Personaliser, build_mime, personalise, unsubscribe_secret
 from mailer.subscribers import Skipped, Subscriber, SubscriberList
 
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
@@ -325,7 +327,7 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
                                       f"the last error: {outcome.error}")
                     stop.set()
 
-    the_list = list_id(config)
+    personal = Personaliser(rendered, config, secret)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailer-send")
     interrupted = False
     try:
@@ -333,7 +335,7 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
             if stop.is_set():
                 break
             limiter.acquire(len(batch))
-            recipients = [Recipient(s, personalise(s, rendered, config, secret, the_list=the_list)) for s in batch]
+            recipients = [Recipient(s, personal(s)) for s in batch]
             batch_id = f"{run_id}:{number:05d}"
             payload = backend.prepare(rendered, config, recipients, batch_id=batch_id, options=payload_options)
             keys = [s.key for s in batch]
@@ -392,38 +394,87 @@ def dry_run(
         shutil.rmtree(outbox)
     (outbox / "eml").mkdir(parents=True)
     report.outbox_dir = outbox
-    payload_options = _payload_options(options, "dry-run")
-    writes_requests = backend.name == "sendgrid"
-    the_list = list_id(config)
-    if writes_requests:
+    batches = list(_batches(planned.to_send, backend.max_batch))
+    job = _DryRunJob(rendered, config, backend, _payload_options(options, "dry-run"), secret, outbox, batches)
+    if backend.name == "sendgrid":
         (outbox / "sendgrid").mkdir()
     with (outbox / "manifest.jsonl").open("w", encoding="utf-8", newline="\n") as manifest:
         for skipped in report.skipped:
             manifest.write(json.dumps({"email": skipped.email, "line": skipped.line, "action": "skip",
                                        "reason": skipped.reason}, ensure_ascii=False) + "\n")
-        sample = 0
-        for number, batch in enumerate(_batches(planned.to_send, backend.max_batch), start=1):
-            batch_id = f"dry-run:{number:05d}"
-            recipients = [Recipient(s, personalise(s, rendered, config, secret, the_list=the_list)) for s in batch]
-            for recipient in recipients:
-                # One JSON object per line, written by hand: json.dumps per recipient was a third of the run.
-                manifest.write(f'{{"email": {_json_string(recipient.subscriber.email)}, '
-                               f'"line": {recipient.subscriber.line}, "action": "send", "batch": {number}}}\n')
-                if sample < EML_SAMPLES:
-                    sample += 1
-                    message = build_mime(rendered, config, recipient.subscriber, recipient.personal)
-                    name = f"{sample:02d}-{_safe(recipient.subscriber.email)}.eml"
-                    (outbox / "eml" / name).write_bytes(bytes(message))
-            report.batches += 1
-            if writes_requests:
-                payload = backend.prepare(rendered, config, recipients, batch_id=batch_id, options=payload_options)
-                data = json.dumps(payload.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-                (outbox / "sendgrid" / f"request-{number:05d}.json").write_bytes(data)
-                report.request_bytes.append(len(data))
-            else:
-                report.request_bytes.append(0)
+        for lines, size in _run_dry_batches(job):
+            manifest.write(lines)
+            report.request_bytes.append(size)
+    personal = Personaliser(rendered, config, secret)
+    for number, subscriber in enumerate(planned.to_send[:EML_SAMPLES], start=1):
+        message = build_mime(rendered, config, subscriber, personal(subscriber))
+        (outbox / "eml" / f"{number:02d}-{_safe(subscriber.email)}.eml").write_bytes(bytes(message))
+    report.batches = len(batches)
     report.not_sent = len(planned.to_send)
     return report
+
+
+@dataclass
+class _DryRunJob:
+    rendered: RenderedIssue
+    config: Config
+    backend: Backend
+    payload_options: Any
+    secret: bytes
+    outbox: Path
+    batches: list[list[Subscriber]]
+
+    def run(self, numbers: range) -> list[tuple[str, int]]:
+        """Manifest lines and request size of each batch in `numbers` (1-based); writes the request bodies."""
+        personal = Personaliser(self.rendered, self.config, self.secret)
+        results = []
+        for number in numbers:
+            recipients = [Recipient(s, personal(s)) for s in self.batches[number - 1]]
+            # One JSON object per line, written by hand: json.dumps per recipient was a third of the run.
+            lines = "".join(f'{{"email": {_json_string(r.subscriber.email)}, "line": {r.subscriber.line}, '
+                            f'"action": "send", "batch": {number}}}\n' for r in recipients)
+            size = 0
+            if self.backend.name == "sendgrid":
+                payload = self.backend.prepare(self.rendered, self.config, recipients,
+                                               batch_id=f"dry-run:{number:05d}", options=self.payload_options)
+                # Byte for byte what the sendgrid library POSTs (python_http_client: json.dumps(body)).
+                data = json.dumps(payload.body).encode("utf-8")
+                (self.outbox / "sendgrid" / f"request-{number:05d}.json").write_bytes(data)
+                size = len(data)
+            results.append((lines, size))
+        return results
+
+
+_JOB: _DryRunJob | None = None  # handed to forked workers without pickling it
+
+
+def _run_dry_batch_range(numbers: range) -> list[tuple[str, int]]:
+    assert _JOB is not None
+    return _JOB.run(numbers)
+
+
+def _run_dry_batches(job: _DryRunJob) -> Iterator[tuple[str, int]]:
+    """Each batch's manifest lines and request size, in order.
+
+    Lists of thousands are split over two forked processes (this machine's two cores): the
+    per-recipient work is pure Python and would otherwise take most of a 100,000-subscriber dry run.
+    """
+    count = len(job.batches)
+    if count < 4 or not hasattr(os, "fork"):
+        yield from job.run(range(1, count + 1))
+        return
+    global _JOB
+    _JOB = job
+    try:
+        middle = count // 2
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+            halves = [pool.submit(_run_dry_batch_range, range(1, middle + 1)),
+                      pool.submit(_run_dry_batch_range, range(middle + 1, count + 1))]
+            for half in halves:
+                yield from half.result()
+    finally:
+        _JOB = None
 
 
 def _json_string(text: str) -> str:

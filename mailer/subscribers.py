@@ -109,39 +109,45 @@ def read_subscribers(
     if problems:
         raise InputError(problems)
     first_line: dict[str, int] = {}
+    # This loop runs once per subscriber: plain indexes, no dicts. Rows are padded with empty
+    # cells so that short rows and absent columns (pointed at the padding) read as "".
+    width = len(header) + 1
+    i_email, i_first, i_last, i_status, i_tags = (columns.get(name, width - 1) for name in COLUMNS)
+    subscribers, skipped, warnings = result.subscribers, result.skipped, result.warnings
     try:
         for line, row in _numbered(rows):
-            if not any(cell.strip() for cell in row):
+            if len(row) < width:
+                row.extend([""] * (width - len(row)))
+            email = normalise_email(row[i_email])
+            if not email and not "".join(row).strip():
                 continue  # blank line
-            values = {name: row[index].strip() if index < len(row) else "" for name, index in columns.items()}
-            email = normalise_email(values["email"])
             problem = email_problem(email)
-            status = (values.get("status") or "subscribed").lower()
+            status = row[i_status].strip().lower() or "subscribed"
             if problem is None and status not in STATUSES:
-                problem = f"status must be 'subscribed' or 'unsubscribed', not {values['status']!r}"
+                problem = f"status must be 'subscribed' or 'unsubscribed', not {row[i_status].strip()!r}"
             if problem:
                 if skip_invalid:
-                    result.skipped.append(Skipped(line, email, problem))
+                    skipped.append(Skipped(line, email, problem))
                 else:
                     problems.append(Problem(label, problem, line))
                 continue
-            raw_tags = values.get("tags", "")
+            raw_tags = row[i_tags]
             tags = tuple(t.strip() for t in raw_tags.replace(",", ";").split(";") if t.strip()) if raw_tags else ()
             key = email.casefold()
-            if key in first_line:
-                result.warnings.append(Problem(label, f"duplicate of line {first_line[key]} ({email}); "
-                                              f"only line {first_line[key]} is used", line))
-                result.skipped.append(Skipped(line, email, f"duplicate of line {first_line[key]}"))
+            first = first_line.get(key)
+            if first is not None:
+                warnings.append(Problem(label, f"duplicate of line {first} ({email}); only line {first} is used",
+                                        line))
+                skipped.append(Skipped(line, email, f"duplicate of line {first}"))
                 continue
             first_line[key] = line
             if status == "unsubscribed":
-                result.skipped.append(Skipped(line, email, "unsubscribed"))
+                skipped.append(Skipped(line, email, "unsubscribed"))
                 continue
             if segment is not None and segment not in tags:
-                result.skipped.append(Skipped(line, email, f"not tagged {segment!r}"))
+                skipped.append(Skipped(line, email, f"not tagged {segment!r}"))
                 continue
-            result.subscribers.append(Subscriber(email, values.get("first_name", ""), values.get("last_name", ""),
-                                                 tags, line))
+            subscribers.append(Subscriber(email, row[i_first].strip(), row[i_last].strip(), tags, line))
     except csv.Error as err:
         problems.append(Problem(label, f"not a readable CSV: {err}", rows.line_num,
                                 hint="check the quotes on this line"))

@@ -337,3 +337,21 @@ def core_send(workspace: Path, subscribers_path: Path, *, backend=None, max_cons
     options = SendOptions(live=True, force=True, workers=workers, max_consecutive_failures=max_consecutive_failures,
                           retry=RetryPolicy(attempts=5, base_seconds=0.01, cap_seconds=0.05))
     return send_issue(rendered, config, read_subscribers(subscribers_path), backend or SendGridBackend(), options)
+
+
+def test_large_dry_run_writes_every_batch_in_order(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                   tmp_path: Path) -> None:
+    # Four batches or more are prepared by two processes: the outbox must read as if by one.
+    path = make_subscribers(workspace, 4500)
+    result = run_cli("send", ISSUE, "--subscribers", str(path))
+    assert result.exit_code == 0, result.stderr
+    outbox = tmp_path / "state" / "outbox" / "2020-12-13"
+    manifest = [json.loads(line) for line in (outbox / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [m["email"] for m in manifest] == [f"reader{i:05d}@example.com" for i in range(4500)]
+    assert [m["batch"] for m in manifest[::1000]] == [1, 2, 3, 4, 5]
+    bodies = [json.loads(p.read_text()) for p in sorted((outbox / "sendgrid").iterdir())]
+    assert [len(b["personalizations"]) for b in bodies] == [1000, 1000, 1000, 1000, 500]
+    assert [b["personalizations"][0]["to"][0]["email"] for b in bodies] == [
+        f"reader{i:05d}@example.com" for i in range(0, 4500, 1000)]
+    assert all(validate_mail_send(b) == [] for b in bodies)
+    assert sendgrid.paths == []

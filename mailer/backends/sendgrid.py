@@ -199,7 +199,11 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
         content_html = content_html.replace(placeholders.ALL[name], _html_key(placeholders.ALL[name]))
     shared_headers = {k: v for k, v in recipients[0].personal.headers.items() if k != "List-Unsubscribe"}
     personalizations = []
-    # This loop runs once per recipient (100,000 for a large list): it avoids per-call overhead.
+    append = personalizations.append
+    plain_tags = [(placeholders.ALL[name], name) for name in per_recipient]
+    html_tags = [(_html_key(placeholders.ALL[name]), name) for name in escaped]
+    sha256 = hashlib.sha256
+    # This loop runs once per recipient (100,000 for a large list): locals, no helper calls.
     for recipient in recipients:
         subscriber, values = recipient.subscriber, recipient.personal.values
         to: dict[str, str] = {"email": subscriber.email}
@@ -207,15 +211,15 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
         name = f"{subscriber.first_name} {subscriber.last_name}".strip()
         if name:
             to["name"] = name.replace(",", " ").replace(";", " ")
-        substitutions = {placeholders.ALL[key]: values[key] for key in per_recipient}
-        for key in escaped:
-            substitutions[_html_key(placeholders.ALL[key])] = html.escape(values[key], quote=True)
-        personalizations.append({
+        substitutions = {tag: values[key] for tag, key in plain_tags}
+        for tag, key in html_tags:
+            substitutions[tag] = html.escape(values[key], quote=True)
+        append({
             "to": [to],
             "substitutions": substitutions,
             "headers": {"List-Unsubscribe": recipient.personal.headers["List-Unsubscribe"]},
             # Opaque: lets webhook events be matched to a recipient without personal data.
-            "custom_args": {"mailer_recipient": hashlib.sha256(subscriber.key.encode()).hexdigest()[:20]},
+            "custom_args": {"mailer_recipient": sha256(subscriber.email.casefold().encode()).hexdigest()[:20]},
         })
     body: dict[str, Any] = {
         "personalizations": personalizations,
