@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 demo: $(STAMP)
 	$(BIN)/mailer build issues/2020-12-13.yaml
+	$(BIN)/mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
