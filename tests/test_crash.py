@@ -70,3 +70,33 @@ def test_sigkill_mid_send_then_resume(workspace: Path, tmp_path: Path, seed: int
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_ctrl_c_mid_send_records_everyone_and_resumes(workspace: Path, tmp_path: Path) -> None:
+    fake = FakeSendGrid(delay_seconds=0.3, keep_bodies=False)
+    server, url = fake_sendgrid.start(fake)
+    try:
+        env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "SENDGRID_API_HOST": url,
+               "MAILER_UNSUBSCRIBE_SECRET": "crash-test", "MAILER_STATE_DIR": str(tmp_path / "state")}
+        subscribers = make_subscribers(workspace, 6000)
+        process = run_send(workspace, env, subscribers)
+        deadline = time.monotonic() + 30
+        while not fake.accepted and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err
+        assert "run the same command again to resume" in err
+        db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+        ledger = Counter(state for (state,) in db.execute("SELECT state FROM deliveries"))
+        db.close()
+        # In-flight requests were waited for and recorded: nothing is left `sending` or unknown.
+        assert ledger["sending"] == 0 and ledger["uncertain"] == 0
+        assert ledger["accepted"] == len(fake.accepted) < 6000
+        resumed = run_send(workspace, env, subscribers)
+        resumed.communicate(timeout=120)
+        assert resumed.returncode == 0
+        assert len(fake.accepted) == len(set(fake.accepted)) == 6000
+    finally:
+        server.shutdown()
+        server.server_close()

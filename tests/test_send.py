@@ -355,3 +355,17 @@ def test_large_dry_run_writes_every_batch_in_order(workspace: Path, sendgrid: Fa
         f"reader{i:05d}@example.com" for i in range(0, 4500, 1000)]
     assert all(validate_mail_send(b) == [] for b in bodies)
     assert sendgrid.paths == []
+
+
+def test_rate_limiter_spaces_batches() -> None:
+    from mailer.send import RateLimiter
+
+    slept: list[float] = []
+    limiter = RateLimiter(100.0, sleep=slept.append)
+    for _ in range(4):
+        limiter.acquire(50)  # 200 messages at 100/s: the last batch may start 1.5 s after the first
+    # The clock does not move while nothing really sleeps: each wait is "start + sent/rate - now".
+    assert [round(s, 2) for s in slept] == [0.5, 1.0, 1.5]
+    unlimited = RateLimiter(None, sleep=slept.append)
+    unlimited.acquire(10_000)
+    assert len(slept) == 3
