@@ -194,6 +194,9 @@ def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, su
     if backend == "sendgrid" and sizes:
         click.echo(f"  request sizes: {min(sizes) / 1024:.0f}–{max(sizes) / 1024:.0f} KB, "
                    f"{sum(sizes) / 1024 / 1024:.1f} MB in all")
+    if report.first_recipients:
+        more = report.not_sent - len(report.first_recipients)
+        click.echo("  would send to: " + ", ".join(report.first_recipients) + (f" and {more} more" if more else ""))
     for skipped in report.skipped[:20]:
         click.echo(f"  skip {skipped.email or '(no address)'} (line {skipped.line}): {skipped.reason}")
     if len(report.skipped) > 20:

@@ -102,6 +102,7 @@ class SendReport:
     batches: int = 0
     outbox_dir: Path | None = None
     request_bytes: list[int] = field(default_factory=list)
+    first_recipients: list[str] = field(default_factory=list)  # a dry run's first few, to show
     live: bool = False
 
     @property
@@ -411,6 +412,7 @@ def dry_run(
         (outbox / "eml" / f"{number:02d}-{_safe(subscriber.email)}.eml").write_bytes(bytes(message))
     report.batches = len(batches)
     report.not_sent = len(planned.to_send)
+    report.first_recipients = [s.email for s in planned.to_send[:10]]
     return report
 
 

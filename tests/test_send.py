@@ -66,6 +66,7 @@ def test_dry_run_is_the_default_and_sends_nothing(workspace: Path, sendgrid: Fak
     assert result.exit_code == 0, result.stderr
     assert sendgrid.paths == []
     assert "DRY RUN" in result.stdout
+    assert "would send to: ada.lovelace@example.com, alan.turing@example.com" in result.stdout
     assert "skip francois.lefevre@example.org (line 10): unsubscribed" in result.stdout
     assert result.stdout.rstrip().splitlines()[-1].startswith("To send for real: mailer send")
     outbox = tmp_path / "state" / "outbox" / "2020-12-13"
