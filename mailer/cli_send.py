@@ -6,7 +6,11 @@ Split from cli.py so that `mailer --help` does not import the sending machinery.
 from __future__ import annotations
 
 import re
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -105,10 +109,31 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         return
     _confirm(rendered, subscribers, name, when, yes, sandbox)
     schedule = backend.create_schedule_id if when is not None else None
-    report = send_issue(rendered, config, subscribers, backend, options, progress=_progress(), schedule=schedule)
+    with _graceful_ctrl_c() as interrupt:
+        report = send_issue(rendered, config, subscribers, backend, options, progress=_progress(), schedule=schedule,
+                            interrupt=interrupt)
     _print_report(report, rendered)
     if not report.complete:
         sys.exit(ExitStatus.DELIVERY_FAILED)
+
+
+@contextmanager
+def _graceful_ctrl_c() -> Iterator[threading.Event]:
+    """First Ctrl-C: finish and record the requests in flight, then stop. Second: stop at once
+    (their recipients are then reported as uncertain by the next run)."""
+    interrupt = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if interrupt.is_set():
+            raise KeyboardInterrupt
+        interrupt.set()
+        click.echo("\nStopping after the requests in flight (Ctrl-C again to stop at once)…", err=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: SubscriberList | None, to: str,

@@ -246,8 +246,13 @@ def send_issue(
     *,
     progress: Progress = Progress(),
     schedule: Callable[[], str] | None = None,
+    interrupt: threading.Event | None = None,
 ) -> SendReport:
-    """Deliver to every planned subscriber, recording each one's fate in the ledger."""
+    """Deliver to every planned subscriber, recording each one's fate in the ledger.
+
+    Setting `interrupt` (the CLI does on Ctrl-C) stops the send cleanly: no new batch starts,
+    the requests in flight are waited for and recorded, then Interrupted is raised.
+    """
     secret = unsubscribe_secret(live=True)
     key = ledger_key(rendered, options)
     report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=True)
@@ -279,7 +284,7 @@ def send_issue(
             payload_options = _payload_options(options, run_id)
             progress.on_start(len(planned.to_send))
             _run_batches(rendered, config, backend, ledger, key, planned.to_send, options, payload_options, secret,
-                         run_id, report, progress)
+                         run_id, report, progress, interrupt or threading.Event())
             intended_keys = {s.key for s in subscribers.subscribers}
             states = {k: v for k, v in ledger.states(key).items() if k in intended_keys}
             tally = Counter(states.values())
@@ -301,9 +306,9 @@ def _payload_options(options: SendOptions, schedule_id: str) -> Any:
 
 def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledger: Ledger, key: str,
                  to_send: list[Subscriber], options: SendOptions, payload_options: Any, secret: bytes, run_id: str,
-                 report: SendReport, progress: Progress) -> None:
-    stop = threading.Event()
-    limiter = RateLimiter(options.rate)
+                 report: SendReport, progress: Progress, interrupt: threading.Event) -> None:
+    stop = threading.Event()  # tells workers waiting to retry to give up; set on interrupt too
+    limiter = RateLimiter(options.rate, sleep=lambda seconds: interrupt.wait(seconds))
     workers = max(1, min(options.workers, 1 if backend.max_batch == 1 else options.workers))
     in_flight: dict[Future[Outcome], list[str]] = {}
     consecutive_failures = 0
@@ -312,9 +317,10 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
     def settle(done: set[Future[Outcome]]) -> None:
         nonlocal consecutive_failures, fatal
         for future in done:
-            keys = in_flight.pop(future)
+            keys = in_flight[future]
             outcome = future.result()
             ledger.mark(key, keys, outcome.state, message_id=outcome.message_id, error=outcome.error)
+            del in_flight[future]  # only once recorded: a KeyboardInterrupt mid-write settles it again
             progress.on_batch(len(keys), outcome.state)
             if outcome.state == ledger_states.ACCEPTED:
                 consecutive_failures = 0
@@ -331,11 +337,22 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
     personal = Personaliser(rendered, config, secret)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailer-send")
     interrupted = False
+
+    def settle_some() -> None:
+        nonlocal interrupted
+        settle(wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED).done)
+        if interrupt.is_set() and not interrupted:
+            interrupted = True
+            stop.set()
+
     try:
         for number, batch in enumerate(_batches(to_send, backend.max_batch), start=1):
+            limiter.acquire(len(batch))
+            if interrupt.is_set():
+                interrupted = True
+                stop.set()
             if stop.is_set():
                 break
-            limiter.acquire(len(batch))
             recipients = [Recipient(s, personal(s)) for s in batch]
             batch_id = f"{run_id}:{number:05d}"
             payload = backend.prepare(rendered, config, recipients, batch_id=batch_id, options=payload_options)
@@ -344,9 +361,9 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
             report.batches += 1
             in_flight[pool.submit(deliver, backend, payload, options.retry, stop)] = keys
             while len(in_flight) >= workers:
-                settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+                settle_some()
         while in_flight:
-            settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+            settle_some()
     except KeyboardInterrupt:
         # Let the requests already on the wire finish and record them; waiting retries stop at once.
         # A second Ctrl-C leaves their rows `sending`, which the next run turns into `uncertain`.

@@ -26,77 +26,79 @@ def run_send(workspace: Path, env: dict[str, str], subscribers: Path) -> subproc
         cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.fixture
+def slow_sendgrid(request, tmp_path: Path):
+    """A SendGrid-like server that takes its time, and the environment for a `mailer send` process."""
+    fake = FakeSendGrid(delay_seconds=request.param, keep_bodies=False)
+    server, url = fake_sendgrid.start(fake)
+    env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "SENDGRID_API_HOST": url,
+           "MAILER_UNSUBSCRIBE_SECRET": "crash-test", "MAILER_STATE_DIR": str(tmp_path / "state")}
+    yield fake, env
+    server.shutdown()
+    server.server_close()
+
+
+def wait_for_first_delivery(fake: FakeSendGrid, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while not fake.accepted and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("slow_sendgrid", [0.15], indirect=True)
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_sigkill_mid_send_then_resume(workspace: Path, tmp_path: Path, seed: int) -> None:
-    fake = FakeSendGrid(delay_seconds=0.15, keep_bodies=False)
-    server, url = fake_sendgrid.start(fake)
-    try:
-        env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "SENDGRID_API_HOST": url,
-               "MAILER_UNSUBSCRIBE_SECRET": "crash-test", "MAILER_STATE_DIR": str(tmp_path / "state")}
-        subscribers = make_subscribers(workspace, 4000)
-        process = run_send(workspace, env, subscribers)
-        # Kill somewhere between the first request and the last (4 batches of 1000 at ~0.15 s each).
-        deadline = time.monotonic() + 30
-        while not fake.accepted and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.005)
-        time.sleep(random.Random(seed).uniform(0.0, 0.2))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        accepted_at_kill = len(fake.accepted)
-        assert 0 < accepted_at_kill <= 4000
+def test_sigkill_mid_send_then_resume(workspace: Path, tmp_path: Path, seed: int, slow_sendgrid) -> None:
+    fake, env = slow_sendgrid
+    subscribers = make_subscribers(workspace, 4000)
+    process = run_send(workspace, env, subscribers)
+    # Kill somewhere between the first request and the last (4 batches of 1000 at ~0.15 s each).
+    wait_for_first_delivery(fake, process)
+    time.sleep(random.Random(seed).uniform(0.0, 0.2))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    accepted_at_kill = len(fake.accepted)
+    assert 0 < accepted_at_kill <= 4000
 
-        resumed = run_send(workspace, env, subscribers)
-        out, err = resumed.communicate(timeout=120)
-        assert resumed.returncode in (0, 3), err
+    resumed = run_send(workspace, env, subscribers)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode in (0, 3), err
 
-        received = Counter(fake.accepted)
-        assert max(received.values()) == 1, "someone received the issue twice"
-        db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
-        ledger = dict(db.execute("SELECT email, state FROM deliveries WHERE issue='2020-12-13'"))
-        db.close()
-        everyone = {f"reader{i:05d}@example.com" for i in range(4000)}
-        assert set(ledger) == everyone
-        for email in everyone:
-            if email in received:
-                # Delivered: the ledger says so, or says it cannot know (killed before the answer).
-                assert ledger[email] in ("accepted", "uncertain"), (email, ledger[email])
-            else:
-                # Not delivered: never claimed as accepted, and reported (uncertain), not silently dropped.
-                assert ledger[email] == "uncertain", (email, ledger[email])
-        if resumed.returncode == 0:
-            assert set(received) == everyone
+    received = Counter(fake.accepted)
+    assert max(received.values()) == 1, "someone received the issue twice"
+    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    ledger = dict(db.execute("SELECT email, state FROM deliveries WHERE issue='2020-12-13'"))
+    db.close()
+    everyone = {f"reader{i:05d}@example.com" for i in range(4000)}
+    assert set(ledger) == everyone
+    for email in everyone:
+        if email in received:
+            # Delivered: the ledger says so, or says it cannot know (killed before the answer).
+            assert ledger[email] in ("accepted", "uncertain"), (email, ledger[email])
         else:
-            assert "uncertain" in out
-    finally:
-        server.shutdown()
-        server.server_close()
+            # Not delivered: never claimed as accepted, and reported (uncertain), not silently dropped.
+            assert ledger[email] == "uncertain", (email, ledger[email])
+    if resumed.returncode == 0:
+        assert set(received) == everyone
+    else:
+        assert "uncertain" in out
 
 
-def test_ctrl_c_mid_send_records_everyone_and_resumes(workspace: Path, tmp_path: Path) -> None:
-    fake = FakeSendGrid(delay_seconds=0.3, keep_bodies=False)
-    server, url = fake_sendgrid.start(fake)
-    try:
-        env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "SENDGRID_API_HOST": url,
-               "MAILER_UNSUBSCRIBE_SECRET": "crash-test", "MAILER_STATE_DIR": str(tmp_path / "state")}
-        subscribers = make_subscribers(workspace, 6000)
-        process = run_send(workspace, env, subscribers)
-        deadline = time.monotonic() + 30
-        while not fake.accepted and time.monotonic() < deadline:
-            time.sleep(0.005)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-        assert process.returncode == 130, err
-        assert "run the same command again to resume" in err
-        db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
-        ledger = Counter(state for (state,) in db.execute("SELECT state FROM deliveries"))
-        db.close()
-        # In-flight requests were waited for and recorded: nothing is left `sending` or unknown.
-        assert ledger["sending"] == 0 and ledger["uncertain"] == 0
-        assert ledger["accepted"] == len(fake.accepted) < 6000
-        resumed = run_send(workspace, env, subscribers)
-        resumed.communicate(timeout=120)
-        assert resumed.returncode == 0
-        assert len(fake.accepted) == len(set(fake.accepted)) == 6000
-    finally:
-        server.shutdown()
-        server.server_close()
+@pytest.mark.parametrize("slow_sendgrid", [0.3], indirect=True)
+def test_ctrl_c_mid_send_records_everyone_and_resumes(workspace: Path, tmp_path: Path, slow_sendgrid) -> None:
+    fake, env = slow_sendgrid
+    subscribers = make_subscribers(workspace, 6000)
+    process = run_send(workspace, env, subscribers)
+    wait_for_first_delivery(fake, process)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "run the same command again to resume" in err
+    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    ledger = Counter(state for (state,) in db.execute("SELECT state FROM deliveries"))
+    db.close()
+    # In-flight requests were waited for and recorded: nothing is left `sending` or unknown.
+    assert ledger["sending"] == 0 and ledger["uncertain"] == 0
+    assert ledger["accepted"] == len(fake.accepted) < 6000
+    resumed = run_send(workspace, env, subscribers)
+    resumed.communicate(timeout=120)
+    assert resumed.returncode == 0
+    assert len(fake.accepted) == len(set(fake.accepted)) == 6000
