@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailer import placeholders
 from mailer.config import Config
 from mailer.inline import inline_css
 from mailer.issue import Image, Issue, load_issue
@@ -22,7 +23,12 @@ GMAIL_CLIP_BYTES = 102 * 1024
 
 @dataclass(frozen=True)
 class RenderedIssue:
-    """One issue, built once; per-recipient placeholders are still in subject, html and text."""
+    """One issue, built once; per-recipient placeholders are still in subject, html and text.
+
+    `web_html` is the public web version (the "view in browser" page), built only when asked
+    for (`web=True`; sending does not need it): rendered with the layouts' `web` variable set and
+    its placeholders already filled with values that belong to no one (see `web_values`).
+    """
 
     issue: Issue
     subject: str
@@ -30,6 +36,7 @@ class RenderedIssue:
     html: str
     text: str
     mjml: str
+    web_html: str | None = None
 
     @property
     def html_bytes(self) -> int:
@@ -44,23 +51,42 @@ class RenderedIssue:
         return [image for image in self.issue.images() if image.local_path]
 
 
-def build_issue(issue_path: Path, config: Config) -> RenderedIssue:
-    """Build one issue file into its email parts; raises MailerError on any bad input."""
+def build_issue(issue_path: Path, config: Config, *, web: bool = False) -> RenderedIssue:
+    """Build one issue file into its email parts (and its web version if `web`); raises MailerError on bad input."""
     issue = load_issue(issue_path, label=display_path(issue_path))
-    return render_issue(issue, config)
+    return render_issue(issue, config, web=web)
 
 
-def render_issue(issue: Issue, config: Config) -> RenderedIssue:
+def render_issue(issue: Issue, config: Config, *, web: bool = False) -> RenderedIssue:
+    layout = display_path(config.layouts_dir / HTML_LAYOUT)
     mjml = render_template(HTML_LAYOUT, issue=issue, config=config)
-    html = compile_mjml(mjml, layout=display_path(config.layouts_dir / HTML_LAYOUT))
-    html = inline_css(html)
+    html = inline_css(compile_mjml(mjml, layout=layout))
     text = render_text(issue, config)
+    web_html = None
+    if web:
+        web_mjml = render_template(HTML_LAYOUT, issue=issue, config=config, web=True)
+        web_html = placeholders.fill(inline_css(compile_mjml(web_mjml, layout=layout)), web_values(issue, config),
+                                     escape_html=True)
     return RenderedIssue(issue=issue, subject=issue.subject, preheader=issue.preheader, html=html,
-                         text=text, mjml=mjml)
+                         text=text, mjml=mjml, web_html=web_html)
+
+
+def web_values(issue: Issue, config: Config) -> dict[str, str]:
+    """Placeholder values for the public web version, the archive and the feed: nobody's data.
+
+    A web reader is greeted with `first_name_fallback`; an address or unsubscribe link written
+    into the content has no owner on the web, so it is left empty or points at the archive.
+    """
+    return {
+        "first_name": config.first_name_fallback,
+        "email": "",
+        "unsubscribe_url": config.web_base_url,
+        "web_url": config.web_url(issue.slug),
+    }
 
 
 def write_build(rendered: RenderedIssue, out_dir: Path) -> list[Path]:
-    """Write email.html, email.txt, email.mjml and the local images into `out_dir`.
+    """Write email.html, email.txt, email.mjml, the web version (index.html, if built) and the images into `out_dir`.
 
     Files are written to a temporary folder beside it and moved into place at the end, so a
     failure never leaves a half-written build behind.
@@ -73,19 +99,48 @@ def write_build(rendered: RenderedIssue, out_dir: Path) -> list[Path]:
             _write(staging / "email.txt", rendered.text),
             _write(staging / "email.mjml", rendered.mjml),
         ]
-        for image in rendered.local_images():
-            assert image.local_path and image.relative_path
-            target = staging / image.relative_path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(image.local_path, target)
-            written.append(target)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        if rendered.web_html is not None:
+            written.append(_write(staging / "index.html", rendered.web_html))
+        written += _copy_images(rendered, staging)
+        _replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return [out_dir / path.relative_to(staging) for path in written]
+
+
+def write_web_version(rendered: RenderedIssue, out_dir: Path) -> list[Path]:
+    """Write only the public part, the web version (index.html) and its images, into `out_dir`."""
+    if rendered.web_html is None:
+        raise ValueError("the issue was built without its web version: build_issue(..., web=True)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        written = [_write(staging / "index.html", rendered.web_html), *_copy_images(rendered, staging)]
+        _replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return [out_dir / path.relative_to(staging) for path in written]
+
+
+def _copy_images(rendered: RenderedIssue, folder: Path) -> list[Path]:
+    copied = []
+    for image in rendered.local_images():
+        assert image.local_path and image.relative_path
+        target = folder / image.relative_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(image.local_path, target)
+        copied.append(target)
+    return copied
+
+
+def _replace_dir(staging: Path, out_dir: Path) -> None:
+    # mkdtemp makes the folder private (0700); the output is meant to be published and read by others.
+    staging.chmod(0o755)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
 
 
 def _write(path: Path, text: str) -> Path:

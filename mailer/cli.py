@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mailer.errors import ExitStatus, MailerError
 
+if TYPE_CHECKING:  # only for annotations: the commands import what they use, so --help stays fast
+    from mailer.build import RenderedIssue
+    from mailer.config import Config
+
 EPILOG_BUILD = """\b
 Examples:
   mailer build issues/2020-12-13.yaml
   mailer build issues/*.yaml --out build/
+  mailer build --all --out site/
 """
 
 
@@ -31,30 +37,60 @@ def cli() -> None:
 
 
 @cli.command(epilog=EPILOG_BUILD)
-@click.argument("issue_files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("issue_files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--all", "build_all", is_flag=True,
+              help="Build the public web output of every issue in issues/: web versions, an archive "
+                   "page (index.html) and an Atom feed (feed.xml), ready for any static host.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Folder for the output (default: build/ in the workspace); each issue gets OUT/SLUG/.")
-def build(issue_files: tuple[Path, ...], out_dir: Path | None) -> None:
-    """Build ISSUE_FILES into email.html, email.txt and their images.
+              help="Folder for the output (default: build/ in the workspace, site/ with --all); "
+                   "each issue gets OUT/SLUG/.")
+def build(issue_files: tuple[Path, ...], build_all: bool, out_dir: Path | None) -> None:
+    """Build ISSUE_FILES into email.html, email.txt, the web version and their images.
 
     Every file is checked before anything is written: if one has problems, all of them are
     listed and nothing is written.
     """
-    from mailer.build import GMAIL_CLIP_BYTES, build_issue, write_build
     from mailer.config import find_workspace, load_config
-    from mailer.errors import InputError
-    from mailer.schema import display_path
 
-    config = load_config(find_workspace(issue_files[0].parent))
+    if not issue_files and not build_all:
+        raise click.UsageError("Missing argument 'ISSUE_FILES...': give the issue files to build, or --all")
+    if issue_files and build_all:
+        raise click.UsageError("give either ISSUE_FILES or --all, not both")
+    config = load_config(find_workspace(issue_files[0].parent if issue_files else Path.cwd()))
+    if build_all:
+        issue_files = tuple(sorted(config.issues_dir.glob("*.yaml")))
+        if not issue_files:
+            from mailer.errors import ConfigError
+
+            raise ConfigError(f"{config.issues_dir}: no issue files (*.yaml) to build\n"
+                              "    hint: write one first; the README's issue format is a complete example")
+    rendered = _build_every_file(issue_files, config)
+    if build_all:
+        _write_site(rendered, config, out_dir or config.workspace / "site")
+    else:
+        _write_builds(rendered, out_dir or config.build_dir)
+
+
+def _build_every_file(issue_files: tuple[Path, ...], config: Config) -> list[RenderedIssue]:
+    """Build every file before writing any; raise one InputError listing every file's problems."""
+    from mailer.build import build_issue
+    from mailer.errors import InputError
+
     rendered, problems = [], []
     for path in issue_files:
         try:
-            rendered.append(build_issue(path, config))
+            rendered.append(build_issue(path, config, web=True))
         except InputError as err:
             problems.extend(err.problems)
     if problems:
         raise InputError(problems)
-    target_root = out_dir or config.build_dir
+    return rendered
+
+
+def _write_builds(rendered: list[RenderedIssue], target_root: Path) -> None:
+    from mailer.build import GMAIL_CLIP_BYTES, write_build
+    from mailer.schema import display_path
+
     for result in rendered:
         folder = target_root / result.issue.slug
         write_build(result, folder)
@@ -70,6 +106,89 @@ def build(issue_files: tuple[Path, ...], out_dir: Path | None) -> None:
                        "Gmail will hide the end of the email, unsubscribe link included")
         click.echo(f"  html:      {size_kb:.1f} KB ({verdict})")
         click.echo(f"  text:      {len(result.text.encode('utf-8')) / 1024:.1f} KB")
+        click.echo(f"  web:       {display_path(folder / 'index.html')} (the \"view in browser\" page)")
+
+
+def _write_site(rendered: list[RenderedIssue], config: Config, out_dir: Path) -> None:
+    from mailer.schema import display_path
+    from mailer.web import archive_entries, write_site
+
+    write_site(rendered, config, out_dir)
+    shown = display_path(out_dir)
+    click.echo(f"{len(rendered)} {'issue' if len(rendered) == 1 else 'issues'} → {shown}/")
+    entries = archive_entries(rendered, config)
+    width = max(len(entry.slug) for entry in entries) + 1
+    for entry in entries:
+        click.echo(f"  {entry.date.isoformat()}  {entry.slug + '/':<{width}}  {entry.subject}")
+    click.echo(f"  archive: {shown}/index.html")
+    click.echo(f"  feed:    {shown}/feed.xml")
+    click.echo(f"Publish {shown}/ at {config.web_base_url}: the emails' \"view in browser\" links point there.")
+
+
+EPILOG_PREVIEW = """\b
+Examples:
+  mailer preview                                  # every issue, at http://127.0.0.1:8000/
+  mailer preview issues/2020-12-13.yaml --open    # and open that issue in the browser
+  mailer preview --subscribers subscribers.csv --as ada.lovelace@example.com
+  mailer preview --port 8080
+"""
+
+
+@cli.command(epilog=EPILOG_PREVIEW)
+@click.argument("issue_file", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default web browser.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Anything but this machine's own (127.0.0.1, localhost, ::1) shows "
+                   "the preview, sample reader included, to other machines.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on; 0 picks a free one.")
+@click.option("--subscribers", "subscribers_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Subscribers CSV to take the sample reader from (default: an example reader, Ada).")
+@click.option("--as", "as_email", metavar="EMAIL",
+              help="Preview as this subscriber from --subscribers (default: the file's first subscribed reader).")
+def preview(issue_file: Path | None, open_browser: bool, host: str, port: int, subscribers_path: Path | None,
+            as_email: str | None) -> None:
+    """Serve a live preview of every issue at a local address, newest first.
+
+    Each issue is shown at desktop and phone widths and in dark mode, with the headers a reader
+    sees, the plain-text part, the HTML size against Gmail's clipping limit and checks. The page
+    updates within a second of saving the issue, a layout or mailer.yaml; problems are shown in
+    the page. Per-recipient fields are filled as for a sample reader. Stop with Ctrl-C.
+    """
+    from urllib.parse import quote
+
+    from mailer.config import find_workspace
+    from mailer.preview import EXAMPLE_READER, LOOPBACK_HOSTS, create_server, sample_reader
+    from mailer.schema import display_path
+
+    if as_email and not subscribers_path:
+        raise click.UsageError("--as needs --subscribers FILE, the file to find the reader in")
+    workspace = find_workspace(issue_file.parent if issue_file else Path.cwd())
+    reader = sample_reader(subscribers_path, as_email) if subscribers_path else EXAMPLE_READER
+    server = create_server(workspace, host=host, port=port, reader=reader,
+                           extra_issues=(issue_file,) if issue_file else ())
+    try:
+        url = server.url
+        if server.host in ("0.0.0.0", "::"):
+            url = f"http://127.0.0.1:{server.port}/" if server.host == "0.0.0.0" else f"http://[::1]:{server.port}/"
+        if issue_file:
+            url += f"preview/{quote(issue_file.stem)}"
+        if host not in LOOPBACK_HOSTS:
+            click.secho(f"warning: listening on {host}: other machines that can reach this one can see the "
+                        f"preview, including the sample reader {reader.display}", fg="yellow", err=True)
+        count = len(server.app.preview.issue_paths())
+        click.echo(f"Previewing {count} {'issue' if count == 1 else 'issues'} from "
+                   f"{display_path(workspace / 'issues')}/ at {url}")
+        click.echo(f"Reading as {reader.display}. Pages update when you save. Press Ctrl-C to stop.")
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        server.serve_forever(poll_interval=0.25)
+    except KeyboardInterrupt:
+        click.echo("Preview stopped.")
+    finally:
+        server.server_close()
 
 
 EPILOG_SEND = """\b

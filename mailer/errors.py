@@ -59,5 +59,9 @@ class RenderError(MailerError):
     """A layout failed to render or compile."""
 
 
+class ServeError(MailerError):
+    """The preview server cannot listen where it was asked to (port taken, address not ours)."""
+
+
 class ConfigError(MailerError):
     """The workspace or its settings cannot be used."""

@@ -54,7 +54,7 @@ def _environment(layouts_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(layouts_dir),
         # Every user string is escaped in the HTML layouts; the text layouts are plain text.
-        autoescape=lambda name: bool(name) and name.endswith(".mjml.j2"),
+        autoescape=lambda name: bool(name) and name.endswith((".mjml.j2", ".html.j2")),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -65,13 +65,22 @@ def _environment(layouts_dir: Path) -> jinja2.Environment:
     return env
 
 
-def render_template(name: str, *, issue: Issue, config: Config, **extra: Any) -> str:
-    """Render one layout for an issue; Jinja errors name the layout file and line."""
-    env = _environment(config.layouts_dir.resolve())
+def render_template(name: str, *, issue: Issue, config: Config, web: bool = False, **extra: Any) -> str:
+    """Render one layout for an issue; Jinja errors name the layout file and line.
+
+    `web` is True for the public web version (the "view in browser" page): the layouts leave out
+    what only a subscriber's copy has, such as the unsubscribe link.
+    """
     context = Context(issue, config)
+    return render_layout(name, config=config, issue=issue, image_src=context.image_src, web=web, **extra)
+
+
+def render_layout(name: str, *, config: Config, **context: Any) -> str:
+    """Render any layout (e.g. the web archive page) with `config` and `context`."""
+    env = _environment(config.layouts_dir.resolve())
     try:
         template = env.get_template(name)
-        return template.render(issue=issue, config=config, image_src=context.image_src, **extra)
+        return template.render(config=config, **context)
     except jinja2.TemplateSyntaxError as err:
         where = f"{_layout_label(config, err.filename or err.name or name)}:{err.lineno}"
         raise RenderError(f"{where}: layout syntax error: {err.message}\n"

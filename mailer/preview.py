@@ -1,0 +1,608 @@
+"""The local preview server: every issue as phone and desktop readers will see it, updated on every save.
+
+What it serves, and nothing else (no file system paths are ever mapped to URLs):
+
+    /                           every issue in issues/, newest first, with its status
+    /preview/SLUG               one issue: desktop, phone and dark-mode frames, headers, checks, text part
+    /issues/SLUG/               the issue's web version (web_base_url + SLUG/ in the email points here)
+    /issues/SLUG/email.html     the email with a sample reader's fields filled (?view=phone, ?view=dark)
+    /issues/SLUG/img/...        the local images the issue uses (nothing else from its folder)
+    /assets/NAME                the preview page's own CSS, JavaScript and icon
+    /api/version[?issue=SLUG]   a fingerprint of the files a page depends on; pages poll it to reload
+
+Builds happen on request and are cached per issue until a file they depend on changes. A build
+error is a page to show, never a crash. The core never prints: the CLI reports the address.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import html
+import json
+import re
+import socket
+import socketserver
+import threading
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote
+
+from mailer import placeholders
+from mailer.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue
+from mailer.config import CONFIG_NAME, Config, load_config
+from mailer.errors import InputError, MailerError, Problem, ServeError
+from mailer.schema import display_path
+from mailer.subscribers import read_subscribers
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+POLL_MS = 400  # how often an open page asks whether a file changed: saves show within about half a second
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+ASSETS_DIR = Path(__file__).parent / "preview_assets"
+ASSETS = {"preview.css": "text/css", "preview.js": "text/javascript", "favicon.svg": "image/svg+xml"}
+# The sample reader's unsubscribe link: shaped like a real one, but its token is obviously not.
+PREVIEW_TOKEN = "preview"
+# Subject lines longer than this are cut off in most phone inbox lists.
+SUBJECT_CHARS = 60
+
+
+# --- the sample reader --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleReader:
+    """Whose copy the preview shows: the per-recipient placeholders are filled with these."""
+
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    source: str = "example reader"  # where it came from, shown in the page
+
+    @property
+    def display(self) -> str:
+        name = " ".join(part for part in (self.first_name, self.last_name) if part)
+        return f"{name} <{self.email}>" if name else self.email
+
+
+EXAMPLE_READER = SampleReader(email="ada@example.com", first_name="Ada")
+
+
+def sample_reader(subscribers_path: Path, email: str | None = None) -> SampleReader:
+    """The subscriber with `email` from the subscribers CSV, or its first subscribed one.
+
+    The file is read as `mailer send` reads it (same encoding rules, same de-duplication); rows
+    that could not be mailed are left out rather than stopping the preview.
+    """
+    label = display_path(subscribers_path)
+    found = read_subscribers(subscribers_path, file_label=label, skip_invalid=True)
+    if email is None:
+        chosen = found.subscribers[0] if found.subscribers else None
+        if chosen is None:
+            raise InputError([Problem(label, "no subscribed reader in the file to preview the issue as",
+                                      hint="add one, or leave out --subscribers to use an example reader")])
+    else:
+        chosen = found.find(email)
+        if chosen is None:
+            some = ", ".join(subscriber.email for subscriber in found.subscribers[:3])
+            raise InputError([Problem(label, f"no subscribed reader with the address {email!r}",
+                                      hint=f"pick an address from the file, e.g. {some}" if some else None)])
+    return SampleReader(email=chosen.email, first_name=chosen.first_name, last_name=chosen.last_name,
+                        source=f"{label}:{chosen.line}")
+
+
+# --- building, cached until a file changes ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One issue at one version of its files: the build, or what stopped it."""
+
+    slug: str
+    path: Path
+    version: str
+    config: Config | None = None
+    rendered: RenderedIssue | None = None
+    problems: tuple[Problem, ...] = ()
+    # The newest build that worked, shown dimmed while the current files have problems.
+    last_good: RenderedIssue | None = None
+    last_good_config: Config | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.rendered is not None
+
+    @property
+    def shown(self) -> tuple[RenderedIssue, Config] | None:
+        """What the frames show: this build, or the last one that worked."""
+        if self.rendered is not None and self.config is not None:
+            return self.rendered, self.config
+        if self.last_good is not None and self.last_good_config is not None:
+            return self.last_good, self.last_good_config
+        return None
+
+
+@dataclass(frozen=True)
+class Check:
+    level: str  # "ok", "warn" or "error"
+    title: str
+    detail: str = ""
+
+
+@dataclass
+class Preview:
+    """The preview's state: which issues exist, their cached builds, and whose copy is shown."""
+
+    workspace: Path
+    reader: SampleReader = EXAMPLE_READER
+    extra_issues: tuple[Path, ...] = ()  # issue files outside issues/, named on the command line
+    _cache: dict[str, Snapshot] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def issues_dir(self) -> Path:
+        return self.workspace / "issues"
+
+    def issue_paths(self) -> dict[str, Path]:
+        """Slug → file for every issue; read again on each request, so new files appear by themselves."""
+        paths = sorted(self.issues_dir.glob("*.yaml")) + [p for p in self.extra_issues if p.is_file()]
+        return {path.stem: path for path in paths}
+
+    def version(self, slug: str | None = None) -> str:
+        """A fingerprint of every file the page for `slug` (or the index) depends on."""
+        paths = self.issue_paths()
+        watched = [self.workspace / CONFIG_NAME]
+        watched += [p for p in (self.workspace / "layouts").rglob("*") if p.is_file()]
+        watched += [p for p in self.issues_dir.rglob("*") if p.is_file() and (p.suffix != ".yaml" or slug is None)]
+        if slug is not None and slug in paths:
+            watched.append(paths[slug])
+        elif slug is None:
+            watched += list(self.extra_issues)
+        digest = hashlib.blake2b(digest_size=10)
+        for path in sorted(set(watched)):
+            try:
+                stat = path.stat()
+                # The inode too: editors that save by writing a new file and renaming it over the old one.
+                digest.update(f"{path}\0{stat.st_mtime_ns}\0{stat.st_size}\0{stat.st_ino}\n".encode())
+            except OSError:
+                digest.update(f"{path}\0gone\n".encode())
+        return digest.hexdigest()
+
+    def snapshot(self, slug: str) -> Snapshot | None:
+        """The issue's current build (None: no such issue); built again only when its files changed."""
+        path = self.issue_paths().get(slug)
+        if path is None:
+            return None
+        version = self.version(slug)
+        cached = self._cache.get(slug)
+        if cached is not None and cached.version == version and cached.path == path:
+            return cached
+        with self._lock:  # one build at a time: cssutils' logger and Jinja's cache are shared
+            cached = self._cache.get(slug)
+            if cached is not None and cached.version == version and cached.path == path:
+                return cached
+            snapshot = self._build(slug, path, version, previous=cached)
+            self._cache[slug] = snapshot
+            return snapshot
+
+    def _build(self, slug: str, path: Path, version: str, *, previous: Snapshot | None) -> Snapshot:
+        last_good = previous.shown if previous else None
+        config = None
+        try:
+            config = load_config(self.workspace)
+            rendered = build_issue(path, config, web=True)
+        except Exception as err:  # noqa: BLE001 - any failure is shown in the page, never a crashed server
+            return Snapshot(slug, path, version, config=config, problems=tuple(_problems(err, path)),
+                            last_good=last_good[0] if last_good else None,
+                            last_good_config=last_good[1] if last_good else None)
+        return Snapshot(slug, path, version, config=config, rendered=rendered, last_good=rendered,
+                        last_good_config=config)
+
+    # --- what the pages show --------------------------------------------------------------------
+
+    def reader_values(self, slug: str, config: Config) -> dict[str, str]:
+        separator = "&" if "?" in config.unsubscribe_url else "?"
+        return {
+            "first_name": self.reader.first_name or config.first_name_fallback,
+            "email": self.reader.email,
+            "unsubscribe_url": f"{config.unsubscribe_url}{separator}token={PREVIEW_TOKEN}",
+            "web_url": config.web_url(slug),
+        }
+
+    def email_document(self, snapshot: Snapshot, *, view: str = "desktop") -> str | None:
+        """The email as the sample reader gets it, its web addresses pointing at this server.
+
+        `view` is "desktop", "phone" or "dark" (a phone in dark mode). Phones scroll without a
+        scroll bar taking up width, so the phone views hide it: the email gets all 375 px.
+        """
+        shown = snapshot.shown
+        if shown is None:
+            return None
+        rendered, config = shown
+        document = placeholders.fill(rendered.html, self.reader_values(snapshot.slug, config), escape_html=True)
+        document = self._localize(document, config)
+        if view == "dark":
+            document = force_dark_mode(document)
+        extra = '<base target="_blank">'
+        if view in ("phone", "dark"):
+            extra += "<style>html { scrollbar-width: none; }</style>"
+        return _add_to_head(document, extra)
+
+    def web_document(self, snapshot: Snapshot) -> str | None:
+        shown = snapshot.shown
+        if shown is None or shown[0].web_html is None:
+            return None
+        return _add_to_head(self._localize(shown[0].web_html, shown[1]), '<base target="_blank">')
+
+    def image_file(self, snapshot: Snapshot, relative: str) -> Path | None:
+        """An image the issue uses, by its path below the issue's web folder (e.g. 'img/hero.png')."""
+        shown = snapshot.shown
+        if shown is None:
+            return None
+        for image in shown[0].local_images():
+            if image.relative_path == relative and image.local_path and image.local_path.is_file():
+                return image.local_path
+        return None
+
+    def _localize(self, document: str, config: Config) -> str:
+        """Point the published web folder (images, "view in browser") at this server: nothing leaves the machine."""
+        base = config.web_base_url
+        for slug in sorted(self.issue_paths(), key=len, reverse=True):
+            document = document.replace(f"{base}{slug}/", f"/issues/{quote(slug)}/")
+        # The archive link (the bare base URL) goes to the preview's list of issues.
+        return re.sub(re.escape(base) + r"(?=[\"'\s<])", "/", document)
+
+    def checks(self, snapshot: Snapshot) -> list[Check]:
+        """What can be checked without sending: size, placeholders, the legally required footer."""
+        if snapshot.rendered is None or snapshot.config is None:
+            return []
+        rendered, config = snapshot.rendered, snapshot.config
+        found: list[Check] = []
+        kb = rendered.html_bytes / 1024
+        limit_kb = GMAIL_CLIP_BYTES // 1024
+        if rendered.clip_headroom < 0:
+            found.append(Check("error", f"Gmail will clip this email: {kb:.1f} KB of HTML, over its {limit_kb} KB "
+                                        "limit", "The end of the email, the unsubscribe link included, is hidden "
+                                                 "behind \u201c[Message clipped]\u201d. Shorten the issue."))
+        elif rendered.clip_headroom < 15 * 1024:
+            found.append(Check("warn", f"Close to Gmail's {limit_kb} KB clipping limit ({kb:.1f} KB)",
+                               "Click tracking makes every link longer when the email is sent: leave some room."))
+        else:
+            found.append(Check("ok", f"{rendered.clip_headroom / 1024:.1f} KB below Gmail's {limit_kb} KB clipping "
+                                     "limit"))
+        known = set(placeholders.ALL.values())
+        unknown = sorted({m for part in (rendered.subject, rendered.preheader, rendered.html, rendered.text)
+                          for m in placeholders.SHAPE.findall(part)} - known)
+        if unknown:
+            title = "Unknown placeholder" + ("s" if len(unknown) > 1 else "") + ": " + ", ".join(unknown)
+            found.append(Check("error", title, "They would be sent as written. Known: " + ", ".join(sorted(known))))
+        else:
+            found.append(Check("ok", "Every placeholder will be filled"))
+        missing = [part for part, text in (("HTML", rendered.html), ("text", rendered.text))
+                   if placeholders.UNSUBSCRIBE_URL not in text]
+        if missing:
+            found.append(Check("error", f"No unsubscribe link in the {' and '.join(missing)} part",
+                               "Inbox providers and the law require one in every email: check the footer layout."))
+        else:
+            found.append(Check("ok", "Unsubscribe link in both parts"))
+        if config.postal_address in rendered.text and html.escape(config.postal_address) in rendered.html:
+            found.append(Check("ok", "Postal address in both parts"))
+        else:
+            found.append(Check("error", "The postal address is missing from a part",
+                               "CAN-SPAM requires it in every email: check the footer layout."))
+        subject_chars = len(placeholders.fill(rendered.subject, self.reader_values(snapshot.slug, config)))
+        if subject_chars > SUBJECT_CHARS:
+            found.append(Check("warn", f"Subject is {subject_chars} characters",
+                               f"Phone inboxes show about {SUBJECT_CHARS}: put what matters first."))
+        for name in ("email", "unsubscribe_url"):
+            if any(placeholders.ALL[name] in text for text in rendered.issue.markdown_fields() + [rendered.subject]):
+                found.append(Check("warn", f"{placeholders.ALL[name]} is in the content",
+                                   "The public web version has no reader: it shows "
+                                   + ("nothing" if name == "email" else "a link to the archive") + " there."))
+        return found
+
+
+def force_dark_mode(document: str) -> str:
+    """Make the email's `prefers-color-scheme: dark` rules apply regardless of the system setting.
+
+    A browser applies those rules to the whole page or to none of it, so one frame cannot be
+    emulated on its own; instead the condition becomes one that is always true (and `light`
+    rules one that is never true).
+    """
+    document = re.sub(r"\(\s*prefers-color-scheme\s*:\s*dark\s*\)", "(min-width: 0px)", document)
+    document = re.sub(r"\(\s*prefers-color-scheme\s*:\s*light\s*\)", "(max-width: -1px)", document)
+    return re.sub(r'(<meta name="color-scheme" content=")[^"]*', r"\1dark", document)
+
+
+def _add_to_head(document: str, markup: str) -> str:
+    """Insert preview-only markup at the start of <head>; `<base target="_blank">` makes links
+    clicked in a frame open in a new tab instead of replacing the frame's content."""
+    return re.sub(r"<head\b[^>]*>", lambda m: m.group(0) + markup, document, count=1)
+
+
+def _problems(err: Exception, path: Path) -> list[Problem]:
+    """Any failure as the list of problems the page shows: file, line, message, hint."""
+    if isinstance(err, InputError):
+        return err.problems
+    if isinstance(err, MailerError):
+        first, *rest = str(err).split("\n")
+        hint = next((line.strip().removeprefix("hint:").strip() for line in rest if line.strip().startswith("hint:")),
+                    None)
+        located = re.match(r"(?P<file>[^\s:][^:]*?):(?P<line>\d+)(?::(?P<column>\d+))?: (?P<message>.*)", first)
+        if located:
+            column = located.group("column")
+            return [Problem(located.group("file"), located.group("message"), int(located.group("line")),
+                            int(column) if column else None, hint=hint)]
+        return [Problem("", first, hint=hint)]
+    return [Problem(display_path(path), f"unexpected error: {type(err).__name__}: {err}",
+                    hint="this is a bug in mailer: please report it together with the issue file")]
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+@cache
+def _pages() -> Any:
+    import jinja2  # the CLI imports this module only for `mailer preview`
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(ASSETS_DIR),
+        autoescape=True,  # issue text, file paths and error messages are all escaped
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["kb"] = lambda size: f"{size / 1024:.1f} KB"
+    env.filters["urlquote"] = lambda text: quote(str(text), safe="")
+    return env
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+# Pages may load only this server's own scripts and styles; emails may load images (an issue can
+# use https images) but run nothing.
+PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+EMAIL_CSP = ("default-src 'none'; img-src 'self' data: https:; style-src 'unsafe-inline'; "
+             "frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
+
+
+class PreviewApp:
+    """Maps a request path to a response. Every route is spelled out: no path reaches the file system."""
+
+    def __init__(self, preview: Preview):
+        self.preview = preview
+
+    def handle(self, target: str) -> Response:
+        parsed = _parse_target(target)
+        if parsed is None:
+            return self.not_found()
+        segments, query = parsed
+        match segments:
+            case [""]:
+                return self.index()
+            case ["preview", slug] | ["preview", slug, ""]:
+                return self.issue_page(slug)
+            case ["issues"] | ["issues", ""]:
+                return Response(HTTPStatus.FOUND, headers=(("Location", "/"),))
+            case ["issues", slug] if slug in self.preview.issue_paths():
+                return Response(HTTPStatus.MOVED_PERMANENTLY, headers=(("Location", f"/issues/{quote(slug)}/"),))
+            case ["issues", slug, ""]:
+                return self.web_version(slug)
+            case ["issues", slug, "email.html"]:
+                view = query.get("view", ["desktop"])[0]
+                return self.email(slug, view=view if view in ("desktop", "phone", "dark") else "desktop")
+            case ["issues", slug, *rest] if rest and all(rest):
+                return self.image(slug, "/".join(rest))
+            case ["assets", name] if name in ASSETS:
+                return Response(HTTPStatus.OK, (ASSETS_DIR / name).read_bytes(), ASSETS[name])
+            case ["api", "version"]:
+                slug = query.get("issue", [None])[0]
+                if slug is not None and slug not in self.preview.issue_paths():
+                    return self.not_found()
+                body = json.dumps({"version": self.preview.version(slug)}).encode()
+                return Response(HTTPStatus.OK, body, "application/json")
+        return self.not_found()
+
+    def index(self) -> Response:
+        rows = []
+        for slug in self.preview.issue_paths():
+            snapshot = self.preview.snapshot(slug)
+            if snapshot is None:  # deleted between listing and building
+                continue
+            shown = snapshot.shown
+            issue = shown[0].issue if shown else None
+            rows.append({"slug": slug, "snapshot": snapshot, "issue": issue,
+                         "subject": self._subject(snapshot) if shown else None})
+        # Newest first; issues that never built (no date known) on top, where they are noticed.
+        rows.sort(key=lambda row: row["slug"])
+        rows.sort(key=lambda row: row["issue"].date if row["issue"] else date.max, reverse=True)
+        return self._page("index.html.j2", rows=rows, version=self.preview.version(), version_url="/api/version",
+                          issues_dir=display_path(self.preview.issues_dir))
+
+    def issue_page(self, slug: str) -> Response:
+        snapshot = self.preview.snapshot(slug)
+        if snapshot is None:
+            return self.not_found()
+        shown = snapshot.shown
+        context: dict[str, Any] = {"slug": slug, "snapshot": snapshot, "version": snapshot.version,
+                                   "version_url": f"/api/version?issue={quote(slug)}", "shown": shown,
+                                   "file": display_path(snapshot.path), "checks": self.preview.checks(snapshot),
+                                   "clip_limit": GMAIL_CLIP_BYTES}
+        if shown:
+            rendered, config = shown
+            values = self.preview.reader_values(slug, config)
+            context.update(rendered=rendered, config=config, subject=self._subject(snapshot),
+                           preheader=placeholders.fill(rendered.preheader, values),
+                           text=placeholders.fill(rendered.text, values),
+                           clip_percent=min(100.0, 100 * rendered.html_bytes / GMAIL_CLIP_BYTES))
+        return self._page("issue.html.j2", **context)
+
+    def email(self, slug: str, *, view: str) -> Response:
+        snapshot = self.preview.snapshot(slug)
+        document = self.preview.email_document(snapshot, view=view) if snapshot else None
+        if document is None:
+            return self.not_found()
+        return Response(HTTPStatus.OK, document.encode("utf-8"), headers=(("Content-Security-Policy", EMAIL_CSP),))
+
+    def web_version(self, slug: str) -> Response:
+        snapshot = self.preview.snapshot(slug)
+        document = self.preview.web_document(snapshot) if snapshot else None
+        if document is None:
+            return self.not_found()
+        return Response(HTTPStatus.OK, document.encode("utf-8"), headers=(("Content-Security-Policy", EMAIL_CSP),))
+
+    def image(self, slug: str, relative: str) -> Response:
+        snapshot = self.preview.snapshot(slug)
+        path = self.preview.image_file(snapshot, relative) if snapshot else None
+        if path is None:
+            return self.not_found()
+        kind = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+                ".webp": "image/webp"}.get(path.suffix.lower(), "application/octet-stream")
+        return Response(HTTPStatus.OK, path.read_bytes(), kind)
+
+    def not_found(self) -> Response:
+        return self._page("not_found.html.j2", status=HTTPStatus.NOT_FOUND, version="", version_url="")
+
+    def _subject(self, snapshot: Snapshot) -> str:
+        assert snapshot.shown
+        rendered, config = snapshot.shown
+        return placeholders.fill(rendered.subject, self.preview.reader_values(snapshot.slug, config))
+
+    def _page(self, template: str, *, status: int = HTTPStatus.OK, **context: Any) -> Response:
+        body = _pages().get_template(template).render(reader=self.preview.reader, poll_ms=POLL_MS, **context)
+        return Response(status, body.encode("utf-8"), headers=(("Content-Security-Policy", PAGE_CSP),))
+
+
+def _parse_target(target: str) -> tuple[list[str], dict[str, list[str]]] | None:
+    """Split a request target into decoded path segments; None for anything that could climb out.
+
+    `..`, `.`, encoded slashes and NUL bytes are refused outright rather than normalised, so
+    `/issues/x/%2e%2e/%2e%2e/pyproject.toml` is a 404 like any other unknown path.
+    """
+    if not target.startswith("/"):
+        return None  # absolute-form ("http://host/…") or "*"
+    path, _, query = target.partition("?")
+    segments = []
+    for raw in path.split("/")[1:]:
+        try:
+            segment = unquote(raw, errors="strict")
+        except UnicodeDecodeError:
+            return None
+        if segment in (".", "..") or any(c in segment for c in "/\\\0"):
+            return None
+        segments.append(segment)
+    return segments, parse_qs(query)
+
+
+# --- the HTTP server ----------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: PreviewServer
+    server_version = "mailer-preview"
+    sys_version = ""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._respond(head=False)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._respond(head=True)
+
+    def _respond(self, *, head: bool) -> None:
+        if not self.server.host_allowed(self.headers.get("Host")):
+            # A web page on another site cannot read the preview through DNS rebinding: its
+            # requests carry that site's name as Host.
+            response = Response(HTTPStatus.MISDIRECTED_REQUEST, b"This preview answers only requests for its own "
+                                b"address.\n", "text/plain; charset=utf-8")
+        else:
+            try:
+                response = self.server.app.handle(self.path)
+            except Exception as err:  # noqa: BLE001 - the server keeps serving whatever goes wrong
+                body = f"Internal error in the preview: {type(err).__name__}: {err}".encode()
+                response = Response(HTTPStatus.INTERNAL_SERVER_ERROR, body, "text/plain; charset=utf-8")
+        try:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Referrer-Policy", "no-referrer")
+            for name, value in response.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            if not head:
+                self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the page reloaded a frame before the old one finished loading
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the overridden signature
+        """Quiet: the core never prints; the CLI says what matters."""
+
+
+class PreviewServer(ThreadingHTTPServer):
+    daemon_threads = True  # Ctrl-C must not wait for a browser's open connection
+
+    def __init__(self, address: tuple[str, int], app: PreviewApp):
+        self.app = app
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # http.server would look up the host's domain name here (socket.getfqdn), which can stall
+        # for seconds without a network; the name is never used.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    @property
+    def host(self) -> str:
+        return self.server_address[0]
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def host_allowed(self, header: str | None) -> bool:
+        if header is None or self.host not in LOOPBACK_HOSTS:
+            return True  # an HTTP/1.0 client without Host; or --host widened it on purpose
+        name, _, port = header.rpartition(":") if not header.endswith("]") else (header, "", "")
+        return name.strip("[]").lower() in LOOPBACK_HOSTS and port == str(self.port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: a dropped connection is not worth a traceback on the editor's terminal."""
+
+
+def create_server(workspace: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                  reader: SampleReader = EXAMPLE_READER, extra_issues: tuple[Path, ...] = ()) -> PreviewServer:
+    """Bind the preview server (port 0: any free port); call serve_forever() to run it."""
+    preview = Preview(workspace=workspace, reader=reader,
+                      extra_issues=tuple(p.resolve() for p in extra_issues
+                                         if p.resolve().parent != (workspace / "issues").resolve()))
+    try:
+        return PreviewServer((host, port), PreviewApp(preview))
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise ServeError(f"port {port} on {host} is already in use\n"
+                             f"    hint: another `mailer preview` may be running: stop it, or choose another port "
+                             f"with --port {port + 1 if port < 65535 else 8001} (--port 0 picks a free one)") from None
+        if err.errno == errno.EACCES:
+            raise ServeError(f"not allowed to listen on port {port}\n"
+                             "    hint: ports below 1024 need administrator rights: use --port 8000") from None
+        raise ServeError(f"cannot listen on {host}:{port}: {err.strerror or err}\n"
+                         "    hint: --host must be an address of this machine, e.g. 127.0.0.1") from None

@@ -1,0 +1,191 @@
+"""The public web output: each issue's web version, the archive page and the Atom feed."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from mailer import placeholders
+from mailer.config import load_config
+
+from .conftest import MINIMAL_ISSUE, write
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+BASE = "https://newsletter.example.com/"
+
+
+class Page(HTMLParser):
+    """The links and the text a reader sees (not the CSS) of an HTML page."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.images: list[str] = []
+        self.text: list[str] = []
+        self._in_style = False
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self._in_style = tag in ("style", "script")
+        if tag == "a":
+            self.links.append(attrs.get("href") or "")
+        if tag == "img":
+            self.images.append(attrs.get("src") or "")
+
+    def handle_endtag(self, tag):
+        self._in_style = False
+
+    def handle_data(self, data):
+        if not self._in_style and data.strip():
+            self.text.append(data.strip())
+
+
+def build_site(run_cli, out: Path):
+    result = run_cli("build", "--all", "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def test_build_writes_the_web_version_beside_the_email(workspace: Path, run_cli) -> None:
+    result = run_cli("build", "issues/2020-12-13.yaml")
+    assert result.exit_code == 0, result.stderr
+    assert "web:       build/2020-12-13/index.html" in result.stdout
+    page = Page((workspace / "build" / "2020-12-13" / "index.html").read_text(encoding="utf-8"))
+    # A stranger reading it is greeted with the fallback, and finds the archive instead of an
+    # unsubscribe link or a "view in browser" link to the page they are already on.
+    assert "Hey there, welcome back!" in " ".join(page.text)
+    assert "Unsubscribe" not in page.text and "View in browser" not in page.text
+    assert BASE in page.links and "All issues" in page.text
+    assert "You are reading the web version of The NLP Cypher." in page.text
+    assert all(src.startswith(BASE + "2020-12-13/img/") for src in page.images)
+    # The email itself still carries its per-recipient links.
+    email = Page((workspace / "build" / "2020-12-13" / "email.html").read_text(encoding="utf-8"))
+    assert placeholders.UNSUBSCRIBE_URL in email.links and placeholders.WEB_URL in email.links
+
+
+def test_web_version_speaks_the_issue_language(workspace: Path, run_cli) -> None:
+    build_site(run_cli, workspace / "site")
+    html = (workspace / "site" / "2020-12-13-zh" / "index.html").read_text(encoding="utf-8")
+    assert 'lang="zh"' in html
+    assert "您正在阅读 The NLP Cypher 的网页版。" in Page(html).text
+    assert "往期内容" in Page(html).text
+
+
+def test_feed_is_atom_with_one_entry_per_issue(workspace: Path, run_cli) -> None:
+    site = workspace / "site"
+    result = build_site(run_cli, site)
+    assert "archive: site/index.html" in result.stdout and "feed:    site/feed.xml" in result.stdout
+    raw = (site / "feed.xml").read_bytes()
+    assert raw.startswith(b'<?xml version="1.0" encoding="utf-8"?>')
+    feed = ET.fromstring(raw)
+    assert feed.tag == f"{ATOM}feed"
+    assert feed.findtext(f"{ATOM}id") == BASE
+    assert feed.findtext(f"{ATOM}title") == "The NLP Cypher"
+    assert feed.findtext(f"{ATOM}updated") == "2020-12-13T00:00:00Z"
+    assert feed.find(f"{ATOM}author/{ATOM}name").text == "The NLP Cypher"
+    self_links = [link.get("href") for link in feed.findall(f"{ATOM}link") if link.get("rel") == "self"]
+    assert self_links == [BASE + "feed.xml"]
+
+    entries = {entry.findtext(f"{ATOM}id"): entry for entry in feed.findall(f"{ATOM}entry")}
+    assert sorted(entries) == [BASE + "2020-12-13-zh/", BASE + "2020-12-13/"]
+    english = entries[BASE + "2020-12-13/"]
+    assert english.findtext(f"{ATOM}title") == "The NLP Cypher | 12.13.20"
+    assert english.findtext(f"{ATOM}summary").endswith("the Zodiac 340 cipher is cracked & more")
+    assert english.findtext(f"{ATOM}updated") == "2020-12-13T00:00:00Z"
+    assert entries[BASE + "2020-12-13-zh/"].findtext(f"{ATOM}title") == "NLP 密码 | 12.13.20 🔥"
+    for url, entry in entries.items():
+        link = entry.find(f"{ATOM}link")
+        assert link.get("href") == url and link.get("rel") == "alternate"
+        # Every link lands on a page that was written: the URL minus the base is its folder.
+        assert (site / url.removeprefix(BASE) / "index.html").is_file()
+
+
+def test_archive_lists_issues_newest_first(workspace: Path, run_cli) -> None:
+    write(workspace / "issues" / "2026-11-29.yaml", MINIMAL_ISSUE)
+    site = workspace / "site"
+    build_site(run_cli, site)
+    page = Page((site / "index.html").read_text(encoding="utf-8"))
+    issue_links = [link for link in page.links if link != BASE + "feed.xml"]
+    assert issue_links == [BASE + "2026-11-29/", BASE + "2020-12-13/", BASE + "2020-12-13-zh/"]
+    assert "Weekly digest #1" in page.text and "2026-11-29" in page.text
+    assert "Three links worth your Sunday" in page.text
+    feed = ET.fromstring((site / "feed.xml").read_bytes())
+    assert feed.findtext(f"{ATOM}updated") == "2026-11-29T00:00:00Z"
+    assert feed.find(f"{ATOM}entry").findtext(f"{ATOM}id") == BASE + "2026-11-29/"
+
+
+def test_site_images_are_published_where_the_pages_point(workspace: Path, run_cli) -> None:
+    site = workspace / "site"
+    build_site(run_cli, site)
+    for slug in ("2020-12-13", "2020-12-13-zh"):
+        images = Page((site / slug / "index.html").read_text(encoding="utf-8")).images
+        assert len(images) >= 4
+        for src in images:
+            assert src.startswith(BASE)
+            assert (site / src.removeprefix(BASE)).is_file(), src
+    # Only the public part: no email sources with their placeholders, no compiled MJML.
+    assert sorted(p.name for p in (site / "2020-12-13").iterdir()) == ["img", "index.html"]
+
+
+def test_no_personal_data_or_placeholder_in_the_web_output(workspace: Path, run_cli) -> None:
+    personal = MINIMAL_ISSUE.replace(
+        "subject: \"Weekly digest #1\"", "subject: \"-first_name-, your weekly digest\"").replace(
+        "here is [a link](https://example.com/a).",
+        "this copy is for -email-. [Unsubscribe here](-unsubscribe_url-) or [read it online](-web_url-).")
+    write(workspace / "issues" / "2026-11-29.yaml", personal)
+    site = workspace / "site"
+    build_site(run_cli, site)
+    config = load_config(workspace)
+    subscribers = (workspace / "subscribers.example.csv").read_text(encoding="utf-8")
+    addresses = set(re.findall(r"[\w.+-]+@[\w-]+\.[\w.]+", subscribers))
+    assert addresses
+    files = [p for p in site.rglob("*") if p.suffix in (".html", ".xml")]
+    assert len(files) == 5
+    for path in files:
+        content = path.read_text(encoding="utf-8")
+        assert placeholders.SHAPE.findall(content) == [], path
+        assert config.unsubscribe_url not in content and "token=" not in content, path
+        assert not [a for a in addresses if a in content], path
+        assert config.sender.email not in content, path
+    new = Page((site / "2026-11-29" / "index.html").read_text(encoding="utf-8"))
+    assert "Hello there, this copy is for ." in " ".join(new.text)
+    assert BASE + "2026-11-29/" in new.links  # the "read it online" link is the page itself
+    feed = ET.fromstring((site / "feed.xml").read_bytes())
+    assert feed.find(f"{ATOM}entry").findtext(f"{ATOM}title") == "there, your weekly digest"
+
+
+def test_bad_issue_writes_no_site_and_lists_every_problem(workspace: Path, run_cli) -> None:
+    write(workspace / "issues" / "bad-date.yaml", MINIMAL_ISSUE.replace("date: 2026-11-29", "date: soon"))
+    write(workspace / "issues" / "no-sections.yaml", MINIMAL_ISSUE.split("sections:")[0])
+    result = run_cli("build", "--all", "--out", "site")
+    assert result.exit_code == 1
+    assert "issues/bad-date.yaml:2:7: date: 'soon' is not a date" in result.stderr
+    assert "issues/no-sections.yaml" in result.stderr and "sections" in result.stderr
+    assert not (workspace / "site").exists()
+
+
+def test_all_defaults_to_site_folder(workspace: Path, run_cli) -> None:
+    result = run_cli("build", "--all")
+    assert result.exit_code == 0, result.stderr
+    assert (workspace / "site" / "feed.xml").is_file()
+    assert f"Publish site/ at {BASE}" in result.stdout
+
+
+@pytest.mark.parametrize("args", [("build",), ("build", "--all", "issues/2020-12-13.yaml")])
+def test_all_or_files_is_a_usage_error(workspace: Path, run_cli, args) -> None:
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    assert "--all" in result.stderr
+
+
+def test_site_leaves_other_files_in_the_folder_alone(workspace: Path, run_cli) -> None:
+    site = workspace / "site"
+    write(site / "CNAME", "newsletter.example.com\n")
+    build_site(run_cli, site)
+    assert (site / "CNAME").read_text() == "newsletter.example.com\n"
+    assert not [p for p in site.iterdir() if p.name.startswith(".")]  # no staging leftovers
