@@ -125,6 +125,41 @@ def _write_site(rendered: list[RenderedIssue], config: Config, out_dir: Path) ->
     click.echo(f"Publish {shown}/ at {config.web_base_url}: the emails' \"view in browser\" links point there.")
 
 
+EPILOG_CHECK = """\b
+Examples:
+  mailer check issues/2020-12-13.yaml --subscribers subscribers.csv
+  mailer check                                  # every issue in issues/
+  mailer check issues/ --format json            # machine-readable, for CI
+  mailer check issues/2020-12-13.yaml --links   # also ask every link whether it answers
+"""
+
+
+@cli.command(epilog=EPILOG_CHECK)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--subscribers", "subscribers_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also check this subscribers CSV: invalid rows, duplicates, unsubscribed and suppressed addresses.")
+@click.option("--encoding", metavar="NAME", help="The CSV's encoding when it is not UTF-8 (e.g. cp1252).")
+@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people (grouped by severity, coloured on a terminal); json for CI (see the README).")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1 when there are any).")
+@click.option("--links", is_flag=True, help="Also check that every link answers (HEAD, then GET): needs the network.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds to wait for each link with --links.")
+def check(paths: tuple[Path, ...], subscribers_path: Path | None, encoding: str | None, output: str, strict: bool,
+          links: bool, timeout: float) -> None:
+    """Find what would embarrass you before anyone receives it.
+
+    Checks each issue in PATHS (files, or folders of *.yaml; default: issues/) and the email built
+    from it: size against Gmail's clipping limit, images, links, mojibake and other text problems,
+    the unsubscribe link and postal address, layout markup, and, with --subscribers, the list.
+    Exit code 0 when there is no error (warnings allowed), 1 when there is one.
+    """
+    from mailer import cli_check
+
+    cli_check.run_check(paths, subscribers_path=subscribers_path, encoding=encoding, output=output, strict=strict,
+                        links=links, timeout=timeout)
+
+
 EPILOG_PREVIEW = """\b
 Examples:
   mailer preview                                  # every issue, at http://127.0.0.1:8000/

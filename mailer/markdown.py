@@ -41,15 +41,23 @@ class Target:
     kind: str  # "link" or "image"
     url: str
     line: int
+    text: str = ""  # a link's text, an image's alt
 
 
 def targets(text: str) -> list[Target]:
     found: list[Target] = []
     for block in parse(text):
         line = block.map[0] if block.map else 0
+        link: Target | None = None
+        words: list[str] = []
         for token in block.children or ():
             if token.type == "link_open":
-                found.append(Target("link", str(token.attrGet("href") or ""), line))
+                link, words = Target("link", str(token.attrGet("href") or ""), line), []
+            elif token.type == "link_close" and link is not None:
+                found.append(Target(link.kind, link.url, link.line, "".join(words).strip()))
+                link = None
             elif token.type == "image":
-                found.append(Target("image", str(token.attrGet("src") or ""), line))
+                found.append(Target("image", str(token.attrGet("src") or ""), line, token.content))
+            elif link is not None and token.type in ("text", "code_inline"):
+                words.append(token.content)
     return found

@@ -15,6 +15,7 @@ from mailer import markdown, placeholders
 from mailer.config import Config
 from mailer.errors import RenderError
 from mailer.issue import Image, Issue
+from mailer.mjml_schema import MJML_TAGS
 
 HTML_LAYOUT = "email.mjml.j2"
 TEXT_LAYOUT = "email.txt.j2"
@@ -22,15 +23,6 @@ TEXT_LAYOUT = "email.txt.j2"
 # Every tag MJML 4 defines. mjml-python copies an unknown tag into the HTML without a word, so a
 # typo such as <mj-buton> would ship to subscribers as raw markup; we refuse it instead.
 # mj-html-attributes is left out on purpose: mjml-python raises on it.
-MJML_TAGS = frozenset(
-    [
-        "mjml", "mj-head", "mj-body", "mj-attributes", "mj-all", "mj-class", "mj-breakpoint", "mj-font",
-        "mj-preview", "mj-style", "mj-title", "mj-raw", "mj-section", "mj-column", "mj-group", "mj-wrapper",
-        "mj-hero", "mj-text", "mj-image", "mj-button", "mj-divider", "mj-spacer", "mj-table", "mj-social",
-        "mj-social-element", "mj-navbar", "mj-navbar-link", "mj-carousel", "mj-carousel-image", "mj-accordion",
-        "mj-accordion-element", "mj-accordion-title", "mj-accordion-text",
-    ]
-)
 _MJML_TAG = re.compile(r"<(mj-[A-Za-z0-9-]+|mjml)\b")
 _POSITION = re.compile(r" at position (\d+):(\d+)")
 

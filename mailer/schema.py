@@ -124,6 +124,9 @@ def _scalar_text(node: yaml.Node, path: str, out: Collector, label: str) -> str 
     return node.value
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 class Str(Type):
     def __init__(self, *, label: str = "text", one_line: bool = False, max_length: int | None = None,
                  validate: Callable[[str], str | None] | None = None):
@@ -142,6 +145,13 @@ class Str(Type):
             return MISSING
         if self.one_line and "\n" in text:
             out.add(node, path, "must be a single line", hint="remove the line breaks")
+            return MISSING
+        control = _CONTROL.search(text)
+        if control:
+            # An escape such as "\x07" in a quoted string: no email client shows it, and the MJML
+            # compiler refuses the whole email with an error that names no field.
+            out.add(node, path, f"contains the control character U+{ord(control.group(0)):04X}",
+                    hint="delete it (it usually comes from copying out of a PDF or a terminal)")
             return MISSING
         if self.max_length and len(text) > self.max_length:
             out.add(node, path, f"is {len(text)} characters long; at most {self.max_length} fit",

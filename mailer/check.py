@@ -1,0 +1,533 @@
+"""`mailer check`: what breaks a newsletter, found before anyone receives it.
+
+Each finding has a severity, a place (file:line and field path, or the layout file), what is
+wrong and how to fix it. Three kinds of report: one per issue (its YAML and the email built from
+it), one for the workspace (mailer.yaml and the layouts, shared by every issue) and one for a
+subscribers file. The same functions serve the CLI, the preview page and `mailer send`.
+"""
+
+from __future__ import annotations
+
+import html
+import quopri
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from mailer import markdown, placeholders, textcheck
+from mailer.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
+from mailer.config import CONFIG_NAME, Config
+from mailer.errors import InputError, MailerError, Problem
+from mailer.issue import load_issue
+from mailer.schema import compose_yaml, display_path, read_utf8
+
+SEVERITIES = ("error", "warning", "info")
+# The checks, in the order they are reported; a report lists those that found nothing as passed.
+CHECKS = {
+    "input": "The file loads",
+    "size": "Size",
+    "images": "Images",
+    "links": "Links",
+    "text": "Text",
+    "compliance": "Compliance",
+    "markup": "Layout markup",
+    "subscribers": "Subscribers",
+}
+CLIP_WARN_BYTES = 90 * 1024  # warn this close to Gmail's limit: click tracking makes every link longer
+MESSAGE_WARN_BYTES = 512 * 1024  # slow on a phone and scored by spam filters
+IMAGE_WARN_BYTES = 1024 * 1024
+SUBJECT_CHARS = 60  # phone inbox lists show about this many
+PREHEADER_CHARS = (20, 140)  # shorter: the inbox fills the rest with the body; longer: cut off
+# Fields holding markdown, by their last key.
+_MARKDOWN_KEYS = {"intro", "body", "after", "signoff", "description"}
+_PROSE_SKIP = {"url", "lang", "dir", "date", "number", "name"}  # not prose: for the language check
+_ALT_FILLER = re.compile(r"^(image|img|picture|photo|screenshot|graphic|banner|logo)\s*\d*$|\.(png|jpe?g|gif|webp)$",
+                         re.IGNORECASE)
+_EXAMPLE_DOMAIN = re.compile(r"(^|\.)(example\.(com|org|net)|localhost|invalid|test)$")
+_PLACEHOLDER_HREFS = {placeholders.UNSUBSCRIBE_URL, placeholders.WEB_URL}
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # "error", "warning" or "info"
+    check: str  # a key of CHECKS
+    code: str  # stable identifier, e.g. "text.mojibake"
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    field: str | None = None
+    hint: str | None = None
+
+    @property
+    def where(self) -> str:
+        where = self.file or ""
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: {self.field}" if self.field else where
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"severity": self.severity, "check": self.check, "code": self.code, "file": self.file,
+                "line": self.line, "column": self.column, "field": self.field, "message": self.message,
+                "hint": self.hint}
+
+
+@dataclass
+class CheckReport:
+    """The findings for one thing checked: an issue file, the workspace or a subscribers file."""
+
+    kind: str  # "issue", "workspace" or "subscribers"
+    subject: str  # what was checked, as the user names it
+    findings: list[Finding] = field(default_factory=list)
+    checks: tuple[str, ...] = ()  # the checks that ran
+    facts: dict[str, Any] = field(default_factory=dict)  # sizes, counts: shown, never judged
+    rendered: RenderedIssue | None = None
+
+    def count(self, severity: str) -> int:
+        return sum(1 for finding in self.findings if finding.severity == severity)
+
+    @property
+    def passed(self) -> list[str]:
+        failed = {finding.check for finding in self.findings if finding.severity != "info"}
+        return [name for name in self.checks if name not in failed]
+
+    def failed(self, *, strict: bool = False) -> bool:
+        return self.count("error") > 0 or (strict and self.count("warning") > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "subject": self.subject, "errors": self.count("error"),
+                "warnings": self.count("warning"), "info": self.count("info"), "passed": self.passed,
+                "facts": self.facts, "findings": [finding.to_dict() for finding in self.sorted_findings()]}
+
+    def sorted_findings(self) -> list[Finding]:
+        order = {severity: index for index, severity in enumerate(SEVERITIES)}
+        return sorted(self.findings, key=lambda f: (order[f.severity], f.file or "", f.line or 0, f.column or 0))
+
+
+# --- an issue ------------------------------------------------------------------------------------
+
+
+def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | None = None) -> CheckReport:
+    """Check one issue file and the email built from it (build it here unless `rendered` is given)."""
+    label = display_path(issue_path)
+    report = CheckReport("issue", label)
+    try:
+        if rendered is None:
+            rendered = render_issue(load_issue(issue_path, label=label), config)
+    except InputError as err:
+        report.checks = ("input",)
+        report.findings += [_from_problem(problem, "input", "input.invalid") for problem in err.problems]
+        return report
+    except MailerError as err:
+        report.checks = ("input",)
+        report.findings.append(Finding("error", "input", "input.build-failed", str(err), file=label))
+        return report
+    report.rendered = rendered
+    report.checks = ("input", "size", "images", "links", "text", "compliance", "markup")
+    root = compose_yaml(read_utf8(issue_path, label), label)
+    scalars = list(_scalars(root, "")) if root is not None else []
+    source = _Source(label, issue_path.parent, scalars)
+    report.findings += source.findings(rendered, config)
+    report.findings += _rendered_findings(rendered, config, label, source)
+    report.facts.update(_sizes(rendered, config))
+    return report
+
+
+def _from_problem(problem: Problem, check: str, code: str) -> Finding:
+    return Finding("error", check, code, problem.message, problem.file, problem.line, problem.column,
+                   problem.field, problem.hint)
+
+
+def _scalars(node: yaml.Node, path: str) -> Iterator[tuple[str, yaml.ScalarNode]]:
+    """Every string in the YAML tree with its field path (sections[2].links[0].url)."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield from _scalars(value, f"{path}.{key.value}" if path else str(key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, value in enumerate(node.value):
+            yield from _scalars(value, f"{path}[{index}]")
+    elif isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
+        yield path, node
+
+
+def _position(node: yaml.ScalarNode, offset: int) -> tuple[int, int | None]:
+    """The line (and, when it can be known, column) of character `offset` of a scalar's value."""
+    value = node.value
+    if node.style in ("|", ">"):  # the text starts on the line after the indicator
+        return node.start_mark.line + 2 + value.count("\n", 0, offset), None
+    if node.start_mark.line == node.end_mark.line:
+        quote = 1 if node.style in ('"', "'") else 0
+        return node.start_mark.line + 1, node.start_mark.column + 1 + quote + offset
+    return node.start_mark.line + 1, None
+
+
+@dataclass
+class _Link:
+    url: str
+    text: str
+    path: str
+    node: yaml.ScalarNode
+    offset: int = 0
+
+
+class _Source:
+    """Checks that read the issue's YAML itself, so each finding has its line."""
+
+    def __init__(self, label: str, issue_dir: Path, scalars: list[tuple[str, yaml.ScalarNode]]):
+        self.label = label
+        self.issue_dir = issue_dir
+        self.scalars = scalars
+        self.by_path = dict(scalars)
+
+    def at(self, severity: str, check: str, code: str, path: str, node: yaml.ScalarNode | None, message: str,
+           hint: str | None = None, offset: int = 0) -> Finding:
+        line = column = None
+        if node is not None:
+            line, column = _position(node, offset)
+        return Finding(severity, check, code, message, self.label, line, column, path or None, hint)
+
+    def findings(self, rendered: RenderedIssue, config: Config) -> list[Finding]:
+        found: list[Finding] = []
+        for path, node in self.scalars:
+            for kind, hits in (("mojibake", textcheck.find_mojibake(node.value)),
+                               ("invisible", textcheck.find_invisible(node.value)),
+                               ("unfinished", textcheck.find_leftovers(node.value)),
+                               ("placeholder", textcheck.find_placeholder_problems(node.value))):
+                check = "links" if kind == "placeholder" else "text"
+                found += [self.at(hit.severity, check, f"{check}.{kind}", path, node, hit.message, hit.hint,
+                                  hit.start) for hit in hits]
+        found += self._images()
+        found += self._links()
+        found += self._text(rendered, config)
+        return found
+
+    # --- images
+
+    def _images(self) -> list[Finding]:
+        found: list[Finding] = []
+        for path, node in self.scalars:
+            if not (path.endswith(".alt") or path == "alt"):
+                continue
+            if _ALT_FILLER.search(node.value.strip()):
+                found.append(self.at("warning", "images", "images.alt-filler", path, node,
+                                     f"alt text {node.value!r} says nothing about the picture",
+                                     "describe what the picture shows: readers with images off or a "
+                                     "screen reader get only this"))
+            url_node = self.by_path.get(path[: -len("alt")] + "url")
+            if url_node is not None and not urlsplit(url_node.value).scheme:
+                local = self.issue_dir / url_node.value
+                if local.is_file() and local.stat().st_size > IMAGE_WARN_BYTES:
+                    found.append(self.at("warning", "images", "images.heavy", path[: -len("alt")] + "url", url_node,
+                                         f"image {url_node.value!r} is {local.stat().st_size / 1024 / 1024:.1f} MB",
+                                         "resize it to about twice its shown width (1200 px) and compress it: "
+                                         "phones on mobile data load every image"))
+        sections = {re.match(r"sections\[\d+\]", path).group(0)  # type: ignore[union-attr]
+                    for path, _ in self.scalars if path.startswith("sections[")}
+        for section in sorted(sections):
+            fields = {path[len(section) + 1:].split(".")[0].split("[")[0]
+                      for path, _ in self.scalars if path.startswith(section + ".")}
+            if "images" in fields and not fields - {"images", "heading"}:
+                node = self.by_path.get(section + ".heading")
+                found.append(self.at("warning", "images", "images.image-only", section, node,
+                                     "this section's only content is images",
+                                     "add a sentence in 'body': with images off (the default in many "
+                                     "clients) the section is empty, and image-only mail looks like spam"))
+        return found
+
+    # --- links
+
+    def links(self) -> list[_Link]:
+        """Every link in the issue: url fields (with their title/label/name as text) and markdown links."""
+        found: list[_Link] = []
+        for path, node in self.scalars:
+            key = path.rsplit(".", 1)[-1]
+            parent = path[: -len(key) - 1] if "." in path else ""
+            if key == "url":
+                if (f"{parent}.alt" if parent else "alt") in self.by_path:
+                    continue  # an image
+                text_node = next((self.by_path[f"{parent}.{name}"] for name in ("title", "label", "name")
+                                  if f"{parent}.{name}" in self.by_path), None)
+                found.append(_Link(node.value, text_node.value if text_node else "", path, node))
+            elif key.split("[")[0] in _MARKDOWN_KEYS:
+                first_line = node.value.split("\n")
+                for target in markdown.targets(node.value):
+                    if target.kind != "link":
+                        continue
+                    offset = sum(len(line) + 1 for line in first_line[: target.line])
+                    found.append(_Link(target.url, target.text, path, node, offset))
+        return found
+
+    def _links(self) -> list[Finding]:
+        found: list[Finding] = []
+        first_text: dict[str, _Link] = {}
+        for link in self.links():
+            scheme = urlsplit(link.url).scheme.lower()
+            if link.url in _PLACEHOLDER_HREFS or scheme == "mailto":
+                continue
+            if link.path.startswith("footer.social"):
+                continue  # named after the network ("Twitter"), not what the link is: never compared
+            if scheme == "http":
+                found.append(self.at("warning", "links", "links.insecure", link.path, link.node,
+                                     f"{link.url!r} is not https", "use the https:// address if the site has "
+                                     "one: browsers warn about plain http", link.offset))
+            text = " ".join(link.text.split()).casefold()
+            earlier = first_text.setdefault(link.url, link)
+            earlier_text = " ".join(earlier.text.split()).casefold()
+            # "CrossNER" and "zliucr/CrossNER" name the same thing: only texts that share nothing.
+            if earlier is not link and text and earlier_text and text not in earlier_text and earlier_text not in text:
+                line = _position(earlier.node, earlier.offset)[0]
+                found.append(self.at("warning", "links", "links.same-url-different-text", link.path, link.node,
+                                     f"{link.url} is linked as {link.text!r} here and as {earlier.text!r} on line "
+                                     f"{line}", "if one of them should go somewhere else, fix its URL; "
+                                     "otherwise use the same words", link.offset))
+        return found
+
+    # --- text
+
+    def _text(self, rendered: RenderedIssue, config: Config) -> list[Finding]:
+        found: list[Finding] = []
+        subject = placeholders.fill(rendered.subject, {"first_name": config.first_name_fallback})
+        if _width(subject) > SUBJECT_CHARS:
+            found.append(self.at("warning", "text", "text.subject-long", "subject", self.by_path.get("subject"),
+                                 f"the subject is {len(subject)} characters; phone inboxes show about "
+                                 f"{SUBJECT_CHARS}", "put what matters in the first 40 characters"))
+        low, high = PREHEADER_CHARS
+        preheader = rendered.preheader.strip()
+        if _width(preheader) < low:
+            found.append(self.at("warning", "text", "text.preheader-short", "preheader",
+                                 self.by_path.get("preheader"), f"the preheader is {len(preheader)} characters",
+                                 f"write {low}–{high}: inboxes fill the rest of the line with the start of the "
+                                 "email (\"View in browser\")"))
+        elif _width(preheader) > high:
+            found.append(self.at("warning", "text", "text.preheader-long", "preheader",
+                                 self.by_path.get("preheader"), f"the preheader is {len(preheader)} characters; "
+                                 f"inboxes show at most about {high}", "put what matters first"))
+        prose = [node.value for path, node in self.scalars if path.rsplit(".", 1)[-1].split("[")[0] not in _PROSE_SKIP]
+        mismatch = textcheck.script_mismatch(rendered.issue.lang, prose)
+        if mismatch:
+            found.append(self.at("warning", "text", "text.lang-script", "lang", self.by_path.get("lang"), mismatch,
+                                 "set 'lang' to the language the issue is written in: it picks the layout's "
+                                 "words, the text direction, and what screen readers speak"))
+        return found
+
+
+def _width(text: str) -> int:
+    """How many Latin letters' room a text takes: CJK characters are twice as wide."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _rendered_findings(rendered: RenderedIssue, config: Config, label: str, source: _Source) -> list[Finding]:
+    """Checks on the built email: what the layouts and settings put around the content."""
+    found: list[Finding] = []
+    layouts = display_path(config.layouts_dir) + "/"
+    sizes = _sizes(rendered, config)
+    limit_kb = GMAIL_CLIP_BYTES / 1024
+    html_kb = sizes["html_part_bytes"] / 1024
+    if sizes["html_part_bytes"] > GMAIL_CLIP_BYTES:
+        found.append(Finding("error", "size", "size.gmail-clip", f"the HTML part is {html_kb:.1f} KB: Gmail clips "
+                             f"messages over {limit_kb:.0f} KB, hiding the end of the email and its unsubscribe "
+                             "link behind \"[Message clipped]\"", label,
+                             hint="shorten the issue or split it; fewer sections or shorter link descriptions"))
+    elif sizes["html_part_bytes"] > CLIP_WARN_BYTES:
+        found.append(Finding("warning", "size", "size.gmail-clip-close", f"the HTML part is {html_kb:.1f} KB, "
+                             f"close to Gmail's {limit_kb:.0f} KB clipping limit", label,
+                             hint="click tracking makes every link longer when the email is sent: leave room"))
+    elif sizes["html_quoted_printable_bytes"] > GMAIL_CLIP_BYTES:
+        found.append(Finding("warning", "size", "size.gmail-clip-encoded", "encoded as quoted-printable (as some "
+                             f"relays re-encode mail) the HTML part would be "
+                             f"{sizes['html_quoted_printable_bytes'] / 1024:.1f} KB, over Gmail's clipping limit",
+                             label, hint="non-ASCII text triples in size when quoted-printable: shorten the issue"))
+    if sizes["message_bytes"] > MESSAGE_WARN_BYTES:
+        found.append(Finding("warning", "size", "size.message", f"the whole message is "
+                             f"{sizes['message_bytes'] / 1024:.0f} KB", label,
+                             hint="link to long content instead of including it"))
+    # Placeholders the content does not have came from the layouts.
+    content = "\n".join(node.value for _, node in source.scalars)
+    for part_name, text in (("subject", rendered.subject), ("HTML part", rendered.html), ("text part", rendered.text)):
+        for hit in textcheck.find_placeholder_problems(text):
+            if hit.found not in content:
+                found.append(Finding("error", "markup", "markup.placeholder", f"{hit.message} (in the {part_name})",
+                                     layouts, hint=hit.hint))
+        leftover = re.search(r"\{\{|\{%|\}\}|%\}", text)
+        if leftover and leftover.group(0) not in content:
+            found.append(Finding("error", "markup", "markup.template-syntax", f"template syntax "
+                                 f"{text[leftover.start(): leftover.start() + 30]!r} reached the {part_name}",
+                                 layouts, hint="a layout prints Jinja syntax as text: check its {{ }} and {% %}"))
+    for tag in re.findall(r"<img\b[^>]*>", rendered.html):
+        alt = re.search(r"\balt=(\"[^\"]*\"|'[^']*')", tag)
+        if alt is None or not alt.group(1)[1:-1].strip():
+            src = re.search(r"\bsrc=\"([^\"]*)\"", tag)
+            found.append(Finding("error", "images", "images.alt-missing", f"an image has no alt text: "
+                                 f"{src.group(1) if src else tag[:60]}", layouts,
+                                 hint="give every <mj-image> an alt attribute"))
+        src_match = re.search(r"\bsrc=\"([^\"]*)\"", tag)
+        src = html.unescape(src_match.group(1)) if src_match else ""
+        if src.startswith("data:"):
+            found.append(Finding("error", "images", "images.data-uri", "an image is embedded as a data: URI",
+                                 layouts, hint="Gmail and Outlook block data: images; serve it from web_base_url"))
+        elif src and urlsplit(src).scheme != "https":
+            found.append(Finding("error", "images", "images.not-https", f"image {src[:80]!r} is not an https URL",
+                                 CONFIG_NAME if src.startswith(config.web_base_url) else layouts,
+                                 field="web_base_url" if src.startswith(config.web_base_url) else None,
+                                 hint="email clients block images that are not https"))
+    for href in re.findall(r"<a\b[^>]*\bhref=\"([^\"]*)\"", rendered.html):
+        href = html.unescape(href)
+        scheme = urlsplit(href).scheme.lower()
+        if href in _PLACEHOLDER_HREFS or scheme in ("http", "https", "mailto"):
+            continue
+        found.append(Finding("error", "links", "links.not-absolute", f"link {href[:80]!r} is not an absolute "
+                             "http(s) or mailto: URL", layouts, hint="email has no current page: write the full "
+                             "address, e.g. https://example.com/page"))
+    found += _compliance(rendered, config, label)
+    return found
+
+
+def _sizes(rendered: RenderedIssue, config: Config) -> dict[str, int]:
+    message = _sample_message(rendered, config)
+    part = message.get_body(("html",))
+    assert part is not None
+    html_bytes = rendered.html.encode("utf-8")
+    return {
+        "html_bytes": len(html_bytes),
+        "html_part_bytes": len(part.get_payload().encode("utf-8")),
+        "html_quoted_printable_bytes": len(quopri.encodestring(html_bytes)),
+        "text_bytes": len(rendered.text.encode("utf-8")),
+        "message_bytes": len(message.as_bytes()),
+    }
+
+
+def _sample_message(rendered: RenderedIssue, config: Config) -> Any:
+    """The message one reader would get (a made-up reader: sizes and headers do not depend on who)."""
+    from mailer.message import Personaliser, build_mime
+    from mailer.subscribers import Subscriber
+
+    reader = Subscriber("reader@example.com", "Reader")
+    return build_mime(rendered, config, reader, Personaliser(rendered, config, b"check")(reader))
+
+
+def _compliance(rendered: RenderedIssue, config: Config, label: str) -> list[Finding]:
+    found: list[Finding] = []
+    layouts = display_path(config.layouts_dir) + "/"
+    for part, text in (("HTML", rendered.html), ("text", rendered.text)):
+        if placeholders.UNSUBSCRIBE_URL not in text:
+            found.append(Finding("error", "compliance", "compliance.unsubscribe-link", f"the {part} part has no "
+                                 "unsubscribe link", layouts, hint=f"the footer must link to "
+                                 f"{placeholders.UNSUBSCRIBE_URL}: the law (CAN-SPAM, GDPR) and Gmail require it"))
+        address = html.escape(config.postal_address, quote=False) if part == "HTML" else config.postal_address
+        lines = [line.strip() for line in address.splitlines() if line.strip()]
+        if not all(line in text for line in lines):
+            found.append(Finding("error", "compliance", "compliance.postal-address", f"the {part} part does not "
+                                 "show the postal address", layouts, hint="the footer must print postal_address "
+                                 "from mailer.yaml: CAN-SPAM requires it"))
+    headers = _sample_message(rendered, config)
+    for name in ("List-Unsubscribe", "List-Unsubscribe-Post"):
+        if not headers.get(name):
+            found.append(Finding("error", "compliance", "compliance.header", f"messages lack the {name} header",
+                                 label, hint="Gmail and Yahoo require one-click unsubscribe (RFC 8058)"))
+    return found
+
+
+# --- the workspace: settings and layouts ---------------------------------------------------------
+
+
+def check_workspace(config: Config) -> CheckReport:
+    """Check mailer.yaml and the layouts: what every issue shares."""
+    from mailer.mjml_schema import scan_layouts
+
+    report = CheckReport("workspace", display_path(config.workspace / CONFIG_NAME), checks=("compliance", "markup"))
+    config_label = display_path(config.workspace / CONFIG_NAME)
+    examples = [name for name, value in (("from.email", config.sender.email), ("reply_to", config.reply_to or ""),
+                                         ("web_base_url", config.web_base_url),
+                                         ("unsubscribe_url", config.unsubscribe_url))
+                if _EXAMPLE_DOMAIN.search(_host(value))]
+    if examples:
+        report.findings.append(Finding("warning", "compliance", "compliance.example-address",
+                                       "example addresses in the settings: " + ", ".join(examples), config_label,
+                                       hint="replace them with your own before a live send: replies, images, "
+                                       "\"view in browser\" and unsubscribe links would go nowhere"))
+    for name, value in (("web_base_url", config.web_base_url), ("unsubscribe_url", config.unsubscribe_url)):
+        if urlsplit(value).scheme != "https":
+            report.findings.append(Finding("warning", "compliance", "compliance.not-https", f"{name} is not https",
+                                           config_label, field=name, hint="clients block http images, and "
+                                           "Gmail's one-click unsubscribe needs https"))
+    for problem in scan_layouts(config.layouts_dir):
+        report.findings.append(Finding("error", "markup", "markup.mjml", problem.message,
+                                       display_path(problem.path), problem.line, problem.column, hint=problem.hint))
+    return report
+
+
+def _host(value: str) -> str:
+    if "@" in value and "://" not in value:
+        return value.rpartition("@")[2].lower()
+    return (urlsplit(value).hostname or "").lower()
+
+
+# --- a subscribers file --------------------------------------------------------------------------
+
+_LISTED = 10  # lines named in a summary finding before "…"
+
+
+def check_subscribers(path: Path, *, encoding: str | None = None,
+                      suppressed: Callable[[list[str]], dict[str, str]] | None = None) -> CheckReport:
+    """Check a subscribers CSV: invalid rows (errors), duplicates (warnings), who will be skipped (info).
+
+    `suppressed` maps addresses (case-folded) to why they are in the local suppression list.
+    """
+    from mailer.subscribers import read_subscribers
+
+    label = display_path(path)
+    report = CheckReport("subscribers", label, checks=("subscribers",))
+    try:
+        found = read_subscribers(path, file_label=label, encoding=encoding, skip_invalid=True)
+    except InputError as err:
+        report.findings += [_from_problem(problem, "subscribers", "subscribers.unreadable")
+                            for problem in err.problems]
+        return report
+    unsubscribed: list[int] = []
+    for skipped in found.skipped:
+        if skipped.reason == "unsubscribed":
+            unsubscribed.append(skipped.line)
+        elif not skipped.reason.startswith("duplicate"):
+            report.findings.append(Finding("error", "subscribers", "subscribers.invalid", skipped.reason, label,
+                                           skipped.line, hint="fix or delete the row: `mailer send` stops on it "
+                                           "(or leaves it out with --skip-invalid)"))
+    for warning in found.warnings:
+        report.findings.append(Finding("warning", "subscribers", "subscribers.duplicate", warning.message, label,
+                                       warning.line, hint="delete the extra row; if the names differ, keep the "
+                                       "right one first"))
+    if unsubscribed:
+        report.findings.append(Finding("info", "subscribers", "subscribers.unsubscribed",
+                                       f"{len(unsubscribed)} unsubscribed {_plural(len(unsubscribed), 'row')} "
+                                       f"will not be mailed (lines {_lines(unsubscribed)})", label))
+    report.facts["subscribed"] = len(found.subscribers)
+    report.facts["unsubscribed"] = len(unsubscribed)
+    if suppressed is not None:
+        reasons = suppressed([subscriber.key for subscriber in found.subscribers])
+        hit = [subscriber for subscriber in found.subscribers if subscriber.key in reasons]
+        if hit:
+            examples = ", ".join(f"{s.email} ({reasons[s.key]}, line {s.line})" for s in hit[:3])
+            report.findings.append(Finding("info", "subscribers", "subscribers.suppressed",
+                                           f"{len(hit)} {_plural(len(hit), 'address', 'addresses')} in the local "
+                                           f"suppression list will be skipped: {examples}"
+                                           + (", …" if len(hit) > 3 else ""), label,
+                                           hint="they unsubscribed, bounced or complained through SendGrid: "
+                                           "remove them from the CSV or mark them unsubscribed"))
+        report.facts["suppressed"] = len(hit)
+    return report
+
+
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    return word if count == 1 else (plural or word + "s")
+
+
+def _lines(lines: list[int]) -> str:
+    shown = ", ".join(str(line) for line in lines[:_LISTED])
+    return shown + (", …" if len(lines) > _LISTED else "")

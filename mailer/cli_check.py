@@ -1,0 +1,144 @@
+"""The CLI side of `mailer check`: which files, then the findings for people (grouped, coloured) or as JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailer.check import CHECKS, SEVERITIES, CheckReport, check_issue, check_subscribers, check_workspace
+from mailer.config import Config, find_workspace, load_config
+from mailer.errors import ExitStatus, InputError, Problem
+from mailer.schema import display_path
+
+JSON_VERSION = 1
+_COLOURS = {"error": "red", "warning": "yellow", "info": "cyan"}
+_TITLES = {"error": "errors", "warning": "warnings", "info": "info"}
+
+
+def issue_files(paths: tuple[Path, ...], config: Config) -> list[Path]:
+    """The issue files named: files as given, folders for the *.yaml in them; none means issues/."""
+    found: list[Path] = []
+    problems: list[Problem] = []
+    for path in paths or (config.issues_dir,):
+        if path.is_dir():
+            inside = sorted(path.glob("*.yaml"))
+            if not inside:
+                problems.append(Problem(display_path(path), "no issue files (*.yaml) in this folder"))
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            problems.append(Problem(display_path(path), "no such file or folder", hint="check the path"))
+    if problems:
+        raise InputError(problems)
+    return found
+
+
+def run_checks(paths: tuple[Path, ...], *, subscribers_path: Path | None = None, encoding: str | None = None,
+               links: bool = False, timeout: float = 10.0) -> list[CheckReport]:
+    config = load_config(find_workspace(_start(paths)))
+    reports = [check_issue(path, config) for path in issue_files(paths, config)]
+    reports.append(check_workspace(config))
+    if subscribers_path is not None:
+        reports.append(check_subscribers(subscribers_path, encoding=encoding, suppressed=_suppressed(config)))
+    if links:
+        from mailer.check import check_links
+
+        check_links([report for report in reports if report.kind == "issue"], timeout=timeout)
+    return reports
+
+
+def _start(paths: tuple[Path, ...]) -> Path:
+    if not paths:
+        return Path.cwd()
+    first = paths[0]
+    return first if first.is_dir() else first.parent
+
+
+def _suppressed(config: Config) -> Any:
+    """The local suppression list's lookup, when one has been pulled (see `mailer suppressions pull`)."""
+    try:
+        from mailer.suppressions import SuppressionList
+    except ImportError:  # pragma: no cover - the module ships with mailer
+        return None
+    suppressions = SuppressionList.open_existing(config.state_dir)
+    return suppressions.lookup if suppressions is not None else None
+
+
+def run_check(paths: tuple[Path, ...], *, subscribers_path: Path | None, encoding: str | None, output: str,
+              strict: bool, links: bool, timeout: float) -> None:
+    reports = run_checks(paths, subscribers_path=subscribers_path, encoding=encoding, links=links, timeout=timeout)
+    failed = any(report.failed(strict=strict) for report in reports)
+    if output == "json":
+        click.echo(json.dumps(to_json(reports, strict=strict), ensure_ascii=False, indent=2))
+    else:
+        print_reports(reports, strict=strict)
+    if failed:
+        sys.exit(ExitStatus.INPUT_ERROR)
+
+
+def to_json(reports: list[CheckReport], *, strict: bool) -> dict[str, Any]:
+    """The documented, stable JSON shape (README: "mailer check --format json")."""
+    return {
+        "version": JSON_VERSION,
+        "ok": not any(report.failed(strict=strict) for report in reports),
+        "strict": strict,
+        "errors": sum(report.count("error") for report in reports),
+        "warnings": sum(report.count("warning") for report in reports),
+        "info": sum(report.count("info") for report in reports),
+        "reports": [report.to_dict() for report in reports],
+    }
+
+
+def print_reports(reports: list[CheckReport], *, strict: bool) -> None:
+    for report in reports:
+        click.secho(_heading(report), bold=True)
+        findings = report.sorted_findings()
+        for severity in SEVERITIES:
+            group = [finding for finding in findings if finding.severity == severity]
+            if not group:
+                continue
+            shown = "errors (--strict)" if severity == "warning" and strict else _TITLES[severity]
+            click.secho(f"  {shown} ({len(group)})", fg=_COLOURS[severity], bold=True)
+            for finding in group:
+                where = f"{finding.where}: " if finding.where else ""
+                click.echo("    " + click.style(where, fg=_COLOURS[severity]) + finding.message)
+                if finding.hint:
+                    click.secho(f"        hint: {finding.hint}", dim=True)
+        passed = report.passed
+        if passed:
+            click.secho("  ✓ " + ", ".join(_passed_label(report, name) for name in passed), fg="green")
+    errors = sum(report.count("error") for report in reports)
+    warnings = sum(report.count("warning") for report in reports)
+    failing = errors + (warnings if strict else 0)
+    summary = f"{_count(errors, 'error')}, {_count(warnings, 'warning')}"
+    if failing:
+        click.secho(f"✗ {summary}: fix the errors before sending (mailer send refuses to send while there are any)",
+                    fg="red", bold=True)
+    else:
+        click.secho(f"✓ {summary}: ready to send", fg="green", bold=True)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun if number == 1 else noun + 's'}"
+
+
+def _heading(report: CheckReport) -> str:
+    if report.kind == "issue" and report.rendered is not None:
+        return f"{report.subject} — {report.rendered.subject}"
+    if report.kind == "workspace":
+        return f"{report.subject} and the layouts"
+    if report.kind == "subscribers" and "subscribed" in report.facts:
+        return f"{report.subject} — {report.facts['subscribed']} to mail"
+    return report.subject
+
+
+def _passed_label(report: CheckReport, name: str) -> str:
+    label = CHECKS[name].lower()
+    if name == "size" and "html_part_bytes" in report.facts:
+        return f"{label} ({report.facts['html_part_bytes'] / 1024:.1f} KB of HTML)"
+    return label

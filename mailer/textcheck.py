@@ -1,0 +1,247 @@
+"""Checks on a piece of text: mojibake, invisible characters, unfinished copy, placeholder typos, script.
+
+Pure functions over strings; `mailer.check` knows where the strings came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+
+import ftfy
+from ftfy.badness import BADNESS_RE, is_bad
+
+from mailer import placeholders
+
+
+@dataclass(frozen=True)
+class Hit:
+    """Something found at `start` (a character offset) in a text."""
+
+    start: int
+    found: str
+    message: str
+    hint: str | None = None
+    severity: str = "error"
+
+
+# --- mojibake ------------------------------------------------------------------------------------
+
+
+def find_mojibake(text: str) -> list[Hit]:
+    """Text that was decoded with the wrong charset (UTF-8 read as cp1252/latin-1: 'â€™', 'å¯†ç')."""
+    hits: list[Hit] = []
+    lost = text.find("\ufffd")
+    if lost >= 0:
+        hits.append(Hit(lost, "\ufffd", "U+FFFD replacement character: text was lost when it was decoded "
+                        "with the wrong charset", "the original characters cannot be recovered from this copy: "
+                        "paste the text again from its source, saved as UTF-8"))
+    start = _utf8_read_as_cp1252(text)
+    if start is None:
+        if not is_bad(text):
+            return hits
+        match = BADNESS_RE.search(text)
+        start = match.start() if match else 0
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    line = text[line_start: line_end if line_end >= 0 else len(text)]
+    excerpt = _excerpt(line, start - line_start)
+    repaired = ftfy.fix_encoding(excerpt)
+    if repaired != excerpt:
+        hint = f"probably meant: {repaired!r} (re-copy the text from its source as UTF-8)"
+    else:
+        hint = "re-copy the text from its source, saved as UTF-8"
+    hits.append(Hit(start, excerpt, f"mojibake: {excerpt!r} looks like text decoded with the wrong charset", hint))
+    return hits
+
+
+# Each byte 0x80-0xFF as the character cp1252 (or, for the five bytes cp1252 leaves undefined,
+# latin-1) decodes it to: the characters UTF-8 text turns into when read with the wrong charset.
+_BYTE_OF = {bytes([b]).decode("cp1252", errors="ignore") or chr(b): b for b in range(0x80, 0x100)}
+_CONTINUATIONS = {0xC0: 1, 0xE0: 2, 0xF0: 3}
+
+
+def _utf8_read_as_cp1252(text: str) -> int | None:
+    """Where a complete UTF-8 sequence written as cp1252 characters starts ('Ã©' for 'é'), or None.
+
+    ftfy's heuristics miss short fragments (a two-character Chinese word); a lead byte followed
+    by exactly the right number of continuation bytes that decodes is mojibake in any real text.
+    """
+    for index, char in enumerate(text):
+        lead = _BYTE_OF.get(char)
+        if lead is None or not 0xC2 <= lead <= 0xF4:
+            continue
+        count = _CONTINUATIONS[0xF0 if lead >= 0xF0 else 0xE0 if lead >= 0xE0 else 0xC0]
+        tail = [_BYTE_OF.get(c) for c in text[index + 1: index + 1 + count]]
+        if len(tail) == count and all(b is not None and 0x80 <= b <= 0xBF for b in tail):
+            try:
+                bytes([lead, *tail]).decode("utf-8")  # type: ignore[list-item]
+            except UnicodeDecodeError:
+                continue
+            return index
+    return None
+
+
+def _excerpt(line: str, at: int, width: int = 48) -> str:
+    begin = max(0, at - 8)
+    return line[begin: begin + width].strip()
+
+
+# --- invisible and control characters ------------------------------------------------------------
+
+# Characters with a job in some scripts are allowed: ZWNJ/ZWJ (Persian, Indic scripts, emoji
+# sequences), LRM/RLM and ALM (marks in right-to-left text).
+_ALLOWED_FORMAT = {"\u200c", "\u200d", "\u200e", "\u200f", "\u061c"}
+# Bidi embeddings, overrides and isolates reorder the text around them (the "Trojan Source" trick).
+# Hangul fillers: letters that show as nothing, used to fake blank names and subjects.
+_INVISIBLE_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def find_invisible(text: str) -> list[Hit]:
+    """Control characters and invisible formatting characters, one hit per kind."""
+    hits: list[Hit] = []
+    seen: set[str] = set()
+    for index, char in enumerate(text):
+        if char in "\n\t" or char in seen or char in _ALLOWED_FORMAT:
+            continue
+        category = unicodedata.category(char)
+        if category not in ("Cc", "Cf", "Zl", "Zp") and char not in _INVISIBLE_LETTERS:
+            continue
+        seen.add(char)
+        name = unicodedata.name(char, f"control character U+{ord(char):04X}")
+        code = f"U+{ord(char):04X}"
+        if char in _BIDI_CONTROLS:
+            hits.append(Hit(index, char, f"invisible {code} {name}: it reorders the text around it",
+                            "delete it; for right-to-left text set 'lang' (and 'dir') instead", "error"))
+        elif category == "Cc":
+            hits.append(Hit(index, char, f"control character {code}: email clients show it as a box or drop it",
+                            "delete it (it usually comes from copying out of a PDF or a terminal)", "error"))
+        else:
+            hits.append(Hit(index, char, f"invisible {code} {name}",
+                            "delete it unless you meant it: it breaks searching, copying and links", "warning"))
+    return hits
+
+
+# --- unfinished copy ------------------------------------------------------------------------------
+
+_LEFTOVER = re.compile(r"\b(TODO|FIXME|TK|TKTK|XXX)\b|lorem ipsum|\[(?:link|url)\]", re.IGNORECASE)
+_CASE_SENSITIVE = {"tk", "tktk", "xxx"}  # 'tk' and 'xxx' in lower case are words or URLs
+
+
+def find_leftovers(text: str) -> list[Hit]:
+    """Words editors leave in drafts: TODO, FIXME, TK, lorem ipsum, [link]."""
+    hits = []
+    for match in _LEFTOVER.finditer(text):
+        word = match.group(0)
+        if word.lower() in _CASE_SENSITIVE and not word.isupper():
+            continue
+        hits.append(Hit(match.start(), word, f"unfinished copy: {word!r}",
+                        "write the final text (or remove the line) before sending"))
+    return hits
+
+
+# --- placeholders ---------------------------------------------------------------------------------
+
+_OTHER_SYNTAX = re.compile(
+    r"\{\{\s*[A-Za-z_][\w.]*\s*\}\}"  # Jinja / Handlebars / Mailgun
+    r"|\*\|[A-Z0-9_]+\|\*"  # Mailchimp merge tags
+    r"|%recipient\.[\w]+%"  # Mailgun
+    r"|\{\$[A-Za-z_]\w*\}"  # Sendy
+    r"|\[[A-Za-z_]+,\s*fallback=[^\]]*\]"  # Sendy
+)
+_HALF = re.compile(r"(?<![\w-])(-?)(" + "|".join(placeholders.ALL) + r")(-?)(?![\w-])")
+
+
+def find_placeholder_problems(text: str) -> list[Hit]:
+    """Placeholders the sender would not fill: typos, half-written ones, another tool's syntax."""
+    known = sorted(placeholders.ALL.values())
+    hits = []
+    for match in placeholders.SHAPE.finditer(text):
+        if match.group(0) in known:
+            continue
+        close = difflib.get_close_matches(match.group(0), known, n=1, cutoff=0.6)
+        hits.append(Hit(match.start(), match.group(0), f"unknown placeholder {match.group(0)}: it would be sent "
+                        "as written", f"did you mean {close[0]}?" if close else "known: " + ", ".join(known)))
+    for match in _HALF.finditer(text):
+        if bool(match.group(1)) != bool(match.group(3)):
+            whole = f"-{match.group(2)}-"
+            hits.append(Hit(match.start(), match.group(0), f"malformed placeholder {match.group(0)!r}",
+                            f"write {whole}, with a dash on both sides"))
+    for match in _OTHER_SYNTAX.finditer(text):
+        hits.append(Hit(match.start(), match.group(0), f"{match.group(0)!r} is another tool's placeholder syntax: "
+                        "it would be sent as written", "use one of " + ", ".join(known)))
+    return sorted(hits, key=lambda hit: hit.start)
+
+
+# --- script and language --------------------------------------------------------------------------
+
+# What most letters of a text in these languages are (Unicode script names, as unicodedata
+# spells their first word). Languages not listed here are not checked.
+_LANGUAGE_SCRIPTS = {
+    **{code: {"CJK"} for code in ("zh", "yue", "wuu")},
+    "ja": {"CJK", "HIRAGANA", "KATAKANA"},
+    "ko": {"HANGUL", "CJK"},
+    **{code: {"ARABIC"} for code in ("ar", "fa", "ur", "ps", "ckb", "ug", "sd")},
+    **{code: {"HEBREW"} for code in ("he", "yi")},
+    **{code: {"CYRILLIC"} for code in ("ru", "uk", "be", "bg", "mk", "kk", "ky", "mn", "tg")},
+    "sr": {"CYRILLIC", "LATIN"},
+    "el": {"GREEK"},
+    **{code: {"DEVANAGARI"} for code in ("hi", "mr", "ne", "sa")},
+    "bn": {"BENGALI"}, "ta": {"TAMIL"}, "te": {"TELUGU"}, "th": {"THAI"}, "ka": {"GEORGIAN"},
+    "hy": {"ARMENIAN"}, "am": {"ETHIOPIC"}, "km": {"KHMER"}, "lo": {"LAO"}, "my": {"MYANMAR"},
+    **{code: {"LATIN"} for code in (
+        "en", "de", "fr", "es", "it", "pt", "nl", "sv", "da", "no", "nb", "nn", "fi", "is", "pl", "cs", "sk",
+        "hu", "ro", "tr", "id", "ms", "vi", "ca", "eu", "gl", "et", "lv", "lt", "sl", "hr", "bs", "sq", "ga",
+        "cy", "af", "sw", "tl", "fil", "mt", "lb", "az", "uz", "eo", "la")},
+}
+_SCRIPT_SUBTAGS = {"latn": {"LATIN"}, "cyrl": {"CYRILLIC"}, "hans": {"CJK"}, "hant": {"CJK"}, "hani": {"CJK"},
+                   "arab": {"ARABIC"}, "hebr": {"HEBREW"}, "grek": {"GREEK"}, "deva": {"DEVANAGARI"},
+                   "jpan": {"CJK", "HIRAGANA", "KATAKANA"}, "kore": {"HANGUL", "CJK"}, "thai": {"THAI"}}
+_SCRIPT_LANGUAGE = {"CJK": "zh", "HIRAGANA": "ja", "KATAKANA": "ja", "HANGUL": "ko", "ARABIC": "ar",
+                    "HEBREW": "he", "CYRILLIC": "ru", "GREEK": "el", "DEVANAGARI": "hi", "THAI": "th",
+                    "LATIN": "en"}
+_NOT_PROSE = re.compile(r"https?://\S+|\]\([^)]*\)|`[^`]*`|-[a-z_]+-")
+
+
+def expected_scripts(lang: str) -> set[str] | None:
+    """The scripts text in `lang` is written in, or None when we do not know."""
+    subtags = lang.lower().split("-")
+    for subtag in subtags[1:]:
+        if subtag in _SCRIPT_SUBTAGS:
+            return _SCRIPT_SUBTAGS[subtag]
+    return _LANGUAGE_SCRIPTS.get(subtags[0])
+
+
+# One character of these scripts carries about a word (a Latin word is about 3 letters and
+# more): weighting them keeps a Chinese issue full of English project names counted as Chinese.
+_WEIGHT = {"CJK": 3, "HIRAGANA": 2, "KATAKANA": 2, "HANGUL": 2}
+
+
+def script_counts(texts: list[str]) -> Counter[str]:
+    """Weighted letters per script in `texts`, URLs, code and placeholders left out."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        for char in _NOT_PROSE.sub(" ", text):
+            if char.isalpha():
+                script = unicodedata.name(char, "UNKNOWN").split(" ")[0]
+                counts[script] += _WEIGHT.get(script, 1)
+    return counts
+
+
+def script_mismatch(lang: str, texts: list[str]) -> str | None:
+    """Why `lang` does not match the text (most letters in a script the language does not use), or None."""
+    expected = expected_scripts(lang)
+    counts = script_counts(texts)
+    total = sum(counts.values())
+    if expected is None or total < 40:
+        return None
+    script, letters = counts.most_common(1)[0]
+    if script in expected or letters / total < 0.5:
+        return None
+    guess = _SCRIPT_LANGUAGE.get(script)
+    message = f"lang is {lang!r} but most of the text ({letters * 100 // total}%) is in {script.title()} script"
+    return message + (f" (lang: {guess}?)" if guess else "")

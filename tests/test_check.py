@@ -1,0 +1,390 @@
+"""`mailer check`: every check has a file that triggers it and one that does not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mailer.check import Finding, check_issue, check_subscribers, check_workspace
+from mailer.config import load_config
+
+from .conftest import MINIMAL_ISSUE, REPO, write
+
+# The garbled seed the sample issues were made from (UTF-8 read as cp1252, and its "decoded" copy).
+SEED_RAW = Path(__file__).resolve().parent / "data" / "nlp-cypher-12-13-20.raw.txt"
+SEED_DECODED = SEED_RAW.with_name("nlp-cypher-12-13-20.decoded.txt")
+
+
+def check(workspace: Path, text: str, name: str = "t.yaml") -> list[Finding]:
+    path = write(workspace / "issues" / name, text)
+    return check_issue(path, load_config(workspace)).findings
+
+
+def codes(findings: list[Finding]) -> set[str]:
+    return {finding.code for finding in findings}
+
+
+def only(findings: list[Finding], code: str) -> Finding:
+    matching = [finding for finding in findings if finding.code == code]
+    assert len(matching) == 1, findings
+    return matching[0]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+# --- the sample issues pass -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("issue", sorted(p.name for p in (REPO / "issues").glob("*.yaml")))
+def test_the_sample_issues_have_no_errors_or_warnings(workspace: Path, issue: str) -> None:
+    report = check_issue(workspace / "issues" / issue, load_config(workspace))
+    assert report.findings == []
+    assert report.passed == ["input", "size", "images", "links", "text", "compliance", "markup"]
+
+
+def test_a_minimal_issue_passes(workspace: Path) -> None:
+    assert check(workspace, MINIMAL_ISSUE) == []
+
+
+# --- input ----------------------------------------------------------------------------------------
+
+
+def test_an_issue_that_does_not_load_reports_every_problem_as_an_error(workspace: Path) -> None:
+    found = check(workspace, MINIMAL_ISSUE.replace("preheader:", "preheder:").replace("2026-11-29", "2026-13-40"))
+    assert {f.severity for f in found} == {"error"} and len(found) >= 3
+    assert any(f.field == "preheder" and f.hint == "did you mean 'preheader'?" for f in found)
+    assert all(f.file == "issues/t.yaml" and f.line for f in found)
+
+
+# --- size -----------------------------------------------------------------------------------------
+
+
+def _long_issue(sections: int) -> str:
+    paragraph = "A sentence about research that goes on for a while to fill the email. " * 12
+    body = "".join(f"  - heading: Section {n}\n    body: |\n      {paragraph}\n" for n in range(sections))
+    return MINIMAL_ISSUE.split("sections:")[0] + "sections:\n" + body
+
+
+def test_an_issue_over_gmails_clipping_limit_is_an_error(workspace: Path) -> None:
+    finding = only(check(workspace, _long_issue(90)), "size.gmail-clip")
+    assert finding.severity == "error" and "Gmail clips" in finding.message and "unsubscribe" in finding.message
+
+
+def test_an_issue_close_to_the_limit_is_a_warning(workspace: Path) -> None:
+    sizes = {}
+    for sections in range(24, 40):
+        report = check_issue(write(workspace / "issues" / "t.yaml", _long_issue(sections)), load_config(workspace))
+        sizes[sections] = report.facts["html_part_bytes"]
+        if 90 * 1024 < sizes[sections] <= 102 * 1024:
+            assert only(report.findings, "size.gmail-clip-close").severity == "warning"
+            return
+    pytest.fail(f"no issue size landed between 90 and 102 KB: {sizes}")
+
+
+def test_cjk_text_that_quoted_printable_would_push_over_the_limit_is_a_warning(workspace: Path) -> None:
+    # Short lines: the message keeps the part 8bit (a line over 998 bytes would make it quoted-printable).
+    paragraph = "\n      ".join(["自然语言处理的研究进展非常迅速，本周我们介绍几篇有趣的论文和数据集。"] * 30)
+    sizes = {}
+    for sections in range(4, 20):
+        body = "".join(f"  - heading: 第 {n} 节\n    body: |\n      {paragraph}\n" for n in range(sections))
+        text = "lang: zh\n" + MINIMAL_ISSUE.split("sections:")[0] + "sections:\n" + body
+        report = check_issue(write(workspace / "issues" / "t.yaml", text), load_config(workspace))
+        sizes[sections] = (report.facts["html_part_bytes"], report.facts["html_quoted_printable_bytes"])
+        if report.facts["html_part_bytes"] < 90 * 1024 and report.facts["html_quoted_printable_bytes"] > 102 * 1024:
+            assert only(report.findings, "size.gmail-clip-encoded").severity == "warning"
+            return
+    pytest.fail(f"no issue size landed in the window: {sizes}")
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+
+def test_alt_text_that_says_nothing_is_a_warning(workspace: Path) -> None:
+    text = MINIMAL_ISSUE + "    images:\n      - url: https://example.com/a.png\n        alt: IMG_2041.png\n"
+    finding = only(check(workspace, text), "images.alt-filler")
+    assert finding.field == "sections[0].images[0].alt" and finding.line == 10
+    good = MINIMAL_ISSUE + "    images:\n      - url: https://example.com/a.png\n        alt: A cat reading a paper\n"
+    assert check(workspace, good) == []
+
+
+def test_a_section_made_only_of_images_is_a_warning(workspace: Path) -> None:
+    text = MINIMAL_ISSUE + ("  - heading: Pictures\n    images:\n"
+                            "      - url: https://example.com/a.png\n        alt: A chart of results\n")
+    finding = only(check(workspace, text), "images.image-only")
+    assert finding.field == "sections[1]" and finding.line == 8
+
+
+def test_a_heavy_local_image_is_a_warning(workspace: Path) -> None:
+    (workspace / "issues" / "img" / "huge.png").write_bytes(b"\x89PNG" + bytes(1_200_000))
+    text = MINIMAL_ISSUE + "    images:\n      - url: img/huge.png\n        alt: A chart of results\n"
+    finding = only(check(workspace, text), "images.heavy")
+    assert "1.1 MB" in finding.message and finding.field == "sections[0].images[0].url"
+
+
+def test_layout_images_without_alt_or_as_data_uris_are_errors(workspace: Path) -> None:
+    edit(workspace / "layouts" / "partials" / "footer.mjml.j2", "<mj-column>",
+         '<mj-column>\n<mj-image src="https://example.com/logo.png"></mj-image>'
+         '<mj-image alt="logo" src="data:image/png;base64,iVBORw0KGgo="></mj-image>')
+    found = check(workspace, MINIMAL_ISSUE)
+    assert "https://example.com/logo.png" in only(found, "images.alt-missing").message
+    assert only(found, "images.data-uri").file == "layouts/"
+
+
+def test_images_served_from_a_plain_http_web_base_url_are_errors(workspace: Path) -> None:
+    edit(workspace / "mailer.yaml", "web_base_url: https://", "web_base_url: http://")
+    text = MINIMAL_ISSUE + "    images:\n      - url: img/depix.png\n        alt: A pixelated password\n"
+    finding = only(check(workspace, text), "images.not-https")
+    assert finding.file == "mailer.yaml" and finding.field == "web_base_url"
+
+
+# --- links ----------------------------------------------------------------------------------------
+
+
+def test_the_same_url_with_different_link_texts_is_a_warning(workspace: Path) -> None:
+    text = MINIMAL_ISSUE + ("    cards:\n      - url: https://example.com/a\n        title: The pricing page\n")
+    finding = only(check(workspace, text), "links.same-url-different-text")
+    assert finding.severity == "warning" and finding.line == 9 and "line 7" in finding.message
+    same_words = MINIMAL_ISSUE + ("    cards:\n      - url: https://example.com/a\n        title: A link\n")
+    assert check(workspace, same_words) == []
+
+
+def test_plain_http_links_are_warnings(workspace: Path) -> None:
+    finding = only(check(workspace, MINIMAL_ISSUE.replace("https://example.com/a", "http://example.com/a")),
+                   "links.insecure")
+    assert finding.line == 7 and finding.field == "sections[0].body"
+
+
+def test_a_relative_link_in_a_layout_is_an_error(workspace: Path) -> None:
+    edit(workspace / "layouts" / "partials" / "footer.mjml.j2", "{{ config.postal_address }}",
+         '{{ config.postal_address }} <a href="/privacy">Privacy</a>')
+    finding = only(check(workspace, MINIMAL_ISSUE), "links.not-absolute")
+    assert "'/privacy'" in finding.message and finding.file == "layouts/"
+
+
+@pytest.mark.parametrize(("written", "message"), [
+    ("-frist_name-", "did you mean -first_name-?"),
+    ("-first_name", "write -first_name-, with a dash on both sides"),
+    ("{{ first_name }}", "another tool's placeholder syntax"),
+    ("*|FNAME|*", "another tool's placeholder syntax"),
+])
+def test_placeholders_the_sender_would_not_fill_are_errors(workspace: Path, written: str, message: str) -> None:
+    finding = only(check(workspace, MINIMAL_ISSUE.replace("-first_name-", written)), "links.placeholder")
+    assert finding.severity == "error" and finding.line == 7 and finding.column is None
+    assert message in f"{finding.message} {finding.hint}"
+
+
+def test_a_placeholder_typo_in_a_layout_names_the_layouts(workspace: Path) -> None:
+    edit(workspace / "layouts" / "partials" / "footer.mjml.j2", "{{ config.postal_address }}",
+         "{{ config.postal_address }} -unsubscribe_link-")
+    finding = only(check(workspace, MINIMAL_ISSUE), "markup.placeholder")
+    assert finding.file == "layouts/" and finding.severity == "error"
+    assert "-unsubscribe_link-" in finding.message and "in the HTML part" in finding.message
+
+
+@pytest.mark.parametrize("leftover", ["TODO: add the link", "TK", "Lorem ipsum dolor sit amet", "FIXME"])
+def test_unfinished_copy_is_an_error(workspace: Path, leftover: str) -> None:
+    text = MINIMAL_ISSUE.replace("here is", f"{leftover} here is")
+    finding = only(check(workspace, text), "text.unfinished")
+    assert finding.line == 7 and finding.severity == "error"
+
+
+def test_words_that_only_look_like_leftovers_pass(workspace: Path) -> None:
+    text = MINIMAL_ISSUE.replace("here is", "Tkinter, tk and todos are here, as is")
+    assert check(workspace, text) == []
+
+
+# --- text -----------------------------------------------------------------------------------------
+
+
+def test_the_seeds_mojibake_is_found_with_its_repair_as_the_hint(workspace: Path) -> None:
+    garbled = [line for line in SEED_RAW.read_text(encoding="utf-8").splitlines() if line.startswith("é¦–å…ˆ")][0]
+    text = MINIMAL_ISSUE.replace("Hello -first_name-, here is", f"{garbled} Hello -first_name-,")
+    finding = only(check(workspace, text), "text.mojibake")
+    assert finding.severity == "error" and finding.line == 7 and finding.field == "sections[0].body"
+    assert "首先" in (finding.hint or "")  # 'é¦–å…ˆ' is 首先 read as cp1252
+
+
+def test_every_garbled_line_of_the_seed_is_found(workspace: Path) -> None:
+    from mailer.textcheck import find_mojibake
+
+    lines = [line for line in SEED_RAW.read_text(encoding="utf-8").splitlines() if any(c in line for c in "åæèç")]
+    assert len(lines) > 20
+    assert [line for line in lines if not find_mojibake(line)] == []
+
+
+def test_replacement_characters_from_the_decoded_seed_are_errors(workspace: Path) -> None:
+    decoded = SEED_DECODED.read_text(encoding="utf-8").splitlines()[0]  # '# NLP 密�| 12.13.20'
+    found = check(workspace, MINIMAL_ISSUE.replace('"Weekly digest #1"', json.dumps(decoded[2:])))
+    assert any("U+FFFD" in f.message and f.field == "subject" and f.line == 1 for f in found)
+
+
+@pytest.mark.parametrize("fixed", ["It’s a café — naïve résumé", "«Привет», 日本語, مرحبا 😀",
+                                   "À la carte, São Paulo, Straße, ½ cup"])
+def test_text_with_accents_and_other_scripts_is_not_mojibake(workspace: Path, fixed: str) -> None:
+    from mailer.textcheck import find_mojibake
+
+    assert find_mojibake(fixed) == []
+
+
+@pytest.mark.parametrize(("escape", "severity"), [("\\u200b", "warning"), ("\\u202e", "error"),
+                                                   ("\\u00ad", "warning"), ("\\ufeff", "warning")])
+def test_invisible_and_control_characters(workspace: Path, escape: str, severity: str) -> None:
+    text = MINIMAL_ISSUE.replace('"Three links worth your Sunday"', f'"Three links{escape} worth your Sunday"')
+    finding = only(check(workspace, text), "text.invisible")
+    assert finding.severity == severity and finding.field == "preheader" and finding.line == 3
+
+
+def test_a_control_character_stops_the_issue_from_loading_with_its_field(workspace: Path) -> None:
+    text = MINIMAL_ISSUE.replace('"Three links worth your Sunday"', '"Three links\\x07 worth your Sunday"')
+    finding = only(check(workspace, text), "input.invalid")
+    assert (finding.field, finding.line, finding.message) == ("preheader", 3, "contains the control character U+0007")
+
+
+def test_joiners_and_right_to_left_marks_are_allowed(workspace: Path) -> None:
+    text = MINIMAL_ISSUE.replace('"Three links worth your Sunday"', '"Three links 👩\\u200d💻 for \\u200fSunday"')
+    assert check(workspace, text) == []
+
+
+def test_a_lang_that_does_not_match_the_script_is_a_warning(workspace: Path) -> None:
+    chinese = MINIMAL_ISSUE.replace("Hello -first_name-, here is", "你好 -first_name-，这是本周的自然语言处理新闻摘要，"
+                                    "我们整理了会议论文、开源项目和数据集，希望你喜欢。这里有")
+    chinese = chinese.replace("Three links worth your Sunday", "本周值得一读的三个链接和一些新闻")
+    finding = only(check(workspace, chinese), "text.lang-script")
+    assert "'en'" in finding.message and "Cjk" in finding.message and "(lang: zh?)" in finding.message
+    assert check(workspace, "lang: zh\n" + chinese) == []
+
+
+def test_subject_and_preheader_lengths(workspace: Path) -> None:
+    long_subject = MINIMAL_ISSUE.replace('"Weekly digest #1"', '"' + "A very long subject line " * 4 + '"')
+    assert only(check(workspace, long_subject), "text.subject-long").line == 1
+    short = MINIMAL_ISSUE.replace("Three links worth your Sunday", "Hi")
+    assert only(check(workspace, short), "text.preheader-short").field == "preheader"
+    long = MINIMAL_ISSUE.replace("Three links worth your Sunday", "Three links worth your Sunday " * 6)
+    assert only(check(workspace, long), "text.preheader-long").severity == "warning"
+
+
+# --- compliance -----------------------------------------------------------------------------------
+
+
+def test_a_footer_without_unsubscribe_link_or_postal_address_is_an_error(workspace: Path) -> None:
+    footer = workspace / "layouts" / "partials" / "footer.mjml.j2"
+    edit(footer, '<a href="{{ placeholder.unsubscribe_url }}">{{ t.unsubscribe }}</a>', "")
+    edit(footer, "{{ config.postal_address }}", "")
+    found = check(workspace, MINIMAL_ISSUE)
+    assert {f.message for f in found if f.code == "compliance.unsubscribe-link"} == {
+        "the HTML part has no unsubscribe link"}  # the text part still has its own
+    assert {f.message for f in found if f.code == "compliance.postal-address"} == {
+        "the HTML part does not show the postal address"}
+
+
+def test_example_addresses_and_http_settings_are_workspace_warnings(workspace: Path) -> None:
+    report = check_workspace(load_config(workspace))
+    assert codes(report.findings) == {"compliance.example-address"}
+    assert "from.email" in report.findings[0].message
+    write(workspace / "mailer.yaml", """\
+        name: Weekly
+        from: {email: news@weekly.dev}
+        postal_address: 1 Main St
+        web_base_url: http://weekly.dev/
+        unsubscribe_url: https://weekly.dev/unsubscribe
+        """)
+    report = check_workspace(load_config(workspace))
+    assert [(f.code, f.field) for f in report.findings] == [("compliance.not-https", "web_base_url")]
+
+
+def test_every_message_carries_one_click_unsubscribe_headers(workspace: Path) -> None:
+    report = check_issue(workspace / "issues" / "2020-12-13.yaml", load_config(workspace))
+    assert "compliance" in report.passed
+    assert not [f for f in report.findings if f.code == "compliance.header"]
+
+
+# --- markup ---------------------------------------------------------------------------------------
+
+
+def test_unknown_mjml_tags_and_attributes_in_layouts_are_errors_with_their_line(workspace: Path) -> None:
+    header = workspace / "layouts" / "partials" / "header.mjml.j2"
+    edit(header, 'padding="8px 24px"', 'paddng="8px 24px"')
+    report = check_workspace(load_config(workspace))
+    finding = only(report.findings, "markup.mjml")
+    assert finding.file == "layouts/partials/header.mjml.j2" and finding.hint == "did you mean 'padding'?"
+    line = next(n for n, text in enumerate(header.read_text().splitlines(), 1) if "paddng" in text)
+    assert finding.line == line
+    edit(header, "<mj-text", "<mj-txt")
+    report = check_workspace(load_config(workspace))
+    assert any(f.message.startswith("unknown MJML tag <mj-txt>") and f.hint == "did you mean <mj-text>?"
+               for f in report.findings)
+
+
+def test_the_shipped_layouts_use_only_known_markup(workspace: Path) -> None:
+    assert [f for f in check_workspace(load_config(workspace)).findings if f.check == "markup"] == []
+
+
+# --- subscribers ----------------------------------------------------------------------------------
+
+
+def test_subscribers_invalid_duplicate_unsubscribed_and_suppressed(workspace: Path) -> None:
+    csv_path = write(workspace / "subs.csv", """\
+        email,first_name,status
+        ada@example.com,Ada,subscribed
+        bob@,Bob,subscribed
+        ADA@example.com,Ada again,subscribed
+        gone@example.com,Gone,unsubscribed
+        bounced@example.com,Bounce,subscribed
+        """)
+    report = check_subscribers(csv_path, suppressed=lambda keys: {k: "bounce" for k in keys if k.startswith("bou")})
+    by_code = {f.code: f for f in report.findings}
+    assert by_code["subscribers.invalid"].line == 3 and "'bob@'" in by_code["subscribers.invalid"].message
+    assert by_code["subscribers.duplicate"].line == 4 and by_code["subscribers.duplicate"].severity == "warning"
+    assert "lines 5" in by_code["subscribers.unsubscribed"].message
+    assert "bounced@example.com (bounce, line 6)" in by_code["subscribers.suppressed"].message
+    assert report.failed() and report.facts == {"subscribed": 2, "unsubscribed": 1, "suppressed": 1}
+
+
+def test_the_example_subscribers_have_no_errors(workspace: Path) -> None:
+    report = check_subscribers(workspace / "subscribers.example.csv")
+    assert not report.failed(strict=True)
+    assert [f.code for f in report.findings] == ["subscribers.unsubscribed"]
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def test_check_exits_0_with_warnings_and_1_with_errors_or_strict(workspace: Path, run_cli) -> None:
+    result = run_cli("check", "issues/2020-12-13.yaml")
+    assert result.exit_code == 0 and "0 errors, 1 warning: ready to send" in result.stdout
+    assert run_cli("check", "issues/2020-12-13.yaml", "--strict").exit_code == 1
+    write(workspace / "issues" / "bad.yaml", MINIMAL_ISSUE.replace("here is", "TODO here is"))
+    result = run_cli("check", "issues/")
+    assert result.exit_code == 1
+    out = result.stdout
+    assert out.index("errors (1)") < out.index("issues/bad.yaml:7: sections[0].body: unfinished copy: 'TODO'")
+    assert "hint: write the final text" in out and "Traceback" not in out + result.stderr
+
+
+def test_json_output_is_stable_and_machine_readable(workspace: Path, run_cli) -> None:
+    write(workspace / "issues" / "bad.yaml", MINIMAL_ISSUE.replace("here is", "TODO here is"))
+    result = run_cli("check", "issues", "--format", "json", "--subscribers", "subscribers.example.csv")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert set(data) == {"version", "ok", "strict", "errors", "warnings", "info", "reports"}
+    assert data["version"] == 1 and data["ok"] is False and data["errors"] == 1
+    assert [r["kind"] for r in data["reports"]] == ["issue", "issue", "issue", "workspace", "subscribers"]
+    bad = next(r for r in data["reports"] if r["subject"] == "issues/bad.yaml")
+    assert set(bad) == {"kind", "subject", "errors", "warnings", "info", "passed", "facts", "findings"}
+    assert bad["findings"] == [{"severity": "error", "check": "text", "code": "text.unfinished",
+                                "file": "issues/bad.yaml", "line": 7, "column": None, "field": "sections[0].body",
+                                "message": "unfinished copy: 'TODO'",
+                                "hint": "write the final text (or remove the line) before sending"}]
+    zh = next(r for r in data["reports"] if r["subject"] == "issues/2020-12-13-zh.yaml")
+    assert zh["errors"] == 0 and zh["facts"]["html_part_bytes"] > 50_000
+
+
+def test_a_missing_path_is_a_clear_error(workspace: Path, run_cli) -> None:
+    result = run_cli("check", "issues/nope.yaml")
+    assert result.exit_code == 1 and "issues/nope.yaml: no such file or folder" in result.stderr
