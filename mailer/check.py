@@ -136,8 +136,7 @@ def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | N
     scalars = list(_scalars(root, "")) if root is not None else []
     source = _Source(label, issue_path.parent, scalars)
     report.findings += source.findings(rendered, config)
-    report.findings += _rendered_findings(rendered, config, label, source)
-    report.facts.update(_sizes(rendered, config))
+    report.findings += _rendered_findings(rendered, config, label, source, report.facts)
     return report
 
 
@@ -324,11 +323,14 @@ def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
-def _rendered_findings(rendered: RenderedIssue, config: Config, label: str, source: _Source) -> list[Finding]:
+def _rendered_findings(rendered: RenderedIssue, config: Config, label: str, source: _Source,
+                       facts: dict[str, Any]) -> list[Finding]:
     """Checks on the built email: what the layouts and settings put around the content."""
     found: list[Finding] = []
     layouts = display_path(config.layouts_dir) + "/"
-    sizes = _sizes(rendered, config)
+    message = _sample_message(rendered, config)
+    sizes = _sizes(rendered, message)
+    facts.update(sizes)
     limit_kb = GMAIL_CLIP_BYTES / 1024
     html_kb = sizes["html_part_bytes"] / 1024
     if sizes["html_part_bytes"] > GMAIL_CLIP_BYTES:
@@ -386,12 +388,11 @@ def _rendered_findings(rendered: RenderedIssue, config: Config, label: str, sour
         found.append(Finding("error", "links", "links.not-absolute", f"link {href[:80]!r} is not an absolute "
                              "http(s) or mailto: URL", layouts, hint="email has no current page: write the full "
                              "address, e.g. https://example.com/page"))
-    found += _compliance(rendered, config, label)
+    found += _compliance(rendered, config, label, message)
     return found
 
 
-def _sizes(rendered: RenderedIssue, config: Config) -> dict[str, int]:
-    message = _sample_message(rendered, config)
+def _sizes(rendered: RenderedIssue, message: Any) -> dict[str, int]:
     part = message.get_body(("html",))
     assert part is not None
     html_bytes = rendered.html.encode("utf-8")
@@ -413,7 +414,7 @@ def _sample_message(rendered: RenderedIssue, config: Config) -> Any:
     return build_mime(rendered, config, reader, Personaliser(rendered, config, b"check")(reader))
 
 
-def _compliance(rendered: RenderedIssue, config: Config, label: str) -> list[Finding]:
+def _compliance(rendered: RenderedIssue, config: Config, label: str, headers: Any) -> list[Finding]:
     found: list[Finding] = []
     layouts = display_path(config.layouts_dir) + "/"
     for part, text in (("HTML", rendered.html), ("text", rendered.text)):
@@ -427,7 +428,6 @@ def _compliance(rendered: RenderedIssue, config: Config, label: str) -> list[Fin
             found.append(Finding("error", "compliance", "compliance.postal-address", f"the {part} part does not "
                                  "show the postal address", layouts, hint="the footer must print postal_address "
                                  "from mailer.yaml: CAN-SPAM requires it"))
-    headers = _sample_message(rendered, config)
     for name in ("List-Unsubscribe", "List-Unsubscribe-Post"):
         if not headers.get(name):
             found.append(Finding("error", "compliance", "compliance.header", f"messages lack the {name} header",
@@ -531,3 +531,7 @@ def _plural(count: int, word: str, plural: str | None = None) -> str:
 def _lines(lines: list[int]) -> str:
     shown = ", ".join(str(line) for line in lines[:_LISTED])
     return shown + (", …" if len(lines) > _LISTED else "")
+
+
+def errors_in(reports: list[CheckReport]) -> list[Finding]:
+    return [finding for report in reports for finding in report.sorted_findings() if finding.severity == "error"]

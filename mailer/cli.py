@@ -247,7 +247,8 @@ Examples:
 @click.option("--backend", type=click.Choice(["sendgrid", "smtp"]),
               help="Delivery backend (default: from mailer.yaml).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before a live send to the list.")
-@click.option("--force", is_flag=True, help="Send even if the content changed since the last test send.")
+@click.option("--force", is_flag=True,
+              help="Send even if mailer check finds errors or the content changed since the last test send.")
 @click.option("--at", "send_at", metavar="TIME",
               help='Schedule: "2026-11-29 08:00 Europe/Berlin" (SendGrid, ≤ 72 h ahead).')
 @click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: requests are validated, nothing is delivered.")

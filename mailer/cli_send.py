@@ -83,6 +83,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         raise UsageError(f"--test-to: {email_problem(normalise_email(test_to))}")
     when = parse_send_at(send_at) if send_at else None
     config, rendered = _load(issue_file)
+    _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
     name = backend_name or config.backend
     if when is not None:
         if name != "sendgrid":
@@ -115,6 +116,40 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     _print_report(report, rendered)
     if not report.complete:
         sys.exit(ExitStatus.DELIVERY_FAILED)
+
+
+class CheckFailed(MailerError):
+    """mailer check found errors in the issue: a live send refuses (exit 1) unless --force."""
+
+
+def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: RenderedIssue, *, live: bool,
+                            force: bool) -> None:
+    """Run `mailer check`'s checks on the issue: a live send stops on errors; a dry run shows them."""
+    from mailer.check import check_issue, check_workspace, errors_in
+
+    reports = [check_issue(issue_file, config, rendered=rendered), check_workspace(config)]
+    errors = errors_in(reports)
+    warnings = sum(report.count("warning") for report in reports)
+    shown = display_path(issue_file)
+    if warnings and not errors:
+        click.secho(f"check: {warnings} {'warning' if warnings == 1 else 'warnings'} "
+                    f"(mailer check {shown} shows them)", fg="yellow", err=True)
+    if not errors:
+        return
+    listing = "\n".join(f"  {finding.where}: {finding.message}" for finding in errors[:20])
+    if len(errors) > 20:
+        listing += f"\n  … and {len(errors) - 20} more"
+    count = f"{len(errors)} {'error' if len(errors) == 1 else 'errors'}"
+    if not live:
+        click.secho(f"check: {count}; a live send would refuse until they are fixed:\n{listing}", fg="red",
+                    err=True)
+    elif force:
+        click.secho(f"warning: sending despite {count} found by mailer check (--force):\n{listing}", fg="yellow",
+                    err=True)
+    else:
+        raise CheckFailed(f"{shown}: mailer check found {count}; nothing was sent:\n{listing}\n"
+                          f"    hint: mailer check {shown} explains each one; fix them, or pass --force to "
+                          "send anyway")
 
 
 @contextmanager

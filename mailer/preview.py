@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import html
 import json
 import re
 import socket
@@ -48,8 +47,6 @@ ASSETS_DIR = Path(__file__).parent / "preview_assets"
 ASSETS = {"preview.css": "text/css", "preview.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 # The sample reader's unsubscribe link: shaped like a real one, but its token is obviously not.
 PREVIEW_TOKEN = "preview"
-# Subject lines longer than this are cut off in most phone inbox lists.
-SUBJECT_CHARS = 60
 
 
 # --- the sample reader --------------------------------------------------------------------------
@@ -143,6 +140,7 @@ class Preview:
     extra_issues: tuple[Path, ...] = ()  # issue files outside issues/, named on the command line
     _cache: dict[str, Snapshot] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _checks: dict[tuple[str, str], list[Check]] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def issues_dir(self) -> Path:
@@ -258,52 +256,32 @@ class Preview:
         return re.sub(re.escape(base) + r"(?=[\"'\s<])", "/", document)
 
     def checks(self, snapshot: Snapshot) -> list[Check]:
-        """What can be checked without sending: size, placeholders, the legally required footer."""
+        """`mailer check`'s findings for the issue as it is now (errors and warnings first, then what passed)."""
         if snapshot.rendered is None or snapshot.config is None:
             return []
+        cached = self._checks.get((snapshot.slug, snapshot.version))
+        if cached is not None:
+            return cached
+        from mailer.check import CHECKS, check_issue, check_workspace
+
         rendered, config = snapshot.rendered, snapshot.config
+        reports = [check_issue(snapshot.path, config, rendered=rendered), check_workspace(config)]
         found: list[Check] = []
-        kb = rendered.html_bytes / 1024
-        limit_kb = GMAIL_CLIP_BYTES // 1024
-        if rendered.clip_headroom < 0:
-            found.append(Check("error", f"Gmail will clip this email: {kb:.1f} KB of HTML, over its {limit_kb} KB "
-                                        "limit", "The end of the email, the unsubscribe link included, is hidden "
-                                                 "behind \u201c[Message clipped]\u201d. Shorten the issue."))
-        elif rendered.clip_headroom < 15 * 1024:
-            found.append(Check("warn", f"Close to Gmail's {limit_kb} KB clipping limit ({kb:.1f} KB)",
-                               "Click tracking makes every link longer when the email is sent: leave some room."))
-        else:
-            found.append(Check("ok", f"{rendered.clip_headroom / 1024:.1f} KB below Gmail's {limit_kb} KB clipping "
-                                     "limit"))
-        known = set(placeholders.ALL.values())
-        unknown = sorted({m for part in (rendered.subject, rendered.preheader, rendered.html, rendered.text)
-                          for m in placeholders.SHAPE.findall(part)} - known)
-        if unknown:
-            title = "Unknown placeholder" + ("s" if len(unknown) > 1 else "") + ": " + ", ".join(unknown)
-            found.append(Check("error", title, "They would be sent as written. Known: " + ", ".join(sorted(known))))
-        else:
-            found.append(Check("ok", "Every placeholder will be filled"))
-        missing = [part for part, text in (("HTML", rendered.html), ("text", rendered.text))
-                   if placeholders.UNSUBSCRIBE_URL not in text]
-        if missing:
-            found.append(Check("error", f"No unsubscribe link in the {' and '.join(missing)} part",
-                               "Inbox providers and the law require one in every email: check the footer layout."))
-        else:
-            found.append(Check("ok", "Unsubscribe link in both parts"))
-        if config.postal_address in rendered.text and html.escape(config.postal_address) in rendered.html:
-            found.append(Check("ok", "Postal address in both parts"))
-        else:
-            found.append(Check("error", "The postal address is missing from a part",
-                               "CAN-SPAM requires it in every email: check the footer layout."))
-        subject_chars = len(placeholders.fill(rendered.subject, self.reader_values(snapshot.slug, config)))
-        if subject_chars > SUBJECT_CHARS:
-            found.append(Check("warn", f"Subject is {subject_chars} characters",
-                               f"Phone inboxes show about {SUBJECT_CHARS}: put what matters first."))
-        for name in ("email", "unsubscribe_url"):
-            if any(placeholders.ALL[name] in text for text in rendered.issue.markdown_fields() + [rendered.subject]):
-                found.append(Check("warn", f"{placeholders.ALL[name]} is in the content",
-                                   "The public web version has no reader: it shows "
-                                   + ("nothing" if name == "email" else "a link to the archive") + " there."))
+        for report in reports:
+            for finding in report.sorted_findings():
+                if finding.severity == "info":
+                    continue
+                detail = " ".join(part for part in (finding.where, finding.hint and f"Hint: {finding.hint}") if part)
+                found.append(Check("error" if finding.severity == "error" else "warn", finding.message, detail))
+        failed = {finding.check for report in reports for finding in report.findings}
+        passed = [name for name in reports[0].checks if name not in failed]
+        for name in passed:
+            title = CHECKS[name]
+            if name == "size":
+                title = (f"{rendered.clip_headroom / 1024:.1f} KB below Gmail's {GMAIL_CLIP_BYTES // 1024} KB "
+                         "clipping limit")
+            found.append(Check("ok", title))
+        self._checks[(snapshot.slug, snapshot.version)] = found
         return found
 
 

@@ -85,9 +85,11 @@ def _utf8_read_as_cp1252(text: str) -> int | None:
     return None
 
 
-def _excerpt(line: str, at: int, width: int = 48) -> str:
-    begin = max(0, at - 8)
-    return line[begin: begin + width].strip()
+def _excerpt(line: str, at: int, width: int = 40) -> str:
+    """The words around `at`, whole words only, about `width` characters."""
+    begin = line.rfind(" ", 0, max(0, at - 10)) + 1
+    end = line.find(" ", min(len(line), begin + width))
+    return line[begin: end if end >= 0 else len(line)].strip()
 
 
 # --- invisible and control characters ------------------------------------------------------------

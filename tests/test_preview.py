@@ -383,11 +383,16 @@ def test_preview_as_a_subscriber_from_the_csv(workspace: Path) -> None:
     assert sample_reader(csv_path).email == "bob@example.com"
 
 
-def test_unknown_placeholder_is_flagged(server, workspace: Path) -> None:
+def test_the_page_shows_mailer_checks_findings(server, workspace: Path) -> None:
+    page = get(server, "/preview/2020-12-13")[2].decode()
+    assert '<li class="error">' not in page and "Layout markup" in page
     issue = workspace / "issues" / "2020-12-13.yaml"
     issue.write_text(issue.read_text(encoding="utf-8").replace("Hey -first_name-", "Hey -frist_name-"))
     page = get(server, "/preview/2020-12-13")[2].decode()
-    assert re.search(r'<li class="error">.*Unknown placeholder: -frist_name-', page)
+    assert re.search(r'<li class="error">.*unknown placeholder -frist_name-: it would be sent as written', page)
+    assert re.search(r"issues/2020-12-13.yaml:\d+: intro Hint: did you mean -first_name-\?", page)
+    # The workspace's settings are checked too: the sample's example.com addresses are a warning.
+    assert re.search(r'<li class="warn">.*example addresses in the settings', page)
 
 
 def test_an_issue_outside_issues_folder_can_be_previewed(workspace: Path) -> None:

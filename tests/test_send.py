@@ -370,3 +370,43 @@ def test_rate_limiter_spaces_batches() -> None:
     unlimited = RateLimiter(None, sleep=slept.append)
     unlimited.acquire(10_000)
     assert len(slept) == 3
+
+
+# -- mailer check before sending -----------------------------------------------------------------
+
+
+def _break_the_issue(workspace: Path) -> None:
+    issue = workspace / ISSUE
+    issue.write_text(issue.read_text(encoding="utf-8").replace("Hey -first_name-", "TODO Hey -frist_name-"),
+                     encoding="utf-8")
+
+
+def test_a_live_send_refuses_an_issue_with_check_errors(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                        tmp_path: Path) -> None:
+    _break_the_issue(workspace)
+    for args in (("--test-to", "editor@example.com"), ("--subscribers", "subscribers.example.csv", "--yes")):
+        result = run_cli("send", ISSUE, *args, "--live")
+        assert result.exit_code == 1, result.stderr
+        assert "mailer check found 2 errors; nothing was sent" in result.stderr
+        assert "issues/2020-12-13.yaml:" in result.stderr and "unfinished copy: 'TODO'" in result.stderr
+        assert "unknown placeholder -frist_name-" in result.stderr and "--force" in result.stderr
+    assert sendgrid.paths == []
+    assert not (tmp_path / "state" / "ledger.sqlite3").exists() or states(tmp_path) == Counter()
+
+
+def test_a_dry_run_shows_check_errors_and_force_sends_anyway(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                             tmp_path: Path) -> None:
+    _break_the_issue(workspace)
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
+    assert result.exit_code == 0 and "DRY RUN" in result.stdout
+    assert "check: 2 errors; a live send would refuse until they are fixed" in result.stderr
+    result = run_cli("send", ISSUE, "--test-to", "editor@example.com", "--live", "--force")
+    assert result.exit_code == 0, result.stderr
+    assert "warning: sending despite 2 errors found by mailer check (--force)" in result.stderr
+    assert len(sendgrid.paths) == 1
+
+
+def test_check_warnings_do_not_stop_a_send(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
+    result = run_cli("send", ISSUE, "--test-to", "editor@example.com", "--live")
+    assert result.exit_code == 0, result.stderr
+    assert "check: 1 warning (mailer check issues/2020-12-13.yaml shows them)" in result.stderr
