@@ -1,0 +1,429 @@
+"""Checking links against local HTTP servers that answer the way real sites do (no outside network)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailer.linkcheck import LinkResult, Verdict, check_links, is_placeholder_url, summarise
+
+FAST = 0.5  # the timeout for these tests: the slow route takes longer, everything else far less
+SELF_SIGNED = Path(__file__).parent / "selfsigned-127.0.0.1.pem"
+
+
+@dataclass
+class Gauge:
+    """Requests in progress, and the most there ever were at once."""
+
+    now: int = 0
+    peak: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def enter(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+@dataclass
+class Site:
+    """What a local site received: hits per (method, path), request headers, requests in progress."""
+
+    url: str = ""
+    hits: Counter[tuple[str, str]] = field(default_factory=Counter)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    busy: Gauge = field(default_factory=Gauge)  # this site's /busy requests in progress
+    all_busy: Gauge = field(default_factory=Gauge)  # shared between sites, for the total limit
+    released: threading.Event = field(default_factory=threading.Event)  # ends /slow at teardown
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def total_hits(self) -> int:
+        return sum(self.hits.values())
+
+
+def serve(site: Site, *, tls: bool = False) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+        def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+            self.route()
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.route()
+
+        def answer(self, status: int, headers: dict[str, str] | None = None) -> None:
+            body = f"<html><body>{status}</body></html>".encode()
+            try:
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout test)
+
+        def route(self) -> None:
+            path = self.path.split("?")[0]
+            with site.lock:
+                site.hits[(self.command, self.path)] += 1
+                site.headers.append(dict(self.headers))
+            head = self.command == "HEAD"
+            if path in ("/ok", "/r/end", "/echo"):
+                self.answer(200)
+            elif path == "/missing":
+                self.answer(404)
+            elif path == "/error":
+                self.answer(500)
+            elif path == "/no-head":
+                self.answer(405 if head else 200, {"Allow": "GET"})
+            elif path == "/head-drops":
+                if head:  # some servers close the connection on HEAD instead of answering
+                    self.close_connection = True
+                else:
+                    self.answer(200)
+            elif path == "/r/start":
+                self.answer(301, {"Location": "/r/middle"})  # relative
+            elif path == "/r/middle":
+                self.answer(302, {"Location": f"{site.url}/r/end"})  # absolute
+            elif path == "/loop/a":
+                self.answer(302, {"Location": "/loop/b"})
+            elif path == "/loop/b":
+                self.answer(302, {"Location": "/loop/a"})
+            elif path.startswith("/chain/"):
+                self.answer(302, {"Location": f"/chain/{int(path.rsplit('/', 1)[1]) + 1}"})
+            elif path == "/cookie-wall":
+                if "seen=1" in self.headers.get("Cookie", ""):
+                    self.answer(200)
+                else:
+                    self.answer(302, {"Location": "/cookie-wall", "Set-Cookie": "seen=1; Path=/"})
+            elif path == "/to-mail":
+                self.answer(302, {"Location": "mailto:editor@example.com"})
+            elif path == "/set-cookie":
+                self.answer(302, {"Location": "/echo", "Set-Cookie": "session=abc; Path=/"})
+            elif path == "/slow":
+                site.released.wait(5)
+                self.answer(200)
+            elif path == "/busy":
+                site.busy.enter()
+                site.all_busy.enter()
+                time.sleep(0.2)
+                # Leave before answering: the client's next request can only start after the answer.
+                site.all_busy.leave()
+                site.busy.leave()
+                self.answer(200)
+            elif path == "/rate-limited":
+                self.answer(429, {"Retry-After": "30"})
+            else:
+                self.answer(404)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    scheme = "http"
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(SELF_SIGNED)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    site.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    # A short poll interval: shutdown() waits for it, in every test's teardown.
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def make_site() -> Iterator[Callable[..., Site]]:
+    started: list[tuple[Site, ThreadingHTTPServer]] = []
+
+    def make(**options: Any) -> Site:
+        tls = options.pop("tls", False)
+        site = Site(**options)
+        started.append((site, serve(site, tls=tls)))
+        return site
+
+    yield make
+    for site, server in started:
+        site.released.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def site(make_site: Callable[..., Site]) -> Site:
+    return make_site()
+
+
+def check_one(url: str, **options: Any) -> LinkResult:
+    options.setdefault("timeout", FAST)
+    [result] = check_links([url], **options)
+    return result
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def test_a_link_that_answers_200_is_ok_with_one_head_request(site: Site) -> None:
+    result = check_one(f"{site.url}/ok")
+    assert result.ok and result.verdict is Verdict.OK
+    assert (result.status, result.reason, result.final_url, result.method) == (200, None, None, "HEAD")
+    assert site.hits == {("HEAD", "/ok"): 1}
+    assert 0 < result.elapsed < FAST
+
+
+@pytest.mark.parametrize(("path", "status", "reason"), [
+    ("/missing", 404, "HTTP 404 Not Found"),
+    ("/error", 500, "HTTP 500 Internal Server Error"),
+])
+def test_4xx_and_5xx_are_broken_and_say_the_status(site: Site, path: str, status: int, reason: str) -> None:
+    result = check_one(site.url + path)
+    assert result.verdict is Verdict.BROKEN and not result.ok
+    assert (result.status, result.reason) == (status, reason)
+    assert str(result) == f"broken: {site.url}{path}: {reason}"
+    # HEAD's answer is confirmed with GET before a link is called broken
+    assert site.hits == {("HEAD", path): 1, ("GET", path): 1}
+
+
+def test_a_server_that_refuses_head_is_asked_with_get(site: Site) -> None:
+    result = check_one(f"{site.url}/no-head")
+    assert (result.verdict, result.status, result.method) == (Verdict.OK, 200, "GET")
+    assert site.hits == {("HEAD", "/no-head"): 1, ("GET", "/no-head"): 1}
+
+
+def test_a_server_that_drops_the_connection_on_head_is_asked_with_get(site: Site) -> None:
+    result = check_one(f"{site.url}/head-drops")
+    assert (result.verdict, result.status, result.method) == (Verdict.OK, 200, "GET")
+
+
+def test_429_is_a_warning_not_a_broken_link_and_is_not_asked_again(site: Site) -> None:
+    result = check_one(f"{site.url}/rate-limited")
+    assert result.verdict is Verdict.UNCHECKED
+    assert result.status == 429
+    assert result.reason == "rate limited (HTTP 429), could not check; the site asks to wait 30 s"
+    assert site.hits == {("HEAD", "/rate-limited"): 1}
+
+
+# -- redirects -----------------------------------------------------------------------------------
+
+
+def test_a_redirect_chain_is_followed_with_head_and_the_final_address_kept(site: Site) -> None:
+    result = check_one(f"{site.url}/r/start")
+    assert (result.verdict, result.status, result.method) == (Verdict.OK, 200, "HEAD")
+    assert result.final_url == f"{site.url}/r/end"
+    assert str(result) == f"ok: {site.url}/r/start → {site.url}/r/end"
+    assert site.hits == {("HEAD", "/r/start"): 1, ("HEAD", "/r/middle"): 1, ("HEAD", "/r/end"): 1}
+
+
+def test_a_redirect_loop_is_broken_and_said_so(site: Site) -> None:
+    result = check_one(f"{site.url}/loop/a")
+    assert result.verdict is Verdict.BROKEN
+    assert result.reason == f"redirect loop (back to {site.url}/loop/a)"
+    assert site.total_hits() == 2  # a loop is seen as one, not retried with GET
+
+
+def test_redirects_are_capped(site: Site) -> None:
+    result = check_one(f"{site.url}/chain/0", max_redirects=3)
+    assert result.verdict is Verdict.BROKEN
+    assert result.reason == "too many redirects (more than 3)"
+    assert result.final_url == f"{site.url}/chain/3"
+    assert site.hits[("HEAD", "/chain/4")] == 0
+
+
+def test_a_cookie_wall_is_a_warning_not_a_broken_link(site: Site) -> None:
+    result = check_one(f"{site.url}/cookie-wall")
+    assert result.verdict is Verdict.UNCHECKED
+    assert result.reason == "redirects to itself until a cookie is kept (cookies are not kept)"
+
+
+def test_a_redirect_to_mailto_is_not_followed(site: Site) -> None:
+    result = check_one(f"{site.url}/to-mail")
+    assert result.verdict is Verdict.UNCHECKED
+    assert result.final_url == "mailto:editor@example.com"
+    assert result.reason == "redirects to mailto:editor@example.com, which is not fetched"
+
+
+# -- network failures ----------------------------------------------------------------------------
+
+
+def test_a_slow_server_times_out_quickly(site: Site) -> None:
+    started = time.monotonic()
+    result = check_one(f"{site.url}/slow", timeout=FAST)
+    assert result.verdict is Verdict.BROKEN
+    assert result.reason == "timeout after 0.5 s"
+    assert result.status is None
+    assert FAST <= result.elapsed < 2 and time.monotonic() - started < 2
+    assert site.hits == {("HEAD", "/slow"): 1}  # a timeout is not retried with GET
+
+
+def test_a_refused_connection_is_broken() -> None:
+    with socket.socket() as bound_not_listening:  # the port stays ours, nothing answers on it
+        bound_not_listening.bind(("127.0.0.1", 0))
+        port = bound_not_listening.getsockname()[1]
+        result = check_one(f"http://127.0.0.1:{port}/")
+    assert (result.verdict, result.reason, result.status) == (Verdict.BROKEN, "connection refused", None)
+
+
+def test_an_unknown_host_name_is_broken_and_fast() -> None:
+    # .invalid never resolves (RFC 6761); without network the lookup fails or is cut at the timeout.
+    started = time.monotonic()
+    result = check_one("https://nowhere.invalid/page")
+    assert result.verdict is Verdict.BROKEN
+    assert result.reason is not None and result.reason.startswith("name not resolved: ")
+    assert "nowhere.invalid" in result.reason
+    assert time.monotonic() - started < 2
+
+
+def test_a_name_lookup_that_hangs_gives_up_at_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    never = threading.Event()
+    real_getaddrinfo = socket.getaddrinfo
+
+    def hanging_getaddrinfo(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "dns.hangs.example":
+            never.wait(10)  # what the system resolver does with no network and a distant nameserver
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_getaddrinfo)
+    started = time.monotonic()
+    try:
+        result = check_one("http://dns.hangs.example/")
+    finally:
+        never.set()
+    assert result.verdict is Verdict.BROKEN
+    assert result.reason == "name not resolved: no DNS answer for dns.hangs.example within 0.5 s"
+    assert time.monotonic() - started < 2
+
+
+def test_an_untrusted_certificate_is_a_tls_problem(make_site: Callable[..., Site]) -> None:
+    secure = make_site(tls=True)
+    result = check_one(f"{secure.url}/ok")
+    assert result.verdict is Verdict.BROKEN
+    assert result.reason is not None
+    assert re.fullmatch(r"TLS certificate problem: self.signed certificate", result.reason), result.reason
+    assert secure.total_hits() == 0
+
+
+# -- what is not fetched, and what is fetched once ------------------------------------------------
+
+
+def test_per_recipient_links_are_not_fetched(site: Site) -> None:
+    urls = [f"{site.url}/ok?unsubscribe=-unsubscribe_url-", "-unsubscribe_url-", f"{site.url}/ok?for=-email-",
+            f"{site.url}/get-email-tips"]
+    results = check_links(urls, timeout=FAST)
+    assert all(is_placeholder_url(url) for url in urls)
+    assert [r.verdict for r in results] == [Verdict.UNCHECKED] * 4
+    assert [r.reason for r in results] == [
+        "per-recipient link: -unsubscribe_url- is filled in at send time",
+        "per-recipient link: -unsubscribe_url- is filled in at send time",
+        "per-recipient link: -email- is filled in at send time",
+        "per-recipient link: -email- is filled in at send time",  # the sender fills it there, too
+    ]
+    assert site.total_hits() == 0
+    assert not is_placeholder_url(f"{site.url}/ok?email=ada@example.com")
+
+
+def test_only_http_and_https_are_fetched(site: Site) -> None:
+    results = check_links(["mailto:editor@example.com", "tel:+15550100", "/relative/page", "#top"], timeout=FAST)
+    assert [(r.verdict, r.reason) for r in results] == [
+        (Verdict.UNCHECKED, "mailto: links are not fetched"),
+        (Verdict.UNCHECKED, "tel: links are not fetched"),
+        (Verdict.UNCHECKED, "not an absolute http(s) address"),
+        (Verdict.UNCHECKED, "not an absolute http(s) address"),
+    ]
+
+
+def test_a_malformed_address_is_broken_without_a_request() -> None:
+    [bad_port, no_host] = check_links(["http://127.0.0.1:99999/", "https:///path"], timeout=FAST)
+    assert (bad_port.verdict, bad_port.reason) == (Verdict.BROKEN, "invalid address: Port out of range 0-65535")
+    assert (no_host.verdict, no_host.reason) == (Verdict.BROKEN, "invalid address: no host name")
+
+
+def test_each_distinct_link_is_fetched_once_and_results_keep_the_order(site: Site) -> None:
+    urls = [f"{site.url}/missing", f"{site.url}/ok", f"{site.url}/ok", " " + f"{site.url}/ok\n",
+            f"{site.url}/ok#section", "mailto:editor@example.com", f"{site.url}/missing"]
+    results = check_links(urls, timeout=FAST)
+    assert [r.url for r in results] == [f"{site.url}/missing", f"{site.url}/ok", f"{site.url}/ok#section",
+                                        "mailto:editor@example.com"]
+    assert [r.verdict for r in results] == [Verdict.BROKEN, Verdict.OK, Verdict.OK, Verdict.UNCHECKED]
+    assert site.hits == {("HEAD", "/ok"): 1, ("HEAD", "/missing"): 1, ("GET", "/missing"): 1}
+
+
+def test_each_result_is_reported_as_it_is_known(site: Site) -> None:
+    seen: list[str] = []
+    results = check_links([f"{site.url}/ok", "mailto:a@example.com", f"{site.url}/missing"], timeout=FAST,
+                          on_result=lambda result: seen.append(result.url))
+    assert sorted(seen) == sorted(r.url for r in results)
+
+
+# -- politeness ----------------------------------------------------------------------------------
+
+
+def test_requests_respect_the_total_and_per_host_limits(make_site: Callable[..., Site]) -> None:
+    everywhere = Gauge()
+    sites = [make_site(all_busy=everywhere) for _ in range(3)]
+    # Most links on one host: once the others are done, free workers must still leave it at two.
+    urls = [f"{s.url}/busy?n={n}" for s, count in zip(sites, (6, 2, 2), strict=True) for n in range(count)]
+    results = check_links(urls, timeout=5, concurrency=4)
+    assert all(r.ok for r in results)
+    assert everywhere.peak == 4  # the total limit is reached, never passed
+    assert sites[0].busy.peak == 2  # two at once on the busy host, never more
+    assert all(s.busy.peak <= 2 for s in sites)
+    assert [s.total_hits() for s in sites] == [6, 2, 2]
+
+
+def test_one_host_gets_at_most_two_requests_at_once_whatever_the_concurrency(site: Site) -> None:
+    results = check_links([f"{site.url}/busy?n={n}" for n in range(6)], timeout=5, concurrency=6)
+    assert all(r.ok for r in results)
+    assert site.busy.peak == 2
+
+
+def test_requests_look_like_a_browser_naming_mailer_and_carry_no_cookie_or_credentials(site: Site) -> None:
+    address = site.url.replace("http://", "http://ada:secret@") + "/set-cookie"
+    result = check_one(address)
+    assert result.verdict is Verdict.OK
+    assert result.final_url is not None and result.final_url.endswith("/echo")
+    assert len(site.headers) == 2
+    for headers in site.headers:
+        assert headers["User-Agent"].startswith("Mozilla/5.0 ")
+        assert "mailer" in headers["User-Agent"]
+        assert "Cookie" not in headers and "Authorization" not in headers
+        assert headers["Host"] == site.url.removeprefix("http://")
+
+
+# -- summary -------------------------------------------------------------------------------------
+
+
+def test_the_summary_counts_ok_broken_and_unchecked(site: Site) -> None:
+    results = check_links([f"{site.url}/ok", f"{site.url}/missing", f"{site.url}/rate-limited",
+                           "mailto:editor@example.com", f"{site.url}/r/start"], timeout=FAST)
+    summary = summarise(results)
+    assert (summary.total, summary.ok, summary.broken, summary.unchecked) == (5, 2, 1, 2)
+    assert str(summary) == "5 links: 2 ok, 1 broken, 2 not checked"
+    assert [r.reason for r in summary.broken_links] == ["HTTP 404 Not Found"]
+    assert [r.url for r in summary.unchecked_links] == [f"{site.url}/rate-limited", "mailto:editor@example.com"]
+    assert not summary.all_ok
+    assert summarise([results[0]]).all_ok
+    assert str(summarise([])) == "0 links: 0 ok, 0 broken, 0 not checked"
+
+
+def test_options_that_make_no_sense_are_refused() -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        check_links(["https://example.com/"], concurrency=0)
