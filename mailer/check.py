@@ -13,7 +13,7 @@ import quopri
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -90,6 +90,8 @@ class CheckReport:
     checks: tuple[str, ...] = ()  # the checks that ran
     facts: dict[str, Any] = field(default_factory=dict)  # sizes, counts: shown, never judged
     rendered: RenderedIssue | None = None
+    # Every http(s) link and image address of an issue with where it is written, for --links.
+    addresses: list[tuple[str, Finding]] = field(default_factory=list, repr=False)
 
     def count(self, severity: str) -> int:
         return sum(1 for finding in self.findings if finding.severity == severity)
@@ -137,6 +139,7 @@ def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | N
     source = _Source(label, issue_path.parent, scalars)
     report.findings += source.findings(rendered, config)
     report.findings += _rendered_findings(rendered, config, label, source, report.facts)
+    report.addresses = source.addresses()
     return report
 
 
@@ -262,6 +265,18 @@ class _Source:
                         continue
                     offset = sum(len(line) + 1 for line in first_line[: target.line])
                     found.append(_Link(target.url, target.text, path, node, offset))
+        return found
+
+    def addresses(self) -> list[tuple[str, Finding]]:
+        """Every http(s) link and image address, with a location-only Finding to copy from."""
+        found = []
+        for link in self.links():
+            if urlsplit(link.url).scheme.lower() in ("http", "https"):
+                found.append((link.url, self.at("info", "links", "", link.path, link.node, "", offset=link.offset)))
+        for path, node in self.scalars:
+            image = path.endswith("url") and (path[: -len("url")] + "alt") in self.by_path
+            if image and urlsplit(node.value).scheme == "https":
+                found.append((node.value, self.at("info", "images", "", path, node, "")))
         return found
 
     def _links(self) -> list[Finding]:
@@ -535,3 +550,41 @@ def _lines(lines: list[int]) -> str:
 
 def errors_in(reports: list[CheckReport]) -> list[Finding]:
     return [finding for report in reports for finding in report.sorted_findings() if finding.severity == "error"]
+
+
+def check_links(reports: list[CheckReport], *, timeout: float = 10.0, concurrency: int = 4) -> None:
+    """Ask every link and image of the issues whether it answers (HEAD, then GET); add findings.
+
+    Errors are what a reader would surely hit (404/410, a name that does not resolve, a bad
+    certificate, a redirect loop); warnings what may pass (403 to robots, 5xx, timeouts, 429).
+    """
+    from mailer.linkcheck import Verdict
+    from mailer.linkcheck import check_links as fetch
+
+    urls = [url for report in reports for url, _ in report.addresses]
+    results = {result.url: result for result in fetch(urls, timeout=timeout, concurrency=concurrency)}
+    for report in reports:
+        counts = {"ok": 0, "broken": 0, "unchecked": 0}
+        seen: set[str] = set()
+        for url, where in report.addresses:
+            result = results.get(url.strip())
+            if result is None or url in seen:
+                continue
+            seen.add(url)
+            counts[str(result.verdict)] += 1
+            if result.verdict is Verdict.OK:
+                continue
+            sure = result.status in (404, 410) or any(
+                (result.reason or "").startswith(prefix)
+                for prefix in ("name not resolved", "TLS", "too many redirects", "redirect loop"))
+            severity = "error" if result.verdict is Verdict.BROKEN and sure else "warning"
+            kind = "image" if where.check == "images" else "link"
+            report.findings.append(replace(
+                where, severity=severity, check="links", code="links.broken" if sure else "links.unreachable",
+                message=f"{kind} {url} does not answer: {result.reason}" if result.verdict is Verdict.BROKEN
+                else f"{kind} {url} could not be checked: {result.reason}",
+                hint="fix or remove the link" if sure else "open it in a browser: some sites refuse robots or "
+                "are down for a moment"))
+        report.facts["links_checked"] = counts
+        if "links" not in report.checks:
+            report.checks += ("links",)

@@ -63,7 +63,7 @@ def _suppressed(config: Config) -> Any:
     """The local suppression list's lookup, when one has been pulled (see `mailer suppressions pull`)."""
     try:
         from mailer.suppressions import SuppressionList
-    except ImportError:  # pragma: no cover - the module ships with mailer
+    except ImportError:  # until the suppression list lands
         return None
     suppressions = SuppressionList.open_existing(config.state_dir)
     return suppressions.lookup if suppressions is not None else None
@@ -109,6 +109,10 @@ def print_reports(reports: list[CheckReport], *, strict: bool) -> None:
                 click.echo("    " + click.style(where, fg=_COLOURS[severity]) + finding.message)
                 if finding.hint:
                     click.secho(f"        hint: {finding.hint}", dim=True)
+        links = report.facts.get("links_checked")
+        if links:
+            click.echo(f"  links answered: {links['ok']} ok, {links['broken']} broken, "
+                       f"{links['unchecked']} not checked")
         passed = report.passed
         if passed:
             click.secho("  ✓ " + ", ".join(_passed_label(report, name) for name in passed), fg="green")

@@ -11,6 +11,7 @@ from mailer.check import Finding, check_issue, check_subscribers, check_workspac
 from mailer.config import load_config
 
 from .conftest import MINIMAL_ISSUE, REPO, write
+from .test_linkcheck import Site, make_site  # noqa: F401 - make_site: the fixture that starts local web sites
 
 # The garbled seed the sample issues were made from (UTF-8 read as cp1252, and its "decoded" copy).
 SEED_RAW = Path(__file__).resolve().parent / "data" / "nlp-cypher-12-13-20.raw.txt"
@@ -388,3 +389,27 @@ def test_json_output_is_stable_and_machine_readable(workspace: Path, run_cli) ->
 def test_a_missing_path_is_a_clear_error(workspace: Path, run_cli) -> None:
     result = run_cli("check", "issues/nope.yaml")
     assert result.exit_code == 1 and "issues/nope.yaml: no such file or folder" in result.stderr
+
+
+@pytest.fixture
+def site(make_site) -> Site:  # noqa: F811 - make_site is the imported fixture
+    return make_site()
+
+
+def test_links_mode_asks_every_link_of_the_issue(workspace: Path, site: Site, run_cli) -> None:
+    text = MINIMAL_ISSUE.replace("https://example.com/a", f"{site.url}/ok") + (
+        f"    cards:\n      - url: {site.url}/missing\n        title: Gone\n"
+        f"      - url: {site.url}/error\n        title: Flaky\n"
+        f"      - url: {site.url}/ok\n        title: a link\n")
+    write(workspace / "issues" / "t.yaml", text)
+    result = run_cli("check", "issues/t.yaml", "--links", "--timeout", "2")
+    assert result.exit_code == 1
+    assert f"issues/t.yaml:9:14: sections[0].cards[0].url: link {site.url}/missing does not answer: HTTP 404" \
+        in result.stdout
+    assert f"link {site.url}/error does not answer: HTTP 500" in result.stdout.split("warnings (")[1]
+    assert "links answered: 1 ok, 2 broken, 0 not checked" in result.stdout
+    assert site.hits[("HEAD", "/ok")] == 1  # asked once although linked twice
+    # Off by default: no request at all.
+    before = site.total_hits()
+    assert run_cli("check", "issues/t.yaml").exit_code == 0
+    assert site.total_hits() == before
