@@ -271,7 +271,7 @@ class Preview:
             for finding in report.sorted_findings():
                 if finding.severity == "info":
                     continue
-                detail = " ".join(part for part in (finding.where, finding.hint and f"Hint: {finding.hint}") if part)
+                detail = " — ".join(part for part in (finding.where, finding.hint) if part)
                 found.append(Check("error" if finding.severity == "error" else "warn", finding.message, detail))
         failed = {finding.check for report in reports for finding in report.findings}
         passed = [name for name in reports[0].checks if name not in failed]
