@@ -1,0 +1,237 @@
+"""The local suppression list: pulled from a local server that answers like SendGrid's suppression
+endpoints (paginated, throttling, failing), stored in a real SQLite file, and honoured by `send`."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import pytest
+
+from mailer.send import RetryPolicy
+from mailer.suppressions import (
+    BOUNCE,
+    GROUP_UNSUBSCRIBE,
+    PullError,
+    PullProgress,
+    Suppression,
+    SuppressionList,
+    screen_recipients,
+    suppressions_path,
+)
+
+from . import fake_sendgrid
+from .fake_sendgrid import API_KEY, FakeSendGrid
+
+FAST = RetryPolicy(attempts=4, base_seconds=0.01, cap_seconds=0.02)
+UNSUBSCRIBES, GROUPS, BOUNCES, SPAM, INVALID = (
+    "/v3/suppression/unsubscribes", "/v3/asm/suppressions", "/v3/suppression/bounces",
+    "/v3/suppression/spam_reports", "/v3/suppression/invalid_emails")
+
+
+def bounces(count: int, *, start: int = 0) -> list[dict]:
+    return [{"created": 1_700_000_000 + i, "email": f"Bounced{i:05d}@Example.com",
+             "reason": "550 5.1.1 mailbox unavailable", "status": "5.1.1"} for i in range(start, start + count)]
+
+
+def sample_lists() -> dict[str, list[dict]]:
+    return {
+        UNSUBSCRIBES: [{"created": 1_443_651_141 + i, "email": f"left{i:04d}@example.com"} for i in range(500)],
+        GROUPS: [{"email": "Grace.Hopper@example.net", "group_id": 12, "group_name": "Weekly News",
+                  "created_at": 1_410_986_704},
+                 {"email": "grace.hopper@example.net", "group_id": 13, "group_name": "Daily News",
+                  "created_at": 1_411_493_671}],
+        BOUNCES: bounces(1200),
+        SPAM: [{"created": 1_443_651_154, "email": "angry@example.org", "ip": "10.63.202.100"}],
+        INVALID: [{"created": 1_620_141_015, "email": "nobody@invalid.example",
+                   "reason": "Mail domain mentioned in email address is unknown"}],
+    }
+
+
+@pytest.fixture
+def sendgrid(monkeypatch: pytest.MonkeyPatch):
+    fake = FakeSendGrid(suppressions=sample_lists())
+    server, url = fake_sendgrid.start(fake)
+    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+    monkeypatch.setenv("SENDGRID_API_HOST", url)
+    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", "unsubscribe-secret-for-tests")
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def pull(state_dir: Path, **kwargs):
+    with SuppressionList.open(state_dir) as suppressions:
+        return suppressions.pull(retry=kwargs.pop("retry", FAST), **kwargs)
+
+
+def rows_in_file(state_dir: Path) -> list[tuple]:
+    db = sqlite3.connect(suppressions_path(state_dir))
+    try:
+        return list(db.execute("SELECT address, source, group_id, reason, created_at, pulled_at FROM suppressions "
+                               "ORDER BY address, source, group_id"))
+    finally:
+        db.close()
+
+
+# -- pulling -------------------------------------------------------------------------------------
+
+
+def test_pull_fetches_every_page_of_every_list(sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    result = pull(state_dir)
+    assert result.counts == {"global_unsubscribe": 500, "group_unsubscribe": 2, "bounce": 1200,
+                             "spam_report": 1, "invalid_email": 1}
+    assert result.addresses == 500 + 1 + 1200 + 1 + 1  # Grace left two groups: one address
+    assert sendgrid.gets == [
+        # exactly one full page, so a second (empty) page proves there is nothing more
+        f"{UNSUBSCRIBES}?limit=500&offset=0", f"{UNSUBSCRIBES}?limit=500&offset=500",
+        GROUPS,  # documented without pagination: one answer holds every group
+        f"{BOUNCES}?limit=500&offset=0", f"{BOUNCES}?limit=500&offset=500", f"{BOUNCES}?limit=500&offset=1000",
+        f"{SPAM}?limit=500&offset=0",
+        f"{INVALID}?limit=500&offset=0",
+    ]
+    assert set(sendgrid.auth_headers) == {f"Bearer {API_KEY}"}
+    stored = rows_in_file(state_dir)
+    assert len(stored) == 1704
+    assert ("bounced01199@example.com", BOUNCE, None, "550 5.1.1 mailbox unavailable",
+            "2023-11-14T22:33:19+00:00", result.pulled_at) in stored
+
+
+def test_reasons_match_any_case_and_say_why(sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    pull(state_dir)
+    with SuppressionList.open(state_dir) as suppressions:
+        (bounce,) = suppressions.reasons("BOUNCED00007@example.COM")
+        assert bounce.describe() == "bounce (550 5.1.1 mailbox unavailable)"
+        assert bounce.status == "5.1.1" and bounce.created_at == "2023-11-14T22:13:27+00:00"
+        groups = suppressions.reasons("grace.hopper@EXAMPLE.net")
+        assert [g.describe() for g in groups] == ["group unsubscribe (Weekly News, group 12)",
+                                                  "group unsubscribe (Daily News, group 13)"]
+        assert [r.describe() for r in suppressions.reasons("angry@example.org")] == ["spam report"]
+        assert [r.describe() for r in suppressions.reasons("left0042@example.com")] == ["global unsubscribe"]
+        assert suppressions.reasons("nobody@invalid.example")[0].describe() == (
+            "invalid email (Mail domain mentioned in email address is unknown)")
+        assert suppressions.reasons("ada.lovelace@example.com") == []
+
+
+def test_a_429_waits_for_the_rate_limit_reset_then_succeeds(sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    # Two pages of unsubscribes, the groups, the first page of bounces; then throttled on the second.
+    sendgrid.get_script = deque(["ok", "ok", "ok", "ok", "429"])
+    sendgrid.rate_limit_reset_in = 2
+    waits: list[float] = []
+    started = time.monotonic()
+    result = pull(state_dir, progress=PullProgress(on_retry=lambda message, delay: waits.append(delay)))
+    # X-RateLimit-Reset is a whole second two seconds ahead: between one and two seconds from now,
+    # not the 0.01-0.02 s the backoff would have waited.
+    assert len(waits) == 1 and 1.0 <= waits[0] <= 2.0
+    assert time.monotonic() - started >= waits[0]
+    assert result.counts["bounce"] == 1200
+    assert sendgrid.gets.count(f"{BOUNCES}?limit=500&offset=500") == 2
+
+
+def test_server_errors_and_dropped_connections_are_retried(sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    sendgrid.get_script = deque(["500", "drop", "ok", "ok", "500"])
+    result = pull(state_dir)
+    assert result.total == 1704
+    assert sendgrid.gets[:3] == [f"{UNSUBSCRIBES}?limit=500&offset=0"] * 3
+
+
+def test_a_refused_key_fails_at_once_with_sendgrids_message(sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    with pytest.raises(PullError) as refused:
+        pull(state_dir, key="SG.revoked")
+    message = str(refused.value)
+    assert "SendGrid refused the API key (401)" in message
+    assert "The provided authorization grant is invalid, expired, or revoked" in message
+    assert '"Suppressions" read scope' in message
+    assert len(sendgrid.gets) == 1  # not retried
+    assert "SG.revoked" not in message
+
+
+def test_a_key_without_the_suppressions_scope_fails_at_once(sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    sendgrid.get_script = deque(["403"])
+    with pytest.raises(PullError) as refused:
+        pull(state_dir)
+    assert "SendGrid refused the API key (403)" in str(refused.value) and "access forbidden" in str(refused.value)
+    assert '"Suppressions" read scope' in str(refused.value)
+    assert len(sendgrid.gets) == 1
+
+
+def test_a_500_mid_pagination_leaves_the_previous_list_intact(sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    first = pull(state_dir)
+    before = rows_in_file(state_dir)
+    sendgrid.suppressions[BOUNCES] = bounces(1500, start=5000)  # SendGrid's list has changed since
+    sendgrid.suppressions[UNSUBSCRIBES] = []
+    sendgrid.gets.clear()
+    sendgrid.get_script = deque(["ok", "ok", "ok"])  # the (now empty) unsubscribes, groups, bounces' first page
+    sendgrid.get_default = "500"
+    with pytest.raises(PullError) as failed:
+        pull(state_dir)
+    assert "failed 4 times" in str(failed.value) and "unchanged" in str(failed.value)
+    assert sendgrid.gets[2:] == [f"{BOUNCES}?limit=500&offset=0"] + [f"{BOUNCES}?limit=500&offset=500"] * 4
+    assert rows_in_file(state_dir) == before
+    with SuppressionList.open(state_dir) as suppressions:
+        assert suppressions.last_pull().pulled_at == first.pulled_at
+        assert suppressions.reasons("bounced00001@example.com")
+        assert suppressions.reasons("bounced05001@example.com") == []
+
+
+def test_an_interrupted_pull_leaves_the_previous_list_intact(sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    pull(state_dir)
+    before = rows_in_file(state_dir)
+    sendgrid.suppressions[BOUNCES] = []
+
+    def ctrl_c_on_the_second_list(source: str, fetched: int) -> None:
+        if source == GROUP_UNSUBSCRIBE:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pull(state_dir, progress=PullProgress(on_page=ctrl_c_on_the_second_list))
+    assert rows_in_file(state_dir) == before
+
+
+def test_replacing_is_one_transaction(state_dir: Path) -> None:
+    with SuppressionList.open(state_dir) as suppressions:
+        suppressions.replace([Suppression("a@example.com", BOUNCE, reason="550")])
+        # The CHECK constraint refuses the second row after the old rows were deleted and the
+        # first new one written: the whole replacement must roll back.
+        with pytest.raises(sqlite3.IntegrityError):
+            suppressions.replace([Suppression("b@example.com", BOUNCE), Suppression("c@example.com", "blocks")])
+        assert [s.email for s in suppressions.all()] == ["a@example.com"]
+        assert suppressions.last_pull().counts[BOUNCE] == 1
+
+
+def test_a_stop_while_waiting_to_retry_stops_at_once(sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    sendgrid.get_default = "500"
+    stop = threading.Event()
+    stop.set()
+    started = time.monotonic()
+    with pytest.raises(PullError, match="stopped while waiting to retry"):
+        pull(state_dir, retry=RetryPolicy(base_seconds=30, cap_seconds=30), stop=stop)
+    assert time.monotonic() - started < 5
+    assert not suppressions_path(state_dir).exists() or rows_in_file(state_dir) == []
+
+
+def test_screening_100000_addresses_is_fast(state_dir: Path) -> None:
+    with SuppressionList.open(state_dir) as suppressions:
+        suppressions.replace(Suppression(f"gone{i:06d}@example.com", BOUNCE, reason="550") for i in range(50_000))
+    recipients = [f"Reader{i:06d}@example.com" for i in range(99_000)] + [
+        f"GONE{i:06d}@example.com" for i in range(0, 50_000, 50)]
+    started = time.perf_counter()
+    screening = screen_recipients(state_dir, recipients)
+    elapsed = time.perf_counter() - started
+    assert len(screening.reasons) == 1000
+    assert screening.reasons["gone000050@example.com"] == "suppressed: bounce (550)"
+    assert elapsed < 1.5, f"screening took {elapsed:.2f} s"
+
+
+def test_no_list_pulled_screens_nobody_and_creates_nothing(state_dir: Path) -> None:
+    screening = screen_recipients(state_dir, ["ada@example.com"])
+    assert screening.reasons == {} and screening.pulled_at is None
+    assert not suppressions_path(state_dir).exists()
