@@ -235,3 +235,65 @@ def test_no_list_pulled_screens_nobody_and_creates_nothing(state_dir: Path) -> N
     screening = screen_recipients(state_dir, ["ada@example.com"])
     assert screening.reasons == {} and screening.pulled_at is None
     assert not suppressions_path(state_dir).exists()
+
+
+# -- the commands --------------------------------------------------------------------------------
+
+
+def test_pull_command_prints_counts_and_where_and_list_explains(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                                tmp_path: Path) -> None:
+    before = run_cli("suppressions", "list")
+    assert before.exit_code == 0 and "No suppression list pulled yet" in before.stdout
+    pulled = run_cli("suppressions", "pull")
+    assert pulled.exit_code == 0, pulled.stderr
+    lines = pulled.stdout.splitlines()
+    assert lines[0].startswith("Pulled SendGrid's suppression list at ")
+    assert [line.split() for line in lines[1:7]] == [
+        ["global", "unsubscribes", "500"], ["group", "unsubscribes", "2"], ["bounces", "1200"],
+        ["spam", "reports", "1"], ["invalid", "emails", "1"], ["addresses", "in", "all", "1703"]]
+    assert lines[7] == f"Saved to {tmp_path / 'state' / 'suppressions.sqlite3'}; `mailer send` skips these addresses."
+
+    listed = run_cli("suppressions", "list")
+    assert listed.exit_code == 0
+    assert "pulled " in listed.stdout.splitlines()[0] and "bounces" in listed.stdout and "1200" in listed.stdout
+    why = run_cli("suppressions", "list", "--email", "Grace.Hopper@Example.NET")
+    assert why.stdout.splitlines()[1:] == [
+        "  group unsubscribe (Weekly News, group 12), since 2014-09-17T20:45:04+00:00",
+        "  group unsubscribe (Daily News, group 13), since 2014-09-23T17:34:31+00:00"]
+    assert "is suppressed" in why.stdout.splitlines()[0]
+    fine = run_cli("suppressions", "list", "--email", "ada.lovelace@example.com")
+    assert "ada.lovelace@example.com is not suppressed" in fine.stdout
+    every = run_cli("suppressions", "list", "--all")
+    assert "angry@example.org\tspam report\t2015-09-30T22:12:34+00:00" in every.stdout.splitlines()
+    assert len(every.stdout.splitlines()) == 7 + 1704
+
+
+def test_pull_command_errors_and_exit_codes(workspace: Path, sendgrid: FakeSendGrid, run_cli, monkeypatch) -> None:
+    assert run_cli("suppressions", "pull").exit_code == 0
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked-key-never-shown")
+    refused = run_cli("suppressions", "pull")
+    assert refused.exit_code == 3
+    assert "SendGrid refused the API key (401)" in refused.stderr and "Suppressions" in refused.stderr
+    assert "SG.revoked-key-never-shown" not in refused.stdout + refused.stderr
+    monkeypatch.delenv("SENDGRID_API_KEY")
+    missing = run_cli("suppressions", "pull")
+    assert missing.exit_code == 1
+    assert "SENDGRID_API_KEY is not set" in missing.stderr
+    listed = run_cli("suppressions", "list")  # the first pull is still there
+    assert listed.exit_code == 0 and "1200" in listed.stdout
+
+
+def test_the_key_never_reaches_output_or_the_database(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                      tmp_path: Path) -> None:
+    sendgrid.get_script = deque(["500"])
+    results = [run_cli("suppressions", "pull"), run_cli("suppressions", "list", "--all"),
+               run_cli("suppressions", "list", "--email", "angry@example.org")]
+    assert sendgrid.auth_headers[-1] == f"Bearer {API_KEY}"  # the key was really used
+    for result in results:
+        assert result.exit_code == 0
+        assert API_KEY not in result.stdout + result.stderr
+    files = [f for f in (tmp_path / "state").rglob("*") if f.is_file()]
+    assert suppressions_path(tmp_path / "state") in files
+    for file in files:
+        assert API_KEY.encode() not in file.read_bytes(), file
+
