@@ -297,3 +297,106 @@ def test_the_key_never_reaches_output_or_the_database(workspace: Path, sendgrid:
     for file in files:
         assert API_KEY.encode() not in file.read_bytes(), file
 
+
+# -- sending -------------------------------------------------------------------------------------
+
+from .test_send import ISSUE, approve, states  # noqa: E402 - the send helpers, shared with test_send
+
+SUBSCRIBED = 18  # of the 20 rows in subscribers.example.csv, two are unsubscribed
+# Alan bounced and Li Lei unsubscribed at SendGrid (written in another case than in the CSV), and
+# Grace Hopper left two unsubscribe groups (see sample_lists).
+SUPPRESSED = {"alan.turing@example.com", "li.lei@example.com", "grace.hopper@example.net"}
+
+
+def summary(stdout: str) -> dict[str, int]:
+    """The end-of-send table: label → number."""
+    return {" ".join(line.split()[:-1]): int(line.split()[-1]) for line in stdout.splitlines()
+            if line.startswith("  ") and line.split()[-1].isdigit()}
+
+
+def suppress_three(sendgrid: FakeSendGrid, run_cli) -> None:
+    sendgrid.suppressions[BOUNCES].append({"created": 1_700_000_000, "email": "Alan.Turing@EXAMPLE.com",
+                                           "reason": "550 mailbox unavailable", "status": "5.1.1"})
+    sendgrid.suppressions[UNSUBSCRIBES] = [{"created": 1_700_000_100, "email": "LI.LEI@example.com"}]
+    assert run_cli("suppressions", "pull").exit_code == 0
+
+
+def test_dry_run_skips_suppressed_addresses_with_the_reason(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                            tmp_path: Path) -> None:
+    import json
+
+    suppress_three(sendgrid, run_cli)
+    posts = len(sendgrid.paths)
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
+    assert result.exit_code == 0, result.stderr
+    assert "skip alan.turing@example.com (line 3): suppressed: bounce (550 mailbox unavailable)" in result.stdout
+    assert "skip li.lei@example.com (line 4): suppressed: global unsubscribe" in result.stdout
+    assert ("skip grace.hopper@example.net (line 12): suppressed: group unsubscribe (Weekly News, group 12); "
+            "group unsubscribe (Daily News, group 13)") in result.stdout
+    table = summary(result.stdout)
+    assert table["intended recipients"] == SUBSCRIBED - 3
+    assert table["would send now"] == SUBSCRIBED - 3
+    assert table["skipped"] == 5 and table["of which suppressed"] == 3
+    assert "suppression list: pulled " in result.stdout
+    outbox = tmp_path / "state" / "outbox" / "2020-12-13"
+    manifest = [json.loads(line) for line in (outbox / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    sent = [m["email"] for m in manifest if m["action"] == "send"]
+    assert len(sent) == SUBSCRIBED - 3 and not SUPPRESSED & set(sent)
+    skipped = {m["email"]: m["reason"] for m in manifest if m["action"] == "skip"}
+    assert skipped["alan.turing@example.com"] == "suppressed: bounce (550 mailbox unavailable)"
+    body = json.loads((outbox / "sendgrid" / "request-00001.json").read_text(encoding="utf-8"))
+    assert [p["to"][0]["email"] for p in body["personalizations"]] == sent
+    assert len(sendgrid.paths) == posts  # a dry run sends nothing
+
+
+def test_live_send_never_mails_or_records_a_suppressed_address(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                               tmp_path: Path) -> None:
+    approve(run_cli)
+    suppress_three(sendgrid, run_cli)
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert result.exit_code == 0, result.stdout + result.stderr  # complete: the suppressed are not owed the issue
+    received = [a for a in sendgrid.accepted if a != "editor@example.com"]
+    assert len(received) == SUBSCRIBED - 3
+    assert not {a.casefold() for a in received} & SUPPRESSED
+    assert states(tmp_path) == {"accepted": SUBSCRIBED - 3}
+    ledger = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    try:
+        recorded = {r for (r,) in ledger.execute("SELECT recipient FROM deliveries")}
+    finally:
+        ledger.close()
+    assert not recorded & SUPPRESSED
+    table = summary(result.stdout)
+    assert table["intended"] == table["accepted"] == SUBSCRIBED - 3
+    assert table["skipped"] == 5 and table["of which suppressed"] == 3
+    # A later pull that lifts the bounce lets the next run mail Alan, and nobody twice.
+    sendgrid.suppressions[BOUNCES] = sendgrid.suppressions[BOUNCES][:-1]
+    assert run_cli("suppressions", "pull").exit_code == 0
+    again = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert again.exit_code == 0
+    received = [a for a in sendgrid.accepted if a != "editor@example.com"]
+    assert received[-1] == "alan.turing@example.com" and len(received) == len(set(received)) == SUBSCRIBED - 2
+
+
+def test_without_a_pulled_list_sending_is_unchanged_and_says_so(workspace: Path, sendgrid: FakeSendGrid,
+                                                               run_cli, tmp_path: Path) -> None:
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
+    assert result.exit_code == 0
+    assert "suppression list: none pulled yet" in result.stdout and "mailer suppressions pull" in result.stdout
+    table = summary(result.stdout)
+    assert table["would send now"] == table["intended recipients"] == SUBSCRIBED
+    assert table["of which suppressed"] == 0
+    assert not suppressions_path(tmp_path / "state").exists()
+
+
+def test_a_live_test_send_to_a_suppressed_address_is_refused(workspace: Path, sendgrid: FakeSendGrid,
+                                                             run_cli) -> None:
+    suppress_three(sendgrid, run_cli)
+    posts = len(sendgrid.paths)
+    refused = run_cli("send", ISSUE, "--test-to", "alan.turing@EXAMPLE.COM", "--live")
+    assert refused.exit_code == 1
+    assert "is on the suppression list (suppressed: bounce (550 mailbox unavailable))" in refused.stderr
+    assert len(sendgrid.paths) == posts  # nothing sent, so nothing approved
+    dry = run_cli("send", ISSUE, "--test-to", "alan.turing@example.com")
+    assert dry.exit_code == 0
+    assert "warning: alan.turing@example.com is on the suppression list" in dry.stderr
+    assert "was written to" in dry.stdout
