@@ -32,7 +32,7 @@ def cli() -> None:
       mailer build issues/2020-12-13.yaml   # writes build/2020-12-13/email.html and email.txt
 
     Exit codes: 0 success, 1 bad input (nothing written or sent), 2 wrong usage,
-    3 delivery failed, 130 interrupted.
+    3 delivery (or a suppression pull) failed, 130 interrupted.
     """
 
 
@@ -288,8 +288,8 @@ def suppressions() -> None:
 
 @suppressions.command("pull", epilog="""\b
 Examples:
-  mailer suppressions pull
-  SENDGRID_API_KEY=SG.… mailer suppressions pull
+  mailer suppressions pull                           # into .mailer/suppressions.sqlite3
+  MAILER_STATE_DIR=/srv/mailer mailer suppressions pull   # another state folder
 """)
 def suppressions_pull() -> None:
     """Download every SendGrid suppression list and replace the local copy.
