@@ -9,7 +9,7 @@ import click
 
 from mailer.config import find_workspace, load_config
 from mailer.schema import display_path
-from mailer.suppressions import LABELS, SOURCES, Pull, PullProgress, SuppressionList, address_key, suppressions_path
+from mailer.suppressions import SOURCES, Pull, PullProgress, SuppressionList, address_key, suppressions_path
 
 PLURALS = {"global_unsubscribe": "global unsubscribes", "group_unsubscribe": "group unsubscribes",
            "bounce": "bounces", "spam_report": "spam reports", "invalid_email": "invalid emails"}
@@ -81,6 +81,3 @@ def _show_one(suppressions: SuppressionList, email: str) -> None:
     for item in reasons:
         since = f", since {item.created_at}" if item.created_at else ""
         click.echo(f"  {item.describe()}{since}")
-    if any(item.source != "bounce" for item in reasons):
-        return
-    click.echo(f"  ({LABELS['bounce']}s are cleared at SendGrid: Suppressions > Bounces; then pull again)")
