@@ -32,7 +32,7 @@ def cli() -> None:
       mailer build issues/2020-12-13.yaml   # writes build/2020-12-13/email.html and email.txt
 
     Exit codes: 0 success, 1 bad input (nothing written or sent), 2 wrong usage,
-    3 delivery failed, 130 interrupted.
+    3 delivery (or a suppression pull) failed, 130 interrupted.
     """
 
 
@@ -302,6 +302,56 @@ def cancel(issue_file: Path) -> None:
     from mailer import cli_send
 
     cli_send.run_cancel(issue_file)
+
+
+EPILOG_SUPPRESSIONS = """\b
+Examples:
+  mailer suppressions pull                               # download SendGrid's lists
+  mailer suppressions list                               # how many, and when they were pulled
+  mailer suppressions list --email ada@example.com       # why one address is skipped
+"""
+
+
+@cli.group(epilog=EPILOG_SUPPRESSIONS)
+def suppressions() -> None:
+    """The local suppression list: addresses `mailer send` always skips.
+
+    It is a copy of SendGrid's global unsubscribes, group unsubscribes, bounces, spam reports and
+    invalid emails, kept in the state folder (suppressions.sqlite3), so that a subscribers CSV can
+    never bring back someone who unsubscribed.
+    """
+
+
+@suppressions.command("pull", epilog="""\b
+Examples:
+  mailer suppressions pull                           # into .mailer/suppressions.sqlite3
+  MAILER_STATE_DIR=/srv/mailer mailer suppressions pull   # another state folder
+""")
+def suppressions_pull() -> None:
+    """Download every SendGrid suppression list and replace the local copy.
+
+    Needs SENDGRID_API_KEY with the "Suppressions" read scope. Every page of every list is
+    fetched before anything is written: a pull that fails keeps the previous list.
+    """
+    from mailer import cli_suppressions
+
+    cli_suppressions.run_pull()
+
+
+@suppressions.command("list", epilog="""\b
+Examples:
+  mailer suppressions list
+  mailer suppressions list --email ada@example.com
+  mailer suppressions list --all > suppressed.tsv
+""")
+@click.option("--email", metavar="ADDRESS", help="Show why ADDRESS is suppressed (or that it is not).")
+@click.option("--all", "show_all", is_flag=True,
+              help="Also print every suppressed address: email, reason and date, tab-separated.")
+def suppressions_list(email: str | None, show_all: bool) -> None:
+    """Show the local suppression list: counts per source and when it was pulled."""
+    from mailer import cli_suppressions
+
+    cli_suppressions.run_list(email, show_all)
 
 
 def main(argv: list[str] | None = None) -> None:

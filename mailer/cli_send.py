@@ -185,6 +185,9 @@ def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: Subscri
     else:
         subscriber = Subscriber(email=normalise_email(to))
     report = test_send(rendered, config, subscriber, normalise_email(to), backend, options)
+    if report.suppressed:
+        click.secho(f"warning: {report.to} is on the suppression list ({report.suppressed}): a live test send "
+                    "to it is refused", fg="yellow", err=True)
     if report.live:
         click.echo(f"Test message sent to {report.to} (as {report.as_email}); message id {report.message_id}.")
         click.echo("Check it, then send to the list with the same command without --test-to.")
@@ -249,8 +252,10 @@ def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, su
         ("already accepted", report.accepted_before),
         ("would send now", report.not_sent),
         ("skipped", len(report.skipped)),
+        ("  of which suppressed", report.suppressed),
         ("batches", report.batches),
     ]))
+    click.echo(_suppression_note(report))
     if backend == "sendgrid" and sizes:
         click.echo(f"  request sizes: {min(sizes) / 1024:.0f}–{max(sizes) / 1024:.0f} KB, "
                    f"{sum(sizes) / 1024 / 1024:.1f} MB in all")
@@ -268,6 +273,13 @@ def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, su
                f"{display_path(subscribers_path)} --live")
 
 
+def _suppression_note(report: SendReport) -> str:
+    if report.suppressions_pulled_at is None:
+        return ("  suppression list: none pulled yet, so nobody was checked against SendGrid's unsubscribes "
+                "and bounces (`mailer suppressions pull`)")
+    return f"  suppression list: pulled {report.suppressions_pulled_at}"
+
+
 def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
     click.echo(f"{rendered.issue.slug}:")
     click.echo(_table([
@@ -278,7 +290,9 @@ def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
         ("uncertain", report.uncertain),
         ("not sent yet", report.not_sent),
         ("skipped", len(report.skipped)),
+        ("  of which suppressed", report.suppressed),
     ]))
+    click.echo(_suppression_note(report))
     if report.stopped:
         click.secho(f"Stopped: {report.stopped}", fg="red", err=True)
     if report.failed:

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +42,7 @@ from mailer.errors import ExitStatus, MailerError
 from mailer.ledger import Ledger, issue_lock, ledger_path
 from mailer.message import Personaliser, build_mime, personalise, unsubscribe_secret
 from mailer.subscribers import Skipped, Subscriber, SubscriberList
+from mailer.suppressions import address_key, screen_recipients
 
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
 EML_SAMPLES = 5
@@ -59,6 +60,12 @@ class NotApprovedError(MailerError):
 
 class Interrupted(MailerError):
     exit_code = ExitStatus.INTERRUPTED
+
+
+class SuppressedRecipientError(MailerError):
+    """A live test send to an address on the local suppression list."""
+
+    exit_code = ExitStatus.INPUT_ERROR
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,8 @@ class SendReport:
     uncertain: int = 0
     not_sent: int = 0  # still queued: the run stopped before reaching them
     skipped: list[Skipped] = field(default_factory=list)
+    suppressed: int = 0  # of the skipped: on the local suppression list (not counted as intended)
+    suppressions_pulled_at: str | None = None  # None: no suppression list has been pulled
     stopped: str | None = None
     batches: int = 0
     outbox_dir: Path | None = None
@@ -155,14 +164,26 @@ class Plan:
     to_send: list[Subscriber]
     accepted_before: int
     held_back: list[Skipped]  # uncertain or failed recipients not retried in this run
+    suppressed: list[Skipped] = field(default_factory=list)  # on the suppression list: not intended at all
 
 
-def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOptions) -> Plan:
+def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOptions,
+         suppressed: Mapping[str, str] | None = None) -> Plan:
+    """Who is sent to now, and who is not and why.
+
+    `suppressed` maps a subscriber's key to why it is on the suppression list: such a subscriber
+    is skipped whatever the ledger says, unless an earlier run already delivered to them.
+    """
     to_send, held_back, accepted_before = [], [], 0
+    suppressions: list[Skipped] = []
+    reasons = suppressed or {}
     for subscriber in subscribers:
-        state = states.get(subscriber.key)
+        key = subscriber.key
+        state = states.get(key)
         if state == ledger_states.ACCEPTED:
             accepted_before += 1
+        elif key in reasons:
+            suppressions.append(Skipped(subscriber.line, subscriber.email, reasons[key]))
         elif state == ledger_states.UNCERTAIN and not options.resend_uncertain:
             held_back.append(Skipped(subscriber.line, subscriber.email,
                                      "uncertain: may have been delivered (--resend-uncertain sends again)"))
@@ -170,7 +191,21 @@ def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOpt
             held_back.append(Skipped(subscriber.line, subscriber.email, "failed earlier (--retry-failed retries)"))
         else:
             to_send.append(subscriber)
-    return Plan(to_send, accepted_before, held_back)
+    return Plan(to_send, accepted_before, held_back, suppressions)
+
+
+def _screen(config: Config, subscribers: list[Subscriber], report: SendReport) -> dict[str, str]:
+    """The suppression list's verdict on these subscribers; notes on the report when it was pulled."""
+    screening = screen_recipients(config.state_dir, (s.email for s in subscribers))
+    report.suppressions_pulled_at = screening.pulled_at
+    return screening.reasons
+
+
+def _apply_suppressed(planned: Plan, report: SendReport) -> None:
+    """Suppressed subscribers are skipped, like unsubscribed rows: not intended, so not owed a delivery."""
+    report.intended -= len(planned.suppressed)
+    report.suppressed = len(planned.suppressed)
+    report.skipped.extend(planned.suppressed)
 
 
 def _batches(items: list[Subscriber], size: int) -> Iterator[list[Subscriber]]:
@@ -270,8 +305,10 @@ def send_issue(
             if recovered:
                 progress.on_note(f"{recovered} recipient(s) of an interrupted run are now uncertain: "
                                  "they may have received the issue and will not be sent again")
-            planned = plan(subscribers.subscribers, ledger.states(key), options)
+            suppressed = _screen(config, subscribers.subscribers, report)
+            planned = plan(subscribers.subscribers, ledger.states(key), options, suppressed)
             report.accepted_before = planned.accepted_before
+            _apply_suppressed(planned, report)
             report.skipped.extend(planned.held_back)
             ledger.queue(key, ((s.key, s.email) for s in planned.to_send))
             run_id = uuid.uuid4().hex[:12]
@@ -285,7 +322,7 @@ def send_issue(
             progress.on_start(len(planned.to_send))
             _run_batches(rendered, config, backend, ledger, key, planned.to_send, options, payload_options, secret,
                          run_id, report, progress, interrupt or threading.Event())
-            intended_keys = {s.key for s in subscribers.subscribers}
+            intended_keys = {s.key for s in subscribers.subscribers} - {s.email.casefold() for s in planned.suppressed}
             states = {k: v for k, v in ledger.states(key).items() if k in intended_keys}
             tally = Counter(states.values())
             report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before
@@ -404,9 +441,11 @@ def dry_run(
             states = ledger.states(key)
         finally:
             ledger.close()
-    planned = plan(subscribers.subscribers, states, options)
-    report = SendReport(intended=len(subscribers.subscribers), accepted_before=planned.accepted_before,
-                        skipped=[*subscribers.skipped, *planned.held_back], live=False)
+    report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=False)
+    planned = plan(subscribers.subscribers, states, options, _screen(config, subscribers.subscribers, report))
+    report.accepted_before = planned.accepted_before
+    _apply_suppressed(planned, report)
+    report.skipped.extend(planned.held_back)
     outbox = (outbox_root or config.state_dir / "outbox") / rendered.issue.slug
     if outbox.exists():
         shutil.rmtree(outbox)
@@ -511,6 +550,7 @@ class TestSendReport:
     live: bool
     message_id: str | None = None
     eml_path: Path | None = None
+    suppressed: str | None = None  # why `to` is on the suppression list (a dry run only warns)
 
 
 def test_send(
@@ -526,6 +566,14 @@ def test_send(
     personal = personalise(subscriber, rendered, config, secret)
     test_rendered = dataclasses.replace(rendered, subject=f"[TEST] {rendered.subject}")
     report = TestSendReport(to=to, as_email=subscriber.email, live=options.live)
+    report.suppressed = screen_recipients(config.state_dir, [to]).reasons.get(address_key(to))
+    if report.suppressed and options.live:
+        # SendGrid itself drops mail to its bounces, spam reports and global unsubscribes: the test
+        # message would be "accepted" and never arrive, and the approval gate would count it.
+        raise SuppressedRecipientError(
+            f"--test-to {to} is on the suppression list ({report.suppressed}); nothing was sent\n"
+            "    hint: test-send to another address, or, if the address should get mail again, remove it "
+            "from SendGrid's suppressions and run `mailer suppressions pull`")
     recipient = Recipient(dataclasses.replace(subscriber, email=to), personal)
     if not options.live:
         outbox = config.state_dir / "outbox" / rendered.issue.slug / "test"

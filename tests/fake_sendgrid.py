@@ -3,6 +3,9 @@
 https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send (limits and rules below).
 It records every recipient it accepted, and can be told to answer 429, 500, drop the connection
 or stall, so that the sender's retry and ledger logic meet real HTTP behaviour.
+
+It also serves SendGrid's suppression lists (GET), paginated with `limit` and `offset` as
+documented: https://www.twilio.com/docs/sendgrid/api-reference/suppressions-global-suppressions/retrieve-all-global-suppressions
 """
 
 from __future__ import annotations
@@ -16,11 +19,23 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 API_KEY = "SG.test-key-never-shown"
 RESERVED_HEADERS = {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
                     "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc"}
 MAX_BYTES = 30 * 1024 * 1024
+# The suppression lists paginated with limit/offset (at most 500 a page), and the one that is not:
+# GET /v3/asm/suppressions documents no parameters and answers every group's suppressions at once.
+PAGINATED = ("/v3/suppression/unsubscribes", "/v3/suppression/bounces", "/v3/suppression/spam_reports",
+             "/v3/suppression/invalid_emails", "/v3/suppression/blocks")
+GROUP_SUPPRESSIONS = "/v3/asm/suppressions"
+MAX_LIMIT = 500
+# SendGrid does not document its default page size; a small one here means that a client relying
+# on it, instead of asking for `limit`, would miss rows and fail the tests.
+DEFAULT_LIMIT = 50
+UNAUTHORIZED = {"errors": [{"field": None, "message": "The provided authorization grant is invalid, expired, "
+                                                      "or revoked"}]}
 
 
 def validate_mail_send(body: Any, now: float | None = None) -> list[dict[str, str]]:
@@ -109,12 +124,22 @@ class FakeSendGrid:
     auth_headers: list[str] = field(default_factory=list)
     scheduled: dict[str, str] = field(default_factory=dict)
     keep_bodies: bool = True
+    # The suppression lists: path → every row, as SendGrid's GET endpoints answer them.
+    suppressions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    get_script: deque[str] = field(default_factory=deque)  # ok | 429 | 500 | 403 | drop, in order
+    get_default: str = "ok"
+    rate_limit_reset_in: float = 0.0  # a 429's X-RateLimit-Reset: this many seconds from now
+    gets: list[str] = field(default_factory=list)  # path and query of every GET
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def next_behaviour(self) -> str:
         with self.lock:
             return self.script.popleft() if self.script else self.default
+
+    def next_get_behaviour(self) -> str:
+        with self.lock:
+            return self.get_script.popleft() if self.get_script else self.get_default
 
 
 def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
@@ -133,6 +158,50 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            with fake.lock:
+                fake.gets.append(self.path)
+                fake.auth_headers.append(self.headers.get("Authorization", ""))
+            if self.headers.get("Authorization") != f"Bearer {API_KEY}":
+                self._answer(401, UNAUTHORIZED)
+                return
+            url = urlsplit(self.path)
+            query = parse_qs(url.query, keep_blank_values=True)
+            if url.path not in PAGINATED and url.path != GROUP_SUPPRESSIONS:
+                self._answer(404, {"errors": [{"field": None, "message": "not found"}]})
+                return
+            behaviour = fake.next_get_behaviour()
+            if behaviour == "403":  # a key without the Suppressions read scope
+                self._answer(403, {"errors": [{"field": None, "message": "access forbidden"}]})
+                return
+            if behaviour == "429":
+                self._answer(429, {"errors": [{"field": None, "message": "too many requests"}]},
+                             {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0",
+                              "X-RateLimit-Reset": str(int(time.time() + fake.rate_limit_reset_in))})
+                return
+            if behaviour == "500":
+                self._answer(500, {"errors": [{"field": None, "message": "internal error"}]})
+                return
+            if behaviour == "drop":
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            rows = fake.suppressions.get(url.path, [])
+            if url.path == GROUP_SUPPRESSIONS:
+                self._answer(200, rows)
+                return
+            try:
+                limit = int(query.get("limit", [DEFAULT_LIMIT])[0])
+                offset = int(query.get("offset", ["0"])[0])
+            except ValueError:
+                self._answer(400, {"errors": [{"field": "limit", "message": "limit and offset must be integers"}]})
+                return
+            if not 1 <= limit <= MAX_LIMIT or offset < 0:
+                self._answer(400, {"errors": [{"field": "limit", "message": f"limit must be between 1 and "
+                                               f"{MAX_LIMIT}, and offset at least 0"}]})
+                return
+            self._answer(200, rows[offset:offset + limit])
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             length = int(self.headers.get("Content-Length", 0))

@@ -1,0 +1,416 @@
+"""The local suppression list: who must never be mailed, pulled from SendGrid into SQLite.
+
+A CSV exported from somewhere else can still hold someone who unsubscribed, bounced or reported
+spam. `mailer suppressions pull` copies SendGrid's suppression lists into
+`<state_dir>/suppressions.sqlite3`; `mailer send` skips every address found there.
+
+A pull fetches every page of every list first and only then replaces the local rows, in one
+transaction: a pull that fails or is interrupted leaves the previous list exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.client import HTTPException
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mailer.errors import ExitStatus, MailerError
+from mailer.subscribers import normalise_email
+
+if TYPE_CHECKING:  # mailer.send imports this module; the policy is imported where a pull runs
+    from mailer.send import RetryPolicy
+
+GLOBAL_UNSUBSCRIBE, GROUP_UNSUBSCRIBE, BOUNCE, SPAM_REPORT, INVALID_EMAIL = (
+    "global_unsubscribe", "group_unsubscribe", "bounce", "spam_report", "invalid_email")
+SOURCES = (GLOBAL_UNSUBSCRIBE, GROUP_UNSUBSCRIBE, BOUNCE, SPAM_REPORT, INVALID_EMAIL)
+LABELS = {GLOBAL_UNSUBSCRIBE: "global unsubscribe", GROUP_UNSUBSCRIBE: "group unsubscribe", BOUNCE: "bounce",
+          SPAM_REPORT: "spam report", INVALID_EMAIL: "invalid email"}
+
+# Each source's SendGrid v3 endpoint, and whether it is paginated with limit/offset.
+# https://www.twilio.com/docs/sendgrid/api-reference/suppressions-global-suppressions/retrieve-all-global-suppressions
+# (and the bounces, spam reports, invalid emails pages): `limit` is the page size, at most 500;
+# `offset` skips that many items. GET /v3/asm/suppressions ("Retrieve all suppressions", every
+# group) documents no pagination parameters: it returns the whole list in one answer.
+# Blocks (/v3/suppression/blocks) are left out on purpose: they are temporary refusals
+# (4.x.x, a full mailbox, a greylisting server) that SendGrid itself does not suppress, and
+# skipping them locally would quietly drop readers over a passing problem.
+ENDPOINTS = {
+    GLOBAL_UNSUBSCRIBE: ("suppression/unsubscribes", True),
+    GROUP_UNSUBSCRIBE: ("asm/suppressions", False),
+    BOUNCE: ("suppression/bounces", True),
+    SPAM_REPORT: ("suppression/spam_reports", True),
+    INVALID_EMAIL: ("suppression/invalid_emails", True),
+}
+PAGE_SIZE = 500  # SendGrid's documented maximum `limit` for these endpoints
+MAX_PAGES = 20_000  # 10 million rows: a server that ignores `offset` must not loop forever
+TIMEOUT_SECONDS = 30.0
+SCOPE = '"Suppressions" read scope (Settings > API Keys > Restricted Access > Suppressions: Read Access)'
+SCOPE_HINT = f"the key in SENDGRID_API_KEY needs the {SCOPE}"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS suppressions (
+    address     TEXT NOT NULL,           -- the address, case-folded: what a subscriber is matched on
+    email       TEXT NOT NULL,           -- the address as SendGrid gave it
+    source      TEXT NOT NULL CHECK (source IN
+                    ('global_unsubscribe','group_unsubscribe','bounce','spam_report','invalid_email')),
+    group_id    INTEGER,                 -- group unsubscribes only
+    group_name  TEXT,
+    reason      TEXT,                    -- SendGrid's reason (bounces, invalid emails)
+    status      TEXT,                    -- SendGrid's enhanced SMTP status (bounces)
+    created_at  TEXT,                    -- when SendGrid recorded it, ISO 8601 UTC
+    pulled_at   TEXT NOT NULL
+);
+-- One row per address and source (and group: someone can leave several groups).
+CREATE UNIQUE INDEX IF NOT EXISTS suppressions_identity ON suppressions (address, source, COALESCE(group_id, -1));
+CREATE TABLE IF NOT EXISTS pulls (
+    pulled_at   TEXT NOT NULL,
+    counts      TEXT NOT NULL            -- JSON: rows per source
+);
+"""
+
+
+class PullError(MailerError):
+    """A pull could not finish; the local list is unchanged."""
+
+    exit_code = ExitStatus.DELIVERY_FAILED
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """One reason not to mail one address."""
+
+    email: str
+    source: str
+    reason: str | None = None
+    status: str | None = None
+    group_id: int | None = None
+    group_name: str | None = None
+    created_at: str | None = None
+    pulled_at: str | None = None
+
+    @property
+    def address(self) -> str:
+        return address_key(self.email)
+
+    def describe(self) -> str:
+        """'bounce (550 mailbox unavailable)', 'group unsubscribe (Weekly News, group 12)'…"""
+        label = LABELS[self.source]
+        if self.source == GROUP_UNSUBSCRIBE:
+            detail = ", ".join(part for part in (self.group_name, f"group {self.group_id}") if part)
+        else:
+            detail = _shorten(self.reason or self.status or "")
+        return f"{label} ({detail})" if detail else label
+
+
+@dataclass(frozen=True)
+class Pull:
+    """What the last pull stored."""
+
+    pulled_at: str
+    counts: dict[str, int]
+    addresses: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class Screening:
+    """Which of the recipients are suppressed, and why: `mailer send` skips these."""
+
+    reasons: dict[str, str]  # recipient key (case-folded address) → "suppressed: bounce (…)"
+    pulled_at: str | None  # None: no list has been pulled; nothing is screened
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """Events for the CLI while a pull runs."""
+
+    on_page: Callable[[str, int], None] = lambda source, fetched: None
+    on_retry: Callable[[str, float], None] = lambda message, delay: None
+
+
+def address_key(email: str) -> str:
+    """The identity an address is matched on, the same as a subscriber's and the ledger's."""
+    return normalise_email(email).casefold()
+
+
+def suppressions_path(state_dir: Path) -> Path:
+    return state_dir / "suppressions.sqlite3"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class SuppressionList:
+    """The local suppression list in SQLite (WAL: a send can read it while a pull replaces it)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    @classmethod
+    def open(cls, state_dir: Path) -> SuppressionList:
+        return cls(suppressions_path(state_dir))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SuppressionList:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        self._db.execute(f"BEGIN {mode}")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def last_pull(self) -> Pull | None:
+        with self._transaction("DEFERRED") as db:
+            row = db.execute("SELECT pulled_at, counts FROM pulls ORDER BY rowid DESC LIMIT 1").fetchone()
+            if row is None:
+                return None
+            (addresses,) = db.execute("SELECT COUNT(DISTINCT address) FROM suppressions").fetchone()
+        return Pull(row[0], json.loads(row[1]), addresses)
+
+    def reasons(self, email: str) -> list[Suppression]:
+        """Every reason this address is suppressed (none: it may be mailed)."""
+        return self.find([email]).get(address_key(email), [])
+
+    def find(self, emails: Iterable[str]) -> dict[str, list[Suppression]]:
+        """The suppressed ones among `emails`, by case-folded address; fast for 100,000 addresses.
+
+        The set of suppressed addresses is read once; only the matches are looked up in detail,
+        in one read transaction so that a pull committing meanwhile cannot split the answer.
+        """
+        with self._transaction("DEFERRED") as db:
+            known = {address for (address,) in db.execute("SELECT address FROM suppressions")}
+            hits = sorted({key for key in map(address_key, emails) if key in known})
+            found: dict[str, list[Suppression]] = {}
+            for start in range(0, len(hits), 500):
+                chunk = hits[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in db.execute(
+                        f"SELECT address, {_COLUMNS} FROM suppressions WHERE address IN ({marks}) "  # noqa: S608
+                        "ORDER BY address, source, group_id", chunk):
+                    found.setdefault(row[0], []).append(Suppression(*row[1:]))
+        return found
+
+    def all(self) -> Iterator[Suppression]:
+        """Every row, by address."""
+        for row in self._db.execute(f"SELECT {_COLUMNS} FROM suppressions ORDER BY address, source, group_id"):
+            yield Suppression(*row)
+
+    # -- replacing -----------------------------------------------------------------------------
+
+    def replace(self, suppressions: Iterable[Suppression], *, pulled_at: str | None = None) -> Pull:
+        """Make the list exactly `suppressions`, in one transaction: all of it or none of it."""
+        stamp = pulled_at or now()
+        unique: dict[tuple[str, str, int | None], Suppression] = {}
+        for item in suppressions:
+            unique[(item.address, item.source, item.group_id)] = item  # SendGrid's later entry wins
+        counts = {source: 0 for source in SOURCES}
+        for _, source, _ in unique:
+            counts[source] = counts.get(source, 0) + 1
+        with self._transaction() as db:
+            db.execute("DELETE FROM suppressions")
+            db.executemany(
+                f"INSERT INTO suppressions (address, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ((s.address, s.email, s.source, s.reason, s.status, s.group_id, s.group_name, s.created_at, stamp)
+                 for s in unique.values()))
+            db.execute("INSERT INTO pulls VALUES (?, ?)", (stamp, json.dumps(counts)))
+        return Pull(stamp, counts, len({address for address, _, _ in unique}))
+
+    def pull(self, *, key: str | None = None, host: str | None = None, timeout: float = TIMEOUT_SECONDS,
+             retry: RetryPolicy | None = None, progress: PullProgress = PullProgress(),
+             stop: threading.Event | None = None) -> Pull:
+        """Fetch every list from SendGrid, then replace the local list with it in one transaction."""
+        fetched = fetch_suppressions(key=key, host=host, timeout=timeout, retry=retry, progress=progress, stop=stop)
+        return self.replace(fetched)
+
+
+_COLUMNS = "email, source, reason, status, group_id, group_name, created_at, pulled_at"
+
+
+def screen_recipients(state_dir: Path, emails: Iterable[str]) -> Screening:
+    """Which of `emails` the local suppression list holds; nothing at all when none was pulled."""
+    path = suppressions_path(state_dir)
+    if not path.exists():
+        return Screening({}, None)
+    with SuppressionList(path) as suppressions:
+        last = suppressions.last_pull()
+        found = suppressions.find(emails)
+    reasons = {address: "suppressed: " + "; ".join(item.describe() for item in items)
+               for address, items in found.items()}
+    return Screening(reasons, last.pulled_at if last else None)
+
+
+# -- fetching from SendGrid --------------------------------------------------------------------
+
+
+def fetch_suppressions(*, key: str | None = None, host: str | None = None, timeout: float = TIMEOUT_SECONDS,
+                       retry: RetryPolicy | None = None, progress: PullProgress = PullProgress(),
+                       stop: threading.Event | None = None) -> list[Suppression]:
+    """Every page of every source, or PullError; nothing is kept of a pull that did not finish."""
+    from mailer.backends import BackendConfigError
+    from mailer.backends.sendgrid import API_KEY_ENV, api_host
+    from mailer.send import RetryPolicy
+
+    key = key or _api_key(API_KEY_ENV, BackendConfigError)
+    client = _Client(key, host or api_host(), timeout, retry or RetryPolicy(), progress, stop or threading.Event())
+    fetched: list[Suppression] = []
+    for source in SOURCES:
+        path, paginated = ENDPOINTS[source]
+        if paginated:
+            fetched.extend(_suppression(source, row) for row in client.pages(source, path))
+        else:
+            rows = client.get(path, None)
+            fetched.extend(_suppression(source, row) for row in rows)
+            progress.on_page(source, len(rows))
+    return fetched
+
+
+def _api_key(env_name: str, error: type[MailerError]) -> str:
+    value = os.environ.get(env_name, "").strip()
+    if not value:
+        raise error(f"{env_name} is not set: pulling the suppression list needs a SendGrid API key\n"
+                    f"    hint: export {env_name}=SG.…, a key with the {SCOPE}")
+    return value
+
+
+class _Client:
+    """GET requests through the official library, with SendGrid's pagination and a retry policy."""
+
+    def __init__(self, key: str, host: str, timeout: float, retry: RetryPolicy, progress: PullProgress,
+                 stop: threading.Event):
+        from sendgrid import SendGridAPIClient  # imported on first use only, as the backend does
+
+        self._sendgrid = SendGridAPIClient(api_key=key, host=host)
+        self.host = host
+        self.timeout = timeout
+        self.retry = retry
+        self.progress = progress
+        self.stop = stop
+
+    def pages(self, source: str, path: str) -> Iterator[dict[str, Any]]:
+        offset = 0
+        for _ in range(MAX_PAGES):
+            page = self.get(path, {"limit": PAGE_SIZE, "offset": offset})
+            yield from page
+            offset += len(page)
+            self.progress.on_page(source, offset)
+            # A short page is the last one (SendGrid documents no total or next link for these lists).
+            if len(page) < PAGE_SIZE:
+                return
+            if len(page) > PAGE_SIZE:  # the server ignored `limit`, so it sent everything it had
+                return
+        raise PullError(f"SendGrid kept sending full pages of /v3/{path} after {MAX_PAGES} of them; "
+                        "stopped. The local suppression list is unchanged.")
+
+    def get(self, path: str, query: dict[str, int] | None) -> list[dict[str, Any]]:
+        """One GET, retried on 429, 5xx and network errors (a GET is safe to repeat)."""
+        from python_http_client import exceptions as http
+
+        from mailer.backends.sendgrid import _errors, _retry_after
+
+        shown = f"GET /v3/{path}" + (f"?limit={query['limit']}&offset={query['offset']}" if query else "")
+        last = ""
+        for attempt in range(self.retry.attempts):
+            retry_after: float | None = None
+            request = self._sendgrid.client
+            for segment in path.split("/"):
+                request = request._(segment)
+            try:
+                response = request.get(query_params=query, timeout=self.timeout)
+            except (http.UnauthorizedError, http.ForbiddenError) as err:
+                raise PullError(f"SendGrid refused the API key ({err.status_code}) for {shown}: {_errors(err)}\n"
+                                f"    hint: {SCOPE_HINT}. The local suppression list is unchanged.") from None
+            except http.TooManyRequestsError as err:
+                last, retry_after = f"SendGrid is throttling (429): {_errors(err)}", _retry_after(err)
+            except http.HTTPError as err:
+                if not 500 <= int(err.status_code) < 600:
+                    raise PullError(f"SendGrid answered {err.status_code} to {shown}: {_errors(err)}\n"
+                                    "    The local suppression list is unchanged.") from None
+                last, retry_after = f"SendGrid answered {err.status_code}: {_errors(err)}", _retry_after(err)
+            except (HTTPException, OSError) as err:  # URLError, timeouts, a connection that broke off
+                reason = getattr(err, "reason", None) or err  # URLError wraps what went wrong
+                shown_reason = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
+                last = f"no answer from SendGrid at {self.host}: {shown_reason}"
+            else:
+                return _json_list(response.body, shown)
+            if attempt + 1 == self.retry.attempts:
+                break
+            delay = self.retry.delay(attempt, retry_after)
+            self.progress.on_retry(f"{shown}: {last}", delay)
+            if self.stop.wait(delay):
+                raise PullError("stopped while waiting to retry; the local suppression list is unchanged")
+        raise PullError(f"{shown} failed {self.retry.attempts} times; the last error: {last}\n"
+                        "    The local suppression list is unchanged; run the pull again later.")
+
+
+def _json_list(body: bytes | str, shown: str) -> list[dict[str, Any]]:
+    """The documented answer: a JSON list of objects with an `email`."""
+    try:
+        data = json.loads(body or b"[]")
+    except ValueError:
+        data = None
+    if not isinstance(data, list) or not all(isinstance(item, dict) and item.get("email") for item in data):
+        raise PullError(f"SendGrid's answer to {shown} is not a list of suppressions: {str(body)[:200]}\n"
+                        "    The local suppression list is unchanged.")
+    return data
+
+
+def _suppression(source: str, row: dict[str, Any]) -> Suppression:
+    """One SendGrid row as a Suppression (the fields each endpoint documents)."""
+    created = row.get("created_at" if source == GROUP_UNSUBSCRIBE else "created")
+    group_id = row.get("group_id")
+    return Suppression(
+        email=str(row["email"]).strip(),
+        source=source,
+        reason=_text(row.get("reason")),
+        status=_text(row.get("status")),
+        group_id=int(group_id) if isinstance(group_id, int) or str(group_id).isdigit() else None,
+        group_name=_text(row.get("group_name")),
+        created_at=_timestamp(created),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return (str(value).strip() or None) if value is not None else None
+
+
+def _timestamp(value: Any) -> str | None:
+    """SendGrid's Unix time as ISO 8601 UTC (None when absent or unreadable)."""
+    try:
+        return datetime.fromtimestamp(float(value), UTC).isoformat(timespec="seconds")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
