@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,15 @@ def _start(paths: tuple[Path, ...]) -> Path:
     return first if first.is_dir() else first.parent
 
 
-def _suppressed(config: Config) -> Any:
-    """The local suppression list's lookup, when one has been pulled (see `mailer suppressions pull`)."""
-    try:
-        from mailer.suppressions import SuppressionList
-    except ImportError:  # until the suppression list lands
-        return None
-    suppressions = SuppressionList.open_existing(config.state_dir)
-    return suppressions.lookup if suppressions is not None else None
+def _suppressed(config: Config) -> Callable[[list[str]], dict[str, str]]:
+    """Look addresses up in the local suppression list (empty until `mailer suppressions pull`)."""
+    from mailer.suppressions import screen_recipients
+
+    def lookup(keys: list[str]) -> dict[str, str]:
+        reasons = screen_recipients(config.state_dir, keys).reasons
+        return {key: reason.removeprefix("suppressed: ") for key, reason in reasons.items()}
+
+    return lookup
 
 
 def run_check(paths: tuple[Path, ...], *, subscribers_path: Path | None, encoding: str | None, output: str,

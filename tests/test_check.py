@@ -347,6 +347,17 @@ def test_subscribers_invalid_duplicate_unsubscribed_and_suppressed(workspace: Pa
     assert report.failed() and report.facts == {"subscribed": 2, "unsubscribed": 1, "suppressed": 1}
 
 
+def test_check_reads_the_pulled_suppression_list(workspace: Path, run_cli, tmp_path: Path) -> None:
+    from mailer.suppressions import BOUNCE, Suppression, SuppressionList
+
+    with SuppressionList.open(tmp_path / "state") as suppressions:
+        suppressions.replace([Suppression("Alan.Turing@example.com", BOUNCE, reason="550 mailbox unavailable")])
+    result = run_cli("check", "issues/2020-12-13.yaml", "--subscribers", "subscribers.example.csv")
+    assert result.exit_code == 0
+    assert ("1 address in the local suppression list will be skipped: alan.turing@example.com "
+            "(bounce (550 mailbox unavailable), line 3)") in result.stdout
+
+
 def test_the_example_subscribers_have_no_errors(workspace: Path) -> None:
     report = check_subscribers(workspace / "subscribers.example.csv")
     assert not report.failed(strict=True)

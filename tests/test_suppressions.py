@@ -218,17 +218,16 @@ def test_a_stop_while_waiting_to_retry_stops_at_once(sendgrid: FakeSendGrid, sta
     assert not suppressions_path(state_dir).exists() or rows_in_file(state_dir) == []
 
 
-def test_screening_100000_addresses_is_fast(state_dir: Path) -> None:
+def test_screening_100000_addresses_finds_exactly_the_suppressed(state_dir: Path) -> None:
+    # How fast: `make bench` measures it (speed targets live in benchmarks, not in unit tests).
     with SuppressionList.open(state_dir) as suppressions:
         suppressions.replace(Suppression(f"gone{i:06d}@example.com", BOUNCE, reason="550") for i in range(50_000))
     recipients = [f"Reader{i:06d}@example.com" for i in range(99_000)] + [
         f"GONE{i:06d}@example.com" for i in range(0, 50_000, 50)]
-    started = time.perf_counter()
     screening = screen_recipients(state_dir, recipients)
-    elapsed = time.perf_counter() - started
     assert len(screening.reasons) == 1000
     assert screening.reasons["gone000050@example.com"] == "suppressed: bounce (550)"
-    assert elapsed < 1.5, f"screening took {elapsed:.2f} s"
+    assert "gone000051@example.com" not in screening.reasons
 
 
 def test_no_list_pulled_screens_nobody_and_creates_nothing(state_dir: Path) -> None:

@@ -53,6 +53,32 @@ def bench_build() -> list[tuple[str, float, str, str]]:
     return rows
 
 
+def bench_check() -> list[tuple[str, float, str, str]]:
+    from mailer.check import check_issue, check_workspace
+    from mailer.config import load_config
+
+    config = load_config(REPO)
+    return [
+        ("mailer check, sample issue (median of 20, warm)",
+         median_ms(lambda: (check_issue(SAMPLE, config), check_workspace(config))), "ms", "< 150"),
+    ]
+
+
+def bench_suppressions(count: int = 100_000) -> list[tuple[str, float, str, str]]:
+    import tempfile
+
+    from mailer.suppressions import BOUNCE, Suppression, SuppressionList, screen_recipients
+
+    with tempfile.TemporaryDirectory() as folder:
+        state_dir = Path(folder)
+        with SuppressionList.open(state_dir) as suppressions:
+            suppressions.replace(Suppression(f"gone{i:06d}@example.com", BOUNCE, reason="550") for i in range(50_000))
+        recipients = [f"reader{i:06d}@example.com" for i in range(count - 1000)]
+        recipients += [f"GONE{i:06d}@example.com" for i in range(0, 50_000, 50)]
+        elapsed = median_ms(lambda: screen_recipients(state_dir, recipients), runs=5, warmup=1)
+    return [(f"screen {count:,} recipients against 50,000 suppressions", elapsed, "ms", "< 1500")]
+
+
 def bench_startup() -> tuple[str, float, str, str]:
     command = [str(Path(sys.executable).parent / "mailer"), "--help"]
     def run() -> None:
@@ -117,7 +143,7 @@ def meets(value: float, target: str) -> str:
 
 
 def main() -> int:
-    rows = [*bench_build(), bench_startup(), *bench_send()]
+    rows = [*bench_build(), *bench_check(), bench_startup(), *bench_suppressions(), *bench_send()]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':>9}  {'unit':<4}  {'target':<7}  met")
     print(f"{'-' * width}  {'-' * 9}  {'-' * 4}  {'-' * 7}  ---")
