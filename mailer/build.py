@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,9 +92,8 @@ def write_build(rendered: RenderedIssue, out_dir: Path) -> list[Path]:
     Files are written to a temporary folder beside it and moved into place at the end, so a
     failure never leaves a half-written build behind.
     """
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
+
+    def files(staging: Path) -> list[Path]:
         written = [
             _write(staging / "email.html", rendered.html),
             _write(staging / "email.txt", rendered.text),
@@ -101,22 +101,26 @@ def write_build(rendered: RenderedIssue, out_dir: Path) -> list[Path]:
         ]
         if rendered.web_html is not None:
             written.append(_write(staging / "index.html", rendered.web_html))
-        written += _copy_images(rendered, staging)
-        _replace_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return [out_dir / path.relative_to(staging) for path in written]
+        return written + _copy_images(rendered, staging)
+
+    return _write_folder(out_dir, files)
 
 
 def write_web_version(rendered: RenderedIssue, out_dir: Path) -> list[Path]:
     """Write only the public part, the web version (index.html) and its images, into `out_dir`."""
-    if rendered.web_html is None:
+    web_html = rendered.web_html
+    if web_html is None:
         raise ValueError("the issue was built without its web version: build_issue(..., web=True)")
+    return _write_folder(out_dir, lambda staging: [_write(staging / "index.html", web_html),
+                                                   *_copy_images(rendered, staging)])
+
+
+def _write_folder(out_dir: Path, write: Callable[[Path], list[Path]]) -> list[Path]:
+    """Let `write` fill a temporary folder beside `out_dir`, then put it in place of `out_dir` in one move."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        written = [_write(staging / "index.html", rendered.web_html), *_copy_images(rendered, staging)]
+        written = write(staging)
         _replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -73,15 +73,22 @@ class Row:
     updated_at: str
 
 
+def open_database(path: Path, schema: str) -> sqlite3.Connection:
+    """Open (creating it and its folder) a state database: autocommit, WAL, fully synchronous."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    # WAL: readers (status, a send screening addresses) never wait for a writer.
+    db.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed `sending` mark survives even a power cut, not just a killed process.
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(schema)
+    return db
+
+
 class Ledger:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed `sending` mark survives even a power cut, not just a killed process.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailer.errors import ExitStatus, MailerError
+from mailer.ledger import open_database
 from mailer.subscribers import normalise_email
 
 if TYPE_CHECKING:  # mailer.send imports this module; the policy is imported where a pull runs
@@ -156,12 +157,8 @@ class SuppressionList:
     """The local suppression list in SQLite (WAL: a send can read it while a pull replaces it)."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, SCHEMA)
 
     @classmethod
     def open(cls, state_dir: Path) -> SuppressionList:

@@ -21,7 +21,6 @@ import pytest
 from mailer.preview import PreviewServer, create_server, sample_reader
 
 from .conftest import ARTIFACTS, MINIMAL_ISSUE, REPO, write
-from .test_browser import CHROMIUM, CHROMIUM_ARGS
 
 SUBJECT = "The NLP Cypher | 12.13.20"
 LIVE_TIMEOUT_MS = 2000  # "within about a second of saving"; 2 s leaves room for a slow test machine
@@ -53,15 +52,6 @@ def get(server: PreviewServer, target: str, *, host: str | None = None) -> tuple
     return response.status, response.getheader("Content-Type") or "", body
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run `make test`, which installs it"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
