@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import smtplib
@@ -117,13 +118,19 @@ class SmtpBackend:
                 conn.starttls(context=context)
                 conn.ehlo()
             if settings.username:
-                conn.login(settings.username, settings.password or "")
+                _login(conn, settings.username, settings.password or "")
         except smtplib.SMTPAuthenticationError as err:
             raise FatalError(f"the SMTP server refused the login ({err.smtp_code})\n"
                              f"    hint: check the user and password in {URL_ENV}") from None
         except smtplib.SMTPNotSupportedError as err:
             raise FatalError(f"the SMTP server at {settings.host}:{settings.port} does not support {err}\n"
                              "    hint: use smtps:// for implicit TLS, or check the port") from None
+        except ssl.SSLCertVerificationError as err:
+            # Not transient: retrying with back-off would only delay the same refusal.
+            raise FatalError(f"the SMTP server at {settings.host}:{settings.port} sent a certificate this machine "
+                             f"does not trust: {err.verify_message}\n"
+                             "    hint: use the host name the certificate was issued for; for a private CA, point "
+                             "SSL_CERT_FILE at its certificate") from None
         except (OSError, smtplib.SMTPException) as err:
             raise TransientError(f"cannot connect to {settings.host}:{settings.port}: {err}") from None
         return conn
@@ -174,6 +181,20 @@ class SmtpBackend:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 self._conn.quit()
             self._conn = None
+
+
+def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
+    if (username + password).isascii():
+        conn.login(username, password)
+        return
+    # smtplib encodes credentials as ASCII and would crash on "wörd"; AUTH PLAIN is defined over UTF-8
+    # (RFC 4616), so send it ourselves.
+    if "PLAIN" not in conn.esmtp_features.get("auth", "").upper().split():
+        raise smtplib.SMTPNotSupportedError("AUTH PLAIN, which a non-ASCII user name or password needs")
+    token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+    code, reply = conn.docmd("AUTH", f"PLAIN {token}")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 def _refused(code: int, reply: bytes, step: str) -> Exception:
