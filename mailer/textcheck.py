@@ -62,13 +62,17 @@ def find_mojibake(text: str) -> list[Hit]:
 # latin-1) decodes it to: the characters UTF-8 text turns into when read with the wrong charset.
 _BYTE_OF = {bytes([b]).decode("cp1252", errors="ignore") or chr(b): b for b in range(0x80, 0x100)}
 _CONTINUATIONS = {0xC0: 1, 0xE0: 2, 0xF0: 3}
+# Closing quotes, dashes, the ellipsis and the no-break space are continuation bytes too: a word's
+# last letter followed by them is how real text is written ('Fuß“', '»Gruß«', 'CAFÉ !', '‘café’”').
+_AFTER_A_WORD = set("’”“‘»«›‹…–—\xa0")
 
 
 def _utf8_read_as_cp1252(text: str) -> int | None:
     """Where a complete UTF-8 sequence written as cp1252 characters starts ('Ã©' for 'é'), or None.
 
     ftfy's heuristics miss short fragments (a two-character Chinese word); a lead byte followed
-    by exactly the right number of continuation bytes that decodes is mojibake in any real text.
+    by exactly the right number of continuation bytes that decodes is mojibake, unless it is
+    the end of a word (see `_ends_a_word`).
     """
     for index, char in enumerate(text):
         lead = _BYTE_OF.get(char)
@@ -78,11 +82,25 @@ def _utf8_read_as_cp1252(text: str) -> int | None:
         tail = [_BYTE_OF.get(c) for c in text[index + 1: index + 1 + count]]
         if len(tail) == count and all(b is not None and 0x80 <= b <= 0xBF for b in tail):
             try:
-                bytes([lead, *tail]).decode("utf-8")  # type: ignore[list-item]
+                decoded = bytes([lead, *tail]).decode("utf-8")  # type: ignore[list-item]
             except UnicodeDecodeError:
                 continue
+            if unicodedata.category(decoded) == "Cn" or _ends_a_word(text, index, count):
+                continue  # '3×½' would be an unassigned code point
             return index
     return None
+
+
+def _ends_a_word(text: str, index: int, count: int) -> bool:
+    """Whether the letter at `index` ends a word, followed by `count` closing quotes or dashes.
+
+    Mojibake sits inside words, with a capital after a small letter ('sÄ…' for 'są'); 'Â' and
+    'Ã' (the Latin-1 letters' mojibake, 'Ã«' for 'ë') end no word; 'ß' ends capitals too ('GROß“').
+    """
+    lead, before, tail = text[index], text[index - 1] if index else "", text[index + 1: index + 1 + count]
+    after = text[index + 1 + count: index + 2 + count]
+    return (lead not in "ÂÃ" and before.isalpha() and (before.isupper() == lead.isupper() or lead == "ß")
+            and all(c in _AFTER_A_WORD for c in tail) and (not after.isalpha() or tail[-1] == "’"))  # CAFÉ’S
 
 
 def _excerpt(line: str, at: int, width: int = 40) -> str:

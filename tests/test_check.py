@@ -226,11 +226,21 @@ def test_replacement_characters_from_the_decoded_seed_are_errors(workspace: Path
 
 
 @pytest.mark.parametrize("fixed", ["It’s a café — naïve résumé", "«Привет», 日本語, مرحبا 😀",
-                                   "À la carte, São Paulo, Straße, ½ cup"])
+                                   "À la carte, São Paulo, Straße, ½ cup",
+                                   # A word's last letter, then closing quotes or an ellipsis.
+                                   "Er sagte „Fuß“ und »Gruß«, wie heiß…", "He said “I love the ‘café’”",
+                                   "«\u00a0ÉTÉ\u00a0» au CAFÉ’S, GROß‘", "Größe: 3×½"])
 def test_text_with_accents_and_other_scripts_is_not_mojibake(workspace: Path, fixed: str) -> None:
     from mailer.textcheck import find_mojibake
 
     assert find_mojibake(fixed) == []
+
+
+@pytest.mark.parametrize(("garbled", "meant"), [("sÄ…", "są"), ("coÅ›", "coś"), ("Ð¸Ñ…", "их"), ("NoÃ«l", "Noël")])
+def test_mojibake_at_the_end_of_a_word_is_found(workspace: Path, garbled: str, meant: str) -> None:
+    from mailer.textcheck import find_mojibake
+
+    assert find_mojibake(f"To {garbled}, a word.")
 
 
 @pytest.mark.parametrize(("escape", "severity"), [("\\u200b", "warning"), ("\\u202e", "error"),
