@@ -9,6 +9,7 @@ import difflib
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import ftfy
@@ -49,7 +50,7 @@ def find_mojibake(text: str) -> list[Hit]:
     line_end = text.find("\n", start)
     line = text[line_start: line_end if line_end >= 0 else len(text)]
     excerpt = _excerpt(line, start - line_start)
-    repaired = ftfy.fix_encoding(excerpt)
+    repaired = _repair(excerpt)
     if repaired != excerpt:
         hint = f"probably meant: {repaired!r} (re-copy the text from its source as UTF-8)"
     else:
@@ -74,21 +75,36 @@ def _utf8_read_as_cp1252(text: str) -> int | None:
     by exactly the right number of continuation bytes that decodes is mojibake, unless it is
     the end of a word (see `_ends_a_word`).
     """
-    for index, char in enumerate(text):
-        lead = _BYTE_OF.get(char)
+    return next((index for index, _, _ in _sequences(text)), None)
+
+
+def _sequences(text: str) -> Iterator[tuple[int, int, str]]:
+    """Each UTF-8 sequence written as cp1252 characters: where it starts, its length, what it meant."""
+    index = 0
+    while index < len(text):
+        lead = _BYTE_OF.get(text[index])
+        index += 1
         if lead is None or not 0xC2 <= lead <= 0xF4:
             continue
         count = _CONTINUATIONS[0xF0 if lead >= 0xF0 else 0xE0 if lead >= 0xE0 else 0xC0]
-        tail = [_BYTE_OF.get(c) for c in text[index + 1: index + 1 + count]]
+        tail = [_BYTE_OF.get(c) for c in text[index: index + count]]
         if len(tail) == count and all(b is not None and 0x80 <= b <= 0xBF for b in tail):
             try:
                 decoded = bytes([lead, *tail]).decode("utf-8")  # type: ignore[list-item]
             except UnicodeDecodeError:
                 continue
-            if unicodedata.category(decoded) == "Cn" or _ends_a_word(text, index, count):
+            if unicodedata.category(decoded) == "Cn" or _ends_a_word(text, index - 1, count):
                 continue  # '3×½' would be an unassigned code point
-            return index
-    return None
+            yield index - 1, count + 1, decoded
+            index += count
+
+
+def _repair(excerpt: str) -> str:
+    """The excerpt as it was written, as far as it can be told: ftfy, then the sequences it left."""
+    fixed = repaired = ftfy.fix_encoding(excerpt)
+    for start, length, decoded in reversed(list(_sequences(repaired))):  # ftfy leaves 'sÄ…' ('są') alone
+        repaired = repaired[:start] + decoded + repaired[start + length:]
+    return fixed if is_bad(repaired) else repaired  # half-repaired is no help ('ã“んã«' lost its 0x81 bytes)
 
 
 def _ends_a_word(text: str, index: int, count: int) -> bool:

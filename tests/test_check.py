@@ -237,10 +237,10 @@ def test_text_with_accents_and_other_scripts_is_not_mojibake(workspace: Path, fi
 
 
 @pytest.mark.parametrize(("garbled", "meant"), [("sÄ…", "są"), ("coÅ›", "coś"), ("Ð¸Ñ…", "их"), ("NoÃ«l", "Noël")])
-def test_mojibake_at_the_end_of_a_word_is_found(workspace: Path, garbled: str, meant: str) -> None:
+def test_mojibake_at_the_end_of_a_word_is_found_with_its_repair(workspace: Path, garbled: str, meant: str) -> None:
     from mailer.textcheck import find_mojibake
 
-    assert find_mojibake(f"To {garbled}, a word.")
+    assert f"probably meant: 'To {meant}, a word.'" in (find_mojibake(f"To {garbled}, a word.")[0].hint or "")
 
 
 @pytest.mark.parametrize(("escape", "severity"), [("\\u200b", "warning"), ("\\u202e", "error"),
