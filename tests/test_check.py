@@ -195,6 +195,17 @@ def test_unfinished_copy_is_an_error(workspace: Path, leftover: str) -> None:
     assert finding.line == 7 and finding.severity == "error"
 
 
+def test_findings_in_folded_plain_and_escaped_text_point_at_their_line(workspace: Path) -> None:
+    text = MINIMAL_ISSUE + (
+        '    cards:\n      - url: https://example.com/b\n        title: "Caf\\u00e9 TODO"\n'
+        "        description: >\n          A folded description\n          that goes on, FIXME.\n"
+        "  - heading: Plain\n    body: A plain scalar\n      on two lines, TK.\n")
+    lines = text.splitlines()
+    found = [(f.line, f.column, f.message) for f in check(workspace, text) if f.code == "text.unfinished"]
+    assert found == [(10, lines[9].index("TODO") + 1, "unfinished copy: 'TODO'"),
+                     (13, None, "unfinished copy: 'FIXME'"), (16, None, "unfinished copy: 'TK'")]
+
+
 def test_words_that_only_look_like_leftovers_pass(workspace: Path) -> None:
     text = MINIMAL_ISSUE.replace("here is", "Tkinter, tk and todos are here, as is")
     assert check(workspace, text) == []
