@@ -294,11 +294,13 @@ class _Source:
                                   if f"{parent}.{name}" in self.by_path), None)
                 found.append(_Link(node.value, text_node.value if text_node else "", path, node))
             elif key.split("[")[0] in _MARKDOWN_KEYS:
-                first_line = node.value.split("\n")
+                lines = node.value.split("\n")
                 for target in markdown.targets(node.value):
                     if target.kind != "link":
                         continue
-                    offset = sum(len(line) + 1 for line in first_line[: target.line])
+                    # The target knows its paragraph's first line; the link may be lines further on.
+                    paragraph = sum(len(line) + 1 for line in lines[: target.line])
+                    offset = max(node.value.find(target.url, paragraph), paragraph)
                     found.append(_Link(target.url, target.text, path, node, offset))
         return found
 

@@ -159,6 +159,8 @@ def test_plain_http_links_are_warnings(workspace: Path) -> None:
     finding = only(check(workspace, MINIMAL_ISSUE.replace("https://example.com/a", "http://example.com/a")),
                    "links.insecure")
     assert finding.line == 7 and finding.field == "sections[0].body"
+    wrapped = MINIMAL_ISSUE.replace("here is [a link](https://", "here is\n      [a link](http://")
+    assert only(check(workspace, wrapped), "links.insecure").line == 8  # the paragraph starts on line 7
 
 
 def test_a_relative_link_in_a_layout_is_an_error(workspace: Path) -> None:
