@@ -135,21 +135,33 @@ _ALLOWED_FORMAT = {"\u200c", "\u200d", "\u200e", "\u200f", "\u061c"}
 # Hangul fillers: letters that show as nothing, used to fake blank names and subjects.
 _INVISIBLE_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# The flags of England, Scotland and Wales: a black flag, then the region spelled in invisible
+# tag characters (https://unicode.org/reports/tr51/#def_emoji_tag_sequence). Tags anywhere
+# else hide text from the reader.
+_EMOJI_TAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
 
 
 def find_invisible(text: str) -> list[Hit]:
     """Control characters and invisible formatting characters, one hit per kind."""
     hits: list[Hit] = []
     seen: set[str] = set()
+    in_flags = {index for match in _EMOJI_TAG_SEQUENCE.finditer(text) for index in range(*match.span())}
     for index, char in enumerate(text):
-        if char in "\n\t" or char in seen or char in _ALLOWED_FORMAT:
+        if char in "\n\t" or char in seen or char in _ALLOWED_FORMAT or index in in_flags:
             continue
         category = unicodedata.category(char)
         if category not in ("Cc", "Cf", "Zl", "Zp") and char not in _INVISIBLE_LETTERS:
             continue
-        seen.add(char)
         name = unicodedata.name(char, f"control character U+{ord(char):04X}")
         code = f"U+{ord(char):04X}"
+        if 0xE0000 <= ord(char) <= 0xE007F:
+            seen.update(map(chr, range(0xE0000, 0xE0080)))  # one finding for the hidden text, not one per letter
+            run = re.match("[\U000e0000-\U000e007f]+", text[index:]).group(0)  # type: ignore[union-attr]
+            hidden = "".join(chr(ord(tag) - 0xE0000) for tag in run if 0xE0020 <= ord(tag) < 0xE007F)
+            hits.append(Hit(index, run, f"invisible tag characters spelling {hidden!r}",
+                            "delete them: they hide text from the reader (only flag emoji use them)", "warning"))
+            continue
+        seen.add(char)
         if char in _BIDI_CONTROLS:
             hits.append(Hit(index, char, f"invisible {code} {name}: it reorders the text around it",
                             "delete it; for right-to-left text set 'lang' (and 'dir') instead", "error"))

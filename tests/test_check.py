@@ -275,6 +275,14 @@ def test_joiners_and_right_to_left_marks_are_allowed(workspace: Path) -> None:
     assert check(workspace, text) == []
 
 
+def test_tag_characters_are_allowed_only_in_flags(workspace: Path) -> None:
+    scotland = "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"
+    text = MINIMAL_ISSUE.replace("Three links worth", f"Three links {scotland} worth")
+    assert check(workspace, text) == []
+    hidden = MINIMAL_ISSUE.replace("Three links worth", f"Three links {scotland[1:]} worth")
+    assert only(check(workspace, hidden), "text.invisible").message == "invisible tag characters spelling 'gbsct'"
+
+
 def test_a_lang_that_does_not_match_the_script_is_a_warning(workspace: Path) -> None:
     chinese = MINIMAL_ISSUE.replace("Hello -first_name-, here is", "你好 -first_name-，这是本周的自然语言处理新闻摘要，"
                                     "我们整理了会议论文、开源项目和数据集，希望你喜欢。这里有")
