@@ -131,10 +131,14 @@ def _excerpt(line: str, at: int, width: int = 40) -> str:
 # Characters with a job in some scripts are allowed: ZWNJ/ZWJ (Persian, Indic scripts, emoji
 # sequences), LRM/RLM and ALM (marks in right-to-left text).
 _ALLOWED_FORMAT = {"\u200c", "\u200d", "\u200e", "\u200f", "\u061c"}
-# Bidi embeddings, overrides and isolates reorder the text around them (the "Trojan Source" trick).
 # Hangul fillers: letters that show as nothing, used to fake blank names and subjects.
 _INVISIBLE_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}
+# Bidi embeddings, overrides and isolates reorder the text around them (the "Trojan Source" trick).
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# ...but an isolate closed on the same line keeps a left-to-right name whole in right-to-left
+# plain text, such as a subject, where markup cannot (W3C recommends it:
+# https://www.w3.org/International/questions/qa-bidi-unicode-controls).
+_CLOSED_ISOLATE = re.compile("[\u2066-\u2068][^\u2066-\u2069\n]*\u2069")
 # The flags of England, Scotland and Wales: a black flag, then the region spelled in invisible
 # tag characters (https://unicode.org/reports/tr51/#def_emoji_tag_sequence). Tags anywhere
 # else hide text from the reader.
@@ -145,9 +149,10 @@ def find_invisible(text: str) -> list[Hit]:
     """Control characters and invisible formatting characters, one hit per kind."""
     hits: list[Hit] = []
     seen: set[str] = set()
-    in_flags = {index for match in _EMOJI_TAG_SEQUENCE.finditer(text) for index in range(*match.span())}
+    allowed = {index for pattern in (_EMOJI_TAG_SEQUENCE, _CLOSED_ISOLATE) for match in pattern.finditer(text)
+               for index in range(*match.span())}
     for index, char in enumerate(text):
-        if char in "\n\t" or char in seen or char in _ALLOWED_FORMAT or index in in_flags:
+        if char in "\n\t" or char in seen or char in _ALLOWED_FORMAT or index in allowed:
             continue
         category = unicodedata.category(char)
         if category not in ("Cc", "Cf", "Zl", "Zp") and char not in _INVISIBLE_LETTERS:

@@ -275,6 +275,13 @@ def test_joiners_and_right_to_left_marks_are_allowed(workspace: Path) -> None:
     assert check(workspace, text) == []
 
 
+def test_a_closed_bidi_isolate_is_allowed_and_an_open_one_is_an_error(workspace: Path) -> None:
+    subject = '"نشرة \\u2066GPT-3\\u2069 الأسبوعية"'
+    assert check(workspace, MINIMAL_ISSUE.replace('"Weekly digest #1"', subject)) == []
+    unclosed = MINIMAL_ISSUE.replace('"Weekly digest #1"', subject.replace("\\u2069", ""))
+    assert only(check(workspace, unclosed), "text.invisible").severity == "error"
+
+
 def test_tag_characters_are_allowed_only_in_flags(workspace: Path) -> None:
     scotland = "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"
     text = MINIMAL_ISSUE.replace("Three links worth", f"Three links {scotland} worth")
