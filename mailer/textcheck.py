@@ -143,14 +143,18 @@ _CLOSED_ISOLATE = re.compile("[\u2066-\u2068][^\u2066-\u2069\n]*\u2069")
 # tag characters (https://unicode.org/reports/tr51/#def_emoji_tag_sequence). Tags anywhere
 # else hide text from the reader.
 _EMOJI_TAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+# Thai, Lao, Khmer, Myanmar and Tibetan put no space between words: a zero-width space there
+# marks where a line may break (Khmer keyboards type one between words).
+_WORD_BREAK = re.compile("(?<=[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff])\u200b"
+                         "(?=[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff])")
 
 
 def find_invisible(text: str) -> list[Hit]:
     """Control characters and invisible formatting characters, one hit per kind."""
     hits: list[Hit] = []
     seen: set[str] = set()
-    allowed = {index for pattern in (_EMOJI_TAG_SEQUENCE, _CLOSED_ISOLATE) for match in pattern.finditer(text)
-               for index in range(*match.span())}
+    allowed = {index for pattern in (_EMOJI_TAG_SEQUENCE, _CLOSED_ISOLATE, _WORD_BREAK)
+               for match in pattern.finditer(text) for index in range(*match.span())}
     for index, char in enumerate(text):
         if char in "\n\t" or char in seen or char in _ALLOWED_FORMAT or index in allowed:
             continue

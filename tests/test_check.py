@@ -282,6 +282,13 @@ def test_a_closed_bidi_isolate_is_allowed_and_an_open_one_is_an_error(workspace:
     assert only(check(workspace, unclosed), "text.invisible").severity == "error"
 
 
+def test_a_zero_width_space_is_allowed_only_between_words_of_scripts_without_spaces(workspace: Path) -> None:
+    khmer = "ខ្ញុំ\\u200bស្រឡាញ់\\u200bភាសា"  # Khmer words, separated the way Khmer keyboards type them
+    assert check(workspace, MINIMAL_ISSUE.replace('"Weekly digest #1"', f'"{khmer}"')) == []
+    latin = MINIMAL_ISSUE.replace('"Weekly digest #1"', '"Weekly\\u200bdigest"')
+    assert only(check(workspace, latin), "text.invisible").message == "invisible U+200B ZERO WIDTH SPACE"
+
+
 def test_tag_characters_are_allowed_only_in_flags(workspace: Path) -> None:
     scotland = "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"
     text = MINIMAL_ISSUE.replace("Three links worth", f"Three links {scotland} worth")
