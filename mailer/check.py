@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import quopri
 import re
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from ftfy.formatting import monospaced_width
 
 from mailer import markdown, placeholders, textcheck
 from mailer.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
@@ -348,18 +348,18 @@ class _Source:
         subject = placeholders.fill(rendered.subject, {"first_name": config.first_name_fallback})
         if _width(subject) > SUBJECT_CHARS:
             found.append(self.at("warning", "text", "text.subject-long", "subject", self.by_path.get("subject"),
-                                 f"the subject is {len(subject)} characters; phone inboxes show about "
+                                 f"the subject is {_length(subject)}; phone inboxes show about "
                                  f"{SUBJECT_CHARS}", "put what matters in the first 40 characters"))
         low, high = PREHEADER_CHARS
         preheader = rendered.preheader.strip()
         if _width(preheader) < low:
             found.append(self.at("warning", "text", "text.preheader-short", "preheader",
-                                 self.by_path.get("preheader"), f"the preheader is {len(preheader)} characters",
+                                 self.by_path.get("preheader"), f"the preheader is {_length(preheader)}",
                                  f"write {low}–{high}: inboxes fill the rest of the line with the start of the "
                                  "email (\"View in browser\")"))
         elif _width(preheader) > high:
             found.append(self.at("warning", "text", "text.preheader-long", "preheader",
-                                 self.by_path.get("preheader"), f"the preheader is {len(preheader)} characters; "
+                                 self.by_path.get("preheader"), f"the preheader is {_length(preheader)}; "
                                  f"inboxes show at most about {high}", "put what matters first"))
         prose = [node.value for path, node in self.scalars if path.rsplit(".", 1)[-1].split("[")[0] not in _PROSE_SKIP]
         mismatch = textcheck.script_mismatch(rendered.issue.lang, prose)
@@ -371,8 +371,19 @@ class _Source:
 
 
 def _width(text: str) -> int:
-    """How many Latin letters' room a text takes: CJK characters are twice as wide."""
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+    """How many Latin letters' room a text takes.
+
+    CJK characters and emoji take two; an emoji sequence ('👨‍👩‍👧', '👍🏽', a flag) is one
+    emoji; combining vowel signs and accents (Hindi, Thai, Arabic) take none.
+    """
+    width = monospaced_width(text)
+    return width if width >= 0 else len(text)  # -1: a control character, which the text check reports
+
+
+def _length(text: str) -> str:
+    """'72 characters', or with the room they take when that differs ('31 characters, as wide as 62')."""
+    width = _width(text)
+    return f"{len(text)} characters" + (f", as wide as {width} Latin letters" if width != len(text) else "")
 
 
 def _rendered_findings(rendered: RenderedIssue, config: Config, label: str, source: _Source,

@@ -315,6 +315,17 @@ def test_subject_and_preheader_lengths(workspace: Path) -> None:
     assert only(check(workspace, long), "text.preheader-long").severity == "warning"
 
 
+def test_subject_length_counts_the_room_cjk_emoji_and_vowel_signs_take(workspace: Path) -> None:
+    chinese = "NeurIPS 落幕：GPT-3 获最佳论文，Depix 还原马赛克密码，340 密码被破解"
+    finding = only(check(workspace, MINIMAL_ISSUE.replace("Weekly digest #1", chinese)), "text.subject-long")
+    assert finding.message.startswith(f"the subject is {len(chinese)} characters, as wide as 68 Latin letters;")
+    # 74 code points, as wide as 60 letters: the vowel signs sit on their consonants.
+    hindi = "प्राकृतिक भाषा प्रसंस्करण पर साप्ताहिक न्यूज़लेटर: GPT-3 और Depix की खबरें"
+    family = "Weekly digest #1 for the whole " + "👨‍👩‍👧‍👦" * 8  # 8 emoji, 56 code points
+    for subject in (hindi, family):
+        assert check(workspace, MINIMAL_ISSUE.replace("Weekly digest #1", subject)) == []
+
+
 # --- compliance -----------------------------------------------------------------------------------
 
 
