@@ -282,10 +282,17 @@ def script_counts(texts: list[str]) -> Counter[str]:
     """Weighted letters per script in `texts`, URLs, code and placeholders left out."""
     counts: Counter[str] = Counter()
     for text in texts:
+        script = None
         for char in _NOT_PROSE.sub(" ", text):
             if char.isalpha():
                 script = unicodedata.name(char, "UNKNOWN").split(" ")[0]
                 counts[script] += _WEIGHT.get(script, 1)
+            elif script and unicodedata.category(char) in ("Mn", "Mc"):
+                # Vowel signs are half the letters of Thai and Hindi ('สวัสดี', 'नमस्ते'): they count
+                # with the letter they sit on, or those issues look like their English names.
+                counts[script] += _WEIGHT.get(script, 1)
+            else:
+                script = None
     return counts
 
 

@@ -306,6 +306,25 @@ def test_a_lang_that_does_not_match_the_script_is_a_warning(workspace: Path) -> 
     assert check(workspace, "lang: zh\n" + chinese) == []
 
 
+def test_vowel_signs_count_as_text_of_their_script(workspace: Path) -> None:
+    # Thai words and English names about half and half: the vowel signs above and below are Thai text.
+    thai = write(workspace / "issues" / "th.yaml", """\
+        subject: "จดหมายข่าว NLP ประจำสัปดาห์"
+        date: 2026-11-29
+        preheader: "GPT-3 ได้รับรางวัล และ Depix กู้คืนรหัสผ่าน"
+        sections:
+          - heading: ข่าว
+            body: |
+              สัปดาห์นี้: Transformer models ใหม่ เปรียบเทียบ BERT และ GPT-3 และการฝึก sharded training ใน
+              PyTorch Lightning ที่ช่วยประหยัดหน่วยความจำ (Mixed Precision, DeepSpeed ZeRO Offload)
+              [ลิงก์](https://example.com/a)
+        """)
+    finding = only(check_issue(thai, load_config(workspace)).findings, "text.lang-script")
+    assert finding.message.endswith("is in Thai script (lang: th?)")  # the Thai issue without its lang
+    edit(thai, "date:", "lang: th\ndate:")
+    assert check_issue(thai, load_config(workspace)).findings == []
+
+
 def test_subject_and_preheader_lengths(workspace: Path) -> None:
     long_subject = MINIMAL_ISSUE.replace('"Weekly digest #1"', '"' + "A very long subject line " * 4 + '"')
     assert only(check(workspace, long_subject), "text.subject-long").line == 1
@@ -322,8 +341,8 @@ def test_subject_length_counts_the_room_cjk_emoji_and_vowel_signs_take(workspace
     # 74 code points, as wide as 60 letters: the vowel signs sit on their consonants.
     hindi = "प्राकृतिक भाषा प्रसंस्करण पर साप्ताहिक न्यूज़लेटर: GPT-3 और Depix की खबरें"
     family = "Weekly digest #1 for the whole " + "👨‍👩‍👧‍👦" * 8  # 8 emoji, 56 code points
-    for subject in (hindi, family):
-        assert check(workspace, MINIMAL_ISSUE.replace("Weekly digest #1", subject)) == []
+    assert check(workspace, "lang: hi\n" + MINIMAL_ISSUE.replace("Weekly digest #1", hindi)) == []
+    assert check(workspace, MINIMAL_ISSUE.replace("Weekly digest #1", family)) == []
 
 
 # --- compliance -----------------------------------------------------------------------------------
