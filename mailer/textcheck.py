@@ -185,8 +185,10 @@ def find_invisible(text: str) -> list[Hit]:
 
 # --- unfinished copy ------------------------------------------------------------------------------
 
-_LEFTOVER = re.compile(r"\b(TODO|FIXME|TK|TKTK|XXX)\b|lorem ipsum|\[(?:link|url)\]", re.IGNORECASE)
-_CASE_SENSITIVE = {"tk", "tktk", "xxx"}  # 'tk' and 'xxx' in lower case are words or URLs
+# '[link]' with an address after it is a finished markdown link, named 'link'.
+_LEFTOVER = re.compile(r"\b(TODO|FIXME|TK|TKTK|XXX)\b|lorem ipsum|\[(?:link|url)\](?!\()", re.IGNORECASE)
+# In lower case these are words or URLs: 'todo' is Spanish and Portuguese for 'all'.
+_CASE_SENSITIVE = {"todo", "tk", "tktk", "xxx"}
 
 
 def find_leftovers(text: str) -> list[Hit]:

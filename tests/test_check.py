@@ -208,9 +208,15 @@ def test_findings_in_folded_plain_and_escaped_text_point_at_their_line(workspace
                      (13, None, "unfinished copy: 'FIXME'"), (16, None, "unfinished copy: 'TK'")]
 
 
-def test_words_that_only_look_like_leftovers_pass(workspace: Path) -> None:
-    text = MINIMAL_ISSUE.replace("here is", "Tkinter, tk and todos are here, as is")
-    assert check(workspace, text) == []
+@pytest.mark.parametrize("words", ["Tkinter, tk and todos are here, as is", "Todo el mundo habla de GPT-3, y",
+                                   "gracias por todo, here is", "a todo list app, and here is"])
+def test_words_that_only_look_like_leftovers_pass(workspace: Path, words: str) -> None:
+    assert check(workspace, MINIMAL_ISSUE.replace("here is", words)) == []
+
+
+def test_a_finished_markdown_link_named_link_is_not_a_leftover(workspace: Path) -> None:
+    assert check(workspace, MINIMAL_ISSUE.replace("[a link]", "[link]")) == []
+    assert only(check(workspace, MINIMAL_ISSUE.replace("here is", "here is [link] and")), "text.unfinished")
 
 
 # --- text -----------------------------------------------------------------------------------------
