@@ -215,10 +215,15 @@ _OTHER_SYNTAX = re.compile(
 _HALF = re.compile(r"(?<![\w-])(-?)(" + "|".join(placeholders.ALL) + r")(-?)(?![\w-])")
 
 
+# Markdown code: what a newsletter about templates shows ('`{{ name }}` prints a variable').
+_CODE = re.compile(r"```.*?```|~~~.*?~~~|`[^`]*`", re.DOTALL)
+
+
 def find_placeholder_problems(text: str) -> list[Hit]:
     """Placeholders the sender would not fill: typos, half-written ones, another tool's syntax."""
     known = sorted(placeholders.ALL.values())
     hits = []
+    text = _CODE.sub(lambda match: " " * len(match.group(0)), text)  # blanked, so offsets stay
     for match in placeholders.SHAPE.finditer(text):
         if match.group(0) in known:
             continue

@@ -182,6 +182,11 @@ def test_placeholders_the_sender_would_not_fill_are_errors(workspace: Path, writ
     assert message in f"{finding.message} {finding.hint}"
 
 
+def test_placeholder_syntax_shown_as_markdown_code_passes(workspace: Path) -> None:
+    text = MINIMAL_ISSUE.replace("here is", "Jinja prints `{{ name }}`, Mailchimp `*|FNAME|*`; here is")
+    assert check(workspace, text) == []
+
+
 def test_a_placeholder_typo_in_a_layout_names_the_layouts(workspace: Path) -> None:
     edit(workspace / "layouts" / "partials" / "footer.mjml.j2", "{{ config.postal_address }}",
          "{{ config.postal_address }} -unsubscribe_link-")
