@@ -408,6 +408,14 @@ def test_unknown_mjml_tags_and_attributes_in_layouts_are_errors_with_their_line(
                for f in report.findings)
 
 
+def test_markup_in_an_html_comment_is_not_scanned(workspace: Path) -> None:
+    header = workspace / "layouts" / "partials" / "header.mjml.j2"
+    edit(header, "<mj-text", '<!-- <mj-txt paddng="0">an old banner</mj-txt> -->\n<mj-text')
+    assert [f for f in check_workspace(load_config(workspace)).findings if f.check == "markup"] == []
+    edit(header, "<!-- <mj-txt", "<mj-txt")
+    assert codes(check_workspace(load_config(workspace)).findings) >= {"markup.mjml"}
+
+
 def test_the_shipped_layouts_use_only_known_markup(workspace: Path) -> None:
     assert [f for f in check_workspace(load_config(workspace)).findings if f.check == "markup"] == []
 
