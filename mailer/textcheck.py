@@ -120,10 +120,14 @@ def _ends_a_word(text: str, index: int, count: int) -> bool:
 
 
 def _excerpt(line: str, at: int, width: int = 40) -> str:
-    """The words around `at`, whole words only, about `width` characters."""
+    """The words around `at`, whole words where the text has spaces, about `width` characters."""
     begin = line.rfind(" ", 0, max(0, at - 10)) + 1
     end = line.find(" ", min(len(line), begin + width))
-    return line[begin: end if end >= 0 else len(line)].strip()
+    end = len(line) if end < 0 else end
+    if at - begin > width // 2 or end - begin > 2 * width:  # no spaces near: Chinese and Thai write none
+        begin = max(0, at - 10)
+        end = min(len(line), begin + width)
+    return line[begin:end].strip()
 
 
 # --- invisible and control characters ------------------------------------------------------------

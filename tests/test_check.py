@@ -235,6 +235,14 @@ def test_the_seeds_mojibake_is_found_with_its_repair_as_the_hint(workspace: Path
     assert "首先" in (finding.hint or "")  # 'é¦–å…ˆ' is 首先 read as cp1252
 
 
+def test_the_mojibake_excerpt_in_text_without_spaces_is_short(workspace: Path) -> None:
+    from mailer.textcheck import find_mojibake
+
+    chinese = "这是本周的自然语言处理新闻摘要，我们整理了会议论文、开源项目和数据集，希望你喜欢。"
+    found = find_mojibake(chinese * 3 + "å¯†ç" + chinese * 3)[0]
+    assert found.found.startswith(chinese[-10:] + "å¯†ç") and len(found.found) == 40
+
+
 def test_every_garbled_line_of_the_seed_is_found(workspace: Path) -> None:
     from mailer.textcheck import find_mojibake
 
