@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import quopri
 import re
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from ftfy.formatting import monospaced_width
 
 from mailer import markdown, placeholders, textcheck
 from mailer.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
@@ -134,9 +134,10 @@ def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | N
         return report
     report.rendered = rendered
     report.checks = ("input", "size", "images", "links", "text", "compliance", "markup")
-    root = compose_yaml(read_utf8(issue_path, label), label)
+    text = read_utf8(issue_path, label)
+    root = compose_yaml(text, label)
     scalars = list(_scalars(root, "")) if root is not None else []
-    source = _Source(label, issue_path.parent, scalars)
+    source = _Source(label, issue_path.parent, text, scalars)
     report.findings += source.findings(rendered, config)
     report.findings += _rendered_findings(rendered, config, label, source, report.facts)
     report.addresses = source.addresses()
@@ -160,15 +161,48 @@ def _scalars(node: yaml.Node, path: str) -> Iterator[tuple[str, yaml.ScalarNode]
         yield path, node
 
 
-def _position(node: yaml.ScalarNode, offset: int) -> tuple[int, int | None]:
-    """The line (and, when it can be known, column) of character `offset` of a scalar's value."""
-    value = node.value
-    if node.style in ("|", ">"):  # the text starts on the line after the indicator
-        return node.start_mark.line + 2 + value.count("\n", 0, offset), None
-    if node.start_mark.line == node.end_mark.line:
-        quote = 1 if node.style in ('"', "'") else 0
-        return node.start_mark.line + 1, node.start_mark.column + 1 + quote + offset
-    return node.start_mark.line + 1, None
+# What YAML folds, strips or indents with: everything else in the source is the value's text.
+_LAYOUT = " \t\r\n\x85\u2028\u2029"
+
+
+def _position(text: str, node: yaml.ScalarNode, offset: int) -> tuple[int, int | None]:
+    """The line (and, for a scalar on one line, column) of character `offset` of a scalar's value.
+
+    Folding ('>', plain and quoted scalars over several lines), indentation and escapes change
+    only layout characters or one unit into one character: count the value's other characters
+    up to `offset`, then walk the source to the same count.
+    """
+    start = node.start_mark
+    source = text[start.index: node.end_mark.index]  # libyaml's marks count characters, not bytes
+    wanted = sum(1 for char in node.value[:offset] if char not in _LAYOUT)
+    # A block scalar's text starts on the line after its indicator; a quoted one after its quote.
+    index = source.find("\n") + 1 if node.style in ("|", ">") else 1 if node.style in ('"', "'") else 0
+    seen = 0
+    while index < len(source):
+        width, counts = 1, source[index] not in _LAYOUT
+        if node.style == '"' and source[index] == "\\":
+            width, counts = _escape(source, index)
+        elif node.style == "'" and source.startswith("''", index):
+            width = 2
+        if counts:
+            if seen == wanted:
+                break
+            seen += 1
+        index += width
+    line = start.line + 1 + source.count("\n", 0, index)
+    one_line = start.line == node.end_mark.line and node.style not in ("|", ">")
+    return line, start.column + 1 + index if one_line else None
+
+
+def _escape(source: str, index: int) -> tuple[int, bool]:
+    """How many characters the escape at `index` of a double-quoted scalar takes, and whether it makes text."""
+    char = source[index + 1: index + 2]
+    if char in yaml.scanner.Scanner.ESCAPE_CODES:
+        digits = yaml.scanner.Scanner.ESCAPE_CODES[char]
+        return 2 + digits, chr(int(source[index + 2: index + 2 + digits], 16)) not in _LAYOUT
+    if char in yaml.scanner.Scanner.ESCAPE_REPLACEMENTS:
+        return 2, yaml.scanner.Scanner.ESCAPE_REPLACEMENTS[char] not in _LAYOUT
+    return 2, False  # an escaped line break joins the lines
 
 
 @dataclass
@@ -183,9 +217,10 @@ class _Link:
 class _Source:
     """Checks that read the issue's YAML itself, so each finding has its line."""
 
-    def __init__(self, label: str, issue_dir: Path, scalars: list[tuple[str, yaml.ScalarNode]]):
+    def __init__(self, label: str, issue_dir: Path, text: str, scalars: list[tuple[str, yaml.ScalarNode]]):
         self.label = label
         self.issue_dir = issue_dir
+        self.text = text
         self.scalars = scalars
         self.by_path = dict(scalars)
 
@@ -193,7 +228,7 @@ class _Source:
            hint: str | None = None, offset: int = 0) -> Finding:
         line = column = None
         if node is not None:
-            line, column = _position(node, offset)
+            line, column = _position(self.text, node, offset)
         return Finding(severity, check, code, message, self.label, line, column, path or None, hint)
 
     def findings(self, rendered: RenderedIssue, config: Config) -> list[Finding]:
@@ -259,11 +294,13 @@ class _Source:
                                   if f"{parent}.{name}" in self.by_path), None)
                 found.append(_Link(node.value, text_node.value if text_node else "", path, node))
             elif key.split("[")[0] in _MARKDOWN_KEYS:
-                first_line = node.value.split("\n")
+                lines = node.value.split("\n")
                 for target in markdown.targets(node.value):
                     if target.kind != "link":
                         continue
-                    offset = sum(len(line) + 1 for line in first_line[: target.line])
+                    # The target knows its paragraph's first line; the link may be lines further on.
+                    paragraph = sum(len(line) + 1 for line in lines[: target.line])
+                    offset = max(node.value.find(target.url, paragraph), paragraph)
                     found.append(_Link(target.url, target.text, path, node, offset))
         return found
 
@@ -297,7 +334,7 @@ class _Source:
             earlier_text = " ".join(earlier.text.split()).casefold()
             # "CrossNER" and "zliucr/CrossNER" name the same thing: only texts that share nothing.
             if earlier is not link and text and earlier_text and text not in earlier_text and earlier_text not in text:
-                line = _position(earlier.node, earlier.offset)[0]
+                line = _position(self.text, earlier.node, earlier.offset)[0]
                 found.append(self.at("warning", "links", "links.same-url-different-text", link.path, link.node,
                                      f"{link.url} is linked as {link.text!r} here and as {earlier.text!r} on line "
                                      f"{line}", "if one of them should go somewhere else, fix its URL; "
@@ -311,18 +348,18 @@ class _Source:
         subject = placeholders.fill(rendered.subject, {"first_name": config.first_name_fallback})
         if _width(subject) > SUBJECT_CHARS:
             found.append(self.at("warning", "text", "text.subject-long", "subject", self.by_path.get("subject"),
-                                 f"the subject is {len(subject)} characters; phone inboxes show about "
+                                 f"the subject is {_length(subject)}; phone inboxes show about "
                                  f"{SUBJECT_CHARS}", "put what matters in the first 40 characters"))
         low, high = PREHEADER_CHARS
         preheader = rendered.preheader.strip()
         if _width(preheader) < low:
             found.append(self.at("warning", "text", "text.preheader-short", "preheader",
-                                 self.by_path.get("preheader"), f"the preheader is {len(preheader)} characters",
+                                 self.by_path.get("preheader"), f"the preheader is {_length(preheader)}",
                                  f"write {low}–{high}: inboxes fill the rest of the line with the start of the "
                                  "email (\"View in browser\")"))
         elif _width(preheader) > high:
             found.append(self.at("warning", "text", "text.preheader-long", "preheader",
-                                 self.by_path.get("preheader"), f"the preheader is {len(preheader)} characters; "
+                                 self.by_path.get("preheader"), f"the preheader is {_length(preheader)}; "
                                  f"inboxes show at most about {high}", "put what matters first"))
         prose = [node.value for path, node in self.scalars if path.rsplit(".", 1)[-1].split("[")[0] not in _PROSE_SKIP]
         mismatch = textcheck.script_mismatch(rendered.issue.lang, prose)
@@ -334,8 +371,19 @@ class _Source:
 
 
 def _width(text: str) -> int:
-    """How many Latin letters' room a text takes: CJK characters are twice as wide."""
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+    """How many Latin letters' room a text takes.
+
+    CJK characters and emoji take two; an emoji sequence ('👨‍👩‍👧', '👍🏽', a flag) is one
+    emoji; combining vowel signs and accents (Hindi, Thai, Arabic) take none.
+    """
+    width = monospaced_width(text)
+    return width if width >= 0 else len(text)  # -1: a control character, which the text check reports
+
+
+def _length(text: str) -> str:
+    """'72 characters', or with the room they take when that differs ('31 characters, as wide as 62')."""
+    width = _width(text)
+    return f"{len(text)} characters" + (f", as wide as {width} Latin letters" if width != len(text) else "")
 
 
 def _rendered_findings(rendered: RenderedIssue, config: Config, label: str, source: _Source,

@@ -88,8 +88,9 @@ _ANY_ATTRIBUTE = frozenset().union(*ATTRIBUTES.values())
 _TAG = re.compile(r"<(mj-[A-Za-z0-9-]+|mjml)\b((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>", re.S)
 _ATTRIBUTE = re.compile(r"([A-Za-z_:][-A-Za-z0-9_:.]*)\s*(?:=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'>/]+))?")
 # Jinja statements, comments and expressions: blanked out (keeping newlines) before scanning, so
-# `{% if web %}` inside a tag or `{{ x }}` in a value is not read as an attribute.
-_JINJA = re.compile(r"\{#.*?#\}|\{%.*?%\}|\{\{.*?\}\}", re.S)
+# `{% if web %}` inside a tag or `{{ x }}` in a value is not read as an attribute. HTML comments
+# too: a tag commented out is not in the email.
+_JINJA = re.compile(r"\{#.*?#\}|\{%.*?%\}|\{\{.*?\}\}|<!--.*?-->", re.S)
 
 
 @dataclass(frozen=True)

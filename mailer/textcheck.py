@@ -9,6 +9,7 @@ import difflib
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import ftfy
@@ -49,7 +50,7 @@ def find_mojibake(text: str) -> list[Hit]:
     line_end = text.find("\n", start)
     line = text[line_start: line_end if line_end >= 0 else len(text)]
     excerpt = _excerpt(line, start - line_start)
-    repaired = ftfy.fix_encoding(excerpt)
+    repaired = _repair(excerpt)
     if repaired != excerpt:
         hint = f"probably meant: {repaired!r} (re-copy the text from its source as UTF-8)"
     else:
@@ -62,34 +63,71 @@ def find_mojibake(text: str) -> list[Hit]:
 # latin-1) decodes it to: the characters UTF-8 text turns into when read with the wrong charset.
 _BYTE_OF = {bytes([b]).decode("cp1252", errors="ignore") or chr(b): b for b in range(0x80, 0x100)}
 _CONTINUATIONS = {0xC0: 1, 0xE0: 2, 0xF0: 3}
+# Closing quotes, dashes, the ellipsis and the no-break space are continuation bytes too: a word's
+# last letter followed by them is how real text is written ('Fuß“', '»Gruß«', 'CAFÉ !', '‘café’”').
+_AFTER_A_WORD = set("’”“‘»«›‹…–—\xa0")
 
 
 def _utf8_read_as_cp1252(text: str) -> int | None:
     """Where a complete UTF-8 sequence written as cp1252 characters starts ('Ã©' for 'é'), or None.
 
     ftfy's heuristics miss short fragments (a two-character Chinese word); a lead byte followed
-    by exactly the right number of continuation bytes that decodes is mojibake in any real text.
+    by exactly the right number of continuation bytes that decodes is mojibake, unless it is
+    the end of a word (see `_ends_a_word`).
     """
-    for index, char in enumerate(text):
-        lead = _BYTE_OF.get(char)
+    return next((index for index, _, _ in _sequences(text)), None)
+
+
+def _sequences(text: str) -> Iterator[tuple[int, int, str]]:
+    """Each UTF-8 sequence written as cp1252 characters: where it starts, its length, what it meant."""
+    index = 0
+    while index < len(text):
+        lead = _BYTE_OF.get(text[index])
+        index += 1
         if lead is None or not 0xC2 <= lead <= 0xF4:
             continue
         count = _CONTINUATIONS[0xF0 if lead >= 0xF0 else 0xE0 if lead >= 0xE0 else 0xC0]
-        tail = [_BYTE_OF.get(c) for c in text[index + 1: index + 1 + count]]
+        tail = [_BYTE_OF.get(c) for c in text[index: index + count]]
         if len(tail) == count and all(b is not None and 0x80 <= b <= 0xBF for b in tail):
             try:
-                bytes([lead, *tail]).decode("utf-8")  # type: ignore[list-item]
+                decoded = bytes([lead, *tail]).decode("utf-8")  # type: ignore[list-item]
             except UnicodeDecodeError:
                 continue
-            return index
-    return None
+            if unicodedata.category(decoded) == "Cn" or _ends_a_word(text, index - 1, count):
+                continue  # '3×½' would be an unassigned code point
+            yield index - 1, count + 1, decoded
+            index += count
+
+
+def _repair(excerpt: str) -> str:
+    """The excerpt as it was written, as far as it can be told: ftfy, then the sequences it left."""
+    fixed = repaired = ftfy.fix_encoding(excerpt)
+    for start, length, decoded in reversed(list(_sequences(repaired))):  # ftfy leaves 'sÄ…' ('są') alone
+        repaired = repaired[:start] + decoded + repaired[start + length:]
+    return fixed if is_bad(repaired) else repaired  # half-repaired is no help ('ã“んã«' lost its 0x81 bytes)
+
+
+def _ends_a_word(text: str, index: int, count: int) -> bool:
+    """Whether the letter at `index` ends a word, followed by `count` closing quotes or dashes.
+
+    Mojibake sits inside words, with a capital after a small letter ('sÄ…' for 'są'); 'Â' and
+    'Ã' (the Latin-1 letters' mojibake, 'Ã«' for 'ë') end no word; 'ß' ends capitals too ('GROß“').
+    """
+    lead, before, tail = text[index], text[index - 1] if index else "", text[index + 1: index + 1 + count]
+    after = text[index + 1 + count: index + 2 + count]
+    return (lead not in "ÂÃ" and before.isalpha() and (before.isupper() == lead.isupper() or lead == "ß")
+            and all(c in _AFTER_A_WORD for c in tail) and (not after.isalpha() or tail[-1] == "’"))  # CAFÉ’S
 
 
 def _excerpt(line: str, at: int, width: int = 40) -> str:
-    """The words around `at`, whole words only, about `width` characters."""
+    """The words around `at`, whole words where the text has spaces, about `width` characters."""
     begin = line.rfind(" ", 0, max(0, at - 10)) + 1
     end = line.find(" ", min(len(line), begin + width))
-    return line[begin: end if end >= 0 else len(line)].strip()
+    end = len(line) if end < 0 else end
+    if at - begin > width // 2 or end - begin > 2 * width:  # no spaces near: Chinese and Thai write none
+        begin = max(0, at - 10)
+        end = min(len(line), begin + width)
+    return line[begin:end].strip()
 
 
 # --- invisible and control characters ------------------------------------------------------------
@@ -97,25 +135,46 @@ def _excerpt(line: str, at: int, width: int = 40) -> str:
 # Characters with a job in some scripts are allowed: ZWNJ/ZWJ (Persian, Indic scripts, emoji
 # sequences), LRM/RLM and ALM (marks in right-to-left text).
 _ALLOWED_FORMAT = {"\u200c", "\u200d", "\u200e", "\u200f", "\u061c"}
-# Bidi embeddings, overrides and isolates reorder the text around them (the "Trojan Source" trick).
 # Hangul fillers: letters that show as nothing, used to fake blank names and subjects.
 _INVISIBLE_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0"}
+# Bidi embeddings, overrides and isolates reorder the text around them (the "Trojan Source" trick).
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# ...but an isolate closed on the same line keeps a left-to-right name whole in right-to-left
+# plain text, such as a subject, where markup cannot (W3C recommends it:
+# https://www.w3.org/International/questions/qa-bidi-unicode-controls).
+_CLOSED_ISOLATE = re.compile("[\u2066-\u2068][^\u2066-\u2069\n]*\u2069")
+# The flags of England, Scotland and Wales: a black flag, then the region spelled in invisible
+# tag characters (https://unicode.org/reports/tr51/#def_emoji_tag_sequence). Tags anywhere
+# else hide text from the reader.
+_EMOJI_TAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+# Thai, Lao, Khmer, Myanmar and Tibetan put no space between words: a zero-width space there
+# marks where a line may break (Khmer keyboards type one between words).
+_WORD_BREAK = re.compile("(?<=[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff])\u200b"
+                         "(?=[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff])")
 
 
 def find_invisible(text: str) -> list[Hit]:
     """Control characters and invisible formatting characters, one hit per kind."""
     hits: list[Hit] = []
     seen: set[str] = set()
+    allowed = {index for pattern in (_EMOJI_TAG_SEQUENCE, _CLOSED_ISOLATE, _WORD_BREAK)
+               for match in pattern.finditer(text) for index in range(*match.span())}
     for index, char in enumerate(text):
-        if char in "\n\t" or char in seen or char in _ALLOWED_FORMAT:
+        if char in "\n\t" or char in seen or char in _ALLOWED_FORMAT or index in allowed:
             continue
         category = unicodedata.category(char)
         if category not in ("Cc", "Cf", "Zl", "Zp") and char not in _INVISIBLE_LETTERS:
             continue
-        seen.add(char)
         name = unicodedata.name(char, f"control character U+{ord(char):04X}")
         code = f"U+{ord(char):04X}"
+        if 0xE0000 <= ord(char) <= 0xE007F:
+            seen.update(map(chr, range(0xE0000, 0xE0080)))  # one finding for the hidden text, not one per letter
+            run = re.match("[\U000e0000-\U000e007f]+", text[index:]).group(0)  # type: ignore[union-attr]
+            hidden = "".join(chr(ord(tag) - 0xE0000) for tag in run if 0xE0020 <= ord(tag) < 0xE007F)
+            hits.append(Hit(index, run, f"invisible tag characters spelling {hidden!r}",
+                            "delete them: they hide text from the reader (only flag emoji use them)", "warning"))
+            continue
+        seen.add(char)
         if char in _BIDI_CONTROLS:
             hits.append(Hit(index, char, f"invisible {code} {name}: it reorders the text around it",
                             "delete it; for right-to-left text set 'lang' (and 'dir') instead", "error"))
@@ -130,8 +189,10 @@ def find_invisible(text: str) -> list[Hit]:
 
 # --- unfinished copy ------------------------------------------------------------------------------
 
-_LEFTOVER = re.compile(r"\b(TODO|FIXME|TK|TKTK|XXX)\b|lorem ipsum|\[(?:link|url)\]", re.IGNORECASE)
-_CASE_SENSITIVE = {"tk", "tktk", "xxx"}  # 'tk' and 'xxx' in lower case are words or URLs
+# '[link]' with an address after it is a finished markdown link, named 'link'.
+_LEFTOVER = re.compile(r"\b(TODO|FIXME|TK|TKTK|XXX)\b|lorem ipsum|\[(?:link|url)\](?!\()", re.IGNORECASE)
+# In lower case these are words or URLs: 'todo' is Spanish and Portuguese for 'all'.
+_CASE_SENSITIVE = {"todo", "tk", "tktk", "xxx"}
 
 
 def find_leftovers(text: str) -> list[Hit]:
@@ -158,10 +219,15 @@ _OTHER_SYNTAX = re.compile(
 _HALF = re.compile(r"(?<![\w-])(-?)(" + "|".join(placeholders.ALL) + r")(-?)(?![\w-])")
 
 
+# Markdown code: what a newsletter about templates shows ('`{{ name }}` prints a variable').
+_CODE = re.compile(r"```.*?```|~~~.*?~~~|`[^`]*`", re.DOTALL)
+
+
 def find_placeholder_problems(text: str) -> list[Hit]:
     """Placeholders the sender would not fill: typos, half-written ones, another tool's syntax."""
     known = sorted(placeholders.ALL.values())
     hits = []
+    text = _CODE.sub(lambda match: " " * len(match.group(0)), text)  # blanked, so offsets stay
     for match in placeholders.SHAPE.finditer(text):
         if match.group(0) in known:
             continue
@@ -227,10 +293,17 @@ def script_counts(texts: list[str]) -> Counter[str]:
     """Weighted letters per script in `texts`, URLs, code and placeholders left out."""
     counts: Counter[str] = Counter()
     for text in texts:
+        script = None
         for char in _NOT_PROSE.sub(" ", text):
             if char.isalpha():
                 script = unicodedata.name(char, "UNKNOWN").split(" ")[0]
                 counts[script] += _WEIGHT.get(script, 1)
+            elif script and unicodedata.category(char) in ("Mn", "Mc"):
+                # Vowel signs are half the letters of Thai and Hindi ('สวัสดี', 'नमस्ते'): they count
+                # with the letter they sit on, or those issues look like their English names.
+                counts[script] += _WEIGHT.get(script, 1)
+            else:
+                script = None
     return counts
 
 

@@ -159,6 +159,8 @@ def test_plain_http_links_are_warnings(workspace: Path) -> None:
     finding = only(check(workspace, MINIMAL_ISSUE.replace("https://example.com/a", "http://example.com/a")),
                    "links.insecure")
     assert finding.line == 7 and finding.field == "sections[0].body"
+    wrapped = MINIMAL_ISSUE.replace("here is [a link](https://", "here is\n      [a link](http://")
+    assert only(check(workspace, wrapped), "links.insecure").line == 8  # the paragraph starts on line 7
 
 
 def test_a_relative_link_in_a_layout_is_an_error(workspace: Path) -> None:
@@ -180,6 +182,11 @@ def test_placeholders_the_sender_would_not_fill_are_errors(workspace: Path, writ
     assert message in f"{finding.message} {finding.hint}"
 
 
+def test_placeholder_syntax_shown_as_markdown_code_passes(workspace: Path) -> None:
+    text = MINIMAL_ISSUE.replace("here is", "Jinja prints `{{ name }}`, Mailchimp `*|FNAME|*`; here is")
+    assert check(workspace, text) == []
+
+
 def test_a_placeholder_typo_in_a_layout_names_the_layouts(workspace: Path) -> None:
     edit(workspace / "layouts" / "partials" / "footer.mjml.j2", "{{ config.postal_address }}",
          "{{ config.postal_address }} -unsubscribe_link-")
@@ -195,9 +202,26 @@ def test_unfinished_copy_is_an_error(workspace: Path, leftover: str) -> None:
     assert finding.line == 7 and finding.severity == "error"
 
 
-def test_words_that_only_look_like_leftovers_pass(workspace: Path) -> None:
-    text = MINIMAL_ISSUE.replace("here is", "Tkinter, tk and todos are here, as is")
-    assert check(workspace, text) == []
+def test_findings_in_folded_plain_and_escaped_text_point_at_their_line(workspace: Path) -> None:
+    text = MINIMAL_ISSUE + (
+        '    cards:\n      - url: https://example.com/b\n        title: "Caf\\u00e9 TODO"\n'
+        "        description: >\n          A folded description\n          that goes on, FIXME.\n"
+        "  - heading: Plain\n    body: A plain scalar\n      on two lines, TK.\n")
+    lines = text.splitlines()
+    found = [(f.line, f.column, f.message) for f in check(workspace, text) if f.code == "text.unfinished"]
+    assert found == [(10, lines[9].index("TODO") + 1, "unfinished copy: 'TODO'"),
+                     (13, None, "unfinished copy: 'FIXME'"), (16, None, "unfinished copy: 'TK'")]
+
+
+@pytest.mark.parametrize("words", ["Tkinter, tk and todos are here, as is", "Todo el mundo habla de GPT-3, y",
+                                   "gracias por todo, here is", "a todo list app, and here is"])
+def test_words_that_only_look_like_leftovers_pass(workspace: Path, words: str) -> None:
+    assert check(workspace, MINIMAL_ISSUE.replace("here is", words)) == []
+
+
+def test_a_finished_markdown_link_named_link_is_not_a_leftover(workspace: Path) -> None:
+    assert check(workspace, MINIMAL_ISSUE.replace("[a link]", "[link]")) == []
+    assert only(check(workspace, MINIMAL_ISSUE.replace("here is", "here is [link] and")), "text.unfinished")
 
 
 # --- text -----------------------------------------------------------------------------------------
@@ -209,6 +233,14 @@ def test_the_seeds_mojibake_is_found_with_its_repair_as_the_hint(workspace: Path
     finding = only(check(workspace, text), "text.mojibake")
     assert finding.severity == "error" and finding.line == 7 and finding.field == "sections[0].body"
     assert "首先" in (finding.hint or "")  # 'é¦–å…ˆ' is 首先 read as cp1252
+
+
+def test_the_mojibake_excerpt_in_text_without_spaces_is_short(workspace: Path) -> None:
+    from mailer.textcheck import find_mojibake
+
+    chinese = "这是本周的自然语言处理新闻摘要，我们整理了会议论文、开源项目和数据集，希望你喜欢。"
+    found = find_mojibake(chinese * 3 + "å¯†ç" + chinese * 3)[0]
+    assert found.found.startswith(chinese[-10:] + "å¯†ç") and len(found.found) == 40
 
 
 def test_every_garbled_line_of_the_seed_is_found(workspace: Path) -> None:
@@ -226,11 +258,21 @@ def test_replacement_characters_from_the_decoded_seed_are_errors(workspace: Path
 
 
 @pytest.mark.parametrize("fixed", ["It’s a café — naïve résumé", "«Привет», 日本語, مرحبا 😀",
-                                   "À la carte, São Paulo, Straße, ½ cup"])
+                                   "À la carte, São Paulo, Straße, ½ cup",
+                                   # A word's last letter, then closing quotes or an ellipsis.
+                                   "Er sagte „Fuß“ und »Gruß«, wie heiß…", "He said “I love the ‘café’”",
+                                   "«\u00a0ÉTÉ\u00a0» au CAFÉ’S, GROß‘", "Größe: 3×½"])
 def test_text_with_accents_and_other_scripts_is_not_mojibake(workspace: Path, fixed: str) -> None:
     from mailer.textcheck import find_mojibake
 
     assert find_mojibake(fixed) == []
+
+
+@pytest.mark.parametrize(("garbled", "meant"), [("sÄ…", "są"), ("coÅ›", "coś"), ("Ð¸Ñ…", "их"), ("NoÃ«l", "Noël")])
+def test_mojibake_at_the_end_of_a_word_is_found_with_its_repair(workspace: Path, garbled: str, meant: str) -> None:
+    from mailer.textcheck import find_mojibake
+
+    assert f"probably meant: 'To {meant}, a word.'" in (find_mojibake(f"To {garbled}, a word.")[0].hint or "")
 
 
 @pytest.mark.parametrize(("escape", "severity"), [("\\u200b", "warning"), ("\\u202e", "error"),
@@ -252,6 +294,28 @@ def test_joiners_and_right_to_left_marks_are_allowed(workspace: Path) -> None:
     assert check(workspace, text) == []
 
 
+def test_a_closed_bidi_isolate_is_allowed_and_an_open_one_is_an_error(workspace: Path) -> None:
+    subject = '"نشرة \\u2066GPT-3\\u2069 الأسبوعية"'
+    assert check(workspace, MINIMAL_ISSUE.replace('"Weekly digest #1"', subject)) == []
+    unclosed = MINIMAL_ISSUE.replace('"Weekly digest #1"', subject.replace("\\u2069", ""))
+    assert only(check(workspace, unclosed), "text.invisible").severity == "error"
+
+
+def test_a_zero_width_space_is_allowed_only_between_words_of_scripts_without_spaces(workspace: Path) -> None:
+    khmer = "ខ្ញុំ\\u200bស្រឡាញ់\\u200bភាសា"  # Khmer words, separated the way Khmer keyboards type them
+    assert check(workspace, MINIMAL_ISSUE.replace('"Weekly digest #1"', f'"{khmer}"')) == []
+    latin = MINIMAL_ISSUE.replace('"Weekly digest #1"', '"Weekly\\u200bdigest"')
+    assert only(check(workspace, latin), "text.invisible").message == "invisible U+200B ZERO WIDTH SPACE"
+
+
+def test_tag_characters_are_allowed_only_in_flags(workspace: Path) -> None:
+    scotland = "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"
+    text = MINIMAL_ISSUE.replace("Three links worth", f"Three links {scotland} worth")
+    assert check(workspace, text) == []
+    hidden = MINIMAL_ISSUE.replace("Three links worth", f"Three links {scotland[1:]} worth")
+    assert only(check(workspace, hidden), "text.invisible").message == "invisible tag characters spelling 'gbsct'"
+
+
 def test_a_lang_that_does_not_match_the_script_is_a_warning(workspace: Path) -> None:
     chinese = MINIMAL_ISSUE.replace("Hello -first_name-, here is", "你好 -first_name-，这是本周的自然语言处理新闻摘要，"
                                     "我们整理了会议论文、开源项目和数据集，希望你喜欢。这里有")
@@ -261,6 +325,25 @@ def test_a_lang_that_does_not_match_the_script_is_a_warning(workspace: Path) -> 
     assert check(workspace, "lang: zh\n" + chinese) == []
 
 
+def test_vowel_signs_count_as_text_of_their_script(workspace: Path) -> None:
+    # Thai words and English names about half and half: the vowel signs above and below are Thai text.
+    thai = write(workspace / "issues" / "th.yaml", """\
+        subject: "จดหมายข่าว NLP ประจำสัปดาห์"
+        date: 2026-11-29
+        preheader: "GPT-3 ได้รับรางวัล และ Depix กู้คืนรหัสผ่าน"
+        sections:
+          - heading: ข่าว
+            body: |
+              สัปดาห์นี้: Transformer models ใหม่ เปรียบเทียบ BERT และ GPT-3 และการฝึก sharded training ใน
+              PyTorch Lightning ที่ช่วยประหยัดหน่วยความจำ (Mixed Precision, DeepSpeed ZeRO Offload)
+              [ลิงก์](https://example.com/a)
+        """)
+    finding = only(check_issue(thai, load_config(workspace)).findings, "text.lang-script")
+    assert finding.message.endswith("is in Thai script (lang: th?)")  # the Thai issue without its lang
+    edit(thai, "date:", "lang: th\ndate:")
+    assert check_issue(thai, load_config(workspace)).findings == []
+
+
 def test_subject_and_preheader_lengths(workspace: Path) -> None:
     long_subject = MINIMAL_ISSUE.replace('"Weekly digest #1"', '"' + "A very long subject line " * 4 + '"')
     assert only(check(workspace, long_subject), "text.subject-long").line == 1
@@ -268,6 +351,17 @@ def test_subject_and_preheader_lengths(workspace: Path) -> None:
     assert only(check(workspace, short), "text.preheader-short").field == "preheader"
     long = MINIMAL_ISSUE.replace("Three links worth your Sunday", "Three links worth your Sunday " * 6)
     assert only(check(workspace, long), "text.preheader-long").severity == "warning"
+
+
+def test_subject_length_counts_the_room_cjk_emoji_and_vowel_signs_take(workspace: Path) -> None:
+    chinese = "NeurIPS 落幕：GPT-3 获最佳论文，Depix 还原马赛克密码，340 密码被破解"
+    finding = only(check(workspace, MINIMAL_ISSUE.replace("Weekly digest #1", chinese)), "text.subject-long")
+    assert finding.message.startswith(f"the subject is {len(chinese)} characters, as wide as 68 Latin letters;")
+    # 74 code points, as wide as 60 letters: the vowel signs sit on their consonants.
+    hindi = "प्राकृतिक भाषा प्रसंस्करण पर साप्ताहिक न्यूज़लेटर: GPT-3 और Depix की खबरें"
+    family = "Weekly digest #1 for the whole " + "👨‍👩‍👧‍👦" * 8  # 8 emoji, 56 code points
+    assert check(workspace, "lang: hi\n" + MINIMAL_ISSUE.replace("Weekly digest #1", hindi)) == []
+    assert check(workspace, MINIMAL_ISSUE.replace("Weekly digest #1", family)) == []
 
 
 # --- compliance -----------------------------------------------------------------------------------
@@ -320,6 +414,14 @@ def test_unknown_mjml_tags_and_attributes_in_layouts_are_errors_with_their_line(
     report = check_workspace(load_config(workspace))
     assert any(f.message.startswith("unknown MJML tag <mj-txt>") and f.hint == "did you mean <mj-text>?"
                for f in report.findings)
+
+
+def test_markup_in_an_html_comment_is_not_scanned(workspace: Path) -> None:
+    header = workspace / "layouts" / "partials" / "header.mjml.j2"
+    edit(header, "<mj-text", '<!-- <mj-txt paddng="0">an old banner</mj-txt> -->\n<mj-text')
+    assert [f for f in check_workspace(load_config(workspace)).findings if f.check == "markup"] == []
+    edit(header, "<!-- <mj-txt", "<mj-txt")
+    assert codes(check_workspace(load_config(workspace)).findings) >= {"markup.mjml"}
 
 
 def test_the_shipped_layouts_use_only_known_markup(workspace: Path) -> None:
