@@ -25,7 +25,7 @@ from mailer.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
 from mailer.config import CONFIG_NAME, Config
 from mailer.errors import InputError, MailerError, Problem
 from mailer.issue import load_issue
-from mailer.schema import compose_yaml, display_path, read_utf8
+from mailer.schema import compose_yaml, display_path, position_in_value, read_utf8
 
 SEVERITIES = ("error", "warning", "info")
 # The checks, in the order they are reported; a report lists those that found nothing as passed.
@@ -161,50 +161,6 @@ def _scalars(node: yaml.Node, path: str) -> Iterator[tuple[str, yaml.ScalarNode]
         yield path, node
 
 
-# What YAML folds, strips or indents with: everything else in the source is the value's text.
-_LAYOUT = " \t\r\n\x85\u2028\u2029"
-
-
-def _position(text: str, node: yaml.ScalarNode, offset: int) -> tuple[int, int | None]:
-    """The line (and, for a scalar on one line, column) of character `offset` of a scalar's value.
-
-    Folding ('>', plain and quoted scalars over several lines), indentation and escapes change
-    only layout characters or one unit into one character: count the value's other characters
-    up to `offset`, then walk the source to the same count.
-    """
-    start = node.start_mark
-    source = text[start.index: node.end_mark.index]  # libyaml's marks count characters, not bytes
-    wanted = sum(1 for char in node.value[:offset] if char not in _LAYOUT)
-    # A block scalar's text starts on the line after its indicator; a quoted one after its quote.
-    index = source.find("\n") + 1 if node.style in ("|", ">") else 1 if node.style in ('"', "'") else 0
-    seen = 0
-    while index < len(source):
-        width, counts = 1, source[index] not in _LAYOUT
-        if node.style == '"' and source[index] == "\\":
-            width, counts = _escape(source, index)
-        elif node.style == "'" and source.startswith("''", index):
-            width = 2
-        if counts:
-            if seen == wanted:
-                break
-            seen += 1
-        index += width
-    line = start.line + 1 + source.count("\n", 0, index)
-    one_line = start.line == node.end_mark.line and node.style not in ("|", ">")
-    return line, start.column + 1 + index if one_line else None
-
-
-def _escape(source: str, index: int) -> tuple[int, bool]:
-    """How many characters the escape at `index` of a double-quoted scalar takes, and whether it makes text."""
-    char = source[index + 1: index + 2]
-    if char in yaml.scanner.Scanner.ESCAPE_CODES:
-        digits = yaml.scanner.Scanner.ESCAPE_CODES[char]
-        return 2 + digits, chr(int(source[index + 2: index + 2 + digits], 16)) not in _LAYOUT
-    if char in yaml.scanner.Scanner.ESCAPE_REPLACEMENTS:
-        return 2, yaml.scanner.Scanner.ESCAPE_REPLACEMENTS[char] not in _LAYOUT
-    return 2, False  # an escaped line break joins the lines
-
-
 @dataclass
 class _Link:
     url: str
@@ -228,7 +184,7 @@ class _Source:
            hint: str | None = None, offset: int = 0) -> Finding:
         line = column = None
         if node is not None:
-            line, column = _position(self.text, node, offset)
+            line, column = position_in_value(self.text, node, offset)
         return Finding(severity, check, code, message, self.label, line, column, path or None, hint)
 
     def findings(self, rendered: RenderedIssue, config: Config) -> list[Finding]:
@@ -294,14 +250,9 @@ class _Source:
                                   if f"{parent}.{name}" in self.by_path), None)
                 found.append(_Link(node.value, text_node.value if text_node else "", path, node))
             elif key.split("[")[0] in _MARKDOWN_KEYS:
-                lines = node.value.split("\n")
                 for target in markdown.targets(node.value):
-                    if target.kind != "link":
-                        continue
-                    # The target knows its paragraph's first line; the link may be lines further on.
-                    paragraph = sum(len(line) + 1 for line in lines[: target.line])
-                    offset = max(node.value.find(target.url, paragraph), paragraph)
-                    found.append(_Link(target.url, target.text, path, node, offset))
+                    if target.kind == "link":
+                        found.append(_Link(target.url, target.text, path, node, target.offset))
         return found
 
     def addresses(self) -> list[tuple[str, Finding]]:
@@ -334,7 +285,7 @@ class _Source:
             earlier_text = " ".join(earlier.text.split()).casefold()
             # "CrossNER" and "zliucr/CrossNER" name the same thing: only texts that share nothing.
             if earlier is not link and text and earlier_text and text not in earlier_text and earlier_text not in text:
-                line = _position(self.text, earlier.node, earlier.offset)[0]
+                line = position_in_value(self.text, earlier.node, earlier.offset)[0]
                 found.append(self.at("warning", "links", "links.same-url-different-text", link.path, link.node,
                                      f"{link.url} is linked as {link.text!r} here and as {earlier.text!r} on line "
                                      f"{line}", "if one of them should go somewhere else, fix its URL; "

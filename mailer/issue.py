@@ -159,20 +159,18 @@ class Markdown(Str):
         text = super().check(node, path, out)
         if text is MISSING:
             return MISSING
-        # In a block scalar (| or >) the text starts on the line after the indicator.
-        first_line = node.start_mark.line + (2 if getattr(node, "style", None) in ("|", ">") else 1)
         ok = True
         for target in markdown.targets(text):
-            line = first_line + target.line
             if target.kind == "image":
-                out.add_at(line, path, f"markdown image {target.url!r} is not supported here",
-                           hint="put images in the section's 'images:' list, with alt text")
+                out.add_within(node, target.offset, path, f"markdown image {target.url!r} is not supported here",
+                               hint="put images in the section's 'images:' list, with alt text")
                 ok = False
             elif target.url not in PLACEHOLDER_LINKS and not target.url.startswith("mailto:") and (
                 check_http_url(target.url)
             ):
-                out.add_at(line, path, f"link {target.url!r} must be an absolute http(s) or mailto: URL",
-                           hint="write the full address, e.g. https://example.com/page")
+                out.add_within(node, target.offset, path,
+                               f"link {target.url!r} must be an absolute http(s) or mailto: URL",
+                               hint="write the full address, e.g. https://example.com/page")
                 ok = False
         return text if ok else MISSING
 

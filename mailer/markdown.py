@@ -36,28 +36,40 @@ def inline_to_html(text: str) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """A link or image found in markdown, with its line inside the markdown text (0-based)."""
+    """A link or image found in markdown, with where it is inside the markdown text."""
 
     kind: str  # "link" or "image"
     url: str
-    line: int
+    line: int  # 0-based line of the paragraph (or other block) that holds it
     text: str = ""  # a link's text, an image's alt
+    offset: int = 0  # character offset of the URL (or of its paragraph, if the URL is written differently)
 
 
 def targets(text: str) -> list[Target]:
     found: list[Target] = []
+    line_starts = [0]
+    for line_text in text.split("\n"):
+        line_starts.append(line_starts[-1] + len(line_text) + 1)
     for block in parse(text):
         line = block.map[0] if block.map else 0
+        # markdown-it knows only the block's first line; a link in a wrapped paragraph may be lines
+        # further on, so look for the URL itself from where the previous one was found.
+        search_from = line_starts[min(line, len(line_starts) - 1)]
         link: Target | None = None
         words: list[str] = []
         for token in block.children or ():
-            if token.type == "link_open":
-                link, words = Target("link", str(token.attrGet("href") or ""), line), []
+            if token.type in ("link_open", "image"):
+                url = str(token.attrGet("href" if token.type == "link_open" else "src") or "")
+                found_at = text.find(url, search_from) if url else -1
+                offset = found_at if found_at >= 0 else search_from
+                search_from = offset + len(url) if found_at >= 0 else search_from
+                if token.type == "image":
+                    found.append(Target("image", url, line, token.content, offset))
+                else:
+                    link, words = Target("link", url, line, offset=offset), []
             elif token.type == "link_close" and link is not None:
-                found.append(Target(link.kind, link.url, link.line, "".join(words).strip()))
+                found.append(Target(link.kind, link.url, link.line, "".join(words).strip(), link.offset))
                 link = None
-            elif token.type == "image":
-                found.append(Target("image", str(token.attrGet("src") or ""), line, token.content))
             elif link is not None and token.type in ("text", "code_inline"):
                 words.append(token.content)
     return found

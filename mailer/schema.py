@@ -32,8 +32,9 @@ MISSING = object()
 class Collector:
     """Gathers problems for one file so that all of them are reported together."""
 
-    def __init__(self, file_label: str):
+    def __init__(self, file_label: str, source: str = ""):
         self.file_label = file_label
+        self.source = source  # the file's text, for positions inside a scalar's value
         self.problems: list[Problem] = []
 
     def add(self, node: yaml.Node | None, path: str | None, message: str, hint: str | None = None) -> None:
@@ -42,8 +43,11 @@ class Collector:
             line, column = node.start_mark.line + 1, node.start_mark.column + 1
         self.problems.append(Problem(self.file_label, message, line, column, path or None, hint))
 
-    def add_at(self, line: int, path: str | None, message: str, hint: str | None = None) -> None:
-        self.problems.append(Problem(self.file_label, message, line, None, path or None, hint))
+    def add_within(self, node: yaml.ScalarNode, offset: int, path: str | None, message: str,
+                   hint: str | None = None) -> None:
+        """A problem at character `offset` of a scalar's value: a link on the third line of a body."""
+        line, column = position_in_value(self.source, node, offset)
+        self.problems.append(Problem(self.file_label, message, line, column, path or None, hint))
 
     def raise_if_any(self) -> None:
         if self.problems:
@@ -329,11 +333,55 @@ def _is_null(node: yaml.Node | None) -> bool:
     )
 
 
+# What YAML folds, strips or indents with: everything else in the source is the value's text.
+_LAYOUT = " \t\r\n\x85\u2028\u2029"
+
+
+def position_in_value(text: str, node: yaml.ScalarNode, offset: int) -> tuple[int, int | None]:
+    """The line (and, for a scalar on one line, column) of character `offset` of a scalar's value.
+
+    Folding ('>', plain and quoted scalars over several lines), indentation and escapes change
+    only layout characters or one unit into one character: count the value's other characters
+    up to `offset`, then walk the source to the same count.
+    """
+    start = node.start_mark
+    source = text[start.index: node.end_mark.index]  # libyaml's marks count characters, not bytes
+    wanted = sum(1 for char in node.value[:offset] if char not in _LAYOUT)
+    # A block scalar's text starts on the line after its indicator; a quoted one after its quote.
+    index = source.find("\n") + 1 if node.style in ("|", ">") else 1 if node.style in ('"', "'") else 0
+    seen = 0
+    while index < len(source):
+        width, counts = 1, source[index] not in _LAYOUT
+        if node.style == '"' and source[index] == "\\":
+            width, counts = _escape(source, index)
+        elif node.style == "'" and source.startswith("''", index):
+            width = 2
+        if counts:
+            if seen == wanted:
+                break
+            seen += 1
+        index += width
+    line = start.line + 1 + source.count("\n", 0, index)
+    one_line = start.line == node.end_mark.line and node.style not in ("|", ">")
+    return line, start.column + 1 + index if one_line else None
+
+
+def _escape(source: str, index: int) -> tuple[int, bool]:
+    """How many characters the escape at `index` of a double-quoted scalar takes, and whether it makes text."""
+    char = source[index + 1: index + 2]
+    if char in yaml.scanner.Scanner.ESCAPE_CODES:
+        digits = yaml.scanner.Scanner.ESCAPE_CODES[char]
+        return 2 + digits, chr(int(source[index + 2: index + 2 + digits], 16)) not in _LAYOUT
+    if char in yaml.scanner.Scanner.ESCAPE_REPLACEMENTS:
+        return 2, yaml.scanner.Scanner.ESCAPE_REPLACEMENTS[char] not in _LAYOUT
+    return 2, False  # an escaped line break joins the lines
+
+
 def load_document(path: Path, schema: Record, *, file_label: str) -> Any:
     """Read, parse and validate one YAML file; raise InputError with every problem found."""
     text = read_utf8(path, file_label)
     root = compose_yaml(text, file_label)
-    out = Collector(file_label)
+    out = Collector(file_label, text)
     if root is None:
         out.add(None, None, "the file is empty", hint="see the issue format in the README")
         out.raise_if_any()

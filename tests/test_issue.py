@@ -48,7 +48,10 @@ BAD_INPUTS = [
     ("relative markdown link", GOOD_HEAD + "intro: |\n  Hello.\n\n  See [this](/about) page.\n"
      "sections:\n  - heading: A\n", "7: intro: link '/about' must be an absolute", None),
     ("markdown image", GOOD_HEAD + "sections:\n  - heading: A\n    body: \"![x](https://e.com/x.png)\"\n",
-     "6: sections[0].body: markdown image", "images:"),
+     "6:17: sections[0].body: markdown image", "images:"),
+    ("relative link in a wrapped folded paragraph", GOOD_HEAD + "intro: >\n  A paragraph that wraps\n"
+     "  onto a second line with [a link](about.html)\n  and a third.\nsections:\n  - heading: A\n",
+     "6: intro: link 'about.html' must be an absolute", None),
     ("duplicate key", GOOD_HEAD + "subject: Again\nsections:\n  - heading: A\n",
      "4:1: subject: duplicate key (first at line 1)", None),
     ("number that is not a number", GOOD_HEAD + "number: twelve\nsections:\n  - heading: A\n",
