@@ -316,7 +316,12 @@ def send_issue(
                 if schedule is None:
                     raise SendError(f"the {backend.name} backend cannot schedule a send\n"
                                     "    hint: --at needs --backend sendgrid")
-                run_id = schedule()
+                try:
+                    run_id = schedule()
+                except DeliveryError as err:
+                    # A backend's error, not a MailerError: left alone it would escape the CLI as a traceback.
+                    raise SendError(f"SendGrid gave no batch id for the scheduled send: {err}\n"
+                                    "    nothing was sent; the same command resumes once this is fixed") from None
                 ledger.record_schedule(key, run_id, options.send_at)
             payload_options = _payload_options(options, run_id)
             progress.on_start(len(planned.to_send))

@@ -312,6 +312,20 @@ def test_schedule_within_72_hours_and_cancel(workspace: Path, sendgrid: FakeSend
     assert states(tmp_path) == {"cancelled": 18}
 
 
+def test_schedule_refused_by_sendgrid_is_exit_3_with_its_message(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                                 tmp_path: Path, monkeypatch) -> None:
+    approve(run_cli)
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked")  # refused when the batch id is asked for
+    when = (datetime.now(UTC) + timedelta(hours=10)).strftime("%Y-%m-%d %H:%M")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes",
+                     "--at", f"{when} UTC")
+    assert result.exit_code == 3
+    assert "SendGrid refused the API key (401)" in result.stderr
+    assert "The provided authorization grant is invalid" in result.stderr
+    assert sendgrid.paths[1:] == ["/v3/mail/batch"]  # nothing was sent after the approval
+    assert states(tmp_path) == {"queued": 18}
+
+
 @pytest.mark.parametrize(("offset", "message"), [(-1, "is in the past"), (80, "more than 72 hours ahead")])
 def test_schedule_outside_sendgrids_window_is_refused(workspace: Path, sendgrid, run_cli, offset, message) -> None:
     when = (datetime.now(UTC) + timedelta(hours=offset)).isoformat(timespec="minutes")
