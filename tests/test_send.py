@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import unicodedata
 from collections import Counter, deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,6 +142,29 @@ def test_send_to_everyone_then_resume_sends_nobody_twice(workspace: Path, sendgr
     assert again.exit_code == 0
     assert len(sendgrid.accepted) == 2501  # nobody twice
     assert "2500" in again.stdout
+
+
+def test_one_address_in_two_unicode_forms_is_one_recipient(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                           tmp_path: Path) -> None:
+    # "josé" composed (NFC, as most tools write it) or decomposed (NFD, as macOS exports often do)
+    # is one mailbox: a list re-exported between two runs must not mail it again.
+    composed, decomposed = (unicodedata.normalize(form, "José.Núñez@example.com") for form in ("NFC", "NFD"))
+    assert composed != decomposed
+    approve(run_cli)
+    first = make_subscribers(workspace, 1, extra=f"{composed},José,,subscribed,\n")
+    assert run_cli("send", ISSUE, "--subscribers", str(first), "--live", "--yes").exit_code == 0
+    again = workspace / "re-exported.csv"
+    again.write_text(first.read_text(encoding="utf-8").replace(composed, decomposed), encoding="utf-8")
+    result = run_cli("send", ISSUE, "--subscribers", str(again), "--live", "--yes")
+    assert result.exit_code == 0, result.stderr
+    both = make_subscribers(workspace, 2,
+                            extra=f"{composed},José,,subscribed,\n{decomposed.upper()},José,,subscribed,\n")
+    result = run_cli("send", ISSUE, "--subscribers", str(both), "--live", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "duplicate of line 4" in result.stderr
+    received = Counter(unicodedata.normalize("NFC", a).casefold() for a in sendgrid.accepted)
+    assert received[composed.casefold()] == 1
+    assert max(received.values()) == 1
 
 
 def test_per_recipient_values_headers_and_opaque_ids(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
