@@ -45,6 +45,9 @@ from mailer.subscribers import Skipped, Subscriber, SubscriberList
 from mailer.suppressions import address_key, screen_recipients
 
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
+# SendGrid cancels a batch no later than this before its send_at; after that it goes out as scheduled.
+# https://www.twilio.com/docs/sendgrid/api-reference/cancel-scheduled-sends
+CANCEL_DEADLINE = timedelta(minutes=10)
 EML_SAMPLES = 5
 
 

@@ -336,6 +336,48 @@ def test_schedule_within_72_hours_and_cancel(workspace: Path, sendgrid: FakeSend
     assert states(tmp_path) == {"cancelled": 18}
 
 
+def schedule_in_ten_hours(run_cli) -> None:
+    approve(run_cli)
+    when = (datetime.now(UTC) + timedelta(hours=10)).strftime("%Y-%m-%d %H:%M")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes",
+                     "--at", f"{when} UTC")
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize("minutes_left", [-60, 5])
+def test_cancel_too_late_for_sendgrid_keeps_the_deliveries(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                          tmp_path: Path, minutes_left: int) -> None:
+    schedule_in_ten_hours(run_cli)
+    # Time passes: the send is now due (or gone). SendGrid cancels no later than 10 minutes before.
+    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    db.execute("UPDATE schedules SET send_at=?", ((datetime.now(UTC) + timedelta(minutes=minutes_left)).isoformat(),))
+    db.commit()
+    db.close()
+    result = run_cli("cancel", ISSUE)
+    assert result.exit_code == 3
+    assert "too late to cancel" in result.stderr
+    assert sendgrid.scheduled == {}
+    assert states(tmp_path) == {"accepted": 18}
+    again = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert again.exit_code == 0, again.stderr
+    received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
+    assert len(received) == 18 and max(received.values()) == 1  # nobody twice
+
+
+def test_cancel_waits_for_a_running_send_of_the_issue(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                     tmp_path: Path) -> None:
+    schedule_in_ten_hours(run_cli)
+    # A send still adding batches to the schedule would record them `accepted` after the cancel.
+    with issue_lock(tmp_path / "state", "2020-12-13"):
+        result = run_cli("cancel", ISSUE)
+    assert result.exit_code == 3
+    assert "another `mailer send` of 2020-12-13 is running" in result.stderr
+    assert sendgrid.scheduled == {}
+    assert states(tmp_path) == {"accepted": 18}
+    assert run_cli("cancel", ISSUE).exit_code == 0
+    assert states(tmp_path) == {"cancelled": 18}
+
+
 def test_schedule_refused_by_sendgrid_is_exit_3_with_its_message(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                                  tmp_path: Path, monkeypatch) -> None:
     approve(run_cli)
