@@ -364,6 +364,24 @@ def test_cancel_too_late_for_sendgrid_keeps_the_deliveries(workspace: Path, send
     assert len(received) == 18 and max(received.values()) == 1  # nobody twice
 
 
+def test_cancel_also_cancels_the_uncertain_recipients_of_the_schedule(workspace: Path, sendgrid: FakeSendGrid,
+                                                                       run_cli, tmp_path: Path) -> None:
+    approve(run_cli)
+    sendgrid.script = deque(["accept_drop"])  # queued at SendGrid under the batch id, answer lost
+    when = (datetime.now(UTC) + timedelta(hours=10)).strftime("%Y-%m-%d %H:%M")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes",
+                     "--at", f"{when} UTC")
+    assert result.exit_code == 3
+    assert states(tmp_path) == {"uncertain": 18}
+    # SendGrid discards every message of a cancelled batch: whether or not it got them, they will
+    # not arrive, so they are owed the issue like the accepted ones.
+    assert run_cli("cancel", ISSUE).exit_code == 0
+    assert states(tmp_path) == {"cancelled": 18}
+    again = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert again.exit_code == 0, again.stderr
+    assert states(tmp_path) == {"accepted": 18}
+
+
 def test_cancel_waits_for_a_running_send_of_the_issue(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                      tmp_path: Path) -> None:
     schedule_in_ten_hours(run_cli)
