@@ -293,6 +293,22 @@ def test_two_sends_of_one_issue_cannot_run_at_once(workspace: Path, sendgrid: Fa
     assert sendgrid.paths == []
 
 
+def test_a_malformed_api_key_is_refused_without_showing_it(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                           monkeypatch) -> None:
+    # Two keys pasted into one variable: http.client refuses the header and quotes it, key and all,
+    # in a ValueError that no handler expects (a traceback on the terminal, the key in any CI log).
+    monkeypatch.setenv("SENDGRID_API_KEY", f"{API_KEY}\nSG.second-key")
+    for args in (("--test-to", "editor@example.com", "--live"),
+                 ("--subscribers", "subscribers.example.csv", "--live", "--yes", "--force")):
+        result = run_cli("send", ISSUE, *args)
+        assert result.exit_code == 1
+        assert "SENDGRID_API_KEY is not a single API key" in result.stderr
+        assert "test-key" not in result.stdout + result.stderr and "second-key" not in result.stdout + result.stderr
+    result = run_cli("suppressions", "pull")
+    assert result.exit_code == 1 and "test-key" not in result.stdout + result.stderr
+    assert sendgrid.paths == [] and sendgrid.gets == []
+
+
 def test_live_send_without_terminal_needs_yes(workspace: Path, sendgrid, run_cli) -> None:
     result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--force")
     assert result.exit_code == 2
