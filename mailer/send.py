@@ -187,7 +187,9 @@ def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOpt
             accepted_before += 1
         elif key in reasons:
             suppressions.append(Skipped(subscriber.line, subscriber.email, reasons[key]))
-        elif state == ledger_states.UNCERTAIN and not options.resend_uncertain:
+        # `sending`: a run died between request and answer. A live send has already made such rows
+        # uncertain (recover_interrupted); a dry run reads them as they are and must plan the same.
+        elif state in (ledger_states.UNCERTAIN, ledger_states.SENDING) and not options.resend_uncertain:
             held_back.append(Skipped(subscriber.line, subscriber.email,
                                      "uncertain: may have been delivered (--resend-uncertain sends again)"))
         elif state == ledger_states.FAILED and not options.retry_failed:

@@ -81,6 +81,23 @@ def test_dry_run_is_the_default_and_sends_nothing(workspace: Path, sendgrid: Fak
     assert not (tmp_path / "state" / "ledger.sqlite3").exists()
 
 
+def test_dry_run_after_a_crash_shows_the_interrupted_batch_as_held_back(workspace: Path, sendgrid: FakeSendGrid,
+                                                                        run_cli, tmp_path: Path) -> None:
+    from mailer.ledger import Ledger
+
+    # What a run killed between request and answer leaves: rows committed `sending`.
+    ledger = Ledger(tmp_path / "state" / "ledger.sqlite3")
+    ledger.queue("2020-12-13", [("ada.lovelace@example.com", "ada.lovelace@example.com")])
+    ledger.mark_sending("2020-12-13", ["ada.lovelace@example.com"], "run:00001")
+    ledger.close()
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
+    assert result.exit_code == 0, result.stderr
+    # The live run will hold Ada back as uncertain: the dry run must say so, not promise to mail her.
+    assert "ada.lovelace@example.com" not in result.stdout.split("would send to:")[1].splitlines()[0]
+    assert "skip ada.lovelace@example.com (line 2): uncertain" in result.stdout
+    assert states(tmp_path) == {"sending": 1}  # a dry run changes nothing
+
+
 def test_dry_run_eml_is_a_complete_message(workspace: Path, sendgrid, run_cli, tmp_path: Path) -> None:
     from email import policy
     from email.parser import BytesParser
