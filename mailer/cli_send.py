@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,6 +22,7 @@ from mailer.config import Config, find_workspace, load_config
 from mailer.errors import ExitStatus, MailerError
 from mailer.schema import display_path
 from mailer.send import (
+    CANCEL_DEADLINE,
     Progress,
     SendError,
     SendOptions,
@@ -328,21 +329,33 @@ def run_status(issue_file: Path, *, sandbox: bool) -> None:
 def run_cancel(issue_file: Path) -> None:
     from mailer.backends import DeliveryError
     from mailer.backends.sendgrid import SendGridBackend, api_key
-    from mailer.ledger import Ledger, ledger_path
+    from mailer.ledger import Ledger, issue_lock, ledger_path
 
     config, rendered = _load(issue_file)
-    ledger = Ledger(ledger_path(config.state_dir))
-    try:
-        schedules = ledger.active_schedules(rendered.issue.slug)
-        if not schedules:
-            raise SendError(f"{rendered.issue.slug} has no scheduled send to cancel")
-        backend = SendGridBackend(key=api_key())
-        for schedule_id, at in schedules:
-            try:
-                backend.cancel_schedule(schedule_id)
-            except DeliveryError as err:
-                raise SendError(f"SendGrid did not cancel the send scheduled for {at}: {err}") from None
-            cancelled = ledger.cancel_schedule(rendered.issue.slug, schedule_id)
-            click.echo(f"Cancelled the send scheduled for {at}: {cancelled} recipient(s) will not receive it.")
-    finally:
-        ledger.close()
+    # A send still running could add batches to the schedule after it is cancelled: they would be
+    # recorded `accepted` and then dropped by SendGrid. Cancel waits for it like a second send would.
+    with issue_lock(config.state_dir, rendered.issue.slug):
+        ledger = Ledger(ledger_path(config.state_dir))
+        try:
+            schedules = ledger.active_schedules(rendered.issue.slug)
+            if not schedules:
+                raise SendError(f"{rendered.issue.slug} has no scheduled send to cancel")
+            backend = SendGridBackend(key=api_key())
+            too_late = []
+            for schedule_id, at in schedules:
+                if datetime.fromisoformat(at) - datetime.now(UTC) < CANCEL_DEADLINE:
+                    # Marking its recipients cancelled would have the next send mail them a second time.
+                    too_late.append(at)
+                    continue
+                try:
+                    backend.cancel_schedule(schedule_id)
+                except DeliveryError as err:
+                    raise SendError(f"SendGrid did not cancel the send scheduled for {at}: {err}") from None
+                cancelled = ledger.cancel_schedule(rendered.issue.slug, schedule_id)
+                click.echo(f"Cancelled the send scheduled for {at}: {cancelled} recipient(s) will not receive it.")
+            if too_late:
+                raise SendError(f"it is too late to cancel the send scheduled for {', '.join(too_late)}: SendGrid "
+                                "cancels no later than 10 minutes before, so it goes out as scheduled\n"
+                                "    its recipients stay recorded as accepted (`mailer status`)")
+        finally:
+            ledger.close()

@@ -183,13 +183,19 @@ class Ledger:
             "SELECT schedule_id, send_at FROM schedules WHERE issue=? AND state='scheduled'", (issue,)))
 
     def cancel_schedule(self, issue: str, schedule_id: str) -> int:
-        """Mark a schedule cancelled, and its accepted deliveries cancelled (so they can be sent again)."""
+        """Mark a schedule cancelled, and its deliveries cancelled (so they can be sent again).
+
+        Uncertain ones too (and `sending` ones a killed run left): SendGrid discards every message of
+        a cancelled batch, so whether or not a request reached it, none of them will arrive.
+        """
         with self._transaction() as db:
             db.execute("UPDATE schedules SET state='cancelled' WHERE issue=? AND schedule_id=?",
                        (issue, schedule_id))
             cursor = db.execute(
-                "UPDATE deliveries SET state=?, error=?, updated_at=? WHERE issue=? AND state=? AND batch LIKE ?",
-                (CANCELLED, "scheduled send cancelled", now(), issue, ACCEPTED, f"{schedule_id}:%"))
+                "UPDATE deliveries SET state=?, error=?, updated_at=? "
+                "WHERE issue=? AND state IN (?, ?, ?) AND batch LIKE ?",
+                (CANCELLED, "scheduled send cancelled", now(), issue, ACCEPTED, UNCERTAIN, SENDING,
+                 f"{schedule_id}:%"))
             return cursor.rowcount
 
 

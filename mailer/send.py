@@ -45,6 +45,9 @@ from mailer.subscribers import Skipped, Subscriber, SubscriberList
 from mailer.suppressions import address_key, screen_recipients
 
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
+# SendGrid cancels a batch no later than this before its send_at; after that it goes out as scheduled.
+# https://www.twilio.com/docs/sendgrid/api-reference/cancel-scheduled-sends
+CANCEL_DEADLINE = timedelta(minutes=10)
 EML_SAMPLES = 5
 
 
@@ -184,7 +187,9 @@ def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOpt
             accepted_before += 1
         elif key in reasons:
             suppressions.append(Skipped(subscriber.line, subscriber.email, reasons[key]))
-        elif state == ledger_states.UNCERTAIN and not options.resend_uncertain:
+        # `sending`: a run died between request and answer. A live send has already made such rows
+        # uncertain (recover_interrupted); a dry run reads them as they are and must plan the same.
+        elif state in (ledger_states.UNCERTAIN, ledger_states.SENDING) and not options.resend_uncertain:
             held_back.append(Skipped(subscriber.line, subscriber.email,
                                      "uncertain: may have been delivered (--resend-uncertain sends again)"))
         elif state == ledger_states.FAILED and not options.retry_failed:
@@ -316,7 +321,12 @@ def send_issue(
                 if schedule is None:
                     raise SendError(f"the {backend.name} backend cannot schedule a send\n"
                                     "    hint: --at needs --backend sendgrid")
-                run_id = schedule()
+                try:
+                    run_id = schedule()
+                except DeliveryError as err:
+                    # A backend's error, not a MailerError: left alone it would escape the CLI as a traceback.
+                    raise SendError(f"SendGrid gave no batch id for the scheduled send: {err}\n"
+                                    "    nothing was sent; the same command resumes once this is fixed") from None
                 ledger.record_schedule(key, run_id, options.send_at)
             payload_options = _payload_options(options, run_id)
             progress.on_start(len(planned.to_send))

@@ -7,6 +7,7 @@ import csv
 import difflib
 import io
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +62,12 @@ class SubscriberList:
 
 
 def normalise_email(address: str) -> str:
-    """Trim and lower-case the domain (domains are case-insensitive; local parts, formally, are not)."""
-    address = address.strip()
+    """Trim, compose (NFC) and lower-case the domain (domains are case-insensitive; local parts, formally, are not).
+
+    NFC: "é" written as one character or as "e" plus an accent is one address (RFC 6532 section 3.1
+    asks for NFC), and it must be one ledger key, or a list re-exported by another tool mails it twice.
+    """
+    address = unicodedata.normalize("NFC", address.strip())
     local, at, domain = address.rpartition("@")
     return f"{local}@{domain.lower()}" if at else address
 

@@ -273,10 +273,10 @@ def fetch_suppressions(*, key: str | None = None, host: str | None = None, timeo
                        stop: threading.Event | None = None) -> list[Suppression]:
     """Every page of every source, or PullError; nothing is kept of a pull that did not finish."""
     from mailer.backends import BackendConfigError
-    from mailer.backends.sendgrid import API_KEY_ENV, api_host
+    from mailer.backends.sendgrid import API_KEY_ENV, api_host, check_api_key
     from mailer.send import RetryPolicy
 
-    key = key or _api_key(API_KEY_ENV, BackendConfigError)
+    key = key or check_api_key(_api_key(API_KEY_ENV, BackendConfigError))
     client = _Client(key, host or api_host(), timeout, retry or RetryPolicy(), progress, stop or threading.Event())
     fetched: list[Suppression] = []
     for source in SOURCES:

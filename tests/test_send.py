@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import unicodedata
 from collections import Counter, deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,6 +81,23 @@ def test_dry_run_is_the_default_and_sends_nothing(workspace: Path, sendgrid: Fak
     assert not (tmp_path / "state" / "ledger.sqlite3").exists()
 
 
+def test_dry_run_after_a_crash_shows_the_interrupted_batch_as_held_back(workspace: Path, sendgrid: FakeSendGrid,
+                                                                        run_cli, tmp_path: Path) -> None:
+    from mailer.ledger import Ledger
+
+    # What a run killed between request and answer leaves: rows committed `sending`.
+    ledger = Ledger(tmp_path / "state" / "ledger.sqlite3")
+    ledger.queue("2020-12-13", [("ada.lovelace@example.com", "ada.lovelace@example.com")])
+    ledger.mark_sending("2020-12-13", ["ada.lovelace@example.com"], "run:00001")
+    ledger.close()
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
+    assert result.exit_code == 0, result.stderr
+    # The live run will hold Ada back as uncertain: the dry run must say so, not promise to mail her.
+    assert "ada.lovelace@example.com" not in result.stdout.split("would send to:")[1].splitlines()[0]
+    assert "skip ada.lovelace@example.com (line 2): uncertain" in result.stdout
+    assert states(tmp_path) == {"sending": 1}  # a dry run changes nothing
+
+
 def test_dry_run_eml_is_a_complete_message(workspace: Path, sendgrid, run_cli, tmp_path: Path) -> None:
     from email import policy
     from email.parser import BytesParser
@@ -141,6 +159,29 @@ def test_send_to_everyone_then_resume_sends_nobody_twice(workspace: Path, sendgr
     assert again.exit_code == 0
     assert len(sendgrid.accepted) == 2501  # nobody twice
     assert "2500" in again.stdout
+
+
+def test_one_address_in_two_unicode_forms_is_one_recipient(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                           tmp_path: Path) -> None:
+    # "josé" composed (NFC, as most tools write it) or decomposed (NFD, as macOS exports often do)
+    # is one mailbox: a list re-exported between two runs must not mail it again.
+    composed, decomposed = (unicodedata.normalize(form, "José.Núñez@example.com") for form in ("NFC", "NFD"))
+    assert composed != decomposed
+    approve(run_cli)
+    first = make_subscribers(workspace, 1, extra=f"{composed},José,,subscribed,\n")
+    assert run_cli("send", ISSUE, "--subscribers", str(first), "--live", "--yes").exit_code == 0
+    again = workspace / "re-exported.csv"
+    again.write_text(first.read_text(encoding="utf-8").replace(composed, decomposed), encoding="utf-8")
+    result = run_cli("send", ISSUE, "--subscribers", str(again), "--live", "--yes")
+    assert result.exit_code == 0, result.stderr
+    both = make_subscribers(workspace, 2,
+                            extra=f"{composed},José,,subscribed,\n{decomposed.upper()},José,,subscribed,\n")
+    result = run_cli("send", ISSUE, "--subscribers", str(both), "--live", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "duplicate of line 4" in result.stderr
+    received = Counter(unicodedata.normalize("NFC", a).casefold() for a in sendgrid.accepted)
+    assert received[composed.casefold()] == 1
+    assert max(received.values()) == 1
 
 
 def test_per_recipient_values_headers_and_opaque_ids(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
@@ -269,6 +310,22 @@ def test_two_sends_of_one_issue_cannot_run_at_once(workspace: Path, sendgrid: Fa
     assert sendgrid.paths == []
 
 
+def test_a_malformed_api_key_is_refused_without_showing_it(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                           monkeypatch) -> None:
+    # Two keys pasted into one variable: http.client refuses the header and quotes it, key and all,
+    # in a ValueError that no handler expects (a traceback on the terminal, the key in any CI log).
+    monkeypatch.setenv("SENDGRID_API_KEY", f"{API_KEY}\nSG.second-key")
+    for args in (("--test-to", "editor@example.com", "--live"),
+                 ("--subscribers", "subscribers.example.csv", "--live", "--yes", "--force")):
+        result = run_cli("send", ISSUE, *args)
+        assert result.exit_code == 1
+        assert "SENDGRID_API_KEY is not a single API key" in result.stderr
+        assert "test-key" not in result.stdout + result.stderr and "second-key" not in result.stdout + result.stderr
+    result = run_cli("suppressions", "pull")
+    assert result.exit_code == 1 and "test-key" not in result.stdout + result.stderr
+    assert sendgrid.paths == [] and sendgrid.gets == []
+
+
 def test_live_send_without_terminal_needs_yes(workspace: Path, sendgrid, run_cli) -> None:
     result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--force")
     assert result.exit_code == 2
@@ -310,6 +367,80 @@ def test_schedule_within_72_hours_and_cancel(workspace: Path, sendgrid: FakeSend
     assert cancelled.exit_code == 0, cancelled.stderr
     assert sendgrid.scheduled == {body["batch_id"]: "cancel"}
     assert states(tmp_path) == {"cancelled": 18}
+
+
+def schedule_in_ten_hours(run_cli) -> None:
+    approve(run_cli)
+    when = (datetime.now(UTC) + timedelta(hours=10)).strftime("%Y-%m-%d %H:%M")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes",
+                     "--at", f"{when} UTC")
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize("minutes_left", [-60, 5])
+def test_cancel_too_late_for_sendgrid_keeps_the_deliveries(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                          tmp_path: Path, minutes_left: int) -> None:
+    schedule_in_ten_hours(run_cli)
+    # Time passes: the send is now due (or gone). SendGrid cancels no later than 10 minutes before.
+    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    db.execute("UPDATE schedules SET send_at=?", ((datetime.now(UTC) + timedelta(minutes=minutes_left)).isoformat(),))
+    db.commit()
+    db.close()
+    result = run_cli("cancel", ISSUE)
+    assert result.exit_code == 3
+    assert "too late to cancel" in result.stderr
+    assert sendgrid.scheduled == {}
+    assert states(tmp_path) == {"accepted": 18}
+    again = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert again.exit_code == 0, again.stderr
+    received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
+    assert len(received) == 18 and max(received.values()) == 1  # nobody twice
+
+
+def test_cancel_also_cancels_the_uncertain_recipients_of_the_schedule(workspace: Path, sendgrid: FakeSendGrid,
+                                                                       run_cli, tmp_path: Path) -> None:
+    approve(run_cli)
+    sendgrid.script = deque(["accept_drop"])  # queued at SendGrid under the batch id, answer lost
+    when = (datetime.now(UTC) + timedelta(hours=10)).strftime("%Y-%m-%d %H:%M")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes",
+                     "--at", f"{when} UTC")
+    assert result.exit_code == 3
+    assert states(tmp_path) == {"uncertain": 18}
+    # SendGrid discards every message of a cancelled batch: whether or not it got them, they will
+    # not arrive, so they are owed the issue like the accepted ones.
+    assert run_cli("cancel", ISSUE).exit_code == 0
+    assert states(tmp_path) == {"cancelled": 18}
+    again = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert again.exit_code == 0, again.stderr
+    assert states(tmp_path) == {"accepted": 18}
+
+
+def test_cancel_waits_for_a_running_send_of_the_issue(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                     tmp_path: Path) -> None:
+    schedule_in_ten_hours(run_cli)
+    # A send still adding batches to the schedule would record them `accepted` after the cancel.
+    with issue_lock(tmp_path / "state", "2020-12-13"):
+        result = run_cli("cancel", ISSUE)
+    assert result.exit_code == 3
+    assert "another `mailer send` of 2020-12-13 is running" in result.stderr
+    assert sendgrid.scheduled == {}
+    assert states(tmp_path) == {"accepted": 18}
+    assert run_cli("cancel", ISSUE).exit_code == 0
+    assert states(tmp_path) == {"cancelled": 18}
+
+
+def test_schedule_refused_by_sendgrid_is_exit_3_with_its_message(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                                 tmp_path: Path, monkeypatch) -> None:
+    approve(run_cli)
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked")  # refused when the batch id is asked for
+    when = (datetime.now(UTC) + timedelta(hours=10)).strftime("%Y-%m-%d %H:%M")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes",
+                     "--at", f"{when} UTC")
+    assert result.exit_code == 3
+    assert "SendGrid refused the API key (401)" in result.stderr
+    assert "The provided authorization grant is invalid" in result.stderr
+    assert sendgrid.paths[1:] == ["/v3/mail/batch"]  # nothing was sent after the approval
+    assert states(tmp_path) == {"queued": 18}
 
 
 @pytest.mark.parametrize(("offset", "message"), [(-1, "is in the past"), (80, "more than 72 hours ahead")])

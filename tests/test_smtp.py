@@ -21,11 +21,14 @@ class Recorder:
         self.messages: list[tuple[str, list[str], bytes, list[str]]] = []
         self.sessions: set[int] = set()
         self.refuse: set[str] = set()
+        self.refuse_at_data: set[str] = set()  # said 250 to RCPT, refused later (aiosmtpd: DATA gets 503)
         self.hang_up_after: int | None = None
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if address in self.refuse:
             return "550 5.1.1 no such user"
+        if address in self.refuse_at_data:
+            return "250 OK"  # not added to the envelope: the DATA command is then refused
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -119,6 +122,26 @@ def test_refused_recipient_fails_without_stopping_the_others(workspace: Path, sm
     assert [m[1][0] for m in smtp_server.messages] == ["a@example.com", "b@example.com"]
     status = run_cli("status", "issues/2020-12-13.yaml")
     assert "gone@example.com: RCPT TO gone@example.com: the server answered 550" in status.stdout
+
+
+def test_refused_data_command_fails_the_recipient_instead_of_uncertain(workspace: Path, smtp_server: Recorder,
+                                                                     run_cli, tmp_path: Path) -> None:
+    # Some servers accept RCPT and refuse at the DATA command (no valid recipients): the message
+    # never left, so the recipient failed; `uncertain` would hold them back as maybe delivered.
+    smtp_server.refuse_at_data = {"gone@example.com"}
+    csv = subscribers_csv(workspace, ["a@example.com,A,,subscribed", "gone@example.com,G,,subscribed",
+                                      "b@example.com,B,,subscribed"])
+    result = run_cli("send", "issues/2020-12-13.yaml", "--backend", "smtp", "--subscribers", csv, "--live",
+                     "--yes", "--force")
+    assert result.exit_code == 3
+    assert [m[1][0] for m in smtp_server.messages] == ["a@example.com", "b@example.com"]
+    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    ledger = {email: (state, error) for email, state, error in db.execute("SELECT email, state, error FROM deliveries")}
+    db.close()
+    assert ledger["gone@example.com"][0] == "failed"
+    assert "DATA: the server answered 503" in ledger["gone@example.com"][1]
+    assert ledger["a@example.com"][0] == ledger["b@example.com"][0] == "accepted"
+    assert len(smtp_server.sessions) == 1  # the refusal did not cost the connection
 
 
 def test_non_ascii_address_uses_smtputf8(workspace: Path, smtp_server: Recorder, run_cli) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections import deque
 from pathlib import Path
 
@@ -119,6 +120,15 @@ def test_reasons_match_any_case_and_say_why(sendgrid: FakeSendGrid, state_dir: P
         assert suppressions.reasons("nobody@invalid.example")[0].describe() == (
             "invalid email (Mail domain mentioned in email address is unknown)")
         assert suppressions.reasons("ada.lovelace@example.com") == []
+
+
+def test_an_address_matches_in_either_unicode_form(sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    # SendGrid keeps an address as it was sent; a CSV may spell "é" as one character or two.
+    composed, decomposed = (unicodedata.normalize(form, "José@example.com") for form in ("NFC", "NFD"))
+    sendgrid.suppressions[SPAM] = [{"created": 1_443_651_154, "email": decomposed}]
+    pull(state_dir)
+    for spelling in (composed, decomposed, composed.upper()):
+        assert list(screen_recipients(state_dir, [spelling]).reasons.values()) == ["suppressed: spam report"], spelling
 
 
 def test_a_429_waits_for_the_rate_limit_reset_then_succeeds(sendgrid: FakeSendGrid, state_dir: Path) -> None:

@@ -63,6 +63,20 @@ def api_key() -> str:
             f"    hint: export {API_KEY_ENV}=SG.… (create one under Settings > API Keys), or leave out --live "
             "for a dry run"
         )
+    return check_api_key(key)
+
+
+def check_api_key(key: str) -> str:
+    """The key, if it can be sent in a header; the error never quotes it."""
+    # http.client refuses a header value with a line break by quoting it whole in a ValueError, and
+    # cannot encode non-Latin-1 text: either way the key would reach a traceback. A SendGrid key is
+    # ASCII letters, digits and punctuation, so anything else is a paste gone wrong (two keys, a note).
+    if not key.isascii() or any(c.isspace() or not c.isprintable() for c in key):
+        raise BackendConfigError(
+            f"{API_KEY_ENV} is not a single API key: it holds a line break, a space or a non-ASCII character "
+            "(the value is not shown here)\n"
+            f"    hint: export {API_KEY_ENV}=SG.… again with just the key"
+        )
     return key
 
 

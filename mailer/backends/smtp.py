@@ -164,6 +164,11 @@ class SmtpBackend:
             raise TransientError(f"the SMTP connection dropped before sending: {err}") from None
         try:
             code, reply = conn.data(data)
+        except smtplib.SMTPDataError as err:
+            # smtplib raises this when the DATA command itself is refused (not 354), before any of the
+            # message is sent: a refusal, not an unknown outcome. Checked first: it is an OSError too.
+            self._reset(conn)
+            raise _refused(err.smtp_code, err.smtp_error, "DATA") from None
         except (smtplib.SMTPServerDisconnected, OSError) as err:
             self.close()
             raise UncertainError(f"the SMTP connection dropped while the message was sent: {err}") from None
