@@ -248,6 +248,7 @@ class Outcome:
     message_id: str | None = None
     error: str | None = None
     fatal: bool = False
+    recipient_only: bool = False  # a refusal of one mailbox: no sign that the send as a whole is failing
 
 
 def deliver(backend: Backend, payload: Any, policy: RetryPolicy, stop: threading.Event) -> Outcome:
@@ -264,7 +265,7 @@ def deliver(backend: Backend, payload: Any, policy: RetryPolicy, stop: threading
             if stop.wait(policy.delay(attempt, err.retry_after)):
                 return Outcome(ledger_states.QUEUED, error=f"stopped while waiting to retry: {err}")
         except RejectedError as err:
-            return Outcome(ledger_states.FAILED, error=str(err))
+            return Outcome(ledger_states.FAILED, error=str(err), recipient_only=err.recipient_only)
         except UncertainError as err:
             return Outcome(ledger_states.UNCERTAIN, error=str(err))
         except FatalError as err:
@@ -374,7 +375,7 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
             elif outcome.fatal:
                 fatal = outcome.error
                 stop.set()
-            elif outcome.state != ledger_states.QUEUED:
+            elif outcome.state != ledger_states.QUEUED and not outcome.recipient_only:
                 consecutive_failures += 1
                 if consecutive_failures >= options.max_consecutive_failures and not stop.is_set():
                     report.stopped = (f"stopped after {consecutive_failures} failed batches in a row; "

@@ -114,7 +114,7 @@ def validate_mail_send(body: Any, now: float | None = None) -> list[dict[str, st
 class FakeSendGrid:
     """Behaviour knobs and what was received. `script` answers requests in order before `default`."""
 
-    default: str = "accept"  # accept | accept_drop | 429 | 500 | drop | stall | 401
+    default: str = "accept"  # accept | accept_drop | 429 | 500 | 504 | drop | stall | 401
     script: deque[str] = field(default_factory=deque)
     stall_seconds: float = 5.0
     delay_seconds: float = 0.0  # think time before answering each Mail Send request
@@ -240,6 +240,11 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
                 return
             if behaviour == "500":
                 self._answer(500, {"errors": [{"message": "internal error"}]}, {"Retry-After": "0"})
+                return
+            if behaviour == "504":
+                # What SendGrid's edge answers when the server behind it took too long: it may have
+                # queued the mail all the same.
+                self._answer(504, {"errors": [{"message": "gateway timeout"}]})
                 return
             if behaviour == "drop":
                 # The request arrived; the answer never does: the sender cannot know whether it was sent.

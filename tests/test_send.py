@@ -278,6 +278,19 @@ def test_consecutive_failures_stop_the_send(workspace: Path, sendgrid: FakeSendG
     assert sendgrid.accepted == []
 
 
+def test_gateway_timeout_is_uncertain_not_retried(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                  tmp_path: Path) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 1500)
+    sendgrid.script = deque(["accept", "504"])
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    assert result.exit_code == 3
+    # One request for the second batch, never a retry: the 504 may hide an accepted batch.
+    assert len([p for p in sendgrid.paths if p == "/v3/mail/send"]) == 3  # approval, batch 1, batch 2
+    assert states(tmp_path) == {"accepted": 1000, "uncertain": 500}
+    assert "504" in run_cli("status", ISSUE).stdout
+
+
 def test_stalled_request_times_out_as_uncertain(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
     sendgrid.default = "stall"
     sendgrid.stall_seconds = 2

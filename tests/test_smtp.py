@@ -144,6 +144,20 @@ def test_refused_data_command_fails_the_recipient_instead_of_uncertain(workspace
     assert len(smtp_server.sessions) == 1  # the refusal did not cost the connection
 
 
+def test_many_dead_mailboxes_in_a_row_do_not_stop_the_send(workspace: Path, smtp_server: Recorder,
+                                                            run_cli) -> None:
+    # A list sorted by sign-up date can hold a run of long-gone addresses: each refusal is about
+    # one mailbox, not a sign that the server is failing, so the readers after them still get it.
+    smtp_server.refuse = {f"gone{i}@example.com" for i in range(7)}
+    csv = subscribers_csv(workspace, [f"gone{i}@example.com,G,,subscribed" for i in range(7)]
+                          + ["alive@example.com,A,,subscribed"])
+    result = run_cli("send", "issues/2020-12-13.yaml", "--backend", "smtp", "--subscribers", csv, "--live",
+                     "--yes", "--force")
+    assert result.exit_code == 3  # not everyone was accepted
+    assert "in a row" not in result.stdout + result.stderr
+    assert [m[1][0] for m in smtp_server.messages] == ["alive@example.com"]
+
+
 def test_non_ascii_address_uses_smtputf8(workspace: Path, smtp_server: Recorder, run_cli) -> None:
     csv = subscribers_csv(workspace, ["用户@例子.广告,用户,,subscribed"])
     result = run_cli("send", "issues/2020-12-13.yaml", "--backend", "smtp", "--subscribers", csv, "--live",

@@ -42,6 +42,12 @@ class TransientError(DeliveryError):
 class RejectedError(DeliveryError):
     """Not delivered, and retrying will not help: the provider refused these recipients."""
 
+    def __init__(self, message: str, *, recipient_only: bool = False):
+        super().__init__(message)
+        # True when the refusal is about this one mailbox (SMTP "550 no such user"): it says nothing
+        # about the server or the issue, so it must not count towards stopping the whole send.
+        self.recipient_only = recipient_only
+
 
 class UncertainError(DeliveryError):
     """The request may have reached the provider: resending could deliver twice."""

@@ -139,6 +139,11 @@ class SendGridBackend:
         except http.BadRequestsError as err:
             raise RejectedError(f"SendGrid rejected the request (400): {_errors(err)}") from None
         except http.HTTPError as err:
+            if int(err.status_code) == 504:
+                # A gateway timeout: the proxy gave up waiting for the server that had the request,
+                # which may still have queued it. Like a read timeout, resending could deliver twice.
+                raise UncertainError(f"SendGrid answered 504 (gateway timeout): the request may have been "
+                                     f"accepted: {_errors(err)}") from None
             if 500 <= int(err.status_code) < 600:
                 raise TransientError(f"SendGrid answered {err.status_code}: {_errors(err)}",
                                      retry_after=_retry_after(err)) from None

@@ -144,7 +144,7 @@ class SmtpBackend:
         if needs_utf8:
             if not conn.has_extn("smtputf8"):
                 raise RejectedError(f"{payload.recipient}: the server does not support SMTPUTF8, which this "
-                                    "non-ASCII address needs")
+                                    "non-ASCII address needs", recipient_only=True)
             options.append("SMTPUTF8")
         if conn.has_extn("8bitmime"):
             options.append("BODY=8BITMIME")
@@ -157,7 +157,7 @@ class SmtpBackend:
             code, reply = conn.rcpt(payload.recipient)
             if code not in (250, 251):
                 self._reset(conn)
-                raise _refused(code, reply, f"RCPT TO {payload.recipient}")
+                raise _refused(code, reply, f"RCPT TO {payload.recipient}", recipient_only=True)
         except (smtplib.SMTPServerDisconnected, OSError) as err:
             # Nothing was sent yet: the server had closed an idle connection. Reconnect and retry.
             self.close()
@@ -202,8 +202,8 @@ def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
         raise smtplib.SMTPAuthenticationError(code, reply)
 
 
-def _refused(code: int, reply: bytes, step: str) -> Exception:
+def _refused(code: int, reply: bytes, step: str, *, recipient_only: bool = False) -> Exception:
     text = reply.decode("utf-8", "replace")
     if 400 <= code < 500:
         return TransientError(f"{step}: the server answered {code} {text} (temporary)")
-    return RejectedError(f"{step}: the server answered {code} {text}")
+    return RejectedError(f"{step}: the server answered {code} {text}", recipient_only=recipient_only)
