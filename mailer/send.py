@@ -249,6 +249,7 @@ class Outcome:
     error: str | None = None
     fatal: bool = False
     recipient_only: bool = False  # a refusal of one mailbox: no sign that the send as a whole is failing
+    refused: tuple[int, ...] = ()  # nothing was sent, because of these positions in the batch only
 
 
 def deliver(backend: Backend, payload: Any, policy: RetryPolicy, stop: threading.Event) -> Outcome:
@@ -265,7 +266,8 @@ def deliver(backend: Backend, payload: Any, policy: RetryPolicy, stop: threading
             if stop.wait(policy.delay(attempt, err.retry_after)):
                 return Outcome(ledger_states.QUEUED, error=f"stopped while waiting to retry: {err}")
         except RejectedError as err:
-            return Outcome(ledger_states.FAILED, error=str(err), recipient_only=err.recipient_only)
+            return Outcome(ledger_states.FAILED, error=str(err), recipient_only=err.recipient_only,
+                           refused=err.positions)
         except UncertainError as err:
             return Outcome(ledger_states.UNCERTAIN, error=str(err))
         except FatalError as err:
@@ -358,15 +360,41 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
     stop = threading.Event()  # tells workers waiting to retry to give up; set on interrupt too
     limiter = RateLimiter(options.rate, sleep=lambda seconds: interrupt.wait(seconds))
     workers = max(1, min(options.workers, 1 if backend.max_batch == 1 else options.workers))
-    in_flight: dict[Future[Outcome], list[str]] = {}
+    in_flight: dict[Future[Outcome], tuple[str, list[Subscriber]]] = {}
     consecutive_failures = 0
     fatal: str | None = None
+    personal = Personaliser(rendered, config, secret)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailer-send")
+
+    def submit(batch: list[Subscriber], batch_id: str) -> None:
+        recipients = [Recipient(s, personal(s)) for s in batch]
+        payload = backend.prepare(rendered, config, recipients, batch_id=batch_id, options=payload_options)
+        ledger.mark_sending(key, [s.key for s in batch], batch_id)  # committed before the request can leave
+        report.batches += 1
+        in_flight[pool.submit(deliver, backend, payload, options.retry, stop)] = (batch_id, batch)
+
+    def settle_refused(future: Future[Outcome], batch_id: str, batch: list[Subscriber], outcome: Outcome) -> None:
+        # The provider refused the whole batch, nothing sent, for the sake of a few recipients: fail
+        # those, and send the others again in a batch of their own (or leave them queued when stopping).
+        refused = [s for i, s in enumerate(batch) if i in outcome.refused]
+        others = [s for i, s in enumerate(batch) if i not in outcome.refused]
+        ledger.mark(key, [s.key for s in refused], ledger_states.FAILED, error=outcome.error)
+        if stop.is_set():
+            ledger.mark(key, [s.key for s in others], ledger_states.QUEUED)
+        del in_flight[future]
+        progress.on_batch(len(refused), ledger_states.FAILED)
+        if others and not stop.is_set():
+            submit(others, f"{batch_id}r")
 
     def settle(done: set[Future[Outcome]]) -> None:
         nonlocal consecutive_failures, fatal
         for future in done:
-            keys = in_flight[future]
+            batch_id, batch = in_flight[future]
+            keys = [s.key for s in batch]
             outcome = future.result()
+            if outcome.refused and len(outcome.refused) < len(batch):
+                settle_refused(future, batch_id, batch, outcome)
+                continue
             ledger.mark(key, keys, outcome.state, message_id=outcome.message_id, error=outcome.error)
             del in_flight[future]  # only once recorded: a KeyboardInterrupt mid-write settles it again
             progress.on_batch(len(keys), outcome.state)
@@ -382,8 +410,6 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
                                       f"the last error: {outcome.error}")
                     stop.set()
 
-    personal = Personaliser(rendered, config, secret)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailer-send")
     interrupted = False
 
     def settle_some() -> None:
@@ -401,13 +427,7 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
                 stop.set()
             if stop.is_set():
                 break
-            recipients = [Recipient(s, personal(s)) for s in batch]
-            batch_id = f"{run_id}:{number:05d}"
-            payload = backend.prepare(rendered, config, recipients, batch_id=batch_id, options=payload_options)
-            keys = [s.key for s in batch]
-            ledger.mark_sending(key, keys, batch_id)  # committed before the request can leave
-            report.batches += 1
-            in_flight[pool.submit(deliver, backend, payload, options.retry, stop)] = keys
+            submit(batch, f"{run_id}:{number:05d}")
             while len(in_flight) >= workers:
                 settle_some()
         while in_flight:

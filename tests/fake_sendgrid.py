@@ -114,7 +114,7 @@ def validate_mail_send(body: Any, now: float | None = None) -> list[dict[str, st
 class FakeSendGrid:
     """Behaviour knobs and what was received. `script` answers requests in order before `default`."""
 
-    default: str = "accept"  # accept | accept_drop | 429 | 500 | 504 | drop | stall | 401
+    default: str = "accept"  # accept | accept_drop | 400 | 429 | 500 | 504 | drop | stall | 401
     script: deque[str] = field(default_factory=deque)
     stall_seconds: float = 5.0
     delay_seconds: float = 0.0  # think time before answering each Mail Send request
@@ -124,6 +124,8 @@ class FakeSendGrid:
     auth_headers: list[str] = field(default_factory=list)
     scheduled: dict[str, str] = field(default_factory=dict)
     keep_bodies: bool = True
+    # Addresses SendGrid calls invalid: a request naming one is refused whole, the field saying which.
+    refuse_addresses: set[str] = field(default_factory=set)
     # The suppression lists: path → every row, as SendGrid's GET endpoints answer them.
     suppressions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     get_script: deque[str] = field(default_factory=deque)  # ok | 429 | 500 | 403 | drop, in order
@@ -241,6 +243,12 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
             if behaviour == "500":
                 self._answer(500, {"errors": [{"message": "internal error"}]}, {"Retry-After": "0"})
                 return
+            if behaviour == "400":
+                # Refused for the request as a whole, not for any one recipient.
+                self._answer(400, {"errors": [{"field": "from.email", "message": "The from address does not match "
+                                               "a verified Sender Identity. Mail cannot be sent until this error is "
+                                               "resolved."}]})
+                return
             if behaviour == "504":
                 # What SendGrid's edge answers when the server behind it took too long: it may have
                 # queued the mail all the same.
@@ -261,6 +269,9 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
                 self._answer(400, {"errors": [{"message": "Invalid JSON"}]})
                 return
             errors = validate_mail_send(body)
+            errors += [{"field": f"personalizations.{i}.to.0.email", "message": "Does not contain a valid address."}
+                       for i, p in enumerate(body.get("personalizations") or [])
+                       if p["to"][0]["email"] in fake.refuse_addresses]
             if errors:
                 self._answer(400, {"errors": errors})
                 return

@@ -278,6 +278,34 @@ def test_consecutive_failures_stop_the_send(workspace: Path, sendgrid: FakeSendG
     assert sendgrid.accepted == []
 
 
+def test_addresses_sendgrid_refuses_fail_alone_and_the_rest_of_their_batch_is_sent(
+        workspace: Path, sendgrid: FakeSendGrid, run_cli, tmp_path: Path) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 1500)
+    sendgrid.refuse_addresses = {"reader00003@example.com", "reader00007@example.com", "reader01200@example.com"}
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes")
+    assert result.exit_code == 3  # not everyone was accepted
+    assert states(tmp_path) == {"accepted": 1497, "failed": 3}
+    received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
+    assert len(received) == 1497 and max(received.values()) == 1
+    assert not received.keys() & sendgrid.refuse_addresses
+    status = run_cli("status", ISSUE).stdout
+    assert "reader00007@example.com: SendGrid rejected the request (400)" in status
+    assert "Does not contain a valid address" in status
+
+
+def test_a_request_refused_as_a_whole_fails_its_batch_without_resending(workspace: Path, sendgrid: FakeSendGrid,
+                                                                       run_cli, tmp_path: Path) -> None:
+    approve(run_cli)
+    sendgrid.script = deque(["400"])
+    result = run_cli("send", ISSUE, "--subscribers", str(make_subscribers(workspace, 30)), "--live", "--yes")
+    assert result.exit_code == 3
+    assert "does not match a verified Sender Identity" in result.stdout + result.stderr + run_cli(
+        "status", ISSUE).stdout
+    assert len([p for p in sendgrid.paths if p == "/v3/mail/send"]) == 2  # the approval, then one refused
+    assert states(tmp_path) == {"failed": 30}
+
+
 def test_gateway_timeout_is_uncertain_not_retried(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                   tmp_path: Path) -> None:
     approve(run_cli)

@@ -42,11 +42,14 @@ class TransientError(DeliveryError):
 class RejectedError(DeliveryError):
     """Not delivered, and retrying will not help: the provider refused these recipients."""
 
-    def __init__(self, message: str, *, recipient_only: bool = False):
+    def __init__(self, message: str, *, recipient_only: bool = False, positions: tuple[int, ...] = ()):
         super().__init__(message)
         # True when the refusal is about this one mailbox (SMTP "550 no such user"): it says nothing
         # about the server or the issue, so it must not count towards stopping the whole send.
         self.recipient_only = recipient_only
+        # When a whole batch was refused (nothing sent) because of some of its recipients only, their
+        # positions in the batch: the others can go again in a batch of their own.
+        self.positions = positions
 
 
 class UncertainError(DeliveryError):

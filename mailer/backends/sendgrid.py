@@ -137,7 +137,8 @@ class SendGridBackend:
         except http.PayloadTooLargeError as err:
             raise FatalError(f"SendGrid says the request is too large (413): {_errors(err)}") from None
         except http.BadRequestsError as err:
-            raise RejectedError(f"SendGrid rejected the request (400): {_errors(err)}") from None
+            raise RejectedError(f"SendGrid rejected the request (400): {_errors(err)}",
+                                positions=_refused_positions(err)) from None
         except http.HTTPError as err:
             if int(err.status_code) == 504:
                 # A gateway timeout: the proxy gave up waiting for the server that had the request,
@@ -170,6 +171,26 @@ def _errors(err: Any) -> str:
         return "; ".join(m for m in messages if m) or str(err.body)[:300]
     except (ValueError, TypeError, AttributeError):
         return str(getattr(err, "body", err))[:300]
+
+
+_PERSONALIZATION_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")
+
+
+def _refused_positions(err: Any) -> tuple[int, ...]:
+    """The personalizations a 400 blames, when it blames nothing else ("personalizations.3.to.0.email").
+
+    SendGrid refuses the whole request for one bad address among a thousand; knowing which ones lets
+    the sender fail only those and send the rest. Any error without such a field means the request
+    itself is wrong: then nothing is singled out.
+    """
+    try:
+        errors = json.loads(err.body).get("errors") or []
+        matches = [_PERSONALIZATION_FIELD.match(str(e.get("field") or "")) for e in errors]
+    except (ValueError, TypeError, AttributeError):
+        return ()
+    if not matches or not all(matches):
+        return ()
+    return tuple(sorted({int(m.group(1)) for m in matches if m}))
 
 
 def _retry_after(err: Any) -> float | None:
