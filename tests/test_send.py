@@ -209,6 +209,16 @@ def test_throttling_and_server_errors_are_retried(workspace: Path, sendgrid: Fak
     assert states(tmp_path) == {"accepted": 1500}
 
 
+def test_a_throttle_reset_already_past_backs_off_instead_of_retrying_at_once() -> None:
+    # X-RateLimit-Reset a few seconds in the past means this machine's clock runs ahead of SendGrid's:
+    # retrying at once would burn every attempt while SendGrid still throttles.
+    policy = RetryPolicy(base_seconds=1.0, cap_seconds=60.0)
+    waits = [policy.delay(3, 0.0) for _ in range(200)]
+    assert all(0 < wait <= 8 for wait in waits) and max(waits) > 2
+    assert policy.delay(3, 7.5) == 7.5  # a reset in the future is waited for exactly
+    assert policy.delay(0, 5000.0) == policy.max_wait_seconds
+
+
 def test_dropped_connection_is_uncertain_and_not_resent(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                         tmp_path: Path) -> None:
     approve(run_cli)
