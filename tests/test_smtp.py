@@ -132,6 +132,72 @@ def test_non_ascii_address_uses_smtputf8(workspace: Path, smtp_server: Recorder,
     assert str(parse(data)["To"]) == "用户 <用户@例子.广告>"
 
 
+SELF_SIGNED = Path(__file__).parent / "selfsigned-127.0.0.1.pem"
+
+
+class TlsRecorder(Recorder):
+    """Also notes, per message, whether it came over TLS and from which logged-in user."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.security: list[tuple[bool, object]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.security.append((server.transport.get_extra_info("ssl_object") is not None, session.auth_data))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def authenticate(server, session, envelope, mechanism, auth_data):
+    from aiosmtpd.smtp import AuthResult
+
+    return AuthResult(success=(auth_data.login, auth_data.password) == (b"editor", b"p@ss word"),
+                      auth_data=auth_data.login)
+
+
+# aiosmtpd warns that AUTH without required TLS is unsafe: on smtps:// the whole connection is TLS,
+# which it cannot see (see the handler's own check).
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("scheme", ["smtp", "smtps"])
+def test_tls_and_login_as_the_url_says(workspace: Path, monkeypatch: pytest.MonkeyPatch, scheme: str) -> None:
+    import ssl
+
+    from mailer.backends.smtp import SmtpBackend
+    from mailer.build import build_issue
+    from mailer.config import load_config
+    from mailer.send import SendOptions, test_send
+    from mailer.subscribers import Subscriber
+
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(SELF_SIGNED)
+    recorder = TlsRecorder()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # smtp://: a plain connection upgraded with STARTTLS, which the server requires before the login;
+    # smtps://: TLS from the first byte (aiosmtpd cannot tell that TLS for auth_require_tls, so the
+    # handler checks the connection itself).
+    if scheme == "smtp":
+        tls = {"tls_context": server_tls, "require_starttls": True, "auth_require_tls": True}
+    else:
+        tls = {"ssl_context": server_tls, "auth_require_tls": False}
+    controller = Controller(recorder, hostname="127.0.0.1", port=port, server_hostname="localhost",
+                            authenticator=authenticate, auth_required=True, **tls)
+    controller.start()
+    try:
+        monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", "smtp-test-secret")
+        client_tls = ssl.create_default_context(cafile=SELF_SIGNED)  # trusts this test certificate only
+        backend = SmtpBackend(parse_url(f"{scheme}://editor:p%40ss%20word@127.0.0.1:{port}"), tls_context=client_tls)
+        config = load_config(workspace)
+        rendered = build_issue(workspace / "issues" / "2020-12-13.yaml", config)
+        report = test_send(rendered, config, Subscriber("ada@example.com", "Ada"), "editor@example.com", backend,
+                           SendOptions(live=True))
+    finally:
+        controller.stop()
+    assert report.message_id
+    assert recorder.security == [(True, b"editor")]
+    assert [m[1] for m in recorder.messages] == [["editor@example.com"]]
+
+
 @pytest.mark.parametrize(("url", "expected"), [
     ("smtp://user:p%40ss@mail.example.com:587", ("mail.example.com", 587, False, True, "user", "p@ss")),
     ("smtps://u:p@mail.example.com", ("mail.example.com", 465, True, False, "u", "p")),
