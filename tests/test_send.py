@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -102,6 +103,20 @@ def test_dry_run_eml_is_a_complete_message(workspace: Path, sendgrid, run_cli, t
     assert "-first_name-" not in html.get_content() and "-unsubscribe_url-" not in text.get_content()
 
 
+def test_segment_and_skip_invalid_choose_who_a_send_is_for(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
+    path = workspace / "subs.csv"
+    path.write_text("email,first_name,status,tags\nada@example.com,Ada,subscribed,nlp\nbob@,Bob,subscribed,nlp\n"
+                    "cy@example.com,Cy,subscribed,weekly\n", encoding="utf-8")
+    refused = run_cli("send", ISSUE, "--subscribers", str(path), "--segment", "nlp")
+    assert refused.exit_code == 1 and "subs.csv:3: invalid email address 'bob@'" in refused.stderr
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--segment", "nlp", "--skip-invalid")
+    assert result.exit_code == 0, result.stderr
+    assert "  would send to: ada@example.com\n" in result.stdout
+    assert "skip bob@ (line 3): invalid email address 'bob@'" in result.stdout
+    assert "skip cy@example.com (line 4): not tagged 'nlp'" in result.stdout
+    assert sendgrid.paths == []
+
+
 # -- live sends ----------------------------------------------------------------------------------
 
 
@@ -174,6 +189,11 @@ def test_send_to_everyone_then_resume_sends_nobody_twice(workspace: Path, sendgr
     accepted = [a for a in sendgrid.accepted if a != "editor@example.com"]
     assert len(accepted) == len(set(accepted)) == 2500
     assert states(tmp_path) == {"accepted": 2500}
+    # Without a terminal: plain log lines, then the table.
+    assert "sending to 2500 recipient(s)" in result.stderr
+    assert result.stderr.count("batch of 1000: accepted") == 2 and "batch of 500: accepted" in result.stderr
+    assert re.search(r"^  intended +2500$", result.stdout, re.M)
+    assert re.search(r"^  accepted +2500$", result.stdout, re.M)
     # SendGrid's X-Message-Id is kept per batch: one id for each request's recipients.
     db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
     ids = db.execute("SELECT message_id, COUNT(*) FROM deliveries GROUP BY message_id").fetchall()
