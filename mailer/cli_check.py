@@ -122,8 +122,11 @@ def print_reports(reports: list[CheckReport], *, strict: bool) -> None:
     warnings = sum(report.count("warning") for report in reports)
     failing = errors + (warnings if strict else 0)
     summary = f"{_count(errors, 'error')}, {_count(warnings, 'warning')}"
-    if failing:
+    if errors:
         click.secho(f"✗ {summary}: fix the errors before sending (mailer send refuses to send while there are any)",
+                    fg="red", bold=True)
+    elif failing:
+        click.secho(f"✗ {summary}: --strict counts warnings as errors (mailer send stops only on errors)",
                     fg="red", bold=True)
     else:
         click.secho(f"✓ {summary}: ready to send", fg="green", bold=True)

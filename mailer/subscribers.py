@@ -119,8 +119,10 @@ def read_subscribers(
     width = len(header) + 1
     i_email, i_first, i_last, i_status, i_tags = (columns.get(name, width - 1) for name in COLUMNS)
     subscribers, skipped, warnings = result.subscribers, result.skipped, result.warnings
+    last_line = rows.line_num  # where the row being read ends: the next one starts below it
     try:
         for line, row in _numbered(rows):
+            last_line = line
             if len(row) < width:
                 row.extend([""] * (width - len(row)))
             email = normalise_email(row[i_email])
@@ -154,7 +156,9 @@ def read_subscribers(
                 continue
             subscribers.append(Subscriber(email, row[i_first].strip(), row[i_last].strip(), tags, line))
     except csv.Error as err:
-        problems.append(Problem(label, f"not a readable CSV: {err}", rows.line_num,
+        # The row that broke starts after the last good one. rows.line_num is where the reader
+        # stopped: for a quote never closed that is the end of the file, far from the mistake.
+        problems.append(Problem(label, f"not a readable CSV: {err}", last_line + 1,
                                 hint="check the quotes on this line"))
     if problems:
         raise InputError(problems)

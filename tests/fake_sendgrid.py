@@ -114,7 +114,7 @@ def validate_mail_send(body: Any, now: float | None = None) -> list[dict[str, st
 class FakeSendGrid:
     """Behaviour knobs and what was received. `script` answers requests in order before `default`."""
 
-    default: str = "accept"  # accept | accept_drop | 400 | 429 | 500 | 504 | drop | stall | 401
+    default: str = "accept"  # accept | accept_drop | 400 | 413 | 429 | 500 | 504 | drop | stall | 401
     script: deque[str] = field(default_factory=deque)
     stall_seconds: float = 5.0
     delay_seconds: float = 0.0  # think time before answering each Mail Send request
@@ -130,7 +130,7 @@ class FakeSendGrid:
     suppressions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     get_script: deque[str] = field(default_factory=deque)  # ok | 429 | 500 | 403 | drop, in order
     get_default: str = "ok"
-    rate_limit_reset_in: float = 0.0  # a 429's X-RateLimit-Reset: this many seconds from now
+    rate_limit_reset_in: float = 0.0  # a 429's X-RateLimit-Reset (GET and Mail Send): this many seconds from now
     gets: list[str] = field(default_factory=list)  # path and query of every GET
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -238,16 +238,18 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
                 return
             if behaviour == "429":
                 self._answer(429, {"errors": [{"message": "too many requests"}]},
-                             {"X-RateLimit-Reset": str(int(time.time())), "Retry-After": "0"})
+                             {"X-RateLimit-Reset": str(int(time.time() + fake.rate_limit_reset_in)),
+                              "Retry-After": "0"})
+                return
+            if behaviour == "400":  # SendGrid refuses this batch as it is: retrying cannot help
+                self._answer(400, {"errors": [{"field": "content.1.value", "message": "The content value must be "
+                                               "a string at least one character in length."}]})
+                return
+            if behaviour == "413":
+                self._answer(413, {"errors": [{"field": None, "message": "Payload too large"}]})
                 return
             if behaviour == "500":
                 self._answer(500, {"errors": [{"message": "internal error"}]}, {"Retry-After": "0"})
-                return
-            if behaviour == "400":
-                # Refused for the request as a whole, not for any one recipient.
-                self._answer(400, {"errors": [{"field": "from.email", "message": "The from address does not match "
-                                               "a verified Sender Identity. Mail cannot be sent until this error is "
-                                               "resolved."}]})
                 return
             if behaviour == "504":
                 # What SendGrid's edge answers when the server behind it took too long: it may have

@@ -125,6 +125,19 @@ def test_charset_language_direction_and_dark_mode_are_declared(built) -> None:
     assert "color:#000000" not in zh.replace(" ", "")  # no pure black text
 
 
+def test_colours_and_fonts_live_in_the_head_partial_only() -> None:
+    # Design tokens in one place (mj-attributes / mj-class / the CSS in head.mjml.j2): a colour or
+    # font written in another email layout would escape a change of the palette or of dark mode.
+    tokens = re.compile(r"#[0-9a-fA-F]{3,8}\b|\brgba?\(|font-family|\bcolor=", re.I)
+    head = REPO / "layouts" / "partials" / "head.mjml.j2"
+    assert tokens.search(head.read_text(encoding="utf-8"))
+    elsewhere = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+                 for path in sorted((REPO / "layouts").rglob("*.mjml.j2")) if path != head
+                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if tokens.search(line)]
+    assert elsewhere == []
+
+
 def test_preheader_is_hidden_in_the_body(built) -> None:
     rendered = built["2020-12-13"]
     match = re.search(r'<div style="display:none;[^"]*">(.*?)</div>', rendered.html)

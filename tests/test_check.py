@@ -77,6 +77,14 @@ def test_an_issue_over_gmails_clipping_limit_is_an_error(workspace: Path) -> Non
     assert finding.severity == "error" and "Gmail clips" in finding.message and "unsubscribe" in finding.message
 
 
+def test_a_message_over_512_kb_is_a_warning(workspace: Path) -> None:
+    paragraph = "A sentence about research that goes on for a while to fill the email. " * 12
+    huge = MINIMAL_ISSUE.replace("Hello -first_name-", "\n\n      ".join([paragraph] * 330) + "\n\n      Hello")
+    finding = only(check(workspace, huge), "size.message")
+    assert finding.severity == "warning" and finding.message.startswith("the whole message is 5")
+    assert not [f for f in check(workspace, _long_issue(90)) if f.code == "size.message"]  # clipped, not huge
+
+
 def test_an_issue_close_to_the_limit_is_a_warning(workspace: Path) -> None:
     sizes = {}
     for sections in range(24, 40):
@@ -399,6 +407,29 @@ def test_every_message_carries_one_click_unsubscribe_headers(workspace: Path) ->
     assert not [f for f in report.findings if f.code == "compliance.header"]
 
 
+def test_messages_without_one_click_unsubscribe_headers_are_errors(workspace: Path, monkeypatch) -> None:
+    from mailer import message
+
+    personalise = message.Personaliser.__call__
+
+    def without_one_click(self, subscriber):  # a sender that forgot RFC 8058's second header
+        personal = personalise(self, subscriber)
+        del personal.headers["List-Unsubscribe-Post"]
+        return personal
+
+    monkeypatch.setattr(message.Personaliser, "__call__", without_one_click)
+    finding = only(check(workspace, MINIMAL_ISSUE), "compliance.header")
+    assert finding.severity == "error" and "List-Unsubscribe-Post" in finding.message
+
+
+def test_settings_without_a_sender_do_not_check(workspace: Path, run_cli) -> None:
+    config = workspace / "mailer.yaml"
+    edit(config, "from:\n  name: The NLP Cypher\n  email: newsletter@example.com\n", "")
+    result = run_cli("check", "issues/2020-12-13.yaml")
+    assert result.exit_code == 1
+    assert "mailer.yaml:3:1: from: is required" in result.stderr  # line 3: the first setting
+
+
 # --- markup ---------------------------------------------------------------------------------------
 
 
@@ -472,7 +503,11 @@ def test_the_example_subscribers_have_no_errors(workspace: Path) -> None:
 def test_check_exits_0_with_warnings_and_1_with_errors_or_strict(workspace: Path, run_cli) -> None:
     result = run_cli("check", "issues/2020-12-13.yaml")
     assert result.exit_code == 0 and "0 errors, 1 warning: ready to send" in result.stdout
-    assert run_cli("check", "issues/2020-12-13.yaml", "--strict").exit_code == 1
+    strict = run_cli("check", "issues/2020-12-13.yaml", "--strict")
+    assert strict.exit_code == 1
+    # Only warnings: --strict fails the check, but mailer send would not refuse.
+    assert "0 errors, 1 warning: --strict counts warnings as errors" in strict.stdout
+    assert "mailer send refuses" not in strict.stdout
     write(workspace / "issues" / "bad.yaml", MINIMAL_ISSUE.replace("here is", "TODO here is"))
     result = run_cli("check", "issues/")
     assert result.exit_code == 1

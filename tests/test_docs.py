@@ -74,3 +74,17 @@ def test_exit_codes_in_readme_match_the_enum() -> None:
 
     for status in ExitStatus:
         assert re.search(rf"^\| {status.value} \| ", README, re.M), status
+
+
+def test_readme_shows_a_screenshot_of_the_preview_page() -> None:
+    section = README.split("### `mailer preview`", 1)[1].split("\n### ", 1)[0]
+    images = re.findall(r"!\[[^\]]+\]\(([^)]+\.png)\)", section)
+    assert images, "the preview section has no screenshot"
+    for image in images:
+        assert (REPO / image).read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), image
+
+
+def test_the_contents_list_every_command() -> None:
+    contents = README.split("## Commands", 1)[0]
+    for name in cli.commands:
+        assert f"[{name}](#mailer-{name})" in contents, name

@@ -152,3 +152,16 @@ def test_shipped_issues_load(path: Path) -> None:
     issue = load_issue(path)
     assert issue.sections
     assert all(image.alt for image in issue.images())
+
+
+def test_the_sample_digest_is_whole() -> None:
+    # The 12.13.20 digest, every part of it, in English and in Chinese (issue 2: "Sample content").
+    for name, lang in (("2020-12-13.yaml", "en"), ("2020-12-13-zh.yaml", "zh")):
+        issue = load_issue(REPO / "issues" / name)
+        assert issue.lang == lang and issue.date == date(2020, 12, 13)
+        assert len(issue.sections) == 9
+        assert [len(s.list) for s in issue.sections if s.list] == [12]  # the video list
+        assert [len(s.repos) for s in issue.sections if s.repos] == [4]
+        assert [s.dataset.name for s in issue.sections if s.dataset] == ["CrossNER"]
+        assert issue.hero and issue.footer and issue.footer.signoff and issue.footer.social
+        assert all(image.local_path for image in issue.images())  # pictures of its own, no network

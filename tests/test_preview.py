@@ -439,3 +439,19 @@ def test_the_command_serves_until_ctrl_c(workspace: Path) -> None:
         process.kill()
     assert process.returncode == 0, err
     assert "Preview stopped." in out and "Traceback" not in err
+    assert "warning" not in err  # 127.0.0.1: nobody else can see it
+
+
+def test_widening_the_host_warns_who_can_see_the_preview(workspace: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    process = subprocess.Popen([sys.executable, "-m", "mailer", "preview", "--host", "0.0.0.0", "--port", "0"],
+                               cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first_line = process.stdout.readline()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert re.search(r"at http://127\.0\.0\.1:\d+/$", first_line.strip()), first_line
+    assert ("warning: listening on 0.0.0.0: other machines that can reach this one can see the preview, "
+            "including the sample reader Ada <ada@example.com>") in err

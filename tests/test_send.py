@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import threading
+import time
 import unicodedata
 from collections import Counter, deque
 from datetime import UTC, datetime, timedelta
@@ -118,6 +121,20 @@ def test_dry_run_eml_is_a_complete_message(workspace: Path, sendgrid, run_cli, t
     assert "-first_name-" not in html.get_content() and "-unsubscribe_url-" not in text.get_content()
 
 
+def test_segment_and_skip_invalid_choose_who_a_send_is_for(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
+    path = workspace / "subs.csv"
+    path.write_text("email,first_name,status,tags\nada@example.com,Ada,subscribed,nlp\nbob@,Bob,subscribed,nlp\n"
+                    "cy@example.com,Cy,subscribed,weekly\n", encoding="utf-8")
+    refused = run_cli("send", ISSUE, "--subscribers", str(path), "--segment", "nlp")
+    assert refused.exit_code == 1 and "subs.csv:3: invalid email address 'bob@'" in refused.stderr
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--segment", "nlp", "--skip-invalid")
+    assert result.exit_code == 0, result.stderr
+    assert "  would send to: ada@example.com\n" in result.stdout
+    assert "skip bob@ (line 3): invalid email address 'bob@'" in result.stdout
+    assert "skip cy@example.com (line 4): not tagged 'nlp'" in result.stdout
+    assert sendgrid.paths == []
+
+
 # -- live sends ----------------------------------------------------------------------------------
 
 
@@ -126,6 +143,22 @@ def test_live_send_needs_an_approved_test_send(workspace: Path, sendgrid: FakeSe
     assert result.exit_code == 1
     assert "has not been test-sent as it is now" in result.stderr
     assert sendgrid.paths == []
+
+
+def test_an_edit_after_the_test_send_is_refused_until_test_sent_again(workspace: Path, sendgrid: FakeSendGrid,
+                                                                      run_cli, tmp_path: Path) -> None:
+    approve(run_cli)
+    issue = workspace / ISSUE
+    issue.write_text(issue.read_text(encoding="utf-8").replace("welcome back!", "welcome back, friend!"),
+                     encoding="utf-8")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert result.exit_code == 1
+    assert "the content changed since the last test send" in result.stderr and "--force" in result.stderr
+    assert len(sendgrid.paths) == 1 and states(tmp_path) == Counter()  # only the approval went out
+    forced = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes", "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert states(tmp_path) == {"accepted": 18}
+    assert "welcome back, friend!" in sendgrid.requests[-1]["content"][0]["value"]
 
 
 def test_test_send_is_one_message_identical_but_for_recipient_and_subject(workspace: Path, sendgrid, run_cli,
@@ -143,6 +176,25 @@ def test_test_send_is_one_message_identical_but_for_recipient_and_subject(worksp
     assert states(tmp_path) == Counter()  # a test send is not a delivery
 
 
+def test_test_send_defaults_to_the_first_subscriber_and_matches_their_real_message(workspace: Path,
+                                                                                   sendgrid: FakeSendGrid,
+                                                                                   run_cli) -> None:
+    test = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--test-to", "me@example.com", "--live")
+    assert test.exit_code == 0, test.stderr
+    assert "(as ada.lovelace@example.com)" in test.stdout
+    sent = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert sent.exit_code == 0, sent.stderr
+    test_body, list_body = sendgrid.requests
+    assert test_body["subject"] == "[TEST] " + list_body["subject"]
+    for part in ("from", "reply_to", "content", "headers", "categories"):
+        assert test_body[part] == list_body[part], part
+    (as_sent_to_me,) = test_body["personalizations"]
+    ada = next(p for p in list_body["personalizations"] if p["to"][0]["email"] == "ada.lovelace@example.com")
+    assert as_sent_to_me["to"] == [{"email": "me@example.com", "name": "Ada Lovelace"}]
+    assert as_sent_to_me["substitutions"] == ada["substitutions"]
+    assert as_sent_to_me["headers"] == ada["headers"]  # Ada's own List-Unsubscribe link
+
+
 def test_send_to_everyone_then_resume_sends_nobody_twice(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                          tmp_path: Path) -> None:
     approve(run_cli)
@@ -155,6 +207,17 @@ def test_send_to_everyone_then_resume_sends_nobody_twice(workspace: Path, sendgr
     accepted = [a for a in sendgrid.accepted if a != "editor@example.com"]
     assert len(accepted) == len(set(accepted)) == 2500
     assert states(tmp_path) == {"accepted": 2500}
+    # Without a terminal: plain log lines, then the table.
+    assert "sending to 2500 recipient(s)" in result.stderr
+    assert result.stderr.count("batch of 1000: accepted") == 2 and "batch of 500: accepted" in result.stderr
+    assert re.search(r"^  intended +2500$", result.stdout, re.M)
+    assert re.search(r"^  accepted +2500$", result.stdout, re.M)
+    # SendGrid's X-Message-Id is kept per batch: one id for each request's recipients.
+    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    ids = db.execute("SELECT message_id, COUNT(*) FROM deliveries GROUP BY message_id").fetchall()
+    db.close()
+    assert sorted(count for _, count in ids) == [500, 1000, 1000]
+    assert all(message_id and message_id.startswith("msg-") for message_id, _ in ids)
     again = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes")
     assert again.exit_code == 0
     assert len(sendgrid.accepted) == 2501  # nobody twice
@@ -264,6 +327,66 @@ def test_rejected_batch_fails_and_retry_failed_retries_only_failures(workspace: 
     assert len(received) == 1200 and max(received.values()) == 1
 
 
+def test_a_batch_sendgrid_rejects_fails_at_once_with_its_message(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                                 tmp_path: Path) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 1200)
+    sendgrid.script = deque(["400"])
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    assert result.exit_code == 3
+    assert states(tmp_path) == {"failed": 1000, "accepted": 200}
+    assert sendgrid.paths.count("/v3/mail/send") == 3  # the approval, the rejected batch (never retried), the rest
+    status = run_cli("status", ISSUE)
+    assert ("reader00000@example.com: SendGrid rejected the request (400): content.1.value: The content value "
+            "must be a string") in status.stdout
+
+
+def test_a_request_too_large_stops_the_send_and_loses_nobody(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                             tmp_path: Path) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 1200)
+    sendgrid.script = deque(["413"])
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    assert result.exit_code == 3
+    assert "SendGrid says the request is too large (413): Payload too large" in result.stderr
+    assert sendgrid.paths.count("/v3/mail/send") == 2  # the approval, then one refused: nothing more
+    assert states(tmp_path) == {"queued": 1200}
+
+
+def test_a_429_waits_until_sendgrids_rate_limit_reset(workspace: Path, sendgrid: FakeSendGrid) -> None:
+    from mailer.backends import Recipient
+    from mailer.backends.sendgrid import SendGridOptions
+    from mailer.message import personalise
+    from mailer.send import deliver
+
+    class RecordedWaits(threading.Event):
+        """A stop event that records how long the sender would wait instead of waiting."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.waits: list[float] = []
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.waits.append(timeout or 0.0)
+            return False
+
+    config = load_config(workspace)
+    rendered = build_issue(workspace / ISSUE, config)
+    subscriber = read_subscribers(workspace / "subscribers.example.csv").subscribers[0]
+    backend = SendGridBackend()
+    payload = backend.prepare(rendered, config, [Recipient(subscriber, personalise(subscriber, rendered, config,
+                                                                                   b"s"))],
+                              batch_id="t", options=SendGridOptions())
+    sendgrid.script = deque(["429"])
+    sendgrid.rate_limit_reset_in = 30  # X-RateLimit-Reset: 30 s from now (Retry-After says 0)
+    stop = RecordedWaits()
+    outcome = deliver(backend, payload, RetryPolicy(), stop)
+    assert outcome.state == "accepted"
+    (waited,) = stop.waits
+    assert 28 < waited <= 30
+    assert sendgrid.accepted == ["ada.lovelace@example.com"]
+
+
 def test_bad_api_key_stops_at_once_and_loses_nobody(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                     tmp_path: Path, monkeypatch) -> None:
     approve(run_cli)
@@ -302,18 +425,6 @@ def test_addresses_sendgrid_refuses_fail_alone_and_the_rest_of_their_batch_is_se
     status = run_cli("status", ISSUE).stdout
     assert "reader00007@example.com: SendGrid rejected the request (400)" in status
     assert "Does not contain a valid address" in status
-
-
-def test_a_request_refused_as_a_whole_fails_its_batch_without_resending(workspace: Path, sendgrid: FakeSendGrid,
-                                                                       run_cli, tmp_path: Path) -> None:
-    approve(run_cli)
-    sendgrid.script = deque(["400"])
-    result = run_cli("send", ISSUE, "--subscribers", str(make_subscribers(workspace, 30)), "--live", "--yes")
-    assert result.exit_code == 3
-    assert "does not match a verified Sender Identity" in result.stdout + result.stderr + run_cli(
-        "status", ISSUE).stdout
-    assert len([p for p in sendgrid.paths if p == "/v3/mail/send"]) == 2  # the approval, then one refused
-    assert states(tmp_path) == {"failed": 30}
 
 
 def test_gateway_timeout_is_uncertain_not_retried(workspace: Path, sendgrid: FakeSendGrid, run_cli,
@@ -538,6 +649,18 @@ def test_large_dry_run_writes_every_batch_in_order(workspace: Path, sendgrid: Fa
         f"reader{i:05d}@example.com" for i in range(0, 4500, 1000)]
     assert all(validate_mail_send(b) == [] for b in bodies)
     assert sendgrid.paths == []
+
+
+def test_rate_option_caps_messages_per_second(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 2500)
+    start = time.monotonic()
+    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--rate", "1000")
+    elapsed = time.monotonic() - start
+    assert result.exit_code == 0, result.stderr
+    # 1000 a second: the second batch of 1000 may start after 1 s, the third after 2 s.
+    assert elapsed >= 2.0
+    assert len(sendgrid.accepted) == 2501
 
 
 def test_rate_limiter_spaces_batches() -> None:

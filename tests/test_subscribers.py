@@ -57,6 +57,16 @@ def test_every_invalid_row_is_reported_at_once(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(("row", "error"), [('a@example.com,"Ann"x', "',' expected after '\"'"),
+                                            ('a@example.com,"Ann', "unexpected end of data")])
+def test_a_broken_quote_names_its_own_line(tmp_path: Path, row: str, error: str) -> None:
+    rows = ["ok@example.com,Ok", row] + [f"r{i}@example.com,R" for i in range(5)]
+    path = csv_file(tmp_path, "email,first_name\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputError) as info:
+        read_subscribers(path, file_label="s.csv")
+    assert str(info.value).splitlines()[1] == f"s.csv:3: not a readable CSV: {error}"
+
+
 def test_skip_invalid_keeps_going_and_reports(tmp_path: Path) -> None:
     path = csv_file(tmp_path, "email\nok@example.com\nbob@\n")
     result = read_subscribers(path, skip_invalid=True)
