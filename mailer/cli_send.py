@@ -27,6 +27,7 @@ from mailer.send import (
     SendError,
     SendOptions,
     SendReport,
+    check_approved,
     check_send_at,
     dry_run,
     ledger_key,
@@ -109,6 +110,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         report = dry_run(rendered, config, subscribers, backend, options)
         _print_dry_run(report, rendered, name, subscribers_path)
         return
+    check_approved(rendered, config, options)  # before asking: a yes must not be met by a refusal
     _confirm(rendered, subscribers, name, when, yes, sandbox)
     schedule = backend.create_schedule_id if when is not None else None
     with _graceful_ctrl_c() as interrupt:
@@ -334,6 +336,8 @@ def run_cancel(issue_file: Path) -> None:
     config, rendered = _load(issue_file)
     # A send still running could add batches to the schedule after it is cancelled: they would be
     # recorded `accepted` and then dropped by SendGrid. Cancel waits for it like a second send would.
+    if not ledger_path(config.state_dir).exists():  # never create an empty ledger just to find nothing
+        raise SendError(f"{rendered.issue.slug} has no scheduled send to cancel")
     with issue_lock(config.state_dir, rendered.issue.slug):
         ledger = Ledger(ledger_path(config.state_dir))
         try:

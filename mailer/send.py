@@ -282,6 +282,33 @@ def deliver(backend: Backend, payload: Any, policy: RetryPolicy, stop: threading
 # -- live send ---------------------------------------------------------------------------------
 
 
+def _require_approval(ledger: Ledger | None, key: str, rendered: RenderedIssue, options: SendOptions) -> None:
+    if options.force or options.sandbox:
+        return
+    if ledger is None or ledger.last_test_hash(key) != content_hash(rendered):
+        raise NotApprovedError(
+            f"{rendered.issue.slug} has not been test-sent as it is now: the content changed since the "
+            "last test send, or there was none\n"
+            f"    hint: mailer send {rendered.issue.source_path} --test-to YOU@example.com --live, check "
+            "it, then send again (or pass --force)")
+
+
+def check_approved(rendered: RenderedIssue, config: Config, options: SendOptions) -> None:
+    """Raise NotApprovedError now, before the user is asked to confirm a send that would refuse anyway.
+
+    send_issue checks again under the issue's lock: that check is the one that counts.
+    """
+    path = ledger_path(config.state_dir)
+    if not path.exists():
+        _require_approval(None, ledger_key(rendered, options), rendered, options)
+        return
+    ledger = Ledger(path)
+    try:
+        _require_approval(ledger, ledger_key(rendered, options), rendered, options)
+    finally:
+        ledger.close()
+
+
 def send_issue(
     rendered: RenderedIssue,
     config: Config,
@@ -305,12 +332,7 @@ def send_issue(
     with issue_lock(state_dir, key):
         ledger = Ledger(ledger_path(state_dir))
         try:
-            if not options.force and not options.sandbox and ledger.last_test_hash(key) != content_hash(rendered):
-                raise NotApprovedError(
-                    f"{rendered.issue.slug} has not been test-sent as it is now: the content changed since the "
-                    "last test send, or there was none\n"
-                    f"    hint: mailer send {rendered.issue.source_path} --test-to YOU@example.com --live, check "
-                    "it, then send again (or pass --force)")
+            _require_approval(ledger, key, rendered, options)
             recovered = ledger.recover_interrupted(key)
             if recovered:
                 progress.on_note(f"{recovered} recipient(s) of an interrupted run are now uncertain: "

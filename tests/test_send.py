@@ -715,3 +715,30 @@ def test_check_warnings_do_not_stop_a_send(workspace: Path, sendgrid: FakeSendGr
     result = run_cli("send", ISSUE, "--test-to", "editor@example.com", "--live")
     assert result.exit_code == 0, result.stderr
     assert "check: 1 warning (mailer check issues/2020-12-13.yaml shows them)" in result.stderr
+
+
+def test_an_unapproved_send_is_refused_before_anyone_is_asked_to_confirm(workspace: Path, sendgrid: FakeSendGrid,
+                                                                          run_cli) -> None:
+    # No --yes and no terminal: were the confirmation asked first, the editor would answer it for nothing.
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live")
+    assert result.exit_code == 1
+    assert "has not been test-sent as it is now" in result.stderr
+    assert "Not confirmed" not in result.stdout + result.stderr
+    assert sendgrid.paths == []
+
+
+def test_cancel_with_nothing_scheduled_leaves_no_empty_ledger_behind(workspace: Path, sendgrid: FakeSendGrid,
+                                                                     run_cli, tmp_path: Path) -> None:
+    result = run_cli("cancel", ISSUE)
+    assert result.exit_code == 3
+    assert "2020-12-13 has no scheduled send to cancel" in result.stderr
+    assert not (tmp_path / "state" / "ledger.sqlite3").exists()
+    assert "nothing sent yet" in run_cli("status", ISSUE).stdout
+    assert sendgrid.paths == []
+
+
+def test_scheduling_needs_sendgrid(workspace: Path, run_cli) -> None:
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--backend", "smtp", "--live",
+                     "--yes", "--at", "2099-01-01 08:00 UTC")
+    assert result.exit_code == 2
+    assert "--at needs the sendgrid backend: SMTP has no scheduling" in result.stderr
