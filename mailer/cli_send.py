@@ -220,11 +220,18 @@ def _progress() -> Progress:
             on_batch=lambda count, outcome: click.echo(f"batch of {count}: {outcome}", err=True),
             on_note=lambda message: click.secho(f"note: {message}", fg="yellow", err=True),
         )
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeRemainingColumn
     from rich.progress import Progress as Bar
+    from rich.text import Text
 
-    bar = Bar(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} msg/s"),
-              TimeRemainingColumn(), transient=False)
+    class Rate(ProgressColumn):
+        """Messages per second as a whole number; a dash until the first batch is in."""
+
+        def render(self, task) -> Text:  # type: ignore[no-untyped-def]
+            return Text(f"{task.speed:,.0f} msg/s" if task.speed else "– msg/s")
+
+    bar = Bar(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), Rate(), TimeRemainingColumn(),
+              transient=False)
     task: list[int] = []
 
     def start(total: int) -> None:

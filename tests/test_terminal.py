@@ -1,0 +1,55 @@
+"""What `mailer send` shows on a real terminal (a pseudo-terminal): a progress bar with rate and ETA."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from . import fake_sendgrid
+from .fake_sendgrid import API_KEY, FakeSendGrid
+from .test_send import ISSUE, make_subscribers
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def run_on_a_terminal(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "mailer", *args], cwd=cwd, env=env, stdin=secondary,
+                               stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(primary)
+    return process.wait(timeout=60), ANSI.sub("", output.decode("utf-8"))
+
+
+def test_a_live_send_on_a_terminal_shows_progress_rate_and_eta(workspace: Path, tmp_path: Path) -> None:
+    fake = FakeSendGrid(delay_seconds=0.3, keep_bodies=False)  # slow enough for the bar to redraw
+    server, url = fake_sendgrid.start(fake)
+    env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "SENDGRID_API_HOST": url, "MAILER_UNSUBSCRIBE_SECRET": "tty",
+           "MAILER_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "100", "TERM": "xterm"}
+    try:
+        code, screen = run_on_a_terminal(["send", ISSUE, "--subscribers", str(make_subscribers(workspace, 3000)),
+                                          "--live", "--yes", "--force", "--workers", "1"], workspace, env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, screen
+    frames = [frame for frame in re.split(r"[\r\n]+", screen) if frame.startswith("sending ")]
+    assert frames, screen
+    assert "0/3000" in frames[0] and "3000/3000" in frames[-1]
+    assert re.search(r" [\d,]+ msg/s \d:\d\d:\d\d$", frames[-1]), frames[-1]  # a readable rate, then the ETA
+    assert "None" not in screen and not re.search(r"\d\.\d{3,} msg/s", screen)
+    assert re.search(r"accepted +3000", screen)
+    assert "batch of 1000: accepted" not in screen  # the plain log lines are for pipes, not terminals
