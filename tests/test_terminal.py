@@ -16,7 +16,8 @@ from .test_send import ISSUE, make_subscribers
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def run_on_a_terminal(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+def run_on_a_terminal(args: list[str], cwd: Path, env: dict[str, str], *,
+                      keep_colours: bool = False) -> tuple[int, str]:
     primary, secondary = pty.openpty()
     process = subprocess.Popen([sys.executable, "-m", "mailer", *args], cwd=cwd, env=env, stdin=secondary,
                                stdout=secondary, stderr=secondary)
@@ -31,7 +32,8 @@ def run_on_a_terminal(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[
             break
         output += chunk
     os.close(primary)
-    return process.wait(timeout=60), ANSI.sub("", output.decode("utf-8"))
+    text = output.decode("utf-8")
+    return process.wait(timeout=60), text if keep_colours else ANSI.sub("", text)
 
 
 def test_a_live_send_on_a_terminal_shows_progress_rate_and_eta(workspace: Path, tmp_path: Path) -> None:
@@ -53,3 +55,16 @@ def test_a_live_send_on_a_terminal_shows_progress_rate_and_eta(workspace: Path, 
     assert "None" not in screen and not re.search(r"\d\.\d{3,} msg/s", screen)
     assert re.search(r"accepted +3000", screen)
     assert "batch of 1000: accepted" not in screen  # the plain log lines are for pipes, not terminals
+
+
+def test_check_colours_its_findings_on_a_terminal_and_not_in_a_pipe(workspace: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "MAILER_STATE_DIR": str(tmp_path / "state"), "TERM": "xterm"}
+    code, coloured = run_on_a_terminal(["check", "issues/"], workspace, env, keep_colours=True)
+    assert code == 0
+    # The sample settings use example.com addresses: one warning, in yellow (SGR 33).
+    assert re.search(r"\x1b\[33m(\x1b\[1m)?  warnings \(1\)", coloured), coloured
+    piped = subprocess.run([sys.executable, "-m", "mailer", "check", "issues/"], cwd=workspace, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0
+    assert "warnings (1)" in piped.stdout and "\x1b[" not in piped.stdout + piped.stderr
+    assert ANSI.sub("", coloured).replace("\r\n", "\n") == piped.stdout + piped.stderr
