@@ -79,9 +79,7 @@ class RetryPolicy:
     max_wait_seconds: float = 900.0  # the longest a 429's reset time is waited for
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        # A reset time already past (this machine's clock ahead of the provider's) falls back to
-        # back-off: retrying at once would spend every attempt inside the same throttled second.
-        if retry_after is not None and retry_after > 0:
+        if retry_after is not None:
             return min(retry_after, self.max_wait_seconds)
         # "Full jitter": spreads retries of concurrent workers so they do not hit the provider together.
         return random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** attempt))

@@ -275,10 +275,19 @@ def test_throttling_and_server_errors_are_retried(workspace: Path, sendgrid: Fak
 def test_a_throttle_reset_already_past_backs_off_instead_of_retrying_at_once() -> None:
     # X-RateLimit-Reset a few seconds in the past means this machine's clock runs ahead of SendGrid's:
     # retrying at once would burn every attempt while SendGrid still throttles.
+    from python_http_client.exceptions import TooManyRequestsError
+
+    from mailer.backends.sendgrid import _retry_after
+
+    def throttled(headers: dict[str, str]) -> TooManyRequestsError:
+        return TooManyRequestsError(429, "Too Many Requests", b"{}", headers)
+
     policy = RetryPolicy(base_seconds=1.0, cap_seconds=60.0)
-    waits = [policy.delay(3, 0.0) for _ in range(200)]
-    assert all(0 < wait <= 8 for wait in waits) and max(waits) > 2
-    assert policy.delay(3, 7.5) == 7.5  # a reset in the future is waited for exactly
+    past = _retry_after(throttled({"X-RateLimit-Reset": str(int(time.time()) - 5), "Retry-After": "0"}))
+    waits = [policy.delay(3, past) for _ in range(200)]
+    assert all(0 <= wait <= 8 for wait in waits) and max(waits) > 2  # back-off, not an instant retry
+    future = _retry_after(throttled({"X-RateLimit-Reset": str(int(time.time()) + 30)}))
+    assert future is not None and 28 < policy.delay(3, future) <= 30  # a reset ahead is waited for
     assert policy.delay(0, 5000.0) == policy.max_wait_seconds
 
 

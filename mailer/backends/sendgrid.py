@@ -198,9 +198,13 @@ def _retry_after(err: Any) -> float | None:
     reset = headers.get("X-RateLimit-Reset")
     if reset:
         try:
-            return max(0.0, float(reset) - time.time())
+            wait = float(reset) - time.time()
         except ValueError:
-            pass
+            wait = None
+        if wait is not None:
+            # A reset time already past means this machine's clock runs ahead of SendGrid's: None
+            # falls back to back-off, where retrying at once would spend every attempt being throttled.
+            return wait if wait > 0 else None
     retry_after = headers.get("Retry-After")
     if retry_after:
         try:
