@@ -401,11 +401,15 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
         refused = [s for i, s in enumerate(batch) if i in outcome.refused]
         others = [s for i, s in enumerate(batch) if i not in outcome.refused]
         ledger.mark(key, [s.key for s in refused], ledger_states.FAILED, error=outcome.error)
-        if stop.is_set():
-            ledger.mark(key, [s.key for s in others], ledger_states.QUEUED)
         del in_flight[future]
         progress.on_batch(len(refused), ledger_states.FAILED)
-        if others and not stop.is_set():
+        if not others:
+            return
+        if not stop.is_set():
+            limiter.acquire(len(others))  # a new request: --rate counts it like any other
+        if stop.is_set() or interrupt.is_set():
+            ledger.mark(key, [s.key for s in others], ledger_states.QUEUED)  # nothing was sent to them
+        else:
             submit(others, f"{batch_id}r")
 
     def settle(done: set[Future[Outcome]]) -> None:
