@@ -93,8 +93,14 @@ def _sequences(text: str) -> Iterator[tuple[int, int, str]]:
                 decoded = bytes([lead, *tail]).decode("utf-8")  # type: ignore[list-item]
             except UnicodeDecodeError:
                 continue
-            if unicodedata.category(decoded) == "Cn" or _ends_a_word(text, index - 1, count):
+            if unicodedata.category(decoded) == "Cn":
                 continue  # '3×½' would be an unassigned code point
+            # A word's last letter before closing punctuation is real text ('Fuß“'), unless what it
+            # decodes to is a Central European or Cyrillic letter: 'SÄ… gotowe' is 'Są gotowe',
+            # 'FÅ‘ utca' is 'Fő utca', and no real word ends in those pairs.
+            if not ("\u0100" <= decoded <= "\u017f" or "\u0400" <= decoded <= "\u04ff") and _ends_a_word(
+                    text, index - 1, count):
+                continue
             yield index - 1, count + 1, decoded
             index += count
 
@@ -157,8 +163,11 @@ def find_invisible(text: str) -> list[Hit]:
     """Control characters and invisible formatting characters, one hit per kind."""
     hits: list[Hit] = []
     seen: set[str] = set()
-    allowed = {index for pattern in (_EMOJI_TAG_SEQUENCE, _CLOSED_ISOLATE, _WORD_BREAK)
+    allowed = {index for pattern in (_EMOJI_TAG_SEQUENCE, _WORD_BREAK)
                for match in pattern.finditer(text) for index in range(*match.span())}
+    # Only an isolate's own opening and closing marks: what is inside is checked like any text,
+    # or an override inside one ('\u2066\u202eexe.pdf\u2069') would hide itself.
+    allowed |= {index for match in _CLOSED_ISOLATE.finditer(text) for index in (match.start(), match.end() - 1)}
     for index, char in enumerate(text):
         if char in "\n\t" or char in seen or char in _ALLOWED_FORMAT or index in allowed:
             continue

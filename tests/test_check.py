@@ -276,7 +276,9 @@ def test_text_with_accents_and_other_scripts_is_not_mojibake(workspace: Path, fi
     assert find_mojibake(fixed) == []
 
 
-@pytest.mark.parametrize(("garbled", "meant"), [("sÄ…", "są"), ("coÅ›", "coś"), ("Ð¸Ñ…", "их"), ("NoÃ«l", "Noël")])
+@pytest.mark.parametrize(("garbled", "meant"), [("sÄ…", "są"), ("coÅ›", "coś"), ("Ð¸Ñ…", "их"), ("NoÃ«l", "Noël"),
+                                                # Capitals before closing punctuation: Polish, Hungarian.
+                                                ("SÄ…", "Są"), ("FÅ‘", "Fő")])
 def test_mojibake_at_the_end_of_a_word_is_found_with_its_repair(workspace: Path, garbled: str, meant: str) -> None:
     from mailer.textcheck import find_mojibake
 
@@ -307,6 +309,10 @@ def test_a_closed_bidi_isolate_is_allowed_and_an_open_one_is_an_error(workspace:
     assert check(workspace, MINIMAL_ISSUE.replace('"Weekly digest #1"', subject)) == []
     unclosed = MINIMAL_ISSUE.replace('"Weekly digest #1"', subject.replace("\\u2069", ""))
     assert only(check(workspace, unclosed), "text.invisible").severity == "error"
+    # An override inside a closed isolate is not hidden by it ("Trojan Source": 'exe.pdf' shown reversed).
+    trojan = MINIMAL_ISSUE.replace('"Weekly digest #1"', '"Open \\u2066\\u202efdp.exe\\u2069 now"')
+    finding = only(check(workspace, trojan), "text.invisible")
+    assert finding.severity == "error" and "U+202E" in finding.message
 
 
 def test_a_zero_width_space_is_allowed_only_between_words_of_scripts_without_spaces(workspace: Path) -> None:
