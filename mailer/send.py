@@ -400,15 +400,16 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
         # those, and send the others again in a batch of their own (or leave them queued when stopping).
         refused = [s for i, s in enumerate(batch) if i in outcome.refused]
         others = [s for i, s in enumerate(batch) if i not in outcome.refused]
+        # Both recorded before the future is forgotten: a second Ctrl-C from here on leaves the others
+        # queued (nothing was sent to them), never `sending`, which would hold them back as uncertain.
         ledger.mark(key, [s.key for s in refused], ledger_states.FAILED, error=outcome.error)
+        ledger.mark(key, [s.key for s in others], ledger_states.QUEUED)
         del in_flight[future]
         progress.on_batch(len(refused), ledger_states.FAILED)
-        if not others:
-            return
-        if not stop.is_set():
+        if not stop.is_set() and not interrupt.is_set():
             limiter.acquire(len(others))  # a new request: --rate counts it like any other
-        if stop.is_set() or interrupt.is_set():
-            ledger.mark(key, [s.key for s in others], ledger_states.QUEUED)  # nothing was sent to them
+        if stop.is_set() or interrupt.is_set():  # stopping: no new request starts
+            progress.on_batch(len(others), ledger_states.QUEUED)
         else:
             submit(others, f"{batch_id}r")
 
@@ -418,7 +419,7 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
             batch_id, batch = in_flight[future]
             keys = [s.key for s in batch]
             outcome = future.result()
-            if outcome.refused and len(outcome.refused) < len(batch):
+            if outcome.refused and len(outcome.refused) < len(batch) and max(outcome.refused) < len(batch):
                 settle_refused(future, batch_id, batch, outcome)
                 continue
             ledger.mark(key, keys, outcome.state, message_id=outcome.message_id, error=outcome.error)

@@ -436,6 +436,24 @@ def test_addresses_sendgrid_refuses_fail_alone_and_the_rest_of_their_batch_is_se
     assert "Does not contain a valid address" in status
 
 
+def test_ctrl_c_while_a_partly_refused_batch_is_on_the_wire_starts_no_new_request(workspace: Path,
+                                                                                   sendgrid: FakeSendGrid,
+                                                                                   tmp_path: Path) -> None:
+    from mailer.send import Interrupted
+
+    sendgrid.refuse_addresses = {"reader00003@example.com"}
+    sendgrid.delay_seconds = 0.5
+    config = load_config(workspace)
+    rendered = build_issue(workspace / ISSUE, config)
+    interrupt = threading.Event()
+    threading.Timer(0.2, interrupt.set).start()  # Ctrl-C while the first request waits for its answer
+    with pytest.raises(Interrupted):
+        send_issue(rendered, config, read_subscribers(make_subscribers(workspace, 10)), SendGridBackend(),
+                   SendOptions(live=True, force=True, workers=1), interrupt=interrupt)
+    assert sendgrid.accepted == []  # the rest of the refused batch was not sent after the Ctrl-C
+    assert states(tmp_path) == {"failed": 1, "queued": 9}  # and nobody is held back as uncertain
+
+
 def test_gateway_timeout_is_uncertain_not_retried(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                   tmp_path: Path) -> None:
     approve(run_cli)
