@@ -23,8 +23,11 @@ class Recorder:
         self.refuse: set[str] = set()
         self.refuse_at_data: set[str] = set()  # said 250 to RCPT, refused later (aiosmtpd: DATA gets 503)
         self.hang_up_after: int | None = None
+        self.relay_denied = False  # refuse every recipient, the way a misconfigured relay does
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if self.relay_denied:
+            return "550 5.7.1 Relaying denied"
         if address in self.refuse:
             return "550 5.1.1 no such user"
         if address in self.refuse_at_data:
@@ -156,6 +159,21 @@ def test_many_dead_mailboxes_in_a_row_do_not_stop_the_send(workspace: Path, smtp
     assert result.exit_code == 3  # not everyone was accepted
     assert "in a row" not in result.stdout + result.stderr
     assert [m[1][0] for m in smtp_server.messages] == ["alive@example.com"]
+
+
+def test_a_server_refusing_everyone_stops_the_send_after_five(workspace: Path, smtp_server: Recorder, run_cli,
+                                                               tmp_path: Path) -> None:
+    smtp_server.relay_denied = True
+    csv = subscribers_csv(workspace, [f"r{i}@example.com,R{i},,subscribed" for i in range(40)])
+    result = run_cli("send", "issues/2020-12-13.yaml", "--backend", "smtp", "--subscribers", csv, "--live",
+                     "--yes", "--force")
+    assert result.exit_code == 3
+    assert "stopped after 5 failed batches in a row" in result.stdout + result.stderr
+    assert "Relaying denied" in result.stdout + result.stderr
+    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    counts = dict(db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall())
+    db.close()
+    assert counts == {"failed": 5, "queued": 35}
 
 
 def test_non_ascii_address_uses_smtputf8(workspace: Path, smtp_server: Recorder, run_cli) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -202,8 +203,14 @@ def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
         raise smtplib.SMTPAuthenticationError(code, reply)
 
 
+# RFC 3463 enhanced status codes about the mailbox itself (5.1.x addressing, 5.2.x mailbox status):
+# "550 5.1.1 no such user" is about one reader; "550 5.7.1 relaying denied" is about every one.
+_MAILBOX_STATUS = re.compile(r"\s*5\.[12]\.\d{1,3}\b")
+
+
 def _refused(code: int, reply: bytes, step: str, *, recipient_only: bool = False) -> Exception:
     text = reply.decode("utf-8", "replace")
     if 400 <= code < 500:
         return TransientError(f"{step}: the server answered {code} {text} (temporary)")
-    return RejectedError(f"{step}: the server answered {code} {text}", recipient_only=recipient_only)
+    return RejectedError(f"{step}: the server answered {code} {text}",
+                         recipient_only=recipient_only and bool(_MAILBOX_STATUS.match(text)))
