@@ -85,10 +85,43 @@ def open_database(path: Path, schema: str) -> sqlite3.Connection:
     return db
 
 
+# How far a row got: when two rows turn out to be one reader, the one that got further is kept.
+_PROGRESS = {QUEUED: 0, CANCELLED: 1, FAILED: 2, SENDING: 3, UNCERTAIN: 4, ACCEPTED: 5}
+KEYS_VERSION = 1  # PRAGMA user_version once recipient keys are NFC-composed
+
+
 class Ledger:
     def __init__(self, path: Path):
         self.path = path
         self._db = open_database(path, SCHEMA)
+        self._compose_keys()
+
+    def _compose_keys(self) -> None:
+        """Re-key rows written before addresses were NFC-composed, once per ledger.
+
+        Without this, 'josé' accepted under its decomposed key would be a new reader to a newer
+        release, and be sent the issue again.
+        """
+        from mailer.subscribers import normalise_email
+
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= KEYS_VERSION:
+            return
+        with self._transaction() as db:
+            if db.execute("PRAGMA user_version").fetchone()[0] >= KEYS_VERSION:
+                return  # another process did it while this one waited for the lock
+            rows = db.execute("SELECT issue, recipient, email, state FROM deliveries").fetchall()
+            for issue, old, email, state in rows:
+                new = normalise_email(email).casefold()
+                if new == old:
+                    continue
+                other = db.execute("SELECT state FROM deliveries WHERE issue=? AND recipient=?",
+                                   (issue, new)).fetchone()
+                if other is not None and _PROGRESS[other[0]] >= _PROGRESS[state]:
+                    db.execute("DELETE FROM deliveries WHERE issue=? AND recipient=?", (issue, old))
+                    continue
+                db.execute("DELETE FROM deliveries WHERE issue=? AND recipient=?", (issue, new))
+                db.execute("UPDATE deliveries SET recipient=? WHERE issue=? AND recipient=?", (new, issue, old))
+            db.execute(f"PRAGMA user_version={KEYS_VERSION}")
 
     def close(self) -> None:
         self._db.close()

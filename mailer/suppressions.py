@@ -159,6 +159,19 @@ class SuppressionList:
     def __init__(self, path: Path):
         self.path = path
         self._db = open_database(path, SCHEMA)
+        self._compose_addresses()
+
+    def _compose_addresses(self) -> None:
+        """Re-key addresses pulled before they were NFC-composed, once: they must still match."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= 1:
+            return
+        with self._transaction() as db:
+            for rowid, address, email in db.execute("SELECT rowid, address, email FROM suppressions").fetchall():
+                if address_key(email) != address:
+                    # OR IGNORE: the composed form may be there already (the reason is then kept once).
+                    db.execute("UPDATE OR IGNORE suppressions SET address=? WHERE rowid=?", (address_key(email), rowid))
+                    db.execute("DELETE FROM suppressions WHERE rowid=? AND address=?", (rowid, address))
+            db.execute("PRAGMA user_version=1")
 
     @classmethod
     def open(cls, state_dir: Path) -> SuppressionList:

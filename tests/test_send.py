@@ -247,6 +247,32 @@ def test_one_address_in_two_unicode_forms_is_one_recipient(workspace: Path, send
     assert max(received.values()) == 1
 
 
+def test_a_ledger_from_before_composed_keys_sends_nobody_twice(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                                tmp_path: Path) -> None:
+    # A ledger written by a release that keyed "josé" as typed (decomposed here) and saw them accepted.
+    composed, decomposed = (unicodedata.normalize(form, "josé@example.com") for form in ("NFC", "NFD"))
+    approve(run_cli)
+    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    with db:
+        for key, state in ((decomposed, "accepted"), ("reader00000@example.com", "accepted"),
+                           (unicodedata.normalize("NFD", "zoë@example.com"), "queued"),
+                           ("zoë@example.com", "uncertain")):
+            db.execute("INSERT INTO deliveries (issue, recipient, email, state, created_at, updated_at) "
+                       "VALUES ('2020-12-13', ?, ?, ?, '2026-11-22', '2026-11-22')", (key, key, state))
+        db.execute("PRAGMA user_version=0")
+    db.close()
+    subscribers = make_subscribers(workspace, 2, extra=f"{composed},José,,subscribed,\nzoë@example.com,Zoë,,"
+                                                       "subscribed,\n")
+    result = run_cli("send", ISSUE, "--subscribers", str(subscribers), "--live", "--yes")
+    assert result.exit_code == 3  # Zoë is still uncertain: held back, not sent
+    assert [a for a in sendgrid.accepted if a != "editor@example.com"] == ["reader00001@example.com"]
+    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    rows = dict(db.execute("SELECT recipient, state FROM deliveries").fetchall())
+    db.close()
+    assert rows == {composed: "accepted", "reader00000@example.com": "accepted", "reader00001@example.com": "accepted",
+                    "zoë@example.com": "uncertain"}
+
+
 def test_per_recipient_values_headers_and_opaque_ids(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
     approve(run_cli)
     path = make_subscribers(workspace, 1, extra="tom@example.com,Tom & <Jerry>,,subscribed,\n")

@@ -131,6 +131,19 @@ def test_an_address_matches_in_either_unicode_form(sendgrid: FakeSendGrid, state
         assert list(screen_recipients(state_dir, [spelling]).reasons.values()) == ["suppressed: spam report"], spelling
 
 
+def test_a_list_pulled_before_addresses_were_composed_still_matches(sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    composed, decomposed = (unicodedata.normalize(form, "José@example.com") for form in ("NFC", "NFD"))
+    sendgrid.suppressions[SPAM] = [{"created": 1_443_651_154, "email": decomposed}]
+    pull(state_dir)
+    db = sqlite3.connect(state_dir / "suppressions.sqlite3")
+    with db:  # as an earlier release stored it: keyed on the address as SendGrid spelled it
+        assert db.execute("UPDATE suppressions SET address=? WHERE email=?",
+                          (decomposed.casefold(), decomposed)).rowcount == 1
+        db.execute("PRAGMA user_version=0")
+    db.close()
+    assert list(screen_recipients(state_dir, [composed]).reasons.values()) == ["suppressed: spam report"]
+
+
 def test_a_429_waits_for_the_rate_limit_reset_then_succeeds(sendgrid: FakeSendGrid, state_dir: Path) -> None:
     # Two pages of unsubscribes, the groups, the first page of bounces; then throttled on the second.
     sendgrid.get_script = deque(["ok", "ok", "ok", "ok", "429"])
