@@ -160,15 +160,16 @@ class Markdown(Str):
         if text is MISSING:
             return MISSING
         ok = True
+        lead = len(node.value) - len(node.value.lstrip())  # `text` was stripped; positions are in node.value
         for target in markdown.targets(text):
             if target.kind == "image":
-                out.add_within(node, target.offset, path, f"markdown image {target.url!r} is not supported here",
+                out.add_within(node, lead + target.offset, path, f"markdown image {target.url!r} is not supported here",
                                hint="put images in the section's 'images:' list, with alt text")
                 ok = False
             elif target.url not in PLACEHOLDER_LINKS and not target.url.startswith("mailto:") and (
                 check_http_url(target.url)
             ):
-                out.add_within(node, target.offset, path,
+                out.add_within(node, lead + target.offset, path,
                                f"link {target.url!r} must be an absolute http(s) or mailto: URL",
                                hint="write the full address, e.g. https://example.com/page")
                 ok = False

@@ -60,7 +60,9 @@ def targets(text: str) -> list[Target]:
         for token in block.children or ():
             if token.type in ("link_open", "image"):
                 url = str(token.attrGet("href" if token.type == "link_open" else "src") or "")
-                found_at = text.find(url, search_from) if url else -1
+                # "](url" first: the same address may be written out in the prose before its link.
+                found_at = text.find(f"]({url}", search_from)
+                found_at = found_at + 2 if found_at >= 0 else text.find(url, search_from) if url else -1
                 offset = found_at if found_at >= 0 else search_from
                 search_from = offset + len(url) if found_at >= 0 else search_from
                 if token.type == "image":

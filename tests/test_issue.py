@@ -49,6 +49,11 @@ BAD_INPUTS = [
      "sections:\n  - heading: A\n", "7: intro: link '/about' must be an absolute", None),
     ("markdown image", GOOD_HEAD + "sections:\n  - heading: A\n    body: \"![x](https://e.com/x.png)\"\n",
      "6:17: sections[0].body: markdown image", "images:"),
+    ("relative link whose address is also in the prose", GOOD_HEAD + "intro: |\n  Mention www.example.com/p "
+     "here.\n  [the page](www.example.com/p)\nsections:\n  - heading: A\n",
+     "6: intro: link 'www.example.com/p' must be an absolute", None),
+    ("relative link after leading spaces", GOOD_HEAD + 'intro: "      see [x](bad) now"\nsections:\n'
+     "  - heading: A\n", "4:23: intro: link 'bad' must be an absolute", None),
     ("relative link in a wrapped folded paragraph", GOOD_HEAD + "intro: >\n  A paragraph that wraps\n"
      "  onto a second line with [a link](about.html)\n  and a third.\nsections:\n  - heading: A\n",
      "6: intro: link 'about.html' must be an absolute", None),
