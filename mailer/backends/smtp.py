@@ -199,6 +199,8 @@ def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
         raise smtplib.SMTPNotSupportedError("AUTH PLAIN, which a non-ASCII user name or password needs")
     token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
     code, reply = conn.docmd("AUTH", f"PLAIN {token}")
+    if code == 334:  # a server that takes no initial response asks for it on a line of its own
+        code, reply = conn.docmd(token)
     if code != 235:
         raise smtplib.SMTPAuthenticationError(code, reply)
 
