@@ -248,8 +248,7 @@ class Outcome:
     message_id: str | None = None
     error: str | None = None
     fatal: bool = False
-    recipient_only: bool = False  # a refusal of one mailbox: no sign that the send as a whole is failing
-    refused: tuple[int, ...] = ()  # nothing was sent, because of these positions in the batch only
+    refused: tuple[int, ...] = ()  # failed because of these recipients (positions in the batch) only
 
 
 def deliver(backend: Backend, payload: Any, policy: RetryPolicy, stop: threading.Event) -> Outcome:
@@ -266,8 +265,7 @@ def deliver(backend: Backend, payload: Any, policy: RetryPolicy, stop: threading
             if stop.wait(policy.delay(attempt, err.retry_after)):
                 return Outcome(ledger_states.QUEUED, error=f"stopped while waiting to retry: {err}")
         except RejectedError as err:
-            return Outcome(ledger_states.FAILED, error=str(err), recipient_only=err.recipient_only,
-                           refused=err.positions)
+            return Outcome(ledger_states.FAILED, error=str(err), refused=err.positions)
         except UncertainError as err:
             return Outcome(ledger_states.UNCERTAIN, error=str(err))
         except FatalError as err:
@@ -419,7 +417,10 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
             batch_id, batch = in_flight[future]
             keys = [s.key for s in batch]
             outcome = future.result()
-            if outcome.refused and len(outcome.refused) < len(batch) and max(outcome.refused) < len(batch):
+            # A refusal about some recipients only (positions SendGrid named outside the batch are not
+            # believed): theirs, not the send's, so it never counts towards stopping the send.
+            about_recipients = bool(outcome.refused) and max(outcome.refused) < len(batch)
+            if about_recipients and len(outcome.refused) < len(batch):
                 settle_refused(future, batch_id, batch, outcome)
                 continue
             ledger.mark(key, keys, outcome.state, message_id=outcome.message_id, error=outcome.error)
@@ -430,7 +431,7 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
             elif outcome.fatal:
                 fatal = outcome.error
                 stop.set()
-            elif outcome.state != ledger_states.QUEUED and not outcome.recipient_only:
+            elif outcome.state != ledger_states.QUEUED and not about_recipients:
                 consecutive_failures += 1
                 if consecutive_failures >= options.max_consecutive_failures and not stop.is_set():
                     report.stopped = (f"stopped after {consecutive_failures} failed batches in a row; "

@@ -42,13 +42,12 @@ class TransientError(DeliveryError):
 class RejectedError(DeliveryError):
     """Not delivered, and retrying will not help: the provider refused these recipients."""
 
-    def __init__(self, message: str, *, recipient_only: bool = False, positions: tuple[int, ...] = ()):
+    def __init__(self, message: str, *, positions: tuple[int, ...] = ()):
         super().__init__(message)
-        # True when the refusal is about this one mailbox (SMTP "550 no such user"): it says nothing
-        # about the server or the issue, so it must not count towards stopping the whole send.
-        self.recipient_only = recipient_only
-        # When a whole batch was refused (nothing sent) because of some of its recipients only, their
-        # positions in the batch: the others can go again in a batch of their own.
+        # The positions in the batch of the recipients the refusal is about ("550 5.1.1 no such user",
+        # SendGrid's "personalizations.3.to.0.email"); empty when it is about the request or the server.
+        # A refusal about recipients says nothing about the send as a whole, so it does not count
+        # towards stopping it; and when it names only some of a batch, the others go again.
         self.positions = positions
 
 

@@ -145,7 +145,7 @@ class SmtpBackend:
         if needs_utf8:
             if not conn.has_extn("smtputf8"):
                 raise RejectedError(f"{payload.recipient}: the server does not support SMTPUTF8, which this "
-                                    "non-ASCII address needs", recipient_only=True)
+                                    "non-ASCII address needs", positions=(0,))
             options.append("SMTPUTF8")
         if conn.has_extn("8bitmime"):
             options.append("BODY=8BITMIME")
@@ -158,7 +158,7 @@ class SmtpBackend:
             code, reply = conn.rcpt(payload.recipient)
             if code not in (250, 251):
                 self._reset(conn)
-                raise _refused(code, reply, f"RCPT TO {payload.recipient}", recipient_only=True)
+                raise _refused(code, reply, f"RCPT TO {payload.recipient}", about_the_recipient=True)
         except (smtplib.SMTPServerDisconnected, OSError) as err:
             # Nothing was sent yet: the server had closed an idle connection. Reconnect and retry.
             self.close()
@@ -210,9 +210,9 @@ def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
 _MAILBOX_STATUS = re.compile(r"\s*5\.[12]\.\d{1,3}\b")
 
 
-def _refused(code: int, reply: bytes, step: str, *, recipient_only: bool = False) -> Exception:
+def _refused(code: int, reply: bytes, step: str, *, about_the_recipient: bool = False) -> Exception:
     text = reply.decode("utf-8", "replace")
     if 400 <= code < 500:
         return TransientError(f"{step}: the server answered {code} {text} (temporary)")
-    return RejectedError(f"{step}: the server answered {code} {text}",
-                         recipient_only=recipient_only and bool(_MAILBOX_STATUS.match(text)))
+    mailbox = about_the_recipient and _MAILBOX_STATUS.match(text)
+    return RejectedError(f"{step}: the server answered {code} {text}", positions=(0,) if mailbox else ())
