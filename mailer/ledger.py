@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,8 +73,13 @@ class Row:
     updated_at: str
 
 
-def open_database(path: Path, schema: str) -> sqlite3.Connection:
-    """Open (creating it and its folder) a state database: autocommit, WAL, fully synchronous."""
+def open_database(path: Path, schema: str,
+                  migrations: tuple[Callable[[sqlite3.Connection], None], ...] = ()) -> sqlite3.Connection:
+    """Open (creating it and its folder) a state database: autocommit, WAL, fully synchronous.
+
+    `migrations[n]` brings a database written by an older release to version n + 1 (PRAGMA
+    user_version); each runs once, in its own transaction, whichever process opens the file first.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None, timeout=30)
     # WAL: readers (status, a send screening addresses) never wait for a writer.
@@ -82,46 +87,49 @@ def open_database(path: Path, schema: str) -> sqlite3.Connection:
     # FULL: a committed `sending` mark survives even a power cut, not just a killed process.
     db.execute("PRAGMA synchronous=FULL")
     db.executescript(schema)
+    for version, migrate in enumerate(migrations, start=1):
+        if db.execute("PRAGMA user_version").fetchone()[0] >= version:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] < version:  # not done while this one waited
+                migrate(db)
+                db.execute(f"PRAGMA user_version={version}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
     return db
 
 
 # How far a row got: when two rows turn out to be one reader, the one that got further is kept.
 _PROGRESS = {QUEUED: 0, CANCELLED: 1, FAILED: 2, SENDING: 3, UNCERTAIN: 4, ACCEPTED: 5}
-KEYS_VERSION = 1  # PRAGMA user_version once recipient keys are NFC-composed
+
+
+def _compose_keys(db: sqlite3.Connection) -> None:
+    """Version 1: re-key rows written before addresses were NFC-composed.
+
+    Without this, 'josé' accepted under its decomposed key would be a new reader to a newer
+    release, and be sent the issue again.
+    """
+    from mailer.subscribers import address_key
+
+    for issue, old, email, state in db.execute("SELECT issue, recipient, email, state FROM deliveries").fetchall():
+        new = address_key(email)
+        if new == old:
+            continue
+        other = db.execute("SELECT state FROM deliveries WHERE issue=? AND recipient=?", (issue, new)).fetchone()
+        if other is None or _PROGRESS[state] > _PROGRESS[other[0]]:
+            db.execute("DELETE FROM deliveries WHERE issue=? AND recipient=?", (issue, new))
+            db.execute("UPDATE deliveries SET recipient=? WHERE issue=? AND recipient=?", (new, issue, old))
+        else:
+            db.execute("DELETE FROM deliveries WHERE issue=? AND recipient=?", (issue, old))
 
 
 class Ledger:
     def __init__(self, path: Path):
         self.path = path
-        self._db = open_database(path, SCHEMA)
-        self._compose_keys()
-
-    def _compose_keys(self) -> None:
-        """Re-key rows written before addresses were NFC-composed, once per ledger.
-
-        Without this, 'josé' accepted under its decomposed key would be a new reader to a newer
-        release, and be sent the issue again.
-        """
-        from mailer.subscribers import normalise_email
-
-        if self._db.execute("PRAGMA user_version").fetchone()[0] >= KEYS_VERSION:
-            return
-        with self._transaction() as db:
-            if db.execute("PRAGMA user_version").fetchone()[0] >= KEYS_VERSION:
-                return  # another process did it while this one waited for the lock
-            rows = db.execute("SELECT issue, recipient, email, state FROM deliveries").fetchall()
-            for issue, old, email, state in rows:
-                new = normalise_email(email).casefold()
-                if new == old:
-                    continue
-                other = db.execute("SELECT state FROM deliveries WHERE issue=? AND recipient=?",
-                                   (issue, new)).fetchone()
-                if other is not None and _PROGRESS[other[0]] >= _PROGRESS[state]:
-                    db.execute("DELETE FROM deliveries WHERE issue=? AND recipient=?", (issue, old))
-                    continue
-                db.execute("DELETE FROM deliveries WHERE issue=? AND recipient=?", (issue, new))
-                db.execute("UPDATE deliveries SET recipient=? WHERE issue=? AND recipient=?", (new, issue, old))
-            db.execute(f"PRAGMA user_version={KEYS_VERSION}")
+        self._db = open_database(path, SCHEMA, migrations=(_compose_keys,))
 
     def close(self) -> None:
         self._db.close()

@@ -41,8 +41,8 @@ from mailer.config import Config
 from mailer.errors import ExitStatus, MailerError
 from mailer.ledger import Ledger, issue_lock, ledger_path
 from mailer.message import Personaliser, build_mime, personalise, unsubscribe_secret
-from mailer.subscribers import Skipped, Subscriber, SubscriberList
-from mailer.suppressions import address_key, screen_recipients
+from mailer.subscribers import Skipped, Subscriber, SubscriberList, address_key
+from mailer.suppressions import screen_recipients
 
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
 # SendGrid cancels a batch no later than this before its send_at; after that it goes out as scheduled.

@@ -32,7 +32,7 @@ class Subscriber:
 
     @property
     def key(self) -> str:
-        """The identity used for de-duplication and the ledger: the address, case-folded."""
+        """The identity used for de-duplication and the ledger: address_key, as `email` is normalised."""
         return self.email.casefold()
 
     @property
@@ -57,7 +57,7 @@ class SubscriberList:
     warnings: list[Problem] = field(default_factory=list)
 
     def find(self, email: str) -> Subscriber | None:
-        key = normalise_email(email).casefold()
+        key = address_key(email)
         return next((s for s in self.subscribers if s.key == key), None)
 
 
@@ -70,6 +70,11 @@ def normalise_email(address: str) -> str:
     address = unicodedata.normalize("NFC", address.strip())
     local, at, domain = address.rpartition("@")
     return f"{local}@{domain.lower()}" if at else address
+
+
+def address_key(email: str) -> str:
+    """The identity of an address: one key for the subscriber list, the ledger and the suppression list."""
+    return normalise_email(email).casefold()
 
 
 def email_problem(address: str) -> str | None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailer.errors import ExitStatus, MailerError
 from mailer.ledger import open_database
-from mailer.subscribers import normalise_email
+from mailer.subscribers import address_key
 
 if TYPE_CHECKING:  # mailer.send imports this module; the policy is imported where a pull runs
     from mailer.send import RetryPolicy
@@ -140,9 +140,13 @@ class PullProgress:
     on_retry: Callable[[str, float], None] = lambda message, delay: None
 
 
-def address_key(email: str) -> str:
-    """The identity an address is matched on, the same as a subscriber's and the ledger's."""
-    return normalise_email(email).casefold()
+def _compose_addresses(db: sqlite3.Connection) -> None:
+    """Version 1: re-key addresses pulled before they were NFC-composed, so that they still match."""
+    for rowid, address, email in db.execute("SELECT rowid, address, email FROM suppressions").fetchall():
+        if address_key(email) != address:
+            # OR IGNORE: the composed form may be there already (the reason is then kept once).
+            db.execute("UPDATE OR IGNORE suppressions SET address=? WHERE rowid=?", (address_key(email), rowid))
+            db.execute("DELETE FROM suppressions WHERE rowid=? AND address=?", (rowid, address))
 
 
 def suppressions_path(state_dir: Path) -> Path:
@@ -158,20 +162,7 @@ class SuppressionList:
 
     def __init__(self, path: Path):
         self.path = path
-        self._db = open_database(path, SCHEMA)
-        self._compose_addresses()
-
-    def _compose_addresses(self) -> None:
-        """Re-key addresses pulled before they were NFC-composed, once: they must still match."""
-        if self._db.execute("PRAGMA user_version").fetchone()[0] >= 1:
-            return
-        with self._transaction() as db:
-            for rowid, address, email in db.execute("SELECT rowid, address, email FROM suppressions").fetchall():
-                if address_key(email) != address:
-                    # OR IGNORE: the composed form may be there already (the reason is then kept once).
-                    db.execute("UPDATE OR IGNORE suppressions SET address=? WHERE rowid=?", (address_key(email), rowid))
-                    db.execute("DELETE FROM suppressions WHERE rowid=? AND address=?", (rowid, address))
-            db.execute("PRAGMA user_version=1")
+        self._db = open_database(path, SCHEMA, migrations=(_compose_addresses,))
 
     @classmethod
     def open(cls, state_dir: Path) -> SuppressionList:
