@@ -11,7 +11,6 @@ transaction: a pull that fails or is interrupted leaves the previous list exactl
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -276,11 +275,10 @@ def fetch_suppressions(*, key: str | None = None, host: str | None = None, timeo
                        retry: RetryPolicy | None = None, progress: PullProgress = PullProgress(),
                        stop: threading.Event | None = None) -> list[Suppression]:
     """Every page of every source, or PullError; nothing is kept of a pull that did not finish."""
-    from mailer.backends import BackendConfigError
-    from mailer.backends.sendgrid import API_KEY_ENV, api_host, check_api_key
+    from mailer.backends.sendgrid import api_host, api_key
     from mailer.send import RetryPolicy
 
-    key = key or check_api_key(_api_key(API_KEY_ENV, BackendConfigError))
+    key = key or api_key("pulling the suppression list needs a SendGrid API key", f", a key with the {SCOPE}")
     client = _Client(key, host or api_host(), timeout, retry or RetryPolicy(), progress, stop or threading.Event())
     fetched: list[Suppression] = []
     for source in SOURCES:
@@ -292,14 +290,6 @@ def fetch_suppressions(*, key: str | None = None, host: str | None = None, timeo
             fetched.extend(_suppression(source, row) for row in rows)
             progress.on_page(source, len(rows))
     return fetched
-
-
-def _api_key(env_name: str, error: type[MailerError]) -> str:
-    value = os.environ.get(env_name, "").strip()
-    if not value:
-        raise error(f"{env_name} is not set: pulling the suppression list needs a SendGrid API key\n"
-                    f"    hint: export {env_name}=SG.…, a key with the {SCOPE}")
-    return value
 
 
 class _Client:

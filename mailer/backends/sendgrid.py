@@ -55,19 +55,12 @@ class Request:
     emails: tuple[str, ...]
 
 
-def api_key() -> str:
+def api_key(purpose: str = "a live SendGrid send needs an API key with Mail Send permission",
+            hint: str = " (create one under Settings > API Keys), or leave out --live for a dry run") -> str:
+    """SENDGRID_API_KEY, checked; `purpose` and `hint` say what the command needs it for."""
     key = os.environ.get(API_KEY_ENV, "").strip()
     if not key:
-        raise BackendConfigError(
-            f"{API_KEY_ENV} is not set: a live SendGrid send needs an API key with Mail Send permission\n"
-            f"    hint: export {API_KEY_ENV}=SG.… (create one under Settings > API Keys), or leave out --live "
-            "for a dry run"
-        )
-    return check_api_key(key)
-
-
-def check_api_key(key: str) -> str:
-    """The key, if it can be sent in a header; the error never quotes it."""
+        raise BackendConfigError(f"{API_KEY_ENV} is not set: {purpose}\n    hint: export {API_KEY_ENV}=SG.…{hint}")
     # http.client refuses a header value with a line break by quoting it whole in a ValueError, and
     # cannot encode non-Latin-1 text: either way the key would reach a traceback. A SendGrid key is
     # ASCII letters, digits and punctuation, so anything else is a paste gone wrong (two keys, a note).
