@@ -60,11 +60,10 @@ def targets(text: str) -> list[Target]:
         for token in block.children or ():
             if token.type in ("link_open", "image"):
                 url = str(token.attrGet("href" if token.type == "link_open" else "src") or "")
-                # "](url" first: the same address may be written out in the prose before its link.
-                found_at = text.find(f"]({url}", search_from)
-                found_at = found_at + 2 if found_at >= 0 else text.find(url, search_from) if url else -1
-                offset = found_at if found_at >= 0 else search_from
-                search_from = offset + len(url) if found_at >= 0 else search_from
+                found_at = _find_url(text, url, search_from)
+                offset = search_from if found_at is None else found_at  # the paragraph, failing the URL
+                if found_at is not None:
+                    search_from = found_at + len(url)
                 if token.type == "image":
                     found.append(Target("image", url, line, token.content, offset))
                 else:
@@ -75,3 +74,14 @@ def targets(text: str) -> list[Target]:
             elif link is not None and token.type in ("text", "code_inline"):
                 words.append(token.content)
     return found
+
+
+def _find_url(text: str, url: str, start: int) -> int | None:
+    """Where `url` is written from `start` on: as "](url" first, since it may also be in the prose before."""
+    if not url:
+        return None
+    at = text.find(f"]({url}", start)
+    if at >= 0:
+        return at + 2
+    at = text.find(url, start)  # a reference-style link, or <url>
+    return at if at >= 0 else None

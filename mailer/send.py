@@ -278,15 +278,14 @@ def deliver(backend: Backend, payload: Any, policy: RetryPolicy, stop: threading
 # -- live send ---------------------------------------------------------------------------------
 
 
-def _require_approval(ledger: Ledger | None, key: str, rendered: RenderedIssue, options: SendOptions) -> None:
-    if options.force or options.sandbox:
+def _require_approval(last_test_hash: str | None, rendered: RenderedIssue, options: SendOptions) -> None:
+    if options.force or options.sandbox or last_test_hash == content_hash(rendered):
         return
-    if ledger is None or ledger.last_test_hash(key) != content_hash(rendered):
-        raise NotApprovedError(
-            f"{rendered.issue.slug} has not been test-sent as it is now: the content changed since the "
-            "last test send, or there was none\n"
-            f"    hint: mailer send {rendered.issue.source_path} --test-to YOU@example.com --live, check "
-            "it, then send again (or pass --force)")
+    raise NotApprovedError(
+        f"{rendered.issue.slug} has not been test-sent as it is now: the content changed since the "
+        "last test send, or there was none\n"
+        f"    hint: mailer send {rendered.issue.source_path} --test-to YOU@example.com --live, check "
+        "it, then send again (or pass --force)")
 
 
 def check_approved(rendered: RenderedIssue, config: Config, options: SendOptions) -> None:
@@ -295,14 +294,14 @@ def check_approved(rendered: RenderedIssue, config: Config, options: SendOptions
     send_issue checks again under the issue's lock: that check is the one that counts.
     """
     path = ledger_path(config.state_dir)
-    if not path.exists():
-        _require_approval(None, ledger_key(rendered, options), rendered, options)
-        return
-    ledger = Ledger(path)
-    try:
-        _require_approval(ledger, ledger_key(rendered, options), rendered, options)
-    finally:
-        ledger.close()
+    last = None
+    if path.exists():
+        ledger = Ledger(path)
+        try:
+            last = ledger.last_test_hash(ledger_key(rendered, options))
+        finally:
+            ledger.close()
+    _require_approval(last, rendered, options)
 
 
 def send_issue(
@@ -328,7 +327,7 @@ def send_issue(
     with issue_lock(state_dir, key):
         ledger = Ledger(ledger_path(state_dir))
         try:
-            _require_approval(ledger, key, rendered, options)
+            _require_approval(ledger.last_test_hash(key), rendered, options)
             recovered = ledger.recover_interrupted(key)
             if recovered:
                 progress.on_note(f"{recovered} recipient(s) of an interrupted run are now uncertain: "

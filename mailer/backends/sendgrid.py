@@ -193,8 +193,8 @@ def _retry_after(err: Any) -> float | None:
         try:
             wait = float(reset) - time.time()
         except ValueError:
-            wait = None
-        if wait is not None:
+            pass
+        else:
             # A reset time already past means this machine's clock runs ahead of SendGrid's: None
             # falls back to back-off, where retrying at once would spend every attempt being throttled.
             return wait if wait > 0 else None
