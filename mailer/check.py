@@ -18,13 +18,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from ftfy.formatting import monospaced_width
 
 from mailer import markdown, placeholders, textcheck
 from mailer.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
 from mailer.config import CONFIG_NAME, Config
 from mailer.errors import InputError, MailerError, Problem
 from mailer.issue import load_issue
+from mailer.plaintext import display_width
 from mailer.schema import compose_yaml, display_path, position_in_value, read_utf8
 
 SEVERITIES = ("error", "warning", "info")
@@ -297,18 +297,18 @@ class _Source:
     def _text(self, rendered: RenderedIssue, config: Config) -> list[Finding]:
         found: list[Finding] = []
         subject = placeholders.fill(rendered.subject, {"first_name": config.first_name_fallback})
-        if _width(subject) > SUBJECT_CHARS:
+        if display_width(subject) > SUBJECT_CHARS:
             found.append(self.at("warning", "text", "text.subject-long", "subject", self.by_path.get("subject"),
                                  f"the subject is {_length(subject)}; phone inboxes show about "
                                  f"{SUBJECT_CHARS}", "put what matters in the first 40 characters"))
         low, high = PREHEADER_CHARS
         preheader = rendered.preheader.strip()
-        if _width(preheader) < low:
+        if display_width(preheader) < low:
             found.append(self.at("warning", "text", "text.preheader-short", "preheader",
                                  self.by_path.get("preheader"), f"the preheader is {_length(preheader)}",
                                  f"write {low}–{high}: inboxes fill the rest of the line with the start of the "
                                  "email (\"View in browser\")"))
-        elif _width(preheader) > high:
+        elif display_width(preheader) > high:
             found.append(self.at("warning", "text", "text.preheader-long", "preheader",
                                  self.by_path.get("preheader"), f"the preheader is {_length(preheader)}; "
                                  f"inboxes show at most about {high}", "put what matters first"))
@@ -321,19 +321,9 @@ class _Source:
         return found
 
 
-def _width(text: str) -> int:
-    """How many Latin letters' room a text takes.
-
-    CJK characters and emoji take two; an emoji sequence ('👨‍👩‍👧', '👍🏽', a flag) is one
-    emoji; combining vowel signs and accents (Hindi, Thai, Arabic) take none.
-    """
-    width = monospaced_width(text)
-    return width if width >= 0 else len(text)  # -1: a control character, which the text check reports
-
-
 def _length(text: str) -> str:
     """'72 characters', or with the room they take when that differs ('31 characters, as wide as 62')."""
-    width = _width(text)
+    width = display_width(text)
     return f"{len(text)} characters" + (f", as wide as {width} Latin letters" if width != len(text) else "")
 
 

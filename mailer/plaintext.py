@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 import textwrap
-import unicodedata
 from collections.abc import Iterable
 
+import wcwidth
 from markdown_it.token import Token
 
 from mailer import markdown
@@ -126,8 +126,13 @@ class TextWriter:
 
 
 def display_width(text: str) -> int:
-    """Columns a monospace terminal uses: wide (CJK) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    """How many Latin letters' room a text takes in a monospace font.
+
+    CJK characters and emoji take two; an emoji sequence ('👨‍👩‍👧', '👍🏽', a flag) is one
+    emoji; combining vowel signs and accents (Hindi, Thai, Arabic) take none.
+    """
+    width = wcwidth.wcswidth(text)
+    return width if width >= 0 else len(text)  # -1: a control character (mailer check reports those)
 
 
 def render_text(issue: Issue, config: Config) -> str:
