@@ -236,6 +236,13 @@ Examples:
   mailer send issues/2020-12-13.yaml --subscribers subscribers.csv --live       # everyone
   mailer send issues/2020-12-13.yaml --subscribers subscribers.csv --live \\
       --at "2026-11-29 08:00 Europe/Berlin"                                      # scheduled (SendGrid)
+
+\b
+Environment (a live send; a dry run needs none of it):
+  SENDGRID_API_KEY           the SendGrid API key (Mail Send permission)
+  MAILER_SMTP_URL            --backend smtp: smtp://user:pass@host:587 (STARTTLS), smtps://user:pass@host:465
+  MAILER_UNSUBSCRIBE_SECRET  signs each reader's unsubscribe link
+  SSL_CERT_FILE              a private CA's certificate, when the SMTP server's is signed by one
 """
 
 
@@ -301,7 +308,12 @@ Examples:
 """)
 @click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False))
 def cancel(issue_file: Path) -> None:
-    """Cancel a send of ISSUE_FILE scheduled with --at (SendGrid)."""
+    """Cancel a send of ISSUE_FILE scheduled with --at (SendGrid).
+
+    Its recipients become `cancelled`, and a later send includes them again. SendGrid cancels no
+    later than 10 minutes before the scheduled time: after that, cancel refuses (exit code 3) and
+    the send goes out as scheduled.
+    """
     from mailer import cli_send
 
     cli_send.run_cancel(issue_file)

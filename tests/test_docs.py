@@ -88,3 +88,12 @@ def test_the_contents_list_every_command() -> None:
     contents = README.split("## Commands", 1)[0]
     for name in cli.commands:
         assert f"[{name}](#mailer-{name})" in contents, name
+
+
+def test_every_environment_variable_send_names_is_documented_in_the_readme() -> None:
+    from click.testing import CliRunner
+
+    help_text = CliRunner().invoke(cli, ["send", "--help"]).output
+    named = set(re.findall(r"^\s+([A-Z][A-Z0-9_]{5,})\s", help_text, re.M))
+    assert {"SENDGRID_API_KEY", "MAILER_SMTP_URL", "MAILER_UNSUBSCRIBE_SECRET", "SSL_CERT_FILE"} <= named
+    assert [name for name in sorted(named) if f"`{name}`" not in README] == []
