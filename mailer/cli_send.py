@@ -89,7 +89,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     name = backend_name or config.backend
     if when is not None:
         if name != "sendgrid":
-            raise UsageError("--at needs the sendgrid backend: SMTP has no scheduling")
+            raise UsageError("--at needs the sendgrid backend: SMTP has no scheduling\n"
+                             "    hint: add --backend sendgrid, or leave out --at and send when you want it to go")
         check_send_at(when)
     if sandbox and name != "sendgrid":
         raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --backend sendgrid")
@@ -343,14 +344,16 @@ def run_cancel(issue_file: Path) -> None:
     config, rendered = _load(issue_file)
     # A send still running could add batches to the schedule after it is cancelled: they would be
     # recorded `accepted` and then dropped by SendGrid. Cancel waits for it like a second send would.
+    nothing_scheduled = SendError(f"{rendered.issue.slug} has no scheduled send to cancel\n"
+                                  f"    hint: `mailer status {issue_file}` shows what was sent and when")
     if not ledger_path(config.state_dir).exists():  # never create an empty ledger just to find nothing
-        raise SendError(f"{rendered.issue.slug} has no scheduled send to cancel")
+        raise nothing_scheduled
     with issue_lock(config.state_dir, rendered.issue.slug):
         ledger = Ledger(ledger_path(config.state_dir))
         try:
             schedules = ledger.active_schedules(rendered.issue.slug)
             if not schedules:
-                raise SendError(f"{rendered.issue.slug} has no scheduled send to cancel")
+                raise nothing_scheduled
             backend = SendGridBackend(key=api_key())
             too_late = []
             for schedule_id, at in schedules:
