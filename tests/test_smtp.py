@@ -44,12 +44,17 @@ class Recorder:
         return "250 Message accepted"
 
 
+def free_port() -> int:
+    """A free port on loopback: aiosmtpd's readiness check cannot use port 0."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture
 def smtp_server(monkeypatch: pytest.MonkeyPatch):
     recorder = Recorder()
-    with socket.socket() as probe:  # a free port: aiosmtpd's readiness check cannot use port 0
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True,
                             server_hostname="localhost")
     controller.start()

@@ -7,7 +7,6 @@ standard OpenSSL variable a user with a private CA would set too: no test-only h
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.test_smtp import Recorder, parse, subscribers_csv
+from tests.test_smtp import Recorder, free_port, parse, subscribers_csv
 
 CERT = Path(__file__).parent / "selfsigned-127.0.0.1.pem"
 USER, PASSWORD = "editor", "s3cret p@ss/wörd"
@@ -42,12 +41,6 @@ class TlsRecorder(Recorder):
         return AuthResult(success=login == (USER, PASSWORD), handled=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _server_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(CERT)
@@ -57,7 +50,7 @@ def _server_context() -> ssl.SSLContext:
 @pytest.fixture(params=["starttls", "implicit"])
 def tls_server(request, monkeypatch: pytest.MonkeyPatch):
     recorder = TlsRecorder()
-    port = _free_port()
+    port = free_port()
     common = dict(hostname="127.0.0.1", port=port, server_hostname="localhost", authenticator=recorder.authenticate)
     if request.param == "starttls":
         # The server offers AUTH only after STARTTLS: a client that skipped it could not log in.
