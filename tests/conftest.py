@@ -68,7 +68,7 @@ class Result:
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]):
     """Run `mailer ARGS…` in-process through the real entry point; returns code and output."""
-    from mailer.cli import main
+    from mailer.cli.main import main
 
     def run(*args: str) -> Result:
         capsys.readouterr()

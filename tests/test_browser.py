@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.build import build_issue, write_build
+from mailer.compose.build import build_issue, write_build
 from mailer.config import load_config
 
 from .conftest import ARTIFACTS, REPO

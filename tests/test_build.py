@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mailer import placeholders
-from mailer.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue, write_build
+from mailer.compose import placeholders
+from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue, write_build
+from mailer.compose.inline import inline_css
 from mailer.config import load_config
 from mailer.errors import InputError, RenderError
-from mailer.inline import inline_css
 
 from .conftest import MINIMAL_ISSUE, REPO, write
 

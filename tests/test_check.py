@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.check import Finding, check_issue, check_subscribers, check_workspace
+from mailer.checks.check import Finding, check_issue, check_subscribers, check_workspace
 from mailer.config import load_config
 
 from .conftest import MINIMAL_ISSUE, REPO, write
@@ -244,7 +244,7 @@ def test_the_seeds_mojibake_is_found_with_its_repair_as_the_hint(workspace: Path
 
 
 def test_the_mojibake_excerpt_in_text_without_spaces_is_short(workspace: Path) -> None:
-    from mailer.textcheck import find_mojibake
+    from mailer.checks.textcheck import find_mojibake
 
     chinese = "这是本周的自然语言处理新闻摘要，我们整理了会议论文、开源项目和数据集，希望你喜欢。"
     found = find_mojibake(chinese * 3 + "å¯†ç" + chinese * 3)[0]
@@ -252,7 +252,7 @@ def test_the_mojibake_excerpt_in_text_without_spaces_is_short(workspace: Path) -
 
 
 def test_every_garbled_line_of_the_seed_is_found(workspace: Path) -> None:
-    from mailer.textcheck import find_mojibake
+    from mailer.checks.textcheck import find_mojibake
 
     lines = [line for line in SEED_RAW.read_text(encoding="utf-8").splitlines() if any(c in line for c in "åæèç")]
     assert len(lines) > 20
@@ -271,7 +271,7 @@ def test_replacement_characters_from_the_decoded_seed_are_errors(workspace: Path
                                    "Er sagte „Fuß“ und »Gruß«, wie heiß…", "He said “I love the ‘café’”",
                                    "«\u00a0ÉTÉ\u00a0» au CAFÉ’S, GROß‘", "Größe: 3×½"])
 def test_text_with_accents_and_other_scripts_is_not_mojibake(workspace: Path, fixed: str) -> None:
-    from mailer.textcheck import find_mojibake
+    from mailer.checks.textcheck import find_mojibake
 
     assert find_mojibake(fixed) == []
 
@@ -280,7 +280,7 @@ def test_text_with_accents_and_other_scripts_is_not_mojibake(workspace: Path, fi
                                                 # Capitals before closing punctuation: Polish, Hungarian.
                                                 ("SÄ…", "Są"), ("FÅ‘", "Fő")])
 def test_mojibake_at_the_end_of_a_word_is_found_with_its_repair(workspace: Path, garbled: str, meant: str) -> None:
-    from mailer.textcheck import find_mojibake
+    from mailer.checks.textcheck import find_mojibake
 
     assert f"probably meant: 'To {meant}, a word.'" in (find_mojibake(f"To {garbled}, a word.")[0].hint or "")
 
@@ -414,7 +414,7 @@ def test_every_message_carries_one_click_unsubscribe_headers(workspace: Path) ->
 
 
 def test_messages_without_one_click_unsubscribe_headers_are_errors(workspace: Path, monkeypatch) -> None:
-    from mailer import message
+    from mailer.deliver import message
 
     personalise = message.Personaliser.__call__
 
@@ -487,7 +487,7 @@ def test_subscribers_invalid_duplicate_unsubscribed_and_suppressed(workspace: Pa
 
 
 def test_check_reads_the_pulled_suppression_list(workspace: Path, run_cli, tmp_path: Path) -> None:
-    from mailer.suppressions import BOUNCE, Suppression, SuppressionList
+    from mailer.deliver.suppressions import BOUNCE, Suppression, SuppressionList
 
     with SuppressionList.open(tmp_path / "state") as suppressions:
         suppressions.replace([Suppression("Alan.Turing@example.com", BOUNCE, reason="550 mailbox unavailable")])

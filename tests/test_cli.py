@@ -60,7 +60,7 @@ def test_usage_error_exits_2(run_cli) -> None:
 
 def test_help_does_not_import_the_heavy_libraries() -> None:
     # `mailer --help` must start fast: premailer alone costs about 0.3 s to import.
-    code = ("import sys; from mailer.cli import main\n"
+    code = ("import sys; from mailer.cli.main import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in ('premailer', 'mjml', 'cssutils', 'sendgrid') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 import pytest
 
-from mailer.cli import cli
+from mailer.cli.main import cli
+from mailer.compose.issue import load_issue
 from mailer.config import load_config
-from mailer.issue import load_issue
 
 from .conftest import REPO
 

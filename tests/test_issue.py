@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mailer.compose.issue import load_issue, text_direction
 from mailer.errors import InputError
-from mailer.issue import load_issue, text_direction
 
 from .conftest import MINIMAL_ISSUE, REPO, write
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mailer.linkcheck import LinkResult, Verdict, check_links, is_placeholder_url, summarise
+from mailer.checks.linkcheck import LinkResult, Verdict, check_links, is_placeholder_url, summarise
 
 FAST = 0.5  # the timeout for these tests: the slow route takes longer, everything else far less
 SELF_SIGNED = Path(__file__).parent / "selfsigned-127.0.0.1.pem"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailer.build import build_issue
+from mailer.compose.build import build_issue
 from mailer.config import load_config
-from mailer.message import Personaliser, list_id, unsubscribe_token, verify_unsubscribe_token
-from mailer.subscribers import Subscriber
+from mailer.deliver.message import Personaliser, list_id, unsubscribe_token, verify_unsubscribe_token
+from mailer.deliver.subscribers import Subscriber
 
 SECRET = b"the newsletter's secret"
 

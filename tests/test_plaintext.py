@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mailer.compose.issue import load_issue
+from mailer.compose.plaintext import TextWriter, display_width, render_text
 from mailer.config import load_config
-from mailer.issue import load_issue
-from mailer.plaintext import TextWriter, display_width, render_text
 
 from .conftest import write
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.preview import PreviewServer, create_server, sample_reader
+from mailer.web.preview import PreviewServer, create_server, sample_reader
 
 from .conftest import ARTIFACTS, MINIMAL_ISSUE, REPO, write
 

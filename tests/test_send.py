@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from mailer.backends.sendgrid import SendGridBackend
-from mailer.build import build_issue
+from mailer.compose.build import build_issue
 from mailer.config import load_config
-from mailer.ledger import issue_lock
-from mailer.send import RetryPolicy, SendOptions, send_issue
-from mailer.subscribers import read_subscribers
+from mailer.deliver.backends.sendgrid import SendGridBackend
+from mailer.deliver.ledger import issue_lock
+from mailer.deliver.send import RetryPolicy, SendOptions, send_issue
+from mailer.deliver.subscribers import read_subscribers
 
 from . import fake_sendgrid
 from .fake_sendgrid import API_KEY, FakeSendGrid, validate_mail_send
@@ -86,7 +86,7 @@ def test_dry_run_is_the_default_and_sends_nothing(workspace: Path, sendgrid: Fak
 
 def test_dry_run_after_a_crash_shows_the_interrupted_batch_as_held_back(workspace: Path, sendgrid: FakeSendGrid,
                                                                         run_cli, tmp_path: Path) -> None:
-    from mailer.ledger import Ledger
+    from mailer.deliver.ledger import Ledger
 
     # What a run killed between request and answer leaves: rows committed `sending`.
     ledger = Ledger(tmp_path / "state" / "ledger.sqlite3")
@@ -303,7 +303,7 @@ def test_a_throttle_reset_already_past_backs_off_instead_of_retrying_at_once() -
     # retrying at once would burn every attempt while SendGrid still throttles.
     from python_http_client.exceptions import TooManyRequestsError
 
-    from mailer.backends.sendgrid import _retry_after
+    from mailer.deliver.backends.sendgrid import _retry_after
 
     def throttled(headers: dict[str, str]) -> TooManyRequestsError:
         return TooManyRequestsError(429, "Too Many Requests", b"{}", headers)
@@ -389,10 +389,10 @@ def test_a_request_too_large_stops_the_send_and_loses_nobody(workspace: Path, se
 
 
 def test_a_429_waits_until_sendgrids_rate_limit_reset(workspace: Path, sendgrid: FakeSendGrid) -> None:
-    from mailer.backends import Recipient
-    from mailer.backends.sendgrid import SendGridOptions
-    from mailer.message import personalise
-    from mailer.send import deliver
+    from mailer.deliver.backends import Recipient
+    from mailer.deliver.backends.sendgrid import SendGridOptions
+    from mailer.deliver.message import personalise
+    from mailer.deliver.send import deliver
 
     class RecordedWaits(threading.Event):
         """A stop event that records how long the sender would wait instead of waiting."""
@@ -465,7 +465,7 @@ def test_addresses_sendgrid_refuses_fail_alone_and_the_rest_of_their_batch_is_se
 def test_ctrl_c_while_a_partly_refused_batch_is_on_the_wire_starts_no_new_request(workspace: Path,
                                                                                    sendgrid: FakeSendGrid,
                                                                                    tmp_path: Path) -> None:
-    from mailer.send import Interrupted
+    from mailer.deliver.send import Interrupted
 
     sendgrid.refuse_addresses = {"reader00003@example.com"}
     sendgrid.delay_seconds = 0.5
@@ -717,7 +717,7 @@ def test_rate_option_caps_messages_per_second(workspace: Path, sendgrid: FakeSen
 
 
 def test_rate_limiter_spaces_batches() -> None:
-    from mailer.send import RateLimiter
+    from mailer.deliver.send import RateLimiter
 
     slept: list[float] = []
     limiter = RateLimiter(100.0, sleep=slept.append)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from mailer.backends.smtp import parse_url
+from mailer.deliver.backends.smtp import parse_url
 
 
 class Recorder:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mailer.deliver.subscribers import email_problem, read_subscribers
 from mailer.errors import InputError
-from mailer.subscribers import email_problem, read_subscribers
 
 from .conftest import REPO
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mailer.send import RetryPolicy
-from mailer.suppressions import (
+from mailer.deliver.send import RetryPolicy
+from mailer.deliver.suppressions import (
     BOUNCE,
     GROUP_UNSUBSCRIBE,
     PullError,

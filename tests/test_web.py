@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer import placeholders
+from mailer.compose import placeholders
 from mailer.config import load_config
 
 from .conftest import MINIMAL_ISSUE, write

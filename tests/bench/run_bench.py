@@ -28,12 +28,12 @@ def median_ms(func: Callable[[], object], *, runs: int = 20, warmup: int = 3) ->
 
 
 def bench_build() -> list[tuple[str, float, str, str]]:
-    from mailer.build import build_issue
+    from mailer.compose.build import build_issue
+    from mailer.compose.inline import inline_css
+    from mailer.compose.issue import load_issue
+    from mailer.compose.plaintext import render_text
+    from mailer.compose.render import HTML_LAYOUT, compile_mjml, render_template
     from mailer.config import load_config
-    from mailer.inline import inline_css
-    from mailer.issue import load_issue
-    from mailer.plaintext import render_text
-    from mailer.render import HTML_LAYOUT, compile_mjml, render_template
 
     config = load_config(REPO)
     issue = load_issue(SAMPLE)
@@ -54,7 +54,7 @@ def bench_build() -> list[tuple[str, float, str, str]]:
 
 
 def bench_check() -> list[tuple[str, float, str, str]]:
-    from mailer.check import check_issue, check_workspace
+    from mailer.checks.check import check_issue, check_workspace
     from mailer.config import load_config
 
     config = load_config(REPO)
@@ -67,7 +67,7 @@ def bench_check() -> list[tuple[str, float, str, str]]:
 def bench_suppressions(count: int = 100_000) -> list[tuple[str, float, str, str]]:
     import tempfile
 
-    from mailer.suppressions import BOUNCE, Suppression, SuppressionList, screen_recipients
+    from mailer.deliver.suppressions import BOUNCE, Suppression, SuppressionList, screen_recipients
 
     with tempfile.TemporaryDirectory() as folder:
         state_dir = Path(folder)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from mailer.check import CHECKS, SEVERITIES, CheckReport, check_issue, check_subscribers, check_workspace
+from mailer.checks.check import CHECKS, SEVERITIES, CheckReport, check_issue, check_subscribers, check_workspace
 from mailer.config import Config, find_workspace, load_config
 from mailer.errors import ExitStatus, InputError, Problem
 from mailer.schema import display_path
@@ -47,7 +47,7 @@ def run_checks(paths: tuple[Path, ...], *, subscribers_path: Path | None = None,
     if subscribers_path is not None:
         reports.append(check_subscribers(subscribers_path, encoding=encoding, suppressed=_suppressed(config)))
     if links:
-        from mailer.check import check_links
+        from mailer.checks.check import check_links
 
         check_links([report for report in reports if report.kind == "issue"], timeout=timeout)
     return reports
@@ -62,7 +62,7 @@ def _start(paths: tuple[Path, ...]) -> Path:
 
 def _suppressed(config: Config) -> Callable[[list[str]], dict[str, str]]:
     """Look addresses up in the local suppression list (empty until `mailer suppressions pull`)."""
-    from mailer.suppressions import screen_recipients
+    from mailer.deliver.suppressions import screen_recipients
 
     def lookup(keys: list[str]) -> dict[str, str]:
         reasons = screen_recipients(config.state_dir, keys).reasons

@@ -32,18 +32,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
-from mailer import placeholders
-from mailer.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue
+from mailer.compose import placeholders
+from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue
 from mailer.config import CONFIG_NAME, Config, load_config
+from mailer.deliver.subscribers import read_subscribers
 from mailer.errors import InputError, MailerError, Problem, ServeError
 from mailer.schema import display_path
-from mailer.subscribers import read_subscribers
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 POLL_MS = 400  # how often an open page asks whether a file changed: saves show within about half a second
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-ASSETS_DIR = Path(__file__).parent / "preview_assets"
+ASSETS_DIR = Path(__file__).parent / "assets"
 ASSETS = {"preview.css": "text/css", "preview.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 # The sample reader's unsubscribe link: shaped like a real one, but its token is obviously not.
 PREVIEW_TOKEN = "preview"
@@ -262,7 +262,7 @@ class Preview:
         cached = self._checks.get((snapshot.slug, snapshot.version))
         if cached is not None:
             return cached
-        from mailer.check import CHECKS, check_issue, check_workspace
+        from mailer.checks.check import CHECKS, check_issue, check_workspace
 
         rendered, config = snapshot.rendered, snapshot.config
         reports = [check_issue(snapshot.path, config, rendered=rendered), check_workspace(config)]

@@ -11,11 +11,11 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from mailer import markdown, placeholders
+from mailer.compose import markdown, placeholders
+from mailer.compose.issue import Image, Issue
+from mailer.compose.mjml_schema import MJML_TAGS
 from mailer.config import Config
 from mailer.errors import RenderError
-from mailer.issue import Image, Issue
-from mailer.mjml_schema import MJML_TAGS
 
 HTML_LAYOUT = "email.mjml.j2"
 TEXT_LAYOUT = "email.txt.j2"

@@ -19,12 +19,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from mailer import markdown, placeholders, textcheck
-from mailer.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
+from mailer.checks import textcheck
+from mailer.compose import markdown, placeholders
+from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
+from mailer.compose.issue import load_issue
+from mailer.compose.plaintext import display_width
 from mailer.config import CONFIG_NAME, Config
 from mailer.errors import InputError, MailerError, Problem
-from mailer.issue import load_issue
-from mailer.plaintext import display_width
 from mailer.schema import compose_yaml, display_path, position_in_value, read_utf8
 
 SEVERITIES = ("error", "warning", "info")
@@ -411,8 +412,8 @@ def _sizes(rendered: RenderedIssue, message: Any) -> dict[str, int]:
 
 def _sample_message(rendered: RenderedIssue, config: Config) -> Any:
     """The message one reader would get (a made-up reader: sizes and headers do not depend on who)."""
-    from mailer.message import Personaliser, build_mime
-    from mailer.subscribers import Subscriber
+    from mailer.deliver.message import Personaliser, build_mime
+    from mailer.deliver.subscribers import Subscriber
 
     reader = Subscriber("reader@example.com", "Reader")
     return build_mime(rendered, config, reader, Personaliser(rendered, config, b"check")(reader))
@@ -444,7 +445,7 @@ def _compliance(rendered: RenderedIssue, config: Config, label: str, headers: An
 
 def check_workspace(config: Config) -> CheckReport:
     """Check mailer.yaml and the layouts: what every issue shares."""
-    from mailer.mjml_schema import scan_layouts
+    from mailer.compose.mjml_schema import scan_layouts
 
     report = CheckReport("workspace", display_path(config.workspace / CONFIG_NAME), checks=("compliance", "markup"))
     config_label = display_path(config.workspace / CONFIG_NAME)
@@ -485,7 +486,7 @@ def check_subscribers(path: Path, *, encoding: str | None = None,
 
     `suppressed` maps addresses (case-folded) to why they are in the local suppression list.
     """
-    from mailer.subscribers import read_subscribers
+    from mailer.deliver.subscribers import read_subscribers
 
     label = display_path(path)
     report = CheckReport("subscribers", label, checks=("subscribers",))
@@ -547,8 +548,8 @@ def check_links(reports: list[CheckReport], *, timeout: float = 10.0, concurrenc
     Errors are what a reader would surely hit (404/410, a name that does not resolve, a bad
     certificate, a redirect loop); warnings what may pass (403 to robots, 5xx, timeouts, 429).
     """
-    from mailer.linkcheck import Verdict
-    from mailer.linkcheck import check_links as fetch
+    from mailer.checks.linkcheck import Verdict
+    from mailer.checks.linkcheck import check_links as fetch
 
     urls = [url for report in reports for url, _ in report.addresses]
     results = {result.url: result for result in fetch(urls, timeout=timeout, concurrency=concurrency)}

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 import wcwidth
 from markdown_it.token import Token
 
-from mailer import markdown
+from mailer.compose import markdown
+from mailer.compose.issue import Issue, LabelledLink
+from mailer.compose.render import TEXT_LAYOUT, render_template
 from mailer.config import Config
-from mailer.issue import Issue, LabelledLink
-from mailer.render import TEXT_LAYOUT, render_template
 
 WIDTH = 72
 

@@ -13,7 +13,9 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from mailer.backends import (
+from mailer.compose.build import RenderedIssue
+from mailer.config import Config
+from mailer.deliver.backends import (
     Accepted,
     BackendConfigError,
     FatalError,
@@ -22,9 +24,7 @@ from mailer.backends import (
     TransientError,
     UncertainError,
 )
-from mailer.build import RenderedIssue
-from mailer.config import Config
-from mailer.message import POLICY, POLICY_UTF8, build_mime
+from mailer.deliver.message import POLICY, POLICY_UTF8, build_mime
 
 URL_ENV = "MAILER_SMTP_URL"
 TIMEOUT_SECONDS = 30.0

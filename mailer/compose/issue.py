@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from mailer import markdown
+from mailer.compose import markdown
 from mailer.errors import InputError, Problem
 from mailer.schema import (
     MISSING,

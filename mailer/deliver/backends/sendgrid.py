@@ -15,8 +15,10 @@ from datetime import datetime
 from http.client import HTTPException
 from typing import Any
 
-from mailer import placeholders
-from mailer.backends import (
+from mailer.compose import placeholders
+from mailer.compose.build import RenderedIssue
+from mailer.config import Config
+from mailer.deliver.backends import (
     Accepted,
     BackendConfigError,
     FatalError,
@@ -25,8 +27,6 @@ from mailer.backends import (
     TransientError,
     UncertainError,
 )
-from mailer.build import RenderedIssue
-from mailer.config import Config
 
 API_KEY_ENV = "SENDGRID_API_KEY"
 API_HOST_ENV = "SENDGRID_API_HOST"

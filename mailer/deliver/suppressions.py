@@ -21,12 +21,12 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailer.deliver.ledger import open_database
+from mailer.deliver.subscribers import address_key
 from mailer.errors import ExitStatus, MailerError
-from mailer.ledger import open_database
-from mailer.subscribers import address_key
 
-if TYPE_CHECKING:  # mailer.send imports this module; the policy is imported where a pull runs
-    from mailer.send import RetryPolicy
+if TYPE_CHECKING:  # mailer.deliver.send imports this module; the policy is imported where a pull runs
+    from mailer.deliver.send import RetryPolicy
 
 GLOBAL_UNSUBSCRIBE, GROUP_UNSUBSCRIBE, BOUNCE, SPAM_REPORT, INVALID_EMAIL = (
     "global_unsubscribe", "group_unsubscribe", "bounce", "spam_report", "invalid_email")
@@ -275,8 +275,8 @@ def fetch_suppressions(*, key: str | None = None, host: str | None = None, timeo
                        retry: RetryPolicy | None = None, progress: PullProgress = PullProgress(),
                        stop: threading.Event | None = None) -> list[Suppression]:
     """Every page of every source, or PullError; nothing is kept of a pull that did not finish."""
-    from mailer.backends.sendgrid import api_host, api_key
-    from mailer.send import RetryPolicy
+    from mailer.deliver.backends.sendgrid import api_host, api_key
+    from mailer.deliver.send import RetryPolicy
 
     key = key or api_key("pulling the suppression list needs a SendGrid API key", f", a key with the {SCOPE}")
     client = _Client(key, host or api_host(), timeout, retry or RetryPolicy(), progress, stop or threading.Event())
@@ -325,7 +325,7 @@ class _Client:
         """One GET, retried on 429, 5xx and network errors (a GET is safe to repeat)."""
         from python_http_client import exceptions as http
 
-        from mailer.backends.sendgrid import _errors, _retry_after
+        from mailer.deliver.backends.sendgrid import _errors, _retry_after
 
         shown = f"GET /v3/{path}" + (f"?limit={query['limit']}&offset={query['offset']}" if query else "")
         last = ""

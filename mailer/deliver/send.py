@@ -1,7 +1,7 @@
 """Sending an issue: plan, batch, rate, retry, resume. Reports progress through a callback; never prints.
 
 The guarantee: nobody receives an issue twice and nobody is silently skipped, whatever happens
-mid-send (crash, Ctrl-C, provider outage). See mailer/ledger.py for the rule that makes it so.
+mid-send (crash, Ctrl-C, provider outage). See mailer/deliver/ledger.py for the rule that makes it so.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
-from mailer import ledger as ledger_states
-from mailer.backends import (
+from mailer.compose.build import RenderedIssue
+from mailer.config import Config
+from mailer.deliver import ledger as ledger_states
+from mailer.deliver.backends import (
     Accepted,
     Backend,
     DeliveryError,
@@ -36,13 +38,11 @@ from mailer.backends import (
     TransientError,
     UncertainError,
 )
-from mailer.build import RenderedIssue
-from mailer.config import Config
+from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
+from mailer.deliver.message import Personaliser, build_mime, personalise, unsubscribe_secret
+from mailer.deliver.subscribers import Skipped, Subscriber, SubscriberList, address_key
+from mailer.deliver.suppressions import screen_recipients
 from mailer.errors import ExitStatus, MailerError
-from mailer.ledger import Ledger, issue_lock, ledger_path
-from mailer.message import Personaliser, build_mime, personalise, unsubscribe_secret
-from mailer.subscribers import Skipped, Subscriber, SubscriberList, address_key
-from mailer.suppressions import screen_recipients
 
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
 # SendGrid cancels a batch no later than this before its send_at; after that it goes out as scheduled.
@@ -367,7 +367,7 @@ def send_issue(
 
 
 def _payload_options(options: SendOptions, schedule_id: str) -> Any:
-    from mailer.backends.sendgrid import SendGridOptions
+    from mailer.deliver.backends.sendgrid import SendGridOptions
 
     return SendGridOptions(send_at=options.send_at, schedule_id=schedule_id if options.send_at else None,
                            sandbox=options.sandbox)

@@ -1,6 +1,6 @@
 """Delivery backends behind one small protocol: prepare a batch, then send it once.
 
-`send` raises one of the errors below so that the sender (mailer/send.py) can decide, in one
+`send` raises one of the errors below so that the sender (mailer/deliver/send.py) can decide, in one
 place, what is retried, what is failed, and what is uncertain.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mailer.build import RenderedIssue
+from mailer.compose.build import RenderedIssue
 from mailer.config import Config
+from mailer.deliver.message import Personal
+from mailer.deliver.subscribers import Subscriber
 from mailer.errors import ExitStatus, MailerError
-from mailer.message import Personal
-from mailer.subscribers import Subscriber
 
 
 @dataclass(frozen=True)

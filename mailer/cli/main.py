@@ -11,7 +11,7 @@ import click
 from mailer.errors import ExitStatus, MailerError
 
 if TYPE_CHECKING:  # only for annotations: the commands import what they use, so --help stays fast
-    from mailer.build import RenderedIssue
+    from mailer.compose.build import RenderedIssue
     from mailer.config import Config
 
 EPILOG_BUILD = """\b
@@ -76,7 +76,7 @@ def build(issue_files: tuple[Path, ...], build_all: bool, out_dir: Path | None) 
 
 def _build_every_file(issue_files: tuple[Path, ...], config: Config) -> list[RenderedIssue]:
     """Build every file before writing any; raise one InputError listing every file's problems."""
-    from mailer.build import build_issue
+    from mailer.compose.build import build_issue
     from mailer.errors import InputError
 
     rendered, problems = [], []
@@ -91,7 +91,7 @@ def _build_every_file(issue_files: tuple[Path, ...], config: Config) -> list[Ren
 
 
 def _write_builds(rendered: list[RenderedIssue], target_root: Path) -> None:
-    from mailer.build import GMAIL_CLIP_BYTES, write_build
+    from mailer.compose.build import GMAIL_CLIP_BYTES, write_build
     from mailer.schema import display_path
 
     for result in rendered:
@@ -114,7 +114,7 @@ def _write_builds(rendered: list[RenderedIssue], target_root: Path) -> None:
 
 def _write_site(rendered: list[RenderedIssue], config: Config, out_dir: Path) -> None:
     from mailer.schema import display_path
-    from mailer.web import archive_entries, write_site
+    from mailer.web.site import archive_entries, write_site
 
     write_site(rendered, config, out_dir)
     shown = display_path(out_dir)
@@ -157,7 +157,7 @@ def check(paths: tuple[Path, ...], subscribers_path: Path | None, encoding: str 
     the unsubscribe link and postal address, layout markup, and, with --subscribers, the list.
     Exit code 0 when there is no error (warnings allowed), 1 when there is one.
     """
-    from mailer import cli_check
+    from mailer.cli import check as cli_check
 
     cli_check.run_check(paths, subscribers_path=subscribers_path, encoding=encoding, output=output, strict=strict,
                         links=links, timeout=timeout)
@@ -196,8 +196,8 @@ def preview(issue_file: Path | None, open_browser: bool, host: str, port: int, s
     from urllib.parse import quote
 
     from mailer.config import find_workspace
-    from mailer.preview import EXAMPLE_READER, LOOPBACK_HOSTS, create_server, sample_reader
     from mailer.schema import display_path
+    from mailer.web.preview import EXAMPLE_READER, LOOPBACK_HOSTS, create_server, sample_reader
 
     if as_email and not subscribers_path:
         raise click.UsageError("--as needs --subscribers FILE, the file to find the reader in")
@@ -280,7 +280,7 @@ def send(issue_file: Path, subscribers_path: Path | None, live: bool, test_to: s
     the exact request bodies) under the state folder and sends nothing. A live send records every
     recipient in the ledger: running the same command again resumes, never mailing anyone twice.
     """
-    from mailer import cli_send
+    from mailer.cli import send as cli_send
 
     cli_send.run_send(
         issue_file, subscribers_path=subscribers_path, live=live, test_to=test_to, as_email=as_email,
@@ -297,7 +297,7 @@ Examples:
 @click.option("--sandbox", is_flag=True, help="Show the sandbox sends instead of the real ones.")
 def status(issue_file: Path, sandbox: bool) -> None:
     """Show who got ISSUE_FILE, who failed and who is uncertain, from the ledger."""
-    from mailer import cli_send
+    from mailer.cli import send as cli_send
 
     cli_send.run_status(issue_file, sandbox=sandbox)
 
@@ -314,7 +314,7 @@ def cancel(issue_file: Path) -> None:
     later than 10 minutes before the scheduled time: after that, cancel refuses (exit code 3) and
     the send goes out as scheduled.
     """
-    from mailer import cli_send
+    from mailer.cli import send as cli_send
 
     cli_send.run_cancel(issue_file)
 
@@ -348,7 +348,7 @@ def suppressions_pull() -> None:
     Needs SENDGRID_API_KEY with the "Suppressions" read scope. Every page of every list is
     fetched before anything is written: a pull that fails keeps the previous list.
     """
-    from mailer import cli_suppressions
+    from mailer.cli import suppressions as cli_suppressions
 
     cli_suppressions.run_pull()
 
@@ -364,7 +364,7 @@ Examples:
               help="Also print every suppressed address: email, reason and date, tab-separated.")
 def suppressions_list(email: str | None, show_all: bool) -> None:
     """Show the local suppression list: counts per source and when it was pulled."""
-    from mailer import cli_suppressions
+    from mailer.cli import suppressions as cli_suppressions
 
     cli_suppressions.run_list(email, show_all)
 

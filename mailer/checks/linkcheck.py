@@ -26,7 +26,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-from mailer import placeholders
+from mailer.compose import placeholders
 
 # Browser-like, because some sites refuse Python's default User-Agent, and naming mailer, so a
 # site's owner can tell what the request was.

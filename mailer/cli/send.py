@@ -17,11 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from mailer.build import RenderedIssue, build_issue
+from mailer.compose.build import RenderedIssue, build_issue
 from mailer.config import Config, find_workspace, load_config
-from mailer.errors import ExitStatus, MailerError
-from mailer.schema import display_path
-from mailer.send import (
+from mailer.deliver.send import (
     CANCEL_DEADLINE,
     Progress,
     SendError,
@@ -34,7 +32,9 @@ from mailer.send import (
     send_issue,
     test_send,
 )
-from mailer.subscribers import Subscriber, SubscriberList, email_problem, normalise_email, read_subscribers
+from mailer.deliver.subscribers import Subscriber, SubscriberList, email_problem, normalise_email, read_subscribers
+from mailer.errors import ExitStatus, MailerError
+from mailer.schema import display_path
 
 
 class UsageError(MailerError):
@@ -62,10 +62,10 @@ def parse_send_at(text: str) -> datetime:
 def _backend(name: str, *, live: bool):
     """The backend, with its credentials checked up front: a missing key must fail before any request."""
     if name == "smtp":
-        from mailer.backends.smtp import SmtpBackend, settings_from_env
+        from mailer.deliver.backends.smtp import SmtpBackend, settings_from_env
 
         return SmtpBackend(settings_from_env() if live else None)
-    from mailer.backends.sendgrid import SendGridBackend, api_key
+    from mailer.deliver.backends.sendgrid import SendGridBackend, api_key
 
     return SendGridBackend(key=api_key() if live else None)
 
@@ -129,7 +129,7 @@ class CheckFailed(MailerError):
 def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: RenderedIssue, *, live: bool,
                             force: bool) -> None:
     """Run `mailer check`'s checks on the issue: a live send stops on errors; a dry run shows them."""
-    from mailer.check import check_issue, check_workspace, errors_in
+    from mailer.checks.check import check_issue, check_workspace, errors_in
 
     reports = [check_issue(issue_file, config, rendered=rendered), check_workspace(config)]
     errors = errors_in(reports)
@@ -315,7 +315,7 @@ def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
 
 
 def run_status(issue_file: Path, *, sandbox: bool) -> None:
-    from mailer.ledger import FAILED, UNCERTAIN, Ledger, ledger_path
+    from mailer.deliver.ledger import FAILED, UNCERTAIN, Ledger, ledger_path
 
     config, rendered = _load(issue_file)
     path = ledger_path(config.state_dir)
@@ -337,9 +337,9 @@ def run_status(issue_file: Path, *, sandbox: bool) -> None:
 
 
 def run_cancel(issue_file: Path) -> None:
-    from mailer.backends import DeliveryError
-    from mailer.backends.sendgrid import SendGridBackend, api_key
-    from mailer.ledger import Ledger, issue_lock, ledger_path
+    from mailer.deliver.backends import DeliveryError
+    from mailer.deliver.backends.sendgrid import SendGridBackend, api_key
+    from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
 
     config, rendered = _load(issue_file)
     # A send still running could add batches to the schedule after it is cancelled: they would be

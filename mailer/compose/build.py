@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailer import placeholders
+from mailer.compose import placeholders
+from mailer.compose.inline import inline_css
+from mailer.compose.issue import Image, Issue, load_issue
+from mailer.compose.plaintext import render_text
+from mailer.compose.render import HTML_LAYOUT, compile_mjml, render_template
 from mailer.config import Config
-from mailer.inline import inline_css
-from mailer.issue import Image, Issue, load_issue
-from mailer.plaintext import render_text
-from mailer.render import HTML_LAYOUT, compile_mjml, render_template
 from mailer.schema import display_path
 
 # Gmail hides everything after about 102 KB of HTML behind "[Message clipped]", the footer and

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from mailer import placeholders
-from mailer.build import RenderedIssue, web_values, write_web_version
+from mailer.compose import placeholders
+from mailer.compose.build import RenderedIssue, web_values, write_web_version
+from mailer.compose.render import render_layout
 from mailer.config import Config
-from mailer.render import render_layout
 
 ARCHIVE_LAYOUT = "archive.html.j2"
 ATOM_NS = "http://www.w3.org/2005/Atom"

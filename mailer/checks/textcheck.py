@@ -1,6 +1,6 @@
 """Checks on a piece of text: mojibake, invisible characters, unfinished copy, placeholder typos, script.
 
-Pure functions over strings; `mailer.check` knows where the strings came from.
+Pure functions over strings; `mailer.checks.check` knows where the strings came from.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import ftfy
 from ftfy.badness import BADNESS_RE, is_bad
 
-from mailer import placeholders
+from mailer.compose import placeholders
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from mailer.config import find_workspace, load_config
+from mailer.deliver.subscribers import address_key
+from mailer.deliver.suppressions import SOURCES, Pull, PullProgress, SuppressionList, suppressions_path
 from mailer.schema import display_path
-from mailer.subscribers import address_key
-from mailer.suppressions import SOURCES, Pull, PullProgress, SuppressionList, suppressions_path
 
 PLURALS = {"global_unsubscribe": "global unsubscribes", "group_unsubscribe": "group unsubscribes",
            "bounce": "bounces", "spam_report": "spam reports", "invalid_email": "invalid emails"}

@@ -112,7 +112,7 @@ def _compose_keys(db: sqlite3.Connection) -> None:
     Without this, 'josé' accepted under its decomposed key would be a new reader to a newer
     release, and be sent the issue again.
     """
-    from mailer.subscribers import address_key
+    from mailer.deliver.subscribers import address_key
 
     for issue, old, email, state in db.execute("SELECT issue, recipient, email, state FROM deliveries").fetchall():
         new = address_key(email)

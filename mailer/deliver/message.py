@@ -14,11 +14,11 @@ from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, make_msgid
 from urllib.parse import urlsplit
 
-from mailer import placeholders
-from mailer.build import RenderedIssue
+from mailer.compose import placeholders
+from mailer.compose.build import RenderedIssue
 from mailer.config import Config
+from mailer.deliver.subscribers import Subscriber
 from mailer.errors import ConfigError
-from mailer.subscribers import Subscriber
 
 # RFC 5322 allows 998 characters per line. At the default of 78 the email package turns a long
 # List-Unsubscribe (one URL and a token, nowhere to fold) into an =?utf-8?q?…?= encoded word,

@@ -1,0 +1,1 @@
+"""The command line: one thin module per command group; the only layer that prints or exits."""

@@ -1,0 +1,1 @@
+"""Web: everything that answers HTTP or is published for a browser (the local preview, the archive site)."""
