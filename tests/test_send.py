@@ -18,7 +18,8 @@ from mailer.compose.build import build_issue
 from mailer.config import load_config
 from mailer.deliver.backends.sendgrid import SendGridBackend
 from mailer.deliver.ledger import issue_lock
-from mailer.deliver.send import RetryPolicy, SendOptions, send_issue
+from mailer.deliver.retry import RetryPolicy
+from mailer.deliver.send import SendOptions, send_issue
 from mailer.deliver.subscribers import read_subscribers
 
 from . import fake_sendgrid

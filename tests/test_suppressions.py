@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.deliver.send import RetryPolicy
+from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.suppressions import (
     BOUNCE,
     GROUP_UNSUBSCRIBE,

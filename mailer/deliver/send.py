@@ -11,7 +11,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import random
 import shutil
 import threading
 import time
@@ -40,6 +39,7 @@ from mailer.deliver.backends import (
 )
 from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
 from mailer.deliver.message import Personaliser, build_mime, personalise, unsubscribe_secret
+from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.subscribers import Skipped, Subscriber, SubscriberList, address_key
 from mailer.deliver.suppressions import screen_recipients
 from mailer.errors import ExitStatus, MailerError
@@ -69,20 +69,6 @@ class SuppressedRecipientError(MailerError):
     """A live test send to an address on the local suppression list."""
 
     exit_code = ExitStatus.INPUT_ERROR
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 6  # tries per batch, the first included
-    base_seconds: float = 1.0
-    cap_seconds: float = 60.0
-    max_wait_seconds: float = 900.0  # the longest a 429's reset time is waited for
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_wait_seconds)
-        # "Full jitter": spreads retries of concurrent workers so they do not hit the provider together.
-        return random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** attempt))
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.client import HTTPException
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mailer.deliver.ledger import open_database
+from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.subscribers import address_key
 from mailer.errors import ExitStatus, MailerError
-
-if TYPE_CHECKING:  # mailer.deliver.send imports this module; the policy is imported where a pull runs
-    from mailer.deliver.send import RetryPolicy
 
 GLOBAL_UNSUBSCRIBE, GROUP_UNSUBSCRIBE, BOUNCE, SPAM_REPORT, INVALID_EMAIL = (
     "global_unsubscribe", "group_unsubscribe", "bounce", "spam_report", "invalid_email")
@@ -276,7 +274,6 @@ def fetch_suppressions(*, key: str | None = None, host: str | None = None, timeo
                        stop: threading.Event | None = None) -> list[Suppression]:
     """Every page of every source, or PullError; nothing is kept of a pull that did not finish."""
     from mailer.deliver.backends.sendgrid import api_host, api_key
-    from mailer.deliver.send import RetryPolicy
 
     key = key or api_key("pulling the suppression list needs a SendGrid API key", f", a key with the {SCOPE}")
     client = _Client(key, host or api_host(), timeout, retry or RetryPolicy(), progress, stop or threading.Event())
