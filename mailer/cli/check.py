@@ -1,4 +1,4 @@
-"""The CLI side of `mailer check`: which files, then the findings for people (grouped, coloured) or as JSON."""
+"""`mailer check`: which files, then the findings for people (grouped, coloured) or as JSON."""
 
 from __future__ import annotations
 
@@ -6,22 +6,58 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from mailer.checks.check import CHECKS, SEVERITIES, CheckReport, check_issue, check_subscribers, check_workspace
-from mailer.config import Config, find_workspace, load_config
 from mailer.errors import ExitStatus, InputError, Problem
-from mailer.schema import display_path
+
+if TYPE_CHECKING:  # the command imports the checks when it runs, so --help stays fast
+    from mailer.checks.check import CheckReport
+    from mailer.config import Config
 
 JSON_VERSION = 1
 _COLOURS = {"error": "red", "warning": "yellow", "info": "cyan"}
 _TITLES = {"error": "errors", "warning": "warnings", "info": "info"}
 
 
+EPILOG_CHECK = """\b
+Examples:
+  mailer check issues/2020-12-13.yaml --subscribers subscribers.csv
+  mailer check                                  # every issue in issues/
+  mailer check issues/ --format json            # machine-readable, for CI
+  mailer check issues/2020-12-13.yaml --links   # also ask every link whether it answers
+"""
+
+
+@click.command(epilog=EPILOG_CHECK)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--subscribers", "subscribers_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also check this subscribers CSV: invalid rows, duplicates, unsubscribed and suppressed addresses.")
+@click.option("--encoding", metavar="NAME", help="The CSV's encoding when it is not UTF-8 (e.g. cp1252).")
+@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people (grouped by severity, coloured on a terminal); json for CI (see the README).")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1 when there are any).")
+@click.option("--links", is_flag=True, help="Also check that every link answers (HEAD, then GET): needs the network.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds to wait for each link with --links.")
+def check(paths: tuple[Path, ...], subscribers_path: Path | None, encoding: str | None, output: str, strict: bool,
+          links: bool, timeout: float) -> None:
+    """Find what would embarrass you before anyone receives it.
+
+    Checks each issue in PATHS (files, or folders of *.yaml; default: issues/) and the email built
+    from it: size against Gmail's clipping limit, images, links, mojibake and other text problems,
+    the unsubscribe link and postal address, layout markup, and, with --subscribers, the list.
+    Exit code 0 when there is no error (warnings allowed), 1 when there is one.
+    """
+    run_check(paths, subscribers_path=subscribers_path, encoding=encoding, output=output, strict=strict,
+              links=links, timeout=timeout)
+
+
 def issue_files(paths: tuple[Path, ...], config: Config) -> list[Path]:
     """The issue files named: files as given, folders for the *.yaml in them; none means issues/."""
+    from mailer.schema import display_path
+
     found: list[Path] = []
     problems: list[Problem] = []
     for path in paths or (config.issues_dir,):
@@ -41,6 +77,9 @@ def issue_files(paths: tuple[Path, ...], config: Config) -> list[Path]:
 
 def run_checks(paths: tuple[Path, ...], *, subscribers_path: Path | None = None, encoding: str | None = None,
                links: bool = False, timeout: float = 10.0) -> list[CheckReport]:
+    from mailer.checks.check import check_issue, check_subscribers, check_workspace
+    from mailer.config import find_workspace, load_config
+
     config = load_config(find_workspace(_start(paths)))
     reports = [check_issue(path, config) for path in issue_files(paths, config)]
     reports.append(check_workspace(config))
@@ -97,6 +136,8 @@ def to_json(reports: list[CheckReport], *, strict: bool) -> dict[str, Any]:
 
 
 def print_reports(reports: list[CheckReport], *, strict: bool) -> None:
+    from mailer.checks.check import SEVERITIES
+
     for report in reports:
         click.secho(_heading(report), bold=True)
         findings = report.sorted_findings()
@@ -147,6 +188,8 @@ def _heading(report: CheckReport) -> str:
 
 
 def _passed_label(report: CheckReport, name: str) -> str:
+    from mailer.checks.check import CHECKS
+
     label = CHECKS[name].lower()
     if name == "size" and "html_part_bytes" in report.facts:
         return f"{label} ({report.facts['html_part_bytes'] / 1024:.1f} KB of HTML)"

@@ -1,6 +1,6 @@
-"""The CLI side of `send`, `status` and `cancel`: parse, confirm, show progress and the final table.
+"""`mailer send`, `status` and `cancel`: parse, confirm, show progress and the final table.
 
-Split from cli.py so that `mailer --help` does not import the sending machinery.
+The sending machinery is imported inside the functions, so that `mailer --help` does not load it.
 """
 
 from __future__ import annotations
@@ -13,28 +13,102 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from mailer.compose.build import RenderedIssue, build_issue
-from mailer.config import Config, find_workspace, load_config
-from mailer.deliver.send import (
-    CANCEL_DEADLINE,
-    Progress,
-    SendError,
-    SendOptions,
-    SendReport,
-    check_approved,
-    check_send_at,
-    dry_run,
-    ledger_key,
-    send_issue,
-    test_send,
-)
-from mailer.deliver.subscribers import Subscriber, SubscriberList, email_problem, normalise_email, read_subscribers
 from mailer.errors import ExitStatus, MailerError
-from mailer.schema import display_path
+
+if TYPE_CHECKING:  # the commands import the sending machinery when they run, so --help stays fast
+    from mailer.compose.build import RenderedIssue
+    from mailer.config import Config
+    from mailer.deliver.send import Progress, SendOptions, SendReport
+    from mailer.deliver.subscribers import Subscriber, SubscriberList
+
+
+EPILOG_SEND = """\b
+Examples:
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.csv              # dry run
+  mailer send issues/2020-12-13.yaml --test-to me@example.com --live            # one real test message
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.csv --live       # everyone
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.csv --live \\
+      --at "2026-11-29 08:00 Europe/Berlin"                                      # scheduled (SendGrid)
+
+\b
+Environment (a live send; a dry run needs none of it):
+  SENDGRID_API_KEY           the SendGrid API key (Mail Send permission)
+  MAILER_SMTP_URL            --backend smtp: smtp://user:pass@host:587 (STARTTLS), smtps://user:pass@host:465
+  MAILER_UNSUBSCRIBE_SECRET  signs each reader's unsubscribe link
+  SSL_CERT_FILE              a private CA's certificate, when the SMTP server's is signed by one
+"""
+
+
+@click.command(epilog=EPILOG_SEND)
+@click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--subscribers", "subscribers_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="The subscribers CSV (columns: email, first_name, last_name, status, tags).")
+@click.option("--live", is_flag=True, help="Really send. Without it, nothing leaves the machine (dry run).")
+@click.option("--test-to", metavar="ADDRESS", help="Send one [TEST] message to ADDRESS only, never to the list.")
+@click.option("--as", "as_email", metavar="EMAIL",
+              help="With --test-to: use the data of this subscriber (default: the first one).")
+@click.option("--backend", type=click.Choice(["sendgrid", "smtp"]),
+              help="Delivery backend (default: from mailer.yaml).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation before a live send to the list.")
+@click.option("--force", is_flag=True,
+              help="Send even if mailer check finds errors or the content changed since the last test send.")
+@click.option("--at", "send_at", metavar="TIME",
+              help='Schedule: "2026-11-29 08:00 Europe/Berlin" (SendGrid, ≤ 72 h ahead).')
+@click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: requests are validated, nothing is delivered.")
+@click.option("--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second.")
+@click.option("--workers", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Batches sent at once (SMTP always uses one connection).")
+@click.option("--resend-uncertain", is_flag=True, help="Also send to recipients whose earlier delivery is uncertain.")
+@click.option("--retry-failed", is_flag=True, help="Also retry recipients whose earlier delivery failed.")
+@click.option("--segment", metavar="TAG", help="Only subscribers tagged TAG.")
+@click.option("--skip-invalid", is_flag=True, help="Skip invalid CSV rows (listed) instead of refusing to send.")
+@click.option("--encoding", metavar="NAME", help="The CSV's encoding when it is not UTF-8 (e.g. cp1252).")
+def send(issue_file: Path, subscribers_path: Path | None, live: bool, test_to: str | None, as_email: str | None,
+         backend: str | None, yes: bool, force: bool, send_at: str | None, sandbox: bool, rate: float | None,
+         workers: int, resend_uncertain: bool, retry_failed: bool, segment: str | None, skip_invalid: bool,
+         encoding: str | None) -> None:
+    """Send ISSUE_FILE: a dry run unless --live.
+
+    A dry run writes an outbox (.eml samples, a manifest line per recipient and, for SendGrid,
+    the exact request bodies) under the state folder and sends nothing. A live send records every
+    recipient in the ledger: running the same command again resumes, never mailing anyone twice.
+    """
+    run_send(
+        issue_file, subscribers_path=subscribers_path, live=live, test_to=test_to, as_email=as_email,
+        backend_name=backend, yes=yes, force=force, send_at=send_at, sandbox=sandbox, rate=rate, workers=workers,
+        resend_uncertain=resend_uncertain, retry_failed=retry_failed, segment=segment, skip_invalid=skip_invalid,
+        encoding=encoding)
+
+
+@click.command(epilog="""\b
+Examples:
+  mailer status issues/2020-12-13.yaml
+""")
+@click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--sandbox", is_flag=True, help="Show the sandbox sends instead of the real ones.")
+def status(issue_file: Path, sandbox: bool) -> None:
+    """Show who got ISSUE_FILE, who failed and who is uncertain, from the ledger."""
+    run_status(issue_file, sandbox=sandbox)
+
+
+@click.command(epilog="""\b
+Examples:
+  mailer cancel issues/2020-12-13.yaml
+""")
+@click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False))
+def cancel(issue_file: Path) -> None:
+    """Cancel a send of ISSUE_FILE scheduled with --at (SendGrid).
+
+    Its recipients become `cancelled`, and a later send includes them again. SendGrid cancels no
+    later than 10 minutes before the scheduled time: after that, cancel refuses (exit code 3) and
+    the send goes out as scheduled.
+    """
+    run_cancel(issue_file)
 
 
 class UsageError(MailerError):
@@ -71,6 +145,9 @@ def _backend(name: str, *, live: bool):
 
 
 def _load(issue_file: Path) -> tuple[Config, RenderedIssue]:
+    from mailer.compose.build import build_issue
+    from mailer.config import find_workspace, load_config
+
     config = load_config(find_workspace(issue_file.parent))
     return config, build_issue(issue_file, config)
 
@@ -79,6 +156,10 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
              as_email: str | None, backend_name: str | None, yes: bool, force: bool, send_at: str | None,
              sandbox: bool, rate: float | None, workers: int, resend_uncertain: bool, retry_failed: bool,
              segment: str | None, skip_invalid: bool, encoding: str | None) -> None:
+    from mailer.deliver.send import SendOptions, check_approved, check_send_at, dry_run, send_issue
+    from mailer.deliver.subscribers import email_problem, normalise_email, read_subscribers
+    from mailer.schema import display_path
+
     if test_to is None and subscribers_path is None:
         raise UsageError("--subscribers FILE is required (or --test-to ADDRESS for a single test message)")
     if test_to is not None and email_problem(normalise_email(test_to)):
@@ -130,6 +211,7 @@ def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: Rendered
                             force: bool) -> None:
     """Run `mailer check`'s checks on the issue: a live send stops on errors; a dry run shows them."""
     from mailer.checks.check import check_issue, check_workspace, errors_in
+    from mailer.schema import display_path
 
     reports = [check_issue(issue_file, config, rendered=rendered), check_workspace(config)]
     errors = errors_in(reports)
@@ -177,6 +259,10 @@ def _graceful_ctrl_c() -> Iterator[threading.Event]:
 
 def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: SubscriberList | None, to: str,
                    as_email: str | None, backend, options: SendOptions) -> None:
+    from mailer.deliver.send import test_send
+    from mailer.deliver.subscribers import Subscriber, normalise_email
+    from mailer.schema import display_path
+
     subscriber: Subscriber | None
     if as_email:
         if subscribers is None:
@@ -215,6 +301,8 @@ def _confirm(rendered: RenderedIssue, subscribers: SubscriberList, backend: str,
 
 
 def _progress() -> Progress:
+    from mailer.deliver.send import Progress
+
     if not sys.stderr.isatty():
         return Progress(
             on_start=lambda total: click.echo(f"sending to {total} recipient(s)", err=True),
@@ -255,6 +343,8 @@ def _table(rows: list[tuple[str, int]]) -> str:
 
 
 def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, subscribers_path: Path) -> None:
+    from mailer.schema import display_path
+
     click.echo(f"DRY RUN of {rendered.issue.slug} via {backend}: nothing was sent.")
     click.echo(f"  subject: {rendered.subject}")
     sizes = report.request_bytes
@@ -316,6 +406,8 @@ def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
 
 def run_status(issue_file: Path, *, sandbox: bool) -> None:
     from mailer.deliver.ledger import FAILED, UNCERTAIN, Ledger, ledger_path
+    from mailer.deliver.send import SendOptions, ledger_key
+    from mailer.schema import display_path
 
     config, rendered = _load(issue_file)
     path = ledger_path(config.state_dir)
@@ -340,6 +432,7 @@ def run_cancel(issue_file: Path) -> None:
     from mailer.deliver.backends import DeliveryError
     from mailer.deliver.backends.sendgrid import SendGridBackend, api_key
     from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
+    from mailer.deliver.send import CANCEL_DEADLINE, SendError
 
     config, rendered = _load(issue_file)
     # A send still running could add batches to the schedule after it is cancelled: they would be

@@ -1,22 +1,69 @@
-"""The CLI side of `mailer suppressions pull` and `mailer suppressions list`: print, never decide."""
+"""`mailer suppressions pull` and `mailer suppressions list`: print, never decide."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from mailer.config import find_workspace, load_config
-from mailer.deliver.subscribers import address_key
-from mailer.deliver.suppressions import SOURCES, Pull, PullProgress, SuppressionList, suppressions_path
-from mailer.schema import display_path
+if TYPE_CHECKING:  # the commands import the suppression store when they run, so --help stays fast
+    from mailer.deliver.suppressions import Pull, SuppressionList
 
 PLURALS = {"global_unsubscribe": "global unsubscribes", "group_unsubscribe": "group unsubscribes",
            "bounce": "bounces", "spam_report": "spam reports", "invalid_email": "invalid emails"}
 
 
+EPILOG_SUPPRESSIONS = """\b
+Examples:
+  mailer suppressions pull                               # download SendGrid's lists
+  mailer suppressions list                               # how many, and when they were pulled
+  mailer suppressions list --email ada@example.com       # why one address is skipped
+"""
+
+
+@click.group(epilog=EPILOG_SUPPRESSIONS)
+def suppressions() -> None:
+    """The local suppression list: addresses `mailer send` always skips.
+
+    It is a copy of SendGrid's global unsubscribes, group unsubscribes, bounces, spam reports and
+    invalid emails, kept in the state folder (suppressions.sqlite3), so that a subscribers CSV can
+    never bring back someone who unsubscribed.
+    """
+
+
+@suppressions.command("pull", epilog="""\b
+Examples:
+  mailer suppressions pull                           # into .mailer/suppressions.sqlite3
+  MAILER_STATE_DIR=/srv/mailer mailer suppressions pull   # another state folder
+""")
+def suppressions_pull() -> None:
+    """Download every SendGrid suppression list and replace the local copy.
+
+    Needs SENDGRID_API_KEY with the "Suppressions" read scope. Every page of every list is
+    fetched before anything is written: a pull that fails keeps the previous list.
+    """
+    run_pull()
+
+
+@suppressions.command("list", epilog="""\b
+Examples:
+  mailer suppressions list
+  mailer suppressions list --email ada@example.com
+  mailer suppressions list --all > suppressed.tsv
+""")
+@click.option("--email", metavar="ADDRESS", help="Show why ADDRESS is suppressed (or that it is not).")
+@click.option("--all", "show_all", is_flag=True,
+              help="Also print every suppressed address: email, reason and date, tab-separated.")
+def suppressions_list(email: str | None, show_all: bool) -> None:
+    """Show the local suppression list: counts per source and when it was pulled."""
+    run_list(email, show_all)
+
+
 def _state_dir() -> Path:
+    from mailer.config import find_workspace, load_config
+
     return load_config(find_workspace(Path.cwd())).state_dir
 
 
@@ -26,11 +73,16 @@ def _table(rows: list[tuple[str, int]]) -> str:
 
 
 def _counts(pull: Pull) -> str:
+    from mailer.deliver.suppressions import SOURCES
+
     rows = [(PLURALS[source], pull.counts.get(source, 0)) for source in SOURCES]
     return _table([*rows, ("addresses in all", pull.addresses)])
 
 
 def run_pull() -> None:
+    from mailer.deliver.suppressions import PullProgress, SuppressionList, suppressions_path
+    from mailer.schema import display_path
+
     path = suppressions_path(_state_dir())
     if sys.stderr.isatty():
         progress = PullProgress(
@@ -41,8 +93,8 @@ def run_pull() -> None:
         progress = PullProgress(
             on_retry=lambda message, delay: click.secho(f"note: {message}; retrying in {delay:.1f} s",
                                                         fg="yellow", err=True))
-    with SuppressionList(path) as suppressions:
-        pull = suppressions.pull(progress=progress)
+    with SuppressionList(path) as stored:
+        pull = stored.pull(progress=progress)
     if sys.stderr.isatty():
         click.echo("\r", nl=False, err=True)
     click.echo(f"Pulled SendGrid's suppression list at {pull.pulled_at}:")
@@ -51,29 +103,34 @@ def run_pull() -> None:
 
 
 def run_list(email: str | None, show_all: bool) -> None:
+    from mailer.deliver.suppressions import SuppressionList, suppressions_path
+    from mailer.schema import display_path
+
     path = suppressions_path(_state_dir())
     if not path.exists():
         click.echo(f"No suppression list pulled yet (no {display_path(path)}): `mailer send` checks nobody.")
         click.echo("Pull one with: mailer suppressions pull")
         return
-    with SuppressionList(path) as suppressions:
+    with SuppressionList(path) as stored:
         if email is not None:
-            _show_one(suppressions, email)
+            _show_one(stored, email)
             return
-        pull = suppressions.last_pull()
+        pull = stored.last_pull()
         if pull is None:
             click.echo(f"No suppression list pulled yet ({display_path(path)} is empty).")
             return
         click.echo(f"Suppression list {display_path(path)}, pulled {pull.pulled_at}:")
         click.echo(_counts(pull))
         if show_all:
-            for item in suppressions.all():
+            for item in stored.all():
                 click.echo(f"{item.email}\t{item.describe()}\t{item.created_at or ''}")
 
 
-def _show_one(suppressions: SuppressionList, email: str) -> None:
-    reasons = suppressions.reasons(email)
-    pull = suppressions.last_pull()
+def _show_one(stored: SuppressionList, email: str) -> None:
+    from mailer.deliver.subscribers import address_key
+
+    reasons = stored.reasons(email)
+    pull = stored.last_pull()
     when = f" (list pulled {pull.pulled_at})" if pull else ""
     if not reasons:
         click.echo(f"{address_key(email)} is not suppressed{when}: `mailer send` mails it.")
