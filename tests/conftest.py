@@ -11,6 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
+# A certificate for 127.0.0.1 that nothing trusts unless told to: the TLS tests of SMTP and of --links.
+SELF_SIGNED_CERT = REPO / "tests" / "selfsigned-127.0.0.1.pem"
 CHROMIUM = "/usr/bin/chromium"
 # Debian's chromium with everything that phones home switched off: this machine has no outside
 # network, and Playwright cannot download a browser of its own here.

@@ -12,8 +12,7 @@ import pytest
 from mailer.cli.main import cli
 from mailer.compose.issue import load_issue
 from mailer.config import load_config
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 

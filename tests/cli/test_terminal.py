@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import fake_sendgrid
-from .fake_sendgrid import API_KEY, FakeSendGrid
-from .test_send import ISSUE, make_subscribers
+from tests import fake_sendgrid
+from tests.deliver.test_send import ISSUE, make_subscribers
+from tests.fake_sendgrid import API_KEY, FakeSendGrid
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

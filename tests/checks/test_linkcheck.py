@@ -11,15 +11,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mailer.checks.linkcheck import LinkResult, Verdict, check_links, is_placeholder_url, summarise
+from tests.conftest import SELF_SIGNED_CERT
 
 FAST = 0.5  # the timeout for these tests: the slow route takes longer, everything else far less
-SELF_SIGNED = Path(__file__).parent / "selfsigned-127.0.0.1.pem"
 
 
 @dataclass
@@ -142,7 +141,7 @@ def serve(site: Site, *, tls: bool = False) -> ThreadingHTTPServer:
     scheme = "http"
     if tls:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(SELF_SIGNED)
+        context.load_cert_chain(SELF_SIGNED_CERT)
         server.socket = context.wrap_socket(server.socket, server_side=True)
         scheme = "https"
     site.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"

@@ -11,8 +11,7 @@ import pytest
 
 from mailer.compose import placeholders
 from mailer.config import load_config
-
-from .conftest import MINIMAL_ISSUE, write
+from tests.conftest import MINIMAL_ISSUE, write
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 BASE = "https://newsletter.example.com/"

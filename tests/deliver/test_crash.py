@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from . import fake_sendgrid
-from .fake_sendgrid import API_KEY, FakeSendGrid
-from .test_send import ISSUE, make_subscribers
+from tests import fake_sendgrid
+from tests.deliver.test_send import ISSUE, make_subscribers
+from tests.fake_sendgrid import API_KEY, FakeSendGrid
 
 
 def run_send(workspace: Path, env: dict[str, str], subscribers: Path) -> subprocess.Popen:

@@ -9,9 +9,8 @@ import pytest
 
 from mailer.checks.check import Finding, check_issue, check_subscribers, check_workspace
 from mailer.config import load_config
-
-from .conftest import MINIMAL_ISSUE, REPO, write
-from .test_linkcheck import Site, make_site  # noqa: F401 - make_site: the fixture that starts local web sites
+from tests.checks.test_linkcheck import Site, make_site  # noqa: F401 - make_site: the fixture that starts local web sites
+from tests.conftest import MINIMAL_ISSUE, REPO, write
 
 # The garbled seed the sample issues were made from (UTF-8 read as cp1252, and its "decoded" copy).
 SEED_RAW = Path(__file__).resolve().parent / "data" / "nlp-cypher-12-13-20.raw.txt"

@@ -8,8 +8,7 @@ from pathlib import Path
 from mailer.compose.issue import load_issue
 from mailer.compose.plaintext import TextWriter, display_width, render_text
 from mailer.config import load_config
-
-from .conftest import write
+from tests.conftest import write
 
 GOLDEN = Path(__file__).parent / "golden" / "small-issue.txt"
 

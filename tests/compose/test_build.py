@@ -17,8 +17,7 @@ from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue, w
 from mailer.compose.inline import inline_css
 from mailer.config import load_config
 from mailer.errors import InputError, RenderError
-
-from .conftest import MINIMAL_ISSUE, REPO, write
+from tests.conftest import MINIMAL_ISSUE, REPO, write
 
 SAMPLES = sorted((REPO / "issues").glob("*.yaml"))
 

@@ -11,8 +11,7 @@ import pytest
 
 from mailer.compose.build import build_issue, write_build
 from mailer.config import load_config
-
-from .conftest import ARTIFACTS, REPO
+from tests.conftest import ARTIFACTS, REPO
 
 pytestmark = pytest.mark.browser
 

@@ -8,8 +8,7 @@ import pytest
 
 from mailer.deliver.subscribers import email_problem, read_subscribers
 from mailer.errors import InputError
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 
 def csv_file(tmp_path: Path, text: str, *, bom: bool = False, encoding: str = "utf-8") -> Path:

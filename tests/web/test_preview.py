@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from mailer.web.preview import PreviewServer, create_server, sample_reader
-
-from .conftest import ARTIFACTS, MINIMAL_ISSUE, REPO, write
+from tests.conftest import ARTIFACTS, MINIMAL_ISSUE, REPO, write
 
 SUBJECT = "The NLP Cypher | 12.13.20"
 LIVE_TIMEOUT_MS = 2000  # "within about a second of saving"; 2 s leaves room for a slow test machine

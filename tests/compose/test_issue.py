@@ -9,8 +9,7 @@ import pytest
 
 from mailer.compose.issue import load_issue, text_direction
 from mailer.errors import InputError
-
-from .conftest import MINIMAL_ISSUE, REPO, write
+from tests.conftest import MINIMAL_ISSUE, REPO, write
 
 GOOD_HEAD = """\
 subject: "Digest"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import MINIMAL_ISSUE, write
+from tests.conftest import MINIMAL_ISSUE, write
 
 
 def test_build_prints_subject_preheader_and_size(workspace: Path, run_cli) -> None:

@@ -14,9 +14,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.test_smtp import Recorder, free_port, parse, subscribers_csv
+from tests.conftest import SELF_SIGNED_CERT
+from tests.deliver.test_smtp import Recorder, free_port, parse, subscribers_csv
 
-CERT = Path(__file__).parent / "selfsigned-127.0.0.1.pem"
 USER, PASSWORD = "editor", "s3cret p@ss/wörd"
 PASSWORD_IN_URL = "s3cret%20p%40ss%2Fw%C3%B6rd"
 
@@ -43,7 +43,7 @@ class TlsRecorder(Recorder):
 
 def _server_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(CERT)
+    context.load_cert_chain(SELF_SIGNED_CERT)
     return context
 
 
@@ -70,7 +70,7 @@ def tls_server(request, monkeypatch: pytest.MonkeyPatch):
 
 def test_sends_over_tls_after_logging_in(workspace: Path, tls_server: TlsRecorder, run_cli,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SSL_CERT_FILE", str(CERT))
+    monkeypatch.setenv("SSL_CERT_FILE", str(SELF_SIGNED_CERT))
     csv = subscribers_csv(workspace, ["a@example.com,Ada,,subscribed", "b@example.com,Bo,,subscribed"])
     test = run_cli("send", "issues/2020-12-13-zh.yaml", "--backend", "smtp", "--subscribers", csv,
                    "--test-to", "editor@example.com", "--live")
@@ -88,7 +88,7 @@ def test_sends_over_tls_after_logging_in(workspace: Path, tls_server: TlsRecorde
 
 def test_refused_login_fails_fast_and_never_shows_the_password(workspace: Path, tls_server: TlsRecorder, run_cli,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SSL_CERT_FILE", str(CERT))
+    monkeypatch.setenv("SSL_CERT_FILE", str(SELF_SIGNED_CERT))
     wrong = "wr0ng-pass"
     monkeypatch.setenv("MAILER_SMTP_URL", tls_server_url(wrong))
     result = run_cli("send", "issues/2020-12-13.yaml", "--backend", "smtp", "--test-to", "me@example.com", "--live")

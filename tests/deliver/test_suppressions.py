@@ -23,9 +23,8 @@ from mailer.deliver.suppressions import (
     screen_recipients,
     suppressions_path,
 )
-
-from . import fake_sendgrid
-from .fake_sendgrid import API_KEY, FakeSendGrid
+from tests import fake_sendgrid
+from tests.fake_sendgrid import API_KEY, FakeSendGrid
 
 FAST = RetryPolicy(attempts=4, base_seconds=0.01, cap_seconds=0.02)
 UNSUBSCRIBES, GROUPS, BOUNCES, SPAM, INVALID = (
@@ -322,7 +321,7 @@ def test_the_key_never_reaches_output_or_the_database(workspace: Path, sendgrid:
 
 # -- sending -------------------------------------------------------------------------------------
 
-from .test_send import ISSUE, approve, states  # noqa: E402 - the send helpers, shared with test_send
+from tests.deliver.test_send import ISSUE, approve, states  # noqa: E402 - the send helpers, shared with test_send
 
 SUBSCRIBED = 18  # of the 20 rows in subscribers.example.csv, two are unsubscribed
 # Alan bounced and Li Lei unsubscribed at SendGrid (written in another case than in the CSV), and

@@ -21,9 +21,8 @@ from mailer.deliver.ledger import issue_lock
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.send import SendOptions, send_issue
 from mailer.deliver.subscribers import read_subscribers
-
-from . import fake_sendgrid
-from .fake_sendgrid import API_KEY, FakeSendGrid, validate_mail_send
+from tests import fake_sendgrid
+from tests.fake_sendgrid import API_KEY, FakeSendGrid, validate_mail_send
 
 ISSUE = "issues/2020-12-13.yaml"
 SECRET = "unsubscribe-secret-for-tests"
