@@ -1,18 +1,29 @@
-"""Shared fixtures: an isolated workspace, environment and CLI runner for every test."""
+"""Shared fixtures: an isolated workspace, environment and CLI runner for every test; the local servers
+(SendGrid-like, SMTP) and the helpers that write subscriber lists and read the ledger."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sqlite3
 import textwrap
+from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests import fake_sendgrid
+from tests.fake_sendgrid import API_KEY, FakeSendGrid
+from tests.loopback_smtp import Recorder, start_smtp_server
+
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 # A certificate for 127.0.0.1 that nothing trusts unless told to: the TLS tests of SMTP and of --links.
 SELF_SIGNED_CERT = REPO / "tests" / "selfsigned-127.0.0.1.pem"
+SAMPLE_ISSUE = "issues/2020-12-13.yaml"  # in the workspace fixture
+UNSUBSCRIBE_SECRET = "unsubscribe-secret-for-tests"
 CHROMIUM = "/usr/bin/chromium"
 # Debian's chromium with everything that phones home switched off: this machine has no outside
 # network, and Playwright cannot download a browser of its own here.
@@ -92,3 +103,89 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """MAILER_STATE_DIR of every test (set by isolated_env): the ledger, suppression list and outbox."""
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def start_sendgrid(monkeypatch: pytest.MonkeyPatch):
+    """Start a local SendGrid-like server (tests/fake_sendgrid.py); returns (fake, url).
+
+    With environment=True (the default) the key, the API host and the unsubscribe secret a live send
+    needs are set for this test; a test that runs `mailer` as a child process passes its own."""
+    servers = []
+
+    def start(fake: FakeSendGrid | None = None, *, environment: bool = True) -> tuple[FakeSendGrid, str]:
+        fake = fake or FakeSendGrid()
+        server, url = fake_sendgrid.start(fake)
+        servers.append(server)
+        if environment:
+            monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+            monkeypatch.setenv("SENDGRID_API_HOST", url)
+            monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
+        return fake, url
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def sendgrid(start_sendgrid) -> FakeSendGrid:
+    """A local SendGrid-like server that a live send in this test talks to."""
+    return start_sendgrid()[0]
+
+
+def sendgrid_env(url: str, state_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment for a `mailer send` child process that talks to the fake at `url`."""
+    return {**os.environ, "SENDGRID_API_KEY": API_KEY, "SENDGRID_API_HOST": url,
+            "MAILER_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET, "MAILER_STATE_DIR": str(state_dir), **extra}
+
+
+@pytest.fixture
+def smtp_server(monkeypatch: pytest.MonkeyPatch):
+    """A real SMTP server on loopback (aiosmtpd) that a live send with --backend smtp talks to."""
+    recorder = Recorder()
+    controller = start_smtp_server(recorder)
+    monkeypatch.setenv("MAILER_SMTP_URL", f"smtp+insecure://127.0.0.1:{controller.port}")
+    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
+    yield recorder
+    controller.stop()
+
+
+def write_subscribers(folder: Path, rows: list[str], *, name: str = "subs.csv",
+                      header: str = "email,first_name,last_name,status,tags") -> Path:
+    path = folder / name
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def make_subscribers(folder: Path, count: int, *, extra: str = "") -> Path:
+    """A list of `count` subscribed readers, reader00000@example.com on; `extra` is appended as written."""
+    rows = [f"reader{i:05d}@example.com,Reader {i},Test,subscribed,weekly" for i in range(count)]
+    path = write_subscribers(folder, rows, name=f"subscribers-{count}.csv")
+    if extra:
+        path.write_text(path.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    return path
+
+
+def read_ledger(state_dir: Path, sql: str, *params: object) -> list[tuple]:
+    """Rows of a query on the ledger file, read as a user with the sqlite3 shell would."""
+    with closing(sqlite3.connect(state_dir / "ledger.sqlite3")) as db:
+        return db.execute(sql, params).fetchall()
+
+
+def ledger_states(state_dir: Path, issue: str = "2020-12-13") -> Counter:
+    """How many recipients of `issue` are in each state (accepted, failed, uncertain, …)."""
+    return Counter(state for (state,) in read_ledger(state_dir, "SELECT state FROM deliveries WHERE issue=?", issue))
+
+
+def approve(run_cli) -> None:
+    """The live test send of the sample issue that a live send to the list requires first."""
+    result = run_cli("send", SAMPLE_ISSUE, "--test-to", "editor@example.com", "--live")
+    assert result.exit_code == 0, result.stderr

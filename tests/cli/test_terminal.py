@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests import fake_sendgrid
-from tests.deliver.test_send import ISSUE, make_subscribers
-from tests.fake_sendgrid import API_KEY, FakeSendGrid
+from tests.conftest import SAMPLE_ISSUE as ISSUE
+from tests.conftest import make_subscribers, sendgrid_env
+from tests.fake_sendgrid import FakeSendGrid
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -36,17 +36,13 @@ def run_on_a_terminal(args: list[str], cwd: Path, env: dict[str, str], *,
     return process.wait(timeout=60), text if keep_colours else ANSI.sub("", text)
 
 
-def test_a_live_send_on_a_terminal_shows_progress_rate_and_eta(workspace: Path, tmp_path: Path) -> None:
-    fake = FakeSendGrid(delay_seconds=0.3, keep_bodies=False)  # slow enough for the bar to redraw
-    server, url = fake_sendgrid.start(fake)
-    env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "SENDGRID_API_HOST": url, "MAILER_UNSUBSCRIBE_SECRET": "tty",
-           "MAILER_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "100", "TERM": "xterm"}
-    try:
-        code, screen = run_on_a_terminal(["send", ISSUE, "--subscribers", str(make_subscribers(workspace, 3000)),
-                                          "--live", "--yes", "--force", "--workers", "1"], workspace, env)
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_a_live_send_on_a_terminal_shows_progress_rate_and_eta(workspace: Path, state_dir: Path,
+                                                               start_sendgrid) -> None:
+    # Slow enough for the bar to redraw.
+    _, url = start_sendgrid(FakeSendGrid(delay_seconds=0.3, keep_bodies=False), environment=False)
+    env = sendgrid_env(url, state_dir, COLUMNS="100", TERM="xterm")
+    code, screen = run_on_a_terminal(["send", ISSUE, "--subscribers", str(make_subscribers(workspace, 3000)),
+                                      "--live", "--yes", "--force", "--workers", "1"], workspace, env)
     assert code == 0, screen
     frames = [frame for frame in re.split(r"[\r\n]+", screen) if frame.startswith("sending ")]
     assert frames, screen

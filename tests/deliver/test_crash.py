@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import fake_sendgrid
-from tests.deliver.test_send import ISSUE, make_subscribers
-from tests.fake_sendgrid import API_KEY, FakeSendGrid
+from tests.conftest import SAMPLE_ISSUE as ISSUE
+from tests.conftest import make_subscribers, read_ledger, sendgrid_env
+from tests.fake_sendgrid import FakeSendGrid
 
 
 def run_send(workspace: Path, env: dict[str, str], subscribers: Path) -> subprocess.Popen:
@@ -27,15 +25,10 @@ def run_send(workspace: Path, env: dict[str, str], subscribers: Path) -> subproc
 
 
 @pytest.fixture
-def slow_sendgrid(request, tmp_path: Path):
+def slow_sendgrid(request, start_sendgrid, state_dir: Path):
     """A SendGrid-like server that takes its time, and the environment for a `mailer send` process."""
-    fake = FakeSendGrid(delay_seconds=request.param, keep_bodies=False)
-    server, url = fake_sendgrid.start(fake)
-    env = {**os.environ, "SENDGRID_API_KEY": API_KEY, "SENDGRID_API_HOST": url,
-           "MAILER_UNSUBSCRIBE_SECRET": "crash-test", "MAILER_STATE_DIR": str(tmp_path / "state")}
-    yield fake, env
-    server.shutdown()
-    server.server_close()
+    fake, url = start_sendgrid(FakeSendGrid(delay_seconds=request.param, keep_bodies=False), environment=False)
+    return fake, sendgrid_env(url, state_dir)
 
 
 def wait_for_first_delivery(fake: FakeSendGrid, process: subprocess.Popen) -> None:
@@ -64,9 +57,7 @@ def test_sigkill_mid_send_then_resume(workspace: Path, tmp_path: Path, seed: int
 
     received = Counter(fake.accepted)
     assert max(received.values()) == 1, "someone received the issue twice"
-    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
-    ledger = dict(db.execute("SELECT email, state FROM deliveries WHERE issue='2020-12-13'"))
-    db.close()
+    ledger = dict(read_ledger(tmp_path / "state", "SELECT email, state FROM deliveries WHERE issue='2020-12-13'"))
     everyone = {f"reader{i:05d}@example.com" for i in range(4000)}
     assert set(ledger) == everyone
     for email in everyone:
@@ -92,9 +83,7 @@ def test_ctrl_c_mid_send_records_everyone_and_resumes(workspace: Path, tmp_path:
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "run the same command again to resume" in err
-    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
-    ledger = Counter(state for (state,) in db.execute("SELECT state FROM deliveries"))
-    db.close()
+    ledger = Counter(state for (state,) in read_ledger(tmp_path / "state", "SELECT state FROM deliveries"))
     # In-flight requests were waited for and recorded: nothing is left `sending` or unknown.
     assert ledger["sending"] == 0 and ledger["uncertain"] == 0
     assert ledger["accepted"] == len(fake.accepted) < 6000

@@ -21,44 +21,15 @@ from mailer.deliver.ledger import issue_lock
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.send import SendOptions, send_issue
 from mailer.deliver.subscribers import read_subscribers
-from tests import fake_sendgrid
+from tests.conftest import SAMPLE_ISSUE, UNSUBSCRIBE_SECRET, approve, ledger_states, make_subscribers
 from tests.fake_sendgrid import API_KEY, FakeSendGrid, validate_mail_send
 
-ISSUE = "issues/2020-12-13.yaml"
-SECRET = "unsubscribe-secret-for-tests"
+ISSUE = SAMPLE_ISSUE
 
 
-@pytest.fixture
-def sendgrid(monkeypatch: pytest.MonkeyPatch):
-    fake = FakeSendGrid()
-    server, url = fake_sendgrid.start(fake)
-    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
-    monkeypatch.setenv("SENDGRID_API_HOST", url)
-    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", SECRET)
-    yield fake
-    server.shutdown()
-    server.server_close()
-
-
-def make_subscribers(folder: Path, count: int, *, extra: str = "") -> Path:
-    lines = ["email,first_name,last_name,status,tags"]
-    lines += [f"reader{i:05d}@example.com,Reader {i},Test,subscribed,weekly" for i in range(count)]
-    path = folder / f"subscribers-{count}.csv"
-    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
-    return path
-
-
-def states(tmp_path: Path, issue: str = "2020-12-13") -> Counter:
-    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
-    try:
-        return Counter(state for (state,) in db.execute("SELECT state FROM deliveries WHERE issue=?", (issue,)))
-    finally:
-        db.close()
-
-
-def approve(run_cli) -> None:
-    result = run_cli("send", ISSUE, "--test-to", "editor@example.com", "--live")
-    assert result.exit_code == 0, result.stderr
+def send_live(run_cli, subscribers: Path, *extra: str):
+    """`mailer send ISSUE --subscribers FILE --live --yes`, as the editor confirms it."""
+    return run_cli("send", ISSUE, "--subscribers", str(subscribers), "--live", "--yes", *extra)
 
 
 # -- dry run -------------------------------------------------------------------------------------
@@ -98,7 +69,7 @@ def test_dry_run_after_a_crash_shows_the_interrupted_batch_as_held_back(workspac
     # The live run will hold Ada back as uncertain: the dry run must say so, not promise to mail her.
     assert "ada.lovelace@example.com" not in result.stdout.split("would send to:")[1].splitlines()[0]
     assert "skip ada.lovelace@example.com (line 2): uncertain" in result.stdout
-    assert states(tmp_path) == {"sending": 1}  # a dry run changes nothing
+    assert ledger_states(tmp_path / "state") == {"sending": 1}  # a dry run changes nothing
 
 
 def test_dry_run_eml_is_a_complete_message(workspace: Path, sendgrid, run_cli, tmp_path: Path) -> None:
@@ -154,10 +125,10 @@ def test_an_edit_after_the_test_send_is_refused_until_test_sent_again(workspace:
     result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
     assert result.exit_code == 1
     assert "the content changed since the last test send" in result.stderr and "--force" in result.stderr
-    assert len(sendgrid.paths) == 1 and states(tmp_path) == Counter()  # only the approval went out
+    assert len(sendgrid.paths) == 1 and ledger_states(tmp_path / "state") == Counter()  # only the approval went out
     forced = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes", "--force")
     assert forced.exit_code == 0, forced.stderr
-    assert states(tmp_path) == {"accepted": 18}
+    assert ledger_states(tmp_path / "state") == {"accepted": 18}
     assert "welcome back, friend!" in sendgrid.requests[-1]["content"][0]["value"]
 
 
@@ -173,7 +144,7 @@ def test_test_send_is_one_message_identical_but_for_recipient_and_subject(worksp
     assert personalization["to"] == [{"email": "me@example.com", "name": "李雷"}]
     assert personalization["substitutions"]["-first_name-"] == "李雷"
     assert sendgrid.accepted == ["me@example.com"]
-    assert states(tmp_path) == Counter()  # a test send is not a delivery
+    assert ledger_states(tmp_path / "state") == Counter()  # a test send is not a delivery
 
 
 def test_test_send_defaults_to_the_first_subscriber_and_matches_their_real_message(workspace: Path,
@@ -199,14 +170,14 @@ def test_send_to_everyone_then_resume_sends_nobody_twice(workspace: Path, sendgr
                                                          tmp_path: Path) -> None:
     approve(run_cli)
     path = make_subscribers(workspace, 2500)
-    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes")
+    result = send_live(run_cli, path)
     assert result.exit_code == 0, result.stderr
     mail_sends = [b for b in sendgrid.requests if b["subject"].startswith("The NLP")]
     assert [len(b["personalizations"]) for b in mail_sends] == [1000, 1000, 500]
     assert all(validate_mail_send(b) == [] for b in mail_sends)
     accepted = [a for a in sendgrid.accepted if a != "editor@example.com"]
     assert len(accepted) == len(set(accepted)) == 2500
-    assert states(tmp_path) == {"accepted": 2500}
+    assert ledger_states(tmp_path / "state") == {"accepted": 2500}
     # Without a terminal: plain log lines, then the table.
     assert "sending to 2500 recipient(s)" in result.stderr
     assert result.stderr.count("batch of 1000: accepted") == 2 and "batch of 500: accepted" in result.stderr
@@ -218,7 +189,7 @@ def test_send_to_everyone_then_resume_sends_nobody_twice(workspace: Path, sendgr
     db.close()
     assert sorted(count for _, count in ids) == [500, 1000, 1000]
     assert all(message_id and message_id.startswith("msg-") for message_id, _ in ids)
-    again = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes")
+    again = send_live(run_cli, path)
     assert again.exit_code == 0
     assert len(sendgrid.accepted) == 2501  # nobody twice
     assert "2500" in again.stdout
@@ -276,7 +247,7 @@ def test_a_ledger_from_before_composed_keys_sends_nobody_twice(workspace: Path, 
 def test_per_recipient_values_headers_and_opaque_ids(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
     approve(run_cli)
     path = make_subscribers(workspace, 1, extra="tom@example.com,Tom & <Jerry>,,subscribed,\n")
-    assert run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes").exit_code == 0
+    assert send_live(run_cli, path).exit_code == 0
     body = sendgrid.requests[-1]
     tom = next(p for p in body["personalizations"] if p["to"][0]["email"] == "tom@example.com")
     assert tom["substitutions"]["-first_name-"] == "Tom & <Jerry>"
@@ -295,7 +266,7 @@ def test_throttling_and_server_errors_are_retried(workspace: Path, sendgrid: Fak
     report = core_send(workspace, make_subscribers(workspace, 1500))
     assert report.complete and report.accepted == 1500
     assert len(sendgrid.accepted) == 1500
-    assert states(tmp_path) == {"accepted": 1500}
+    assert ledger_states(tmp_path / "state") == {"accepted": 1500}
 
 
 def test_a_throttle_reset_already_past_backs_off_instead_of_retrying_at_once() -> None:
@@ -322,11 +293,11 @@ def test_dropped_connection_is_uncertain_and_not_resent(workspace: Path, sendgri
     approve(run_cli)
     path = make_subscribers(workspace, 2000)
     sendgrid.script = deque(["accept_drop"])
-    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    result = send_live(run_cli, path, "--workers", "1")
     assert result.exit_code == 3
-    assert states(tmp_path) == {"uncertain": 1000, "accepted": 1000}
+    assert ledger_states(tmp_path / "state") == {"uncertain": 1000, "accepted": 1000}
     assert "may have received the issue" in result.stdout
-    again = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes")
+    again = send_live(run_cli, path)
     assert again.exit_code == 3  # still uncertain: reported, never silently resent
     received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
     assert max(received.values()) == 1 and len(received) == 2000
@@ -338,11 +309,11 @@ def test_resend_uncertain_on_request(workspace: Path, sendgrid: FakeSendGrid, ru
     approve(run_cli)
     path = make_subscribers(workspace, 10)
     sendgrid.script = deque(["drop"])
-    assert run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes").exit_code == 3
-    assert states(tmp_path) == {"uncertain": 10}
-    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--resend-uncertain")
+    assert send_live(run_cli, path).exit_code == 3
+    assert ledger_states(tmp_path / "state") == {"uncertain": 10}
+    result = send_live(run_cli, path, "--resend-uncertain")
     assert result.exit_code == 0, result.stdout
-    assert states(tmp_path) == {"accepted": 10}
+    assert ledger_states(tmp_path / "state") == {"accepted": 10}
 
 
 def test_rejected_batch_fails_and_retry_failed_retries_only_failures(workspace: Path, sendgrid: FakeSendGrid,
@@ -350,13 +321,13 @@ def test_rejected_batch_fails_and_retry_failed_retries_only_failures(workspace: 
     approve(run_cli)
     path = make_subscribers(workspace, 1200)
     sendgrid.script = deque(["accept", "500", "500", "500", "500", "500", "500"])
-    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    result = send_live(run_cli, path, "--workers", "1")
     assert result.exit_code == 3
-    assert states(tmp_path) == {"accepted": 1000, "failed": 200}
+    assert ledger_states(tmp_path / "state") == {"accepted": 1000, "failed": 200}
     assert "--retry-failed" in result.stdout
-    plain_rerun = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes")
-    assert plain_rerun.exit_code == 3 and states(tmp_path) == {"accepted": 1000, "failed": 200}
-    retry = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--retry-failed")
+    plain_rerun = send_live(run_cli, path)
+    assert plain_rerun.exit_code == 3 and ledger_states(tmp_path / "state") == {"accepted": 1000, "failed": 200}
+    retry = send_live(run_cli, path, "--retry-failed")
     assert retry.exit_code == 0
     received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
     assert len(received) == 1200 and max(received.values()) == 1
@@ -367,9 +338,9 @@ def test_a_batch_sendgrid_rejects_fails_at_once_with_its_message(workspace: Path
     approve(run_cli)
     path = make_subscribers(workspace, 1200)
     sendgrid.script = deque(["400"])
-    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    result = send_live(run_cli, path, "--workers", "1")
     assert result.exit_code == 3
-    assert states(tmp_path) == {"failed": 1000, "accepted": 200}
+    assert ledger_states(tmp_path / "state") == {"failed": 1000, "accepted": 200}
     assert sendgrid.paths.count("/v3/mail/send") == 3  # the approval, the rejected batch (never retried), the rest
     status = run_cli("status", ISSUE)
     assert ("reader00000@example.com: SendGrid rejected the request (400): content.1.value: The content value "
@@ -381,11 +352,11 @@ def test_a_request_too_large_stops_the_send_and_loses_nobody(workspace: Path, se
     approve(run_cli)
     path = make_subscribers(workspace, 1200)
     sendgrid.script = deque(["413"])
-    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    result = send_live(run_cli, path, "--workers", "1")
     assert result.exit_code == 3
     assert "SendGrid says the request is too large (413): Payload too large" in result.stderr
     assert sendgrid.paths.count("/v3/mail/send") == 2  # the approval, then one refused: nothing more
-    assert states(tmp_path) == {"queued": 1200}
+    assert ledger_states(tmp_path / "state") == {"queued": 1200}
 
 
 def test_a_429_waits_until_sendgrids_rate_limit_reset(workspace: Path, sendgrid: FakeSendGrid) -> None:
@@ -427,22 +398,22 @@ def test_bad_api_key_stops_at_once_and_loses_nobody(workspace: Path, sendgrid: F
     approve(run_cli)
     path = make_subscribers(workspace, 3000)
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked")
-    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    result = send_live(run_cli, path, "--workers", "1")
     assert result.exit_code == 3
     assert "SendGrid refused the API key (401)" in result.stderr
     assert "The provided authorization grant is invalid" in result.stderr
     assert len([p for p in sendgrid.paths if p == "/v3/mail/send"]) == 2  # the approval, then one refused
-    assert states(tmp_path) == {"queued": 3000}
+    assert ledger_states(tmp_path / "state") == {"queued": 3000}
     monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
-    assert run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes").exit_code == 0
-    assert states(tmp_path) == {"accepted": 3000}
+    assert send_live(run_cli, path).exit_code == 0
+    assert ledger_states(tmp_path / "state") == {"accepted": 3000}
 
 
 def test_consecutive_failures_stop_the_send(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
     sendgrid.default = "500"
     report = core_send(workspace, make_subscribers(workspace, 8000), max_consecutive_failures=3, workers=1)
     assert report.stopped and "3 failed batches in a row" in report.stopped
-    assert states(tmp_path) == {"failed": 3000, "queued": 5000}
+    assert ledger_states(tmp_path / "state") == {"failed": 3000, "queued": 5000}
     assert sendgrid.accepted == []
 
 
@@ -451,9 +422,9 @@ def test_addresses_sendgrid_refuses_fail_alone_and_the_rest_of_their_batch_is_se
     approve(run_cli)
     path = make_subscribers(workspace, 1500)
     sendgrid.refuse_addresses = {"reader00003@example.com", "reader00007@example.com", "reader01200@example.com"}
-    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes")
+    result = send_live(run_cli, path)
     assert result.exit_code == 3  # not everyone was accepted
-    assert states(tmp_path) == {"accepted": 1497, "failed": 3}
+    assert ledger_states(tmp_path / "state") == {"accepted": 1497, "failed": 3}
     received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
     assert len(received) == 1497 and max(received.values()) == 1
     assert not received.keys() & sendgrid.refuse_addresses
@@ -477,7 +448,7 @@ def test_ctrl_c_while_a_partly_refused_batch_is_on_the_wire_starts_no_new_reques
         send_issue(rendered, config, read_subscribers(make_subscribers(workspace, 10)), SendGridBackend(),
                    SendOptions(live=True, force=True, workers=1), interrupt=interrupt)
     assert sendgrid.accepted == []  # the rest of the refused batch was not sent after the Ctrl-C
-    assert states(tmp_path) == {"failed": 1, "queued": 9}  # and nobody is held back as uncertain
+    assert ledger_states(tmp_path / "state") == {"failed": 1, "queued": 9}  # and nobody is held back as uncertain
 
 
 def test_gateway_timeout_is_uncertain_not_retried(workspace: Path, sendgrid: FakeSendGrid, run_cli,
@@ -485,11 +456,11 @@ def test_gateway_timeout_is_uncertain_not_retried(workspace: Path, sendgrid: Fak
     approve(run_cli)
     path = make_subscribers(workspace, 1500)
     sendgrid.script = deque(["accept", "504"])
-    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--workers", "1")
+    result = send_live(run_cli, path, "--workers", "1")
     assert result.exit_code == 3
     # One request for the second batch, never a retry: the 504 may hide an accepted batch.
     assert len([p for p in sendgrid.paths if p == "/v3/mail/send"]) == 3  # approval, batch 1, batch 2
-    assert states(tmp_path) == {"accepted": 1000, "uncertain": 500}
+    assert ledger_states(tmp_path / "state") == {"accepted": 1000, "uncertain": 500}
     assert "504" in run_cli("status", ISSUE).stdout
 
 
@@ -510,7 +481,7 @@ def test_missing_api_key_sends_nothing(workspace: Path, sendgrid: FakeSendGrid, 
 
 def test_bad_subscribers_file_sends_nothing(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
     path = make_subscribers(workspace, 3, extra="bob@,Bob,,subscribed,\n")
-    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--force")
+    result = send_live(run_cli, path, "--force")
     assert result.exit_code == 1
     assert "subscribers-3.csv:5: invalid email address 'bob@'" in result.stderr
     assert sendgrid.paths == []
@@ -556,11 +527,11 @@ def test_secrets_never_appear_in_output_outbox_or_ledger(workspace: Path, sendgr
                run_cli("status", ISSUE)]
     assert sendgrid.auth_headers[-1] == f"Bearer {API_KEY}"  # the key was really used
     for result in outputs:
-        assert API_KEY not in result.stdout + result.stderr and SECRET not in result.stdout + result.stderr
+        assert API_KEY not in result.stdout + result.stderr and UNSUBSCRIBE_SECRET not in result.stdout + result.stderr
     for file in (tmp_path / "state").rglob("*"):
         if file.is_file():
             data = file.read_bytes()
-            assert API_KEY.encode() not in data and SECRET.encode() not in data, file
+            assert API_KEY.encode() not in data and UNSUBSCRIBE_SECRET.encode() not in data, file
 
 
 # -- scheduling and sandbox ----------------------------------------------------------------------
@@ -581,7 +552,7 @@ def test_schedule_within_72_hours_and_cancel(workspace: Path, sendgrid: FakeSend
     cancelled = run_cli("cancel", ISSUE)
     assert cancelled.exit_code == 0, cancelled.stderr
     assert sendgrid.scheduled == {body["batch_id"]: "cancel"}
-    assert states(tmp_path) == {"cancelled": 18}
+    assert ledger_states(tmp_path / "state") == {"cancelled": 18}
 
 
 def schedule_in_ten_hours(run_cli) -> None:
@@ -605,7 +576,7 @@ def test_cancel_too_late_for_sendgrid_keeps_the_deliveries(workspace: Path, send
     assert result.exit_code == 3
     assert "too late to cancel" in result.stderr
     assert sendgrid.scheduled == {}
-    assert states(tmp_path) == {"accepted": 18}
+    assert ledger_states(tmp_path / "state") == {"accepted": 18}
     again = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
     assert again.exit_code == 0, again.stderr
     received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
@@ -620,14 +591,14 @@ def test_cancel_also_cancels_the_uncertain_recipients_of_the_schedule(workspace:
     result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes",
                      "--at", f"{when} UTC")
     assert result.exit_code == 3
-    assert states(tmp_path) == {"uncertain": 18}
+    assert ledger_states(tmp_path / "state") == {"uncertain": 18}
     # SendGrid discards every message of a cancelled batch: whether or not it got them, they will
     # not arrive, so they are owed the issue like the accepted ones.
     assert run_cli("cancel", ISSUE).exit_code == 0
-    assert states(tmp_path) == {"cancelled": 18}
+    assert ledger_states(tmp_path / "state") == {"cancelled": 18}
     again = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
     assert again.exit_code == 0, again.stderr
-    assert states(tmp_path) == {"accepted": 18}
+    assert ledger_states(tmp_path / "state") == {"accepted": 18}
 
 
 def test_cancel_waits_for_a_running_send_of_the_issue(workspace: Path, sendgrid: FakeSendGrid, run_cli,
@@ -639,9 +610,9 @@ def test_cancel_waits_for_a_running_send_of_the_issue(workspace: Path, sendgrid:
     assert result.exit_code == 3
     assert "another `mailer send` of 2020-12-13 is running" in result.stderr
     assert sendgrid.scheduled == {}
-    assert states(tmp_path) == {"accepted": 18}
+    assert ledger_states(tmp_path / "state") == {"accepted": 18}
     assert run_cli("cancel", ISSUE).exit_code == 0
-    assert states(tmp_path) == {"cancelled": 18}
+    assert ledger_states(tmp_path / "state") == {"cancelled": 18}
 
 
 def test_schedule_refused_by_sendgrid_is_exit_3_with_its_message(workspace: Path, sendgrid: FakeSendGrid, run_cli,
@@ -655,7 +626,7 @@ def test_schedule_refused_by_sendgrid_is_exit_3_with_its_message(workspace: Path
     assert "SendGrid refused the API key (401)" in result.stderr
     assert "The provided authorization grant is invalid" in result.stderr
     assert sendgrid.paths[1:] == ["/v3/mail/batch"]  # nothing was sent after the approval
-    assert states(tmp_path) == {"queued": 18}
+    assert ledger_states(tmp_path / "state") == {"queued": 18}
 
 
 @pytest.mark.parametrize(("offset", "message"), [(-1, "is in the past"), (80, "more than 72 hours ahead")])
@@ -673,8 +644,8 @@ def test_sandbox_validates_and_delivers_nothing(workspace: Path, sendgrid: FakeS
     assert result.exit_code == 0, result.stderr
     assert sendgrid.requests[-1]["mail_settings"] == {"sandbox_mode": {"enable": True}}
     assert sendgrid.accepted == []
-    assert states(tmp_path) == Counter()  # the real issue's ledger is untouched
-    assert states(tmp_path, "2020-12-13@sandbox") == {"accepted": 18}
+    assert ledger_states(tmp_path / "state") == Counter()  # the real issue's ledger is untouched
+    assert ledger_states(tmp_path / "state", "2020-12-13@sandbox") == {"accepted": 18}
 
 
 def core_send(workspace: Path, subscribers_path: Path, *, backend=None, max_consecutive_failures: int = 5,
@@ -708,7 +679,7 @@ def test_rate_option_caps_messages_per_second(workspace: Path, sendgrid: FakeSen
     approve(run_cli)
     path = make_subscribers(workspace, 2500)
     start = time.monotonic()
-    result = run_cli("send", ISSUE, "--subscribers", str(path), "--live", "--yes", "--rate", "1000")
+    result = send_live(run_cli, path, "--rate", "1000")
     elapsed = time.monotonic() - start
     assert result.exit_code == 0, result.stderr
     # 1000 a second: the second batch of 1000 may start after 1 s, the third after 2 s.
@@ -749,7 +720,7 @@ def test_a_live_send_refuses_an_issue_with_check_errors(workspace: Path, sendgri
         assert "issues/2020-12-13.yaml:" in result.stderr and "unfinished copy: 'TODO'" in result.stderr
         assert "unknown placeholder -frist_name-" in result.stderr and "--force" in result.stderr
     assert sendgrid.paths == []
-    assert not (tmp_path / "state" / "ledger.sqlite3").exists() or states(tmp_path) == Counter()
+    assert not (tmp_path / "state" / "ledger.sqlite3").exists() or ledger_states(tmp_path / "state") == Counter()
 
 
 def test_a_dry_run_shows_check_errors_and_force_sends_anyway(workspace: Path, sendgrid: FakeSendGrid, run_cli,

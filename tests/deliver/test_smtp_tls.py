@@ -11,11 +11,10 @@ import ssl
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.conftest import SELF_SIGNED_CERT
-from tests.deliver.test_smtp import Recorder, free_port, parse, subscribers_csv
+from tests.conftest import SELF_SIGNED_CERT, write_subscribers
+from tests.loopback_smtp import Recorder, parse, start_smtp_server
 
 USER, PASSWORD = "editor", "s3cret p@ss/wörd"
 PASSWORD_IN_URL = "s3cret%20p%40ss%2Fw%C3%B6rd"
@@ -50,18 +49,17 @@ def _server_context() -> ssl.SSLContext:
 @pytest.fixture(params=["starttls", "implicit"])
 def tls_server(request, monkeypatch: pytest.MonkeyPatch):
     recorder = TlsRecorder()
-    port = free_port()
-    common = dict(hostname="127.0.0.1", port=port, server_hostname="localhost", authenticator=recorder.authenticate)
     if request.param == "starttls":
         # The server offers AUTH only after STARTTLS: a client that skipped it could not log in.
-        controller = Controller(recorder, tls_context=_server_context(), require_starttls=True,
-                                auth_require_tls=True, **common)
-        url = f"smtp://{USER}:{PASSWORD_IN_URL}@127.0.0.1:{port}"
+        controller = start_smtp_server(recorder, tls_context=_server_context(), require_starttls=True,
+                                       auth_require_tls=True, authenticator=recorder.authenticate)
+        scheme = "smtp"
     else:
         # aiosmtpd's auth_require_tls only knows STARTTLS; this whole connection is TLS from the first byte.
-        controller = Controller(recorder, ssl_context=_server_context(), auth_require_tls=False, **common)
-        url = f"smtps://{USER}:{PASSWORD_IN_URL}@127.0.0.1:{port}"
-    controller.start()
+        controller = start_smtp_server(recorder, ssl_context=_server_context(), auth_require_tls=False,
+                                       authenticator=recorder.authenticate)
+        scheme = "smtps"
+    url = f"{scheme}://{USER}:{PASSWORD_IN_URL}@127.0.0.1:{controller.port}"
     monkeypatch.setenv("MAILER_SMTP_URL", url)
     monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", "smtp-tls-test-secret")
     yield recorder
@@ -71,7 +69,7 @@ def tls_server(request, monkeypatch: pytest.MonkeyPatch):
 def test_sends_over_tls_after_logging_in(workspace: Path, tls_server: TlsRecorder, run_cli,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(SELF_SIGNED_CERT))
-    csv = subscribers_csv(workspace, ["a@example.com,Ada,,subscribed", "b@example.com,Bo,,subscribed"])
+    csv = str(write_subscribers(workspace, ["a@example.com,Ada,,subscribed,", "b@example.com,Bo,,subscribed,"]))
     test = run_cli("send", "issues/2020-12-13-zh.yaml", "--backend", "smtp", "--subscribers", csv,
                    "--test-to", "editor@example.com", "--live")
     assert test.exit_code == 0, test.stderr

@@ -23,7 +23,8 @@ from mailer.deliver.suppressions import (
     screen_recipients,
     suppressions_path,
 )
-from tests import fake_sendgrid
+from tests.conftest import SAMPLE_ISSUE as ISSUE
+from tests.conftest import approve, ledger_states, read_ledger
 from tests.fake_sendgrid import API_KEY, FakeSendGrid
 
 FAST = RetryPolicy(attempts=4, base_seconds=0.01, cap_seconds=0.02)
@@ -52,20 +53,9 @@ def sample_lists() -> dict[str, list[dict]]:
 
 
 @pytest.fixture
-def sendgrid(monkeypatch: pytest.MonkeyPatch):
-    fake = FakeSendGrid(suppressions=sample_lists())
-    server, url = fake_sendgrid.start(fake)
-    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
-    monkeypatch.setenv("SENDGRID_API_HOST", url)
-    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", "unsubscribe-secret-for-tests")
-    yield fake
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
+def sendgrid(start_sendgrid) -> FakeSendGrid:
+    """The local SendGrid-like server, holding the sample suppression lists."""
+    return start_sendgrid(FakeSendGrid(suppressions=sample_lists()))[0]
 
 
 def pull(state_dir: Path, **kwargs):
@@ -321,7 +311,6 @@ def test_the_key_never_reaches_output_or_the_database(workspace: Path, sendgrid:
 
 # -- sending -------------------------------------------------------------------------------------
 
-from tests.deliver.test_send import ISSUE, approve, states  # noqa: E402 - the send helpers, shared with test_send
 
 SUBSCRIBED = 18  # of the 20 rows in subscribers.example.csv, two are unsubscribed
 # Alan bounced and Li Lei unsubscribed at SendGrid (written in another case than in the CSV), and
@@ -379,12 +368,8 @@ def test_live_send_never_mails_or_records_a_suppressed_address(workspace: Path, 
     received = [a for a in sendgrid.accepted if a != "editor@example.com"]
     assert len(received) == SUBSCRIBED - 3
     assert not {a.casefold() for a in received} & SUPPRESSED
-    assert states(tmp_path) == {"accepted": SUBSCRIBED - 3}
-    ledger = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
-    try:
-        recorded = {r for (r,) in ledger.execute("SELECT recipient FROM deliveries")}
-    finally:
-        ledger.close()
+    assert ledger_states(tmp_path / "state") == {"accepted": SUBSCRIBED - 3}
+    recorded = {r for (r,) in read_ledger(tmp_path / "state", "SELECT recipient FROM deliveries")}
     assert not recorded & SUPPRESSED
     table = summary(result.stdout)
     assert table["intended"] == table["accepted"] == SUBSCRIBED - 3

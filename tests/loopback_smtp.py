@@ -1,0 +1,61 @@
+"""A real SMTP server on loopback (aiosmtpd) that records what it receives and misbehaves on request."""
+
+from __future__ import annotations
+
+import socket
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+class Recorder:
+    """An aiosmtpd handler that keeps every message and can refuse or hang up on chosen ones."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes, list[str]]] = []
+        self.sessions: set[int] = set()
+        self.refuse: set[str] = set()
+        self.refuse_at_data: set[str] = set()  # said 250 to RCPT, refused later (aiosmtpd: DATA gets 503)
+        self.hang_up_after: int | None = None
+        self.relay_denied = False  # refuse every recipient, the way a misconfigured relay does
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if self.relay_denied:
+            return "550 5.7.1 Relaying denied"
+        if address in self.refuse:
+            return "550 5.1.1 no such user"
+        if address in self.refuse_at_data:
+            return "250 OK"  # not added to the envelope: the DATA command is then refused
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.sessions.add(id(session))
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or
+                              envelope.content, list(envelope.mail_options)))
+        if self.hang_up_after is not None and len(self.messages) == self.hang_up_after:
+            server.transport.close()  # the connection drops; the client must reconnect
+        return "250 Message accepted"
+
+
+def free_port() -> int:
+    """A free port on loopback: aiosmtpd's readiness check cannot use port 0."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_smtp_server(handler: Recorder, **options: Any) -> Controller:
+    """Start aiosmtpd on 127.0.0.1 with SMTPUTF8; `controller.port` is where it listens, `stop()` ends it."""
+    options = {"hostname": "127.0.0.1", "port": free_port(), "enable_SMTPUTF8": True, "server_hostname": "localhost",
+               **options}
+    controller = Controller(handler, **options)
+    controller.start()
+    return controller
+
+
+def parse(data: bytes) -> EmailMessage:
+    return BytesParser(policy=policy.default).parsebytes(data)
