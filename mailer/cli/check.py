@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -115,6 +114,8 @@ def run_check(paths: tuple[Path, ...], *, subscribers_path: Path | None, encodin
     reports = run_checks(paths, subscribers_path=subscribers_path, encoding=encoding, links=links, timeout=timeout)
     failed = any(report.failed(strict=strict) for report in reports)
     if output == "json":
+        import json
+
         click.echo(json.dumps(to_json(reports, strict=strict), ensure_ascii=False, indent=2))
     else:
         print_reports(reports, strict=strict)

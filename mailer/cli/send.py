@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
@@ -117,6 +116,8 @@ class UsageError(MailerError):
 
 def parse_send_at(text: str) -> datetime:
     """'2026-11-29 08:00 Europe/Berlin', '2026-11-29T08:00+01:00' or '… UTC'."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # here, not at the top: --help stays fast
+
     text = text.strip()
     zone_match = re.match(r"^(.*\d)\s+([A-Za-z_]+(?:/[A-Za-z0-9_+\-]+)*)$", text)
     try:
