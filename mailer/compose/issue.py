@@ -200,15 +200,26 @@ class ImageUrl(Str):
                     hint="give a path relative to the issue file, e.g. img/hero.png")
             return MISSING
         file_path = self.issue_dir / relative
-        if not file_path.is_file():
+        # A symlink (or a linked folder on the way) could point anywhere: /etc/passwd would then be
+        # copied into build/ and site/ and served by the preview. The real path must stay inside.
+        real_path = file_path.resolve()
+        if not real_path.is_relative_to(self.issue_dir.resolve()):
+            out.add(node, path, f"image {text!r} is a link to {real_path}, outside {self.issue_dir.name or '.'}/",
+                    hint="copy the image itself into the issue's folder instead of linking to it")
+            return MISSING
+        if real_path.is_dir():
+            out.add(node, path, f"image {text!r} is a folder, not an image file",
+                    hint="give the path of the image file inside it, e.g. img/hero.png")
+            return MISSING
+        if not real_path.is_file():
             out.add(node, path, f"image file {text!r} not found (looked for {file_path})",
                     hint="check the spelling, or give an https URL")
             return MISSING
-        if file_path.suffix.lower() not in IMAGE_SUFFIXES:
+        if {file_path.suffix.lower(), real_path.suffix.lower()} - IMAGE_SUFFIXES:
             out.add(node, path, f"{text!r} is not an image email clients show",
                     hint="use one of " + ", ".join(sorted(IMAGE_SUFFIXES)))
             return MISSING
-        return (text, file_path)
+        return (text, real_path)  # the file that was checked is the one copied and served
 
 
 def check_or_missing(message: str | None, value: Any, node: yaml.Node, path: str, out: Collector) -> Any:
