@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailer.addresses import address_problem
 from mailer.errors import ConfigError
-from mailer.schema import Choice, Key, Record, Str, check_email, check_http_url, display_path, load_document
+from mailer.schema import Choice, Key, Record, Str, check_http_url, display_path, load_document
 
 CONFIG_NAME = "mailer.yaml"
 
@@ -61,7 +62,7 @@ class Config:
 
 def _config_schema() -> Record:
     url = Str(label="a URL", one_line=True, validate=check_http_url)
-    email = Str(label="an email address", one_line=True, validate=check_email)
+    email = Str(label="an email address", one_line=True, validate=address_problem)
     return Record(
         dict,
         {

@@ -413,11 +413,5 @@ def check_http_url(text: str) -> str | None:
     return None
 
 
-def check_email(text: str) -> str | None:
-    if not re.fullmatch(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+", text):
-        return f"{text!r} is not an email address like editor@example.com"
-    return None
-
-
 def replace(value: Any, **changes: Any) -> Any:
     return dataclasses.replace(value, **changes)

@@ -157,14 +157,18 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
              as_email: str | None, backend_name: str | None, yes: bool, force: bool, send_at: str | None,
              sandbox: bool, rate: float | None, workers: int, resend_uncertain: bool, retry_failed: bool,
              segment: str | None, skip_invalid: bool, encoding: str | None) -> None:
+    from mailer.addresses import AddressError, parse_address
     from mailer.deliver.send import SendOptions, check_approved, check_send_at, dry_run, send_issue
-    from mailer.deliver.subscribers import email_problem, normalise_email, read_subscribers
+    from mailer.deliver.subscribers import read_subscribers
     from mailer.schema import display_path
 
     if test_to is None and subscribers_path is None:
         raise UsageError("--subscribers FILE is required (or --test-to ADDRESS for a single test message)")
-    if test_to is not None and email_problem(normalise_email(test_to)):
-        raise UsageError(f"--test-to: {email_problem(normalise_email(test_to))}")
+    if test_to is not None:
+        try:
+            test_to = parse_address(test_to)
+        except AddressError as err:
+            raise UsageError(f"--test-to: {err}") from None
     when = parse_send_at(send_at) if send_at else None
     config, rendered = _load(issue_file)
     _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
@@ -261,7 +265,7 @@ def _graceful_ctrl_c() -> Iterator[threading.Event]:
 def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: SubscriberList | None, to: str,
                    as_email: str | None, backend, options: SendOptions) -> None:
     from mailer.deliver.send import test_send
-    from mailer.deliver.subscribers import Subscriber, normalise_email
+    from mailer.deliver.subscribers import Subscriber
     from mailer.schema import display_path
 
     subscriber: Subscriber | None
@@ -274,8 +278,8 @@ def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: Subscri
     elif subscribers is not None and subscribers.subscribers:
         subscriber = subscribers.subscribers[0]
     else:
-        subscriber = Subscriber(email=normalise_email(to))
-    report = test_send(rendered, config, subscriber, normalise_email(to), backend, options)
+        subscriber = Subscriber(email=to)
+    report = test_send(rendered, config, subscriber, to, backend, options)
     if report.suppressed:
         click.secho(f"warning: {report.to} is on the suppression list ({report.suppressed}): a live test send "
                     "to it is refused", fg="yellow", err=True)

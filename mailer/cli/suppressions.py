@@ -127,7 +127,7 @@ def run_list(email: str | None, show_all: bool) -> None:
 
 
 def _show_one(stored: SuppressionList, email: str) -> None:
-    from mailer.deliver.subscribers import address_key
+    from mailer.addresses import address_key
 
     reasons = stored.reasons(email)
     pull = stored.last_pull()

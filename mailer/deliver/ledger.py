@@ -106,13 +106,15 @@ def open_database(path: Path, schema: str,
 _PROGRESS = {QUEUED: 0, CANCELLED: 1, FAILED: 2, SENDING: 3, UNCERTAIN: 4, ACCEPTED: 5}
 
 
-def _compose_keys(db: sqlite3.Connection) -> None:
-    """Version 1: re-key rows written before addresses were NFC-composed.
+def _rekey(db: sqlite3.Connection) -> None:
+    """Re-key every row whose key today's address_key would write differently.
 
-    Without this, 'josé' accepted under its decomposed key would be a new reader to a newer
-    release, and be sent the issue again.
+    Version 1: keys written before addresses were NFC-composed. Without this, 'josé' accepted under
+    its decomposed key would be a new reader to a newer release, and be sent the issue again.
+    Version 2: keys were case-folded (which merged 'straße@' into 'strasse@') and punycode domains
+    were their own readers; they are now lower-cased, with the IDNA-decoded domain.
     """
-    from mailer.deliver.subscribers import address_key
+    from mailer.addresses import address_key
 
     for issue, old, email, state in db.execute("SELECT issue, recipient, email, state FROM deliveries").fetchall():
         new = address_key(email)
@@ -129,7 +131,7 @@ def _compose_keys(db: sqlite3.Connection) -> None:
 class Ledger:
     def __init__(self, path: Path):
         self.path = path
-        self._db = open_database(path, SCHEMA, migrations=(_compose_keys,))
+        self._db = open_database(path, SCHEMA, migrations=(_rekey, _rekey))
 
     def close(self) -> None:
         self._db.close()

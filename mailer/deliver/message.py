@@ -14,6 +14,7 @@ from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, make_msgid
 from urllib.parse import urlsplit
 
+from mailer.addresses import address_key
 from mailer.compose import placeholders
 from mailer.compose.build import RenderedIssue
 from mailer.config import Config
@@ -47,7 +48,7 @@ def unsubscribe_secret(*, live: bool) -> bytes:
 
 def unsubscribe_token(email: str, list_id: str, secret: bytes) -> str:
     """An opaque, signed token naming one subscriber of one list (see verify_unsubscribe_token)."""
-    who = _b64(email.casefold().encode())
+    who = _b64(address_key(email).encode())
     signature = hmac.digest(secret, f"{list_id}\n{who}".encode(), "sha256")[:18]
     return f"{who}.{_b64(signature)}"
 
@@ -101,7 +102,7 @@ class Personaliser:
         email = subscriber.email
         # The token (see unsubscribe_token, inlined: this runs once per recipient) is URL-safe
         # base64 and a dot, so it needs no escaping in a URL or a mailto: subject.
-        who = _b64(email.casefold().encode())
+        who = _b64(subscriber.key.encode())
         signature = hmac.digest(self._secret, (self._signed_prefix + who).encode(), "sha256")[:18]
         token = f"{who}.{_b64(signature)}"
         unsubscribe = self._unsubscribe_prefix + token

@@ -24,6 +24,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
+from mailer.addresses import address_key
 from mailer.compose.build import RenderedIssue
 from mailer.config import Config
 from mailer.deliver import ledger as ledger_states
@@ -40,7 +41,7 @@ from mailer.deliver.backends import (
 from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
 from mailer.deliver.message import Personaliser, build_mime, personalise, unsubscribe_secret
 from mailer.deliver.retry import RetryPolicy
-from mailer.deliver.subscribers import Skipped, Subscriber, SubscriberList, address_key
+from mailer.deliver.subscribers import Skipped, Subscriber, SubscriberList
 from mailer.deliver.suppressions import screen_recipients
 from mailer.errors import ExitStatus, MailerError
 
@@ -340,7 +341,8 @@ def send_issue(
             progress.on_start(len(planned.to_send))
             _run_batches(rendered, config, backend, ledger, key, planned.to_send, options, payload_options, secret,
                          run_id, report, progress, interrupt or threading.Event())
-            intended_keys = {s.key for s in subscribers.subscribers} - {s.email.casefold() for s in planned.suppressed}
+            suppressed_keys = {address_key(s.email) for s in planned.suppressed}
+            intended_keys = {s.key for s in subscribers.subscribers} - suppressed_keys
             states = {k: v for k, v in ledger.states(key).items() if k in intended_keys}
             tally = Counter(states.values())
             report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before

@@ -6,25 +6,19 @@ import codecs
 import csv
 import difflib
 import io
-import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailer.addresses import AddressError, address_key, parse_address, printable
 from mailer.errors import InputError, Problem
 
 COLUMNS = ("email", "first_name", "last_name", "status", "tags")
 STATUSES = ("subscribed", "unsubscribed")
 
-# Deliberately permissive about the local part (SMTPUTF8 allows any Unicode there) and strict
-# about what breaks delivery: one @, no spaces or commas, a domain with a dot, RFC 5321 lengths.
-_ADDRESS = re.compile(r"^[^@\s,;<>\"()\[\]]+@[^@\s,;<>\"()\[\]_]+\.[^@\s,;<>\"()\[\]_.]{2,}$")
-
-
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is slow, and there are 100,000s
 class Subscriber:
-    email: str  # as written, with the domain lower-cased
+    email: str  # as mailer.addresses.parse_address returns it: the exact address servers are given
     first_name: str = ""
     last_name: str = ""
     tags: tuple[str, ...] = ()
@@ -32,8 +26,8 @@ class Subscriber:
 
     @property
     def key(self) -> str:
-        """The identity used for de-duplication and the ledger: address_key, as `email` is normalised."""
-        return self.email.casefold()
+        """The identity used for de-duplication and the ledger: address_key, cheaply, as `email` is parsed."""
+        return self.email.lower()
 
     @property
     def full_name(self) -> str:
@@ -59,34 +53,6 @@ class SubscriberList:
     def find(self, email: str) -> Subscriber | None:
         key = address_key(email)
         return next((s for s in self.subscribers if s.key == key), None)
-
-
-def normalise_email(address: str) -> str:
-    """Trim, compose (NFC) and lower-case the domain (domains are case-insensitive; local parts, formally, are not).
-
-    NFC: "é" written as one character or as "e" plus an accent is one address (RFC 6532 section 3.1
-    asks for NFC), and it must be one ledger key, or a list re-exported by another tool mails it twice.
-    """
-    address = unicodedata.normalize("NFC", address.strip())
-    local, at, domain = address.rpartition("@")
-    return f"{local}@{domain.lower()}" if at else address
-
-
-def address_key(email: str) -> str:
-    """The identity of an address: one key for the subscriber list, the ledger and the suppression list."""
-    return normalise_email(email).casefold()
-
-
-def email_problem(address: str) -> str | None:
-    """Why an address cannot be mailed, or None."""
-    if not address:
-        return "missing email address"
-    if not _ADDRESS.match(address) or ".." in address:
-        return f"invalid email address {address!r}"
-    local, _, domain = address.rpartition("@")
-    if len(local.encode()) > 64 or len(address.encode()) > 254:
-        return f"email address {address!r} is longer than SMTP allows"
-    return None
 
 
 def read_subscribers(
@@ -130,10 +96,12 @@ def read_subscribers(
             last_line = line
             if len(row) < width:
                 row.extend([""] * (width - len(row)))
-            email = normalise_email(row[i_email])
-            if not email and not "".join(row).strip():
+            if not row[i_email].strip() and not "".join(row).strip():
                 continue  # blank line
-            problem = email_problem(email)
+            try:
+                email, problem = parse_address(row[i_email]), None
+            except AddressError as err:
+                email, problem = printable(row[i_email].strip()), str(err)
             status = row[i_status].strip().lower() or "subscribed"
             if problem is None and status not in STATUSES:
                 problem = f"status must be 'subscribed' or 'unsubscribed', not {row[i_status].strip()!r}"
@@ -145,7 +113,7 @@ def read_subscribers(
                 continue
             raw_tags = row[i_tags]
             tags = tuple(t.strip() for t in raw_tags.replace(",", ";").split(";") if t.strip()) if raw_tags else ()
-            key = email.casefold()
+            key = email.lower()  # address_key, as email is parsed
             first = first_line.get(key)
             if first is not None:
                 warnings.append(Problem(label, f"duplicate of line {first} ({email}); only line {first} is used",

@@ -21,9 +21,9 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any
 
+from mailer.addresses import address_key
 from mailer.deliver.ledger import open_database
 from mailer.deliver.retry import RetryPolicy
-from mailer.deliver.subscribers import address_key
 from mailer.errors import ExitStatus, MailerError
 
 GLOBAL_UNSUBSCRIBE, GROUP_UNSUBSCRIBE, BOUNCE, SPAM_REPORT, INVALID_EMAIL = (
@@ -137,8 +137,12 @@ class PullProgress:
     on_retry: Callable[[str, float], None] = lambda message, delay: None
 
 
-def _compose_addresses(db: sqlite3.Connection) -> None:
-    """Version 1: re-key addresses pulled before they were NFC-composed, so that they still match."""
+def _rekey(db: sqlite3.Connection) -> None:
+    """Re-key addresses whose key today's address_key would write differently, so that they still match.
+
+    Version 1: pulled before addresses were NFC-composed. Version 2: keys were case-folded, and
+    punycode domains were not decoded (see mailer.addresses.address_key).
+    """
     for rowid, address, email in db.execute("SELECT rowid, address, email FROM suppressions").fetchall():
         if address_key(email) != address:
             # OR IGNORE: the composed form may be there already (the reason is then kept once).
@@ -159,7 +163,7 @@ class SuppressionList:
 
     def __init__(self, path: Path):
         self.path = path
-        self._db = open_database(path, SCHEMA, migrations=(_compose_addresses,))
+        self._db = open_database(path, SCHEMA, migrations=(_rekey, _rekey))
 
     @classmethod
     def open(cls, state_dir: Path) -> SuppressionList:

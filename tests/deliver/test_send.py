@@ -9,6 +9,7 @@ import threading
 import time
 import unicodedata
 from collections import Counter, deque
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from mailer.deliver.ledger import issue_lock
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.send import SendOptions, send_issue
 from mailer.deliver.subscribers import read_subscribers
-from tests.conftest import SAMPLE_ISSUE, UNSUBSCRIBE_SECRET, approve, ledger_states, make_subscribers
+from tests.conftest import SAMPLE_ISSUE, UNSUBSCRIBE_SECRET, approve, ledger_states, make_subscribers, read_ledger
 from tests.fake_sendgrid import API_KEY, FakeSendGrid, validate_mail_send
 
 ISSUE = SAMPLE_ISSUE
@@ -766,3 +767,23 @@ def test_scheduling_needs_sendgrid(workspace: Path, run_cli) -> None:
                      "--yes", "--at", "2099-01-01 08:00 UTC")
     assert result.exit_code == 2
     assert "--at needs the sendgrid backend: SMTP has no scheduling" in result.stderr
+
+
+def test_a_ledger_keyed_by_an_older_release_is_re_keyed_once(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                               state_dir: Path) -> None:
+    # Release 1 case-folded keys ('straße@' became 'strasse@') and kept punycode domains apart.
+    approve(run_cli)
+    with closing(sqlite3.connect(state_dir / "ledger.sqlite3")) as db, db:
+        for key, email in (("strasse@example.com", "straße@example.com"),
+                           ("kunde@xn--bcher-kva.example", "kunde@xn--bcher-kva.example")):
+            db.execute("INSERT INTO deliveries (issue, recipient, email, state, created_at, updated_at) "
+                       "VALUES ('2020-12-13', ?, ?, 'accepted', '2026-11-22', '2026-11-22')", (key, email))
+        db.execute("PRAGMA user_version=1")
+    subscribers = make_subscribers(workspace, 0, extra="straße@example.com,S,,subscribed,\n"
+                                                       "strasse@example.com,T,,subscribed,\n"
+                                                       "kunde@bücher.example,K,,subscribed,\n")
+    assert send_live(run_cli, subscribers).exit_code == 0
+    # Straße and Kunde got it in the earlier run; only the other mailbox, strasse@, gets it now.
+    assert [a for a in sendgrid.accepted if a != "editor@example.com"] == ["strasse@example.com"]
+    assert dict(read_ledger(state_dir, "SELECT recipient, state FROM deliveries")) == {
+        "straße@example.com": "accepted", "kunde@bücher.example": "accepted", "strasse@example.com": "accepted"}

@@ -134,3 +134,18 @@ def test_missing_smtp_url_is_a_clear_error(workspace: Path, run_cli, monkeypatch
     result = run_cli("send", SAMPLE_ISSUE, "--backend", "smtp", "--test-to", "me@example.com", "--live")
     assert result.exit_code == 1
     assert "MAILER_SMTP_URL is not set" in result.stderr
+
+
+def test_only_exactly_validated_addresses_reach_the_envelope(workspace: Path, smtp_server: Recorder, run_cli) -> None:
+    # smtplib keeps only what follows a ':' in an address: these would be mailed to ada@ (twice) and victim@.
+    csv = readers(workspace, "ada@example.org", "x:ada@example.org", "news:victim@example.net")
+    refused = send_to_list(run_cli, csv)
+    assert refused.exit_code == 1 and smtp_server.messages == []
+    assert "subs.csv:3: invalid email address 'x:ada@example.org'" in refused.stderr
+    assert "subs.csv:4: invalid email address 'news:victim@example.net'" in refused.stderr
+    skipped = send_to_list(run_cli, csv, "--skip-invalid")
+    assert skipped.exit_code == 0, skipped.stderr
+    assert [recipients for _, recipients, _, _ in smtp_server.messages] == [["ada@example.org"]]
+    test_send = run_cli("send", SAMPLE_ISSUE, "--backend", "smtp", "--test-to", "news:victim@example.net", "--live")
+    assert test_send.exit_code == 2 and "--test-to: invalid email address" in test_send.stderr
+    assert len(smtp_server.messages) == 1

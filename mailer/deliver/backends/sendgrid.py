@@ -256,7 +256,7 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
             "substitutions": substitutions,
             "headers": {"List-Unsubscribe": recipient.personal.headers["List-Unsubscribe"]},
             # Opaque: lets webhook events be matched to a recipient without personal data.
-            "custom_args": {"mailer_recipient": sha256(subscriber.email.casefold().encode()).hexdigest()[:20]},
+            "custom_args": {"mailer_recipient": sha256(subscriber.key.encode()).hexdigest()[:20]},
         })
     body: dict[str, Any] = {
         "personalizations": personalizations,
