@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from mailer.errors import InputError, Problem
+from mailer.headers import header_problem
 
 try:  # the C loader is about ten times faster; fall back where libyaml is missing
     from yaml import CSafeLoader as _Loader
@@ -150,6 +151,15 @@ class Str(Type):
         if self.one_line and "\n" in text:
             out.add(node, path, "must be a single line", hint="remove the line breaks")
             return MISSING
+        if self.one_line:
+            # One-line values become mail headers (subject, names) or URLs: no line break in disguise.
+            unsafe = header_problem(text)
+            if unsafe:
+                offset, message = unsafe
+                lead = len(node.value) - len(node.value.lstrip())
+                out.add_within(node, lead + offset, path, message,
+                               hint="delete it (it usually comes from copying out of another program)")
+                return MISSING
         control = _CONTROL.search(text)
         if control:
             # An escape such as "\x07" in a quoted string: no email client shows it, and the MJML
@@ -349,6 +359,8 @@ def position_in_value(text: str, node: yaml.ScalarNode, offset: int) -> tuple[in
     wanted = sum(1 for char in node.value[:offset] if char not in _LAYOUT)
     # A block scalar's text starts on the line after its indicator; a quoted one after its quote.
     index = source.find("\n") + 1 if node.style in ("|", ">") else 1 if node.style in ('"', "'") else 0
+    # A U+2028 in a subject is itself a layout character: then stop at it, not at the text after it.
+    on_layout = offset < len(node.value) and node.value[offset] in _LAYOUT
     seen = 0
     while index < len(source):
         width, counts = 1, source[index] not in _LAYOUT
@@ -356,10 +368,9 @@ def position_in_value(text: str, node: yaml.ScalarNode, offset: int) -> tuple[in
             width, counts = _escape(source, index)
         elif node.style == "'" and source.startswith("''", index):
             width = 2
-        if counts:
-            if seen == wanted:
-                break
-            seen += 1
+        if seen == wanted and (counts or on_layout):
+            break
+        seen += counts
         index += width
     line = start.line + 1 + source.count("\n", 0, index)
     one_line = start.line == node.end_mark.line and node.style not in ("|", ">")

@@ -68,3 +68,59 @@ def test_an_image_linked_inside_the_issue_folder_still_works(workspace: Path, ru
     assert run_cli("build", ISSUE).exit_code == 0
     copied = workspace / "build/2020-12-13/img/hero-storm.png"
     assert not copied.is_symlink() and copied.read_bytes() == (REPO / HERO).read_bytes()
+
+
+# -- header injection ----------------------------------------------------------------------------
+
+INJECTION = "=?utf-8?q?X=0D=0ABcc:_x@evil.example?="  # decodes to "X\r\nBcc: x@evil.example"
+
+
+def set_subject(workspace: Path, subject: str) -> None:
+    issue = workspace / ISSUE
+    text = issue.read_text(encoding="utf-8")
+    issue.write_text(text.replace('subject: "The NLP Cypher | 12.13.20"', f'subject: "{subject}"', 1), encoding="utf-8")
+
+
+@pytest.mark.parametrize(("subject", "column", "reason"), [
+    (f"Weekly {INJECTION}", 18, "contains an encoded word (=?utf-8?q?X=0D=0ABcc:_x@evil.…) that decodes to a "
+                                "carriage return"),
+    ("Weekly\\u2028Bcc: x@evil.example", 17, "contains a line separator (U+2028)"),
+    ("Weekly\\u0085digest", 17, "contains a next-line character (U+0085)"),
+    ("Weekly\\vdigest", 17, "contains a vertical tab"),
+])
+def test_a_subject_that_would_inject_a_header_is_refused_everywhere_with_its_column(
+        workspace: Path, run_cli, subject: str, column: int, reason: str) -> None:
+    set_subject(workspace, subject)
+    for args in (["build", ISSUE], ["check", ISSUE], ["send", ISSUE, "--subscribers", "subscribers.example.csv"]):
+        result = run_cli(*args)
+        output = result.stdout + result.stderr
+        assert result.exit_code == 1, (args, output)
+        assert f"{ISSUE}:1:{column}: subject: " in output and reason in output, (args, output)
+        assert "Traceback" not in output
+    assert not (workspace / "build").exists()
+
+
+def test_the_preview_shows_an_injecting_subject_as_a_problem_not_a_500(workspace: Path) -> None:
+    set_subject(workspace, "Weekly\\u2028digest")
+    running = start(workspace)
+    try:
+        page = get(running, "/preview/2020-12-13")
+        email = get(running, "/issues/2020-12-13/email.html")
+    finally:
+        running.shutdown()
+        running.server_close()
+    assert page[0] == 200 and b"contains a line separator (U+2028)" in page[2]
+    assert email[0] in (404, 200) and email[0] != 500
+
+
+@pytest.mark.parametrize(("key", "line", "column"), [("name", 3, 7), ("from.name", 5, 9)])
+def test_settings_that_would_inject_a_header_are_refused_at_load(workspace: Path, run_cli, key: str, line: int,
+                                                                 column: int) -> None:
+    settings = workspace / "mailer.yaml"
+    text = settings.read_text(encoding="utf-8").splitlines()
+    assert text[line - 1].lstrip().startswith(key.split(".")[-1] + ":")
+    text[line - 1] = text[line - 1].split(":")[0] + f': "Cypher {INJECTION}"'
+    settings.write_text("\n".join(text) + "\n", encoding="utf-8")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
+    assert result.exit_code == 1
+    assert f"mailer.yaml:{line}:{column + 8}: {key}: contains an encoded word" in result.stderr, result.stderr

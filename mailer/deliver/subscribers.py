@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mailer.addresses import AddressError, address_key, parse_address, printable
 from mailer.errors import InputError, Problem
+from mailer.headers import header_problem
 
 COLUMNS = ("email", "first_name", "last_name", "status", "tags")
 STATUSES = ("subscribed", "unsubscribed")
@@ -102,9 +103,13 @@ def read_subscribers(
                 email, problem = parse_address(row[i_email]), None
             except AddressError as err:
                 email, problem = printable(row[i_email].strip()), str(err)
+            first_name, last_name = row[i_first].strip(), row[i_last].strip()
             status = row[i_status].strip().lower() or "subscribed"
             if problem is None and status not in STATUSES:
-                problem = f"status must be 'subscribed' or 'unsubscribed', not {row[i_status].strip()!r}"
+                problem = f"status must be 'subscribed' or 'unsubscribed', not {printable(row[i_status].strip())!r}"
+            if problem is None:
+                # Names go into the To header and, through -first_name-, the subject.
+                problem = _header_problem("first_name", first_name) or _header_problem("last_name", last_name)
             if problem:
                 if skip_invalid:
                     skipped.append(Skipped(line, email, problem))
@@ -127,7 +132,7 @@ def read_subscribers(
             if segment is not None and segment not in tags:
                 skipped.append(Skipped(line, email, f"not tagged {segment!r}"))
                 continue
-            subscribers.append(Subscriber(email, row[i_first].strip(), row[i_last].strip(), tags, line))
+            subscribers.append(Subscriber(email, first_name, last_name, tags, line))
     except csv.Error as err:
         # The row that broke starts after the last good one. rows.line_num is where the reader
         # stopped: for a quote never closed that is the end of the file, far from the mistake.
@@ -138,10 +143,20 @@ def read_subscribers(
     return result
 
 
+def _header_problem(column: str, value: str) -> str | None:
+    unsafe = header_problem(value)
+    if unsafe is None:
+        return None
+    offset, reason = unsafe
+    return f"{column} {reason} at character {offset + 1} ('{printable(value)}')"
+
+
 def _numbered(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
-    """Rows with their line number (the last line of a row whose quoted field spans lines)."""
+    """Rows with their line number: the first line of a row whose quoted field spans lines."""
+    ended = reader.line_num  # type: ignore[attr-defined]
     for row in reader:
-        yield reader.line_num, row  # type: ignore[attr-defined]
+        yield ended + 1, row
+        ended = reader.line_num  # type: ignore[attr-defined]
 
 
 def _decode(path: Path, label: str, encoding: str | None) -> str:

@@ -149,3 +149,32 @@ def test_only_exactly_validated_addresses_reach_the_envelope(workspace: Path, sm
     test_send = run_cli("send", SAMPLE_ISSUE, "--backend", "smtp", "--test-to", "news:victim@example.net", "--live")
     assert test_send.exit_code == 2 and "--test-to: invalid email address" in test_send.stderr
     assert len(smtp_server.messages) == 1
+
+
+def test_a_name_that_would_inject_a_header_never_reaches_a_message(workspace: Path, smtp_server: Recorder, run_cli,
+                                                                   state_dir: Path) -> None:
+    rows = ["evil@example.com,=?utf-8?q?X=0D=0ABcc:_x@evil.example?=,,subscribed,",
+            'crlf@example.com,"Ada\r\nBcc: x@evil.example",,subscribed,',
+            "sep@example.com,Ada\u2028Bcc: x@evil.example,,subscribed,",
+            "last@example.com,Ok,=?utf-8?b?QQ0KQmNjOiB4QGV2aWwuZXhhbXBsZQ==?=,subscribed,",
+            "ok@example.com,Ok,,subscribed,"]
+    csv = str(write_subscribers(workspace, rows))
+    refused = send_to_list(run_cli, csv)
+    assert refused.exit_code == 1 and smtp_server.messages == []
+    for line, column in ((2, "first_name"), (3, "first_name"), (5, "first_name"), (6, "last_name")):
+        assert f"subs.csv:{line}: {column} contains" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    # The dry run first: after the live send, ok@ is already served and the dry run writes no sample.
+    dry_run = run_cli("send", SAMPLE_ISSUE, "--subscribers", csv, "--skip-invalid", "--backend", "sendgrid")
+    assert dry_run.exit_code == 0, dry_run.stderr
+    skipped = send_to_list(run_cli, csv, "--skip-invalid")
+    assert skipped.exit_code == 0, skipped.stderr
+    assert [recipients for _, recipients, _, _ in smtp_server.messages] == [["ok@example.com"]]
+    outbox = state_dir / "outbox" / "2020-12-13"
+    messages = [data for _, _, data, _ in smtp_server.messages] + [p.read_bytes() for p in outbox.glob("eml/*")]
+    requests = [p.read_bytes() for p in outbox.glob("sendgrid/*.json")]
+    assert len(messages) > 1 and requests
+    for data in messages + requests:
+        assert b"evil.example" not in data and b"Bcc" not in data
+    for data in messages:
+        assert parse(data)["Bcc"] is None
