@@ -124,3 +124,54 @@ def test_settings_that_would_inject_a_header_are_refused_at_load(workspace: Path
     result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
     assert result.exit_code == 1
     assert f"mailer.yaml:{line}:{column + 8}: {key}: contains an encoded word" in result.stderr, result.stderr
+
+
+# -- per-recipient values in links -----------------------------------------------------------------
+
+LINK_ISSUE = """\
+subject: "Weekly digest #1"
+date: 2026-11-29
+preheader: "Three links worth your Sunday, picked for you"
+sections:
+  - heading: News
+    body: |
+      Hello -first_name-, here is [your page](https://example.com/welcome?name=-first_name-&who=-email-).
+"""
+HOSTILE_NAME = "x&role=admin#"
+
+
+def test_a_first_name_in_a_link_is_percent_encoded_in_every_part_and_backend(workspace: Path, run_cli,
+                                                                            state_dir: Path) -> None:
+    import json
+
+    from tests.conftest import write, write_subscribers
+    from tests.loopback_smtp import parse
+
+    write(workspace / "issues" / "links.yaml", LINK_ISSUE)
+    csv = write_subscribers(workspace, [f"ann@example.com,{HOSTILE_NAME},,subscribed,"])
+    assert run_cli("send", "issues/links.yaml", "--subscribers", str(csv)).exit_code == 0
+    outbox = state_dir / "outbox" / "links"
+    body = json.loads((outbox / "sendgrid" / "request-00001.json").read_text(encoding="utf-8"))
+    assert "?name=-first_name_url-&amp;who=-email_url-" in body["content"][1]["value"]
+    assert "?name=-first_name_url-&who=-email_url-" in body["content"][0]["value"]
+    substitutions = body["personalizations"][0]["substitutions"]
+    assert substitutions["-first_name_url-"] == "x%26role%3Dadmin%23"
+    assert substitutions["-email_url-"] == "ann%40example.com"
+    assert substitutions["-first_name-"] == HOSTILE_NAME  # the greeting reads as the reader wrote it
+    (eml,) = (outbox / "eml").iterdir()
+    message = parse(eml.read_bytes())
+    text, html = (part.get_content() for part in message.get_payload())
+    assert 'href="https://example.com/welcome?name=x%26role%3Dadmin%23&amp;who=ann%40example.com"' in html
+    assert "https://example.com/welcome?name=x%26role%3Dadmin%23&who=ann%40example.com" in text
+    assert f"Hello {HOSTILE_NAME.replace('&', '&amp;')}," in html and f"Hello {HOSTILE_NAME}," in text
+
+
+def test_a_placeholder_in_a_link_host_is_a_check_error(workspace: Path, run_cli) -> None:
+    from tests.conftest import write
+
+    write(workspace / "issues" / "host.yaml", LINK_ISSUE.replace("https://example.com/welcome?name=-first_name-",
+                                                                 "https://-first_name-.example.com/welcome?x=1"))
+    result = run_cli("check", "issues/host.yaml")
+    assert result.exit_code == 1
+    assert ("issues/host.yaml:7: sections[0].body: 'https://-first_name-.example.com/welcome?x=1&who=-email-' "
+            "has -first_name- in its host") in result.stdout, result.stdout

@@ -277,6 +277,16 @@ class _Source:
                 continue
             if link.path.startswith("footer.social"):
                 continue  # named after the network ("Twitter"), not what the link is: never compared
+            netloc = urlsplit(link.url).netloc
+            tag = next((p for p in placeholders.KNOWN if p in netloc), None) or placeholders.SHAPE.search(netloc)
+            if tag:
+                tag = tag if isinstance(tag, str) else tag.group(0)
+                found.append(self.at("error", "links", "links.placeholder-host", link.path, link.node,
+                                     f"{link.url!r} has {tag} in its host: each reader would be sent to an "
+                                     "address their own data makes up", "keep per-recipient fields in the "
+                                     "path or the query (https://example.com/welcome?name=-first_name-)",
+                                     link.offset + max(link.url.find(tag), 0)))
+                continue
             if scheme == "http":
                 found.append(self.at("warning", "links", "links.insecure", link.path, link.node,
                                      f"{link.url!r} is not https", "use the https:// address if the site has "

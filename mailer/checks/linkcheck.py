@@ -113,7 +113,7 @@ def summarise(results: Iterable[LinkResult]) -> LinkSummary:
 
 def placeholder_in(url: str) -> str | None:
     """Return the per-recipient placeholder a link contains (`-unsubscribe_url-`, `-email-`…), if any."""
-    return next((p for p in placeholders.ALL.values() if p in url), None)
+    return next((p for p in placeholders.KNOWN if p in url), None)
 
 
 def is_placeholder_url(url: str) -> bool:

@@ -238,7 +238,7 @@ def find_placeholder_problems(text: str) -> list[Hit]:
     hits = []
     text = _CODE.sub(lambda match: " " * len(match.group(0)), text)  # blanked, so offsets stay
     for match in placeholders.SHAPE.finditer(text):
-        if match.group(0) in known:
+        if match.group(0) in placeholders.KNOWN:  # the URL forms too: they are filled as well
             continue
         close = difflib.get_close_matches(match.group(0), known, n=1, cutoff=0.6)
         hits.append(Hit(match.start(), match.group(0), f"unknown placeholder {match.group(0)}: it would be sent "

@@ -61,12 +61,13 @@ def build_issue(issue_path: Path, config: Config, *, web: bool = False) -> Rende
 def render_issue(issue: Issue, config: Config, *, web: bool = False) -> RenderedIssue:
     layout = display_path(config.layouts_dir / HTML_LAYOUT)
     mjml = render_template(HTML_LAYOUT, issue=issue, config=config)
-    html = inline_css(compile_mjml(mjml, layout=layout))
-    text = render_text(issue, config)
+    html = placeholders.mark_urls(inline_css(compile_mjml(mjml, layout=layout)), html_document=True)
+    text = placeholders.mark_urls(render_text(issue, config), html_document=False)
     web_html = None
     if web:
         web_mjml = render_template(HTML_LAYOUT, issue=issue, config=config, web=True)
-        web_html = placeholders.fill(inline_css(compile_mjml(web_mjml, layout=layout)), web_values(issue, config),
+        web_html = placeholders.fill(placeholders.mark_urls(inline_css(compile_mjml(web_mjml, layout=layout)),
+                                                            html_document=True), web_values(issue, config),
                                      escape_html=True)
     return RenderedIssue(issue=issue, subject=issue.subject, preheader=issue.preheader, html=html,
                          text=text, mjml=mjml, web_html=web_html)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
+from urllib.parse import quote
 
 FIRST_NAME = "-first_name-"
 EMAIL = "-email-"
@@ -17,12 +18,38 @@ UNSUBSCRIBE_URL = "-unsubscribe_url-"
 WEB_URL = "-web_url-"
 
 ALL = {"first_name": FIRST_NAME, "email": EMAIL, "unsubscribe_url": UNSUBSCRIBE_URL, "web_url": WEB_URL}
+# Inside a link, a reader's own values are percent-encoded: a first name `x&role=admin#` must not add
+# a query parameter. mark_urls rewrites them to these forms when the issue is built.
+URL_FORMS = {"first_name": "-first_name_url-", "email": "-email_url-"}
+KNOWN = {*ALL.values(), *URL_FORMS.values()}
 # Anything shaped like a placeholder, to find ones the sender would not fill (typos).
 SHAPE = re.compile(r"-[a-z][a-z0-9]*(?:_[a-z0-9]+)+-|-(?:email|name)-")
 
 
 def fill(text: str, values: Mapping[str, str], *, escape_html: bool = False) -> str:
-    """Replace each known placeholder with its value (HTML-escaped for an HTML part)."""
-    pattern = re.compile("|".join(re.escape(ALL[name]) for name in values))
+    """Replace each known placeholder with its value (HTML-escaped for an HTML part, percent-encoded in a link)."""
     lookup = {ALL[name]: html.escape(v, quote=True) if escape_html else v for name, v in values.items()}
+    lookup.update({URL_FORMS[name]: url_value(v) for name, v in values.items() if name in URL_FORMS})
+    pattern = re.compile("|".join(re.escape(tag) for tag in lookup))
     return pattern.sub(lambda m: lookup[m.group(0)], text)
+
+
+def url_value(value: str) -> str:
+    """A value as it goes into a link: every reserved character percent-encoded (safe in HTML too)."""
+    return quote(value, safe="")
+
+
+_HTML_LINK = re.compile(r"""(\b(?:href|src)=)("[^"]*"|'[^']*')""", re.IGNORECASE)
+_TEXT_LINK = re.compile(r"(?:https?|mailto):[^\s<>\"]+", re.IGNORECASE)
+
+
+def mark_urls(document: str, *, html_document: bool) -> str:
+    """Rewrite -first_name- and -email- inside links (href/src attributes, or URLs in plain text) to their URL forms."""
+    def in_link(text: str) -> str:
+        for name, form in URL_FORMS.items():
+            text = text.replace(ALL[name], form)
+        return text
+
+    if html_document:
+        return _HTML_LINK.sub(lambda m: m.group(1) + in_link(m.group(2)), document)
+    return _TEXT_LINK.sub(lambda m: in_link(m.group(0)), document)

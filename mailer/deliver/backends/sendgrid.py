@@ -239,6 +239,10 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
     append = personalizations.append
     plain_tags = [(placeholders.ALL[name], name) for name in per_recipient]
     html_tags = [(_html_key(placeholders.ALL[name]), name) for name in escaped]
+    # Inside links the values go percent-encoded (see placeholders.mark_urls); only the forms used.
+    url_tags = [(form, name) for name, form in placeholders.URL_FORMS.items()
+                if form in content_html or form in content_text]
+    url_value = placeholders.url_value
     sha256 = hashlib.sha256
     # This loop runs once per recipient (100,000 for a large list): locals, no helper calls.
     for recipient in recipients:
@@ -251,6 +255,8 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
         substitutions = {tag: values[key] for tag, key in plain_tags}
         for tag, key in html_tags:
             substitutions[tag] = html.escape(values[key], quote=True)
+        for tag, key in url_tags:
+            substitutions[tag] = url_value(values[key])
         append({
             "to": [to],
             "substitutions": substitutions,
