@@ -12,7 +12,7 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,33 +73,104 @@ class Row:
     updated_at: str
 
 
-def open_database(path: Path, schema: str,
-                  migrations: tuple[Callable[[sqlite3.Connection], None], ...] = ()) -> sqlite3.Connection:
+class StateError(MailerError):
+    """The state folder (ledger, suppression list, locks, outbox) cannot be used; raised before any request."""
+
+    exit_code = ExitStatus.INPUT_ERROR
+
+
+def is_state_fault(err: sqlite3.Error) -> bool:
+    """A fault of the file or the disk (full, read-only, damaged), not a mistake in mailer's own SQL."""
+    return isinstance(err, sqlite3.OperationalError) or type(err) is sqlite3.DatabaseError
+
+
+def state_failure(path: Path, err: BaseException) -> StateError:
+    """A StateError that says what is wrong with the file or folder at `path`, from SQLite's or the OS's error."""
+    reason = getattr(err, "strerror", None) or str(err)
+    if isinstance(err, sqlite3.DatabaseError) and not isinstance(err, sqlite3.OperationalError) \
+            or "malformed" in reason or "not a database" in reason:
+        return damaged(path, reason)
+    return StateError(f"cannot write {path}: {reason}\n"
+                      "    hint: free some space, or make MAILER_STATE_DIR (default: .mailer/ in the workspace) "
+                      "writable by this user; nothing was sent")
+
+
+def damaged(path: Path, reason: str) -> StateError:
+    return StateError(
+        f"{path} is damaged ({reason}): mailer will not start afresh from it, since that would send every "
+        "issue it records to everyone again\n"
+        f"    hint: restore it from a backup; or, once you know who already received what, move it aside "
+        f"(mv '{path}' '{path}.broken') and send only to those who did not")
+
+
+def open_database(path: Path, schema: str, migrations: tuple[Callable[[sqlite3.Connection], None], ...] = (), *,
+                  table: str) -> sqlite3.Connection:
     """Open (creating it and its folder) a state database: autocommit, WAL, fully synchronous.
 
     `migrations[n]` brings a database written by an older release to version n + 1 (PRAGMA
     user_version); each runs once, in its own transaction, whichever process opens the file first.
+    A file that exists but is empty, is not SQLite, or lacks `table` is damaged (StateError), never
+    a fresh start; a folder that cannot be written is a StateError too.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, timeout=30)
-    # WAL: readers (status, a send screening addresses) never wait for a writer.
-    db.execute("PRAGMA journal_mode=WAL")
-    # FULL: a committed `sending` mark survives even a power cut, not just a killed process.
-    db.execute("PRAGMA synchronous=FULL")
-    db.executescript(schema)
-    for version, migrate in enumerate(migrations, start=1):
-        if db.execute("PRAGMA user_version").fetchone()[0] >= version:
-            continue
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if db.execute("PRAGMA user_version").fetchone()[0] < version:  # not done while this one waited
-                migrate(db)
-                db.execute(f"PRAGMA user_version={version}")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    if path.is_dir():
+        raise damaged(path, "a folder where the database should be")
+    existed = path.exists()
+    if existed and path.stat().st_size == 0 and not _has_content(Path(f"{path}-wal")):
+        raise damaged(path, "the file is empty")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    except (OSError, sqlite3.Error) as err:
+        raise state_failure(path, err) from None
+    try:
+        # WAL: readers (status, a send screening addresses) never wait for a writer.
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed `sending` mark survives even a power cut, not just a killed process.
+        db.execute("PRAGMA synchronous=FULL")
+        if existed and not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                                      (table,)).fetchone():
+            raise damaged(path, f"it holds no {table} table: not a file mailer wrote")
+        db.executescript(schema)
+        for version, migrate in enumerate(migrations, start=1):
+            if db.execute("PRAGMA user_version").fetchone()[0] >= version:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("PRAGMA user_version").fetchone()[0] < version:  # not done while this one waited
+                    migrate(db)
+                    db.execute(f"PRAGMA user_version={version}")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+    except StateError:
+        db.close()
+        raise
+    except sqlite3.Error as err:
+        db.close()
+        raise state_failure(path, err) from None
     return db
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def check_writable(db: sqlite3.Connection, path: Path) -> None:
+    """Write to the database once (its version, unchanged): a full disk or a read-only file shows now,
+    before a request leaves, instead of after the provider accepted it."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        db.execute(f"PRAGMA user_version={int(version)}")
+        db.execute("COMMIT")
+    except sqlite3.Error as err:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise state_failure(path, err) from None
 
 
 # How far a row got: when two rows turn out to be one reader, the one that got further is kept.
@@ -131,20 +202,38 @@ def _rekey(db: sqlite3.Connection) -> None:
 class Ledger:
     def __init__(self, path: Path):
         self.path = path
-        self._db = open_database(path, SCHEMA, migrations=(_rekey, _rekey))
+        self._db = open_database(path, SCHEMA, migrations=(_rekey, _rekey), table="deliveries")
+
+    def check_writable(self) -> None:
+        check_writable(self._db, self.path)
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as err:  # a file damaged after it was opened: never a traceback
+            raise state_failure(self.path, err) from None
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as err:
+            # A full disk, a file made read-only or damaged underneath us: never a traceback.
+            if not is_state_fault(err):
+                raise
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise state_failure(self.path, err) from None
 
     # -- planning ------------------------------------------------------------------------------
 
@@ -158,7 +247,7 @@ class Ledger:
             return cursor.rowcount
 
     def states(self, issue: str) -> dict[str, str]:
-        return dict(self._db.execute("SELECT recipient, state FROM deliveries WHERE issue=?", (issue,)))
+        return dict(self._query("SELECT recipient, state FROM deliveries WHERE issue=?", (issue,)))
 
     def queue(self, issue: str, recipients: Iterable[tuple[str, str]]) -> None:
         """Record (key, email) pairs as queued; existing rows are left as they are."""
@@ -190,19 +279,18 @@ class Ledger:
     # -- reading -------------------------------------------------------------------------------
 
     def counts(self, issue: str) -> dict[str, int]:
-        found = dict(self._db.execute("SELECT state, COUNT(*) FROM deliveries WHERE issue=? GROUP BY state",
-                                      (issue,)))
+        found = dict(self._query("SELECT state, COUNT(*) FROM deliveries WHERE issue=? GROUP BY state", (issue,)))
         return {state: found.get(state, 0) for state in STATES}
 
     def rows(self, issue: str, states: Iterable[str]) -> list[Row]:
         wanted = list(states)
         marks = ",".join("?" * len(wanted))
-        return [Row(*r) for r in self._db.execute(
+        return [Row(*r) for r in self._query(
             f"SELECT recipient, email, state, message_id, error, updated_at FROM deliveries "  # noqa: S608
             f"WHERE issue=? AND state IN ({marks}) ORDER BY updated_at, recipient", (issue, *wanted))]
 
     def issues(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT DISTINCT issue FROM deliveries ORDER BY issue")]
+        return [r[0] for r in self._query("SELECT DISTINCT issue FROM deliveries ORDER BY issue")]
 
     # -- test sends and schedules --------------------------------------------------------------
 
@@ -212,9 +300,8 @@ class Ledger:
                        (issue, content_hash, recipient, message_id, now()))
 
     def last_test_hash(self, issue: str) -> str | None:
-        row = self._db.execute("SELECT content_hash FROM test_sends WHERE issue=? ORDER BY rowid DESC LIMIT 1",
-                               (issue,)).fetchone()
-        return row[0] if row else None
+        rows = self._query("SELECT content_hash FROM test_sends WHERE issue=? ORDER BY rowid DESC LIMIT 1", (issue,))
+        return rows[0][0] if rows else None
 
     def record_schedule(self, issue: str, schedule_id: str, send_at: datetime) -> None:
         with self._transaction() as db:
@@ -222,8 +309,7 @@ class Ledger:
                        (issue, schedule_id, send_at.isoformat(), now()))
 
     def active_schedules(self, issue: str) -> list[tuple[str, str]]:
-        return list(self._db.execute(
-            "SELECT schedule_id, send_at FROM schedules WHERE issue=? AND state='scheduled'", (issue,)))
+        return self._query("SELECT schedule_id, send_at FROM schedules WHERE issue=? AND state='scheduled'", (issue,))
 
     def cancel_schedule(self, issue: str, schedule_id: str) -> int:
         """Mark a schedule cancelled, and its deliveries cancelled (so they can be sent again).
@@ -253,8 +339,11 @@ def issue_lock(state_dir: Path, issue: str) -> Iterator[None]:
     An flock is released by the kernel when its process dies, so a crash never leaves a stale lock.
     """
     lock_dir = state_dir / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    handle = os.open(lock_dir / f"{issue}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        handle = os.open(lock_dir / f"{issue}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise state_failure(lock_dir, err) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -263,8 +352,9 @@ def issue_lock(state_dir: Path, issue: str) -> Iterator[None]:
                 f"another `mailer send` of {issue} is running (lock: {lock_dir / (issue + '.lock')})\n"
                 "    hint: wait for it to finish; two sends at once could mail someone twice"
             ) from None
-        os.ftruncate(handle, 0)
-        os.write(handle, str(os.getpid()).encode())
+        with suppress(OSError):  # the pid is for a curious reader; a full disk must not stop the send here
+            os.ftruncate(handle, 0)
+            os.write(handle, str(os.getpid()).encode())
         yield
     finally:
         os.close(handle)

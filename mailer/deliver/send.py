@@ -38,7 +38,7 @@ from mailer.deliver.backends import (
     TransientError,
     UncertainError,
 )
-from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
+from mailer.deliver.ledger import Ledger, StateError, issue_lock, ledger_path, state_failure
 from mailer.deliver.message import Personaliser, build_mime, personalise, unsubscribe_secret
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.subscribers import Skipped, Subscriber, SubscriberList
@@ -314,6 +314,7 @@ def send_issue(
     with issue_lock(state_dir, key):
         ledger = Ledger(ledger_path(state_dir))
         try:
+            ledger.check_writable()  # a full disk or a read-only folder shows now, before any request
             _require_approval(ledger.last_test_hash(key), rendered, options)
             recovered = ledger.recover_interrupted(key)
             if recovered:
@@ -454,6 +455,10 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
         stop.set()
         while in_flight:
             settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+    except StateError as err:
+        # The ledger cannot be written (a full disk): no new request; say exactly what may have left.
+        stop.set()
+        raise SendError(_unrecorded_message(err, list(in_flight.items()), backend.name)) from None
     finally:
         pool.shutdown(wait=True)
         backend.close()
@@ -462,6 +467,29 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
                           "resume (nobody already accepted is sent again)")
     if fatal:
         raise SendError(f"{fatal}\n    nothing more was sent; the same command resumes once this is fixed")
+
+
+def _unrecorded_message(err: StateError, in_flight: list[tuple[Future[Outcome], tuple[str, list[Subscriber]]]],
+                        backend: str) -> str:
+    """What left and what did not, once the requests that were on their way when the ledger failed are done."""
+    accepted = refused = 0
+    for future, (_, batch) in in_flight:
+        outcome = future.result()  # the request finishes (or times out) whatever the ledger does
+        if outcome.state == ledger_states.ACCEPTED:
+            accepted += len(batch)
+        else:
+            refused += len(batch)
+    reason = str(err).splitlines()[0]
+    if not in_flight:
+        left = "no request was on its way: everyone recorded accepted got it, nobody else did"
+    else:
+        answer = f"{backend} accepted {accepted}" + (f" and refused {refused}" if refused else "")
+        left = (f"{accepted + refused} recipient(s) were in requests already on their way ({answer}), and the "
+                "ledger could not record it. They stay `sending`: once the ledger can be written, the next run "
+                "calls them uncertain and sends them nothing (--resend-uncertain would)")
+    return (f"the send stopped: {reason}\n    no new request was made; {left}\n"
+            "    hint: free some space or fix the state folder's permissions, then run the same command to "
+            "send to the rest")
 
 
 # -- dry run and test sends --------------------------------------------------------------------
@@ -493,25 +521,28 @@ def dry_run(
     _apply_suppressed(planned, report)
     report.skipped.extend(planned.held_back)
     outbox = (outbox_root or config.state_dir / "outbox") / rendered.issue.slug
-    if outbox.exists():
-        shutil.rmtree(outbox)
-    (outbox / "eml").mkdir(parents=True)
-    report.outbox_dir = outbox
-    batches = list(_batches(planned.to_send, backend.max_batch))
-    job = _DryRunJob(rendered, config, backend, _payload_options(options, "dry-run"), secret, outbox, batches)
-    if backend.name == "sendgrid":
-        (outbox / "sendgrid").mkdir()
-    with (outbox / "manifest.jsonl").open("w", encoding="utf-8", newline="\n") as manifest:
-        for skipped in report.skipped:
-            manifest.write(json.dumps({"email": skipped.email, "line": skipped.line, "action": "skip",
-                                       "reason": skipped.reason}, ensure_ascii=False) + "\n")
-        for lines, size in _run_dry_batches(job):
-            manifest.write(lines)
-            report.request_bytes.append(size)
-    personal = Personaliser(rendered, config, secret)
-    for number, subscriber in enumerate(planned.to_send[:EML_SAMPLES], start=1):
-        message = build_mime(rendered, config, subscriber, personal(subscriber))
-        (outbox / "eml" / f"{number:02d}-{_safe(subscriber.email)}.eml").write_bytes(bytes(message))
+    try:
+        if outbox.exists():
+            shutil.rmtree(outbox)
+        (outbox / "eml").mkdir(parents=True)
+        report.outbox_dir = outbox
+        batches = list(_batches(planned.to_send, backend.max_batch))
+        job = _DryRunJob(rendered, config, backend, _payload_options(options, "dry-run"), secret, outbox, batches)
+        if backend.name == "sendgrid":
+            (outbox / "sendgrid").mkdir()
+        with (outbox / "manifest.jsonl").open("w", encoding="utf-8", newline="\n") as manifest:
+            for skipped in report.skipped:
+                manifest.write(json.dumps({"email": skipped.email, "line": skipped.line, "action": "skip",
+                                           "reason": skipped.reason}, ensure_ascii=False) + "\n")
+            for lines, size in _run_dry_batches(job):
+                manifest.write(lines)
+                report.request_bytes.append(size)
+        personal = Personaliser(rendered, config, secret)
+        for number, subscriber in enumerate(planned.to_send[:EML_SAMPLES], start=1):
+            message = build_mime(rendered, config, subscriber, personal(subscriber))
+            (outbox / "eml" / f"{number:02d}-{_safe(subscriber.email)}.eml").write_bytes(bytes(message))
+    except OSError as err:  # a full disk or a read-only state folder: said plainly, nothing was sent
+        raise state_failure(outbox, err) from None
     report.batches = len(batches)
     report.not_sent = len(planned.to_send)
     report.first_recipients = [s.email for s in planned.to_send[:10]]
@@ -630,16 +661,25 @@ def test_send(
         return report
     payload = backend.prepare(test_rendered, config, [recipient], batch_id="test",
                               options=_TestOptions(to=to, sandbox=options.sandbox))
-    outcome = deliver(backend, payload, options.retry, threading.Event())
-    backend.close()
-    if outcome.state != ledger_states.ACCEPTED:
-        raise SendError(f"the test send to {to} was not accepted: {outcome.error}")
-    report.message_id = outcome.message_id
-    if not options.sandbox:
-        ledger = Ledger(ledger_path(config.state_dir))
-        try:
-            ledger.record_test_send(ledger_key(rendered, options), content_hash(rendered), to, outcome.message_id)
-        finally:
+    # The test send is what approves the live one: the ledger must be able to record it before it leaves.
+    ledger = None if options.sandbox else Ledger(ledger_path(config.state_dir))
+    try:
+        if ledger is not None:
+            ledger.check_writable()
+        outcome = deliver(backend, payload, options.retry, threading.Event())
+        backend.close()
+        if outcome.state != ledger_states.ACCEPTED:
+            raise SendError(f"the test send to {to} was not accepted: {outcome.error}")
+        report.message_id = outcome.message_id
+        if ledger is not None:
+            try:
+                ledger.record_test_send(ledger_key(rendered, options), content_hash(rendered), to, outcome.message_id)
+            except StateError as err:
+                raise SendError(f"the test message to {to} was accepted (message id {outcome.message_id}) but "
+                                f"could not be recorded: {str(err).splitlines()[0]}\n    a live send will not count "
+                                "it as approval: send the test again once the state folder can be written") from None
+    finally:
+        if ledger is not None:
             ledger.close()
     return report
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mailer.addresses import address_key
-from mailer.deliver.ledger import open_database
+from mailer.deliver.ledger import is_state_fault, open_database, state_failure
 from mailer.deliver.retry import RetryPolicy
 from mailer.errors import ExitStatus, MailerError
 
@@ -163,7 +163,7 @@ class SuppressionList:
 
     def __init__(self, path: Path):
         self.path = path
-        self._db = open_database(path, SCHEMA, migrations=(_rekey, _rekey))
+        self._db = open_database(path, SCHEMA, migrations=(_rekey, _rekey), table="suppressions")
 
     @classmethod
     def open(cls, state_dir: Path) -> SuppressionList:
@@ -180,13 +180,21 @@ class SuppressionList:
 
     @contextmanager
     def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        self._db.execute(f"BEGIN {mode}")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute(f"BEGIN {mode}")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as err:  # a full disk or a damaged file: a StateError, never a traceback
+            if not is_state_fault(err):
+                raise
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise state_failure(self.path, err) from None
 
     # -- reading -------------------------------------------------------------------------------
 
