@@ -410,8 +410,8 @@ def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
 
 
 def run_status(issue_file: Path, *, sandbox: bool) -> None:
-    from mailer.deliver.ledger import FAILED, UNCERTAIN, Ledger, ledger_path
-    from mailer.deliver.send import SendOptions, ledger_key
+    from mailer.deliver.ledger import FAILED, UNCERTAIN, ledger_path
+    from mailer.deliver.send import SendOptions, ledger_key, open_ledger
     from mailer.schema import display_path
 
     config, rendered = _load(issue_file)
@@ -420,7 +420,7 @@ def run_status(issue_file: Path, *, sandbox: bool) -> None:
     if not path.exists():
         click.echo(f"{key}: nothing sent yet (no ledger at {display_path(path)})")
         return
-    ledger = Ledger(path)
+    ledger = open_ledger(config, key, claim=False)
     try:
         counts = ledger.counts(key)
         click.echo(f"{key}:")
@@ -436,8 +436,8 @@ def run_status(issue_file: Path, *, sandbox: bool) -> None:
 def run_cancel(issue_file: Path) -> None:
     from mailer.deliver.backends import DeliveryError
     from mailer.deliver.backends.sendgrid import SendGridBackend, api_key
-    from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
-    from mailer.deliver.send import CANCEL_DEADLINE, SendError
+    from mailer.deliver.ledger import issue_lock, ledger_path
+    from mailer.deliver.send import CANCEL_DEADLINE, SendError, open_ledger
 
     config, rendered = _load(issue_file)
     # A send still running could add batches to the schedule after it is cancelled: they would be
@@ -447,7 +447,7 @@ def run_cancel(issue_file: Path) -> None:
     if not ledger_path(config.state_dir).exists():  # never create an empty ledger just to find nothing
         raise nothing_scheduled
     with issue_lock(config.state_dir, rendered.issue.slug):
-        ledger = Ledger(ledger_path(config.state_dir))
+        ledger = open_ledger(config, rendered.issue.slug, claim=False)
         try:
             schedules = ledger.active_schedules(rendered.issue.slug)
             if not schedules:

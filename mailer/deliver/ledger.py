@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS test_sends (
     message_id   TEXT,
     sent_at      TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS newsletters (
+    issue        TEXT PRIMARY KEY,       -- the issue key, as in deliveries
+    list_id      TEXT NOT NULL,          -- the newsletter that sends it (RFC 2919 List-Id)
+    claimed_at   TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS schedules (
     issue        TEXT NOT NULL,
     schedule_id  TEXT NOT NULL,          -- SendGrid's batch_id
@@ -206,6 +211,26 @@ class Ledger:
 
     def check_writable(self) -> None:
         check_writable(self._db, self.path)
+
+    def check_newsletter(self, issue: str, list_id: str, *, claim: bool) -> None:
+        """Refuse an issue of this ledger that another newsletter sends; with `claim`, record this one as its sender.
+
+        Two newsletters sharing a state folder may both have an issue called 2020-12-13: without
+        this, the second would find the first one's readers "accepted" and send nothing, or count
+        its own readers as the first one's. Rows written before owners were recorded are claimed
+        by the first newsletter that sends the issue.
+        """
+        rows = self._query("SELECT list_id FROM newsletters WHERE issue=?", (issue,))
+        if rows and rows[0][0] != list_id:
+            raise StateError(
+                f"{self.path} records issue {issue} as sent by another newsletter, {rows[0][0]}; this workspace "
+                f"is {list_id}. Nothing was sent.\n"
+                "    hint: give each newsletter its own state folder (the default, .mailer/ in each workspace, does; "
+                "a shared MAILER_STATE_DIR does not); if this is the same newsletter under a new name or "
+                "web_base_url, put the old ones back until this issue is sent")
+        if claim and not rows:
+            with self._transaction() as db:
+                db.execute("INSERT OR IGNORE INTO newsletters VALUES (?, ?, ?)", (issue, list_id, now()))
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         try:

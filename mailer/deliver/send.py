@@ -39,7 +39,7 @@ from mailer.deliver.backends import (
     UncertainError,
 )
 from mailer.deliver.ledger import Ledger, StateError, issue_lock, ledger_path, state_failure
-from mailer.deliver.message import Personaliser, build_mime, personalise, unsubscribe_secret
+from mailer.deliver.message import Personaliser, build_mime, list_id, personalise, unsubscribe_secret
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.subscribers import Skipped, Subscriber, SubscriberList
 from mailer.deliver.suppressions import screen_recipients
@@ -133,6 +133,23 @@ def content_hash(rendered: RenderedIssue) -> str:
 def ledger_key(rendered: RenderedIssue, options: SendOptions) -> str:
     # Sandbox sends deliver nothing: they must never count as deliveries of the real issue.
     return rendered.issue.slug + ("@sandbox" if options.sandbox else "")
+
+
+def open_ledger(config: Config, key: str, *, claim: bool) -> Ledger:
+    """The state folder's ledger, refused if another newsletter sends this issue key (see check_newsletter).
+
+    `claim` (a live send or test send) records this newsletter as the issue's sender, after checking
+    the ledger can be written: a full disk shows before a request leaves.
+    """
+    ledger = Ledger(ledger_path(config.state_dir))
+    try:
+        if claim:
+            ledger.check_writable()
+        ledger.check_newsletter(key, list_id(config), claim=claim)
+    except BaseException:
+        ledger.close()
+        raise
+    return ledger
 
 
 def check_send_at(send_at: datetime, *, now: datetime | None = None) -> None:
@@ -283,7 +300,7 @@ def check_approved(rendered: RenderedIssue, config: Config, options: SendOptions
     path = ledger_path(config.state_dir)
     last = None
     if path.exists():
-        ledger = Ledger(path)
+        ledger = open_ledger(config, ledger_key(rendered, options), claim=False)
         try:
             last = ledger.last_test_hash(ledger_key(rendered, options))
         finally:
@@ -312,9 +329,8 @@ def send_issue(
     report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=True)
     state_dir = config.state_dir
     with issue_lock(state_dir, key):
-        ledger = Ledger(ledger_path(state_dir))
+        ledger = open_ledger(config, key, claim=True)  # a full disk shows now, before any request
         try:
-            ledger.check_writable()  # a full disk or a read-only folder shows now, before any request
             _require_approval(ledger.last_test_hash(key), rendered, options)
             recovered = ledger.recover_interrupted(key)
             if recovered:
@@ -458,6 +474,8 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
     except StateError as err:
         # The ledger cannot be written (a full disk): no new request; say exactly what may have left.
         stop.set()
+        if report.batches == 0:
+            raise  # before the first request: nothing was sent, and the StateError says so
         raise SendError(_unrecorded_message(err, list(in_flight.items()), backend.name)) from None
     finally:
         pool.shutdown(wait=True)
@@ -510,7 +528,7 @@ def dry_run(
     path = ledger_path(config.state_dir)
     states: dict[str, str] = {}
     if path.exists():
-        ledger = Ledger(path)
+        ledger = open_ledger(config, key, claim=False)
         try:
             states = ledger.states(key)
         finally:
@@ -662,10 +680,8 @@ def test_send(
     payload = backend.prepare(test_rendered, config, [recipient], batch_id="test",
                               options=_TestOptions(to=to, sandbox=options.sandbox))
     # The test send is what approves the live one: the ledger must be able to record it before it leaves.
-    ledger = None if options.sandbox else Ledger(ledger_path(config.state_dir))
+    ledger = None if options.sandbox else open_ledger(config, ledger_key(rendered, options), claim=True)
     try:
-        if ledger is not None:
-            ledger.check_writable()
         outcome = deliver(backend, payload, options.retry, threading.Event())
         backend.close()
         if outcome.state != ledger_states.ACCEPTED:

@@ -135,3 +135,42 @@ def test_a_damaged_ledger_is_never_a_fresh_start(workspace: Path, sendgrid: Fake
         assert "ledger.sqlite3 is damaged" in result.stderr and "mv " in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
     assert len(sendgrid.paths) == requests  # nobody was mailed again
+
+
+def test_two_newsletters_sharing_a_state_folder_never_mix_their_readers(workspace: Path, tmp_path: Path, run_cli,
+                                                                        sendgrid: FakeSendGrid,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    approve(run_cli)
+    assert run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes").exit_code == 0
+    first = len(sendgrid.accepted)
+    other = tmp_path / "other-newsletter"
+    shutil.copytree(workspace, other, ignore=shutil.ignore_patterns(".mailer"))
+    settings = other / "mailer.yaml"
+    text = settings.read_text(encoding="utf-8").replace("name: The NLP Cypher\n", "name: Robotics Weekly\n", 1)
+    settings.write_text(text, encoding="utf-8")
+    monkeypatch.chdir(other)  # the same MAILER_STATE_DIR (set for every test), the same issue file name
+    for args in (["send", SAMPLE_ISSUE, "--test-to", "editor@example.com", "--live"],
+                 ["send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv"],
+                 ["send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes", "--force"],
+                 ["status", SAMPLE_ISSUE]):
+        result = run_cli(*args)
+        assert result.exit_code == 1, (args, result.stdout, result.stderr)
+        assert ("records issue 2020-12-13 as sent by another newsletter, The NLP Cypher <the-nlp-cypher."
+                "newsletter.example.com>") in result.stderr
+        assert "own state folder" in result.stderr
+    assert len(sendgrid.accepted) == first  # the second newsletter sent nothing, and was not told "0 left"
+    monkeypatch.chdir(workspace)
+    assert "accepted" in run_cli("status", SAMPLE_ISSUE).stdout  # the first newsletter's issue is unharmed
+
+
+def test_a_ledger_from_before_owners_were_recorded_is_claimed_by_its_first_sender(
+        workspace: Path, run_cli, sendgrid: FakeSendGrid, state_dir: Path) -> None:
+    approve(run_cli)
+    with closing(sqlite3.connect(state_dir / "ledger.sqlite3")) as db, db:
+        db.execute("DELETE FROM newsletters")  # as an older release left it
+    assert run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes").exit_code == 0
+    with closing(sqlite3.connect(state_dir / "ledger.sqlite3")) as db:
+        assert db.execute("SELECT issue, list_id FROM newsletters").fetchall() == [
+            ("2020-12-13", "The NLP Cypher <the-nlp-cypher.newsletter.example.com>")]
