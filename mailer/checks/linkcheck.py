@@ -257,6 +257,7 @@ class _Checker:
         """Request `url`, following redirects with the same method, up to `max_redirects` of them."""
         seen = {url}
         current = url
+        local: bool | None = None  # is the link itself on this machine or a private network? (asked once)
         for hop in range(self.max_redirects + 1):
             final_url = current if current != url else None
             try:
@@ -276,6 +277,13 @@ class _Checker:
                     return _Outcome(LinkResult(url, Verdict.BROKEN, status, final_url, reason, method=method))
                 if urlsplit(target).scheme.lower() not in FETCHED_SCHEMES:
                     reason = f"redirects to {target}, which is not fetched"
+                    return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, target, reason, method=method))
+                if local is None:
+                    local = _host_is_private(urlsplit(url).hostname or "", self.timeout)
+                # A public link must not steer the checker into this machine or its network (an
+                # admin page on 127.0.0.1, a cloud metadata address): only a local link may go there.
+                if not local and _host_is_private(urlsplit(target).hostname or "", self.timeout):
+                    reason = f"redirects to {target}, a private or local address, which is not fetched"
                     return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, target, reason, method=method))
                 if target in seen:
                     if answer.headers.get("Set-Cookie"):
@@ -346,6 +354,31 @@ class _Checker:
             except OSError as err:
                 last_error = err
         raise last_error or OSError(f"no address for {host}")
+
+
+def _host_is_private(host: str, timeout: float) -> bool:
+    """Whether `host` is this machine or a private network: localhost, such an address, or a name resolving to one."""
+    host = host.strip("[]").lower()
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in _resolve(host, 443, timeout)]
+        except (OSError, ValueError):
+            return False  # no answer: the request itself will say so
+    return any(_is_private_address(address) for address in addresses)
+
+
+def _is_private_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return (address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
+            or address.is_multicast or address.is_unspecified)
 
 
 def _resolve(host: str, port: int, timeout: float) -> list[Any]:

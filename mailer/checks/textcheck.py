@@ -220,6 +220,9 @@ def find_leftovers(text: str) -> list[Hit]:
 
 _OTHER_SYNTAX = re.compile(
     r"\{\{\s*[A-Za-z_][\w.]*\s*\}\}"  # Jinja / Handlebars / Mailgun
+    r"|\{%-?\s*[a-z]+\b[^%\n]{0,200}%\}"  # Jinja / Liquid / Django statements
+    r"|\$\{\s*[A-Za-z_][\w.]*\s*\}"  # JavaScript template literals, shell, Velocity
+    r"|<%[=-]?\s*[^%\n]{1,200}%>"  # ERB / EJS / ASP
     r"|\*\|[A-Z0-9_]+\|\*"  # Mailchimp merge tags
     r"|%recipient\.[\w]+%"  # Mailgun
     r"|\{\$[A-Za-z_]\w*\}"  # Sendy

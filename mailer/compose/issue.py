@@ -173,7 +173,19 @@ class Markdown(Str):
                                f"link {target.url!r} must be an absolute http(s) or mailto: URL",
                                hint="write the full address, e.g. https://example.com/page")
                 ok = False
+        # markdown-it drops a javascript: (or data:, vbscript:, file:) link and shows it as literal
+        # text: say so here instead of mailing "[click](javascript:…)" to everyone.
+        for match in _SCRIPT_LINK.finditer(text):
+            out.add_within(node, lead + match.start(1), path,
+                           f"link {match.group(1)[:60]!r} is not an address a reader can open: email clients "
+                           "refuse script and data links, and it would be sent as literal text",
+                           hint="link to an https:// page instead")
+            ok = False
         return text if ok else MISSING
+
+
+_SCRIPT_LINK = re.compile(r"(?:\]\(\s*<?|<)\s*((?:javascript|vbscript|data|file):(?:[^\s()<>]|\([^\s()]*\))*)",
+                          re.IGNORECASE)
 
 
 class ImageUrl(Str):

@@ -182,6 +182,9 @@ def test_a_relative_link_in_a_layout_is_an_error(workspace: Path) -> None:
     ("-first_name", "write -first_name-, with a dash on both sides"),
     ("{{ first_name }}", "another tool's placeholder syntax"),
     ("*|FNAME|*", "another tool's placeholder syntax"),
+    ("{% if first_name %}", "another tool's placeholder syntax"),
+    ("${first_name}", "another tool's placeholder syntax"),
+    ("<%= first_name %>", "another tool's placeholder syntax"),
 ])
 def test_placeholders_the_sender_would_not_fill_are_errors(workspace: Path, written: str, message: str) -> None:
     finding = only(check(workspace, MINIMAL_ISSUE.replace("-first_name-", written)), "links.placeholder")
@@ -190,8 +193,19 @@ def test_placeholders_the_sender_would_not_fill_are_errors(workspace: Path, writ
 
 
 def test_placeholder_syntax_shown_as_markdown_code_passes(workspace: Path) -> None:
-    text = MINIMAL_ISSUE.replace("here is", "Jinja prints `{{ name }}`, Mailchimp `*|FNAME|*`; here is")
+    text = MINIMAL_ISSUE.replace("here is", "Jinja prints `{{ name }}`, Mailchimp `*|FNAME|*`, Liquid "
+                                 "`{% if x %}`, ERB `<%= x %>`; here is")
     assert check(workspace, text) == []
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(document.cookie)", "JavaScript:void(0)", "data:text/html,hi",
+                                  "vbscript:msgbox", "file:///etc/passwd"])
+def test_a_script_or_data_link_is_an_error_not_literal_text(workspace: Path, run_cli, link: str) -> None:
+    write(workspace / "issues" / "x.yaml", MINIMAL_ISSUE.replace("https://example.com/a", link))
+    result = run_cli("check", "issues/x.yaml")
+    assert result.exit_code == 1
+    assert f"issues/x.yaml:7: sections[0].body: link {link!r} is not an address a reader can open" in (
+        result.stdout), result.stdout
 
 
 def test_a_placeholder_typo_in_a_layout_names_the_layouts(workspace: Path) -> None:

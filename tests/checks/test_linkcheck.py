@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -118,6 +119,8 @@ def serve(site: Site, *, tls: bool = False) -> ThreadingHTTPServer:
                     self.answer(302, {"Location": "/cookie-wall", "Set-Cookie": "seen=1; Path=/"})
             elif path == "/to-mail":
                 self.answer(302, {"Location": "mailto:editor@example.com"})
+            elif path == "/to":  # a redirect to wherever the query says
+                self.answer(302, {"Location": unquote(self.path.split("?", 1)[1])})
             elif path == "/set-cookie":
                 self.answer(302, {"Location": "/echo", "Set-Cookie": "session=abc; Path=/"})
             elif path == "/slow":
@@ -251,6 +254,33 @@ def test_a_cookie_wall_is_a_warning_not_a_broken_link(site: Site) -> None:
     result = check_one(f"{site.url}/cookie-wall")
     assert result.verdict is Verdict.UNCHECKED
     assert result.reason == "redirects to itself until a cookie is kept (cookies are not kept)"
+
+
+def test_a_public_link_redirecting_to_a_private_address_is_not_followed(
+        make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.checks import linkcheck
+
+    news, admin = make_site(), make_site()  # admin: what must stay unreachable, e.g. a router's page
+    port = int(news.url.rsplit(":", 1)[1])
+    # news.example stands for a public site (there is no DNS here): it answers from loopback, but the
+    # checker is told it is public; every other name and address is judged as the real code judges it.
+    resolve, is_private = linkcheck._resolve, linkcheck._host_is_private
+    monkeypatch.setattr(linkcheck, "_resolve", lambda host, p, timeout: resolve(
+        "127.0.0.1" if host == "news.example" else host, p, timeout))
+    monkeypatch.setattr(linkcheck, "_host_is_private", lambda host, timeout: host != "news.example" and is_private(
+        host, timeout))
+    for private in (f"{admin.url}/ok", "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/",
+                    "http://[::1]/", "http://localhost/"):
+        result = check_one(f"http://news.example:{port}/to?{private}")
+        assert result.verdict is Verdict.UNCHECKED, private
+        assert result.reason == f"redirects to {private}, a private or local address, which is not fetched"
+    assert admin.total_hits() == 0
+
+
+def test_a_local_link_may_redirect_within_this_machine(make_site: Callable[..., Site]) -> None:
+    site, other = make_site(), make_site()
+    result = check_one(f"{site.url}/to?{other.url}/ok")
+    assert result.verdict is Verdict.OK and other.hits[("HEAD", "/ok")] == 1
 
 
 def test_a_redirect_to_mailto_is_not_followed(site: Site) -> None:
