@@ -175,3 +175,19 @@ def test_a_placeholder_in_a_link_host_is_a_check_error(workspace: Path, run_cli)
     assert result.exit_code == 1
     assert ("issues/host.yaml:7: sections[0].body: 'https://-first_name-.example.com/welcome?x=1&who=-email-' "
             "has -first_name- in its host") in result.stdout, result.stdout
+
+
+def test_terminal_escapes_in_a_list_never_reach_the_terminal(workspace: Path, run_cli) -> None:
+    from tests.conftest import write_subscribers
+
+    csv = write_subscribers(workspace, ["ok@example.com,Ok,,subscribed,",
+                                        "esc\x1b[2J@example.com,Esc,,subscribed,",
+                                        "title@example.com,\x1b]0;owned\x07Ann,,subscribed,",
+                                        "csi@example.com,Ann\x9b31m,,subscribed,"])
+    result = run_cli("send", ISSUE, "--subscribers", str(csv), "--skip-invalid")
+    assert result.exit_code == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "\x1b" not in output and "\x07" not in output and "\x9b" not in output
+    assert "skip esc\\x1b[2J@example.com (line 3): invalid email address" in output
+    assert "(line 4): first_name contains the control character U+001B" in output
+    assert "would send to: ok@example.com" in output

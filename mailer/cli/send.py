@@ -441,7 +441,8 @@ def run_cancel(issue_file: Path) -> None:
 
     config, rendered = _load(issue_file)
     # A send still running could add batches to the schedule after it is cancelled: they would be
-    # recorded `accepted` and then dropped by SendGrid. Cancel waits for it like a second send would.
+    # recorded `accepted` and then dropped by SendGrid. Cancel takes the send's lock, so while a send runs
+    # it refuses at once (LockedError), as a second send would.
     nothing_scheduled = SendError(f"{rendered.issue.slug} has no scheduled send to cancel\n"
                                   f"    hint: `mailer status {issue_file}` shows what was sent and when")
     if not ledger_path(config.state_dir).exists():  # never create an empty ledger just to find nothing

@@ -787,3 +787,51 @@ def test_a_ledger_keyed_by_an_older_release_is_re_keyed_once(workspace: Path, se
     assert [a for a in sendgrid.accepted if a != "editor@example.com"] == ["strasse@example.com"]
     assert dict(read_ledger(state_dir, "SELECT recipient, state FROM deliveries")) == {
         "straße@example.com": "accepted", "kunde@bücher.example": "accepted", "strasse@example.com": "accepted"}
+
+
+# -- a misconfigured environment -------------------------------------------------------------------
+
+
+def test_an_smtp_url_that_is_not_a_url_is_an_error_that_hides_the_password(workspace: Path, run_cli,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILER_SMTP_URL", "smtp+insecure://editor:s3cretpw@[::1")
+    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
+    result = run_cli("send", ISSUE, "--backend", "smtp", "--test-to", "editor@example.com", "--live")
+    assert result.exit_code == 1
+    assert "MAILER_SMTP_URL is not a URL" in result.stderr and "s3cretpw" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("host", ["http://127.0.0.1:9/v3 extra", "ftp://127.0.0.1", "http://[::1", "127.0.0.1:8080"])
+def test_a_malformed_sendgrid_api_host_stops_before_anything_is_marked(workspace: Path, sendgrid: FakeSendGrid,
+                                                                      run_cli, tmp_path: Path, host: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    approve(run_cli)
+    monkeypatch.setenv("SENDGRID_API_HOST", host)
+    result = send_live(run_cli, make_subscribers(workspace, 200))
+    assert result.exit_code == 1 and "SENDGRID_API_HOST is not an http(s) address" in result.stderr
+    assert ledger_states(tmp_path / "state") == Counter()  # nobody queued, nobody called uncertain
+
+
+def test_a_host_that_is_not_sendgrid_is_one_readable_error_not_six_pages_of_bytes(
+        workspace: Path, sendgrid: FakeSendGrid, run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    approve(run_cli)
+    class Quiet(SimpleHTTPRequestHandler):  # answers POST with an HTML 501 page, as a wrong host would
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("SENDGRID_API_HOST", f"http://127.0.0.1:{server.server_address[1]}")
+        result = send_live(run_cli, make_subscribers(workspace, 30))
+    finally:
+        server.shutdown()
+        server.server_close()
+    output = result.stdout + result.stderr
+    assert result.exit_code == 3
+    assert output.count("answered 501: not SendGrid's answer (Error response") == 1, output
+    assert "b'" not in output and "<html" not in output.lower() and "is SENDGRID_API_HOST right?" in output
+    assert ledger_states(tmp_path / "state") == {"queued": 30}  # refused, not sent: nobody is uncertain

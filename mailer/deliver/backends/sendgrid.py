@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPException
 from typing import Any
+from urllib.parse import urlsplit
 
+from mailer.addresses import printable
 from mailer.compose import placeholders
 from mailer.compose.build import RenderedIssue
 from mailer.config import Config
@@ -74,7 +76,20 @@ def api_key(purpose: str = "a live SendGrid send needs an API key with Mail Send
 
 
 def api_host() -> str:
-    return os.environ.get(API_HOST_ENV, "").strip().rstrip("/") or DEFAULT_HOST
+    """SendGrid's address: https://api.sendgrid.com, or SENDGRID_API_HOST (a proxy, a test server), checked."""
+    host = os.environ.get(API_HOST_ENV, "").strip().rstrip("/")
+    if not host:
+        return DEFAULT_HOST
+    try:
+        parts = urlsplit(host)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+            or parts.fragment or any(c.isspace() or not c.isprintable() for c in host)):
+        raise BackendConfigError(f"{API_HOST_ENV} is not an http(s) address: {printable(host)!r}\n"
+                                 f"    hint: unset it to use {DEFAULT_HOST}, or give a URL like https://proxy.example:8443")
+    return host
 
 
 class SendGridBackend:
@@ -133,6 +148,10 @@ class SendGridBackend:
             raise RejectedError(f"SendGrid rejected the request (400): {_errors(err)}",
                                 positions=_refused_positions(err)) from None
         except http.HTTPError as err:
+            if int(err.status_code) in (404, 405, 501) or not _is_sendgrid_answer(err) and int(err.status_code) < 500:
+                # Every request would get the same: a wrong SENDGRID_API_HOST or a proxy in the way. Stop.
+                raise FatalError(f"{self._host} answered {err.status_code}: {_errors(err)}\n"
+                                 f"    hint: is {API_HOST_ENV} right? Unset, it is {DEFAULT_HOST}") from None
             if int(err.status_code) == 504:
                 # A gateway timeout: the proxy gave up waiting for the server that had the request,
                 # which may still have queued it. Like a read timeout, resending could deliver twice.
@@ -145,6 +164,8 @@ class SendGridBackend:
         except urllib.error.URLError as err:
             # urlopen wraps errors raised while connecting: the request never left.
             raise TransientError(f"cannot reach SendGrid at {self._host}: {err.reason}") from None
+        except ValueError as err:  # http.client.InvalidURL and friends: raised before anything is sent
+            raise FatalError(f"the request to {self._host} could not be made (nothing was sent): {err}") from None
         except TimeoutError as err:
             raise UncertainError(f"no answer from SendGrid within {self._timeout:g} s: {err}") from None
         except (HTTPException, ConnectionError, OSError) as err:
@@ -156,14 +177,28 @@ class SendGridBackend:
 
 
 def _errors(err: Any) -> str:
-    """SendGrid's own error messages from a failed response body."""
+    """SendGrid's own error messages from a failed response body, or a readable word on what answered instead."""
+    body = getattr(err, "body", None)
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body if body is not None else err)
     try:
-        body = json.loads(err.body)
         messages = [f"{e.get('field') + ': ' if e.get('field') else ''}{e.get('message', '')}"
-                    for e in body.get("errors", [])]
-        return "; ".join(m for m in messages if m) or str(err.body)[:300]
+                    for e in json.loads(text).get("errors", [])]
     except (ValueError, TypeError, AttributeError):
-        return str(getattr(err, "body", err))[:300]
+        messages = []
+    if messages and any(messages):
+        return "; ".join(m for m in messages if m)
+    # Not SendGrid's JSON: an HTML error page from a proxy or a wrong host. One readable line, not bytes.
+    words = " ".join(re.sub(r"<[^>]*>", " ", text).split())
+    return f"not SendGrid's answer ({printable(words[:120]) or 'an empty body'})"
+
+
+def _is_sendgrid_answer(err: Any) -> bool:
+    body = getattr(err, "body", None)
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 _PERSONALIZATION_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")

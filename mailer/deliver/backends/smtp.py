@@ -55,7 +55,12 @@ def settings_from_env() -> SmtpSettings:
 
 
 def parse_url(raw: str) -> SmtpSettings:
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        raise BackendConfigError(
+            f"{URL_ENV} is not a URL (the value is not shown: it may hold a password)\n"
+            "    hint: smtp://user:password@host:587, smtps://user:password@[2001:db8::1]:465") from None
     scheme = parts.scheme.lower()
     if scheme not in ("smtp", "smtps", "smtp+insecure") or not parts.hostname:
         raise BackendConfigError(
