@@ -658,7 +658,7 @@ def test_send(
 ) -> TestSendReport:
     """Send exactly one message to `to`, as `subscriber` would receive it, with a [TEST] subject."""
     secret = unsubscribe_secret(live=options.live)
-    personal = personalise(subscriber, rendered, config, secret)
+    personal = personalise(subscriber, rendered, config, secret, test_copy=True)  # its link unsubscribes nobody
     test_rendered = dataclasses.replace(rendered, subject=f"[TEST] {rendered.subject}")
     report = TestSendReport(to=to, as_email=subscriber.email, live=options.live)
     report.suppressed = screen_recipients(config.state_dir, [to]).reasons.get(address_key(to))

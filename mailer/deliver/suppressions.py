@@ -28,9 +28,11 @@ from mailer.errors import ExitStatus, MailerError
 
 GLOBAL_UNSUBSCRIBE, GROUP_UNSUBSCRIBE, BOUNCE, SPAM_REPORT, INVALID_EMAIL = (
     "global_unsubscribe", "group_unsubscribe", "bounce", "spam_report", "invalid_email")
-SOURCES = (GLOBAL_UNSUBSCRIBE, GROUP_UNSUBSCRIBE, BOUNCE, SPAM_REPORT, INVALID_EMAIL)
+SOURCES = (GLOBAL_UNSUBSCRIBE, GROUP_UNSUBSCRIBE, BOUNCE, SPAM_REPORT, INVALID_EMAIL)  # SendGrid's lists
+# Recorded here by `mailer serve` (a reader's click), never replaced by a pull.
+UNSUBSCRIBED = "unsubscribed"
 LABELS = {GLOBAL_UNSUBSCRIBE: "global unsubscribe", GROUP_UNSUBSCRIBE: "group unsubscribe", BOUNCE: "bounce",
-          SPAM_REPORT: "spam report", INVALID_EMAIL: "invalid email"}
+          SPAM_REPORT: "spam report", INVALID_EMAIL: "invalid email", UNSUBSCRIBED: "unsubscribed"}
 
 # Each source's SendGrid v3 endpoint, and whether it is paginated with limit/offset.
 # https://www.twilio.com/docs/sendgrid/api-reference/suppressions-global-suppressions/retrieve-all-global-suppressions
@@ -71,6 +73,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS suppressions_identity ON suppressions (address
 CREATE TABLE IF NOT EXISTS pulls (
     pulled_at   TEXT NOT NULL,
     counts      TEXT NOT NULL            -- JSON: rows per source
+);
+-- Readers who unsubscribed through `mailer serve`: kept apart from SendGrid's lists, which a pull replaces.
+CREATE TABLE IF NOT EXISTS unsubscribes (
+    address     TEXT PRIMARY KEY,        -- address_key
+    email       TEXT NOT NULL,
+    how         TEXT NOT NULL,           -- 'one-click' (RFC 8058, from the mail client) or 'page' (the button)
+    list_id     TEXT NOT NULL,           -- the newsletter the link came from
+    created_at  TEXT NOT NULL
 );
 """
 
@@ -217,7 +227,8 @@ class SuppressionList:
         in one read transaction so that a pull committing meanwhile cannot split the answer.
         """
         with self._transaction("DEFERRED") as db:
-            known = {address for (address,) in db.execute("SELECT address FROM suppressions")}
+            known = {address for (address,) in db.execute("SELECT address FROM suppressions UNION "
+                                                           "SELECT address FROM unsubscribes")}
             hits = sorted({key for key in map(address_key, emails) if key in known})
             found: dict[str, list[Suppression]] = {}
             for start in range(0, len(hits), 500):
@@ -227,7 +238,26 @@ class SuppressionList:
                         f"SELECT address, {_COLUMNS} FROM suppressions WHERE address IN ({marks}) "  # noqa: S608
                         "ORDER BY address, source, group_id", chunk):
                     found.setdefault(row[0], []).append(Suppression(*row[1:]))
+                for address, email, how, created_at in db.execute(
+                        f"SELECT address, email, how, created_at FROM unsubscribes WHERE address IN ({marks})",  # noqa: S608
+                        chunk):
+                    found.setdefault(address, []).append(
+                        Suppression(email, UNSUBSCRIBED, reason=f"{how}, {created_at}", created_at=created_at))
         return found
+
+    # -- a reader's own click (mailer serve) ------------------------------------------------------
+
+    def unsubscribe(self, email: str, *, how: str, list_id: str) -> bool:
+        """Record that the reader of `email` unsubscribed; False when they already had (a second click is fine)."""
+        with self._transaction() as db:
+            cursor = db.execute("INSERT OR IGNORE INTO unsubscribes VALUES (?, ?, ?, ?, ?)",
+                                (address_key(email), email, how, list_id, now()))
+            return cursor.rowcount == 1
+
+    def resubscribe(self, email: str) -> bool:
+        """Undo a reader's own unsubscribe (a mistaken click); SendGrid's lists are not touched."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM unsubscribes WHERE address=?", (address_key(email),)).rowcount == 1
 
     def all(self) -> Iterator[Suppression]:
         """Every row, by address."""

@@ -163,8 +163,20 @@ def test_test_send_defaults_to_the_first_subscriber_and_matches_their_real_messa
     (as_sent_to_me,) = test_body["personalizations"]
     ada = next(p for p in list_body["personalizations"] if p["to"][0]["email"] == "ada.lovelace@example.com")
     assert as_sent_to_me["to"] == [{"email": "me@example.com", "name": "Ada Lovelace"}]
-    assert as_sent_to_me["substitutions"] == ada["substitutions"]
-    assert as_sent_to_me["headers"] == ada["headers"]  # Ada's own List-Unsubscribe link
+    mine, hers = as_sent_to_me["substitutions"], ada["substitutions"]
+    assert {k: v for k, v in mine.items() if k != "-unsubscribe_url-"} == {
+        k: v for k, v in hers.items() if k != "-unsubscribe_url-"}
+    # The test copy looks the same, but its unsubscribe link names nobody: clicking it in the editor's
+    # inbox must not unsubscribe Ada.
+    from mailer.deliver.message import TEST_COPY, verify_unsubscribe_token
+
+    token = mine["-unsubscribe_url-"].split("token=")[1]
+    list_id = "The NLP Cypher <the-nlp-cypher.newsletter.example.com>"
+    assert verify_unsubscribe_token(token, list_id, UNSUBSCRIBE_SECRET.encode()) == TEST_COPY
+    assert verify_unsubscribe_token(hers["-unsubscribe_url-"].split("token=")[1], list_id,
+                                    UNSUBSCRIBE_SECRET.encode()) == "ada.lovelace@example.com"
+    assert as_sent_to_me["headers"]["List-Unsubscribe"] == ada["headers"]["List-Unsubscribe"].replace(
+        hers["-unsubscribe_url-"].split("token=")[1], token)
 
 
 def test_send_to_everyone_then_resume_sends_nobody_twice(workspace: Path, sendgrid: FakeSendGrid, run_cli,
