@@ -10,6 +10,7 @@ from mailer.cli.build import build
 from mailer.cli.check import check
 from mailer.cli.preview import preview
 from mailer.cli.send import cancel, send, status
+from mailer.cli.serve import serve
 from mailer.cli.suppressions import suppressions
 from mailer.errors import ExitStatus, MailerError
 
@@ -31,7 +32,7 @@ def cli() -> None:
     """
 
 
-for command in (build, check, preview, send, status, cancel, suppressions):
+for command in (build, check, preview, send, status, cancel, suppressions, serve):
     cli.add_command(command)
 
 

@@ -116,11 +116,14 @@ def run_list(email: str | None, show_all: bool) -> None:
             _show_one(stored, email)
             return
         pull = stored.last_pull()
+        here = stored.unsubscribed_here()
         if pull is None:
-            click.echo(f"No suppression list pulled yet ({display_path(path)} is empty).")
-            return
-        click.echo(f"Suppression list {display_path(path)}, pulled {pull.pulled_at}:")
-        click.echo(_counts(pull))
+            click.echo(f"No SendGrid list pulled yet into {display_path(path)} (`mailer suppressions pull`).")
+        else:
+            click.echo(f"Suppression list {display_path(path)}, pulled {pull.pulled_at}:")
+            click.echo(_counts(pull))
+        if here:
+            click.echo(f"  {here} {'reader' if here == 1 else 'readers'} unsubscribed through `mailer serve`")
         if show_all:
             for item in stored.all():
                 click.echo(f"{item.email}\t{item.describe()}\t{item.created_at or ''}")

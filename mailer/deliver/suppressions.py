@@ -241,8 +241,7 @@ class SuppressionList:
                 for address, email, how, created_at in db.execute(
                         f"SELECT address, email, how, created_at FROM unsubscribes WHERE address IN ({marks})",  # noqa: S608
                         chunk):
-                    found.setdefault(address, []).append(
-                        Suppression(email, UNSUBSCRIBED, reason=f"{how}, {created_at}", created_at=created_at))
+                    found.setdefault(address, []).append(_unsubscribed(email, how, created_at))
         return found
 
     # -- a reader's own click (mailer serve) ------------------------------------------------------
@@ -260,9 +259,17 @@ class SuppressionList:
             return db.execute("DELETE FROM unsubscribes WHERE address=?", (address_key(email),)).rowcount == 1
 
     def all(self) -> Iterator[Suppression]:
-        """Every row, by address."""
+        """Every row, by address: SendGrid's lists, then the readers who unsubscribed through `mailer serve`."""
         for row in self._db.execute(f"SELECT {_COLUMNS} FROM suppressions ORDER BY address, source, group_id"):
             yield Suppression(*row)
+        for email, how, created_at in self._db.execute("SELECT email, how, created_at FROM unsubscribes "
+                                                       "ORDER BY address"):
+            yield _unsubscribed(email, how, created_at)
+
+    def unsubscribed_here(self) -> int:
+        """How many readers unsubscribed through `mailer serve` (a pull leaves them alone)."""
+        with self._transaction("DEFERRED") as db:
+            return db.execute("SELECT COUNT(*) FROM unsubscribes").fetchone()[0]
 
     # -- replacing -----------------------------------------------------------------------------
 
@@ -293,6 +300,11 @@ class SuppressionList:
 
 
 _COLUMNS = "email, source, reason, status, group_id, group_name, created_at, pulled_at"
+_HOW = {"one-click": "one-click, from the mail client", "page": "the unsubscribe page"}
+
+
+def _unsubscribed(email: str, how: str, created_at: str) -> Suppression:
+    return Suppression(email, UNSUBSCRIBED, reason=_HOW.get(how, how), created_at=created_at)
 
 
 def screen_recipients(state_dir: Path, emails: Iterable[str]) -> Screening:

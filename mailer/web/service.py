@@ -1,0 +1,163 @@
+"""`mailer serve`: the public service behind `unsubscribe_url`, an ASGI app (Starlette) for uvicorn.
+
+GET shows, POST acts: mail scanners and link previews follow every GET, so a GET only shows the
+page with its button; the button, and a mail client's RFC 8058 one-click request
+(`List-Unsubscribe=One-Click` in a form body), are POSTs. Unsubscribing records the reader in the
+state folder's suppression list at once (`unsubscribes`, never replaced by a pull), so the next
+`mailer send` skips them; a second POST is fine, and "Resubscribe" undoes a mistaken click.
+
+Every request is treated as hostile: bodies over a few kilobytes are refused before they are read
+in full, tokens are checked before anything in them is used, errors are short pages that name no
+file and show no traceback, and nothing with a token in it is logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from mailer.config import Config
+from mailer.deliver.message import TEST_COPY, list_id, unsubscribe_secret, verify_unsubscribe_token
+from mailer.deliver.suppressions import SuppressionList, suppressions_path
+
+ASSETS_DIR = Path(__file__).parent / "assets"
+MAX_BODY_BYTES = 4096  # a one-click body is 26 bytes; the page's form a few dozen
+ONE_CLICK = "One-Click"  # RFC 8058: the body says List-Unsubscribe=One-Click
+SECURITY_HEADERS = {
+    # The token is in the address: never sent on to another site, never kept in a shared cache.
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+@dataclass(frozen=True)
+class Service:
+    """What every request needs: the newsletter's identity, the key its tokens are signed with, the store."""
+
+    newsletter: str
+    list_id: str
+    secret: bytes
+    suppressions_path: Path
+    unsubscribe_path: str
+
+
+def create_app(config: Config) -> Any:
+    """The ASGI app for `config`'s newsletter; raises ConfigError when MAILER_UNSUBSCRIBE_SECRET is not set."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    service = Service(newsletter=config.name, list_id=list_id(config), secret=unsubscribe_secret(live=True),
+                      suppressions_path=suppressions_path(config.state_dir),
+                      unsubscribe_path=urlsplit(config.unsubscribe_url).path or "/")
+
+    async def unsubscribe(request: Any) -> Any:
+        return await _unsubscribe(service, request)
+
+    async def health(request: Any) -> Any:
+        return _page(200, "ok", service, title="OK", message="The service is running.")
+
+    async def not_found(request: Any, exc: Exception) -> Any:
+        return _page(404, "not-found", service, title="Not found", message="There is nothing at this address.")
+
+    async def not_allowed(request: Any, exc: Exception) -> Any:
+        return _page(405, "not-allowed", service, title="Not allowed", message="This address takes GET and POST.",
+                     headers={"Allow": "GET, POST"})
+
+    async def server_error(request: Any, exc: Exception) -> Any:
+        # Starlette logs the exception for the operator; the reader sees a page without any detail.
+        return _page(500, "error", service, title="Something went wrong",
+                     message="Your request could not be handled. Please try again later.")
+
+    return Starlette(
+        routes=[Route(service.unsubscribe_path, unsubscribe, methods=["GET", "POST"]),
+                Route("/healthz", health, methods=["GET"])],
+        exception_handlers={404: not_found, 405: not_allowed, 500: server_error, Exception: server_error},
+    )
+
+
+async def _unsubscribe(service: Service, request: Any) -> Any:
+    from starlette.concurrency import run_in_threadpool
+
+    form: dict[str, str] = {}
+    if request.method == "POST":
+        body = await _read_body(request)
+        if body is None:
+            return _page(413, "too-large", service, title="Request too large",
+                         message="This address takes a short form, nothing more.")
+        try:
+            form = {key: values[-1] for key, values in parse_qs(body.decode("ascii"), max_num_fields=10).items()}
+        except (UnicodeDecodeError, ValueError):
+            return _invalid(service)
+    token = form.get("token") or request.query_params.get("token", "")
+    email = verify_unsubscribe_token(token, service.list_id, service.secret)
+    if email is None:
+        return _invalid(service)
+    context = {"token": token, "masked": mask(email) if email != TEST_COPY else None}
+    if request.method == "GET":
+        return _page(200, "confirm", service, title=f"Unsubscribe from {service.newsletter}?", **context)
+    if email == TEST_COPY:  # the editor clicked in a test copy: show the page, unsubscribe nobody
+        return _page(200, "test-copy", service, title="This was a test copy", **context)
+    if form.get("action") == "resubscribe":
+        await run_in_threadpool(_store, service, "resubscribe", email, "")
+        return _page(200, "resubscribed", service, title=f"You are subscribed to {service.newsletter} again",
+                     **context)
+    how = "one-click" if form.get("List-Unsubscribe") == ONE_CLICK else "page"
+    await run_in_threadpool(_store, service, "unsubscribe", email, how)
+    return _page(200, "unsubscribed", service, title=f"You are unsubscribed from {service.newsletter}", **context)
+
+
+def _store(service: Service, action: str, email: str, how: str) -> None:
+    with SuppressionList(service.suppressions_path) as suppressions:
+        if action == "resubscribe":
+            suppressions.resubscribe(email)
+        else:
+            suppressions.unsubscribe(email, how=how, list_id=service.list_id)
+
+
+async def _read_body(request: Any) -> bytes | None:
+    """The body, or None when it is larger than MAX_BODY_BYTES (refused before it is read in full)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return body
+
+
+def _invalid(service: Service) -> Any:
+    return _page(400, "invalid", service, title="This link is not valid",
+                 message="It may have been cut off when it was copied. Open it again from the email, or reply to "
+                         "the email to be removed by hand.")
+
+
+def mask(email: str) -> str:
+    """'a•••@example.com': enough for the reader to recognise, not enough for a passer-by to read."""
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
+def _page(status: int, kind: str, service: Service, *, title: str, headers: dict[str, str] | None = None,
+          **values: Any) -> Any:
+    from starlette.responses import HTMLResponse
+
+    html = _template().render(kind=kind, title=title, newsletter=service.newsletter, action=service.unsubscribe_path,
+                              **{"message": None, "token": None, "masked": None, **values})
+    return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+@cache
+def _template() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ASSETS_DIR), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("service.html.j2")

@@ -1,0 +1,171 @@
+"""`mailer serve`, the public unsubscribe service, as a running process (uvicorn) spoken to over HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from mailer.deliver.message import TEST_COPY, unsubscribe_token
+from mailer.deliver.suppressions import SuppressionList
+from tests.conftest import SAMPLE_ISSUE, UNSUBSCRIBE_SECRET
+from tests.loopback_smtp import free_port
+
+LIST_ID = "The NLP Cypher <the-nlp-cypher.newsletter.example.com>"  # from the sample mailer.yaml
+ADA = "ada.lovelace@example.com"  # the first subscriber of subscribers.example.csv
+
+
+@dataclass
+class Running:
+    port: int
+    process: subprocess.Popen
+    state_dir: Path
+
+    def request(self, method: str, target: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, target, body=body, headers=headers or {})
+            response = connection.getresponse()
+            headers = {name.lower(): value for name, value in response.getheaders()}
+            return response.status, headers, response.read().decode("utf-8", "replace")
+        finally:
+            connection.close()
+
+    def post_form(self, target: str, body: str) -> tuple[int, dict[str, str], str]:
+        return self.request("POST", target, body.encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+
+    def reasons(self, email: str) -> list[str]:
+        with SuppressionList.open(self.state_dir) as suppressions:
+            return [item.describe() for item in suppressions.reasons(email)]
+
+
+def token_for(email: str, *, secret: str = UNSUBSCRIBE_SECRET, list_id: str = LIST_ID) -> str:
+    return unsubscribe_token(email, list_id, secret.encode())
+
+
+@pytest.fixture
+def service(workspace: Path, state_dir: Path) -> Iterator[Running]:
+    port = free_port()
+    env = {**os.environ, "MAILER_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET, "MAILER_STATE_DIR": str(state_dir)}
+    process = subprocess.Popen([sys.executable, "-m", "mailer", "serve", "--port", str(port)], cwd=workspace,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = Running(port, process, state_dir)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if running.request("GET", "/healthz")[0] == 200:
+                break
+        except OSError:
+            pass
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "mailer serve did not start"
+        time.sleep(0.05)
+    yield running
+    process.terminate()
+    out, err = process.communicate(timeout=10)
+    assert "Traceback" not in err, err
+    assert UNSUBSCRIBE_SECRET not in out + err
+    for token in (token_for(ADA), ADA):  # no token and no address in the logs
+        assert token not in out + err
+
+
+def test_a_get_shows_the_page_and_never_unsubscribes(service: Running) -> None:
+    status, headers, page = service.request("GET", f"/unsubscribe?token={token_for(ADA)}")
+    assert status == 200 and headers["content-type"].startswith("text/html; charset=utf-8")
+    assert "The NLP Cypher" in page and "a•••@example.com" in page and ADA not in page
+    assert '<form method="post" action="/unsubscribe">' in page and ">Unsubscribe</button>" in page
+    assert headers["referrer-policy"] == "no-referrer" and headers["cache-control"] == "no-store"
+    assert "server" not in headers
+    assert service.reasons(ADA) == []  # a link scanner following the link unsubscribed nobody
+
+
+def test_one_click_unsubscribes_at_once_and_the_next_send_skips_the_reader(service: Running, run_cli) -> None:
+    one_click = f"/unsubscribe?token={token_for(ADA)}"
+    for _ in range(2):  # a mail client may retry: the second POST is fine
+        status, _, page = service.post_form(one_click, "List-Unsubscribe=One-Click")
+        assert status == 200 and "You are unsubscribed from The NLP Cypher" in page
+    assert service.reasons(ADA) == ["unsubscribed (one-click, from the mail client)"]
+    dry_run = run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv")
+    assert dry_run.exit_code == 0, dry_run.stderr
+    assert f"skip {ADA} (line 2): suppressed: unsubscribed (one-click, from the mail client)" in dry_run.stdout
+    assert ADA not in dry_run.stdout.split("would send to:")[1].splitlines()[0]
+
+
+def test_the_button_unsubscribes_and_resubscribe_undoes_it(service: Running) -> None:
+    token = token_for(ADA)
+    status, _, page = service.post_form("/unsubscribe", f"token={token}&action=unsubscribe")
+    assert status == 200 and ">Resubscribe</button>" in page
+    assert service.reasons(ADA) == ["unsubscribed (the unsubscribe page)"]
+    status, _, page = service.post_form("/unsubscribe", f"token={token}&action=resubscribe")
+    assert status == 200 and "You are subscribed to The NLP Cypher again" in page
+    assert service.reasons(ADA) == []
+
+
+def test_a_test_copy_link_unsubscribes_nobody(service: Running) -> None:
+    token = token_for(TEST_COPY)
+    assert "test copy" in service.request("GET", f"/unsubscribe?token={token}")[2]
+    status, _, page = service.post_form(f"/unsubscribe?token={token}", "List-Unsubscribe=One-Click")
+    assert status == 200 and "nobody was unsubscribed" in page
+    with SuppressionList.open(service.state_dir) as suppressions:
+        assert list(suppressions.all()) == []
+
+
+@pytest.mark.parametrize("token", [
+    "", "abc", "abc.é", "abc.%C3%A9", "%00", "..", "a.b.c", "x" * 2000,
+    token_for(ADA)[:-3],  # cut off when copied
+    token_for(ADA, secret="another-secret"),  # forged
+    token_for(ADA, list_id="Other <other.example.com>"),  # another newsletter's link
+])
+def test_a_bad_token_is_a_400_page_and_changes_nothing(service: Running, token: str) -> None:
+    for method, target, body in (("GET", f"/unsubscribe?token={quote(token, safe='%')}", None),
+                                 ("POST", f"/unsubscribe?token={quote(token, safe='%')}", "List-Unsubscribe=One-Click"),
+                                 ("POST", "/unsubscribe", f"token={quote(token, safe='%')}")):
+        status, _, page = (service.request(method, target) if body is None else service.post_form(target, body))
+        assert status == 400, (method, target, status)
+        assert "This link is not valid" in page and "Traceback" not in page
+    with SuppressionList.open(service.state_dir) as suppressions:
+        assert list(suppressions.all()) == []
+
+
+def test_hostile_requests_get_short_pages_and_no_paths(service: Running, workspace: Path) -> None:
+    token = token_for(ADA)
+    answers = {
+        "huge body": service.request("POST", f"/unsubscribe?token={token}", b"x" * 1_000_000,
+                                     {"Content-Type": "application/x-www-form-urlencoded"}),
+        "non-ASCII body": service.request("POST", f"/unsubscribe?token={token}", "List-Unsubscribe=Ön".encode(),
+                                          {"Content-Type": "application/x-www-form-urlencoded"}),
+        "unknown path": service.request("GET", "/mailer.yaml"),
+        "traversal": service.request("GET", "/../../etc/passwd"),
+        "another method": service.request("PUT", "/unsubscribe"),
+    }
+    assert {name: status for name, (status, _, _) in answers.items()} == {
+        "huge body": 413, "non-ASCII body": 400, "unknown path": 404, "traversal": 404, "another method": 405}
+    for _, _, page in answers.values():
+        assert str(workspace) not in page and "Traceback" not in page and "root:" not in page
+    assert service.reasons(ADA) == []
+
+
+def test_serve_refuses_to_start_without_the_secret(workspace: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MAILER_UNSUBSCRIBE_SECRET", raising=False)
+    result = run_cli("serve", "--port", str(free_port()))
+    assert result.exit_code == 1 and "MAILER_UNSUBSCRIBE_SECRET is not set" in result.stderr
+
+
+def test_serve_on_a_taken_port_says_so(workspace: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_cli("serve", "--port", str(taken.getsockname()[1]))
+    assert result.exit_code == 1 and "cannot listen on 127.0.0.1:" in result.stderr and "--port" in result.stderr
