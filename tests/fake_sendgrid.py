@@ -300,3 +300,57 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+class EventWebhook:
+    """SendGrid's Event Webhook, played from what a FakeSendGrid accepted: signed batches of events.
+
+    SendGrid signs each POST with the account's ECDSA P-256 key over the timestamp header followed by
+    the raw body (base64 DER signature in X-Twilio-Email-Event-Webhook-Signature), and merges the
+    request's and the personalization's custom_args into every event.
+    """
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self._ids = itertools.count(1)
+
+    @property
+    def public_key(self) -> str:
+        """What SendGrid shows as the verification key: base64 of the DER public key, no PEM armour."""
+        import base64
+
+        from cryptography.hazmat.primitives import serialization
+
+        der = self._key.public_key().public_bytes(serialization.Encoding.DER,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(der).decode("ascii")
+
+    def events(self, fake: FakeSendGrid, kinds: tuple[str, ...] = ("processed", "delivered"), *,
+               only: set[str] | None = None, **extra: Any) -> list[dict[str, Any]]:
+        """One event of each kind for every recipient the fake accepted (or those in `only`)."""
+        found = []
+        for body in fake.requests:
+            for personalization in body["personalizations"]:
+                email = personalization["to"][0]["email"]
+                if only is not None and email not in only:
+                    continue
+                args = {**body.get("custom_args", {}), **personalization.get("custom_args", {})}
+                for kind in kinds:
+                    found.append({"email": email, "event": kind, "timestamp": int(time.time()),
+                                  "sg_event_id": f"evt-{next(self._ids):06d}", "sg_message_id": "msg", **args,
+                                  **extra})
+        return found
+
+    def signed(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+        """The headers SendGrid would send with `body`."""
+        import base64
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        signature = self._key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode("ascii"),
+                "X-Twilio-Email-Event-Webhook-Timestamp": stamp, "Content-Type": "application/json"}

@@ -45,6 +45,16 @@ CREATE TABLE IF NOT EXISTS test_sends (
     message_id   TEXT,
     sent_at      TEXT NOT NULL
 );
+-- What SendGrid's Event Webhook reported (mailer serve), once per event: SendGrid retries.
+CREATE TABLE IF NOT EXISTS events (
+    event_id     TEXT PRIMARY KEY,       -- sg_event_id
+    issue        TEXT NOT NULL,          -- the send's issue key (custom_args mailer_issue)
+    recipient    TEXT NOT NULL,          -- address_key of the event's email
+    event        TEXT NOT NULL,          -- processed, delivered, deferred, bounce, dropped, spamreport, …
+    at           TEXT NOT NULL,          -- when SendGrid saw it, ISO 8601 UTC
+    detail       TEXT                    -- a bounce's or drop's reason
+);
+CREATE INDEX IF NOT EXISTS events_recipient ON events (issue, recipient);
 CREATE TABLE IF NOT EXISTS newsletters (
     issue        TEXT PRIMARY KEY,       -- the issue key, as in deliveries
     list_id      TEXT NOT NULL,          -- the newsletter that sends it (RFC 2919 List-Id)
@@ -316,6 +326,25 @@ class Ledger:
 
     def issues(self) -> list[str]:
         return [r[0] for r in self._query("SELECT DISTINCT issue FROM deliveries ORDER BY issue")]
+
+    # -- provider events ---------------------------------------------------------------------
+
+    def record_events(self, events: Iterable[tuple[str, str, str, str, str, str | None]]) -> int:
+        """Store (event_id, issue, recipient, event, at, detail) rows, skipping events seen before; count the new."""
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)", events)
+            return db.total_changes - before
+
+    def event_counts(self, issue: str) -> dict[str, tuple[int, int]]:
+        """Per event type: (events, distinct recipients)."""
+        return {event: (count, people) for event, count, people in self._query(
+            "SELECT event, COUNT(*), COUNT(DISTINCT recipient) FROM events WHERE issue=? GROUP BY event", (issue,))}
+
+    def heard_from(self, issue: str) -> set[str]:
+        """Recipients of `issue` the provider reported any event for: it had their message."""
+        return {recipient for (recipient,) in self._query("SELECT DISTINCT recipient FROM events WHERE issue=?",
+                                                           (issue,))}
 
     # -- test sends and schedules --------------------------------------------------------------
 

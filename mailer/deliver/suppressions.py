@@ -74,6 +74,15 @@ CREATE TABLE IF NOT EXISTS pulls (
     pulled_at   TEXT NOT NULL,
     counts      TEXT NOT NULL            -- JSON: rows per source
 );
+-- Bounces, spam reports and unsubscribes SendGrid's Event Webhook reported to `mailer serve`, as they happened.
+CREATE TABLE IF NOT EXISTS reported (
+    address     TEXT NOT NULL,
+    email       TEXT NOT NULL,
+    source      TEXT NOT NULL,           -- one of SOURCES
+    reason      TEXT,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (address, source)
+);
 -- Readers who unsubscribed through `mailer serve`: kept apart from SendGrid's lists, which a pull replaces.
 CREATE TABLE IF NOT EXISTS unsubscribes (
     address     TEXT PRIMARY KEY,        -- address_key
@@ -227,8 +236,8 @@ class SuppressionList:
         in one read transaction so that a pull committing meanwhile cannot split the answer.
         """
         with self._transaction("DEFERRED") as db:
-            known = {address for (address,) in db.execute("SELECT address FROM suppressions UNION "
-                                                           "SELECT address FROM unsubscribes")}
+            known = {address for (address,) in db.execute("SELECT address FROM suppressions UNION SELECT address "
+                                                           "FROM unsubscribes UNION SELECT address FROM reported")}
             hits = sorted({key for key in map(address_key, emails) if key in known})
             found: dict[str, list[Suppression]] = {}
             for start in range(0, len(hits), 500):
@@ -242,6 +251,11 @@ class SuppressionList:
                         f"SELECT address, email, how, created_at FROM unsubscribes WHERE address IN ({marks})",  # noqa: S608
                         chunk):
                     found.setdefault(address, []).append(_unsubscribed(email, how, created_at))
+                for address, email, source, reason, created_at in db.execute(
+                        f"SELECT address, email, source, reason, created_at FROM reported "  # noqa: S608
+                        f"WHERE address IN ({marks})", chunk):
+                    found.setdefault(address, []).append(Suppression(email, source, reason=reason,
+                                                                     created_at=created_at))
         return found
 
     # -- a reader's own click (mailer serve) ------------------------------------------------------
@@ -252,6 +266,15 @@ class SuppressionList:
             cursor = db.execute("INSERT OR IGNORE INTO unsubscribes VALUES (?, ?, ?, ?, ?)",
                                 (address_key(email), email, how, list_id, now()))
             return cursor.rowcount == 1
+
+    def record_reported(self, items: Iterable[Suppression]) -> int:
+        """Add what the Event Webhook reported (a bounce, a spam report…); the same address and source once."""
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO reported VALUES (?, ?, ?, ?, ?)",
+                           ((item.address, item.email, item.source, item.reason, item.created_at or now())
+                            for item in items))
+            return db.total_changes - before
 
     def resubscribe(self, email: str) -> bool:
         """Undo a reader's own unsubscribe (a mistaken click); SendGrid's lists are not touched."""

@@ -36,6 +36,14 @@ SECURITY_HEADERS = {
 }
 
 
+WEBHOOK_PATH = "/webhooks/sendgrid"
+WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
+MAX_WEBHOOK_BYTES = 8 * 1024 * 1024  # SendGrid batches a few thousand events at most
+MAX_WEBHOOK_AGE_SECONDS = 600  # a signed batch older than this is a replay, not SendGrid
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+
 @dataclass(frozen=True)
 class Service:
     """What every request needs: the newsletter's identity, the key its tokens are signed with, the store."""
@@ -43,8 +51,30 @@ class Service:
     newsletter: str
     list_id: str
     secret: bytes
+    state_dir: Path
     suppressions_path: Path
     unsubscribe_path: str
+    webhook_key: Any = None  # the account's Event Webhook key; None: no webhook here
+
+
+def webhook_key() -> Any:
+    """SENDGRID_WEBHOOK_PUBLIC_KEY as a key object (None when unset); ConfigError when it is not one."""
+    import os
+
+    from mailer.errors import ConfigError
+
+    text = "".join(os.environ.get(WEBHOOK_KEY_ENV, "").split())
+    if not text:
+        return None
+    from sendgrid.helpers.eventwebhook import EventWebhook
+
+    try:
+        return EventWebhook().convert_public_key_to_ecdsa(text.removeprefix("-----BEGINPUBLICKEY-----")
+                                                          .removesuffix("-----ENDPUBLICKEY-----"))
+    except (ValueError, TypeError):
+        raise ConfigError(f"{WEBHOOK_KEY_ENV} is not an ECDSA public key (the value is not shown)\n"
+                          "    hint: copy the verification key from SendGrid: Settings > Mail Settings > Event Webhook"
+                          " > Signature Verification") from None
 
 
 def create_app(config: Config) -> Any:
@@ -53,8 +83,8 @@ def create_app(config: Config) -> Any:
     from starlette.routing import Route
 
     service = Service(newsletter=config.name, list_id=list_id(config), secret=unsubscribe_secret(live=True),
-                      suppressions_path=suppressions_path(config.state_dir),
-                      unsubscribe_path=urlsplit(config.unsubscribe_url).path or "/")
+                      state_dir=config.state_dir, suppressions_path=suppressions_path(config.state_dir),
+                      unsubscribe_path=urlsplit(config.unsubscribe_url).path or "/", webhook_key=webhook_key())
 
     async def unsubscribe(request: Any) -> Any:
         return await _unsubscribe(service, request)
@@ -74,9 +104,15 @@ def create_app(config: Config) -> Any:
         return _page(500, "error", service, title="Something went wrong",
                      message="Your request could not be handled. Please try again later.")
 
+    async def webhook(request: Any) -> Any:
+        return await _webhook(service, request)
+
+    routes = [Route(service.unsubscribe_path, unsubscribe, methods=["GET", "POST"]),
+              Route("/healthz", health, methods=["GET"])]
+    if service.webhook_key is not None:
+        routes.append(Route(WEBHOOK_PATH, webhook, methods=["POST"]))
     return Starlette(
-        routes=[Route(service.unsubscribe_path, unsubscribe, methods=["GET", "POST"]),
-                Route("/healthz", health, methods=["GET"])],
+        routes=routes,
         exception_handlers={404: not_found, 405: not_allowed, 500: server_error, Exception: server_error},
     )
 
@@ -112,6 +148,49 @@ async def _unsubscribe(service: Service, request: Any) -> Any:
     return _page(200, "unsubscribed", service, title=f"You are unsubscribed from {service.newsletter}", **context)
 
 
+async def _webhook(service: Service, request: Any) -> Any:
+    """SendGrid's Event Webhook: verify, then trust. A refusal is a short text answer SendGrid will retry."""
+    import json
+    import time
+
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse, PlainTextResponse
+
+    body = await _read_body(request, limit=MAX_WEBHOOK_BYTES)
+    if body is None:
+        return PlainTextResponse("too large", status_code=413)
+    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+    if not _signed(service, body, request.headers.get(SIGNATURE_HEADER, ""), timestamp):
+        return PlainTextResponse("bad signature", status_code=403)
+    if abs(time.time() - int(timestamp)) > MAX_WEBHOOK_AGE_SECONDS:
+        return PlainTextResponse("stale timestamp", status_code=403)
+    try:
+        items = json.loads(body)
+    except ValueError:
+        return PlainTextResponse("not JSON", status_code=400)
+    if not isinstance(items, list):
+        return PlainTextResponse("not a JSON array of events", status_code=400)
+    from mailer.deliver.events import read_batch, record
+
+    batch = read_batch(items)
+    new_events, new_suppressions = await run_in_threadpool(record, service.state_dir, batch)
+    return JSONResponse({"events": len(items), "new": new_events, "suppressed": new_suppressions,
+                         "skipped": batch.skipped})
+
+
+def _signed(service: Service, body: bytes, signature: str, timestamp: str) -> bool:
+    """The sendgrid package's own check: ECDSA P-256 over the timestamp header followed by the raw body."""
+    from cryptography.exceptions import InvalidSignature
+    from sendgrid.helpers.eventwebhook import EventWebhook
+
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12 or not signature.isascii():
+        return False
+    try:
+        return EventWebhook().verify_signature(body.decode("utf-8"), signature, timestamp, service.webhook_key)
+    except (InvalidSignature, ValueError, TypeError):  # undecodable body, not base64, a malformed signature
+        return False
+
+
 def _store(service: Service, action: str, email: str, how: str) -> None:
     with SuppressionList(service.suppressions_path) as suppressions:
         if action == "resubscribe":
@@ -120,17 +199,18 @@ def _store(service: Service, action: str, email: str, how: str) -> None:
             suppressions.unsubscribe(email, how=how, list_id=service.list_id)
 
 
-async def _read_body(request: Any) -> bytes | None:
-    """The body, or None when it is larger than MAX_BODY_BYTES (refused before it is read in full)."""
+async def _read_body(request: Any, *, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The body, or None when it is larger than `limit` (refused before it is read in full)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared.isdigit() and int(declared) > limit:
         return None
-    body = b""
+    chunks, size = [], 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
             return None
-    return body
+    return b"".join(chunks)
 
 
 def _invalid(service: Service) -> Any:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -52,30 +53,39 @@ def token_for(email: str, *, secret: str = UNSUBSCRIBE_SECRET, list_id: str = LI
     return unsubscribe_token(email, list_id, secret.encode())
 
 
-@pytest.fixture
-def service(workspace: Path, state_dir: Path) -> Iterator[Running]:
+@contextmanager
+def serving(workspace: Path, state_dir: Path, **env: str) -> Iterator[Running]:
+    """`mailer serve` as a child process on a free port, ready; on exit, its logs hold no secret or token."""
     port = free_port()
-    env = {**os.environ, "MAILER_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET, "MAILER_STATE_DIR": str(state_dir)}
+    env = {**os.environ, "MAILER_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET, "MAILER_STATE_DIR": str(state_dir), **env}
     process = subprocess.Popen([sys.executable, "-m", "mailer", "serve", "--port", str(port)], cwd=workspace,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     running = Running(port, process, state_dir)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if running.request("GET", "/healthz")[0] == 200:
-                break
-        except OSError:
-            pass
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "mailer serve did not start"
-        time.sleep(0.05)
-    yield running
-    process.terminate()
-    out, err = process.communicate(timeout=10)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if running.request("GET", "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "mailer serve did not start"
+            time.sleep(0.05)
+        yield running
+    finally:
+        process.terminate()
+        out, err = process.communicate(timeout=10)
     assert "Traceback" not in err, err
     assert UNSUBSCRIBE_SECRET not in out + err
     for token in (token_for(ADA), ADA):  # no token and no address in the logs
         assert token not in out + err
+
+
+@pytest.fixture
+def service(workspace: Path, state_dir: Path) -> Iterator[Running]:
+    with serving(workspace, state_dir) as running:
+        yield running
 
 
 def test_a_get_shows_the_page_and_never_unsubscribes(service: Running) -> None:

@@ -1,0 +1,103 @@
+"""What SendGrid's Event Webhook tells about a send: per-recipient events for the ledger, and who must not be mailed.
+
+The webhook posts batches of JSON events; `mailer serve` checks their signature, then hands the
+parsed batch here. Events of `mailer`'s own sends carry the custom_args it sent (`mailer_issue`,
+and an opaque `mailer_recipient`); they are recorded per issue and recipient, once each
+(`sg_event_id`: SendGrid retries a batch until it gets a 2xx). Bounces, drops for a bad address,
+spam reports and unsubscribes go on the suppression list whichever mail of the account they
+concern: SendGrid itself will not deliver to those addresses again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mailer.addresses import address_key
+from mailer.deliver.ledger import Ledger, ledger_path
+from mailer.deliver.suppressions import (
+    BOUNCE,
+    GLOBAL_UNSUBSCRIBE,
+    GROUP_UNSUBSCRIBE,
+    INVALID_EMAIL,
+    SPAM_REPORT,
+    Suppression,
+    SuppressionList,
+    suppressions_path,
+)
+
+TRACKED = ("processed", "delivered", "deferred", "bounce", "dropped", "spamreport", "unsubscribe",
+           "group_unsubscribe", "open", "click")
+# Why SendGrid dropped a message, when the reason means the address is not to be mailed.
+_DROPPED = {"Bounced Address": BOUNCE, "Invalid": INVALID_EMAIL, "Unsubscribed Address": GLOBAL_UNSUBSCRIBE,
+            "Spam Reporting Address": SPAM_REPORT}
+_REPORTED = {"spamreport": SPAM_REPORT, "unsubscribe": GLOBAL_UNSUBSCRIBE, "group_unsubscribe": GROUP_UNSUBSCRIBE}
+
+
+@dataclass
+class Batch:
+    """One webhook batch, read: ledger rows, suppressions, and how many items were not usable."""
+
+    events: list[tuple[str, str, str, str, str, str | None]] = field(default_factory=list)
+    suppressions: list[Suppression] = field(default_factory=list)
+    skipped: int = 0
+
+
+def read_batch(items: Any) -> Batch:
+    """Read a parsed webhook body (a JSON array of events); an item that is not a usable event is skipped."""
+    batch = Batch()
+    for item in items if isinstance(items, list) else []:
+        email, kind = _text(item, "email"), _text(item, "event")
+        if not email or not kind:
+            batch.skipped += 1
+            continue
+        at = _when(item.get("timestamp"))
+        detail = " ".join(part for part in (_text(item, "status"), _text(item, "reason"), _text(item, "type")) if part)
+        issue, event_id = _text(item, "mailer_issue"), _text(item, "sg_event_id")
+        if issue and event_id and kind in TRACKED:
+            batch.events.append((event_id[:100], issue[:200], address_key(email), kind, at, detail[:500] or None))
+        source = _suppression_source(kind, item)
+        if source:
+            said = _text(item, "reason") or _text(item, "status")
+            reason = f"{said}, via the event webhook" if said else "via the event webhook"
+            batch.suppressions.append(Suppression(email[:320], source, reason=reason[:500], created_at=at))
+    return batch
+
+
+def record(state_dir: Path, batch: Batch) -> tuple[int, int]:
+    """Store a batch in the ledger and the suppression list; how many events and suppressions were new."""
+    new_events = new_suppressions = 0
+    if batch.events:
+        ledger = Ledger(ledger_path(state_dir))
+        try:
+            new_events = ledger.record_events(batch.events)
+        finally:
+            ledger.close()
+    if batch.suppressions:
+        with SuppressionList(suppressions_path(state_dir)) as suppressions:
+            new_suppressions = suppressions.record_reported(batch.suppressions)
+    return new_events, new_suppressions
+
+
+def _suppression_source(kind: str, item: dict[str, Any]) -> str | None:
+    if kind == "bounce":
+        # "blocked" is a temporary refusal (a full mailbox, greylisting): SendGrid keeps trying those.
+        return None if _text(item, "type") == "blocked" else BOUNCE
+    if kind == "dropped":
+        reason = _text(item, "reason")
+        return next((source for prefix, source in _DROPPED.items() if reason.startswith(prefix)), None)
+    return _REPORTED.get(kind)
+
+
+def _text(item: Any, key: str) -> str:
+    value = item.get(key) if isinstance(item, dict) else None
+    return value.strip() if isinstance(value, str) else str(value) if isinstance(value, int) else ""
+
+
+def _when(timestamp: Any) -> str:
+    try:
+        return datetime.fromtimestamp(int(timestamp), UTC).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,123 @@
+"""SendGrid's Event Webhook into `mailer serve`, a running process: signed batches in, ledger and suppressions out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailer.deliver.ledger import Ledger, ledger_path
+from tests.conftest import SAMPLE_ISSUE, approve
+from tests.fake_sendgrid import EventWebhook, FakeSendGrid
+from tests.web.test_service import Running, serving
+
+WEBHOOK = "/webhooks/sendgrid"
+ALAN, LI_LEI = "alan.turing@example.com", "li.lei@example.com"
+
+
+@pytest.fixture
+def events() -> EventWebhook:
+    return EventWebhook()
+
+
+@pytest.fixture
+def service(workspace: Path, state_dir: Path, events: EventWebhook) -> Iterator[Running]:
+    with serving(workspace, state_dir, SENDGRID_WEBHOOK_PUBLIC_KEY=events.public_key) as running:
+        yield running
+
+
+@pytest.fixture
+def sent(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> FakeSendGrid:
+    """The sample issue, sent live to the 18 subscribed readers of subscribers.example.csv."""
+    approve(run_cli)
+    sendgrid.requests.clear()  # the approval's test copy is not a delivery to the list
+    result = run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert result.exit_code == 0, result.stderr
+    return sendgrid
+
+
+def post(service: Running, events: EventWebhook, body: bytes, **signing: int) -> tuple[int, str]:
+    status, _, text = service.request("POST", WEBHOOK, body, events.signed(body, **signing))
+    return status, text
+
+
+def event_counts(state_dir: Path) -> dict[str, tuple[int, int]]:
+    ledger = Ledger(ledger_path(state_dir))
+    try:
+        return ledger.event_counts("2020-12-13")
+    finally:
+        ledger.close()
+
+
+def test_signed_batches_are_recorded_once_and_bad_addresses_are_suppressed(
+        service: Running, events: EventWebhook, sent: FakeSendGrid, state_dir: Path, run_cli) -> None:
+    batch = events.events(sent)  # processed and delivered, for all 18
+    batch += events.events(sent, ("bounce",), only={ALAN}, type="bounce", status="5.1.1",
+                           reason="550 5.1.1 mailbox unavailable")
+    batch += events.events(sent, ("spamreport",), only={LI_LEI})
+    batch += events.events(sent, ("open",), only={"ada.lovelace@example.com"})
+    body = json.dumps(batch).encode()
+    assert post(service, events, body) == (200, json.dumps(
+        {"events": 39, "new": 39, "suppressed": 2, "skipped": 0}, separators=(",", ":")))
+    # SendGrid retries a batch it got no 2xx for: the same events again change nothing.
+    assert json.loads(post(service, events, body)[1])["new"] == 0
+    assert event_counts(state_dir) == {"processed": (18, 18), "delivered": (18, 18), "bounce": (1, 1),
+                                       "spamreport": (1, 1), "open": (1, 1)}
+    assert service.reasons(ALAN) == ["bounce (550 5.1.1 mailbox unavailable, via the event webhook)"]
+    assert service.reasons(LI_LEI) == ["spam report (via the event webhook)"]
+    # The next issue skips them (this one's readers already got it).
+    dry_run = run_cli("send", "issues/2020-12-13-zh.yaml", "--subscribers", "subscribers.example.csv")
+    assert "skip alan.turing@example.com (line 3): suppressed: bounce" in dry_run.stdout
+    assert "suppressed: spam report (via the event webhook)" in dry_run.stdout
+
+
+def test_events_carry_no_address_of_their_own_making(events: EventWebhook, sent: FakeSendGrid) -> None:
+    (event,) = events.events(sent, ("delivered",), only={ALAN})
+    assert event["mailer_issue"] == "2020-12-13" and "@" not in event["mailer_recipient"]
+
+
+def test_a_blocked_bounce_is_recorded_but_not_suppressed(service: Running, events: EventWebhook,
+                                                         sent: FakeSendGrid, state_dir: Path) -> None:
+    body = json.dumps(events.events(sent, ("bounce",), only={ALAN}, type="blocked", reason="452 mailbox full"))
+    assert post(service, events, body.encode())[0] == 200
+    assert event_counts(state_dir) == {"bounce": (1, 1)} and service.reasons(ALAN) == []
+
+
+def test_forged_stale_and_broken_batches_are_refused_and_change_nothing(
+        service: Running, events: EventWebhook, sent: FakeSendGrid, state_dir: Path) -> None:
+    import time
+
+    good = json.dumps(events.events(sent, ("spamreport",), only={ALAN})).encode()
+    forger = EventWebhook()  # another key: a forged batch
+    cases = {
+        "forged": service.request("POST", WEBHOOK, good, forger.signed(good)),
+        "tampered": service.request("POST", WEBHOOK, good.replace(b"spamreport", b"delivered"), events.signed(good)),
+        "truncated": service.request("POST", WEBHOOK, good[:-5], events.signed(good)),
+        "stale": service.request("POST", WEBHOOK, good, events.signed(good, timestamp=int(time.time()) - 3600)),
+        "unsigned": service.request("POST", WEBHOOK, good, {"Content-Type": "application/json"}),
+        "garbage signature": service.request("POST", WEBHOOK, good, {**events.signed(good), "X-Twilio-Email-Event-"
+                                                                     "Webhook-Signature": "é%%%not base64"}),
+        "too large": service.request("POST", WEBHOOK, b"[" + b" " * 9_000_000 + b"]", events.signed(b"[]")),
+        "not JSON": service.request("POST", WEBHOOK, b"{oops", events.signed(b"{oops")),
+        "not a list": service.request("POST", WEBHOOK, b'{"a": 1}', events.signed(b'{"a": 1}')),
+    }
+    assert {name: status for name, (status, _, _) in cases.items()} == {
+        "forged": 403, "tampered": 403, "truncated": 403, "stale": 403, "unsigned": 403, "garbage signature": 403,
+        "too large": 413, "not JSON": 400, "not a list": 400}
+    assert event_counts(state_dir) == {} and service.reasons(ALAN) == []
+
+
+def test_without_a_key_there_is_no_webhook(workspace: Path, state_dir: Path, events: EventWebhook) -> None:
+    with serving(workspace, state_dir) as running:
+        body = b"[]"
+        assert running.request("POST", WEBHOOK, body, events.signed(body))[0] == 404
+
+
+def test_a_key_that_is_not_a_key_stops_serve(workspace: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", "x")
+    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", "not-a-key-at-all")
+    result = run_cli("serve", "--port", "1")
+    assert result.exit_code == 1 and "SENDGRID_WEBHOOK_PUBLIC_KEY is not an ECDSA public key" in result.stderr
+    assert "not-a-key-at-all" not in result.stderr
