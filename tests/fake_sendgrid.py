@@ -281,6 +281,8 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
                 # Accepted and then the connection broke: resending would deliver twice.
                 with fake.lock:
                     fake.accepted.extend(p["to"][0]["email"] for p in body["personalizations"])
+                    if fake.keep_bodies:  # SendGrid has the message: its events will come
+                        fake.requests.append(body)
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return

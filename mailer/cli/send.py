@@ -356,6 +356,7 @@ def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, su
     click.echo(_table([
         ("intended recipients", report.intended),
         ("already accepted", report.accepted_before),
+        *([("  of which uncertain, resolved by events", report.resolved)] if report.resolved else []),
         ("would send now", report.not_sent),
         ("skipped", len(report.skipped)),
         ("  of which suppressed", report.suppressed),
@@ -392,6 +393,7 @@ def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
         ("intended", report.intended),
         ("accepted", report.accepted),
         ("  of which in earlier runs", report.accepted_before),
+        *([("  of which uncertain, resolved by events", report.resolved)] if report.resolved else []),
         ("failed", report.failed),
         ("uncertain", report.uncertain),
         ("not sent yet", report.not_sent),

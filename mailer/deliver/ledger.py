@@ -346,6 +346,22 @@ class Ledger:
         return {recipient for (recipient,) in self._query("SELECT DISTINCT recipient FROM events WHERE issue=?",
                                                            (issue,))}
 
+    def hears_events(self) -> bool:
+        """Whether any provider event was ever recorded here: only then does the lack of one mean anything."""
+        return bool(self._query("SELECT 1 FROM events LIMIT 1"))
+
+    def uncertain_since(self, issue: str) -> dict[str, str]:
+        """When each uncertain (or `sending`) recipient of `issue` became so."""
+        return dict(self._query("SELECT recipient, updated_at FROM deliveries WHERE issue=? AND state IN (?, ?)",
+                                (issue, UNCERTAIN, SENDING)))
+
+    def resolve_from_events(self, issue: str) -> int:
+        """Uncertain recipients the provider reported an event for had the message: they become accepted."""
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE deliveries SET state=?, error=NULL, updated_at=? WHERE issue=? AND state=? AND recipient IN "
+                "(SELECT recipient FROM events WHERE issue=?)", (ACCEPTED, now(), issue, UNCERTAIN, issue)).rowcount
+
     # -- test sends and schedules --------------------------------------------------------------
 
     def record_test_send(self, issue: str, content_hash: str, recipient: str, message_id: str | None) -> None:

@@ -97,6 +97,7 @@ class SendReport:
     skipped: list[Skipped] = field(default_factory=list)
     suppressed: int = 0  # of the skipped: on the local suppression list (not counted as intended)
     suppressions_pulled_at: str | None = None  # None: no suppression list has been pulled
+    resolved: int = 0  # uncertain recipients the provider's events showed had the issue: now accepted
     stopped: str | None = None
     batches: int = 0
     outbox_dir: Path | None = None
@@ -175,15 +176,18 @@ class Plan:
 
 
 def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOptions,
-         suppressed: Mapping[str, str] | None = None) -> Plan:
+         suppressed: Mapping[str, str] | None = None, waiting: Mapping[str, str] | None = None) -> Plan:
     """Who is sent to now, and who is not and why.
 
     `suppressed` maps a subscriber's key to why it is on the suppression list: such a subscriber
     is skipped whatever the ledger says, unless an earlier run already delivered to them.
+    `waiting` maps an uncertain subscriber to when their grace period for a provider event ends:
+    until then even --resend-uncertain holds them back.
     """
     to_send, held_back, accepted_before = [], [], 0
     suppressions: list[Skipped] = []
     reasons = suppressed or {}
+    waiting = waiting or {}
     for subscriber in subscribers:
         key = subscriber.key
         state = states.get(key)
@@ -193,6 +197,10 @@ def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOpt
             suppressions.append(Skipped(subscriber.line, subscriber.email, reasons[key]))
         # `sending`: a run died between request and answer. A live send has already made such rows
         # uncertain (recover_interrupted); a dry run reads them as they are and must plan the same.
+        elif state in (ledger_states.UNCERTAIN, ledger_states.SENDING) and key in waiting:
+            held_back.append(Skipped(subscriber.line, subscriber.email,
+                                     f"uncertain: no event from the provider yet; --resend-uncertain sends again "
+                                     f"after {waiting[key]}"))
         elif state in (ledger_states.UNCERTAIN, ledger_states.SENDING) and not options.resend_uncertain:
             held_back.append(Skipped(subscriber.line, subscriber.email,
                                      "uncertain: may have been delivered (--resend-uncertain sends again)"))
@@ -201,6 +209,29 @@ def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOpt
         else:
             to_send.append(subscriber)
     return Plan(to_send, accepted_before, held_back, suppressions)
+
+
+# How long after a request was left uncertain its provider events may still come: SendGrid posts
+# webhook batches every 30 seconds or so, and retries a failed post for hours. Within this time an
+# uncertain recipient with no event is not re-sent, even with --resend-uncertain.
+UNCERTAIN_GRACE = timedelta(minutes=30)
+
+
+def _waiting_for_events(ledger: Ledger, key: str, heard: set[str], *, now: datetime | None = None) -> dict[str, str]:
+    """Uncertain recipients with no event yet, still within UNCERTAIN_GRACE: key → when it ends ('14:05 UTC').
+
+    Only where events are heard at all (mailer serve with the Event Webhook): elsewhere no event
+    means nothing, and --resend-uncertain keeps its plain meaning.
+    """
+    if not ledger.hears_events():
+        return {}
+    current = now or datetime.now(UTC)
+    waiting = {}
+    for recipient, since in ledger.uncertain_since(key).items():
+        ends = datetime.fromisoformat(since) + UNCERTAIN_GRACE
+        if recipient not in heard and ends > current:
+            waiting[recipient] = ends.strftime("%H:%M UTC")
+    return waiting
 
 
 def _screen(config: Config, subscribers: list[Subscriber], report: SendReport) -> dict[str, str]:
@@ -336,8 +367,13 @@ def send_issue(
             if recovered:
                 progress.on_note(f"{recovered} recipient(s) of an interrupted run are now uncertain: "
                                  "they may have received the issue and will not be sent again")
+            report.resolved = ledger.resolve_from_events(key)
+            if report.resolved:
+                progress.on_note(f"{report.resolved} uncertain recipient(s) had the issue: the provider reported "
+                                 "events for them; they are now accepted")
             suppressed = _screen(config, subscribers.subscribers, report)
-            planned = plan(subscribers.subscribers, ledger.states(key), options, suppressed)
+            waiting = _waiting_for_events(ledger, key, ledger.heard_from(key))
+            planned = plan(subscribers.subscribers, ledger.states(key), options, suppressed, waiting)
             report.accepted_before = planned.accepted_before
             _apply_suppressed(planned, report)
             report.skipped.extend(planned.held_back)
@@ -527,14 +563,25 @@ def dry_run(
     key = ledger_key(rendered, options)
     path = ledger_path(config.state_dir)
     states: dict[str, str] = {}
+    waiting: dict[str, str] = {}
+    resolved = 0
     if path.exists():
         ledger = open_ledger(config, key, claim=False)
         try:
             states = ledger.states(key)
+            heard = ledger.heard_from(key)
+            # What the live send will do first: uncertain recipients the provider reported had the issue.
+            for recipient in heard:
+                if states.get(recipient) in (ledger_states.UNCERTAIN, ledger_states.SENDING):
+                    states[recipient] = ledger_states.ACCEPTED
+                    resolved += 1
+            waiting = _waiting_for_events(ledger, key, heard)
         finally:
             ledger.close()
-    report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=False)
-    planned = plan(subscribers.subscribers, states, options, _screen(config, subscribers.subscribers, report))
+    report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=False,
+                        resolved=resolved)
+    planned = plan(subscribers.subscribers, states, options, _screen(config, subscribers.subscribers, report),
+                   waiting)
     report.accepted_before = planned.accepted_before
     _apply_suppressed(planned, report)
     report.skipped.extend(planned.held_back)

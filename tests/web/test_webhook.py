@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,3 +122,42 @@ def test_a_key_that_is_not_a_key_stops_serve(workspace: Path, run_cli, monkeypat
     result = run_cli("serve", "--port", "1")
     assert result.exit_code == 1 and "SENDGRID_WEBHOOK_PUBLIC_KEY is not an ECDSA public key" in result.stderr
     assert "not-a-key-at-all" not in result.stderr
+
+
+def test_uncertain_recipients_are_resolved_from_events_and_only_the_unheard_are_sent_again(
+        service: Running, events: EventWebhook, workspace: Path, sendgrid: FakeSendGrid, run_cli,
+        state_dir: Path) -> None:
+    import sqlite3
+    from collections import Counter, deque
+    from contextlib import closing
+
+    from tests.conftest import ledger_states, make_subscribers
+
+    approve(run_cli)
+    subscribers = str(make_subscribers(workspace, 1200))
+    # Batch 1 reached SendGrid but the answer was lost; batch 2 never arrived. Both are uncertain.
+    sendgrid.script = deque(["accept_drop", "drop"])
+    live = ("send", SAMPLE_ISSUE, "--subscribers", subscribers, "--live", "--yes", "--workers", "1")
+    assert run_cli(*live).exit_code == 3
+    assert ledger_states(state_dir) == {"uncertain": 1200}
+    delivered = {a for a in sendgrid.accepted if a != "editor@example.com"}
+    assert len(delivered) == 1000
+    body = json.dumps(events.events(sendgrid, ("processed", "delivered"), only=delivered)).encode()
+    assert post(service, events, body)[0] == 200
+
+    dry_run = run_cli("send", SAMPLE_ISSUE, "--subscribers", subscribers, "--resend-uncertain")
+    assert re.search(r"of which uncertain, resolved by events +1000\n", dry_run.stdout), dry_run.stdout
+    assert re.search(r"would send now +0\n", dry_run.stdout), dry_run.stdout
+    assert "uncertain: no event from the provider yet; --resend-uncertain sends again after" in dry_run.stdout
+
+    within_grace = run_cli(*live, "--resend-uncertain")
+    assert within_grace.exit_code == 3  # the 200 are still uncertain: too early to tell
+    assert ledger_states(state_dir) == {"accepted": 1000, "uncertain": 200}
+    assert len(sendgrid.accepted) == 1 + 1000  # the approval, and batch 1: nothing more
+
+    with closing(sqlite3.connect(state_dir / "ledger.sqlite3")) as db, db:  # the grace period passes
+        db.execute("UPDATE deliveries SET updated_at='2026-01-01T00:00:00+00:00' WHERE state='uncertain'")
+    after_grace = run_cli(*live, "--resend-uncertain")
+    assert after_grace.exit_code == 0, after_grace.stderr
+    received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
+    assert len(received) == 1200 and max(received.values()) == 1  # nobody twice, nobody missed
