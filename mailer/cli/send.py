@@ -67,10 +67,12 @@ Environment (a live send; a dry run needs none of it):
 @click.option("--segment", metavar="TAG", help="Only subscribers tagged TAG.")
 @click.option("--skip-invalid", is_flag=True, help="Skip invalid CSV rows (listed) instead of refusing to send.")
 @click.option("--encoding", metavar="NAME", help="The CSV's encoding when it is not UTF-8 (e.g. cp1252).")
+@click.option("--despite-complaints", is_flag=True,
+              help="Send although the last issue's spam-complaint rate (from SendGrid's events) is over 0.3 %.")
 def send(issue_file: Path, subscribers_path: Path | None, live: bool, test_to: str | None, as_email: str | None,
          backend: str | None, yes: bool, force: bool, send_at: str | None, sandbox: bool, rate: float | None,
          workers: int, resend_uncertain: bool, retry_failed: bool, segment: str | None, skip_invalid: bool,
-         encoding: str | None) -> None:
+         encoding: str | None, despite_complaints: bool) -> None:
     """Send ISSUE_FILE: a dry run unless --live.
 
     A dry run writes an outbox (.eml samples, a manifest line per recipient and, for SendGrid,
@@ -81,7 +83,7 @@ def send(issue_file: Path, subscribers_path: Path | None, live: bool, test_to: s
         issue_file, subscribers_path=subscribers_path, live=live, test_to=test_to, as_email=as_email,
         backend_name=backend, yes=yes, force=force, send_at=send_at, sandbox=sandbox, rate=rate, workers=workers,
         resend_uncertain=resend_uncertain, retry_failed=retry_failed, segment=segment, skip_invalid=skip_invalid,
-        encoding=encoding)
+        encoding=encoding, despite_complaints=despite_complaints)
 
 
 @click.command(epilog="""\b
@@ -90,9 +92,11 @@ Examples:
 """)
 @click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--sandbox", is_flag=True, help="Show the sandbox sends instead of the real ones.")
-def status(issue_file: Path, sandbox: bool) -> None:
-    """Show who got ISSUE_FILE, who failed and who is uncertain, from the ledger."""
-    run_status(issue_file, sandbox=sandbox)
+@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text for people; json for scripts (every failed and uncertain recipient included).")
+def status(issue_file: Path, sandbox: bool, output: str) -> None:
+    """Show who got ISSUE_FILE, who failed and who is uncertain, and what SendGrid's events reported."""
+    run_status(issue_file, sandbox=sandbox, output=output)
 
 
 @click.command(epilog="""\b
@@ -156,7 +160,7 @@ def _load(issue_file: Path) -> tuple[Config, RenderedIssue]:
 def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, test_to: str | None,
              as_email: str | None, backend_name: str | None, yes: bool, force: bool, send_at: str | None,
              sandbox: bool, rate: float | None, workers: int, resend_uncertain: bool, retry_failed: bool,
-             segment: str | None, skip_invalid: bool, encoding: str | None) -> None:
+             segment: str | None, skip_invalid: bool, encoding: str | None, despite_complaints: bool = False) -> None:
     from mailer.addresses import AddressError, parse_address
     from mailer.deliver.send import SendOptions, check_approved, check_send_at, dry_run, send_issue
     from mailer.deliver.subscribers import read_subscribers
@@ -187,7 +191,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         for warning in subscribers.warnings:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
     options = SendOptions(live=live, workers=workers, rate=rate, resend_uncertain=resend_uncertain,
-                          retry_failed=retry_failed, send_at=when, sandbox=sandbox, force=force)
+                          retry_failed=retry_failed, send_at=when, sandbox=sandbox, force=force,
+                          despite_complaints=despite_complaints)
     backend = _backend(name, live=live)
     if test_to is not None:
         _run_test_send(rendered, config, subscribers, test_to, as_email, backend, options)
@@ -411,7 +416,10 @@ def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
         click.echo("Run the same command again to send to the rest.")
 
 
-def run_status(issue_file: Path, *, sandbox: bool) -> None:
+def run_status(issue_file: Path, *, sandbox: bool, output: str = "text") -> None:
+    import json
+
+    from mailer.deliver.events import COMPLAINT_WARN_RATE, engagement
     from mailer.deliver.ledger import FAILED, UNCERTAIN, ledger_path
     from mailer.deliver.send import SendOptions, ledger_key, open_ledger
     from mailer.schema import display_path
@@ -420,19 +428,52 @@ def run_status(issue_file: Path, *, sandbox: bool) -> None:
     path = ledger_path(config.state_dir)
     key = ledger_key(rendered, SendOptions(sandbox=sandbox))
     if not path.exists():
-        click.echo(f"{key}: nothing sent yet (no ledger at {display_path(path)})")
+        if output == "json":
+            click.echo(json.dumps({"issue": key, "sent": False}))
+        else:
+            click.echo(f"{key}: nothing sent yet (no ledger at {display_path(path)})")
         return
     ledger = open_ledger(config, key, claim=False)
     try:
         counts = ledger.counts(key)
-        click.echo(f"{key}:")
-        click.echo(_table([(state, count) for state, count in counts.items()]))
-        for row in ledger.rows(key, [FAILED, UNCERTAIN]):
-            click.echo(f"  {row.state:<9} {row.email}: {row.error}")
-        for schedule_id, at in ledger.active_schedules(key):
-            click.echo(f"  scheduled for {at} (SendGrid batch {schedule_id}); `mailer cancel` cancels it")
+        rows = ledger.rows(key, [FAILED, UNCERTAIN])
+        schedules = ledger.active_schedules(key)
+        events = engagement(ledger, key)
     finally:
         ledger.close()
+    if output == "json":
+        click.echo(json.dumps({
+            "issue": key, "sent": True, "states": counts, "events": events.as_dict() if events else None,
+            "not_accepted": [{"email": row.email, "state": row.state, "error": row.error, "at": row.updated_at}
+                             for row in rows],
+            "scheduled": [{"batch": schedule_id, "at": at} for schedule_id, at in schedules],
+        }, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"{key}:")
+    click.echo(_table([(state, count) for state, count in counts.items()]))
+    for row in rows[:STATUS_ROWS]:
+        click.echo(f"  {row.state:<9} {row.email}: {row.error}")
+    if len(rows) > STATUS_ROWS:
+        click.echo(f"  … and {len(rows) - STATUS_ROWS} more (`mailer status --format json` lists them all)")
+    for schedule_id, at in schedules:
+        click.echo(f"  scheduled for {at} (SendGrid batch {schedule_id}); `mailer cancel` cancels it")
+    if events is None:
+        click.echo("events: none received (mailer serve with SENDGRID_WEBHOOK_PUBLIC_KEY records them)")
+        return
+    rate = events.complaint_rate
+    click.echo("events reported by SendGrid (readers):")
+    click.echo(_table([("delivered", events.delivered), ("deferred", events.deferred), ("bounced", events.bounced),
+                       ("dropped", events.dropped), ("complaints", events.complaints),
+                       ("unsubscribes", events.unsubscribes), ("unique opens", events.unique_opens),
+                       ("unique clicks", events.unique_clicks)]))
+    click.echo("  opens are unreliable: Apple Mail's privacy protection opens every image, and many "
+               "clients block them")
+    if rate is not None and rate >= COMPLAINT_WARN_RATE:
+        click.secho(f"warning: {rate:.2%} of delivered readers reported this issue as spam (Gmail and Yahoo ask "
+                    "for under 0.1 %, and a live send refuses above 0.3 %)", fg="yellow", err=True)
+
+
+STATUS_ROWS = 20  # failed and uncertain recipients listed by name before "… and N more"
 
 
 def run_cancel(issue_file: Path) -> None:

@@ -101,3 +101,48 @@ def _when(timestamp: Any) -> str:
         return datetime.fromtimestamp(int(timestamp), UTC).isoformat()
     except (TypeError, ValueError, OverflowError, OSError):
         return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# Gmail's and Yahoo's bulk-sender rules: keep spam complaints under 0.1 %, never reach 0.3 %.
+COMPLAINT_WARN_RATE = 0.001
+COMPLAINT_STOP_RATE = 0.003
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """What the provider's events say of one issue, in distinct recipients."""
+
+    delivered: int = 0
+    deferred: int = 0
+    bounced: int = 0
+    dropped: int = 0
+    complaints: int = 0
+    unsubscribes: int = 0
+    unique_opens: int = 0
+    unique_clicks: int = 0
+
+    @property
+    def complaint_rate(self) -> float | None:
+        """Complaints per delivered message; None before anything was delivered."""
+        return self.complaints / self.delivered if self.delivered else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"delivered": self.delivered, "deferred": self.deferred, "bounced": self.bounced,
+                "dropped": self.dropped, "complaints": self.complaints, "unsubscribes": self.unsubscribes,
+                "unique_opens": self.unique_opens, "unique_clicks": self.unique_clicks,
+                "complaint_rate": self.complaint_rate}
+
+
+def engagement(ledger: Ledger, issue: str) -> Engagement | None:
+    """The issue's event counts, or None when no event of it was ever received."""
+    counts = ledger.event_counts(issue)
+    if not counts:
+        return None
+
+    def people(*kinds: str) -> int:
+        return sum(counts.get(kind, (0, 0))[1] for kind in kinds)
+
+    return Engagement(delivered=people("delivered"), deferred=people("deferred"), bounced=people("bounce"),
+                      dropped=people("dropped"), complaints=people("spamreport"),
+                      unsubscribes=people("unsubscribe", "group_unsubscribe"), unique_opens=people("open"),
+                      unique_clicks=people("click"))

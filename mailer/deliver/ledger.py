@@ -346,6 +346,12 @@ class Ledger:
         return {recipient for (recipient,) in self._query("SELECT DISTINCT recipient FROM events WHERE issue=?",
                                                            (issue,))}
 
+    def last_issue_with_events(self, *, besides: str) -> str | None:
+        """The issue other than `besides` whose latest provider event is the most recent."""
+        rows = self._query("SELECT issue FROM events WHERE issue != ? GROUP BY issue ORDER BY MAX(at) DESC LIMIT 1",
+                           (besides,))
+        return rows[0][0] if rows else None
+
     def hears_events(self) -> bool:
         """Whether any provider event was ever recorded here: only then does the lack of one mean anything."""
         return bool(self._query("SELECT 1 FROM events LIMIT 1"))

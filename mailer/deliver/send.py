@@ -84,6 +84,7 @@ class SendOptions:
     send_at: datetime | None = None
     sandbox: bool = False
     force: bool = False  # skip the approval gate
+    despite_complaints: bool = False  # send although the last issue's complaint rate is over the limit
 
 
 @dataclass
@@ -234,6 +235,25 @@ def _waiting_for_events(ledger: Ledger, key: str, heard: set[str], *, now: datet
     return waiting
 
 
+def _refuse_on_complaints(ledger: Ledger, key: str, options: SendOptions) -> None:
+    """Refuse a live send while the last issue's readers reported it as spam too often (Gmail, Yahoo: 0.3 %)."""
+    from mailer.deliver.events import COMPLAINT_STOP_RATE, engagement
+
+    last = ledger.last_issue_with_events(besides=key)
+    seen = engagement(ledger, last) if last else None
+    rate = seen.complaint_rate if seen else None
+    if rate is not None and rate > COMPLAINT_STOP_RATE and not options.despite_complaints:
+        raise ComplaintsError(
+            f"{rate:.2%} of the readers who got {last} reported it as spam ({seen.complaints} of {seen.delivered}); "
+            "above 0.3 % Gmail and Yahoo start refusing a sender's mail. Nothing was sent.\n"
+            f"    hint: `mailer status` on {last} shows its events; make sure the list is opted in and "
+            "the unsubscribe link is easy to find, then send with --despite-complaints")
+
+
+class ComplaintsError(MailerError):
+    exit_code = ExitStatus.INPUT_ERROR
+
+
 def _screen(config: Config, subscribers: list[Subscriber], report: SendReport) -> dict[str, str]:
     """The suppression list's verdict on these subscribers; notes on the report when it was pulled."""
     screening = screen_recipients(config.state_dir, (s.email for s in subscribers))
@@ -367,6 +387,7 @@ def send_issue(
             if recovered:
                 progress.on_note(f"{recovered} recipient(s) of an interrupted run are now uncertain: "
                                  "they may have received the issue and will not be sent again")
+            _refuse_on_complaints(ledger, key, options)
             report.resolved = ledger.resolve_from_events(key)
             if report.resolved:
                 progress.on_note(f"{report.resolved} uncertain recipient(s) had the issue: the provider reported "

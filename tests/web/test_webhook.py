@@ -161,3 +161,33 @@ def test_uncertain_recipients_are_resolved_from_events_and_only_the_unheard_are_
     assert after_grace.exit_code == 0, after_grace.stderr
     received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
     assert len(received) == 1200 and max(received.values()) == 1  # nobody twice, nobody missed
+
+
+def test_status_counts_the_events_and_complaints_stop_the_next_send(
+        service: Running, events: EventWebhook, sent: FakeSendGrid, run_cli) -> None:
+    batch = events.events(sent, ("processed", "delivered"))
+    batch += events.events(sent, ("open",), only={"ada.lovelace@example.com", ALAN})
+    batch += events.events(sent, ("open", "click"), only={"ada.lovelace@example.com"})  # a second open: one reader
+    batch += events.events(sent, ("spamreport",), only={LI_LEI})
+    assert post(service, events, json.dumps(batch).encode())[0] == 200
+
+    text = run_cli("status", SAMPLE_ISSUE)
+    assert text.exit_code == 0
+    assert re.search(r"delivered +18\n", text.stdout) and re.search(r"unique opens +2\n", text.stdout)
+    assert re.search(r"complaints +1\n", text.stdout) and re.search(r"unique clicks +1\n", text.stdout)
+    assert "opens are unreliable" in text.stdout
+    assert "warning: 5.56% of delivered readers reported this issue as spam" in text.stderr
+    as_json = json.loads(run_cli("status", SAMPLE_ISSUE, "--format", "json").stdout)
+    assert as_json["events"]["delivered"] == 18 and as_json["states"]["accepted"] == 18
+    assert as_json["events"]["complaint_rate"] == pytest.approx(1 / 18)
+
+    # The next issue: its live send refuses until the editor says they know.
+    zh = "issues/2020-12-13-zh.yaml"
+    assert run_cli("send", zh, "--test-to", "editor@example.com", "--live").exit_code == 0
+    before = len(sent.accepted)
+    refused = run_cli("send", zh, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert refused.exit_code == 1 and "reported it as spam (1 of 18)" in refused.stderr
+    assert "--despite-complaints" in refused.stderr and len(sent.accepted) == before
+    anyway = run_cli("send", zh, "--subscribers", "subscribers.example.csv", "--live", "--yes",
+                     "--despite-complaints")
+    assert anyway.exit_code == 0, anyway.stderr
