@@ -250,6 +250,36 @@ def _refuse_on_complaints(ledger: Ledger, key: str, options: SendOptions) -> Non
             "the unsubscribe link is easy to find, then send with --despite-complaints")
 
 
+# An unsubscribe must be honoured within 48 hours (Gmail's and Yahoo's bulk-sender rules); a list
+# pulled within a day is fresh enough to send with when SendGrid cannot be asked right now.
+PULL_MAX_AGE = timedelta(days=1)
+
+
+def _pull_suppressions(config: Config, backend: Backend, options: SendOptions, progress: Progress,
+                       interrupt: threading.Event | None) -> None:
+    """Before a live send through SendGrid, pull its suppression lists: who left since the last send is skipped."""
+    if backend.name != "sendgrid" or options.sandbox:
+        return
+    from mailer.deliver.suppressions import PullError, SuppressionList
+
+    with SuppressionList.open(config.state_dir) as stored:
+        try:
+            pulled = stored.pull(retry=options.retry, stop=interrupt)
+        except PullError as err:
+            last = stored.last_pull()
+            reason = str(err).splitlines()[0]
+            if last is not None and datetime.now(UTC) - datetime.fromisoformat(last.pulled_at) < PULL_MAX_AGE:
+                progress.on_note(f"the suppression list could not be pulled ({reason}); sending with the one "
+                                 f"pulled at {last.pulled_at}")
+                return
+            when = f"was pulled at {last.pulled_at}" if last else "was never pulled"
+            raise SendError(f"the suppression list could not be pulled ({reason}) and {when}: sending now could "
+                            "mail readers who unsubscribed, bounced or complained. Nothing was sent.\n"
+                            "    hint: `mailer suppressions pull` says what is wrong (the key needs the Suppressions "
+                            "read scope); send again once it works") from None
+    progress.on_note(f"suppression list pulled from SendGrid: {pulled.addresses} address(es) to skip")
+
+
 class ComplaintsError(MailerError):
     exit_code = ExitStatus.INPUT_ERROR
 
@@ -388,6 +418,7 @@ def send_issue(
                 progress.on_note(f"{recovered} recipient(s) of an interrupted run are now uncertain: "
                                  "they may have received the issue and will not be sent again")
             _refuse_on_complaints(ledger, key, options)
+            _pull_suppressions(config, backend, options, progress, interrupt)
             report.resolved = ledger.resolve_from_events(key)
             if report.resolved:
                 progress.on_note(f"{report.resolved} uncertain recipient(s) had the issue: the provider reported "

@@ -415,8 +415,10 @@ def test_bad_api_key_stops_at_once_and_loses_nobody(workspace: Path, sendgrid: F
     assert result.exit_code == 3
     assert "SendGrid refused the API key (401)" in result.stderr
     assert "The provided authorization grant is invalid" in result.stderr
-    assert len([p for p in sendgrid.paths if p == "/v3/mail/send"]) == 2  # the approval, then one refused
-    assert ledger_states(tmp_path / "state") == {"queued": 3000}
+    # The pull before the send is refused first: not one Mail Send request past the approval.
+    assert len([p for p in sendgrid.paths if p == "/v3/mail/send"]) == 1
+    assert "could not be pulled" in result.stderr and "Nothing was sent" in result.stderr
+    assert ledger_states(tmp_path / "state") == {}
     monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
     assert send_live(run_cli, path).exit_code == 0
     assert ledger_states(tmp_path / "state") == {"accepted": 3000}
@@ -631,6 +633,7 @@ def test_cancel_waits_for_a_running_send_of_the_issue(workspace: Path, sendgrid:
 def test_schedule_refused_by_sendgrid_is_exit_3_with_its_message(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                                  tmp_path: Path, monkeypatch) -> None:
     approve(run_cli)
+    assert run_cli("suppressions", "pull").exit_code == 0  # fresh: the send may go on when a pull fails
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked")  # refused when the batch id is asked for
     when = (datetime.now(UTC) + timedelta(hours=10)).strftime("%Y-%m-%d %H:%M")
     result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes",
@@ -638,7 +641,9 @@ def test_schedule_refused_by_sendgrid_is_exit_3_with_its_message(workspace: Path
     assert result.exit_code == 3
     assert "SendGrid refused the API key (401)" in result.stderr
     assert "The provided authorization grant is invalid" in result.stderr
-    assert sendgrid.paths[1:] == ["/v3/mail/batch"]  # nothing was sent after the approval
+    # Nothing was sent after the approval (the suppression pull was refused too, and said so).
+    assert [path for path in sendgrid.paths[1:] if path.startswith("/v3/mail")] == ["/v3/mail/batch"]
+    assert "the suppression list could not be pulled" in result.stderr
     assert ledger_states(tmp_path / "state") == {"queued": 18}
 
 
@@ -830,6 +835,8 @@ def test_a_host_that_is_not_sendgrid_is_one_readable_error_not_six_pages_of_byte
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     approve(run_cli)
+    assert run_cli("suppressions", "pull").exit_code == 0  # fresh: the send goes on to the wrong host
+
     class Quiet(SimpleHTTPRequestHandler):  # answers POST with an HTML 501 page, as a wrong host would
         def log_message(self, *args: object) -> None:
             pass

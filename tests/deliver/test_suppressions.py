@@ -8,6 +8,7 @@ import threading
 import time
 import unicodedata
 from collections import deque
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -406,3 +407,28 @@ def test_a_live_test_send_to_a_suppressed_address_is_refused(workspace: Path, se
     assert dry.exit_code == 0
     assert "warning: alan.turing@example.com is on the suppression list" in dry.stderr
     assert "was written to" in dry.stdout
+
+
+def test_a_live_send_pulls_first_so_a_fresh_unsubscribe_is_honoured(workspace: Path, sendgrid: FakeSendGrid,
+                                                                     run_cli) -> None:
+    approve(run_cli)
+    # Li Lei unsubscribed at SendGrid after the last pull (or there never was one): the send asks first.
+    sendgrid.suppressions[UNSUBSCRIBES] = [{"created": 1_700_000_100, "email": "li.lei@example.com"}]
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "suppression list pulled from SendGrid" in result.stderr
+    assert "li.lei@example.com" not in [a.casefold() for a in sendgrid.accepted]
+
+
+def test_a_live_send_refuses_when_the_pull_fails_and_the_last_one_is_old(workspace: Path, sendgrid: FakeSendGrid,
+                                                                         run_cli, state_dir: Path) -> None:
+    approve(run_cli)
+    assert run_cli("suppressions", "pull").exit_code == 0
+    with closing(sqlite3.connect(state_dir / "suppressions.sqlite3")) as db, db:
+        db.execute("UPDATE pulls SET pulled_at='2026-01-01T00:00:00+00:00'")  # a day and more ago
+    sendgrid.get_default = "403"
+    sent_before = len(sendgrid.accepted)
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert result.exit_code == 3
+    assert "could not be pulled" in result.stderr and "was pulled at 2026-01-01T00:00:00+00:00" in result.stderr
+    assert "Nothing was sent" in result.stderr and len(sendgrid.accepted) == sent_before
