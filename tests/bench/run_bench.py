@@ -79,6 +79,85 @@ def bench_suppressions(count: int = 100_000) -> list[tuple[str, float, str, str]
     return [(f"screen {count:,} recipients against 50,000 suppressions", elapsed, "ms", "< 1500")]
 
 
+def bench_pull(count: int = 50_000) -> list[tuple[str, float, str, str]]:
+    """What a live send's pull-before-send costs: every page of a 50,000-row list from a local SendGrid."""
+    import tempfile
+
+    sys.path.insert(0, str(REPO))
+    from mailer.deliver.suppressions import SuppressionList
+    from tests import fake_sendgrid
+
+    bounces = [{"created": 1_700_000_000, "email": f"gone{i:06d}@example.com", "reason": "550", "status": "5.1.1"}
+               for i in range(count)]
+    fake = fake_sendgrid.FakeSendGrid(suppressions={"/v3/suppression/bounces": bounces})
+    server, url = fake_sendgrid.start(fake)
+    try:
+        with tempfile.TemporaryDirectory() as folder, SuppressionList.open(Path(folder)) as stored:
+            start = time.perf_counter()
+            pulled = stored.pull(key=fake_sendgrid.API_KEY, host=url)
+            elapsed = time.perf_counter() - start
+        if pulled.addresses != count:
+            raise SystemExit(f"the pull kept {pulled.addresses} addresses, expected {count}")
+    finally:
+        server.shutdown()
+    return [(f"pull before a send: {count:,} suppressions, local SendGrid", elapsed, "s", "< 1")]
+
+
+def bench_events(batches: int = 10, size: int = 1000) -> list[tuple[str, float, str, str]]:
+    """The Event Webhook into a running `mailer serve`: signed batches of 1,000 events, end to end over HTTP."""
+    import http.client
+    import json
+    import os
+    import shutil
+    import socket
+    import tempfile
+
+    sys.path.insert(0, str(REPO))
+    from tests.fake_sendgrid import EventWebhook
+
+    signer = EventWebhook()
+    with tempfile.TemporaryDirectory() as tmp, socket.socket() as probe:
+        workspace = Path(tmp)
+        for name in ("mailer.yaml", "layouts", "issues"):
+            source = REPO / name
+            (shutil.copytree if source.is_dir() else shutil.copy)(source, workspace / name)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        env = {**os.environ, "MAILER_STATE_DIR": str(workspace / "state"), "MAILER_UNSUBSCRIBE_SECRET": "bench",
+               "SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_key}
+        process = subprocess.Popen([sys.executable, "-m", "mailer", "serve", "--port", str(port)], cwd=workspace,
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    connection.request("GET", "/healthz")
+                    if connection.getresponse().status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.05)
+            bodies = []
+            for batch in range(batches):
+                events = [{"email": f"reader{batch * size + i:06d}@example.com", "event": "delivered",
+                           "timestamp": int(time.time()), "sg_event_id": f"bench-{batch}-{i}",
+                           "mailer_issue": "2020-12-13", "mailer_recipient": "opaque"} for i in range(size)]
+                bodies.append(json.dumps(events).encode())
+            start = time.perf_counter()
+            for body in bodies:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                connection.request("POST", "/webhooks/sendgrid", body, signer.signed(body))
+                answer = connection.getresponse()
+                if answer.status != 200 or json.loads(answer.read())["new"] != size:
+                    raise SystemExit(f"the webhook answered {answer.status}")
+            elapsed = time.perf_counter() - start
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    return [(f"event webhook: {batches * size:,} events in batches of {size:,}", elapsed, "s", "< 2")]
+
+
 def bench_startup() -> tuple[str, float, str, str]:
     command = [str(Path(sys.executable).parent / "mailer"), "--help"]
     def run() -> None:
@@ -143,7 +222,8 @@ def meets(value: float, target: str) -> str:
 
 
 def main() -> int:
-    rows = [*bench_build(), *bench_check(), bench_startup(), *bench_suppressions(), *bench_send()]
+    rows = [*bench_build(), *bench_check(), bench_startup(), *bench_suppressions(), *bench_pull(),
+            *bench_events(), *bench_send()]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':>9}  {'unit':<4}  {'target':<7}  met")
     print(f"{'-' * width}  {'-' * 9}  {'-' * 4}  {'-' * 7}  ---")
