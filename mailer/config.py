@@ -8,9 +8,15 @@ from pathlib import Path
 
 from mailer.addresses import address_problem
 from mailer.errors import ConfigError
-from mailer.schema import Choice, Key, Record, Str, check_http_url, display_path, load_document
+from mailer.schema import Choice, Int, Key, Record, Str, check_http_url, display_path, load_document
 
 CONFIG_NAME = "mailer.yaml"
+SELF_HOSTED, SENDGRID_MANAGED = "self-hosted", "sendgrid"
+# What SendGrid puts a reader's own unsubscribe link in place of. Subscription tracking replaces a
+# tag of our choosing "with no additional formatting" (a bare URL); an unsubscribe group's link has
+# SendGrid's own fixed tag.
+SUBSCRIPTION_TAG = "[sendgrid_unsubscribe_url]"
+ASM_TAG = "<%asm_group_unsubscribe_raw_url%>"
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,18 @@ class Config:
     unsubscribe_mailbox: str | None = None
     first_name_fallback: str = "there"
     backend: str = "sendgrid"
+    unsubscribe: str = SELF_HOSTED  # or SENDGRID_MANAGED: SendGrid fills the links and records the unsubscribes
+    unsubscribe_group: int | None = None  # SendGrid's unsubscribe group (ASM) for SENDGRID_MANAGED
+
+    @property
+    def managed_unsubscribe(self) -> bool:
+        """SendGrid, not mailer, puts each reader's unsubscribe link in and handles the click."""
+        return self.unsubscribe == SENDGRID_MANAGED
+
+    @property
+    def unsubscribe_tag(self) -> str:
+        """What SendGrid replaces with a reader's unsubscribe link (managed unsubscribes only)."""
+        return ASM_TAG if self.unsubscribe_group else SUBSCRIPTION_TAG
 
     @property
     def unsubscribe_email(self) -> str:
@@ -71,7 +89,9 @@ def _config_schema() -> Record:
             "reply_to": Key(email),
             "postal_address": Key(Str(), True),
             "web_base_url": Key(url, True),
-            "unsubscribe_url": Key(url, True),
+            "unsubscribe_url": Key(url),
+            "unsubscribe": Key(Choice(SELF_HOSTED, SENDGRID_MANAGED), default=SELF_HOSTED),
+            "unsubscribe_group": Key(Int(minimum=1)),
             "unsubscribe_email": Key(email),
             "first_name_fallback": Key(Str(one_line=True), default="there"),
             "backend": Key(Choice("sendgrid", "smtp"), default="sendgrid"),
@@ -96,6 +116,17 @@ def load_config(workspace: Path) -> Config:
     path = workspace / CONFIG_NAME
     fields = load_document(path, _config_schema(), file_label=display_path(path))
     base = fields["web_base_url"]
+    label = display_path(path)
+    if fields["unsubscribe"] == SELF_HOSTED and not fields["unsubscribe_url"]:
+        raise ConfigError(f"{label}: unsubscribe_url is missing: each email's unsubscribe link points there\n"
+                          "    hint: the address where `mailer serve` answers (https://…/unsubscribe), or "
+                          "`unsubscribe: sendgrid` to let SendGrid handle unsubscribes")
+    if fields["unsubscribe"] == SENDGRID_MANAGED and fields["backend"] == "smtp":
+        raise ConfigError(f"{label}: unsubscribe: sendgrid needs backend: sendgrid (SMTP servers do not fill "
+                          "SendGrid's unsubscribe links)\n    hint: use `unsubscribe: self-hosted` with SMTP")
+    if fields["unsubscribe_group"] and fields["unsubscribe"] != SENDGRID_MANAGED:
+        raise ConfigError(f"{label}: unsubscribe_group is SendGrid's unsubscribe group: it needs "
+                          "`unsubscribe: sendgrid`")
     return Config(
         workspace=workspace,
         name=fields["name"],
@@ -103,9 +134,11 @@ def load_config(workspace: Path) -> Config:
         reply_to=fields["reply_to"],
         postal_address=fields["postal_address"],
         web_base_url=base if base.endswith("/") else base + "/",
-        unsubscribe_url=fields["unsubscribe_url"],
+        unsubscribe_url=fields["unsubscribe_url"] or "",
         unsubscribe_mailbox=fields["unsubscribe_email"],
         first_name_fallback=fields["first_name_fallback"],
         backend=fields["backend"],
+        unsubscribe=fields["unsubscribe"],
+        unsubscribe_group=fields["unsubscribe_group"],
     )
 

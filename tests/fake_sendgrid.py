@@ -103,6 +103,16 @@ def validate_mail_send(body: Any, now: float | None = None) -> list[dict[str, st
         err("categories", "You may not have more than 10 categories per request.")
     if len(json.dumps(body.get("custom_args", {})).encode()) > 10000:
         err("custom_args", "custom_args may not exceed 10,000 bytes.")
+    if "asm" in body:
+        asm = body["asm"]
+        if not isinstance(asm, dict) or not isinstance(asm.get("group_id"), int):
+            err("asm.group_id", "The asm group_id must be an integer.")
+        elif len(asm.get("groups_to_display", [])) > 25:
+            err("asm.groups_to_display", "No more than 25 groups may be displayed.")
+    tracking = body.get("tracking_settings", {}).get("subscription_tracking")
+    if tracking is not None and (not isinstance(tracking.get("enable"), bool)
+                                 or not isinstance(tracking.get("substitution_tag", ""), str)):
+        err("tracking_settings.subscription_tracking", "enable must be a boolean, substitution_tag a string.")
     if "send_at" in body:
         current = now or time.time()
         if not isinstance(body["send_at"], int) or body["send_at"] > current + 72 * 3600:

@@ -443,7 +443,8 @@ def _compliance(rendered: RenderedIssue, config: Config, label: str, headers: An
             found.append(Finding("error", "compliance", "compliance.postal-address", f"the {part} part does not "
                                  "show the postal address", layouts, hint="the footer must print postal_address "
                                  "from mailer.yaml: CAN-SPAM requires it"))
-    for name in ("List-Unsubscribe", "List-Unsubscribe-Post"):
+    # Managed by SendGrid: its subscription tracking (or unsubscribe group) adds these headers itself.
+    for name in () if config.managed_unsubscribe else ("List-Unsubscribe", "List-Unsubscribe-Post"):
         if not headers.get(name):
             found.append(Finding("error", "compliance", "compliance.header", f"messages lack the {name} header",
                                  label, hint="Gmail and Yahoo require one-click unsubscribe (RFC 8058)"))
@@ -462,14 +463,14 @@ def check_workspace(config: Config) -> CheckReport:
     examples = [name for name, value in (("from.email", config.sender.email), ("reply_to", config.reply_to or ""),
                                          ("web_base_url", config.web_base_url),
                                          ("unsubscribe_url", config.unsubscribe_url))
-                if _EXAMPLE_DOMAIN.search(_host(value))]
+                if value and _EXAMPLE_DOMAIN.search(_host(value))]
     if examples:
         report.findings.append(Finding("warning", "compliance", "compliance.example-address",
                                        "example addresses in the settings: " + ", ".join(examples), config_label,
                                        hint="replace them with your own before a live send: replies, images, "
                                        "\"view in browser\" and unsubscribe links would go nowhere"))
     for name, value in (("web_base_url", config.web_base_url), ("unsubscribe_url", config.unsubscribe_url)):
-        if urlsplit(value).scheme != "https":
+        if value and urlsplit(value).scheme != "https":
             report.findings.append(Finding("warning", "compliance", "compliance.not-https", f"{name} is not https",
                                            config_label, field=name, hint="clients block http images, and "
                                            "Gmail's one-click unsubscribe needs https"))

@@ -193,6 +193,9 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     options = SendOptions(live=live, workers=workers, rate=rate, resend_uncertain=resend_uncertain,
                           retry_failed=retry_failed, send_at=when, sandbox=sandbox, force=force,
                           despite_complaints=despite_complaints)
+    if name == "smtp" and config.managed_unsubscribe:
+        raise UsageError("--backend smtp cannot send with `unsubscribe: sendgrid`: only SendGrid fills in its "
+                         "unsubscribe links\n    hint: leave out --backend, or set `unsubscribe: self-hosted`")
     backend = _backend(name, live=live)
     if test_to is not None:
         _run_test_send(rendered, config, subscribers, test_to, as_email, backend, options)
@@ -200,7 +203,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     assert subscribers is not None
     if not live:
         report = dry_run(rendered, config, subscribers, backend, options)
-        _print_dry_run(report, rendered, name, subscribers_path)
+        _print_dry_run(report, rendered, name, subscribers_path, config)
         return
     check_approved(rendered, config, options)  # before asking: a yes must not be met by a refusal
     _confirm(rendered, subscribers, name, when, yes, sandbox)
@@ -352,7 +355,8 @@ def _table(rows: list[tuple[str, int]]) -> str:
     return "\n".join(f"  {label:<{width}}  {value:>8}" for label, value in rows)
 
 
-def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, subscribers_path: Path) -> None:
+def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, subscribers_path: Path,
+                   config: Config) -> None:
     from mailer.schema import display_path
 
     click.echo(f"DRY RUN of {rendered.issue.slug} via {backend}: nothing was sent.")
@@ -368,6 +372,9 @@ def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, su
         ("batches", report.batches),
     ]))
     click.echo(_suppression_note(report))
+    if config.managed_unsubscribe:
+        click.echo(f"  unsubscribe: managed by SendGrid: it puts each reader's link where {config.unsubscribe_tag} "
+                   "stands in the outbox, and adds List-Unsubscribe itself")
     if backend == "sendgrid" and sizes:
         click.echo(f"  request sizes: {min(sizes) / 1024:.0f}–{max(sizes) / 1024:.0f} KB, "
                    f"{sum(sizes) / 1024 / 1024:.1f} MB in all")

@@ -110,9 +110,15 @@ class Personaliser:
         self._mailto_prefix = f"mailto:{config.unsubscribe_email}?subject=unsubscribe%20"
         self._fallback = config.first_name_fallback
         self._web_url = config.web_url(rendered.issue.slug)
+        # Managed by SendGrid: its tag stands where the link goes, and SendGrid adds List-Unsubscribe.
+        self._managed_tag = config.unsubscribe_tag if config.managed_unsubscribe else None
 
     def __call__(self, subscriber: Subscriber, *, test_copy: bool = False) -> Personal:
         email = subscriber.email
+        if self._managed_tag is not None:
+            values = {"first_name": subscriber.first_name or self._fallback, "email": email,
+                      "unsubscribe_url": self._managed_tag, "web_url": self._web_url}
+            return Personal(values, {"List-Id": self.list_id})
         # The token (see unsubscribe_token, inlined: this runs once per recipient) is URL-safe
         # base64 and a dot, so it needs no escaping in a URL or a mailto: subject. A test copy looks
         # the same but names nobody (TEST_COPY).

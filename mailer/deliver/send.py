@@ -405,7 +405,7 @@ def send_issue(
     Setting `interrupt` (the CLI does on Ctrl-C) stops the send cleanly: no new batch starts,
     the requests in flight are waited for and recorded, then Interrupted is raised.
     """
-    secret = unsubscribe_secret(live=True)
+    secret = unsubscribe_secret(live=not config.managed_unsubscribe)  # SendGrid's links need no secret of ours
     key = ledger_key(rendered, options)
     report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=True)
     state_dir = config.state_dir
@@ -756,7 +756,7 @@ def test_send(
     options: SendOptions,
 ) -> TestSendReport:
     """Send exactly one message to `to`, as `subscriber` would receive it, with a [TEST] subject."""
-    secret = unsubscribe_secret(live=options.live)
+    secret = unsubscribe_secret(live=options.live and not config.managed_unsubscribe)
     personal = personalise(subscriber, rendered, config, secret, test_copy=True)  # its link unsubscribes nobody
     test_rendered = dataclasses.replace(rendered, subject=f"[TEST] {rendered.subject}")
     report = TestSendReport(to=to, as_email=subscriber.email, live=options.live)

@@ -47,6 +47,7 @@ ASSETS_DIR = Path(__file__).parent / "assets"
 ASSETS = {"preview.css": "text/css", "preview.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 # The sample reader's unsubscribe link: shaped like a real one, but its token is obviously not.
 PREVIEW_TOKEN = "preview"
+MANAGED_LINK = "#unsubscribe-link-filled-in-by-sendgrid"
 
 
 # --- the sample reader --------------------------------------------------------------------------
@@ -208,7 +209,9 @@ class Preview:
         return {
             "first_name": self.reader.first_name or config.first_name_fallback,
             "email": self.reader.email,
-            "unsubscribe_url": f"{config.unsubscribe_url}{separator}token={PREVIEW_TOKEN}",
+            # Managed by SendGrid: no URL of ours exists; the link says who fills it in instead of inventing one.
+            "unsubscribe_url": (MANAGED_LINK if config.managed_unsubscribe
+                                else f"{config.unsubscribe_url}{separator}token={PREVIEW_TOKEN}"),
             "web_url": config.web_url(slug),
         }
 

@@ -82,7 +82,9 @@ def create_app(config: Config) -> Any:
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    service = Service(newsletter=config.name, list_id=list_id(config), secret=unsubscribe_secret(live=True),
+    # Managed by SendGrid, there are no links of ours to check: only the webhook may be served.
+    service = Service(newsletter=config.name, list_id=list_id(config),
+                      secret=unsubscribe_secret(live=not config.managed_unsubscribe),
                       state_dir=config.state_dir, suppressions_path=suppressions_path(config.state_dir),
                       unsubscribe_path=urlsplit(config.unsubscribe_url).path or "/", webhook_key=webhook_key())
 
@@ -107,8 +109,9 @@ def create_app(config: Config) -> Any:
     async def webhook(request: Any) -> Any:
         return await _webhook(service, request)
 
-    routes = [Route(service.unsubscribe_path, unsubscribe, methods=["GET", "POST"]),
-              Route("/healthz", health, methods=["GET"])]
+    routes = [Route("/healthz", health, methods=["GET"])]
+    if not config.managed_unsubscribe:
+        routes.append(Route(service.unsubscribe_path, unsubscribe, methods=["GET", "POST"]))
     if service.webhook_key is not None:
         routes.append(Route(WEBHOOK_PATH, webhook, methods=["POST"]))
     return Starlette(

@@ -262,14 +262,20 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
     # The unsubscribe URL differs only by a URL-safe token, so its first value tells for all.
     escaped = {name for name in ("first_name", "email")
                if any(_NEEDS_ESCAPE.search(r.personal.values[name]) for r in recipients)}
-    if _NEEDS_ESCAPE.search(first["unsubscribe_url"]):
+    if _NEEDS_ESCAPE.search(first["unsubscribe_url"]) and not config.managed_unsubscribe:
         escaped.add("unsubscribe_url")
     content_html = rendered.html.replace(placeholders.WEB_URL, html.escape(web_url, quote=True))
     content_text = rendered.text.replace(placeholders.WEB_URL, web_url)
     subject = rendered.subject.replace(placeholders.WEB_URL, web_url)
+    if config.managed_unsubscribe:
+        # SendGrid puts each reader's link where its tag stands (raw: `<%…%>` escaped would not match).
+        per_recipient.remove("unsubscribe_url")
+        content_html = content_html.replace(placeholders.UNSUBSCRIBE_URL, config.unsubscribe_tag)
+        content_text = content_text.replace(placeholders.UNSUBSCRIBE_URL, config.unsubscribe_tag)
     for name in escaped:
         content_html = content_html.replace(placeholders.ALL[name], _html_key(placeholders.ALL[name]))
     shared_headers = {k: v for k, v in recipients[0].personal.headers.items() if k != "List-Unsubscribe"}
+    own_headers = "List-Unsubscribe" in recipients[0].personal.headers
     personalizations = []
     append = personalizations.append
     plain_tags = [(placeholders.ALL[name], name) for name in per_recipient]
@@ -292,10 +298,11 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
             substitutions[tag] = html.escape(values[key], quote=True)
         for tag, key in url_tags:
             substitutions[tag] = url_value(values[key])
+        personalization: dict[str, Any] = {"to": [to], "substitutions": substitutions}
+        if own_headers:
+            personalization["headers"] = {"List-Unsubscribe": recipient.personal.headers["List-Unsubscribe"]}
         append({
-            "to": [to],
-            "substitutions": substitutions,
-            "headers": {"List-Unsubscribe": recipient.personal.headers["List-Unsubscribe"]},
+            **personalization,
             # Opaque: lets webhook events be matched to a recipient without personal data.
             "custom_args": {"mailer_recipient": sha256(subscriber.key.encode()).hexdigest()[:20]},
         })
@@ -311,6 +318,13 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
     }
     if config.reply_to:
         body["reply_to"] = {"email": config.reply_to}
+    if config.managed_unsubscribe and config.unsubscribe_group:
+        body["asm"] = {"group_id": config.unsubscribe_group}
+    elif config.managed_unsubscribe:
+        # Subscription tracking adds List-Unsubscribe (https) and List-Unsubscribe-Post itself, and
+        # records the click: https://www.twilio.com/docs/sendgrid/ui/account-and-settings/tracking
+        body["tracking_settings"] = {"subscription_tracking": {"enable": True,
+                                                               "substitution_tag": config.unsubscribe_tag}}
     if options.send_at is not None:
         body["send_at"] = int(options.send_at.timestamp())
     if options.schedule_id:
