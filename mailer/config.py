@@ -90,7 +90,7 @@ def _config_schema() -> Record:
             "postal_address": Key(Str(), True),
             "web_base_url": Key(url, True),
             "unsubscribe_url": Key(url),
-            "unsubscribe": Key(Choice(SELF_HOSTED, SENDGRID_MANAGED), default=SELF_HOSTED),
+            "unsubscribe": Key(Choice(SELF_HOSTED, SENDGRID_MANAGED)),
             "unsubscribe_group": Key(Int(minimum=1)),
             "unsubscribe_email": Key(email),
             "first_name_fallback": Key(Str(one_line=True), default="there"),
@@ -117,6 +117,10 @@ def load_config(workspace: Path) -> Config:
     fields = load_document(path, _config_schema(), file_label=display_path(path))
     base = fields["web_base_url"]
     label = display_path(path)
+    if fields["unsubscribe"] is None:
+        # Unset: SendGrid handles unsubscribes (no server to run) unless a self-hosted address is given.
+        managed = fields["backend"] == "sendgrid" and not fields["unsubscribe_url"]
+        fields["unsubscribe"] = SENDGRID_MANAGED if managed else SELF_HOSTED
     if fields["unsubscribe"] == SELF_HOSTED and not fields["unsubscribe_url"]:
         raise ConfigError(f"{label}: unsubscribe_url is missing: each email's unsubscribe link points there\n"
                           "    hint: the address where `mailer serve` answers (https://…/unsubscribe), or "

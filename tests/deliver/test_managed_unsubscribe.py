@@ -75,16 +75,30 @@ def test_the_mode_needs_sendgrid_and_says_so(workspace: Path, managed: FakeSendG
     assert result.exit_code == 2 and "only SendGrid fills in its unsubscribe links" in result.stderr
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (("unsubscribe_url: https://newsletter.example.com/unsubscribe\n", ""), "unsubscribe_url is missing"),
-    (("backend: sendgrid\n", "backend: sendgrid\nunsubscribe_group: 7\n"), "it needs `unsubscribe: sendgrid`"),
+@pytest.mark.parametrize(("changes", "message"), [
+    ([("unsubscribe_url: https://newsletter.example.com/unsubscribe\n", ""), ("backend: sendgrid", "backend: smtp")],
+     "unsubscribe_url is missing"),
+    ([("backend: sendgrid\n", "backend: sendgrid\nunsubscribe_group: 7\n")], "it needs `unsubscribe: sendgrid`"),
 ])
-def test_settings_that_do_not_fit_together_are_refused(workspace: Path, run_cli, change: tuple[str, str],
+def test_settings_that_do_not_fit_together_are_refused(workspace: Path, run_cli, changes: list[tuple[str, str]],
                                                       message: str) -> None:
     settings = workspace / "mailer.yaml"
-    settings.write_text(settings.read_text(encoding="utf-8").replace(*change), encoding="utf-8")
+    text = settings.read_text(encoding="utf-8")
+    for change in changes:
+        text = text.replace(*change)
+    settings.write_text(text, encoding="utf-8")
     result = run_cli("build", SAMPLE_ISSUE)
     assert result.exit_code == 1 and message in result.stderr
+
+
+def test_without_an_unsubscribe_url_sendgrid_manages_unsubscribes_by_default(workspace: Path, run_cli,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = workspace / "mailer.yaml"
+    settings.write_text(settings.read_text(encoding="utf-8").replace(
+        "unsubscribe_url: https://newsletter.example.com/unsubscribe\n", ""), encoding="utf-8")
+    monkeypatch.delenv("MAILER_UNSUBSCRIBE_SECRET", raising=False)
+    dry_run = run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv")
+    assert dry_run.exit_code == 0 and "unsubscribe: managed by SendGrid" in dry_run.stdout
 
 
 def test_the_preview_says_who_fills_the_link_instead_of_inventing_one(workspace: Path, managed: FakeSendGrid) -> None:
