@@ -317,9 +317,35 @@ class SuppressionList:
     def pull(self, *, key: str | None = None, host: str | None = None, timeout: float = TIMEOUT_SECONDS,
              retry: RetryPolicy | None = None, progress: PullProgress = PullProgress(),
              stop: threading.Event | None = None) -> Pull:
-        """Fetch every list from SendGrid, then replace the local list with it in one transaction."""
+        """Fetch every list from SendGrid (and a remote `mailer serve`'s, if set), then replace the local copies."""
         fetched = fetch_suppressions(key=key, host=host, timeout=timeout, retry=retry, progress=progress, stop=stop)
+        remote = fetch_remote_export(timeout=timeout)  # before anything is replaced: all of it or none of it
+        if remote is not None:
+            self.replace_readers_own(remote)
         return self.replace(fetched)
+
+    # -- what a `mailer serve` elsewhere holds ----------------------------------------------------
+
+    def export(self) -> dict[str, list[dict[str, str | None]]]:
+        """The readers' own unsubscribes and what the Event Webhook reported, for a pull on another machine."""
+        with self._transaction("DEFERRED") as db:
+            own = [{"email": e, "how": h, "list_id": n, "created_at": c}
+                   for e, h, n, c in db.execute("SELECT email, how, list_id, created_at FROM unsubscribes")]
+            reported = [{"email": e, "source": s, "reason": r, "created_at": c}
+                        for e, s, r, c in db.execute("SELECT email, source, reason, created_at FROM reported")]
+        return {"unsubscribes": own, "reported": reported}
+
+    def replace_readers_own(self, export: dict[str, Any]) -> None:
+        """Make the local copies of a remote service's lists exactly its export, in one transaction."""
+        own = [(address_key(str(u["email"])), str(u["email"]), str(u["how"]), str(u.get("list_id") or ""),
+                str(u["created_at"])) for u in export.get("unsubscribes", [])]
+        reported = [(address_key(str(r["email"])), str(r["email"]), str(r["source"]), r.get("reason"),
+                     str(r["created_at"])) for r in export.get("reported", []) if r.get("source") in SOURCES]
+        with self._transaction() as db:
+            db.execute("DELETE FROM unsubscribes")
+            db.execute("DELETE FROM reported")
+            db.executemany("INSERT OR IGNORE INTO unsubscribes VALUES (?, ?, ?, ?, ?)", own)
+            db.executemany("INSERT OR IGNORE INTO reported VALUES (?, ?, ?, ?, ?)", reported)
 
 
 _COLUMNS = "email, source, reason, status, group_id, group_name, created_at, pulled_at"
@@ -341,6 +367,51 @@ def screen_recipients(state_dir: Path, emails: Iterable[str]) -> Screening:
     reasons = {address: "suppressed: " + "; ".join(item.describe() for item in items)
                for address, items in found.items()}
     return Screening(reasons, last.pulled_at if last else None)
+
+
+# -- fetching from a mailer serve on another machine ------------------------------------------
+
+SERVE_URL_ENV, EXPORT_TOKEN_ENV = "MAILER_SERVE_URL", "MAILER_EXPORT_TOKEN"
+EXPORT_PATH = "/export/suppressions"
+MAX_EXPORT_BYTES = 64 * 1024 * 1024
+
+
+def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] | None:
+    """A remote `mailer serve`'s lists (MAILER_SERVE_URL, with MAILER_EXPORT_TOKEN), or None when none is set."""
+    import os
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    base = os.environ.get(SERVE_URL_ENV, "").strip().rstrip("/")
+    if not base:
+        return None
+    token = os.environ.get(EXPORT_TOKEN_ENV, "").strip()
+    parts = urlsplit(base)
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        raise PullError(f"{SERVE_URL_ENV} must be an https address (the export carries readers' addresses)")
+    if not token:
+        raise PullError(f"{SERVE_URL_ENV} is set but {EXPORT_TOKEN_ENV} is not: the service only answers with it")
+    request = urllib.request.Request(base + EXPORT_PATH, headers={"Authorization": f"Bearer {token}",
+                                                                   "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - https or loopback, above
+            data = answer.read(MAX_EXPORT_BYTES + 1)
+    except urllib.error.HTTPError as err:
+        hint = f"; check {EXPORT_TOKEN_ENV} (the same value on both machines)" if err.code in (401, 403) else ""
+        raise PullError(f"the mailer serve at {base} answered {err.code} to the export{hint}") from None
+    except (urllib.error.URLError, OSError, HTTPException) as err:
+        raise PullError(f"cannot reach the mailer serve at {base}: {getattr(err, 'reason', err)}") from None
+    if len(data) > MAX_EXPORT_BYTES:
+        raise PullError(f"the export from {base} is larger than {MAX_EXPORT_BYTES // 1024 // 1024} MB")
+    try:
+        export = json.loads(data)
+    except ValueError:
+        raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export (not JSON)") from None
+    if not isinstance(export, dict) or not isinstance(export.get("unsubscribes"), list):
+        raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export")
+    return export
 
 
 # -- fetching from SendGrid --------------------------------------------------------------------

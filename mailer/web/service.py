@@ -13,6 +13,7 @@ file and show no traceback, and nothing with a token in it is logged.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from mailer.config import Config
 from mailer.deliver.message import TEST_COPY, list_id, unsubscribe_secret, verify_unsubscribe_token
-from mailer.deliver.suppressions import SuppressionList, suppressions_path
+from mailer.deliver.suppressions import EXPORT_PATH, EXPORT_TOKEN_ENV, SuppressionList, suppressions_path
 
 ASSETS_DIR = Path(__file__).parent / "assets"
 MAX_BODY_BYTES = 4096  # a one-click body is 26 bytes; the page's form a few dozen
@@ -114,6 +115,18 @@ def create_app(config: Config) -> Any:
         routes.append(Route(service.unsubscribe_path, unsubscribe, methods=["GET", "POST"]))
     if service.webhook_key is not None:
         routes.append(Route(WEBHOOK_PATH, webhook, methods=["POST"]))
+    export_token = os.environ.get(EXPORT_TOKEN_ENV, "").strip()
+    if export_token:
+        if len(export_token) < 32:
+            from mailer.errors import ConfigError
+
+            raise ConfigError(f"{EXPORT_TOKEN_ENV} is too short to guard readers' addresses (at least 32 "
+                              "characters)\n    hint: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+
+        async def export(request: Any) -> Any:
+            return await _export(service, request, export_token)
+
+        routes.append(Route(EXPORT_PATH, export, methods=["GET"]))
     return Starlette(
         routes=routes,
         exception_handlers={404: not_found, 405: not_allowed, 500: server_error, Exception: server_error},
@@ -179,6 +192,24 @@ async def _webhook(service: Service, request: Any) -> Any:
     new_events, new_suppressions = await run_in_threadpool(record, service.state_dir, batch)
     return JSONResponse({"events": len(items), "new": new_events, "suppressed": new_suppressions,
                          "skipped": batch.skipped})
+
+
+async def _export(service: Service, request: Any, token: str) -> Any:
+    """The suppression lists this service keeps, for `mailer suppressions pull` on the sending machine."""
+    import hmac
+
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse, PlainTextResponse
+
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {token}".encode()):
+        return PlainTextResponse("unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    def read() -> dict[str, Any]:
+        with SuppressionList(service.suppressions_path) as suppressions:
+            return suppressions.export()
+
+    return JSONResponse(await run_in_threadpool(read), headers={"Cache-Control": "no-store"})
 
 
 def _signed(service: Service, body: bytes, signature: str, timestamp: str) -> bool:

@@ -1,0 +1,63 @@
+"""`mailer serve` on another machine: `mailer suppressions pull` also copies its lists, with a bearer token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fake_sendgrid import FakeSendGrid
+from tests.web.test_service import ADA, Running, serving, token_for
+
+EXPORT_TOKEN = "export-token-for-tests-0123456789abcdef"
+
+
+@pytest.fixture
+def remote(workspace: Path, tmp_path: Path) -> Running:
+    with serving(workspace, tmp_path / "remote-state", MAILER_EXPORT_TOKEN=EXPORT_TOKEN) as running:
+        yield running
+
+
+def test_a_pull_on_the_sending_machine_brings_the_remote_unsubscribes(
+        remote: Running, sendgrid: FakeSendGrid, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert remote.post_form(f"/unsubscribe?token={token_for(ADA)}", "List-Unsubscribe=One-Click")[0] == 200
+    monkeypatch.setenv("MAILER_SERVE_URL", f"http://127.0.0.1:{remote.port}")
+    monkeypatch.setenv("MAILER_EXPORT_TOKEN", EXPORT_TOKEN)
+    pulled = run_cli("suppressions", "pull")
+    assert pulled.exit_code == 0, pulled.stderr
+    assert "unsubscribed (one-click, from the mail client)" in run_cli("suppressions", "list", "--email", ADA).stdout
+    dry_run = run_cli("send", "issues/2020-12-13.yaml", "--subscribers", "subscribers.example.csv")
+    assert f"skip {ADA} (line 2): suppressed: unsubscribed" in dry_run.stdout
+
+    # A resubscribe there is a resubscribe here after the next pull: the copy is the remote's list.
+    assert remote.post_form("/unsubscribe", f"token={token_for(ADA)}&action=resubscribe")[0] == 200
+    assert run_cli("suppressions", "pull").exit_code == 0
+    assert "is not suppressed" in run_cli("suppressions", "list", "--email", ADA).stdout
+
+
+def test_a_wrong_token_fails_the_pull_and_keeps_the_previous_list(
+        remote: Running, sendgrid: FakeSendGrid, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert remote.post_form(f"/unsubscribe?token={token_for(ADA)}", "List-Unsubscribe=One-Click")[0] == 200
+    monkeypatch.setenv("MAILER_SERVE_URL", f"http://127.0.0.1:{remote.port}")
+    monkeypatch.setenv("MAILER_EXPORT_TOKEN", EXPORT_TOKEN)
+    assert run_cli("suppressions", "pull").exit_code == 0
+    monkeypatch.setenv("MAILER_EXPORT_TOKEN", "x" * 40)
+    failed = run_cli("suppressions", "pull")
+    assert failed.exit_code == 3 and "answered 401 to the export; check MAILER_EXPORT_TOKEN" in failed.stderr
+    assert "x" * 40 not in failed.stdout + failed.stderr
+    assert "unsubscribed" in run_cli("suppressions", "list", "--email", ADA).stdout  # the previous copy stands
+
+
+def test_the_export_needs_the_token(remote: Running) -> None:
+    assert remote.request("GET", "/export/suppressions")[0] == 401
+    assert remote.request("GET", "/export/suppressions", headers={"Authorization": "Bearer wrong"})[0] == 401
+    status, _, body = remote.request("GET", "/export/suppressions",
+                                     headers={"Authorization": f"Bearer {EXPORT_TOKEN}"})
+    assert status == 200 and body.startswith('{"unsubscribes":')
+
+
+def test_a_short_export_token_stops_serve(workspace: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", "x")
+    monkeypatch.setenv("MAILER_EXPORT_TOKEN", "short")
+    result = run_cli("serve", "--port", "1")
+    assert result.exit_code == 1 and "MAILER_EXPORT_TOKEN is too short" in result.stderr
