@@ -16,6 +16,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from mailer.errors import ExitStatus, MailerError
 
@@ -167,6 +168,27 @@ def open_database(path: Path, schema: str, migrations: tuple[Callable[[sqlite3.C
     return db
 
 
+@contextmanager
+def state_transaction(db: sqlite3.Connection, path: Path, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    """One transaction on a state database: all of it or none; a full disk or a damaged file is a StateError."""
+    try:
+        db.execute(f"BEGIN {mode}")
+        try:
+            yield db
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    except sqlite3.Error as err:
+        # A full disk, a file made read-only or damaged underneath us: never a traceback.
+        if not is_state_fault(err):
+            raise
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise state_failure(path, err) from None
+
+
 def _has_content(path: Path) -> bool:
     try:
         return path.stat().st_size > 0
@@ -251,24 +273,8 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as err:
-            # A full disk, a file made read-only or damaged underneath us: never a traceback.
-            if not is_state_fault(err):
-                raise
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise state_failure(self.path, err) from None
+    def _transaction(self) -> Any:
+        return state_transaction(self._db, self.path)
 
     # -- planning ------------------------------------------------------------------------------
 

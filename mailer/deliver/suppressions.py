@@ -14,7 +14,6 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.client import HTTPException
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mailer.addresses import address_key
-from mailer.deliver.ledger import is_state_fault, open_database, state_failure
+from mailer.deliver.ledger import open_database, state_transaction
 from mailer.deliver.retry import RetryPolicy
 from mailer.errors import ExitStatus, MailerError
 
@@ -197,23 +196,8 @@ class SuppressionList:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute(f"BEGIN {mode}")
-            try:
-                yield self._db
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as err:  # a full disk or a damaged file: a StateError, never a traceback
-            if not is_state_fault(err):
-                raise
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise state_failure(self.path, err) from None
+    def _transaction(self, mode: str = "IMMEDIATE") -> Any:
+        return state_transaction(self._db, self.path, mode)
 
     # -- reading -------------------------------------------------------------------------------
 
