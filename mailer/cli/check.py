@@ -22,7 +22,7 @@ _TITLES = {"error": "errors", "warning": "warnings", "info": "info"}
 
 EPILOG_CHECK = """\b
 Examples:
-  mailer check issues/2020-12-13.yaml --subscribers subscribers.csv
+  mailer check issues/2020-12-13.yaml --subscribers subscribers.example.csv
   mailer check                                  # every issue in issues/
   mailer check issues/ --format json            # machine-readable, for CI
   mailer check issues/2020-12-13.yaml --links   # also ask every link whether it answers

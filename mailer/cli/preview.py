@@ -10,7 +10,7 @@ EPILOG_PREVIEW = """\b
 Examples:
   mailer preview                                  # every issue, at http://127.0.0.1:8000/
   mailer preview issues/2020-12-13.yaml --open    # and open that issue in the browser
-  mailer preview --subscribers subscribers.csv --as ada.lovelace@example.com
+  mailer preview --subscribers subscribers.example.csv --as ada.lovelace@example.com
   mailer preview --port 8080
 """
 

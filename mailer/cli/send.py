@@ -28,10 +28,10 @@ if TYPE_CHECKING:  # the commands import the sending machinery when they run, so
 
 EPILOG_SEND = """\b
 Examples:
-  mailer send issues/2020-12-13.yaml --subscribers subscribers.csv              # dry run
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv              # dry run
   mailer send issues/2020-12-13.yaml --test-to me@example.com --live            # one real test message
-  mailer send issues/2020-12-13.yaml --subscribers subscribers.csv --live       # everyone
-  mailer send issues/2020-12-13.yaml --subscribers subscribers.csv --live \\
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live       # everyone
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live \\
       --at "2026-11-29 08:00 Europe/Berlin"                                      # scheduled (SendGrid)
 
 \b

@@ -163,7 +163,8 @@ def _decode(path: Path, label: str, encoding: str | None) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise InputError([Problem(label, "file not found", hint="check the path")]) from None
+        raise InputError([Problem(label, "file not found", hint="check the path; the workspace ships a sample list, "
+                                  "subscribers.example.csv, to copy (columns: " + ",".join(COLUMNS) + ")")]) from None
     if encoding:
         try:
             codecs.lookup(encoding)

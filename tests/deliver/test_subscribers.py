@@ -132,3 +132,9 @@ def test_segment_by_tag(tmp_path: Path) -> None:
     result = read_subscribers(path, segment="nlp")
     assert [s.email for s in result.subscribers] == ["a@example.com"]
     assert result.skipped[0].reason == "not tagged 'nlp'"
+
+
+def test_a_missing_list_points_at_the_sample(workspace: Path, run_cli) -> None:
+    result = run_cli("send", "issues/2020-12-13.yaml", "--subscribers", "subscribers.csv")
+    assert result.exit_code == 1
+    assert "subscribers.csv: file not found" in result.stderr and "subscribers.example.csv" in result.stderr
