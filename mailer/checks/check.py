@@ -141,8 +141,42 @@ def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | N
     source = _Source(label, issue_path.parent, text, scalars)
     report.findings += source.findings(rendered, config)
     report.findings += _rendered_findings(rendered, config, label, source, report.facts)
+    report.findings += _same_as_another_issue(rendered, issue_path, config, source)
     report.addresses = source.addresses()
     return report
+
+
+def _same_as_another_issue(rendered: RenderedIssue, issue_path: Path, config: Config,
+                           source: _Source) -> list[Finding]:
+    """Last week's file copied and not updated: the same subject (any language) or date (same language)."""
+    issue = rendered.issue
+    found: list[Finding] = []
+    for other_path in sorted(config.issues_dir.glob("*.yaml")):
+        if other_path.resolve() == issue_path.resolve():
+            continue
+        try:
+            other = yaml.load(other_path.read_text(encoding="utf-8-sig"), Loader=_FastLoader)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # its own check reports it
+        if not isinstance(other, dict):
+            continue
+        shown = display_path(other_path)
+        if str(other.get("subject", "")).strip() == issue.subject:
+            found.append(source.at("warning", "text", "text.same-subject", "subject", source.by_path.get("subject"),
+                                   f"{shown} has the same subject: readers and the archive would see two issues "
+                                   "as one", "give this week's issue its own subject"))
+        same_language = str(other.get("lang", "en")).strip().lower() == issue.lang.lower()
+        if str(other.get("date", "")).strip() == issue.date.isoformat() and same_language:
+            found.append(source.at("warning", "text", "text.same-date", "date", source.by_path.get("date"),
+                                   f"{shown} has the same date: a copy of last week's file, not updated?",
+                                   "set this issue's date (a translation is told apart by its lang)"))
+    return found
+
+
+try:  # the C loader: every other issue file is read on each check
+    from yaml import CSafeLoader as _FastLoader
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeLoader as _FastLoader  # type: ignore[assignment]
 
 
 def _from_problem(problem: Problem, check: str, code: str) -> Finding:

@@ -580,3 +580,18 @@ def test_links_mode_asks_every_link_of_the_issue(workspace: Path, site: Site, ru
     before = site.total_hits()
     assert run_cli("check", "issues/t.yaml").exit_code == 0
     assert site.total_hits() == before
+
+
+def test_last_weeks_file_copied_and_not_updated_is_a_warning(workspace: Path) -> None:
+    copied = (workspace / "issues" / "2020-12-13.yaml").read_text(encoding="utf-8")
+    findings = check(workspace, copied, name="2020-12-20.yaml")
+    subject, day = only(findings, "text.same-subject"), only(findings, "text.same-date")
+    assert subject.severity == day.severity == "warning"
+    assert "issues/2020-12-13.yaml has the same subject" in subject.message and subject.line == 1
+    assert "issues/2020-12-13.yaml has the same date" in day.message
+    # Updated: nothing to say. A translation shares its date with the original, in another language.
+    updated = copied.replace('subject: "The NLP Cypher | 12.13.20"', 'subject: "The NLP Cypher | 12.20.20"')
+    updated = updated.replace("date: 2020-12-13", "date: 2020-12-20")
+    assert not codes(check(workspace, updated, name="2020-12-20.yaml")) & {"text.same-subject", "text.same-date"}
+    shipped = check_issue(workspace / "issues" / "2020-12-13-zh.yaml", load_config(workspace)).findings
+    assert not codes(shipped) & {"text.same-subject", "text.same-date"}
