@@ -27,7 +27,9 @@ Examples:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the output (default: build/ in the workspace, site/ with --all); "
                    "each issue gets OUT/SLUG/.")
-def build(issue_files: tuple[Path, ...], build_all: bool, out_dir: Path | None) -> None:
+@click.option("--force", is_flag=True,
+              help="With --all: publish although mailer check finds errors (a leftover TODO, a typo in a placeholder).")
+def build(issue_files: tuple[Path, ...], build_all: bool, out_dir: Path | None, force: bool) -> None:
     """Build ISSUE_FILES into email.html, email.txt, the web version and their images.
 
     Every file is checked before anything is written: if one has problems, all of them are
@@ -49,9 +51,32 @@ def build(issue_files: tuple[Path, ...], build_all: bool, out_dir: Path | None) 
                               "    hint: write one first; the README's issue format is a complete example")
     rendered = _build_every_file(issue_files, config)
     if build_all:
+        _refuse_to_publish_check_errors(issue_files, rendered, config, force=force)
         _write_site(rendered, config, out_dir or config.workspace / "site")
     else:
         _write_builds(rendered, out_dir or config.build_dir)
+
+
+def _refuse_to_publish_check_errors(issue_files: tuple[Path, ...], rendered: list[RenderedIssue], config: Config, *,
+                                    force: bool) -> None:
+    """The public site gets what a send gets: mailer check's errors stop it, unless --force."""
+    from mailer.checks.check import check_issue, check_workspace, errors_in
+    from mailer.errors import MailerError
+
+    reports = [check_issue(path, config, rendered=result) for path, result in zip(issue_files, rendered, strict=True)]
+    errors = errors_in([*reports, check_workspace(config)])
+    if not errors:
+        return
+    listing = "\n".join(f"  {finding.where}: {finding.message}" for finding in errors[:20])
+    if len(errors) > 20:
+        listing += f"\n  … and {len(errors) - 20} more"
+    count = f"{len(errors)} {'error' if len(errors) == 1 else 'errors'}"
+    if force:
+        click.secho(f"warning: publishing despite {count} found by mailer check (--force):\n{listing}",
+                    fg="yellow", err=True)
+        return
+    raise MailerError(f"mailer check found {count}; nothing was published:\n{listing}\n"
+                      "    hint: mailer check explains each one; fix them, or pass --force to publish anyway")
 
 
 def _build_every_file(issue_files: tuple[Path, ...], config: Config) -> list[RenderedIssue]:

@@ -188,3 +188,15 @@ def test_site_leaves_other_files_in_the_folder_alone(workspace: Path, run_cli) -
     build_site(run_cli, site)
     assert (site / "CNAME").read_text() == "newsletter.example.com\n"
     assert not [p for p in site.iterdir() if p.name.startswith(".")]  # no staging leftovers
+
+
+def test_publishing_refuses_what_check_refuses_unless_forced(workspace: Path, run_cli) -> None:
+    write(workspace / "issues" / "2026-11-29.yaml",
+          MINIMAL_ISSUE.replace("Hello -first_name-,", "Hello -frist_name-, TODO: finish this,"))
+    refused = run_cli("build", "--all")
+    assert refused.exit_code == 1
+    assert "nothing was published" in refused.stderr and "-frist_name-" in refused.stderr
+    assert "TODO" in refused.stderr and not (workspace / "site").exists()
+    forced = run_cli("build", "--all", "--force")
+    assert forced.exit_code == 0 and "publishing despite" in forced.stderr
+    assert (workspace / "site" / "2026-11-29" / "index.html").exists()
