@@ -8,7 +8,18 @@ from pathlib import Path
 
 from mailer.addresses import address_problem
 from mailer.errors import ConfigError
-from mailer.schema import Choice, Int, Key, Record, Str, check_http_url, display_path, load_document
+from mailer.schema import (
+    Choice,
+    Int,
+    Key,
+    PerLanguage,
+    Record,
+    Str,
+    check_http_url,
+    display_path,
+    for_language,
+    load_document,
+)
 
 CONFIG_NAME = "mailer.yaml"
 SELF_HOSTED, SENDGRID_MANAGED = "self-hosted", "sendgrid"
@@ -35,10 +46,20 @@ class Config:
     unsubscribe_url: str
     reply_to: str | None = None
     unsubscribe_mailbox: str | None = None
-    first_name_fallback: str = "there"
+    # "Hey there" where a reader's name is unknown (and on the public web version): per language.
+    first_name_fallbacks: tuple[tuple[str, str], ...] = (("", "there"),)
     backend: str = "sendgrid"
     unsubscribe: str = SELF_HOSTED  # or SENDGRID_MANAGED: SendGrid fills the links and records the unsubscribes
     unsubscribe_group: int | None = None  # SendGrid's unsubscribe group (ASM) for SENDGRID_MANAGED
+
+    @property
+    def first_name_fallback(self) -> str:
+        """The fallback for English (the default); an issue in another language asks fallback_for."""
+        return self.fallback_for("en")
+
+    def fallback_for(self, lang: str) -> str:
+        """The word that stands for an unknown first name in an issue written in `lang`."""
+        return for_language(dict(self.first_name_fallbacks), lang, "there")
 
     @property
     def managed_unsubscribe(self) -> bool:
@@ -93,7 +114,7 @@ def _config_schema() -> Record:
             "unsubscribe": Key(Choice(SELF_HOSTED, SENDGRID_MANAGED)),
             "unsubscribe_group": Key(Int(minimum=1)),
             "unsubscribe_email": Key(email),
-            "first_name_fallback": Key(Str(one_line=True), default="there"),
+            "first_name_fallback": Key(PerLanguage(Str(one_line=True)), default={"": "there"}),
             "backend": Key(Choice("sendgrid", "smtp"), default="sendgrid"),
         },
     )
@@ -140,7 +161,7 @@ def load_config(workspace: Path) -> Config:
         web_base_url=base if base.endswith("/") else base + "/",
         unsubscribe_url=fields["unsubscribe_url"] or "",
         unsubscribe_mailbox=fields["unsubscribe_email"],
-        first_name_fallback=fields["first_name_fallback"],
+        first_name_fallbacks=tuple(fields["first_name_fallback"].items()),
         backend=fields["backend"],
         unsubscribe=fields["unsubscribe"],
         unsubscribe_group=fields["unsubscribe_group"],

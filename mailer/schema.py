@@ -228,6 +228,44 @@ class Choice(Type):
         return text.strip()
 
 
+class PerLanguage(Type):
+    """One text for every language, or a mapping from language (a BCP 47 tag: en, zh, pt-BR) to text."""
+
+    def __init__(self, text: Str):
+        self.text = text
+        self.label = "a text, or a mapping from language to text"
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            value = self.text.check(node, path, out)
+            return MISSING if value is MISSING else {"": value}
+        if not isinstance(node, yaml.MappingNode):
+            out.add(node, path, f"must be {self.label}")
+            return MISSING
+        values: dict[str, str] = {}
+        for key_node, value_node in node.value:
+            lang = str(key_node.value).strip()
+            key_path = f"{path}.{lang}"
+            problem = check_lang(lang)
+            if problem:
+                out.add(key_node, key_path, problem)
+                continue
+            value = self.text.check(value_node, key_path, out)
+            if value is not MISSING:
+                values[lang.lower()] = value
+        return values if len(values) == len(node.value) and values else MISSING
+
+
+def for_language(texts: dict[str, str], lang: str, default: str) -> str:
+    """The text for `lang` ('zh-Hant' falls back to 'zh'), else the one for every language, else English."""
+    lang = lang.lower()
+    primary = lang.split("-")[0]
+    for key in (lang, primary, "", "en"):
+        if key in texts:
+            return texts[key]
+    return default
+
+
 class ListOf(Type):
     def __init__(self, item: Type, *, min_items: int = 0):
         self.item = item

@@ -341,7 +341,7 @@ class _Source:
 
     def _text(self, rendered: RenderedIssue, config: Config) -> list[Finding]:
         found: list[Finding] = []
-        subject = placeholders.fill(rendered.subject, {"first_name": config.first_name_fallback})
+        subject = placeholders.fill(rendered.subject, {"first_name": config.fallback_for(rendered.issue.lang)})
         if display_width(subject) > SUBJECT_CHARS:
             found.append(self.at("warning", "text", "text.subject-long", "subject", self.by_path.get("subject"),
                                  f"the subject is {_length(subject)}; phone inboxes show about "

@@ -80,7 +80,7 @@ def web_values(issue: Issue, config: Config) -> dict[str, str]:
     into the content has no owner on the web, so it is left empty or points at the archive.
     """
     return {
-        "first_name": config.first_name_fallback,
+        "first_name": config.fallback_for(issue.lang),
         "email": "",
         "unsubscribe_url": config.web_base_url,
         "web_url": config.web_url(issue.slug),

@@ -108,7 +108,7 @@ class Personaliser:
         separator = "&" if "?" in config.unsubscribe_url else "?"
         self._unsubscribe_prefix = f"{config.unsubscribe_url}{separator}token="
         self._mailto_prefix = f"mailto:{config.unsubscribe_email}?subject=unsubscribe%20"
-        self._fallback = config.first_name_fallback
+        self._fallback = config.fallback_for(rendered.issue.lang)
         self._web_url = config.web_url(rendered.issue.slug)
         # Managed by SendGrid: its tag stands where the link goes, and SendGrid adds List-Unsubscribe.
         self._managed_tag = config.unsubscribe_tag if config.managed_unsubscribe else None

@@ -204,10 +204,10 @@ class Preview:
 
     # --- what the pages show --------------------------------------------------------------------
 
-    def reader_values(self, slug: str, config: Config) -> dict[str, str]:
+    def reader_values(self, slug: str, config: Config, lang: str = "en") -> dict[str, str]:
         separator = "&" if "?" in config.unsubscribe_url else "?"
         return {
-            "first_name": self.reader.first_name or config.first_name_fallback,
+            "first_name": self.reader.first_name or config.fallback_for(lang),
             "email": self.reader.email,
             # Managed by SendGrid: no URL of ours exists; the link says who fills it in instead of inventing one.
             "unsubscribe_url": (MANAGED_LINK if config.managed_unsubscribe
@@ -225,7 +225,8 @@ class Preview:
         if shown is None:
             return None
         rendered, config = shown
-        document = placeholders.fill(rendered.html, self.reader_values(snapshot.slug, config), escape_html=True)
+        values = self.reader_values(snapshot.slug, config, rendered.issue.lang)
+        document = placeholders.fill(rendered.html, values, escape_html=True)
         document = self._localize(document, config)
         if view == "dark":
             document = force_dark_mode(document)
@@ -423,7 +424,7 @@ class PreviewApp:
                                    "clip_limit": GMAIL_CLIP_BYTES}
         if shown:
             rendered, config = shown
-            values = self.preview.reader_values(slug, config)
+            values = self.preview.reader_values(slug, config, rendered.issue.lang)
             context.update(rendered=rendered, config=config, subject=self._subject(snapshot),
                            preheader=placeholders.fill(rendered.preheader, values),
                            text=placeholders.fill(rendered.text, values),
@@ -459,7 +460,8 @@ class PreviewApp:
     def _subject(self, snapshot: Snapshot) -> str:
         assert snapshot.shown
         rendered, config = snapshot.shown
-        return placeholders.fill(rendered.subject, self.preview.reader_values(snapshot.slug, config))
+        return placeholders.fill(rendered.subject, self.preview.reader_values(snapshot.slug, config,
+                                                                              rendered.issue.lang))
 
     def _page(self, template: str, *, status: int = HTTPStatus.OK, **context: Any) -> Response:
         body = _pages().get_template(template).render(reader=self.preview.reader, poll_ms=POLL_MS, **context)

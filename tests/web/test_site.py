@@ -200,3 +200,20 @@ def test_publishing_refuses_what_check_refuses_unless_forced(workspace: Path, ru
     forced = run_cli("build", "--all", "--force")
     assert forced.exit_code == 0 and "publishing despite" in forced.stderr
     assert (workspace / "site" / "2026-11-29" / "index.html").exists()
+
+
+def test_the_fallback_name_is_per_language(workspace: Path, run_cli) -> None:
+    assert run_cli("build", "--all").exit_code == 0
+    chinese = (workspace / "site" / "2020-12-13-zh" / "index.html").read_text(encoding="utf-8")
+    english = (workspace / "site" / "2020-12-13" / "index.html").read_text(encoding="utf-8")
+    assert "嘿 朋友，欢迎回来！" in chinese and "there" not in chinese.split("<body", 1)[1]
+    assert "Hey there, welcome back!" in english
+
+
+def test_one_fallback_for_every_language_still_works(workspace: Path, run_cli) -> None:
+    settings = workspace / "mailer.yaml"
+    text = settings.read_text(encoding="utf-8").replace("first_name_fallback:\n  en: there\n  zh: 朋友\n",
+                                                        "first_name_fallback: friend\n")
+    settings.write_text(text, encoding="utf-8")
+    assert run_cli("build", "--all").exit_code == 0
+    assert "嘿 friend" in (workspace / "site" / "2020-12-13-zh" / "index.html").read_text(encoding="utf-8")
