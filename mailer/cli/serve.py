@@ -42,6 +42,11 @@ def serve(host: str, port: int) -> None:
     shown = urlsplit(config.unsubscribe_url).path or "/"
     click.echo(f"Serving {config.name}'s unsubscribe page at http://{host}:{port}{shown} "
                f"(public address: {config.unsubscribe_url}). Press Ctrl-C to stop.")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        # uvicorn has no timeout for reading a request's headers: a client that never finishes one
+        # holds a connection, and 100 of them make everyone else wait. A reverse proxy times them out.
+        click.secho(f"warning: listening on {host}: put a reverse proxy with request timeouts (and TLS) in front, "
+                    "as the README shows; slow clients could otherwise hold every connection", fg="yellow", err=True)
     # access_log off: every URL here carries a reader's token. proxy_headers: the client address
     # behind a reverse proxy on this machine (uvicorn trusts 127.0.0.1 only, by default).
     settings = uvicorn.Config(app, access_log=False, server_header=False, proxy_headers=True, log_level="warning",

@@ -130,11 +130,26 @@ def open_database(path: Path, schema: str, migrations: tuple[Callable[[sqlite3.C
     """
     if path.is_dir():
         raise damaged(path, "a folder where the database should be")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise state_failure(path, err) from None
+    try:
+        # Opening is serialised: another process creating the file must never be caught half-way, when
+        # it is still empty or has no tables yet, which would read as a damaged database.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _open_locked(path, schema, migrations, table)
+    finally:
+        os.close(lock)  # releases the flock
+
+
+def _open_locked(path: Path, schema: str, migrations: tuple[Callable[[sqlite3.Connection], None], ...],
+                 table: str) -> sqlite3.Connection:
     existed = path.exists()
     if existed and path.stat().st_size == 0 and not _has_content(Path(f"{path}-wal")):
         raise damaged(path, "the file is empty")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, timeout=30)
     except (OSError, sqlite3.Error) as err:
         raise state_failure(path, err) from None

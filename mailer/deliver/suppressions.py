@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +82,11 @@ CREATE TABLE IF NOT EXISTS reported (
     reason      TEXT,
     created_at  TEXT NOT NULL,
     PRIMARY KEY (address, source)
+);
+-- This store's identity ('store', made once), and the remote service's last seen ('remote_store').
+CREATE TABLE IF NOT EXISTS meta (
+    key         TEXT PRIMARY KEY,
+    value       TEXT NOT NULL
 );
 -- Readers who unsubscribed through `mailer serve`: kept apart from SendGrid's lists, which a pull replaces.
 CREATE TABLE IF NOT EXISTS unsubscribes (
@@ -317,15 +323,36 @@ class SuppressionList:
                    for e, h, n, c in db.execute("SELECT email, how, list_id, created_at FROM unsubscribes")]
             reported = [{"email": e, "source": s, "reason": r, "created_at": c}
                         for e, s, r, c in db.execute("SELECT email, source, reason, created_at FROM reported")]
-        return {"unsubscribes": own, "reported": reported}
+        return {"store": self.store_id(), "unsubscribes": own, "reported": reported}
+
+    def store_id(self) -> str:
+        """This suppression list's identity, made once: a service whose state folder was reset has a new one."""
+        import uuid
+
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('store', ?)", (uuid.uuid4().hex,))
+            return db.execute("SELECT value FROM meta WHERE key='store'").fetchone()[0]
 
     def replace_readers_own(self, export: dict[str, Any]) -> None:
-        """Make the local copies of a remote service's lists exactly its export, in one transaction."""
+        """Make the local copies of a remote service's lists exactly its export, in one transaction.
+
+        An empty export while copies are kept here is refused: a service whose state folder was reset
+        would otherwise make the next send mail everyone who had unsubscribed through it.
+        """
+        with self._transaction("DEFERRED") as db:
+            kept = db.execute("SELECT (SELECT COUNT(*) FROM unsubscribes) + (SELECT COUNT(*) FROM reported)"
+                              ).fetchone()[0]
+            seen = db.execute("SELECT value FROM meta WHERE key='remote_store'").fetchone()
+        if kept and seen and seen[0] != export.get("store"):
+            raise PullError(f"the mailer serve's list is not the one copied here before ({kept} unsubscribes and "
+                            "reports kept here): was its state folder reset or replaced? Nothing was changed.\n"
+                            "    hint: restore the service's state folder (its suppressions.sqlite3)")
         own = [(address_key(str(u["email"])), str(u["email"]), str(u["how"]), str(u.get("list_id") or ""),
                 str(u["created_at"])) for u in export.get("unsubscribes", [])]
         reported = [(address_key(str(r["email"])), str(r["email"]), str(r["source"]), r.get("reason"),
                      str(r["created_at"])) for r in export.get("reported", []) if r.get("source") in SOURCES]
         with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('remote_store', ?)", (str(export.get("store", "")),))
             db.execute("DELETE FROM unsubscribes")
             db.execute("DELETE FROM reported")
             db.executemany("INSERT OR IGNORE INTO unsubscribes VALUES (?, ?, ?, ?, ?)", own)
@@ -364,7 +391,6 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
     """A remote `mailer serve`'s lists (MAILER_SERVE_URL, with MAILER_EXPORT_TOKEN), or None when none is set."""
     import os
     import urllib.error
-    import urllib.request
     from urllib.parse import urlsplit
 
     base = os.environ.get(SERVE_URL_ENV, "").strip().rstrip("/")
@@ -379,8 +405,10 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
         raise PullError(f"{SERVE_URL_ENV} is set but {EXPORT_TOKEN_ENV} is not: the service only answers with it")
     request = urllib.request.Request(base + EXPORT_PATH, headers={"Authorization": f"Bearer {token}",
                                                                    "Accept": "application/json"})
+    # No redirects: urllib would carry the bearer token to wherever a redirect points, http included.
+    opener = urllib.request.build_opener(_NoRedirects)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - https or loopback, above
+        with opener.open(request, timeout=timeout) as answer:
             data = answer.read(MAX_EXPORT_BYTES + 1)
     except urllib.error.HTTPError as err:
         hint = f"; check {EXPORT_TOKEN_ENV} (the same value on both machines)" if err.code in (401, 403) else ""
@@ -393,9 +421,28 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
         export = json.loads(data)
     except ValueError:
         raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export (not JSON)") from None
-    if not isinstance(export, dict) or not isinstance(export.get("unsubscribes"), list):
-        raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export")
+    if not _is_export(export):
+        raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export (a field is missing or "
+                        "of the wrong kind)")
     return export
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx then surfaces as an HTTPError: reported, and the token went nowhere else
+
+
+def _is_export(export: Any) -> bool:
+    """Every field there and a string (reason: a string or null): what SuppressionList.export writes."""
+    def strings(item: Any, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> bool:
+        return (isinstance(item, dict) and all(isinstance(item.get(key), str) for key in keys)
+                and all(item.get(key) is None or isinstance(item.get(key), str) for key in optional))
+
+    return (isinstance(export, dict) and isinstance(export.get("store"), str)
+            and isinstance(export.get("unsubscribes"), list)
+            and isinstance(export.get("reported"), list)
+            and all(strings(u, ("email", "how", "created_at"), ("list_id",)) for u in export["unsubscribes"])
+            and all(strings(r, ("email", "source", "created_at"), ("reason",)) for r in export["reported"]))
 
 
 # -- fetching from SendGrid --------------------------------------------------------------------

@@ -39,7 +39,7 @@ SECURITY_HEADERS = {
 
 WEBHOOK_PATH = "/webhooks/sendgrid"
 WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
-MAX_WEBHOOK_BYTES = 8 * 1024 * 1024  # SendGrid batches a few thousand events at most
+MAX_WEBHOOK_BYTES = 2 * 1024 * 1024  # SendGrid posts batches well under a megabyte
 MAX_WEBHOOK_AGE_SECONDS = 600  # a signed batch older than this is a replay, not SendGrid
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -67,12 +67,17 @@ def webhook_key() -> Any:
     text = "".join(os.environ.get(WEBHOOK_KEY_ENV, "").split())
     if not text:
         return None
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import ec
     from sendgrid.helpers.eventwebhook import EventWebhook
 
     try:
-        return EventWebhook().convert_public_key_to_ecdsa(text.removeprefix("-----BEGINPUBLICKEY-----")
-                                                          .removesuffix("-----ENDPUBLICKEY-----"))
-    except (ValueError, TypeError):
+        key = EventWebhook().convert_public_key_to_ecdsa(text.removeprefix("-----BEGINPUBLICKEY-----")
+                                                         .removesuffix("-----ENDPUBLICKEY-----"))
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise ValueError("not an elliptic-curve key")
+        return key
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise ConfigError(f"{WEBHOOK_KEY_ENV} is not an ECDSA public key (the value is not shown)\n"
                           "    hint: copy the verification key from SendGrid: Settings > Mail Settings > Event Webhook"
                           " > Signature Verification") from None
@@ -142,10 +147,12 @@ async def _unsubscribe(service: Service, request: Any) -> Any:
         if body is None:
             return _page(413, "too-large", service, title="Request too large",
                          message="This address takes a short form, nothing more.")
-        try:
-            form = {key: values[-1] for key, values in parse_qs(body.decode("ascii"), max_num_fields=10).items()}
-        except (UnicodeDecodeError, ValueError):
+        form = _form(body, request.headers.get("content-type", ""))
+        if form is None and not request.query_params.get("token"):
             return _invalid(service)
+        # RFC 8058: the URL's token is what counts; a body we cannot read (another encoding, a mail
+        # client's multipart form) still means the one-click POST, never a failed unsubscribe.
+        form = form if form is not None else {"List-Unsubscribe": ONE_CLICK}
     token = form.get("token") or request.query_params.get("token", "")
     email = verify_unsubscribe_token(token, service.list_id, service.secret)
     if email is None:
@@ -156,7 +163,9 @@ async def _unsubscribe(service: Service, request: Any) -> Any:
     if email == TEST_COPY:  # the editor clicked in a test copy: show the page, unsubscribe nobody
         return _page(200, "test-copy", service, title="This was a test copy", **context)
     if form.get("action") == "resubscribe":
-        await run_in_threadpool(_store, service, "resubscribe", email, "")
+        still = await run_in_threadpool(_store, service, "resubscribe", email, "")
+        if still:  # SendGrid's own lists (an unsubscribe there, a spam report) are not this page's to undo
+            return _page(200, "still-suppressed", service, title="Your click here is undone", **context)
         return _page(200, "resubscribed", service, title=f"You are subscribed to {service.newsletter} again",
                      **context)
     how = "one-click" if form.get("List-Unsubscribe") == ONE_CLICK else "page"
@@ -172,17 +181,20 @@ async def _webhook(service: Service, request: Any) -> Any:
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse, PlainTextResponse
 
-    body = await _read_body(request, limit=MAX_WEBHOOK_BYTES)
-    if body is None:
-        return PlainTextResponse("too large", status_code=413)
-    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
-    if not _signed(service, body, request.headers.get(SIGNATURE_HEADER, ""), timestamp):
+    # Headers first: an unsigned or stale request is refused before its body is read into memory.
+    timestamp, signature = request.headers.get(TIMESTAMP_HEADER, ""), request.headers.get(SIGNATURE_HEADER, "")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12 and 0 < len(signature) <= 200):
         return PlainTextResponse("bad signature", status_code=403)
     if abs(time.time() - int(timestamp)) > MAX_WEBHOOK_AGE_SECONDS:
         return PlainTextResponse("stale timestamp", status_code=403)
+    body = await _read_body(request, limit=MAX_WEBHOOK_BYTES)
+    if body is None:
+        return PlainTextResponse("too large", status_code=413)
+    if not _signed(service, body, signature, timestamp):
+        return PlainTextResponse("bad signature", status_code=403)
     try:
         items = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return PlainTextResponse("not JSON", status_code=400)
     if not isinstance(items, list):
         return PlainTextResponse("not a JSON array of events", status_code=400)
@@ -225,12 +237,25 @@ def _signed(service: Service, body: bytes, signature: str, timestamp: str) -> bo
         return False
 
 
-def _store(service: Service, action: str, email: str, how: str) -> None:
+def _store(service: Service, action: str, email: str, how: str) -> bool:
+    """Record the click; for a resubscribe, whether the address is still suppressed for another reason."""
     with SuppressionList(service.suppressions_path) as suppressions:
         if action == "resubscribe":
             suppressions.resubscribe(email)
-        else:
-            suppressions.unsubscribe(email, how=how, list_id=service.list_id)
+            return bool(suppressions.reasons(email))
+        suppressions.unsubscribe(email, how=how, list_id=service.list_id)
+        return True
+
+
+def _form(body: bytes, content_type: str) -> dict[str, str] | None:
+    """A form body as a dict (urlencoded, or a mail client's multipart one-click); None when it cannot be read."""
+    if content_type.lower().startswith("multipart/form-data"):
+        one_click = b'name="List-Unsubscribe"' in body and ONE_CLICK.encode() in body
+        return {"List-Unsubscribe": ONE_CLICK} if one_click else None
+    try:
+        return {key: values[-1] for key, values in parse_qs(body.decode("ascii"), max_num_fields=10).items()}
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 async def _read_body(request: Any, *, limit: int = MAX_BODY_BYTES) -> bytes | None:
@@ -238,12 +263,17 @@ async def _read_body(request: Any, *, limit: int = MAX_BODY_BYTES) -> bytes | No
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
+    from starlette.requests import ClientDisconnect
+
     chunks, size = [], 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return None
+    try:
+        async for chunk in request.stream():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return None
+    except ClientDisconnect:  # the client hung up mid-body: nobody to answer, nothing to log
+        return None
     return b"".join(chunks)
 
 

@@ -53,7 +53,7 @@ def test_the_export_needs_the_token(remote: Running) -> None:
     assert remote.request("GET", "/export/suppressions", headers={"Authorization": "Bearer wrong"})[0] == 401
     status, _, body = remote.request("GET", "/export/suppressions",
                                      headers={"Authorization": f"Bearer {EXPORT_TOKEN}"})
-    assert status == 200 and body.startswith('{"unsubscribes":')
+    assert status == 200 and body.startswith('{"store":')
 
 
 def test_a_short_export_token_stops_serve(workspace: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,3 +61,60 @@ def test_a_short_export_token_stops_serve(workspace: Path, run_cli, monkeypatch:
     monkeypatch.setenv("MAILER_EXPORT_TOKEN", "short")
     result = run_cli("serve", "--port", "1")
     assert result.exit_code == 1 and "MAILER_EXPORT_TOKEN is too short" in result.stderr
+
+
+def _serve_once(answer: bytes, status: str = "200 OK", headers: str = "Content-Type: application/json") -> tuple:
+    """A one-shot HTTP server on loopback: the remote end of a pull, misbehaving on purpose."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    seen: list[bytes] = []
+
+    def run() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            seen.append(connection.recv(65536))
+            connection.sendall(f"HTTP/1.1 {status}\r\n{headers}\r\nContent-Length: {len(answer)}\r\n"
+                               f"Connection: close\r\n\r\n".encode() + answer)
+        listener.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return listener.getsockname()[1], seen
+
+
+def test_the_token_never_follows_a_redirect(sendgrid: FakeSendGrid, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere, stolen = _serve_once(b"{}")
+    port, _ = _serve_once(b"", "302 Found", f"Location: http://127.0.0.1:{elsewhere}/steal")
+    monkeypatch.setenv("MAILER_SERVE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MAILER_EXPORT_TOKEN", EXPORT_TOKEN)
+    result = run_cli("suppressions", "pull")
+    assert result.exit_code == 3 and "answered 302 to the export" in result.stderr
+    assert stolen == []
+
+
+@pytest.mark.parametrize("answer", [b'{"unsubscribes": [{"email": "a@example.com"}], "reported": []}',
+                                    b'{"unsubscribes": [], "reported": [{"email": 1, "source": "bounce"}]}',
+                                    b'{"unsubscribes": "none"}', b"[]"])
+def test_an_export_that_is_not_mailers_fails_the_pull_cleanly(sendgrid: FakeSendGrid, run_cli, answer: bytes,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    port, _ = _serve_once(answer)
+    monkeypatch.setenv("MAILER_SERVE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MAILER_EXPORT_TOKEN", EXPORT_TOKEN)
+    result = run_cli("suppressions", "pull")
+    assert result.exit_code == 3 and "is not mailer's export" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_empty_export_never_wipes_the_kept_copy(remote: Running, sendgrid: FakeSendGrid, run_cli,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    assert remote.post_form(f"/unsubscribe?token={token_for(ADA)}", "List-Unsubscribe=One-Click")[0] == 200
+    monkeypatch.setenv("MAILER_SERVE_URL", f"http://127.0.0.1:{remote.port}")
+    monkeypatch.setenv("MAILER_EXPORT_TOKEN", EXPORT_TOKEN)
+    assert run_cli("suppressions", "pull").exit_code == 0
+    port, _ = _serve_once(b'{"store": "new", "unsubscribes": [], "reported": []}')  # its state was reset
+    monkeypatch.setenv("MAILER_SERVE_URL", f"http://127.0.0.1:{port}")
+    result = run_cli("suppressions", "pull")
+    assert result.exit_code == 3 and "was its state folder reset or replaced?" in result.stderr
+    assert "unsubscribed" in run_cli("suppressions", "list", "--email", ADA).stdout

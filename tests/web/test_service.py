@@ -151,7 +151,7 @@ def test_hostile_requests_get_short_pages_and_no_paths(service: Running, workspa
     answers = {
         "huge body": service.request("POST", f"/unsubscribe?token={token}", b"x" * 1_000_000,
                                      {"Content-Type": "application/x-www-form-urlencoded"}),
-        "non-ASCII body": service.request("POST", f"/unsubscribe?token={token}", "List-Unsubscribe=Ön".encode(),
+        "non-ASCII body": service.request("POST", "/unsubscribe", f"token={token}&x=Ön".encode(),
                                           {"Content-Type": "application/x-www-form-urlencoded"}),
         "unknown path": service.request("GET", "/mailer.yaml"),
         "traversal": service.request("GET", "/../../etc/passwd"),
@@ -179,3 +179,29 @@ def test_serve_on_a_taken_port_says_so(workspace: Path, run_cli, monkeypatch: py
         taken.listen()
         result = run_cli("serve", "--port", str(taken.getsockname()[1]))
     assert result.exit_code == 1 and "cannot listen on 127.0.0.1:" in result.stderr and "--port" in result.stderr
+
+
+def test_a_one_click_body_the_service_cannot_read_still_unsubscribes(service: Running) -> None:
+    # RFC 8058 allows multipart/form-data; and the URL's token is the proof, whatever the body holds.
+    boundary = "mailer-test-boundary"
+    multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
+                 f"One-Click\r\n--{boundary}--\r\n").encode()
+    status, _, _ = service.request("POST", f"/unsubscribe?token={token_for(ADA)}", multipart,
+                                   {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200 and service.reasons(ADA) == ["unsubscribed (one-click, from the mail client)"]
+    other = "alan.turing@example.com"
+    status, _, _ = service.request("POST", f"/unsubscribe?token={token_for(other)}", "Ö=Ö".encode("latin-1"),
+                                   {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200 and service.reasons(other) == ["unsubscribed (one-click, from the mail client)"]
+
+
+def test_resubscribe_says_so_when_another_list_still_holds_the_reader(service: Running) -> None:
+    from mailer.deliver.suppressions import SPAM_REPORT, Suppression
+
+    with SuppressionList.open(service.state_dir) as suppressions:
+        suppressions.record_reported([Suppression(ADA, SPAM_REPORT, reason="via the event webhook")])
+    token = token_for(ADA)
+    assert service.post_form("/unsubscribe", f"token={token}&action=unsubscribe")[0] == 200
+    status, _, page = service.post_form("/unsubscribe", f"token={token}&action=resubscribe")
+    assert status == 200 and "Your click here is undone" in page and "will not reach it" in page
+    assert service.reasons(ADA) == ["spam report (via the event webhook)"]

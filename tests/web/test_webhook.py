@@ -191,3 +191,26 @@ def test_status_counts_the_events_and_complaints_stop_the_next_send(
     anyway = run_cli("send", zh, "--subscribers", "subscribers.example.csv", "--live", "--yes",
                      "--despite-complaints")
     assert anyway.exit_code == 0, anyway.stderr
+
+
+def test_deep_json_and_unsigned_bodies_never_reach_the_parser(service: Running, events: EventWebhook) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert post(service, events, deep) == (400, "not JSON")
+    # No signature headers: refused before the 1.9 MB body is read.
+    status, _, text = service.request("POST", WEBHOOK, b"[" + b" " * 1_900_000 + b"]",
+                                      {"Content-Type": "application/json"})
+    assert (status, text) == (403, "bad signature")
+
+
+def test_a_key_of_another_kind_stops_serve(workspace: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    der = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", "x")
+    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", base64.b64encode(der).decode())
+    result = run_cli("serve", "--port", "1")
+    assert result.exit_code == 1 and "is not an ECDSA public key" in result.stderr
