@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -94,9 +95,11 @@ Examples:
 @click.option("--sandbox", is_flag=True, help="Show the sandbox sends instead of the real ones.")
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text for people; json for scripts (every failed and uncertain recipient included).")
-def status(issue_file: Path, sandbox: bool, output: str) -> None:
+@click.option("--list", "list_state", type=click.Choice(["failed", "uncertain"]),
+              help="Print only the addresses in that state, one a line (for a script or a spreadsheet).")
+def status(issue_file: Path, sandbox: bool, output: str, list_state: str | None) -> None:
     """Show who got ISSUE_FILE, who failed and who is uncertain, and what SendGrid's events reported."""
-    run_status(issue_file, sandbox=sandbox, output=output)
+    run_status(issue_file, sandbox=sandbox, output=output, list_state=list_state)
 
 
 @click.command(epilog="""\b
@@ -423,7 +426,7 @@ def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
         click.echo("Run the same command again to send to the rest.")
 
 
-def run_status(issue_file: Path, *, sandbox: bool, output: str = "text") -> None:
+def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_state: str | None = None) -> None:
     import json
 
     from mailer.deliver.events import COMPLAINT_WARN_RATE, engagement
@@ -448,6 +451,11 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text") -> None
         events = engagement(ledger, key)
     finally:
         ledger.close()
+    if list_state is not None:
+        for row in rows:
+            if row.state == list_state:
+                click.echo(row.email)
+        return
     if output == "json":
         click.echo(json.dumps({
             "issue": key, "sent": True, "states": counts, "events": events.as_dict() if events else None,
@@ -458,10 +466,16 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text") -> None
         return
     click.echo(f"{key}:")
     click.echo(_table([(state, count) for state, count in counts.items()]))
-    for row in rows[:STATUS_ROWS]:
-        click.echo(f"  {row.state:<9} {row.email}: {row.error}")
-    if len(rows) > STATUS_ROWS:
-        click.echo(f"  … and {len(rows) - STATUS_ROWS} more (`mailer status --format json` lists them all)")
+    # One line per state and reason, not per recipient: 1,000 uncertain are one line.
+    groups = Counter((row.state, row.error or "") for row in rows)
+    for (state, error), count in sorted(groups.items(), key=lambda item: (-item[1], item[0]))[:STATUS_ROWS]:
+        example = next(row.email for row in rows if (row.state, row.error or "") == (state, error))
+        who = example if count == 1 else f"{count} recipients, e.g. {example}"
+        click.echo(f"  {state:<9} {who}: {error}")
+    if len(groups) > STATUS_ROWS:
+        click.echo(f"  … and {len(groups) - STATUS_ROWS} more reasons (`mailer status --format json` lists them all)")
+    for state in sorted({row.state for row in rows}):
+        click.echo(f"  (`mailer status {issue_file} --list {state}` prints the {state} addresses)")
     for schedule_id, at in schedules:
         click.echo(f"  scheduled for {at} (SendGrid batch {schedule_id}); `mailer cancel` cancels it")
     if events is None:
@@ -480,7 +494,7 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text") -> None
                     "for under 0.1 %, and a live send refuses above 0.3 %)", fg="yellow", err=True)
 
 
-STATUS_ROWS = 20  # failed and uncertain recipients listed by name before "… and N more"
+STATUS_ROWS = 20  # reasons (state and error) listed before "… and N more"
 
 
 def run_cancel(issue_file: Path) -> None:

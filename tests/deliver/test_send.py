@@ -444,8 +444,13 @@ def test_addresses_sendgrid_refuses_fail_alone_and_the_rest_of_their_batch_is_se
     assert len(received) == 1497 and max(received.values()) == 1
     assert not received.keys() & sendgrid.refuse_addresses
     status = run_cli("status", ISSUE).stdout
-    assert "reader00007@example.com: SendGrid rejected the request (400)" in status
+    # Grouped by reason: one line per distinct error, however many recipients share it.
+    assert re.search(r"failed +2 recipients, e\.g\. reader\d+@example\.com: SendGrid rejected the request \(400\)",
+                     status), status
+    assert status.count("SendGrid rejected the request (400)") == 2
     assert "Does not contain a valid address" in status
+    listed = run_cli("status", ISSUE, "--list", "failed").stdout.split()
+    assert "reader00007@example.com" in listed and len(listed) == 3
 
 
 def test_ctrl_c_while_a_partly_refused_batch_is_on_the_wire_starts_no_new_request(workspace: Path,
