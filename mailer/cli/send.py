@@ -132,9 +132,15 @@ def parse_send_at(text: str) -> datetime:
             when = datetime.fromisoformat(zone_match.group(1).replace(" ", "T", 1))
             return when.replace(tzinfo=ZoneInfo(zone_match.group(2)))
         when = datetime.fromisoformat(text)
-    except (ValueError, ZoneInfoNotFoundError) as err:
-        raise UsageError(f"--at {text!r}: {err}\n    hint: write it like "
-                         '"2026-11-29 08:00 Europe/Berlin" or "2026-11-29T08:00+01:00"') from None
+    except ZoneInfoNotFoundError:
+        raise UsageError(f"--at {text!r}: no time zone is called {zone_match.group(2)!r}\n"  # type: ignore[union-attr]
+                         '    hint: a zone from the tz database, e.g. "Europe/Berlin", "America/New_York" or '
+                         '"UTC"') from None
+    except ValueError:
+        # Python's own words ("Invalid isoformat string") tell an editor nothing: show the form instead.
+        raise UsageError(f"--at {text!r} is not a date and time mailer reads: write it as "
+                         '"2026-11-29 08:00 Europe/Berlin" (date, 24-hour time, time zone) or '
+                         '"2026-11-29T08:00+01:00"') from None
     if when.tzinfo is None:
         raise UsageError(f"--at {text!r} has no time zone\n"
                          '    hint: add one, e.g. "2026-11-29 08:00 Europe/Berlin" or "… UTC"')
@@ -320,9 +326,22 @@ def _progress() -> Progress:
     from mailer.deliver.send import Progress
 
     if not sys.stderr.isatty():
+        # A log, not a screen: a line per hundred recipients (SMTP sends one at a time), and every
+        # batch that was not accepted.
+        done = Counter()
+
+        def logged(count: int, outcome: str) -> None:
+            if outcome != "accepted":
+                click.echo(f"batch of {count}: {outcome}", err=True)
+                return
+            before = done["accepted"]
+            done["accepted"] += count
+            if done["accepted"] // LOG_EVERY > before // LOG_EVERY or count >= LOG_EVERY:
+                click.echo(f"accepted so far: {done['accepted']}", err=True)
+
         return Progress(
             on_start=lambda total: click.echo(f"sending to {total} recipient(s)", err=True),
-            on_batch=lambda count, outcome: click.echo(f"batch of {count}: {outcome}", err=True),
+            on_batch=logged,
             on_note=lambda message: click.secho(f"note: {message}", fg="yellow", err=True),
         )
     from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeRemainingColumn
@@ -494,6 +513,7 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
                     "for under 0.1 %, and a live send refuses above 0.3 %)", fg="yellow", err=True)
 
 
+LOG_EVERY = 100  # without a terminal, progress is logged once per this many accepted recipients
 STATUS_ROWS = 20  # reasons (state and error) listed before "… and N more"
 
 
