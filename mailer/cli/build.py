@@ -61,16 +61,14 @@ def _refuse_to_publish_check_errors(issue_files: tuple[Path, ...], rendered: lis
                                     force: bool) -> None:
     """The public site gets what a send gets: mailer check's errors stop it, unless --force."""
     from mailer.checks.check import check_issue, check_workspace, errors_in
+    from mailer.cli.check import error_listing
     from mailer.errors import MailerError
 
     reports = [check_issue(path, config, rendered=result) for path, result in zip(issue_files, rendered, strict=True)]
     errors = errors_in([*reports, check_workspace(config)])
     if not errors:
         return
-    listing = "\n".join(f"  {finding.where}: {finding.message}" for finding in errors[:20])
-    if len(errors) > 20:
-        listing += f"\n  … and {len(errors) - 20} more"
-    count = f"{len(errors)} {'error' if len(errors) == 1 else 'errors'}"
+    count, listing = error_listing(errors)
     if force:
         click.secho(f"warning: publishing despite {count} found by mailer check (--force):\n{listing}",
                     fg="yellow", err=True)

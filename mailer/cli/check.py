@@ -195,3 +195,11 @@ def _passed_label(report: CheckReport, name: str) -> str:
     if name == "size" and "html_part_bytes" in report.facts:
         return f"{label} ({report.facts['html_part_bytes'] / 1024:.1f} KB of HTML)"
     return label
+
+
+def error_listing(errors: list[Any], *, most: int = 20) -> tuple[str, str]:
+    """('3 errors', the first `most` of them a line each): what a refused send or publish shows of check's errors."""
+    listing = "\n".join(f"  {finding.where}: {finding.message}" for finding in errors[:most])
+    if len(errors) > most:
+        listing += f"\n  … and {len(errors) - most} more"
+    return f"{len(errors)} {'error' if len(errors) == 1 else 'errors'}", listing

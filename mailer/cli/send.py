@@ -233,6 +233,7 @@ def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: Rendered
                             force: bool) -> None:
     """Run `mailer check`'s checks on the issue: a live send stops on errors; a dry run shows them."""
     from mailer.checks.check import check_issue, check_workspace, errors_in
+    from mailer.cli.check import error_listing
     from mailer.schema import display_path
 
     reports = [check_issue(issue_file, config, rendered=rendered), check_workspace(config)]
@@ -244,10 +245,7 @@ def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: Rendered
                     f"(mailer check {shown} shows them)", fg="yellow", err=True)
     if not errors:
         return
-    listing = "\n".join(f"  {finding.where}: {finding.message}" for finding in errors[:20])
-    if len(errors) > 20:
-        listing += f"\n  … and {len(errors) - 20} more"
-    count = f"{len(errors)} {'error' if len(errors) == 1 else 'errors'}"
+    count, listing = error_listing(errors)
     if not live:
         click.secho(f"check: {count}; a live send would refuse until they are fixed:\n{listing}", fg="red",
                     err=True)
