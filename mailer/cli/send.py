@@ -387,7 +387,8 @@ def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, su
         ("already accepted", report.accepted_before),
         *([("  of which uncertain, resolved by events", report.resolved)] if report.resolved else []),
         ("would send now", report.not_sent),
-        ("skipped", len(report.skipped)),
+        *([("held back: uncertain or failed earlier", report.held_back)] if report.held_back else []),
+        ("skipped", len(report.skipped) - report.held_back),
         ("  of which suppressed", report.suppressed),
         ("batches", report.batches),
     ]))
@@ -429,7 +430,8 @@ def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
         ("failed", report.failed),
         ("uncertain", report.uncertain),
         ("not sent yet", report.not_sent),
-        ("skipped", len(report.skipped)),
+        # Each recipient in one row: the held-back uncertain and failed are counted above, not as skipped.
+        ("skipped", len(report.skipped) - report.held_back),
         ("  of which suppressed", report.suppressed),
     ]))
     click.echo(_suppression_note(report))

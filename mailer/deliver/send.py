@@ -99,6 +99,7 @@ class SendReport:
     suppressed: int = 0  # of the skipped: on the local suppression list (not counted as intended)
     suppressions_pulled_at: str | None = None  # None: no suppression list has been pulled
     resolved: int = 0  # uncertain recipients the provider's events showed had the issue: now accepted
+    held_back: int = 0  # of the skipped: intended, but uncertain or failed earlier and not retried now
     stopped: str | None = None
     batches: int = 0
     outbox_dir: Path | None = None
@@ -429,6 +430,7 @@ def send_issue(
             report.accepted_before = planned.accepted_before
             _apply_suppressed(planned, report)
             report.skipped.extend(planned.held_back)
+            report.held_back = len(planned.held_back)
             ledger.queue(key, ((s.key, s.email) for s in planned.to_send))
             run_id = uuid.uuid4().hex[:12]
             if options.send_at is not None and planned.to_send:
@@ -637,6 +639,7 @@ def dry_run(
     report.accepted_before = planned.accepted_before
     _apply_suppressed(planned, report)
     report.skipped.extend(planned.held_back)
+    report.held_back = len(planned.held_back)
     outbox = (outbox_root or config.state_dir / "outbox") / rendered.issue.slug
     try:
         if outbox.exists():

@@ -312,6 +312,12 @@ def test_dropped_connection_is_uncertain_and_not_resent(workspace: Path, sendgri
     assert "may have received the issue" in result.stdout
     again = send_live(run_cli, path)
     assert again.exit_code == 3  # still uncertain: reported, never silently resent
+    # Each recipient in exactly one row of the summary: the uncertain are not "skipped" as well.
+    rows = dict(re.findall(r"^  (\w[\w ]*?) +(\d+)$", again.stdout, re.M))
+    assert (rows["intended"], rows["accepted"], rows["uncertain"], rows["skipped"]) == ("2000", "1000", "1000", "0")
+    dry = run_cli("send", ISSUE, "--subscribers", str(path))
+    assert re.search(r"^  held back: uncertain or failed earlier +1000$", dry.stdout, re.M)
+    assert re.search(r"^  skipped +0$", dry.stdout, re.M)
     received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
     assert max(received.values()) == 1 and len(received) == 2000
     status = run_cli("status", ISSUE)
