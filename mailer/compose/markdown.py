@@ -21,6 +21,16 @@ def parser() -> MarkdownIt:
     return md
 
 
+@cache
+def _finder() -> MarkdownIt:
+    # For finding links only, never for rendering: every link is kept, javascript: and data: too, so
+    # that the checks see them (the renderer's validateLink would turn them into literal text).
+    md = MarkdownIt("commonmark", {"html": False, "typographer": False})
+    md.normalizeLink = lambda url: url  # type: ignore[method-assign]
+    md.validateLink = lambda url: True  # type: ignore[method-assign]
+    return md
+
+
 def parse(text: str) -> list[Token]:
     return parser().parse(text)
 
@@ -50,7 +60,7 @@ def targets(text: str) -> list[Target]:
     line_starts = [0]
     for line_text in text.split("\n"):
         line_starts.append(line_starts[-1] + len(line_text) + 1)
-    for block in parse(text):
+    for block in _finder().parse(text):
         line = block.map[0] if block.map else 0
         # markdown-it knows only the block's first line; a link in a wrapped paragraph may be lines
         # further on, so look for the URL itself from where the previous one was found.
