@@ -40,7 +40,8 @@ def preview(issue_file: Path | None, open_browser: bool, host: str, port: int, s
 
     from mailer.config import find_workspace
     from mailer.schema import display_path
-    from mailer.web.preview import EXAMPLE_READER, LOOPBACK_HOSTS, create_server, sample_reader
+    from mailer.web.listening import LOOPBACK_HOSTS
+    from mailer.web.preview import EXAMPLE_READER, create_server, sample_reader
 
     if as_email and not subscribers_path:
         raise click.UsageError("--as needs --subscribers FILE, the file to find the reader in")

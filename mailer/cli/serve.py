@@ -34,6 +34,7 @@ def serve(host: str, port: int) -> None:
     import uvicorn
 
     from mailer.config import find_workspace, load_config
+    from mailer.web.listening import LOOPBACK_HOSTS
     from mailer.web.service import create_app
 
     config = load_config(find_workspace(Path.cwd()))
@@ -42,7 +43,7 @@ def serve(host: str, port: int) -> None:
     shown = urlsplit(config.unsubscribe_url).path or "/"
     click.echo(f"Serving {config.name}'s unsubscribe page at http://{host}:{port}{shown} "
                f"(public address: {config.unsubscribe_url}). Press Ctrl-C to stop.")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOOPBACK_HOSTS:
         # uvicorn has no timeout for reading a request's headers: a client that never finishes one
         # holds a connection, and 100 of them make everyone else wait. A reverse proxy times them out.
         click.secho(f"warning: listening on {host}: put a reverse proxy with request timeouts (and TLS) in front, "
@@ -56,13 +57,18 @@ def serve(host: str, port: int) -> None:
 
 def _bind(host: str, port: int) -> socket.socket:
     from mailer.errors import ServeError
+    from mailer.web.listening import listen_error
 
     try:
         family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        listening = socket.socket(family, kind)
+    except OSError as err:
+        raise ServeError(f"cannot listen on {host}:{port}: {err.strerror or err}\n"
+                         "    hint: --host must be an address of this machine, e.g. 127.0.0.1") from None
+    listening = socket.socket(family, kind)
+    try:
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listening.bind(address)
     except OSError as err:
-        raise ServeError(f"cannot listen on {host}:{port}: {err.strerror or err}\n"
-                         "    hint: another program uses the port; pick another with --port") from None
+        listening.close()
+        raise listen_error(err, host, port, command="serve") from None
     return listening

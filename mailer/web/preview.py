@@ -16,7 +16,6 @@ error is a page to show, never a crash. The core never prints: the CLI reports t
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import re
@@ -36,13 +35,13 @@ from mailer.compose import placeholders
 from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue
 from mailer.config import CONFIG_NAME, Config, load_config
 from mailer.deliver.subscribers import read_subscribers
-from mailer.errors import InputError, MailerError, Problem, ServeError
+from mailer.errors import InputError, MailerError, Problem
 from mailer.schema import display_path
+from mailer.web.listening import LOOPBACK_HOSTS, listen_error
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 POLL_MS = 400  # how often an open page asks whether a file changed: saves show within about half a second
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 ASSETS_DIR = Path(__file__).parent / "assets"
 ASSETS = {"preview.css": "text/css", "preview.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 # The sample reader's unsubscribe link: shaped like a real one, but its token is obviously not.
@@ -580,12 +579,4 @@ def create_server(workspace: Path, *, host: str = DEFAULT_HOST, port: int = DEFA
     try:
         return PreviewServer((host, port), PreviewApp(preview))
     except OSError as err:
-        if err.errno == errno.EADDRINUSE:
-            raise ServeError(f"port {port} on {host} is already in use\n"
-                             f"    hint: another `mailer preview` may be running: stop it, or choose another port "
-                             f"with --port {port + 1 if port < 65535 else 8001} (--port 0 picks a free one)") from None
-        if err.errno == errno.EACCES:
-            raise ServeError(f"not allowed to listen on port {port}\n"
-                             "    hint: ports below 1024 need administrator rights: use --port 8000") from None
-        raise ServeError(f"cannot listen on {host}:{port}: {err.strerror or err}\n"
-                         "    hint: --host must be an address of this machine, e.g. 127.0.0.1") from None
+        raise listen_error(err, host, port, command="preview") from None
