@@ -176,29 +176,38 @@ class SendGridBackend:
         self._client = None
 
 
-def _errors(err: Any) -> str:
-    """SendGrid's own error messages from a failed response body, or a readable word on what answered instead."""
+def _body(err: Any) -> tuple[str, Any]:
+    """A failed response's body as text, and as parsed JSON (None when it is not JSON)."""
     body = getattr(err, "body", None)
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body if body is not None else err)
     try:
-        messages = [f"{e.get('field') + ': ' if e.get('field') else ''}{e.get('message', '')}"
-                    for e in json.loads(text).get("errors", [])]
-    except (ValueError, TypeError, AttributeError):
-        messages = []
-    if messages and any(messages):
+        return text, json.loads(text)
+    except ValueError:
+        return text, None
+
+
+def _sendgrid_errors(err: Any) -> list[dict[str, Any]] | None:
+    """SendGrid's error objects ({"field", "message"}), or None when the answer is not SendGrid's JSON."""
+    parsed = _body(err)[1]
+    if not isinstance(parsed, dict):
+        return None
+    errors = parsed.get("errors")
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _errors(err: Any) -> str:
+    """SendGrid's own error messages from a failed response body, or a readable word on what answered instead."""
+    messages = [f"{e.get('field') + ': ' if e.get('field') else ''}{e.get('message', '')}"
+                for e in _sendgrid_errors(err) or []]
+    if any(messages):
         return "; ".join(m for m in messages if m)
     # Not SendGrid's JSON: an HTML error page from a proxy or a wrong host. One readable line, not bytes.
-    words = " ".join(re.sub(r"<[^>]*>", " ", text).split())
+    words = " ".join(re.sub(r"<[^>]*>", " ", _body(err)[0]).split())
     return f"not SendGrid's answer ({printable(words[:120]) or 'an empty body'})"
 
 
 def _is_sendgrid_answer(err: Any) -> bool:
-    body = getattr(err, "body", None)
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
-    try:
-        return isinstance(json.loads(text), dict)
-    except ValueError:
-        return False
+    return _sendgrid_errors(err) is not None
 
 
 _PERSONALIZATION_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")
@@ -211,11 +220,7 @@ def _refused_positions(err: Any) -> tuple[int, ...]:
     the sender fail only those and send the rest. Any error without such a field means the request
     itself is wrong: then nothing is singled out.
     """
-    try:
-        errors = json.loads(err.body).get("errors") or []
-        matches = [_PERSONALIZATION_FIELD.match(str(e.get("field") or "")) for e in errors]
-    except (ValueError, TypeError, AttributeError):
-        return ()
+    matches = [_PERSONALIZATION_FIELD.match(str(e.get("field") or "")) for e in _sendgrid_errors(err) or []]
     if not matches or not all(matches):
         return ()
     return tuple(sorted({int(m.group(1)) for m in matches if m}))
