@@ -24,7 +24,6 @@ import socketserver
 import threading
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,11 +37,11 @@ from mailer.deliver.subscribers import read_subscribers
 from mailer.errors import InputError, MailerError, Problem
 from mailer.schema import display_path
 from mailer.web.listening import LOOPBACK_HOSTS, listen_error
+from mailer.web.pages import ASSETS_DIR, pages
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 POLL_MS = 400  # how often an open page asks whether a file changed: saves show within about half a second
-ASSETS_DIR = Path(__file__).parent / "assets"
 ASSETS = {"preview.css": "text/css", "preview.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 # The sample reader's unsubscribe link: shaped like a real one, but its token is obviously not.
 PREVIEW_TOKEN = "preview"
@@ -327,22 +326,6 @@ def _problems(err: Exception, path: Path) -> list[Problem]:
 # --- pages ---------------------------------------------------------------------------------------
 
 
-@cache
-def _pages() -> Any:
-    import jinja2  # the CLI imports this module only for `mailer preview`
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(ASSETS_DIR),
-        autoescape=True,  # issue text, file paths and error messages are all escaped
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["kb"] = lambda size: f"{size / 1024:.1f} KB"
-    env.filters["urlquote"] = lambda text: quote(str(text), safe="")
-    return env
-
-
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -463,7 +446,7 @@ class PreviewApp:
                                                                               rendered.issue.lang))
 
     def _page(self, template: str, *, status: int = HTTPStatus.OK, **context: Any) -> Response:
-        body = _pages().get_template(template).render(reader=self.preview.reader, poll_ms=POLL_MS, **context)
+        body = pages().get_template(template).render(reader=self.preview.reader, poll_ms=POLL_MS, **context)
         return Response(status, body.encode("utf-8"), headers=(("Content-Security-Policy", PAGE_CSP),))
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,8 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 from mailer.config import Config
 from mailer.deliver.message import TEST_COPY, list_id, unsubscribe_secret, verify_unsubscribe_token
 from mailer.deliver.suppressions import EXPORT_PATH, EXPORT_TOKEN_ENV, SuppressionList, suppressions_path
+from mailer.web.pages import pages
 
-ASSETS_DIR = Path(__file__).parent / "assets"
 MAX_BODY_BYTES = 4096  # a one-click body is 26 bytes; the page's form a few dozen
 ONE_CLICK = "One-Click"  # RFC 8058: the body says List-Unsubscribe=One-Click
 SECURITY_HEADERS = {
@@ -293,15 +292,7 @@ def _page(status: int, kind: str, service: Service, *, title: str, headers: dict
           **values: Any) -> Any:
     from starlette.responses import HTMLResponse
 
-    html = _template().render(kind=kind, title=title, newsletter=service.newsletter, action=service.unsubscribe_path,
-                              **{"message": None, "token": None, "masked": None, **values})
+    template = pages().get_template("service.html.j2")
+    html = template.render(kind=kind, title=title, newsletter=service.newsletter, action=service.unsubscribe_path,
+                           **{"message": None, "token": None, "masked": None, **values})
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
-
-
-@cache
-def _template() -> Any:
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ASSETS_DIR), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("service.html.j2")
