@@ -90,6 +90,8 @@ def send(issue_file: Path, subscribers_path: Path | None, live: bool, test_to: s
 @click.command(epilog="""\b
 Examples:
   mailer status issues/2020-12-13.yaml
+  mailer status issues/2020-12-13.yaml --format json
+  mailer status issues/2020-12-13.yaml --list failed
 """)
 @click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--sandbox", is_flag=True, help="Show the sandbox sends instead of the real ones.")
@@ -388,7 +390,7 @@ def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, su
         *([("  of which uncertain, resolved by events", report.resolved)] if report.resolved else []),
         ("would send now", report.not_sent),
         *([("held back: uncertain or failed earlier", report.held_back)] if report.held_back else []),
-        ("skipped", len(report.skipped) - report.held_back),
+        ("skipped", report.not_intended),
         ("  of which suppressed", report.suppressed),
         ("batches", report.batches),
     ]))
@@ -430,8 +432,7 @@ def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
         ("failed", report.failed),
         ("uncertain", report.uncertain),
         ("not sent yet", report.not_sent),
-        # Each recipient in one row: the held-back uncertain and failed are counted above, not as skipped.
-        ("skipped", len(report.skipped) - report.held_back),
+        ("skipped", report.not_intended),  # the held-back uncertain and failed are counted above
         ("  of which suppressed", report.suppressed),
     ]))
     click.echo(_suppression_note(report))

@@ -115,6 +115,11 @@ class SendReport:
     def complete(self) -> bool:
         return self.accepted == self.intended
 
+    @property
+    def not_intended(self) -> int:
+        """Skipped and not owed the issue (invalid, unsubscribed, suppressed…): each recipient in one row."""
+        return len(self.skipped) - self.held_back
+
 
 @dataclass(frozen=True)
 class Progress:
