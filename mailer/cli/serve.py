@@ -17,6 +17,8 @@ Examples:
 Environment:
   MAILER_UNSUBSCRIBE_SECRET  the key the send signed the links with (the same value)
   MAILER_STATE_DIR           where the suppression list is (the same folder the sends use)
+  SENDGRID_WEBHOOK_PUBLIC_KEY  SendGrid's Event Webhook key: serves POST /webhooks/sendgrid
+  MAILER_EXPORT_TOKEN        32+ characters: serves GET /export/suppressions to a sending machine
 """
 
 
