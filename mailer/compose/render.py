@@ -25,6 +25,12 @@ TEXT_LAYOUT = "email.txt.j2"
 # mj-html-attributes is left out on purpose: mjml-python raises on it.
 _MJML_TAG = re.compile(r"<(mj-[A-Za-z0-9-]+|mjml)\b")
 _POSITION = re.compile(r" at position (\d+):(\d+)")
+# mjml-python 1.4.2 ignores a padding shorthand that holds a unitless 0 ("0 24px 12px") when it sizes
+# an image: it writes width="600" where the official compiler writes 552 (column minus padding), and
+# Outlook for Windows lays the email out by that attribute. "0px" means the same and is read right.
+_MJ_TAG = re.compile(r"<mj-[a-z-]+\b[^>]*>")
+_PADDING_ATTRIBUTE = re.compile(r'(\bpadding(?:-top|-right|-bottom|-left)?=")([^"]*)(")')
+_UNITLESS_ZERO = re.compile(r"(?<![\w.])0(?![\w.%])")
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,10 @@ def _layout_label(config: Config, filename: str) -> str:
         return str(path)
 
 
+def _zero_with_unit(attribute: re.Match[str]) -> str:
+    return attribute.group(1) + _UNITLESS_ZERO.sub("0px", attribute.group(2)) + attribute.group(3)
+
+
 def compile_mjml(mjml: str, *, layout: str) -> str:
     """Compile MJML to HTML, refusing unknown tags and translating byte offsets into lines."""
     for match in _MJML_TAG.finditer(mjml):
@@ -120,6 +130,7 @@ def compile_mjml(mjml: str, *, layout: str) -> str:
                 "mjml-python would copy it into the email as raw markup\n"
                 "    hint: check the tag's spelling against https://documentation.mjml.io/"
             )
+    mjml = _MJ_TAG.sub(lambda tag: _PADDING_ATTRIBUTE.sub(_zero_with_unit, tag.group(0)), mjml)
     from mjml import mjml2html  # imported here: the CLI's --help must stay fast
 
     try:

@@ -15,6 +15,7 @@ import yaml
 from mailer.compose import placeholders
 from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue, write_build
 from mailer.compose.inline import inline_css
+from mailer.compose.render import compile_mjml
 from mailer.config import load_config
 from mailer.errors import InputError, RenderError
 from tests.conftest import MINIMAL_ISSUE, REPO, write
@@ -179,6 +180,29 @@ def test_cjk_and_emoji_are_byte_identical_in_html_and_text(workspace: Path) -> N
             checked += 1
     assert checked > 100
     assert "👨‍💻".encode() in html_bytes and "👨‍💻".encode() in text_bytes  # a ZWJ sequence, intact
+
+
+def image_widths(html: str) -> list[tuple[str, str]]:
+    """(the image cell's CSS width, the <img> width attribute Outlook for Windows lays out by)."""
+    return re.findall(r'<td style="width:(\d+)px;">\s*<img[^>]*?\bwidth="(\d+)"', html)
+
+
+def test_outlook_image_widths_are_the_column_minus_the_padding(built) -> None:
+    # The hero has no side padding (600); the other figures have 24 px on each side (552), as the
+    # official MJML compiler writes it. mjml-python alone wrote 600 for all four.
+    assert image_widths(built["2020-12-13"].html) == [("600", "600")] + [("552", "552")] * 3
+
+
+@pytest.mark.parametrize(("padding", "width"), [
+    # Each expectation is what the official compiler (mjml 4.18) writes for the same MJML.
+    ('padding="0 24px 12px"', "552"), ('padding="0 24px"', "552"), ('padding="4px 24px 0"', "552"),
+    ('padding="0 0 8px"', "600"), ('padding="0"', "600"), ('padding="24px"', "552"),
+    ('padding-left="0" padding-right="50px" padding="0px"', "550"),
+])
+def test_unitless_zero_padding_still_narrows_the_image(padding: str, width: str) -> None:
+    mjml = (f'<mjml><mj-body><mj-section><mj-column><mj-image src="https://x.example/a.png" {padding} />'
+            '</mj-column></mj-section></mj-body></mjml>')
+    assert image_widths(compile_mjml(mjml, layout="test")) == [(width, width)]
 
 
 def test_sample_stays_far_below_gmail_clipping(built) -> None:
