@@ -1,17 +1,17 @@
-# Every target sets itself up: a local virtualenv in .venv, and Debian's chromium for the
-# browser tests. Nothing needs to be installed by hand first.
+# Every target sets itself up: a local virtualenv in .venv, and Debian's chromium and
+# spamassassin for the tests. Nothing needs to be installed by hand first.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint browser clean
+.PHONY: demo test bench lint test-packages clean
 
 demo: $(STAMP)
 	$(BIN)/mailer build issues/2020-12-13.yaml
 	$(BIN)/mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv
 
-test: $(STAMP) browser
+test: $(STAMP) test-packages
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
@@ -27,13 +27,14 @@ $(STAMP): pyproject.toml
 
 # Playwright cannot download its own browser here: the tests drive Debian's /usr/bin/chromium.
 # The two font packages let screenshots show Chinese text and emoji instead of empty boxes.
-BROWSER_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
-browser:
-	@if ! dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1; then \
+# spamassassin scores the sample as a reader's server receives it (local rules, no network).
+TEST_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji spamassassin
+test-packages:
+	@if ! dpkg -s $(TEST_PACKAGES) >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  echo "Installing $(BROWSER_PACKAGES) for the browser tests"; \
+	  echo "Installing $(TEST_PACKAGES) for the tests"; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; \
 	fi
 
 clean:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
+from email.policy import SMTP, SMTPUTF8, Policy
 from email.utils import format_datetime, make_msgid
 from urllib.parse import urlsplit
 
@@ -26,6 +26,12 @@ from mailer.errors import ConfigError
 # which mail clients do not decode in that header: the unsubscribe button would disappear.
 POLICY = SMTP.clone(max_line_length=998)
 POLICY_UTF8 = SMTPUTF8.clone(max_line_length=998)
+# The body parts are another matter: a quoted-printable or base64 line may hold at most 76 characters
+# (RFC 2045), and the email package folds them at the policy's length. A body whose lines all fit in
+# 998 octets goes as 8bit, unencoded (fast, and readable in the outbox); a longer line (a paragraph of
+# Chinese is 3 bytes a character, a padded preheader) is encoded and folded at 76 instead.
+_ENCODED_BODY = SMTP.clone(max_line_length=76)
+_SMTP_LINE_LIMIT = 998
 
 SECRET_ENV = "MAILER_UNSUBSCRIBE_SECRET"
 # Used only by dry runs when no secret is set, so that the outbox shows the links' shape.
@@ -176,10 +182,26 @@ def build_mime(
     message["Message-ID"] = make_msgid(domain=config.sender.email.rpartition("@")[2])
     for name, value in personal.headers.items():
         message[name] = value
-    message.set_content(placeholders.fill(rendered.text, personal.values), charset="utf-8")
-    message.add_alternative(placeholders.fill(rendered.html, personal.values, escape_html=True),
-                            subtype="html", charset="utf-8")
+    message["MIME-Version"] = "1.0"
+    message.make_alternative()
+    message.attach(_body_part(placeholders.fill(rendered.text, personal.values), "plain", message.policy))
+    message.attach(_body_part(placeholders.fill(rendered.html, personal.values, escape_html=True), "html",
+                              message.policy))
     return message
+
+
+def _body_part(body: str, subtype: str, policy: Policy) -> EmailMessage:
+    """One text/* part in UTF-8: 7bit or 8bit as it is when every line fits SMTP's limit, else encoded at 76."""
+    encoded = body.encode("utf-8")
+    if max(map(len, encoded.splitlines()), default=0) <= _SMTP_LINE_LIMIT:
+        part = EmailMessage(policy=policy)
+        part.set_content(body, subtype=subtype, charset="utf-8", cte="7bit" if encoded.isascii() else "8bit")
+    else:
+        # The email package picks quoted-printable or base64, whichever is shorter, folded at 76.
+        part = EmailMessage(policy=_ENCODED_BODY)
+        part.set_content(body, subtype=subtype, charset="utf-8")
+        part.policy = policy
+    return part
 
 
 def _address(name: str | None, email: str) -> Address:

@@ -138,10 +138,44 @@ def test_colours_and_fonts_live_in_the_head_partial_only() -> None:
     assert elsewhere == []
 
 
-def test_preheader_is_hidden_in_the_body(built) -> None:
-    rendered = built["2020-12-13"]
-    match = re.search(r'<div style="display:none;[^"]*">(.*?)</div>', rendered.html)
-    assert match and htmllib.unescape(match.group(1)).strip() == rendered.preheader
+class InboxPreview(HTMLParser):
+    """The body's text in order, as an inbox builds its preview line: hidden text included, the
+    head's title and style left out, runs of ASCII white space one space, zero-width characters gone."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.in_body = False
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.in_body = self.in_body or tag == "body"
+
+    def handle_data(self, data):
+        if self.in_body:
+            self.parts.append(data)
+
+    @property
+    def text(self) -> str:
+        text = re.sub(r"[ \t\r\n]+", " ", "".join(self.parts)).strip()
+        return re.sub("[\u200b-\u200d\u034f\ufeff]", "", text)
+
+
+@pytest.mark.parametrize("slug", ["2020-12-13", "2020-12-13-zh"])
+def test_preheader_is_hidden_and_the_inbox_preview_stops_after_it(built, slug: str) -> None:
+    rendered = built[slug]
+    match = re.search(r'<div class="mailer-preheader" style="([^"]*)">(.*?)</div>', rendered.html, re.S)
+    assert match
+    style, content = match.groups()
+    assert "display:none" in style and "max-height:0" in style and "mso-hide:all" in style
+    # Hidden by size, not by colour: white-on-white is what SpamAssassin scores as hidden text.
+    assert "color" not in style
+    assert htmllib.unescape(content).strip().startswith(rendered.preheader)
+    # A phone shows about 90 characters of preview, a desktop inbox up to 200: the preheader, then
+    # only blank padding, never "View in browser · The NLP Cypher · …".
+    preview = InboxPreview(rendered.html).text
+    assert preview.startswith(rendered.preheader)
+    assert preview[len(rendered.preheader):200].strip(" \u00a0") == ""
 
 
 def test_footer_has_address_view_in_browser_and_unsubscribe(built) -> None:

@@ -178,3 +178,30 @@ def test_a_name_that_would_inject_a_header_never_reaches_a_message(workspace: Pa
         assert b"evil.example" not in data and b"Bcc" not in data
     for data in messages:
         assert parse(data)["Bcc"] is None
+
+
+def test_message_lines_fit_smtp_and_long_ones_are_encoded_not_cut(workspace: Path, smtp_server: Recorder,
+                                                                  run_cli) -> None:
+    # A paragraph of 400 Chinese characters is 1,200 bytes on one line: over SMTP's 998-octet limit.
+    paragraph = "自然语言处理" * 66 + "。"
+    issue = workspace / "issues" / "2020-12-13-zh.yaml"
+    source = issue.read_text(encoding="utf-8")
+    issue.write_text(source.replace("intro: |\n", f"intro: |\n  {paragraph}\n\n", 1), encoding="utf-8")
+    csv = readers(workspace, "zoe@example.com")
+    assert run_cli("send", "issues/2020-12-13-zh.yaml", "--backend", "smtp", "--subscribers", csv,
+                   "--test-to", "editor@example.com", "--live").exit_code == 0
+    assert run_cli("send", SAMPLE_ISSUE, "--backend", "smtp", "--subscribers", csv,
+                   "--test-to", "editor@example.com", "--live").exit_code == 0
+    (*_, long_data, _), (*_, sample_data, _) = smtp_server.messages
+    for data in (long_data, sample_data):
+        assert max(len(line) for line in data.splitlines()) <= 998
+        assert parse(data)["MIME-Version"] == "1.0"
+
+    text, html = parse(long_data).get_payload()
+    # The HTML part carries the paragraph on one line: encoded, folded at 76, and the same text once decoded.
+    assert html["Content-Transfer-Encoding"] in ("quoted-printable", "base64")
+    assert max(len(line) for line in html.get_payload().splitlines()) <= 76
+    assert paragraph in html.get_content()
+    # The sample's parts fit as they are: unencoded 8bit, readable in the raw message.
+    assert [part["Content-Transfer-Encoding"] for part in parse(sample_data).get_payload()] == ["8bit", "8bit"]
+    assert "Hey Zoe, welcome back!" in sample_data.decode("utf-8")
