@@ -108,3 +108,49 @@ def test_dark_mode_changes_the_background(browser, built_dirs) -> None:
     assert dark == "rgb(22, 27, 34)"
     assert text == "rgb(230, 237, 243)"
     page.close()
+
+
+# Every element that shows text, its colour, and the first opaque background behind it; the WCAG 2
+# contrast ratio between the two (https://www.w3.org/TR/WCAG21/#dfn-contrast-ratio).
+CONTRASTS = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const luminance = ([r, g, b]) => {
+    const lin = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  };
+  const background = (e) => {
+    for (; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const seen = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const element = node.parentElement;
+    if (!node.textContent.trim() || element.closest('.mailer-preheader')) continue;
+    const r = element.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    const fg = luminance(rgb(getComputedStyle(element).color)), bg = luminance(background(element));
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    seen.push([Math.round(ratio * 100) / 100, element.tagName, node.textContent.trim().slice(0, 30),
+               getComputedStyle(element).color, background(element).join(',')]);
+  }
+  return seen;
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("slug", ["2020-12-13", "2020-12-13-zh"])
+def test_every_text_is_readable_in_both_colour_schemes(browser, built_dirs, slug: str, scheme: str) -> None:
+    # What Apple Mail, iOS Mail and Outlook.com show with the reader's dark mode on: the layouts'
+    # prefers-color-scheme rules. WCAG AA asks 4.5:1 for body text.
+    page, _ = open_email(browser, built_dirs[slug], 600)
+    page.emulate_media(color_scheme=scheme)
+    texts = page.evaluate(CONTRASTS)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"email-{slug}-{scheme}.png"), full_page=True)
+    assert len(texts) > 100  # every paragraph, card, caption, button and footer line was measured
+    assert [t for t in texts if t[0] < 4.5] == []
+    page.close()
