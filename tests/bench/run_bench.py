@@ -49,8 +49,25 @@ def bench_build() -> list[tuple[str, float, str, str]]:
         ("  inline CSS (premailer)", median_ms(lambda: inline_css(html)), "ms", ""),
         ("  plain-text part", median_ms(lambda: render_text(issue, config)), "ms", ""),
         ("sample HTML size", rendered.html_bytes / 1024, "KB", "< 70"),
+        ("40-card issue HTML size (Gmail clips at 102)", forty_card_html_bytes(config) / 1024, "KB", "< 102"),
     ]
     return rows
+
+
+def forty_card_html_bytes(config) -> int:
+    import shutil
+    import tempfile
+
+    from mailer.compose.build import build_issue
+
+    sys.path.insert(0, str(REPO))
+    from tests.bench.forty_cards import write_forty_card_issue
+
+    # In a copy of issues/ with the sample's images, which the generated issue shows too.
+    with tempfile.TemporaryDirectory() as folder:
+        issues = Path(folder) / "issues"
+        shutil.copytree(REPO / "issues" / "img", issues / "img")
+        return build_issue(write_forty_card_issue(issues), config).html_bytes
 
 
 def bench_check() -> list[tuple[str, float, str, str]]:
