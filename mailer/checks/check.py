@@ -23,7 +23,7 @@ from mailer.checks import textcheck
 from mailer.compose import markdown, placeholders
 from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
 from mailer.compose.issue import load_issue
-from mailer.compose.plaintext import display_width
+from mailer.compose.linebreak import display_width
 from mailer.config import CONFIG_NAME, Config
 from mailer.errors import InputError, MailerError, Problem
 from mailer.schema import compose_yaml, display_path, position_in_value, read_utf8

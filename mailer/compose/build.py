@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailer.compose import placeholders
 from mailer.compose.inline import inline_css
 from mailer.compose.issue import Image, Issue, load_issue
-from mailer.compose.plaintext import render_text
+from mailer.compose.plaintext import NamedParagraph, fill_text, render_plaintext
 from mailer.compose.render import HTML_LAYOUT, compile_mjml, render_template
 from mailer.config import Config
 from mailer.schema import display_path
@@ -38,6 +38,8 @@ class RenderedIssue:
     text: str
     mjml: str
     web_html: str | None = None
+    # The text part's paragraphs that hold a reader's name or address: wrapped again per reader.
+    text_named: tuple[NamedParagraph, ...] = ()
 
     @property
     def html_bytes(self) -> int:
@@ -47,6 +49,10 @@ class RenderedIssue:
     def clip_headroom(self) -> int:
         """Bytes left before Gmail clips the message (negative: it will be clipped)."""
         return GMAIL_CLIP_BYTES - self.html_bytes
+
+    def text_for(self, values: Mapping[str, str]) -> str:
+        """The plain-text part as one reader gets it (see plaintext.fill_text)."""
+        return fill_text(self.text, self.text_named, values)
 
     def local_images(self) -> list[Image]:
         return [image for image in self.issue.images() if image.local_path]
@@ -62,7 +68,9 @@ def render_issue(issue: Issue, config: Config, *, web: bool = False) -> Rendered
     layout = display_path(config.layouts_dir / HTML_LAYOUT)
     mjml = render_template(HTML_LAYOUT, issue=issue, config=config)
     html = placeholders.mark_urls(inline_css(compile_mjml(mjml, layout=layout)), html_document=True)
-    text = placeholders.mark_urls(render_text(issue, config), html_document=False)
+    plain = render_plaintext(issue, config)
+    text = placeholders.mark_urls(plain.text, html_document=False)
+    named = tuple(paragraph for paragraph in plain.named if paragraph.wrapped in text)  # untouched by mark_urls
     web_html = None
     if web:
         web_mjml = render_template(HTML_LAYOUT, issue=issue, config=config, web=True)
@@ -70,7 +78,7 @@ def render_issue(issue: Issue, config: Config, *, web: bool = False) -> Rendered
                                                             html_document=True), web_values(issue, config),
                                      escape_html=True)
     return RenderedIssue(issue=issue, subject=issue.subject, preheader=issue.preheader, html=html,
-                         text=text, mjml=mjml, web_html=web_html)
+                         text=text, mjml=mjml, web_html=web_html, text_named=named)
 
 
 def web_values(issue: Issue, config: Config) -> dict[str, str]:

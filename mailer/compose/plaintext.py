@@ -2,23 +2,70 @@
 
 Not scraped from the HTML: a reader of the text part gets headings, wrapped paragraphs and
 every link as a numbered reference listed at the end.
+
+A paragraph holding a reader's first name or address is wrapped twice: once with the placeholder,
+for the text part every recipient shares, and again once a value wider than its placeholder is
+known (`NamedParagraph`, `fill_text`), so that a long name never pushes a line past the width.
 """
 
 from __future__ import annotations
 
 import re
-import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
-import wcwidth
 from markdown_it.token import Token
 
-from mailer.compose import markdown
-from mailer.compose.issue import Issue, LabelledLink
+from mailer.compose import markdown, placeholders
+from mailer.compose.issue import Image, Issue, LabelledLink
+from mailer.compose.linebreak import display_width, wrap
 from mailer.compose.render import TEXT_LAYOUT, render_template
 from mailer.config import Config
 
+__all__ = ["WIDTH", "NamedParagraph", "PlainText", "TextWriter", "display_width", "fill_text", "render_plaintext",
+           "render_text"]
+
 WIDTH = 72
+# The values a reader brings into running text (the links' values are URLs: never wrapped).
+_NAMED = {placeholders.FIRST_NAME: "first_name", placeholders.EMAIL: "email"}
+
+
+@dataclass(frozen=True)
+class NamedParagraph:
+    """A wrapped paragraph with a reader's value in it, and what it takes to wrap it again."""
+
+    wrapped: str  # as it stands in the shared text part, placeholders in place
+    source: str  # the same text, unwrapped
+    indent: str
+    first: str
+    width: int
+    names: tuple[str, ...]  # which values it holds: "first_name", "email"
+
+    def grows(self, values: Mapping[str, str]) -> bool:
+        """True when a value is wider than its placeholder, so a line could pass the width."""
+        for name in self.names:
+            value, room = values[name], len(placeholders.ALL[name])
+            if len(value) > room // 2 and display_width(value) > room:
+                return True
+        return False
+
+    def filled(self, values: Mapping[str, str]) -> str:
+        return wrap(placeholders.fill(self.source, values), self.width, self.indent, self.first)
+
+
+@dataclass(frozen=True)
+class PlainText:
+    text: str
+    named: tuple[NamedParagraph, ...]
+
+
+def fill_text(text: str, named: Sequence[NamedParagraph], values: Mapping[str, str]) -> str:
+    """The text part for one reader: placeholders filled, and each paragraph a long value widened wrapped again."""
+    filled = placeholders.fill(text, values)
+    for paragraph in named:
+        if paragraph.grows(values):
+            filled = filled.replace(placeholders.fill(paragraph.wrapped, values), paragraph.filled(values))
+    return filled
 
 
 class TextWriter:
@@ -27,6 +74,7 @@ class TextWriter:
     def __init__(self, width: int = WIDTH):
         self.width = width
         self._numbers: dict[str, int] = {}
+        self.named: list[NamedParagraph] = []
 
     def ref(self, url: str) -> str:
         """The reference mark for a URL, e.g. '[3]'; the same URL keeps its number."""
@@ -41,15 +89,23 @@ class TextWriter:
         return [(number, url) for url, number in self._numbers.items()]
 
     def wrap(self, text: str, indent: str = "", first: str | None = None) -> str:
-        """Wrap at spaces only: URLs, placeholders and CJK runs are never split."""
-        return textwrap.fill(
-            " ".join(text.split()),
-            width=self.width,
-            initial_indent=indent if first is None else first,
-            subsequent_indent=indent,
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
+        """Wrap by display width: at spaces, and between Chinese or Japanese characters where the
+        line-breaking rules allow; URLs, placeholders and words are never split."""
+        source = " ".join(text.split())
+        wrapped = wrap(source, self.width, indent, first)
+        names = tuple(name for tag, name in _NAMED.items() if tag in source)
+        if names:
+            self.named.append(NamedParagraph(wrapped, source, indent, indent if first is None else first,
+                                             self.width, names))
+        return wrapped
+
+    def picture(self, image: Image, label: str) -> str:
+        """A picture as a reader of the text part gets it: `label` with its alt text ('[Image: {alt}]'),
+        then its caption."""
+        lines = [self.wrap(label.format(alt=image.alt))]
+        if image.caption:
+            lines.append(self.wrap(image.caption))
+        return "\n".join(lines)
 
     def underline(self, text: str, char: str = "=") -> str:
         return char * min(display_width(text), self.width)
@@ -125,18 +181,15 @@ class TextWriter:
         return "".join(parts)
 
 
-def display_width(text: str) -> int:
-    """How many Latin letters' room a text takes in a monospace font.
-
-    CJK characters and emoji take two; an emoji sequence ('👨‍👩‍👧', '👍🏽', a flag) is one
-    emoji; combining vowel signs and accents (Hindi, Thai, Arabic) take none.
-    """
-    width = wcwidth.wcswidth(text)
-    return width if width >= 0 else len(text)  # -1: a control character (mailer check reports those)
-
-
-def render_text(issue: Issue, config: Config) -> str:
+def render_plaintext(issue: Issue, config: Config) -> PlainText:
     writer = TextWriter()
     text = render_template(TEXT_LAYOUT, issue=issue, config=config, text=writer)
     text = "\n".join(line.rstrip() for line in text.split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
+    text = re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
+    # Trailing spaces were cut above: the paragraphs are looked up in the text as it now stands.
+    named = tuple(p for p in writer.named if p.wrapped in text)
+    return PlainText(text, named)
+
+
+def render_text(issue: Issue, config: Config) -> str:
+    return render_plaintext(issue, config).text

@@ -184,7 +184,7 @@ def build_mime(
         message[name] = value
     message["MIME-Version"] = "1.0"
     message.make_alternative()
-    message.attach(_body_part(placeholders.fill(rendered.text, personal.values), "plain", message.policy))
+    message.attach(_body_part(rendered.text_for(personal.values), "plain", message.policy))
     message.attach(_body_part(placeholders.fill(rendered.html, personal.values, escape_html=True), "html",
                               message.policy))
     return message

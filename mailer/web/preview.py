@@ -409,7 +409,7 @@ class PreviewApp:
             values = self.preview.reader_values(slug, config, rendered.issue.lang)
             context.update(rendered=rendered, config=config, subject=self._subject(snapshot),
                            preheader=placeholders.fill(rendered.preheader, values),
-                           text=placeholders.fill(rendered.text, values),
+                           text=rendered.text_for(values),
                            clip_percent=min(100.0, 100 * rendered.html_bytes / GMAIL_CLIP_BYTES))
         return self._page("issue.html.j2", **context)
 

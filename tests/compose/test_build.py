@@ -205,13 +205,16 @@ def test_cjk_and_emoji_are_byte_identical_in_html_and_text(workspace: Path) -> N
     files = write_build(rendered, workspace / "build" / "zh")
     html_bytes = files[0].read_bytes()
     text_bytes = files[1].read_bytes()
+    # The text part wraps Chinese between characters: a line break and its indent or quote mark may
+    # fall inside a run.
+    unwrapped_text = re.sub(rb"\n[ >]*", b"", text_bytes)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     checked = 0
     for key, value in yaml_strings(data):
         for run in re.findall(r"[^\x00-\x7f]+", value):
             assert run.encode("utf-8") in html_bytes, (key, run)
-            if key not in ("alt", "preheader", "subject"):
-                assert run.encode("utf-8") in text_bytes, (key, run)
+            if key not in ("preheader", "subject"):
+                assert run.encode("utf-8") in unwrapped_text, (key, run)
             checked += 1
     assert checked > 100
     assert "👨‍💻".encode() in html_bytes and "👨‍💻".encode() in text_bytes  # a ZWJ sequence, intact

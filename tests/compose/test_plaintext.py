@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from mailer.compose.build import build_issue
 from mailer.compose.issue import load_issue
+from mailer.compose.linebreak import NO_LINE_END, NO_LINE_START
 from mailer.compose.plaintext import TextWriter, display_width, render_text
 from mailer.config import load_config
 from tests.conftest import write
@@ -80,11 +84,80 @@ def test_lines_wrap_at_72_columns_without_breaking_urls(workspace: Path) -> None
         assert display_width(line) <= 72 or "://" in line or " " not in line.strip()
 
 
-def test_wrap_never_splits_placeholders_or_cjk() -> None:
+def test_wrap_never_splits_placeholders_urls_or_words() -> None:
     writer = TextWriter(width=20)
     assert writer.wrap("Hello -first_name-, this is a long line") == "Hello -first_name-,\nthis is a long line"
+    assert writer.wrap("see state-of-the-art models") == "see state-of-the-art\nmodels"
+    # A link with Chinese in it is one word, however wide.
+    url = "https://zh.wikipedia.org/wiki/自然语言处理"
+    assert writer.wrap(f"见 {url} 一文") == f"见\n{url}\n一文"
+
+
+def test_chinese_wraps_by_display_width_between_characters() -> None:
+    writer = TextWriter(width=20)
     cjk = "命名实体识别数据集涵盖五个不同的领域政治自然科学音乐文学和人工智能"
-    assert writer.wrap(cjk) == cjk
+    lines = writer.wrap(cjk).split("\n")
+    assert "".join(lines) == cjk
+    assert [display_width(line) for line in lines] == [20, 20, 20, 6]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Closing punctuation never starts a line: the character before it moves down with it.
+    ("一二三四五六七八九，十一二", "一二三四五六七八\n九，十一二"),
+    ("一二三四五六七八九。」十一", "一二三四五六七八\n九。」十一"),
+    # Opening punctuation never ends a line: it moves down with what it opens.
+    ("一二三四五六七八「九十", "一二三四五六七八\n「九十"),
+    ("一二三四五六七（八九十", "一二三四五六七\n（八九十"),
+    # A link reference stays with the word it follows; a Latin word inside Chinese stays whole.
+    ("一二三四五六七八论文[3]", "一二三四五六七八\n论文[3]"),
+    ("一二三四五六七 NeurIPS", "一二三四五六七\nNeurIPS"),
+    # An emoji sequence is one character: never cut at its joiner or skin tone.
+    ("一二三四五六七八👨‍💻", "一二三四五六七八\n👨‍💻"),
+    ("一二三四五六七八👍🏽", "一二三四五六七八\n👍🏽"),
+    ("一二三四五六七八🇯🇵", "一二三四五六七八\n🇯🇵"),
+])
+def test_chinese_line_breaking_rules(text: str, expected: str) -> None:
+    assert TextWriter(width=16).wrap(text) == expected
+
+
+def test_the_chinese_sample_fits_72_columns_and_keeps_the_rules(workspace: Path) -> None:
+    text = render_text(load_issue(workspace / "issues" / "2020-12-13-zh.yaml"), load_config(workspace))
+    lines = text.splitlines()
+    too_wide = [line for line in lines if display_width(line) > 72 and "://" not in line]
+    assert too_wide == []
+    assert max(display_width(line) for line in lines) > 66  # the lines are filled, not just short
+    # (Latin punctuation may start a line after a space: "… calls to\n.cuda()".)
+    chinese_start = {c for c in NO_LINE_START if not c.isascii()}
+    chinese_end = {c for c in NO_LINE_END if not c.isascii()}
+    assert [line for line in lines if line.lstrip()[:1] in chinese_start] == []
+    assert [line for line in lines if line.rstrip()[-1:] in chinese_end] == []
+
+
+def test_pictures_stand_alone_with_their_alt_text_and_caption(workspace: Path) -> None:
+    text = render_text(load_issue(workspace / "issues" / "2020-12-13.yaml"), load_config(workspace))
+    paragraphs = text.split("\n\n")
+    depix = next(p for p in paragraphs if p.startswith("[Image: A pixelated password"))
+    assert depix == ("[Image: A pixelated password in a screenshot being recovered into\n"
+                     "readable text by Depix]")  # no caption in the issue: the alt text alone
+    hero = next(p for p in paragraphs if p.startswith("[Image: Claude-Joseph Vernet"))
+    assert hero.endswith("clouded sky]\nSoldiers in a Mountain Gorge, with a Storm | Vernet")
+    assert text.count("[Image: ") == 4
+
+
+def test_a_long_first_name_is_wrapped_with_its_paragraph(workspace: Path) -> None:
+    rendered = build_issue(workspace / "issues" / "2020-12-13.yaml", load_config(workspace))
+    values = {"email": "ada@example.com", "unsubscribe_url": "https://x.example/u", "web_url": "https://x.example/"}
+    long_name = rendered.text_for({**values, "first_name": "Maria-Magdalena Wilhelmina Alexandrina"})
+    assert max(display_width(line) for line in long_name.splitlines() if "://" not in line) <= 72
+    assert "Hey Maria-Magdalena Wilhelmina Alexandrina, welcome back! Another week" in " ".join(long_name.split())
+    # A name no wider than the placeholder keeps the shared wrapping, only filled in.
+    short = rendered.text_for({**values, "first_name": "Ada"})
+    assert short == rendered.text.replace("-first_name-", "Ada").replace("-web_url-", "https://x.example/").replace(
+        "-unsubscribe_url-", "https://x.example/u")
+    chinese = build_issue(workspace / "issues" / "2020-12-13-zh.yaml", load_config(workspace))
+    wide = chinese.text_for({**values, "first_name": "欧阳娜娜欧阳娜娜欧阳"})
+    assert max(display_width(line) for line in wide.splitlines() if "://" not in line) <= 72
+    assert "嘿欧阳娜娜欧阳娜娜欧阳，欢迎回来" in "".join(wide.split())
 
 
 def test_underline_counts_wide_characters() -> None:

@@ -257,6 +257,33 @@ def test_a_ledger_from_before_composed_keys_sends_nobody_twice(workspace: Path, 
                     "zoë@example.com": "uncertain"}
 
 
+def as_sendgrid_fills_it(text: str, substitutions: dict[str, str]) -> str:
+    """What SendGrid does with a personalization: each tag replaced by its value, once."""
+    pattern = re.compile("|".join(re.escape(tag) for tag in sorted(substitutions, key=len, reverse=True)))
+    return pattern.sub(lambda m: substitutions[m.group(0)], text)
+
+
+def test_a_long_first_name_is_wrapped_with_its_paragraph_in_the_text_part(workspace: Path, sendgrid: FakeSendGrid,
+                                                                         run_cli) -> None:
+    approve(run_cli)
+    long_name = "Maria-Magdalena Wilhelmina Alexandrina"
+    path = make_subscribers(workspace, 1, extra=f"maria@example.com,{long_name},,subscribed,\n")
+    assert send_live(run_cli, path).exit_code == 0
+    body = sendgrid.requests[-1]
+    text = body["content"][0]["value"]
+    assert "Hey -first_name-" not in text  # the paragraph is a value of its own in this batch
+    for personalization in body["personalizations"]:
+        received = as_sendgrid_fills_it(text, personalization["substitutions"])
+        assert max(len(line) for line in received.splitlines() if "://" not in line) <= 72
+        name = long_name if personalization["to"][0]["email"] == "maria@example.com" else "Reader 0"
+        assert f"Hey {name}, welcome back!" in " ".join(received.split()), name
+
+    # A batch of short names (here: the one reader not sent to yet) shares the text part as it is.
+    assert send_live(run_cli, make_subscribers(workspace, 2)).exit_code == 0
+    assert [p["to"][0]["email"] for p in sendgrid.requests[-1]["personalizations"]] == ["reader00001@example.com"]
+    assert "Hey -first_name-, welcome back!" in sendgrid.requests[-1]["content"][0]["value"]
+
+
 def test_per_recipient_values_headers_and_opaque_ids(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
     approve(run_cli)
     path = make_subscribers(workspace, 1, extra="tom@example.com,Tom & <Jerry>,,subscribed,\n")
@@ -267,7 +294,9 @@ def test_per_recipient_values_headers_and_opaque_ids(workspace: Path, sendgrid: 
     assert tom["substitutions"]["-first_name_html-"] == "Tom &amp; &lt;Jerry&gt;"
     html = body["content"][1]["value"]
     assert "Hey -first_name_html-, welcome back!" in html
-    assert "Hey -first_name-, welcome back!" in body["content"][0]["value"]
+    # The text part has it as written (13 characters, wider than its placeholder: its paragraph is
+    # wrapped for Tom and sent as a value of its own).
+    assert "Hey Tom & <Jerry>, welcome back!" in as_sendgrid_fills_it(body["content"][0]["value"], tom["substitutions"])
     assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert body["headers"]["List-Id"] == "The NLP Cypher <the-nlp-cypher.newsletter.example.com>"
     assert tom["substitutions"]["-unsubscribe_url-"] in tom["headers"]["List-Unsubscribe"]

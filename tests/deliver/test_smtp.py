@@ -205,3 +205,13 @@ def test_message_lines_fit_smtp_and_long_ones_are_encoded_not_cut(workspace: Pat
     # The sample's parts fit as they are: unencoded 8bit, readable in the raw message.
     assert [part["Content-Transfer-Encoding"] for part in parse(sample_data).get_payload()] == ["8bit", "8bit"]
     assert "Hey Zoe, welcome back!" in sample_data.decode("utf-8")
+
+
+def test_a_long_first_name_is_wrapped_in_the_text_part_as_received(workspace: Path, smtp_server: Recorder,
+                                                                   run_cli) -> None:
+    csv = str(write_subscribers(workspace, ["maria@example.com,Maria-Magdalena Wilhelmina Alexandrina,,subscribed,"]))
+    assert send_to_list(run_cli, csv).exit_code == 0
+    ((*_, data, _),) = smtp_server.messages
+    text = parse(data).get_payload()[0].get_content()
+    assert max(len(line) for line in text.splitlines() if "://" not in line) <= 72
+    assert "Hey Maria-Magdalena Wilhelmina Alexandrina, welcome back!" in " ".join(text.split())

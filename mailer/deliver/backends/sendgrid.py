@@ -270,7 +270,14 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
     if _NEEDS_ESCAPE.search(first["unsubscribe_url"]) and not config.managed_unsubscribe:
         escaped.add("unsubscribe_url")
     content_html = rendered.html.replace(placeholders.WEB_URL, html.escape(web_url, quote=True))
-    content_text = rendered.text.replace(placeholders.WEB_URL, web_url)
+    # A text paragraph that some reader's long name would push past the line width goes as a
+    # value of its own, wrapped for each reader (see plaintext.NamedParagraph).
+    rewrapped = [(f"-text_paragraph_{number}-", paragraph) for number, paragraph in enumerate(
+        p for p in rendered.text_named if any(p.grows(r.personal.values) for r in recipients))]
+    content_text = rendered.text
+    for tag, paragraph in rewrapped:
+        content_text = content_text.replace(paragraph.wrapped, tag)
+    content_text = content_text.replace(placeholders.WEB_URL, web_url)
     subject = rendered.subject.replace(placeholders.WEB_URL, web_url)
     if config.managed_unsubscribe:
         # SendGrid puts each reader's link where its tag stands (raw: `<%…%>` escaped would not match).
@@ -303,6 +310,9 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
             substitutions[tag] = html.escape(values[key], quote=True)
         for tag, key in url_tags:
             substitutions[tag] = url_value(values[key])
+        for tag, paragraph in rewrapped:
+            substitutions[tag] = (paragraph.filled(values) if paragraph.grows(values)
+                                  else placeholders.fill(paragraph.wrapped, values))
         personalization: dict[str, Any] = {"to": [to], "substitutions": substitutions}
         if own_headers:
             personalization["headers"] = {"List-Unsubscribe": recipient.personal.headers["List-Unsubscribe"]}
