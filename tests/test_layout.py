@@ -1,7 +1,7 @@
 """The house rules of mailer/: each stage imports only the stages before it, and no module imports itself back.
 
 The stages, in pipeline order, and what each may import (README: "Development"):
-    top (config, errors, schema)  ← compose ← deliver ← checks ← web ← cli
+    top (config, errors, schema)  ← compose ← deliver ← checks ← author ← web ← cli
 Every import counts, including those inside functions and under TYPE_CHECKING: a lazy import that
 runs back up a stage is still a dependency a reader has to hold in their head.
 """
@@ -22,8 +22,9 @@ MAY_IMPORT = {
     "compose": {"top"},
     "deliver": {"top", "compose"},
     "checks": {"top", "compose", "deliver"},
-    "web": {"top", "compose", "deliver", "checks"},
-    "cli": {"top", "compose", "deliver", "checks", "web"},
+    "author": {"top", "compose", "deliver", "checks"},
+    "web": {"top", "compose", "deliver", "checks", "author"},
+    "cli": {"top", "compose", "deliver", "checks", "author", "web"},
 }
 ENTRY_POINTS = {"mailer.__main__"}  # `python -m mailer`: may import the CLI, and nothing imports it
 

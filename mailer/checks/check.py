@@ -235,6 +235,19 @@ class _Source:
         found += self._images()
         found += self._links()
         found += self._text(rendered, config)
+        found += self._untitled_cards(rendered)
+        return found
+
+    def _untitled_cards(self, rendered: RenderedIssue) -> list[Finding]:
+        found = []
+        for s, section in enumerate(rendered.issue.sections):
+            for c, card in enumerate(section.cards):
+                if not card.title:
+                    path = f"sections[{s}].cards[{c}]"
+                    found.append(self.at("error", "text", "text.card-untitled", path + ".url",
+                                         self.by_path.get(path + ".url"), "this card has no title",
+                                         f"run `mailer cards {self.label}` to fill titles and descriptions "
+                                         "from the pages, or write 'title:' yourself"))
         return found
 
     # --- images

@@ -279,10 +279,10 @@ class _Checker:
                     reason = f"redirects to {target}, which is not fetched"
                     return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, target, reason, method=method))
                 if local is None:
-                    local = _host_is_private(urlsplit(url).hostname or "", self.timeout)
+                    local = host_is_private(urlsplit(url).hostname or "", self.timeout)
                 # A public link must not steer the checker into this machine or its network (an
                 # admin page on 127.0.0.1, a cloud metadata address): only a local link may go there.
-                if not local and _host_is_private(urlsplit(target).hostname or "", self.timeout):
+                if not local and host_is_private(urlsplit(target).hostname or "", self.timeout):
                     reason = f"redirects to {target}, a private or local address, which is not fetched"
                     return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, target, reason, method=method))
                 if target in seen:
@@ -356,7 +356,7 @@ class _Checker:
         raise last_error or OSError(f"no address for {host}")
 
 
-def _host_is_private(host: str, timeout: float) -> bool:
+def host_is_private(host: str, timeout: float) -> bool:
     """Whether `host` is this machine or a private network: localhost, such an address, or a name resolving to one."""
     host = host.strip("[]").lower()
     if not host:

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from mailer.cli.author import cards, new
 from mailer.cli.build import build
 from mailer.cli.check import check
 from mailer.cli.preview import preview
@@ -32,7 +33,7 @@ def cli() -> None:
     """
 
 
-for command in (build, check, preview, send, status, cancel, suppressions, serve):
+for command in (new, cards, build, check, preview, send, status, cancel, suppressions, serve):
     cli.add_command(command)
 
 

@@ -64,13 +64,21 @@ class ListItem:
 @dataclass(frozen=True)
 class Card:
     url: str
-    title: str
+    title: str | None = None  # None until written or fetched (`mailer cards`); mailer check refuses it
     description: str | None = None
+    site: str | None = None  # the site's own name ("The Verge"), shown beside the domain
 
     @property
     def domain(self) -> str:
         host = urlsplit(self.url).hostname or ""
         return host.removeprefix("www.")
+
+    @property
+    def where(self) -> str:
+        """Where the reader lands: 'The Verge · theverge.com', or the domain alone."""
+        if self.site and self.site.lower() != self.domain.lower():
+            return f"{self.site} · {self.domain}"
+        return self.domain
 
 
 @dataclass(frozen=True)
@@ -282,7 +290,8 @@ def issue_schema(issue_dir: Path) -> Record:
                                         min_items=1), default=()),
                 }, finish=_finish_list_item)), default=()),
                 "cards": Key(ListOf(Record(Card, {
-                    "url": Key(url, True), "title": Key(line, True), "description": Key(line)})), default=()),
+                    "url": Key(url, True), "title": Key(line), "description": Key(line), "site": Key(line)})),
+                    default=()),
                 "repos": Key(ListOf(Record(Repo, {
                     "name": Key(line, True), "url": Key(url, True), "quote": Key(text),
                     "description": Key(md)})), default=()),

@@ -232,6 +232,48 @@ def bench_send(count: int = 100_000) -> list[tuple[str, float, str, str]]:
     return rows
 
 
+def bench_cards(links: int = 40, latency: float = 0.1) -> list[tuple[str, float, str, str]]:
+    """`mailer cards` on an issue of 40 links, against a local server answering each page after 100 ms."""
+    import os
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, str(REPO))
+    from tests.pages_server import start_pages_server
+
+    server = start_pages_server(latency=latency)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            workspace = Path(tmp)
+            for name in ("mailer.yaml", "layouts"):
+                source = REPO / name
+                (shutil.copytree if source.is_dir() else shutil.copy)(source, workspace / name)
+            issue = workspace / "issues" / "2026-12-06.yaml"
+            issue.parent.mkdir()
+            cards = "".join(f"      - url: {server.url(f'/page/{n}')}\n" for n in range(links))
+            text = (f'subject: "Bench"\ndate: 2026-12-06\npreheader: "A preheader for the benchmark issue"\n'
+                    f"sections:\n  - heading: Links\n    cards:\n{cards}")
+            issue.write_text(text, encoding="utf-8")
+            env = {**os.environ, "MAILER_STATE_DIR": str(workspace / "state")}
+            command = [str(Path(sys.executable).parent / "mailer"), "cards", str(issue)]
+
+            def run() -> float:
+                start = time.perf_counter()
+                subprocess.run(command, cwd=workspace, env=env, check=True, capture_output=True)
+                return time.perf_counter() - start
+
+            cold = run()
+            if issue.read_text(encoding="utf-8").count("title: Page ") != links:
+                raise SystemExit("mailer cards did not fill every card")
+            issue.write_text(text, encoding="utf-8")
+            warm = run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    return [(f"mailer cards, {links} links, cold ({latency * 1000:.0f} ms a page, whole process)", cold, "s", "< 2"),
+            (f"mailer cards, {links} links, warm cache (whole process)", warm, "s", "< 1")]
+
+
 def meets(value: float, target: str) -> str:
     if not target:
         return ""
@@ -240,7 +282,7 @@ def meets(value: float, target: str) -> str:
 
 def main() -> int:
     rows = [*bench_build(), *bench_check(), bench_startup(), *bench_suppressions(), *bench_pull(),
-            *bench_events(), *bench_send()]
+            *bench_events(), *bench_cards(), *bench_send()]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':>9}  {'unit':<4}  {'target':<7}  met")
     print(f"{'-' * width}  {'-' * 9}  {'-' * 4}  {'-' * 7}  ---")

@@ -264,10 +264,10 @@ def test_a_public_link_redirecting_to_a_private_address_is_not_followed(
     port = int(news.url.rsplit(":", 1)[1])
     # news.example stands for a public site (there is no DNS here): it answers from loopback, but the
     # checker is told it is public; every other name and address is judged as the real code judges it.
-    resolve, is_private = linkcheck._resolve, linkcheck._host_is_private
+    resolve, is_private = linkcheck._resolve, linkcheck.host_is_private
     monkeypatch.setattr(linkcheck, "_resolve", lambda host, p, timeout: resolve(
         "127.0.0.1" if host == "news.example" else host, p, timeout))
-    monkeypatch.setattr(linkcheck, "_host_is_private", lambda host, timeout: host != "news.example" and is_private(
+    monkeypatch.setattr(linkcheck, "host_is_private", lambda host, timeout: host != "news.example" and is_private(
         host, timeout))
     for private in (f"{admin.url}/ok", "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/",
                     "http://[::1]/", "http://localhost/"):

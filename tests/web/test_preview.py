@@ -5,6 +5,7 @@ Screenshots are kept in test-artifacts/ for a person to look at.
 
 from __future__ import annotations
 
+import html
 import http.client
 import os
 import re
@@ -382,6 +383,20 @@ def test_the_page_shows_mailer_checks_findings(server, workspace: Path) -> None:
     assert re.search(r"issues/2020-12-13.yaml:\d+: intro — did you mean -first_name-\?", page)
     # The workspace's settings are checked too: the sample's example.com addresses are a warning.
     assert re.search(r'<li class="warn">.*example addresses in the settings', page)
+
+
+def test_a_card_without_a_title_shows_its_url_and_the_hint_to_run_mailer_cards(server, workspace: Path) -> None:
+    issue = workspace / "issues" / "2020-12-13.yaml"
+    text = issue.read_text(encoding="utf-8")
+    issue.write_text(text.replace('        title: "NeurIPS 2020: Key Research Papers in Natural Language Processing '
+                                  '(NLP) & Conversational AI"\n', ""), encoding="utf-8")
+    assert issue.read_text(encoding="utf-8") != text
+    page = get(server, "/preview/2020-12-13")[2].decode()
+    assert re.search(r'<li class="error">.*this card has no title', page)
+    assert "run `mailer cards issues/2020-12-13.yaml` to fill titles and descriptions from the pages" in \
+        html.unescape(page)
+    email = get(server, "/issues/2020-12-13/email.html")[2].decode()
+    assert ">https://www.topbots.com/neurips-2020-nlp-research-papers/</a>" in email  # the URL stands in
 
 
 def test_an_issue_outside_issues_folder_can_be_previewed(workspace: Path) -> None:

@@ -1,0 +1,1 @@
+"""Authoring chores: next week's file (`mailer new`) and cards filled from their pages (`mailer cards`)."""

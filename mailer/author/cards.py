@@ -1,0 +1,234 @@
+"""`mailer cards`: fill each card that has a `url` but no `title`, `description` or `site` from its page.
+
+The issue file is edited line by line: ruamel.yaml reads it (with the line and column of every key),
+and the new `title:` / `description:` / `site:` lines are put in after the card's last key, each
+value written as ruamel.yaml quotes it. Every other byte of the file stays as the editor wrote it,
+comments and quoting included. A field the editor wrote is never overwritten; one left empty
+(`title:`) is filled in its place.
+The file is replaced in one move (a temporary file beside it, then a rename), so a failure or a
+Ctrl-C never leaves half a file.
+
+Fetching happens here only: building an issue never touches the network. Pages are cached on disk
+(one JSON file per URL, with the time it was fetched), so a rerun is instant and offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailer.author.pagemeta import Fetched, PageFetcher, PageMeta
+from mailer.errors import InputError, Problem
+from mailer.schema import display_path
+
+FILLED = ("title", "description", "site")  # in the order they are written after the card's keys
+
+
+@dataclass
+class Card:
+    """A card that lacks something, where it is in the file."""
+
+    path: str  # sections[1].cards[0]
+    url: str
+    line: int  # 1-based line of its url
+    missing: tuple[str, ...]
+    insert_after: int  # 0-based index of the card's last line
+    indent: int
+    empty: dict[str, int] = field(default_factory=dict)  # fields written empty: 0-based line, filled in place
+
+
+@dataclass
+class CardsReport:
+    issue: Path
+    filled: list[tuple[Card, dict[str, str]]] = field(default_factory=list)
+    failed: list[tuple[Card, str]] = field(default_factory=list)
+    notes: list[tuple[Card, str]] = field(default_factory=list)
+    suggestions: list[tuple[Card, str]] = field(default_factory=list)  # picture URLs, never used by the email
+    from_cache: int = 0
+    fetched: int = 0
+    complete: int = 0  # cards that needed nothing
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.filled)
+
+
+class PageCache:
+    """One JSON file per URL under `folder`, with the time it was fetched."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def _path(self, url: str) -> Path:
+        return self.folder / (hashlib.sha256(url.encode("utf-8")).hexdigest()[:32] + ".json")
+
+    def get(self, url: str) -> PageMeta | None:
+        try:
+            data = json.loads(self._path(url).read_text(encoding="utf-8"))
+            meta = PageMeta.from_json(data)
+        except (OSError, ValueError, TypeError):
+            return None  # missing or unreadable: fetched again
+        return meta if meta.url == url else None
+
+    def put(self, meta: PageMeta) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self._path(meta.url)
+        handle, temporary = tempfile.mkstemp(prefix=".page-", suffix=".json", dir=self.folder)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(meta.to_json(), out, ensure_ascii=False, indent=1)
+        os.replace(temporary, target)
+
+
+def cards_needing(text: str, label: str) -> tuple[list[Card], int]:
+    """The cards of an issue's text that lack a title, description or site; and how many lack nothing."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data = YAML().load(text)
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise InputError([Problem(label, f"not valid YAML: {getattr(err, 'problem', err)}",
+                                  line=mark.line + 1 if mark else None,
+                                  hint="fix the file first: mailer check names the problem")]) from err
+    lines = text.split("\n")
+    found: list[Card] = []
+    complete = 0
+    problems: list[Problem] = []
+    for s, section in enumerate(_items(data.get("sections") if hasattr(data, "get") else None)):
+        for c, card in enumerate(_items(section.get("cards") if hasattr(section, "get") else None)):
+            path = f"sections[{s}].cards[{c}]"
+            if not hasattr(card, "get") or not isinstance(card.get("url"), str):
+                continue
+            # An empty field (`title:` or `title: ""`) is a slot to fill, and the build refuses it anyway.
+            empty = {name: card.lc.key(name)[0] for name in FILLED if name in card and _is_empty(card[name])}
+            missing = tuple(name for name in FILLED if name not in card or name in empty)
+            if not missing:
+                complete += 1
+                continue
+            if card.fa.flow_style():
+                problems.append(Problem(label, "this card is written on one line ({url: …}): mailer cards cannot "
+                                        "add lines to it", line=card.lc.line + 1, field=path,
+                                        hint="write it as a block: '- url: …' on its own line"))
+                continue
+            url_line = card.lc.key("url")[0]
+            found.append(Card(path, card["url"].strip(), url_line + 1, missing, _last_line(card, lines),
+                              card.lc.key("url")[1], empty))
+    if problems:
+        raise InputError(problems)
+    return found, complete
+
+
+def fill_cards(issue: Path, *, cache: PageCache, fetcher_factory: Callable[[], PageFetcher], refresh: bool = False,
+               progress: Callable[[Fetched], None] | None = None) -> CardsReport:
+    """Fetch what the issue's cards lack and write it into the file; returns what happened to each card."""
+    label = display_path(issue)
+    text = issue.read_bytes().decode("utf-8")
+    cards, complete = cards_needing(text, label)
+    report = CardsReport(issue, complete=complete)
+    metas: dict[str, PageMeta] = {}
+    to_fetch: list[str] = []
+    for card in cards:
+        cached = None if refresh else cache.get(card.url)
+        if cached is not None:
+            metas[card.url] = cached
+        elif card.url not in to_fetch:
+            to_fetch.append(card.url)
+    report.from_cache = len({c.url for c in cards} - set(to_fetch))
+    reasons: dict[str, str] = {}
+    if to_fetch:
+        with fetcher_factory() as fetcher:
+            for result in fetcher.fetch_all(to_fetch, progress):
+                if result.meta is not None and result.meta.title:
+                    cache.put(result.meta)
+                    metas[result.url] = result.meta
+                else:
+                    reasons[result.url] = result.reason or "no title found on the page"
+        report.fetched = len(to_fetch)
+    insertions: list[tuple[int, list[str]]] = []
+    replacements: dict[int, str] = {}
+    for card in cards:
+        meta = metas.get(card.url)
+        if meta is None:
+            report.failed.append((card, reasons.get(card.url, "no title found on the page")))
+            continue
+        values = {name: getattr(meta, name) for name in card.missing if getattr(meta, name)}
+        report.notes += [(card, note) for note in meta.notes if note.split(":")[0] in values]
+        if meta.image:
+            report.suggestions.append((card, meta.image))
+        if not values:
+            continue
+        report.filled.append((card, values))
+        new_lines = [_yaml_line(name, value, card.indent) for name, value in values.items() if name not in card.empty]
+        if meta.image:
+            new_lines.append(" " * card.indent + f"# picture on the page (not in the email unless you add it): "
+                             f"{meta.image}")
+        insertions.append((card.insert_after, new_lines))
+        replacements.update({card.empty[name]: _yaml_line(name, value, card.indent)
+                             for name, value in values.items() if name in card.empty})
+    if insertions:
+        lines = text.split("\n")
+        for index, line in replacements.items():
+            lines[index] = line
+        for after, new_lines in sorted(insertions, key=lambda item: item[0], reverse=True):
+            lines[after + 1:after + 1] = new_lines
+        _replace_file(issue, "\n".join(lines))
+    return report
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _items(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _last_line(card: Any, lines: list[str]) -> int:
+    """The 0-based index of the last line that belongs to a block-style card (its last key's value)."""
+    last_key = list(card)[-1]
+    line = card.lc.value(last_key)[0] if card[last_key] is not None else card.lc.key(last_key)[0]
+    key_column = card.lc.key("url")[1]
+    # A value may go on over more lines (a folded or literal block): they are indented deeper than the keys.
+    index = line
+    for probe in range(line + 1, len(lines)):
+        following = lines[probe]
+        if not following.strip():
+            continue  # a blank line inside a block value, or after the card: what follows decides
+        if len(following) - len(following.lstrip(" ")) <= key_column:
+            break
+        index = probe
+    return index
+
+
+def _yaml_line(name: str, value: str, indent: int) -> str:
+    """`name: value` at `indent`, quoted as YAML needs it (ruamel.yaml decides: plain when it can be)."""
+    from ruamel.yaml import YAML
+
+    writer = YAML()
+    writer.width = 4096  # one line, however long
+    out = io.StringIO()
+    writer.dump({name: value}, out)
+    return " " * indent + out.getvalue().rstrip("\n")
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write beside `path`, then rename over it: the file is either the old one or the new one, never half."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, path.stat().st_mode & 0o777)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

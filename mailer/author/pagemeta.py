@@ -1,0 +1,275 @@
+"""A web page's title, description, site name and picture, for `mailer cards`.
+
+Fetched with httpx (timeouts, a size limit, proxies from the environment, redirects followed one at
+a time so that a public link cannot lead into this machine's network), decoded as a browser would
+(the HTTP charset, then the page's own <meta charset>, then a guess: w3lib), and read by trafilatura,
+which knows OpenGraph, Twitter cards, JSON-LD and the plain <title>/<meta name=description>, with
+fallbacks between them. Returns results; never prints.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from mailer.checks.linkcheck import host_is_private
+from mailer.compose.linebreak import display_width
+
+USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/126.0.0.0 Safari/537.36 mailer-cards/0.1")
+REQUEST_HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+    "Accept-Language": "en;q=0.9, *;q=0.5",
+}
+# What is read of a page: its metadata sits in the <head>, a few KB in; a 20 MB page stops here.
+MAX_BYTES = 2 * 1024 * 1024
+MAX_REDIRECTS = 5
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+# How much of each the layout shows before the card turns into a wall of text (display columns).
+LIMITS = {"title": 120, "description": 200, "site": 60}
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+@dataclass(frozen=True)
+class PageMeta:
+    """What a page says about itself, cleaned; `image` is only ever a suggestion for the editor."""
+
+    url: str
+    final_url: str
+    fetched_at: str  # ISO 8601, UTC
+    title: str | None = None
+    description: str | None = None
+    site: str | None = None
+    image: str | None = None
+    notes: tuple[str, ...] = ()  # what the cleaning did that the editor should look at (mojibake…)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["notes"] = list(self.notes)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PageMeta:
+        return cls(**{**data, "notes": tuple(data.get("notes") or ())})
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str
+    meta: PageMeta | None = None
+    reason: str | None = None  # why there is no meta: "HTTP 404 Not Found", "timed out after 10 s"…
+
+
+class PageFetcher:
+    """Fetches pages, a few at a time; one instance per command run."""
+
+    def __init__(self, *, timeout: float = 10.0, max_bytes: int = MAX_BYTES, concurrency: int = 8):
+        import httpx  # imported here: the CLI's --help must stay fast
+
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.concurrency = concurrency
+        # trust_env: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE from the environment, as curl reads them.
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=True,
+                                    headers=REQUEST_HEADERS)
+        self._private: dict[str, bool] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PageFetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fetch_all(self, urls: Iterable[str], done: Callable[[Fetched], None] | None = None) -> list[Fetched]:
+        """Fetch every URL, `concurrency` at a time; results in the order given."""
+        urls = list(urls)
+        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(urls) or 1)),
+                                thread_name_prefix="mailer-cards") as pool:
+            futures = [pool.submit(self.fetch, url) for url in urls]
+            results = []
+            for future in futures:
+                result = future.result()
+                if done is not None:
+                    done(result)
+                results.append(result)
+        return results
+
+    def fetch(self, url: str) -> Fetched:
+        import httpx
+
+        deadline = time.monotonic() + self.timeout
+        current = url
+        local = self._is_private(url)
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                with self._client.stream("GET", current) as response:
+                    if response.is_redirect and response.headers.get("Location"):
+                        target = urljoin(current, response.headers["Location"].strip())
+                        if urlsplit(target).scheme.lower() not in ("http", "https"):
+                            return Fetched(url, reason=f"redirects to {target}, which is not a web page")
+                        # A public link must not steer the fetch into this machine or its network.
+                        if not local and self._is_private(target):
+                            return Fetched(url, reason=f"redirects to {target}, a private or local address")
+                        current = target
+                        continue
+                    if response.status_code >= 400:
+                        return Fetched(url, reason=_status_reason(response.status_code, response.reason_phrase))
+                    content_type = response.headers.get("Content-Type", "")
+                    if content_type and content_type.split(";")[0].strip().lower() not in HTML_TYPES:
+                        return Fetched(url, reason=f"not a web page ({content_type.split(';')[0].strip()})")
+                    body = self._read(response, deadline)
+                    return Fetched(url, meta=read_page(url, str(response.url), content_type, body))
+            return Fetched(url, reason=f"too many redirects (more than {MAX_REDIRECTS})")
+        except _Deadline:
+            return Fetched(url, reason=f"timed out after {self.timeout:g} s")
+        except httpx.TimeoutException:
+            return Fetched(url, reason=f"timed out after {self.timeout:g} s")
+        except httpx.HTTPError as err:
+            return Fetched(url, reason=_network_reason(err))
+
+    def _read(self, response: Any, deadline: float) -> bytes:
+        """At most max_bytes of the body, within the whole fetch's time limit (a slow drip stops too)."""
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= self.max_bytes:
+                break
+            if time.monotonic() > deadline:
+                raise _Deadline
+        return b"".join(chunks)[: self.max_bytes]
+
+    def _is_private(self, url: str) -> bool:
+        host = urlsplit(url).hostname or ""
+        with self._lock:
+            known = self._private.get(host)
+        if known is None:
+            known = host_is_private(host, self.timeout)
+            with self._lock:
+                self._private[host] = known
+        return known
+
+
+class _Deadline(Exception):
+    pass
+
+
+def read_page(url: str, final_url: str, content_type: str | None, body: bytes) -> PageMeta:
+    """The metadata of a fetched page (`body`: its first bytes), cleaned for a card."""
+    from lxml import html as lxml_html
+    from trafilatura.metadata import extract_metadata
+    from w3lib.encoding import html_to_unicode
+
+    _, text = html_to_unicode(content_type, body, auto_detect_fun=_guess_encoding)
+    tree = lxml_html.fromstring(text) if text.strip() else None
+    found = extract_metadata(tree, default_url=final_url) if tree is not None else None
+    notes: list[str] = []
+    title = _clean(getattr(found, "title", None), "title", notes)
+    description = _clean(getattr(found, "description", None) or _json_ld_description(tree), "description", notes)
+    where = urlsplit(final_url)
+    hosts = {(where.hostname or "").lower().removeprefix("www."), where.netloc.lower().removeprefix("www.")}
+    site = _clean(getattr(found, "sitename", None), "site", notes)
+    if site and site.lower().removeprefix("www.") in hosts:
+        site = None  # trafilatura's fallback is the host name, which the card shows anyway
+    image = getattr(found, "image", None)
+    image = urljoin(final_url, image) if image else None
+    if image and urlsplit(image).scheme not in ("http", "https"):
+        image = None
+    return PageMeta(url=url, final_url=final_url, fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    title=title, description=description, site=site, image=image, notes=tuple(notes))
+
+
+def _guess_encoding(body: bytes) -> str | None:
+    """For a page that declares no charset: charset_normalizer's best guess."""
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(body[:65536]).best()
+    return best.encoding if best else None
+
+
+def _json_ld_description(tree: Any) -> str | None:
+    """A JSON-LD description (schema.org), which trafilatura does not read."""
+    if tree is None:
+        return None
+    for script in tree.xpath('//script[@type="application/ld+json"]'):
+        try:
+            data = json.loads(script.text or "")
+        except ValueError:
+            continue
+        items = data if isinstance(data, list) else [data]
+        items += [item for entry in list(items) if isinstance(entry, dict) for item in entry.get("@graph", [])]
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("description"), str) and item["description"].strip():
+                return item["description"]
+    return None
+
+
+def _clean(text: str | None, field: str, notes: list[str]) -> str | None:
+    """One line of readable text: entities decoded, mojibake repaired, invisible characters gone, trimmed at a word."""
+    if not text:
+        return None
+    import ftfy
+
+    from mailer.checks.textcheck import find_mojibake
+
+    text = html.unescape(html.unescape(text)) if "&" in text else text  # pages that escape twice
+    repaired = ftfy.fix_encoding(text)
+    if repaired != text:
+        notes.append(f"{field}: repaired mojibake ({text[:40]!r} read with the wrong charset)")
+        text = repaired
+    text = _INVISIBLE.sub("", text)
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+    text = " ".join(text.split())
+    if find_mojibake(text):
+        notes.append(f"{field}: looks like mojibake that could not be repaired: check it against the page")
+    limit = LIMITS[field]
+    if display_width(text) > limit:
+        text = _trim(text, limit)
+    return text or None
+
+
+def _trim(text: str, limit: int) -> str:
+    """Cut to `limit` columns with '…', at a space when there is one near the end (Chinese has none)."""
+    out = ""
+    for char in text:
+        if display_width(out + char) > limit - 1:
+            break
+        out += char
+    space = out.rfind(" ")
+    if space > len(out) * 0.6:
+        out = out[:space]
+    return out.rstrip(" ,;:-–—·|") + "…"
+
+
+def _status_reason(status: int, phrase: str) -> str:
+    reason = f"HTTP {status} {phrase}".rstrip()
+    if status in (401, 402, 403):
+        reason += " (a paywall or a login?)"
+    return reason
+
+
+def _network_reason(err: Exception) -> str:
+    text = str(err) or type(err).__name__
+    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return "the site's name does not resolve"
+    if "Connection refused" in text:
+        return "connection refused"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "the site's certificate is not valid"
+    return f"could not fetch: {text}"

@@ -1,0 +1,237 @@
+"""`mailer new`: next week's issue file, written from the latest issue's structure.
+
+What stays: the order of the parts, the newsletter's fixed parts (its title, the hero slot, the
+footer, `lang`) and the section headings that recur from issue to issue. What goes: every text of
+the week, replaced by a TODO that `mailer check` reports and `mailer send` refuses, and the week's
+links, pictures and dataset (a comment says where they go). The date moves to the new one, in the
+subject too when the subject carries it, and the issue number goes up by one (in the subject too:
+'#41', 'No. 41', 'Issue 41').
+
+The file is written with ruamel.yaml, so the comments, key order and quoting the editor keeps in
+their issues carry over.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mailer.errors import InputError, Problem
+from mailer.schema import display_path
+
+TODO_TEXT = "TODO"
+# Formats a date is written in, in subjects and titles ("The NLP Cypher | 12.13.20").
+DATE_FORMATS = ("%Y-%m-%d", "%m.%d.%y", "%m.%d.%Y", "%d.%m.%Y", "%m/%d/%y", "%m/%d/%Y", "%d/%m/%Y",
+                "%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%B %-d, %Y", "%b %-d, %Y", "%-d %B %Y", "%Y年%-m月%-d日")
+SUNDAY = 6
+# Lists of the week's own items: emptied, with a comment saying what goes there.
+WEEKLY_LISTS = {
+    "cards": "this week's links, one '- url: https://…' each; `mailer cards` fills in titles and descriptions",
+    "repos": "this week's repositories: '- name: owner/repo' and 'url: https://github.com/…'",
+    "list": "this week's list: '- title: …' and 'url: https://…'",
+    "images": "pictures: '- url: img/….png' and 'alt: what the picture shows'",
+}
+
+
+@dataclass(frozen=True)
+class NewIssue:
+    path: Path
+    text: str
+    source: Path
+    kept_headings: tuple[str, ...]
+
+
+def next_sunday(today: date) -> date:
+    """The first Sunday after today (a week on, when today is a Sunday)."""
+    return today + timedelta(days=(SUNDAY - today.weekday() - 1) % 7 + 1)
+
+
+def new_issue(issues_dir: Path, *, on: date, source: Path | None = None) -> NewIssue:
+    """Next week's issue text from `source` (default: the latest issue); raises InputError if it cannot be written."""
+    from ruamel.yaml import YAML  # imported here: the CLI's --help must stay fast
+
+    issues = _dated_issues(issues_dir)
+    if source is None:
+        if not issues:
+            raise InputError([Problem(display_path(issues_dir), "no issue to start from",
+                                      hint="write the first one by hand: the README's issue format is an example")])
+        source = max(issues, key=lambda path: (issues[path][0], -len(path.name)))
+    elif not source.is_file():
+        raise InputError([Problem(display_path(source), "no such issue file", hint="give an issue file in issues/")])
+    old_date, lang = issues.get(source) or _date_and_lang(source) or (None, None)
+    # 2020-12-13-zh.yaml → DATE-zh.yaml: a translation's next issue stays a translation.
+    dated = old_date is not None and source.stem.startswith(old_date.isoformat())
+    suffix = source.stem[len(old_date.isoformat()):] if dated and old_date else ""
+    target = issues_dir / f"{on.isoformat()}{suffix}.yaml"
+    if target.exists():
+        raise InputError([Problem(display_path(target), "already exists: mailer new never overwrites an issue",
+                                  hint="edit that file, or give another date: mailer new YYYY-MM-DD")])
+
+    round_trip = YAML()
+    round_trip.preserve_quotes = True
+    round_trip.width = 4096  # never fold a long line the editor wrote on one
+    round_trip.indent(mapping=2, sequence=4, offset=2)
+    source_text = source.read_text(encoding="utf-8")
+    data = round_trip.load(source_text)
+    spacing = _blank_lines_before(data, source_text)
+    recurring = _recurring_headings(issues, source, lang)
+    kept = _make_next(data, old_date=old_date, on=on, recurring=recurring)
+    out = io.StringIO()
+    round_trip.dump(data, out)
+    text = _with_blank_lines(out.getvalue(), spacing, round_trip)
+    return NewIssue(target, text, source, tuple(kept))
+
+
+def write_new_issue(new: NewIssue) -> None:
+    """Create the file; refuses (FileExistsError) if it appeared in the meantime."""
+    with open(new.path, "x", encoding="utf-8", newline="\n") as handle:
+        handle.write(new.text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _make_next(data: Any, *, old_date: date | None, on: date, recurring: set[str]) -> list[str]:
+    data["date"] = on
+    number = data.get("number") if isinstance(data.get("number"), int) else None
+    for key in ("subject", "title"):
+        if key in data and isinstance(data[key], str):
+            moved = _move_number(_move_date(data[key], old_date, on), number)
+            if key == "subject" and moved == data[key]:
+                moved = f"{TODO_TEXT}: this week's subject (last week: {data[key]})"
+            data[key] = _same_style(data[key], moved)
+    if number is not None:
+        data["number"] = number + 1
+    if "preheader" in data:
+        data["preheader"] = _same_style(data["preheader"], f"{TODO_TEXT}: the line inboxes show after the subject")
+    hero = data.get("hero")
+    if isinstance(hero, dict):  # the slot stays, last week's picture with it until the editor replaces it
+        hero["alt"] = _same_style(hero.get("alt"), f"{TODO_TEXT} (describe this week's picture, and change its url)")
+        if "caption" in hero:
+            hero["caption"] = _same_style(hero["caption"], TODO_TEXT)
+    if "intro" in data:
+        data["intro"] = _same_style(data["intro"], TODO_TEXT)
+    kept = []
+    for section in data.get("sections") or []:
+        if not isinstance(section, dict):
+            continue
+        heading = section.get("heading")
+        if isinstance(heading, str) and heading.strip() in recurring:
+            kept.append(heading)
+        else:
+            section["heading"] = _same_style(heading, f"{TODO_TEXT} (this week's heading)")
+        for key in ("body", "after"):
+            if key in section:
+                section[key] = _same_style(section[key], TODO_TEXT)
+        for key, what in WEEKLY_LISTS.items():
+            if key in section:
+                section[key] = None
+                section.yaml_add_eol_comment(f"{TODO_TEXT}: {what}", key)
+        if "dataset" in section:
+            section["dataset"] = None
+            section.yaml_add_eol_comment(f"{TODO_TEXT}: this week's dataset: name, url, description", "dataset")
+    return kept
+
+
+def _blank_lines_before(data: Any, text: str) -> set[tuple[str, Any]]:
+    """Which top-level keys and which sections the editor's file sets off with a blank line.
+
+    ruamel.yaml keeps a blank line as part of the value before it, so emptying that value loses it.
+    """
+    lines = text.split("\n")
+    found: set[tuple[str, Any]] = set()
+    for key in data:
+        line = data.lc.key(key)[0]
+        if line > 0 and not lines[line - 1].strip():
+            found.add(("key", key))
+    sections = data.get("sections")
+    if hasattr(sections, "lc"):
+        for index in range(1, len(sections)):
+            line = sections.lc.item(index)[0]
+            if line > 0 and not lines[line - 1].strip():
+                found.add(("section", index))
+    return found
+
+
+def _with_blank_lines(text: str, spacing: set[tuple[str, Any]], round_trip: Any) -> str:
+    data = round_trip.load(text)
+    lines = text.split("\n")
+    wanted = {data.lc.key(key)[0] for kind, key in spacing if kind == "key" and key in data}
+    sections = data.get("sections")
+    if hasattr(sections, "lc"):
+        wanted |= {sections.lc.item(index)[0] for kind, index in spacing
+                   if kind == "section" and index < len(sections)}
+    for line in sorted(wanted, reverse=True):
+        if line > 0 and lines[line - 1].strip():
+            lines.insert(line, "")
+    return "\n".join(lines)
+
+
+def _move_number(text: str, number: int | None) -> str:
+    """'Digest #41' → 'Digest #42' (also 'No. 41', 'Issue 41'), when the issue has a number."""
+    if number is None:
+        return text
+    return re.sub(rf"(#|\bNo\.\s?|\bIssue\s)({number})(?!\d)", lambda m: f"{m.group(1)}{number + 1}", text,
+                  flags=re.IGNORECASE)
+
+
+def _move_date(text: str, old: date | None, new: date) -> str:
+    if old is None:
+        return text
+    for pattern in DATE_FORMATS:
+        written = old.strftime(pattern)
+        if written in text:
+            return text.replace(written, new.strftime(pattern))
+    return text
+
+
+def _same_style(old: Any, text: str) -> Any:
+    """`text` in the quoting the old value was written in (a literal block stays a block)."""
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString, SingleQuotedScalarString
+
+    for kind in (LiteralScalarString, DoubleQuotedScalarString, SingleQuotedScalarString):
+        if isinstance(old, kind):
+            return kind(text + "\n" if kind is LiteralScalarString else text)
+    return text
+
+
+def _dated_issues(issues_dir: Path) -> dict[Path, tuple[date, str]]:
+    found = {}
+    for path in sorted(issues_dir.glob("*.yaml")):
+        read = _date_and_lang(path)
+        if read:
+            found[path] = read
+    return found
+
+
+def _date_and_lang(path: Path) -> tuple[date, str] | None:
+    """An issue's date and language, or None for a file that does not read as an issue."""
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("date"), date):
+        return None
+    return data["date"], str(data.get("lang") or "en")
+
+
+def _recurring_headings(issues: dict[Path, tuple[date, str]], source: Path, lang: str | None) -> set[str]:
+    """Headings that appear in two or more issues of the same language (the source among them)."""
+    counts: Counter[str] = Counter()
+    for path, (_, issue_lang) in issues.items():
+        if issue_lang != (lang or "en") and path != source:
+            continue
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        headings = {str(s.get("heading")).strip() for s in data.get("sections") or [] if isinstance(s, dict)}
+        counts.update(headings)
+    return {heading for heading, count in counts.items() if count >= 2}

@@ -1,0 +1,99 @@
+"""`mailer new` (next week's file from the latest issue) and `mailer cards` (cards filled from their pages)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+EPILOG_NEW = """\b
+Examples:
+  mailer new                      # issues/<next Sunday>.yaml from the latest issue
+  mailer new 2026-12-06           # for that date
+  mailer new --from issues/2020-12-13-zh.yaml
+"""
+
+
+@click.command(epilog=EPILOG_NEW)
+@click.argument("on", metavar="[DATE]", required=False, type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--from", "source", type=click.Path(path_type=Path, dir_okay=False),
+              help="Start from this issue instead of the latest one.")
+def new(on: object, source: Path | None) -> None:
+    """Write next week's issue file, issues/DATE.yaml, from the latest issue (DATE: next Sunday).
+
+    The parts that stay week to week stay: title, hero slot, footer, language, and the section
+    headings that recur in your issues. Each text of the week becomes a TODO that `mailer check`
+    reports and `mailer send` refuses; the week's links, pictures and dataset are emptied, with a
+    comment saying what goes there. An existing file is never overwritten.
+    """
+    from mailer.author.skeleton import new_issue, next_sunday, write_new_issue
+    from mailer.config import find_workspace, load_config
+    from mailer.errors import InputError, Problem
+    from mailer.schema import display_path
+
+    config = load_config(find_workspace(Path.cwd()))
+    day = on.date() if on is not None else next_sunday(date.today())  # type: ignore[attr-defined]
+    issue = new_issue(config.issues_dir, on=day, source=source)
+    try:
+        write_new_issue(issue)
+    except FileExistsError as err:
+        raise InputError([Problem(display_path(issue.path), "already exists: mailer new never overwrites an issue",
+                                  hint="edit that file, or give another date")]) from err
+    click.echo(f"{display_path(issue.path)} ← the structure of {display_path(issue.source)}")
+    if issue.kept_headings:
+        click.echo("  kept headings: " + ", ".join(issue.kept_headings))
+    click.echo("  next: write the TODOs, paste the week's links under cards:, then\n"
+               f"        mailer cards {display_path(issue.path)}   # titles and descriptions from the pages\n"
+               f"        mailer preview {display_path(issue.path)}")
+
+
+EPILOG_CARDS = """\b
+Examples:
+  mailer cards issues/2026-12-06.yaml
+  mailer cards issues/2026-12-06.yaml --refresh   # fetch every page again, not from the cache
+"""
+
+
+@click.command(epilog=EPILOG_CARDS)
+@click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--refresh", is_flag=True, help="Fetch every page again instead of reading the cache.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds a page may take, redirects included.")
+def cards(issue_file: Path, refresh: bool, timeout: float) -> None:
+    """Fill each card that has a url but no title, description or site from its page.
+
+    Reads each page's OpenGraph, Twitter card and JSON-LD metadata (with fallbacks), cleans the text
+    and writes it into ISSUE_FILE, keeping every other line, comment and quote as it was. A field you
+    wrote is never overwritten. Pages are cached (in the state folder, .mailer/pages/): a rerun is
+    instant and offline. A page that fails (timeout, 404, not HTML…) leaves its card as it was and is
+    listed; the exit code is then 3.
+    """
+    from mailer.author.cards import PageCache, fill_cards
+    from mailer.author.pagemeta import PageFetcher
+    from mailer.config import find_workspace, load_config
+    from mailer.errors import ExitStatus
+    from mailer.schema import display_path
+
+    config = load_config(find_workspace(issue_file.parent))
+    report = fill_cards(issue_file, cache=PageCache(config.state_dir / "pages"), refresh=refresh,
+                        fetcher_factory=lambda: PageFetcher(timeout=timeout))
+    label = display_path(issue_file)
+    for card, values in report.filled:
+        click.echo(f"  ✓ {label}:{card.line}  {card.url}\n      {', '.join(values)}: {values.get('title', '')}")
+    for card, note in report.notes:
+        click.secho(f"  ! {label}:{card.line}  {note}", fg="yellow")
+    for card, reason in report.failed:
+        click.secho(f"  ✗ {label}:{card.line}  {card.url}\n      {reason}: the card is left as it was", fg="red")
+    cards_word = "card" if len(report.filled) == 1 else "cards"
+    pages_word = "page" if report.fetched == 1 else "pages"
+    summary = (f"{label}: {len(report.filled)} {cards_word} filled ({report.fetched} {pages_word} fetched, "
+               f"{report.from_cache} from the cache)")
+    if report.failed:
+        summary += f", {len(report.failed)} failed"
+    if report.complete:
+        summary += f"; {report.complete} already complete"
+    click.echo(summary)
+    if report.failed:
+        sys.exit(ExitStatus.DELIVERY_FAILED)

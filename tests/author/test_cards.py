@@ -1,0 +1,206 @@
+"""`mailer cards` against a local web server: what it writes into the issue, byte for byte, and how it fails."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailer.author import pagemeta
+from mailer.author.pagemeta import PageFetcher
+from tests.conftest import write
+from tests.pages_server import PagesServer, start_pages_server
+
+
+@pytest.fixture
+def pages() -> Iterator[PagesServer]:
+    server = start_pages_server()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def issue_with_cards(workspace: Path, cards: str) -> Path:
+    return write(workspace / "issues" / "2026-12-06.yaml", f"""\
+# The week's links, pasted on Tuesday.
+subject: "Cards | 12.06.26"
+date: 2026-12-06
+preheader: 'A preheader long enough for the inbox preview line'
+sections:
+  - heading: Links   # the usual heading
+    body: |
+      Some links.
+    cards:
+{cards}
+  - heading: After
+    body: The end.
+""")
+
+
+def test_cards_are_filled_from_each_kind_of_metadata_and_nothing_else_changes(workspace: Path, pages: PagesServer,
+                                                                             run_cli) -> None:
+    u = pages.url
+    before = f"""\
+      - url: {u('/og')}   # OpenGraph
+      - url: "{u('/twitter')}"
+        # a comment inside the card
+      - url: {u('/json-ld')}
+        description: "The editor's own words, kept."
+      - url: {u('/redirect/1')}
+        title:    # empty: filled in place
+      - url: {u('/cjk')}
+      - url: {u('/gbk')}
+      - url: {u('/shift-jis')}
+      - url: {u('/big')}
+        title: Written by hand
+        description: Also by hand
+        site: Hand"""
+    path = issue_with_cards(workspace, before)
+    original = path.read_text(encoding="utf-8")
+    result = run_cli("cards", str(path))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    expected = original.replace(before, f"""\
+      - url: {u('/og')}   # OpenGraph
+        title: Sharded Training & Half the Memory
+        description: Lightning 1.1 reveals Sharded Training — train models on multiple GPUs.
+        site: PyTorch Lightning
+        # picture on the page (not in the email unless you add it): {u('/cover.png')}
+      - url: "{u('/twitter')}"
+        title: 'Depix: recovers passwords'
+        description: A tool for recovering passwords from pixelized screenshots.
+        # a comment inside the card
+      - url: {u('/json-ld')}
+        description: "The editor's own words, kept."
+        title: The Zodiac 340 cipher is cracked
+        site: Cipher News
+      - url: {u('/redirect/1')}
+        title: Sharded Training & Half the Memory
+        description: Lightning 1.1 reveals Sharded Training — train models on multiple GPUs.
+        site: PyTorch Lightning
+        # picture on the page (not in the email unless you add it): {u('/cover.png')}
+      - url: {u('/cjk')}
+        title: 自然语言处理周报：GPT-3 获奖
+        description: 本周 NLP 新闻 😎，包括 NeurIPS 的最佳论文。
+        site: 机器之心
+      - url: {u('/gbk')}
+        title: 数据集：CrossNER
+        description: 跨领域命名实体识别
+      - url: {u('/shift-jis')}
+        title: 日本語の記事
+        description: 自然言語処理のニュース
+      - url: {u('/big')}
+        title: Written by hand
+        description: Also by hand
+        site: Hand""")
+    assert path.read_text(encoding="utf-8") == expected
+    assert "7 cards filled (7 pages fetched, 0 from the cache); 1 already complete" in result.stdout
+    # The file still builds: the email shows the fetched words, escaped, and the site beside the domain.
+    assert run_cli("build", str(path)).exit_code == 0
+    email = (workspace / "build" / "2026-12-06" / "email.html").read_text(encoding="utf-8")
+    assert "Sharded Training &amp; Half the Memory" in email and "PyTorch Lightning · 127.0.0.1" in email
+    assert "cover.png" not in email  # the picture stays a suggestion
+
+
+def test_failures_leave_their_cards_as_they_were_and_are_listed(workspace: Path, pages: PagesServer,
+                                                               run_cli) -> None:
+    u = pages.url
+    cards = "\n".join(f"      - url: {u(p)}" for p in ("/missing", "/paywall", "/paper.pdf", "/slow", "/no-metadata",
+                                                       "/loop", "/og"))
+    path = issue_with_cards(workspace, cards)
+    original = path.read_text(encoding="utf-8")
+    result = run_cli("cards", str(path), "--timeout", "1")
+    assert result.exit_code == 3
+    out = re.sub(r"\s+", " ", result.stdout)
+    for url, reason in (("/missing", "HTTP 404 Not Found"), ("/paywall", "HTTP 403 Forbidden (a paywall or a login?)"),
+                        ("/paper.pdf", "not a web page (application/pdf)"), ("/slow", "timed out after 1 s"),
+                        ("/no-metadata", "no title found on the page"), ("/loop", "too many redirects")):
+        assert f"{u(url)} {reason}" in out, url
+    assert "1 card filled (7 pages fetched, 0 from the cache), 6 failed" in out
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert lines == original.replace(f"      - url: {u('/og')}\n", f"      - url: {u('/og')}\n"
+                                     "        title: Sharded Training & Half the Memory\n"
+                                     "        description: Lightning 1.1 reveals Sharded Training — train models on "
+                                     "multiple GPUs.\n        site: PyTorch Lightning\n"
+                                     f"        # picture on the page (not in the email unless you add it): "
+                                     f"{u('/cover.png')}\n").split("\n")
+
+
+def test_a_twenty_megabyte_page_is_read_only_as_far_as_its_metadata(pages: PagesServer) -> None:
+    with PageFetcher(timeout=10) as fetcher:
+        result = fetcher.fetch(pages.url("/big"))
+    assert result.meta is not None and result.meta.title == "A very big page"
+    pages.shutdown()  # wait for the handler to see the hang-up
+    assert pages.big_bytes_sent < 10 * 1024 * 1024
+
+
+def test_a_rerun_is_served_from_the_cache_offline_and_refresh_fetches_again(workspace: Path, pages: PagesServer,
+                                                                           run_cli) -> None:
+    path = issue_with_cards(workspace, f"      - url: {pages.url('/og')}\n      - url: {pages.url('/cjk')}")
+    original = path.read_text(encoding="utf-8")
+    assert run_cli("cards", str(path)).exit_code == 0
+    filled = path.read_text(encoding="utf-8")
+    path.write_text(original, encoding="utf-8")  # the editor undid it
+    pages.shutdown()
+    pages.server_close()  # offline now
+    again = run_cli("cards", str(path))
+    assert again.exit_code == 0 and "(0 pages fetched, 2 from the cache)" in again.stdout
+    assert path.read_text(encoding="utf-8") == filled
+    path.write_text(original, encoding="utf-8")
+    refreshed = run_cli("cards", str(path), "--refresh", "--timeout", "1")
+    assert refreshed.exit_code == 3 and "connection refused" in refreshed.stdout
+    assert path.read_text(encoding="utf-8") == original
+
+
+def test_an_interrupted_run_leaves_the_file_as_it_was(workspace: Path, pages: PagesServer, run_cli,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    path = issue_with_cards(workspace, f"      - url: {pages.url('/og')}\n      - url: {pages.url('/twitter')}")
+    original = path.read_bytes()
+
+    def interrupted(self, url):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PageFetcher, "fetch", interrupted)
+    assert run_cli("cards", str(path)).exit_code == 130
+    assert path.read_bytes() == original
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_public_link_may_not_redirect_into_this_machine(pages: PagesServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if 127.0.0.1 were a public site: its redirect to localhost must not be followed.
+    monkeypatch.setattr(pagemeta, "host_is_private", lambda host, timeout: host == "localhost")
+    with PageFetcher(timeout=2) as fetcher:
+        result = fetcher.fetch(pages.url("/to-localhost"))
+    assert result.meta is None and "a private or local address" in (result.reason or "")
+
+
+def test_a_card_written_on_one_line_is_reported_not_rewritten(workspace: Path, pages: PagesServer, run_cli) -> None:
+    path = issue_with_cards(workspace, f"      - {{url: {pages.url('/og')}}}")
+    original = path.read_text(encoding="utf-8")
+    result = run_cli("cards", str(path))
+    assert result.exit_code == 1
+    assert "2026-12-06.yaml:10: sections[0].cards[0]: this card is written on one line" in result.stderr
+    assert path.read_text(encoding="utf-8") == original
+
+
+def test_fetched_text_is_cleaned() -> None:
+    page = ('<html><head><meta property="og:title" content="Caf\u00c3\u00a9 &amp;amp; cr\u00c3\u00a8me\u200b">'
+            f'<meta property="og:description" content="{"word " * 80}"></head></html>')
+    meta = pagemeta.read_page("https://example.org/", "https://example.org/", "text/html; charset=utf-8",
+                              page.encode("utf-8"))
+    assert meta.title == "Café & crème"  # mojibake repaired, entities decoded twice, zero-width space gone
+    assert any("repaired mojibake" in note for note in meta.notes)
+    assert meta.description is not None and meta.description.endswith("word…") and len(meta.description) <= 200
+    assert html.unescape(meta.description) == meta.description
+
+
+def test_a_card_without_a_title_is_a_check_error_with_the_fix(workspace: Path, run_cli) -> None:
+    path = issue_with_cards(workspace, "      - url: https://example.org/a")
+    result = run_cli("check", str(path))
+    assert result.exit_code == 1
+    assert "2026-12-06.yaml:10:14: sections[0].cards[0].url: this card has no title" in result.stdout
+    assert "run `mailer cards issues/2026-12-06.yaml`" in result.stdout
+    dry_run = run_cli("send", str(path), "--subscribers", "subscribers.example.csv")
+    assert "would refuse until they are fixed" in dry_run.stderr and "this card has no title" in dry_run.stderr

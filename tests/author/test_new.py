@@ -1,0 +1,96 @@
+"""`mailer new`: next week's file from the latest issue, with TODOs that check reports and send refuses."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import yaml
+
+from mailer.author.skeleton import next_sunday
+from tests.conftest import write
+
+
+def test_next_sunday_is_after_today() -> None:
+    assert next_sunday(date(2026, 11, 28)) == date(2026, 11, 29)  # a Saturday: tomorrow
+    assert next_sunday(date(2026, 11, 29)) == date(2026, 12, 6)  # a Sunday: a week on
+    assert next_sunday(date(2026, 11, 30)) == date(2026, 12, 6)
+
+
+def test_new_writes_next_sundays_issue_from_the_latest_one(workspace: Path, run_cli) -> None:
+    result = run_cli("new")
+    sunday = next_sunday(date.today())
+    path = workspace / "issues" / f"{sunday.isoformat()}.yaml"
+    assert result.exit_code == 0, result.stderr
+    assert f"issues/{sunday.isoformat()}.yaml ← the structure of issues/2020-12-13.yaml" in result.stdout
+    text = path.read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    assert data["date"] == sunday
+    assert data["subject"] == f"The NLP Cypher | {sunday.strftime('%m.%d.%y')}"  # the date in the subject moved
+    assert data["title"] == "The NLP Cypher" and data["lang"] == "en"
+    assert data["preheader"].startswith("TODO") and data["intro"].startswith("TODO")
+    assert data["hero"]["url"] == "img/hero-storm.png" and data["hero"]["alt"].startswith("TODO")
+    assert len(data["sections"]) == 9
+    assert all(s["heading"].startswith("TODO") and set(s) <= {"heading", "body", "cards", "images", "list", "repos",
+                                                               "dataset", "after"} for s in data["sections"])
+    assert all(s.get(key) is None for s in data["sections"] for key in ("cards", "images", "list", "repos", "dataset"))
+    # What goes where is said in comments; the footer, a fixed part, is kept as it was.
+    assert "    cards:  # TODO: this week's links, one '- url: https://…' each; `mailer cards`" in text
+    assert data["footer"] == yaml.safe_load((workspace / "issues" / "2020-12-13.yaml").read_text())["footer"]
+    # The sections stay set off by blank lines, as in the editor's file.
+    assert text.count("\n\n  - heading:") == 8
+
+    check = run_cli("check", str(path))
+    assert check.exit_code == 1 and check.stdout.count("unfinished copy: 'TODO'") >= 10
+    dry_run = run_cli("send", str(path), "--subscribers", "subscribers.example.csv")
+    assert "a live send would refuse until they are fixed" in dry_run.stderr
+
+
+def test_new_never_overwrites_and_keeps_comments_quoting_and_recurring_headings(workspace: Path, run_cli) -> None:
+    earlier = """\
+# The Sunday digest. Keep the footer as it is.
+subject: 'Digest #{n} — {day:%B %-d, %Y}'
+date: {day}
+number: {n}
+preheader: "Preheader of issue {n}, long enough for an inbox"
+sections:
+  - heading: News   # always first
+    body: News of issue {n}.
+  - heading: A one-off heading {n}
+    body: Text.
+  - heading: Repos of the week
+    repos:
+      - name: owner/repo{n}
+        url: https://github.com/owner/repo{n}
+"""
+    for n, day in ((1, date(2026, 11, 15)), (2, date(2026, 11, 22))):
+        write(workspace / "issues" / f"{day.isoformat()}.yaml", earlier.format(n=n, day=day))
+    result = run_cli("new", "2026-11-29")
+    assert result.exit_code == 0, result.stderr
+    assert "kept headings: News, Repos of the week" in result.stdout
+    text = (workspace / "issues" / "2026-11-29.yaml").read_text(encoding="utf-8")
+    assert text == """\
+# The Sunday digest. Keep the footer as it is.
+subject: 'Digest #3 — November 29, 2026'
+date: 2026-11-29
+number: 3
+preheader: "TODO: the line inboxes show after the subject"
+sections:
+  - heading: News   # always first
+    body: TODO
+  - heading: TODO (this week's heading)
+    body: TODO
+  - heading: Repos of the week
+    repos:  # TODO: this week's repositories: '- name: owner/repo' and 'url: https://github.com/…'
+"""
+    again = run_cli("new", "2026-11-29")
+    assert again.exit_code == 1 and "2026-11-29.yaml: already exists: mailer new never overwrites" in again.stderr
+    assert (workspace / "issues" / "2026-11-29.yaml").read_text(encoding="utf-8") == text
+
+
+def test_new_from_a_chosen_issue_keeps_its_language_suffix(workspace: Path, run_cli) -> None:
+    day = date(2020, 12, 13) + timedelta(days=7)
+    result = run_cli("new", day.isoformat(), "--from", "issues/2020-12-13-zh.yaml")
+    assert result.exit_code == 0, result.stderr
+    data = yaml.safe_load((workspace / "issues" / f"{day.isoformat()}-zh.yaml").read_text(encoding="utf-8"))
+    assert data["lang"] == "zh" and data["date"] == day and data["subject"] == "NLP 密码 | 12.20.20 🔥"

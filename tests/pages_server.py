@@ -1,0 +1,135 @@
+"""A local web server with the pages `mailer cards` meets: every kind of metadata, and every way to fail."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+OG = """<!doctype html><html><head><meta charset="utf-8"><title>Fallback title</title>
+<meta property="og:title" content="Sharded Training &amp; Half the Memory">
+<meta property="og:description" content="Lightning 1.1 reveals   Sharded Training —
+ train models on multiple GPUs.">
+<meta property="og:site_name" content="PyTorch Lightning">
+<meta property="og:image" content="/cover.png"></head><body><p>Body</p></body></html>"""
+TWITTER = """<!doctype html><html><head><meta charset="utf-8">
+<meta name="twitter:card" content="summary">
+<meta name="twitter:title" content="Depix: recovers passwords">
+<meta name="twitter:description" content="A tool for recovering passwords from pixelized screenshots.">
+</head><body>x</body></html>"""
+JSON_LD = """<!doctype html><html><head><meta charset="utf-8">
+<script type="application/ld+json">{"@context": "https://schema.org", "@type": "NewsArticle",
+ "headline": "The Zodiac 340 cipher is cracked", "description": "After 51 years, a team decoded it.",
+ "publisher": {"@type": "Organization", "name": "Cipher News"}}</script></head><body>x</body></html>"""
+NO_METADATA = "<!doctype html><html><head></head><body><p>Nothing to say.</p></body></html>"
+CJK = """<!doctype html><html lang="zh"><head><meta charset="utf-8">
+<meta property="og:title" content="自然语言处理周报：GPT-3 获奖">
+<meta property="og:description" content="本周 NLP 新闻 😎，包括 NeurIPS 的最佳论文。">
+<meta property="og:site_name" content="机器之心"></head><body>x</body></html>"""
+GBK_META = ('<!doctype html><html><head><meta charset="gbk"><title>数据集：CrossNER</title>'
+            '<meta name="description" content="跨领域命名实体识别"></head><body>x</body></html>').encode("gbk")
+SHIFT_JIS_HEADER = ('<!doctype html><html><head><title>日本語の記事</title>'
+                    '<meta name="description" content="自然言語処理のニュース"></head><body>x</body></html>'
+                    ).encode("shift_jis")
+BIG_HEAD = b'<!doctype html><html><head><meta property="og:title" content="A very big page"></head><body>'
+BIG_SIZE = 20 * 1024 * 1024
+
+
+class PagesServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, latency: float = 0.0):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.latency = latency
+        self.hits: Counter[str] = Counter()
+        self.big_bytes_sent = 0
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: PagesServer
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self.path
+        self.server.hits[path] += 1
+        if self.server.latency:
+            time.sleep(self.server.latency)
+        routes = {
+            "/og": (200, "text/html; charset=utf-8", OG.encode()),
+            "/twitter": (200, "text/html", TWITTER.encode()),
+            "/json-ld": (200, "text/html", JSON_LD.encode()),
+            "/no-metadata": (200, "text/html", NO_METADATA.encode()),
+            "/cjk": (200, "text/html; charset=utf-8", CJK.encode()),
+            "/gbk": (200, "text/html", GBK_META),
+            "/shift-jis": (200, "text/html; charset=Shift_JIS", SHIFT_JIS_HEADER),
+            "/paper.pdf": (200, "application/pdf", b"%PDF-1.4\n"),
+            "/paywall": (403, "text/html", b"<html><title>Subscribe</title></html>"),
+        }
+        if path in routes:
+            status, content_type, body = routes[path]
+            self._send(status, content_type, body)
+        elif path.startswith("/page/"):  # any number of distinct pages, for the benchmark
+            name = path.rsplit("/", 1)[1]
+            self._send(200, "text/html", OG.replace("Sharded Training", f"Page {name}").encode())
+        elif path == "/redirect/1":
+            self._redirect(301, "/redirect/2")
+        elif path == "/redirect/2":
+            self._redirect(302, self.server.url("/og"))
+        elif path == "/loop":
+            self._redirect(302, "/loop")
+        elif path == "/to-localhost":
+            self._redirect(302, f"http://localhost:{self.server.server_address[1]}/og")
+        elif path == "/slow":
+            time.sleep(3)
+            self._send(200, "text/html", OG.encode())
+        elif path == "/big":
+            self._big()
+        else:
+            self._send(404, "text/html", b"<html><title>Not found</title></html>")
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _redirect(self, status: int, location: str) -> None:
+        self.send_response(status)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _big(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(BIG_SIZE))
+        self.end_headers()
+        self.wfile.write(BIG_HEAD)
+        sent = len(BIG_HEAD)
+        chunk = b"<p>" + b"x" * 65530 + b"</p>\n"
+        try:
+            while sent < BIG_SIZE:
+                piece = chunk[: BIG_SIZE - sent]
+                self.wfile.write(piece)
+                sent += len(piece)
+        except OSError:
+            pass  # the client hung up, as it should
+        finally:
+            self.server.big_bytes_sent = sent
+
+
+def start_pages_server(latency: float = 0.0) -> PagesServer:
+    server = PagesServer(latency)
+    threading.Thread(target=server.serve_forever, name="pages-server", daemon=True).start()
+    return server
