@@ -5,10 +5,10 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
 from mailer.addresses import AddressError, address_key, parse_address, printable
 from mailer.errors import InputError, Problem
@@ -71,8 +71,14 @@ def read_subscribers(
     addresses are never returned; they are listed in `skipped` with the reason.
     """
     label = file_label or str(path)
-    text = _decode(path, label, encoding)
-    rows = csv.reader(io.StringIO(text, newline=""), strict=True)
+    with _open_text(path, label, encoding) as stream:
+        try:
+            return _read_rows(csv.reader(stream, strict=True), label, skip_invalid=skip_invalid, segment=segment)
+        except UnicodeDecodeError:
+            raise _decode_error(path, label, encoding) from None
+
+
+def _read_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str | None) -> SubscriberList:
     result = SubscriberList(label)
     problems: list[Problem] = []
     try:
@@ -86,6 +92,7 @@ def read_subscribers(
     if problems:
         raise InputError(problems)
     first_line: dict[str, int] = {}
+    tag_sets: dict[str, tuple[str, ...]] = {}
     # This loop runs once per subscriber: plain indexes, no dicts. Rows are padded with empty
     # cells so that short rows and absent columns (pointed at the padding) read as "".
     width = len(header) + 1
@@ -117,8 +124,13 @@ def read_subscribers(
                     problems.append(Problem(label, problem, line))
                 continue
             raw_tags = row[i_tags]
-            tags = tuple(t.strip() for t in raw_tags.replace(",", ";").split(";") if t.strip()) if raw_tags else ()
+            tags = tag_sets.get(raw_tags)
+            if tags is None:  # a list has a handful of tag sets: one tuple each, shared by every row that has it
+                tags = tag_sets[raw_tags] = tuple(
+                    t.strip() for t in raw_tags.replace(",", ";").split(";") if t.strip()) if raw_tags else ()
             key = email.lower()  # address_key, as email is parsed
+            if key == email:
+                key = email  # one string, not two equal ones: a million keys are 70 MB
             first = first_line.get(key)
             if first is not None:
                 warnings.append(Problem(label, f"duplicate of line {first} ({email}); only line {first} is used",
@@ -159,12 +171,8 @@ def _numbered(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
         ended = reader.line_num  # type: ignore[attr-defined]
 
 
-def _decode(path: Path, label: str, encoding: str | None) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError([Problem(label, "file not found", hint="check the path; the workspace ships a sample list, "
-                                  "subscribers.example.csv, to copy (columns: " + ",".join(COLUMNS) + ")")]) from None
+def _open_text(path: Path, label: str, encoding: str | None) -> TextIO:
+    """The file as text, decoded as it is read: a list of a million is never held as bytes and string at once."""
     if encoding:
         try:
             codecs.lookup(encoding)
@@ -172,13 +180,26 @@ def _decode(path: Path, label: str, encoding: str | None) -> str:
             raise InputError([Problem(label, f"unknown encoding {encoding!r}",
                                       hint="e.g. --encoding cp1252 or --encoding latin-1")]) from None
     try:
-        return data.decode(encoding or "utf-8-sig")
+        # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first column's name.
+        return open(path, encoding=encoding or "utf-8-sig", newline="")  # noqa: SIM115 (the caller closes it)
+    except FileNotFoundError:
+        raise InputError([Problem(label, "file not found", hint="check the path; the workspace ships a sample list, "
+                                  "subscribers.example.csv, to copy (columns: " + ",".join(COLUMNS) + ")")]) from None
+
+
+def _decode_error(path: Path, label: str, encoding: str | None) -> InputError:
+    """Where the file stops being `encoding`: found again in the bytes (the text reader's offset is per chunk)."""
+    data = path.read_bytes()
+    try:
+        data.decode(encoding or "utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise InputError([Problem(
+        return InputError([Problem(
             label, f"not valid {encoding or 'UTF-8'} (byte 0x{data[err.start]:02x})", line,
             hint="save the file as UTF-8, or name its encoding with --encoding (e.g. --encoding cp1252)",
-        )]) from None
+        )])
+    return InputError([Problem(label, f"not valid {encoding or 'UTF-8'}",
+                               hint="save the file as UTF-8, or name its encoding with --encoding")])
 
 
 def _check_header(header: list[str], label: str, problems: list[Problem], warnings: list[Problem]) -> dict[str, int]:
