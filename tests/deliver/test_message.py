@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mailer.compose.build import build_issue
 from mailer.config import load_config
-from mailer.deliver.message import Personaliser, list_id, unsubscribe_token, verify_unsubscribe_token
+from mailer.deliver.message import (
+    POLICY,
+    MessageWriter,
+    Personaliser,
+    build_mime,
+    list_id,
+    unsubscribe_token,
+    verify_unsubscribe_token,
+)
 from mailer.deliver.subscribers import Subscriber
+from tests.loopback_smtp import parse
 
 SECRET = b"the newsletter's secret"
 
@@ -32,3 +43,34 @@ def test_each_unsubscribe_link_carries_a_token_only_the_secret_could_sign(worksp
     # The per-recipient fast path makes the same token as the documented function.
     assert token == unsubscribe_token("Ada@example.com", audience, SECRET)
     assert personalise(Subscriber("bob@example.com")).values["unsubscribe_url"] != url
+
+
+@pytest.mark.parametrize("issue", ["2020-12-13.yaml", "2020-12-13-zh.yaml"])
+def test_the_fast_writer_sends_the_same_message_as_the_email_package(workspace: Path, issue: str) -> None:
+    config = load_config(workspace)
+    rendered = build_issue(workspace / "issues" / issue, config)
+    personalise = Personaliser(rendered, config, SECRET)
+    writer = MessageWriter(rendered, config)
+    readers = [Subscriber("ada@example.com", "Ada", "Lovelace"), Subscriber("smith@example.com", "John", "Smith, Jr."),
+               Subscriber("zoe@example.com", "Zoë", "Müller"), Subscriber("li@example.com", "李", "雷"),
+               Subscriber("tom@example.com", "Tom & <Jerry>"), Subscriber("anon@example.com"),
+               Subscriber("long@example.com", "Maria-Magdalena Wilhelmina Alexandrina", "von und zu Hohenberg" * 3),
+               Subscriber("words@example.com", "=?utf-8?q?Not_a_word?=")]
+    for reader in readers:
+        personal = personalise(reader)
+        fast, message_id = writer.write(reader, personal)
+        slow = build_mime(rendered, config, reader, personal).as_bytes(policy=POLICY)
+        assert max(len(line) for line in fast.split(b"\r\n")) <= 998 and b"\n" not in fast.replace(b"\r\n", b"")
+        ours, theirs = parse(fast), parse(slow)
+        assert ours["Message-ID"] == message_id
+        differ = ("Date", "Message-ID", "Content-Type")  # the time, a random id, a random boundary
+        headers = [(name, str(value)) for name, value in ours.items() if name not in differ]
+        assert headers == [(name, str(value)) for name, value in theirs.items() if name not in differ], reader
+        assert ours.get_content_type() == theirs.get_content_type() == "multipart/alternative"
+        for mine, reference in zip(ours.iter_parts(), theirs.iter_parts(), strict=True):
+            assert mine.get_content_type() == reference.get_content_type()
+            assert mine.get_content_charset() == reference.get_content_charset() == "utf-8"
+            assert mine["Content-Transfer-Encoding"] == reference["Content-Transfer-Encoding"]
+            assert mine.get_content() == reference.get_content()
+    # An address that needs SMTPUTF8 is left to the email package.
+    assert writer.write(Subscriber("zoë@example.com"), personalise(Subscriber("zoë@example.com"))) is None

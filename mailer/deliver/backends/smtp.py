@@ -9,7 +9,6 @@ import re
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,7 +23,7 @@ from mailer.deliver.backends import (
     TransientError,
     UncertainError,
 )
-from mailer.deliver.message import POLICY, POLICY_UTF8, build_mime
+from mailer.deliver.message import POLICY, POLICY_UTF8, MessageWriter, build_mime
 
 URL_ENV = "MAILER_SMTP_URL"
 TIMEOUT_SECONDS = 30.0
@@ -85,7 +84,8 @@ def parse_url(raw: str) -> SmtpSettings:
 
 @dataclass(frozen=True)
 class Prepared:
-    message: EmailMessage
+    data: bytes  # the whole message, CRLF line endings
+    message_id: str
     sender: str
     recipient: str
 
@@ -100,14 +100,25 @@ class SmtpBackend:
         self._timeout = timeout
         self._tls = tls_context
         self._conn: smtplib.SMTP | None = None
+        self._writer: MessageWriter | None = None
 
     def prepare(self, rendered: RenderedIssue, config: Config, recipients: list[Recipient], *,
                 batch_id: str, options: Any) -> Prepared:
         (recipient,) = recipients
         to = getattr(options, "to", None)
-        message = build_mime(rendered, config, recipient.subscriber, recipient.personal, to=to,
-                             test=getattr(options, "test", False))
-        return Prepared(message, config.sender.email, to or recipient.subscriber.email)
+        test = getattr(options, "test", False)
+        if to is None and not test:
+            # A list send: the fast writer (the same message, a tenth of the time), made once per issue.
+            if self._writer is None or self._writer.rendered is not rendered or self._writer.config is not config:
+                self._writer = MessageWriter(rendered, config)
+            written = self._writer.write(recipient.subscriber, recipient.personal)
+            if written is not None:
+                return Prepared(written[0], written[1], config.sender.email, recipient.subscriber.email)
+        message = build_mime(rendered, config, recipient.subscriber, recipient.personal, to=to, test=test)
+        recipient_address = to or recipient.subscriber.email
+        needs_utf8 = not (config.sender.email + recipient_address).isascii()
+        data = message.as_bytes(policy=POLICY_UTF8 if needs_utf8 else POLICY)
+        return Prepared(data, str(message["Message-ID"]), config.sender.email, recipient_address)
 
     def _connect(self) -> smtplib.SMTP:
         settings = self._settings or settings_from_env()
@@ -154,7 +165,7 @@ class SmtpBackend:
             options.append("SMTPUTF8")
         if conn.has_extn("8bitmime"):
             options.append("BODY=8BITMIME")
-        data = payload.message.as_bytes(policy=POLICY_UTF8 if needs_utf8 else POLICY)
+        data = payload.data
         try:
             code, reply = conn.mail(payload.sender, options)
             if code != 250:
@@ -180,7 +191,7 @@ class SmtpBackend:
             raise UncertainError(f"the SMTP connection dropped while the message was sent: {err}") from None
         if code != 250:
             raise _refused(code, reply, "DATA")
-        return Accepted(payload.message["Message-ID"])
+        return Accepted(payload.message_id)
 
     @staticmethod
     def _reset(conn: smtplib.SMTP) -> None:
