@@ -103,7 +103,7 @@ def _suppressed(config: Config) -> Callable[[list[str]], dict[str, str]]:
     from mailer.deliver.suppressions import screen_recipients
 
     def lookup(keys: list[str]) -> dict[str, str]:
-        reasons = screen_recipients(config.state_dir, keys).reasons
+        reasons = screen_recipients(config.state_dir, keys, keyed=True).reasons
         return {key: reason.removeprefix("suppressed: ") for key, reason in reasons.items()}
 
     return lookup

@@ -219,16 +219,17 @@ class SuppressionList:
         """Every reason this address is suppressed (none: it may be mailed)."""
         return self.find([email]).get(address_key(email), [])
 
-    def find(self, emails: Iterable[str]) -> dict[str, list[Suppression]]:
+    def find(self, emails: Iterable[str], *, keyed: bool = False) -> dict[str, list[Suppression]]:
         """The suppressed ones among `emails`, by case-folded address; fast for 100,000 addresses.
 
         The set of suppressed addresses is read once; only the matches are looked up in detail,
         in one read transaction so that a pull committing meanwhile cannot split the answer.
+        `keyed`: the addresses are address_keys already (a parsed subscriber's `key`), not parsed again.
         """
         with self._transaction("DEFERRED") as db:
             known = {address for (address,) in db.execute("SELECT address FROM suppressions UNION SELECT address "
                                                            "FROM unsubscribes UNION SELECT address FROM reported")}
-            hits = sorted({key for key in map(address_key, emails) if key in known})
+            hits = sorted({key for key in (emails if keyed else map(address_key, emails)) if key in known})
             found: dict[str, list[Suppression]] = {}
             for start in range(0, len(hits), 500):
                 chunk = hits[start:start + 500]
@@ -367,14 +368,16 @@ def _unsubscribed(email: str, how: str, created_at: str) -> Suppression:
     return Suppression(email, UNSUBSCRIBED, reason=_HOW.get(how, how), created_at=created_at)
 
 
-def screen_recipients(state_dir: Path, emails: Iterable[str]) -> Screening:
-    """Which of `emails` the local suppression list holds; nothing at all when none was pulled."""
+def screen_recipients(state_dir: Path, emails: Iterable[str], *, keyed: bool = False) -> Screening:
+    """Which of `emails` the local suppression list holds; nothing at all when none was pulled.
+
+    `keyed`: `emails` are address_keys already (see SuppressionList.find)."""
     path = suppressions_path(state_dir)
     if not path.exists():
         return Screening({}, None)
     with SuppressionList(path) as suppressions:
         last = suppressions.last_pull()
-        found = suppressions.find(emails)
+        found = suppressions.find(emails, keyed=keyed)
     reasons = {address: "suppressed: " + "; ".join(item.describe() for item in items)
                for address, items in found.items()}
     return Screening(reasons, last.pulled_at if last else None)
