@@ -32,6 +32,14 @@ GBK_META = ('<!doctype html><html><head><meta charset="gbk"><title>数据集：C
 SHIFT_JIS_HEADER = ('<!doctype html><html><head><title>日本語の記事</title>'
                     '<meta name="description" content="自然言語処理のニュース"></head><body>x</body></html>'
                     ).encode("shift_jis")
+XHTML = ('<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html><html xmlns="http://www.w3.org/1999/xhtml"><head>'
+         '<title>An XHTML page</title><meta name="description" content="Served as XHTML."/></head><body/></html>')
+PIPED_TITLE = ("<html><head><title>Python 3.13 released | Python Insider</title></head>"
+               "<body><h1>Subscribe to our newsletter</h1></body></html>")
+CAREFUL_TEXT = """<html><head><meta charset="utf-8">
+<meta property="og:title" content="می&#8204;خواهم: family 👨&#8205;👩&#8205;👧 and AT&amp;amp;T">
+<meta property="og:description" content="What does &amp;nbsp; mean? a=1&amp;copy=2">
+<meta property="og:site_name" content="arXiv"></head><body>x</body></html>"""
 BIG_HEAD = b'<!doctype html><html><head><meta property="og:title" content="A very big page"></head><body>'
 BIG_SIZE = 20 * 1024 * 1024
 
@@ -74,6 +82,10 @@ class _Handler(BaseHTTPRequestHandler):
             "/shift-jis": (200, "text/html; charset=Shift_JIS", SHIFT_JIS_HEADER),
             "/paper.pdf": (200, "application/pdf", b"%PDF-1.4\n"),
             "/paywall": (403, "text/html", b"<html><title>Subscribe</title></html>"),
+            "/xhtml": (200, "application/xhtml+xml", XHTML.encode()),
+            "/comment-only": (200, "text/html", b"<!-- nothing here -->"),
+            "/piped-title": (200, "text/html; charset=utf-8", PIPED_TITLE.encode()),
+            "/careful-text": (200, "text/html; charset=utf-8", CAREFUL_TEXT.encode()),
         }
         if path in routes:
             status, content_type, body = routes[path]
@@ -89,6 +101,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect(302, "/loop")
         elif path == "/to-localhost":
             self._redirect(302, f"http://localhost:{self.server.server_address[1]}/og")
+        elif path.startswith("/slow-hop/"):  # five redirects, 0.4 s each
+            hop = int(path.rsplit("/", 1)[1])
+            time.sleep(0.4)
+            self._redirect(302, f"/slow-hop/{hop + 1}" if hop < 4 else "/og")
         elif path == "/slow":
             time.sleep(3)
             self._send(200, "text/html", OG.encode())

@@ -41,7 +41,7 @@ class Card:
     missing: tuple[str, ...]
     insert_after: int  # 0-based index of the card's last line
     indent: int
-    empty: dict[str, int] = field(default_factory=dict)  # fields written empty: 0-based line, filled in place
+    empty: dict[str, tuple[int, int]] = field(default_factory=dict)  # written empty: (line, column) of the key
 
 
 @dataclass
@@ -98,28 +98,31 @@ def cards_needing(text: str, label: str) -> tuple[list[Card], int]:
         raise InputError([Problem(label, f"not valid YAML: {getattr(err, 'problem', err)}",
                                   line=mark.line + 1 if mark else None,
                                   hint="fix the file first: mailer check names the problem")]) from err
-    lines = text.split("\n")
+    ends = _card_ends(text)
     found: list[Card] = []
     complete = 0
     problems: list[Problem] = []
+    seen: set[int] = set()
     for s, section in enumerate(_items(data.get("sections") if hasattr(data, "get") else None)):
         for c, card in enumerate(_items(section.get("cards") if hasattr(section, "get") else None)):
             path = f"sections[{s}].cards[{c}]"
-            if not hasattr(card, "get") or not isinstance(card.get("url"), str):
-                continue
+            if not hasattr(card, "get") or not isinstance(card.get("url"), str) or id(card) in seen:
+                continue  # not a card; or a YAML alias of one already seen (filled once, where it is written)
+            seen.add(id(card))
             # An empty field (`title:` or `title: ""`) is a slot to fill, and the build refuses it anyway.
-            empty = {name: card.lc.key(name)[0] for name in FILLED if name in card and _is_empty(card[name])}
+            empty = {name: card.lc.key(name) for name in FILLED if name in card and _is_empty(card[name])}
             missing = tuple(name for name in FILLED if name not in card or name in empty)
             if not missing:
                 complete += 1
                 continue
-            if card.fa.flow_style():
-                problems.append(Problem(label, "this card is written on one line ({url: …}): mailer cards cannot "
-                                        "add lines to it", line=card.lc.line + 1, field=path,
-                                        hint="write it as a block: '- url: …' on its own line"))
+            if card.fa.flow_style() or getattr(card, "merge", None) or (s, c) not in ends:
+                problems.append(Problem(label, "this card is written in a way mailer cards cannot add lines to "
+                                        "(on one line as {url: …}, or with a YAML merge key)",
+                                        line=card.lc.line + 1, field=path,
+                                        hint="write it as a block: '- url: …' on its own line, one key a line"))
                 continue
             url_line = card.lc.key("url")[0]
-            found.append(Card(path, card["url"].strip(), url_line + 1, missing, _last_line(card, lines),
+            found.append(Card(path, card["url"].strip(), url_line + 1, missing, ends[(s, c)],
                               card.lc.key("url")[1], empty))
     if problems:
         raise InputError(problems)
@@ -130,7 +133,12 @@ def fill_cards(issue: Path, *, cache: PageCache, fetcher_factory: Callable[[], P
                progress: Callable[[Fetched], None] | None = None) -> CardsReport:
     """Fetch what the issue's cards lack and write it into the file; returns what happened to each card."""
     label = display_path(issue)
-    text = issue.read_bytes().decode("utf-8")
+    raw = issue.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError([Problem(label, f"not valid UTF-8 (byte 0x{raw[err.start]:02x})",
+                                  line=raw[:err.start].count(b"\n") + 1, hint="save the file as UTF-8")]) from None
     cards, complete = cards_needing(text, label)
     report = CardsReport(issue, complete=complete)
     metas: dict[str, PageMeta] = {}
@@ -153,7 +161,7 @@ def fill_cards(issue: Path, *, cache: PageCache, fetcher_factory: Callable[[], P
                     reasons[result.url] = result.reason or "no title found on the page"
         report.fetched = len(to_fetch)
     insertions: list[tuple[int, list[str]]] = []
-    replacements: dict[int, str] = {}
+    replacements: dict[tuple[int, int], str] = {}
     for card in cards:
         meta = metas.get(card.url)
         if meta is None:
@@ -161,6 +169,9 @@ def fill_cards(issue: Path, *, cache: PageCache, fetcher_factory: Callable[[], P
             continue
         values = {name: getattr(meta, name) for name in card.missing if getattr(meta, name)}
         report.notes += [(card, note) for note in meta.notes if note.split(":")[0] in values]
+        report.notes += [(card, f"{name} is empty and the page has none: write one, or remove the line "
+                                "(the build refuses an empty field)")
+                         for name in card.empty if name not in values]
         if meta.image:
             report.suggestions.append((card, meta.image))
         if not values:
@@ -171,15 +182,20 @@ def fill_cards(issue: Path, *, cache: PageCache, fetcher_factory: Callable[[], P
             new_lines.append(" " * card.indent + f"# picture on the page (not in the email unless you add it): "
                              f"{meta.image}")
         insertions.append((card.insert_after, new_lines))
-        replacements.update({card.empty[name]: _yaml_line(name, value, card.indent)
+        # Filled in place from the key on: whatever precedes it on the line ("- " for a first key) stays.
+        replacements.update({card.empty[name]: _yaml_line(name, value, 0)
                              for name, value in values.items() if name in card.empty})
     if insertions:
-        lines = text.split("\n")
-        for index, line in replacements.items():
-            lines[index] = line
+        newline = "\r\n" if "\r\n" in text else "\n"  # a file written on Windows stays so
+        lines = text.split(newline)
+        for (index, column), line in replacements.items():
+            lines[index] = lines[index][:column] + line
         for after, new_lines in sorted(insertions, key=lambda item: item[0], reverse=True):
             lines[after + 1:after + 1] = new_lines
-        _replace_file(issue, "\n".join(lines))
+        if issue.read_bytes() != raw:
+            raise InputError([Problem(label, "the file changed while the pages were fetched: nothing was written",
+                                      hint="run mailer cards again (the pages are cached now)")])
+        _replace_file(issue, newline.join(lines))
     return report
 
 
@@ -191,21 +207,45 @@ def _items(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else []
 
 
-def _last_line(card: Any, lines: list[str]) -> int:
-    """The 0-based index of the last line that belongs to a block-style card (its last key's value)."""
-    last_key = list(card)[-1]
-    line = card.lc.value(last_key)[0] if card[last_key] is not None else card.lc.key(last_key)[0]
-    key_column = card.lc.key("url")[1]
-    # A value may go on over more lines (a folded or literal block): they are indented deeper than the keys.
-    index = line
-    for probe in range(line + 1, len(lines)):
-        following = lines[probe]
-        if not following.strip():
-            continue  # a blank line inside a block value, or after the card: what follows decides
-        if len(following) - len(following.lstrip(" ")) <= key_column:
-            break
-        index = probe
-    return index
+def _card_ends(text: str) -> dict[tuple[int, int], int]:
+    """For each block-style card (section, card), the 0-based line its last value ends on.
+
+    PyYAML's nodes know where each value ends (a quoted string or a block scalar over several lines
+    included), which ruamel.yaml's do not.
+    """
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return {}  # every card is then reported as one mailer cards cannot add lines to
+    ends: dict[tuple[int, int], int] = {}
+    sections = _child(root, "sections")
+    for s, section in enumerate(sections.value if isinstance(sections, yaml.SequenceNode) else []):
+        cards = _child(section, "cards")
+        for c, card in enumerate(cards.value if isinstance(cards, yaml.SequenceNode) else []):
+            if isinstance(card, yaml.MappingNode) and not card.flow_style and card.value:
+                last = card.value[-1][1]
+                end = last.end_mark
+                # A value that ends at a line break ends on the line before; a block scalar's end
+                # also takes in the blank lines after it, which stay after the new lines.
+                line = end.line - 1 if end.column == 0 else end.line
+                if last.style in ("|", ">"):
+                    lines = text.split("\n")
+                    while line > last.start_mark.line and not lines[line].strip():
+                        line -= 1
+                ends[(s, c)] = max(line, card.value[-1][0].start_mark.line)
+    return ends
+
+
+def _child(node: Any, key: str) -> Any:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        for name, value in node.value:
+            if isinstance(name, yaml.ScalarNode) and name.value == key:
+                return value
+    return None
 
 
 def _yaml_line(name: str, value: str, indent: int) -> str:

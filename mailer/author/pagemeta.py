@@ -38,7 +38,12 @@ MAX_REDIRECTS = 5
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # How much of each the layout shows before the card turns into a wall of text (display columns).
 LIMITS = {"title": 120, "description": 200, "site": 60}
-_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# Characters that show nothing and mean nothing in a title: soft hyphens, zero-width spaces, bidi
+# overrides and isolates, word joiners, byte-order marks. ZWJ and ZWNJ stay (emoji sequences,
+# Persian and Indic spelling), as do the left-to-right and right-to-left marks.
+_INVISIBLE = re.compile("[\u00ad\u200b\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+# What a page that escapes its metadata twice leaves after one decoding ("AT&amp;T").
+_ESCAPED_TWICE = re.compile(r"&(?:amp|quot|lt|gt|#39|#x27);")
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,13 @@ class PageFetcher:
         return results
 
     def fetch(self, url: str) -> Fetched:
+        """One page; never raises: whatever goes wrong becomes the reason its card is left as it was."""
+        try:
+            return self._fetch(url)
+        except Exception as err:  # an odd URL or page must cost its own card, not the whole run
+            return Fetched(url, reason=f"could not read the page ({type(err).__name__}: {err})")
+
+    def _fetch(self, url: str) -> Fetched:
         import httpx
 
         deadline = time.monotonic() + self.timeout
@@ -117,7 +129,11 @@ class PageFetcher:
         local = self._is_private(url)
         try:
             for _ in range(MAX_REDIRECTS + 1):
-                with self._client.stream("GET", current) as response:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _Deadline
+                # The whole fetch has `timeout` seconds: each hop gets what is left of them.
+                with self._client.stream("GET", current, timeout=httpx.Timeout(left)) as response:
                     if response.is_redirect and response.headers.get("Location"):
                         target = urljoin(current, response.headers["Location"].strip())
                         if urlsplit(target).scheme.lower() not in ("http", "https"):
@@ -172,21 +188,34 @@ class _Deadline(Exception):
 
 def read_page(url: str, final_url: str, content_type: str | None, body: bytes) -> PageMeta:
     """The metadata of a fetched page (`body`: its first bytes), cleaned for a card."""
+    from lxml import etree as lxml_etree
     from lxml import html as lxml_html
     from trafilatura.metadata import extract_metadata
     from w3lib.encoding import html_to_unicode
 
     _, text = html_to_unicode(content_type, body, auto_detect_fun=_guess_encoding)
-    tree = lxml_html.fromstring(text) if text.strip() else None
+    tree = None
+    if text.strip():
+        # Bytes, with the charset named: lxml refuses a str that carries an <?xml encoding?> declaration.
+        parser = lxml_html.HTMLParser(encoding="utf-8")
+        try:
+            tree = lxml_html.fromstring(text.encode("utf-8", "surrogatepass"), parser=parser)
+        except (ValueError, TypeError, lxml_etree.ParserError):
+            tree = None  # a page of nothing but a comment, say: no metadata
     found = extract_metadata(tree, default_url=final_url) if tree is not None else None
     notes: list[str] = []
-    title = _clean(getattr(found, "title", None), "title", notes)
-    description = _clean(getattr(found, "description", None) or _json_ld_description(tree), "description", notes)
+    # The page's own tags first, as written: trafilatura's heuristics split "Python 3.13 released |
+    # Python Insider", may take an <h1> over <title>, recase "arXiv" and decode entities a second time.
+    # Its fallbacks (JSON-LD headline, the picture) come after.
+    title = _clean(_meta(tree, "og:title", "twitter:title") or _page_title(tree) or getattr(found, "title", None),
+                   "title", notes)
+    description = _clean(_meta(tree, "og:description", "twitter:description", "description")
+                         or getattr(found, "description", None) or _json_ld(tree, "description"), "description", notes)
     where = urlsplit(final_url)
     hosts = {(where.hostname or "").lower().removeprefix("www."), where.netloc.lower().removeprefix("www.")}
-    site = _clean(getattr(found, "sitename", None), "site", notes)
+    site = _clean(_meta(tree, "og:site_name", "application-name") or _json_ld(tree, "publisher"), "site", notes)
     if site and site.lower().removeprefix("www.") in hosts:
-        site = None  # trafilatura's fallback is the host name, which the card shows anyway
+        site = None  # the card shows the domain anyway
     image = getattr(found, "image", None)
     image = urljoin(final_url, image) if image else None
     if image and urlsplit(image).scheme not in ("http", "https"):
@@ -203,8 +232,26 @@ def _guess_encoding(body: bytes) -> str | None:
     return best.encoding if best else None
 
 
-def _json_ld_description(tree: Any) -> str | None:
-    """A JSON-LD description (schema.org), which trafilatura does not read."""
+def _meta(tree: Any, *names: str) -> str | None:
+    """The first of these <meta property=…> / <meta name=…> tags the page has, as written."""
+    if tree is None:
+        return None
+    for name in names:
+        for value in tree.xpath("//meta[@property=$name or @name=$name]/@content", name=name):
+            if value.strip():
+                return str(value)
+    return None
+
+
+def _page_title(tree: Any) -> str | None:
+    if tree is None:
+        return None
+    title = tree.findtext(".//title")
+    return title if title and title.strip() else None
+
+
+def _json_ld(tree: Any, field: str) -> str | None:
+    """A schema.org JSON-LD `description`, or the `publisher`'s name (trafilatura reads neither as we need)."""
     if tree is None:
         return None
     for script in tree.xpath('//script[@type="application/ld+json"]'):
@@ -215,8 +262,11 @@ def _json_ld_description(tree: Any) -> str | None:
         items = data if isinstance(data, list) else [data]
         items += [item for entry in list(items) if isinstance(entry, dict) for item in entry.get("@graph", [])]
         for item in items:
-            if isinstance(item, dict) and isinstance(item.get("description"), str) and item["description"].strip():
-                return item["description"]
+            value = item.get(field) if isinstance(item, dict) else None
+            if isinstance(value, dict):
+                value = value.get("name")
+            if isinstance(value, str) and value.strip():
+                return value
     return None
 
 
@@ -228,7 +278,8 @@ def _clean(text: str | None, field: str, notes: list[str]) -> str | None:
 
     from mailer.checks.textcheck import find_mojibake
 
-    text = html.unescape(html.unescape(text)) if "&" in text else text  # pages that escape twice
+    if _ESCAPED_TWICE.search(text):  # a page that escaped its metadata twice: "AT&amp;T" once decoded
+        text = html.unescape(text)
     repaired = ftfy.fix_encoding(text)
     if repaired != text:
         notes.append(f"{field}: repaired mojibake ({text[:40]!r} read with the wrong charset)")

@@ -63,7 +63,10 @@ def new_issue(issues_dir: Path, *, on: date, source: Path | None = None) -> NewI
         if not issues:
             raise InputError([Problem(display_path(issues_dir), "no issue to start from",
                                       hint="write the first one by hand: the README's issue format is an example")])
-        source = max(issues, key=lambda path: (issues[path][0], -len(path.name)))
+        # The newsletter's own edition: a file named for its date alone (a translation is 2020-12-13-zh.yaml),
+        # unless there is none.
+        primary = [path for path, (day, _) in issues.items() if path.stem == day.isoformat()] or list(issues)
+        source = max(primary, key=lambda path: (issues[path][0], -len(path.name)))
     elif not source.is_file():
         raise InputError([Problem(display_path(source), "no such issue file", hint="give an issue file in issues/")])
     old_date, lang = issues.get(source) or _date_and_lang(source) or (None, None)
@@ -80,7 +83,14 @@ def new_issue(issues_dir: Path, *, on: date, source: Path | None = None) -> NewI
     round_trip.width = 4096  # never fold a long line the editor wrote on one
     round_trip.indent(mapping=2, sequence=4, offset=2)
     source_text = source.read_text(encoding="utf-8")
-    data = round_trip.load(source_text)
+    try:
+        data = round_trip.load(source_text)
+    except Exception as err:  # ruamel.yaml's errors have no common base worth naming
+        raise InputError([Problem(display_path(source), f"does not read as YAML: {err}",
+                                  hint="mailer check names the problem")]) from None
+    if not hasattr(data, "get") or not hasattr(data, "lc"):
+        raise InputError([Problem(display_path(source), "is not an issue (a mapping of subject, date, sections…)",
+                                  hint="start from an issue file in issues/")])
     spacing = _blank_lines_before(data, source_text)
     recurring = _recurring_headings(issues, source, lang)
     kept = _make_next(data, old_date=old_date, on=on, recurring=recurring)
@@ -183,12 +193,13 @@ def _move_number(text: str, number: int | None) -> str:
 
 
 def _move_date(text: str, old: date | None, new: date) -> str:
+    """The old date, in each format the text writes it, replaced by the new one in that format."""
     if old is None:
         return text
-    for pattern in DATE_FORMATS:
-        written = old.strftime(pattern)
-        if written in text:
-            return text.replace(written, new.strftime(pattern))
+    # Longest first, and never inside a longer number: "12.13.2020" is not "12.13.20" followed by "20".
+    for pattern in sorted(DATE_FORMATS, key=lambda p: -len(old.strftime(p))):
+        written = re.compile(rf"(?<!\d){re.escape(old.strftime(pattern))}(?!\d)")
+        text = written.sub(lambda _, pattern=pattern: new.strftime(pattern), text)
     return text
 
 

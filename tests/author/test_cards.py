@@ -181,7 +181,8 @@ def test_a_card_written_on_one_line_is_reported_not_rewritten(workspace: Path, p
     original = path.read_text(encoding="utf-8")
     result = run_cli("cards", str(path))
     assert result.exit_code == 1
-    assert "2026-12-06.yaml:10: sections[0].cards[0]: this card is written on one line" in result.stderr
+    assert ("2026-12-06.yaml:10: sections[0].cards[0]: this card is written in a way mailer cards cannot add lines "
+            "to (on one line as {url: …}" in result.stderr)
     assert path.read_text(encoding="utf-8") == original
 
 
@@ -204,3 +205,75 @@ def test_a_card_without_a_title_is_a_check_error_with_the_fix(workspace: Path, r
     assert "run `mailer cards issues/2026-12-06.yaml`" in result.stdout
     dry_run = run_cli("send", str(path), "--subscribers", "subscribers.example.csv")
     assert "would refuse until they are fixed" in dry_run.stderr and "this card has no title" in dry_run.stderr
+
+
+def test_odd_pages_and_urls_fail_alone_and_are_read_carefully(workspace: Path, pages: PagesServer, run_cli) -> None:
+    u = pages.url
+    cards = "\n".join(f"      - url: {address}" for address in (
+        u("/xhtml"), u("/comment-only"), "https://ex..ample.com/", u("/piped-title"), u("/careful-text"),
+        u("/slow-hop/0")))
+    path = issue_with_cards(workspace, cards)
+    result = run_cli("cards", str(path), "--timeout", "1")
+    assert result.exit_code == 3 and "Traceback" not in result.stderr
+    text = path.read_text(encoding="utf-8")
+    out = re.sub(r"\s+", " ", result.stdout)
+    assert "title: An XHTML page\n        description: Served as XHTML." in text
+    assert f"{u('/comment-only')} no title found on the page" in out
+    assert "https://ex..ample.com/ could not read the page" in out
+    # The page's own <title> as written, not a guess from an <h1> or a split at "|".
+    assert "title: Python 3.13 released | Python Insider\n" in text
+    # Joiners kept (Persian spelling, an emoji family); an entity decoded once, or twice only when the page
+    # escaped twice; the site's name as the site writes it.
+    assert "title: 'می\u200cخواهم: family 👨\u200d👩\u200d👧 and AT&T'" in text
+    assert "description: What does &nbsp; mean? a=1&copy=2\n        site: arXiv\n" in text
+    # Five redirects of 0.4 s each do not fit in --timeout 1: the whole fetch is bounded.
+    assert f"{u('/slow-hop/0')} timed out after 1 s" in out
+
+
+def test_empty_fields_are_filled_in_place_and_a_multi_line_value_stays_whole(workspace: Path, pages: PagesServer,
+                                                                             run_cli) -> None:
+    u = pages.url
+    before = f"""\
+      - title:
+        url: {u('/og')}
+      - url: {u('/twitter')}
+        description: "a long description
+          that goes on here"
+        site:"""
+    path = issue_with_cards(workspace, before)
+    original = path.read_text(encoding="utf-8")
+    result = run_cli("cards", str(path))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert path.read_text(encoding="utf-8") == original.replace(before, f"""\
+      - title: Sharded Training & Half the Memory
+        url: {u('/og')}
+        description: Lightning 1.1 reveals Sharded Training — train models on multiple GPUs.
+        site: PyTorch Lightning
+        # picture on the page (not in the email unless you add it): {u('/cover.png')}
+      - url: {u('/twitter')}
+        description: "a long description
+          that goes on here"
+        site:
+        title: 'Depix: recovers passwords'""")
+    assert "site is empty and the page has none: write one, or remove the line" in result.stdout
+
+
+def test_a_windows_file_keeps_its_line_endings_and_an_edit_made_meanwhile_is_not_lost(
+        workspace: Path, pages: PagesServer, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = issue_with_cards(workspace, f"      - url: {pages.url('/og')}")
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    assert run_cli("cards", str(path)).exit_code == 0
+    data = path.read_bytes()
+    assert b"title: Sharded Training & Half the Memory\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+
+    path = issue_with_cards(workspace, f"      - url: {pages.url('/twitter')}")
+    fetch = PageFetcher.fetch
+
+    def editor_saves_meanwhile(self, url):
+        path.write_text(path.read_text(encoding="utf-8") + "# saved by the editor\n", encoding="utf-8")
+        return fetch(self, url)
+
+    monkeypatch.setattr(PageFetcher, "fetch", editor_saves_meanwhile)
+    result = run_cli("cards", str(path), "--refresh")
+    assert result.exit_code == 1 and "the file changed while the pages were fetched" in result.stderr
+    assert path.read_text(encoding="utf-8").endswith("# saved by the editor\n")

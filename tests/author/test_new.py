@@ -94,3 +94,31 @@ def test_new_from_a_chosen_issue_keeps_its_language_suffix(workspace: Path, run_
     assert result.exit_code == 0, result.stderr
     data = yaml.safe_load((workspace / "issues" / f"{day.isoformat()}-zh.yaml").read_text(encoding="utf-8"))
     assert data["lang"] == "zh" and data["date"] == day and data["subject"] == "NLP 密码 | 12.20.20 🔥"
+
+
+def test_a_four_digit_year_moves_whole_and_the_primary_edition_is_the_default(workspace: Path, run_cli) -> None:
+    write(workspace / "issues" / "2020-12-20.yaml", """\
+subject: "Digest | 12.20.2020 and 2020-12-20"
+date: 2020-12-20
+preheader: "A preheader long enough for an inbox preview"
+sections:
+  - heading: News
+    body: Text.
+""")
+    # A translation of a later date does not make it the latest issue to start from.
+    write(workspace / "issues" / "2020-12-27-zh.yaml", (workspace / "issues" / "2020-12-13-zh.yaml").read_text()
+          .replace("date: 2020-12-13", "date: 2020-12-27"))
+    result = run_cli("new", "2021-01-03")
+    assert result.exit_code == 0, result.stderr
+    assert "← the structure of issues/2020-12-20.yaml" in result.stdout
+    data = yaml.safe_load((workspace / "issues" / "2021-01-03.yaml").read_text(encoding="utf-8"))
+    assert data["subject"] == "Digest | 01.03.2021 and 2021-01-03"  # each format moves whole
+
+
+def test_a_source_that_is_not_an_issue_is_a_clear_error(workspace: Path, run_cli) -> None:
+    write(workspace / "drafts" / "broken.yaml", "subject: [unclosed\n")
+    write(workspace / "drafts" / "list.yaml", "- a\n- b\n")
+    for name in ("broken", "list"):
+        result = run_cli("new", "2026-12-06", "--from", f"drafts/{name}.yaml")
+        assert result.exit_code == 1 and "Traceback" not in result.stderr
+        assert f"drafts/{name}.yaml: " in result.stderr
