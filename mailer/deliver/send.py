@@ -486,12 +486,20 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
     personal = Personaliser(rendered, config, secret)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailer-send")
 
+    def prepare_and_deliver(batch: list[Subscriber], batch_id: str) -> Outcome:
+        # In the worker: while one batch waits for the provider, the next is being prepared, so the
+        # send goes at the network's pace instead of one request at a time behind the preparation.
+        try:
+            recipients = [Recipient(s, personal(s)) for s in batch]
+            payload = backend.prepare(rendered, config, recipients, batch_id=batch_id, options=payload_options)
+        except Exception as err:  # nothing left for this batch: back to queued, and the send stops
+            return Outcome(ledger_states.QUEUED, error=f"could not prepare the request: {err}", fatal=True)
+        return deliver(backend, payload, options.retry, stop)
+
     def submit(batch: list[Subscriber], batch_id: str) -> None:
-        recipients = [Recipient(s, personal(s)) for s in batch]
-        payload = backend.prepare(rendered, config, recipients, batch_id=batch_id, options=payload_options)
         ledger.mark_sending(key, [s.key for s in batch], batch_id)  # committed before the request can leave
         report.batches += 1
-        in_flight[pool.submit(deliver, backend, payload, options.retry, stop)] = (batch_id, batch)
+        in_flight[pool.submit(prepare_and_deliver, batch, batch_id)] = (batch_id, batch)
 
     def settle_refused(future: Future[Outcome], batch_id: str, batch: list[Subscriber], outcome: Outcome) -> None:
         # The provider refused the whole batch, nothing sent, for the sake of a few recipients: fail

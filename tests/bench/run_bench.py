@@ -227,6 +227,10 @@ def bench_send(count: int = 100_000) -> list[tuple[str, float, str, str]]:
             rows.append((f"live send, {count:,}: peak memory", peak, "MB", ""))
             if len(fake.accepted) != count or len(set(fake.accepted)) != count:
                 raise SystemExit(f"the live send delivered {len(fake.accepted)} messages, expected {count}")
+            floor = _posting_floor(workspace, csv, url)
+            rows.append((f"  floor: the same {count // 1000} request bodies, posted by 4 plain threads", floor, "s",
+                         ""))
+            rows.append(("  live send ÷ floor (the rest is mailer's own work)", wall / floor, "×", "< 1.5"))
         finally:
             server.shutdown()
     return rows
@@ -272,6 +276,56 @@ def bench_cards(links: int = 40, latency: float = 0.1) -> list[tuple[str, float,
         server.server_close()
     return [(f"mailer cards, {links} links, cold ({latency * 1000:.0f} ms a page, whole process)", cold, "s", "< 2"),
             (f"mailer cards, {links} links, warm cache (whole process)", warm, "s", "< 1")]
+
+
+def _posting_floor(workspace: Path, csv: Path, url: str, threads: int = 4) -> float:
+    """Seconds for `threads` plain threads to post a live send's request bodies, made beforehand: the
+    transport's pace on this machine, in this run, against which the live send is measured."""
+    import http.client
+    import json
+    import queue
+    import threading
+    from urllib.parse import urlsplit
+
+    from mailer.compose.build import build_issue
+    from mailer.config import load_config
+    from mailer.deliver.backends import Recipient
+    from mailer.deliver.backends.sendgrid import SendGridOptions, request_body
+    from mailer.deliver.message import Personaliser
+    from mailer.deliver.subscribers import read_subscribers
+    from tests import fake_sendgrid
+
+    config = load_config(workspace)
+    rendered = build_issue(workspace / "issues" / "2020-12-13.yaml", config)
+    personal = Personaliser(rendered, config, b"bench")
+    readers = read_subscribers(csv).subscribers
+    bodies: queue.Queue[bytes] = queue.Queue()
+    for start in range(0, len(readers), 1000):
+        recipients = [Recipient(s, personal(s)) for s in readers[start:start + 1000]]
+        bodies.put(json.dumps(request_body(rendered, config, recipients, batch_id="floor",
+                                           options=SendGridOptions())).encode())
+    target = urlsplit(url)
+    headers = {"Authorization": f"Bearer {fake_sendgrid.API_KEY}", "Content-Type": "application/json"}
+
+    def post() -> None:
+        while True:
+            try:
+                body = bodies.get_nowait()
+            except queue.Empty:
+                return
+            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            connection.request("POST", "/v3/mail/send", body, headers)
+            if connection.getresponse().status != 202:
+                raise SystemExit("the floor's request was refused")
+            connection.close()
+
+    workers = [threading.Thread(target=post) for _ in range(threads)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - start
 
 
 def meets(value: float, target: str) -> str:
