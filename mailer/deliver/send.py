@@ -12,10 +12,11 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -693,12 +694,12 @@ class _DryRunJob:
     outbox: Path
     batches: list[list[Subscriber]]
 
-    def run(self, numbers: range) -> list[tuple[str, int]]:
-        """Manifest lines and request size of each batch in `numbers` (1-based); writes the request bodies."""
+    def run(self, first: int, batches: list[list[Subscriber]]) -> list[tuple[str, int]]:
+        """Manifest lines and request size of each batch, numbered from `first`; writes the request bodies."""
         personal = Personaliser(self.rendered, self.config, self.secret)
         results = []
-        for number in numbers:
-            recipients = [Recipient(s, personal(s)) for s in self.batches[number - 1]]
+        for number, batch in enumerate(batches, start=first):
+            recipients = [Recipient(s, personal(s)) for s in batch]
             # One JSON object per line, written by hand: json.dumps per recipient was a third of the run.
             lines = "".join(f'{{"email": {_json_string(r.subscriber.email)}, "line": {r.subscriber.line}, '
                             f'"action": "send", "batch": {number}}}\n' for r in recipients)
@@ -714,36 +715,51 @@ class _DryRunJob:
         return results
 
 
-_JOB: _DryRunJob | None = None  # handed to forked workers without pickling it
+_WORKER_JOB: _DryRunJob | None = None  # in a worker process: the job without its batches, set once
+_CHUNK = 10  # batches handed to a worker at a time
+_AHEAD = 4  # chunks handed out before the first one is back: what the parent holds of the results
 
 
-def _run_dry_batch_range(numbers: range) -> list[tuple[str, int]]:
-    assert _JOB is not None
-    return _JOB.run(numbers)
+def _start_dry_worker(job: _DryRunJob) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job
+    # Ctrl-C is the parent's to handle (it stops handing out batches); a worker just finishes its chunk.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_dry_chunk(first: int, batches: list[list[Subscriber]]) -> list[tuple[str, int]]:
+    assert _WORKER_JOB is not None
+    return _WORKER_JOB.run(first, batches)
 
 
 def _run_dry_batches(job: _DryRunJob) -> Iterator[tuple[str, int]]:
     """Each batch's manifest lines and request size, in order.
 
-    Lists of thousands are split over two forked processes (this machine's two cores): the
-    per-recipient work is pure Python and would otherwise take most of a 100,000-subscriber dry run.
+    Lists of thousands are shared between two worker processes (this machine's two cores): the
+    per-recipient work is pure Python. They are started fresh (spawn), not forked: a forked worker
+    starts with the parent's whole memory, the list included, and so do the figures of whoever counts
+    the memory of every process. Each is handed a few batches at a time.
     """
     count = len(job.batches)
     if count < 4 or not hasattr(os, "fork"):
-        yield from job.run(range(1, count + 1))
+        yield from job.run(1, job.batches)
         return
-    global _JOB
-    _JOB = job
-    try:
-        middle = count // 2
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-            halves = [pool.submit(_run_dry_batch_range, range(1, middle + 1)),
-                      pool.submit(_run_dry_batch_range, range(middle + 1, count + 1))]
-            for half in halves:
-                yield from half.result()
-    finally:
-        _JOB = None
+    shared = dataclasses.replace(job, batches=[])  # what every worker needs once: no subscribers
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=context, initializer=_start_dry_worker,
+                             initargs=(shared,)) as pool:
+        chunk = max(1, min(_CHUNK, count // 8))  # at least four chunks a worker: both kept busy to the end
+        pending: deque[Future[list[tuple[str, int]]]] = deque()
+        try:
+            for start in range(0, count, chunk):
+                pending.append(pool.submit(_run_dry_chunk, start + 1, job.batches[start:start + chunk]))
+                if len(pending) >= _AHEAD:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: the chunks not started never are
+            raise
 
 
 def _json_string(text: str) -> str:

@@ -719,7 +719,8 @@ def core_send(workspace: Path, subscribers_path: Path, *, backend=None, max_cons
 
 def test_large_dry_run_writes_every_batch_in_order(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                    tmp_path: Path) -> None:
-    # Four batches or more are prepared by two processes: the outbox must read as if by one.
+    # Four batches or more are prepared by two worker processes, a batch or a few at a time, and come
+    # back in any order: the outbox must read as if written by one.
     path = make_subscribers(workspace, 4500)
     result = run_cli("send", ISSUE, "--subscribers", str(path))
     assert result.exit_code == 0, result.stderr
