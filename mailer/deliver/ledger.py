@@ -306,6 +306,11 @@ class Ledger:
     def states(self, issue: str) -> dict[str, str]:
         return dict(self._query("SELECT recipient, state FROM deliveries WHERE issue=?", (issue,)))
 
+    def states_of(self, issue: str, keys: list[str]) -> dict[str, str]:
+        """The states of these recipients only (a chunk of a long list), by key."""
+        return dict(self._query("SELECT recipient, state FROM deliveries WHERE issue=? AND recipient IN "
+                                "(SELECT value FROM json_each(?))", (issue, json.dumps(keys))))
+
     def queue(self, issue: str, recipients: Iterable[tuple[str, str]]) -> None:
         """Record (key, email) pairs as queued; existing rows are left as they are."""
         stamp = now()

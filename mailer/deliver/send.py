@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,7 +44,7 @@ from mailer.deliver.ledger import Ledger, StateError, issue_lock, ledger_path, s
 from mailer.deliver.message import Personaliser, build_mime, list_id, personalise, unsubscribe_secret
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.subscribers import Skipped, Subscriber, SubscriberList
-from mailer.deliver.suppressions import screen_recipients
+from mailer.deliver.suppressions import Screener, screen_recipients
 from mailer.errors import ExitStatus, MailerError
 
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
@@ -181,6 +182,7 @@ class Plan:
     accepted_before: int
     held_back: list[Skipped]  # uncertain or failed recipients not retried in this run
     suppressed: list[Skipped] = field(default_factory=list)  # on the suppression list: not intended at all
+    counted: int = 0  # planned a chunk at a time (_plan_in_chunks): how many to send, not kept in to_send
 
 
 def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOptions,
@@ -306,9 +308,10 @@ def _apply_suppressed(planned: Plan, report: SendReport) -> None:
     report.skipped.extend(planned.suppressed)
 
 
-def _batches(items: list[Subscriber], size: int) -> Iterator[list[Subscriber]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _batches(items: Iterable[Subscriber], size: int) -> Iterator[list[Subscriber]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 class RateLimiter:
@@ -627,61 +630,105 @@ def dry_run(
     *,
     outbox_root: Path | None = None,
 ) -> SendReport:
-    """Do everything but send: plan against the ledger, write .eml samples, a manifest, request bodies."""
+    """Do everything but send: plan against the ledger, write .eml samples, a manifest, request bodies.
+
+    The list is planned and written a chunk at a time, never held whole: a dry run of a million
+    subscribers takes about the memory of one of a hundred thousand.
+    """
     secret = unsubscribe_secret(live=False)
     key = ledger_key(rendered, options)
-    path = ledger_path(config.state_dir)
-    states: dict[str, str] = {}
-    waiting: dict[str, str] = {}
-    resolved = 0
-    if path.exists():
-        ledger = open_ledger(config, key, claim=False)
-        try:
-            states = ledger.states(key)
-            heard = ledger.heard_from(key)
-            # What the live send will do first: uncertain recipients the provider reported had the issue.
-            for recipient in heard:
-                if states.get(recipient) in (ledger_states.UNCERTAIN, ledger_states.SENDING):
-                    states[recipient] = ledger_states.ACCEPTED
-                    resolved += 1
-            waiting = _waiting_for_events(ledger, key, heard)
-        finally:
-            ledger.close()
-    report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=False,
-                        resolved=resolved)
-    planned = plan(subscribers.subscribers, states, options, _screen(config, subscribers.subscribers, report),
-                   waiting)
-    report.accepted_before = planned.accepted_before
-    _apply_suppressed(planned, report)
-    report.skipped.extend(planned.held_back)
-    report.held_back = len(planned.held_back)
+    report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=False)
+    ledger = open_ledger(config, key, claim=False) if ledger_path(config.state_dir).exists() else None
     outbox = (outbox_root or config.state_dir / "outbox") / rendered.issue.slug
     try:
+        heard: set[str] = set()
+        waiting: dict[str, str] = {}
+        if ledger is not None:
+            heard = ledger.heard_from(key)
+            waiting = _waiting_for_events(ledger, key, heard)
+
+        def states_of(keys: list[str]) -> dict[str, str]:
+            if ledger is None:
+                return {}
+            states = ledger.states_of(key, keys)
+            # What the live send will do first: uncertain recipients the provider reported had the issue.
+            for recipient in heard.intersection(keys):
+                if states.get(recipient) in (ledger_states.UNCERTAIN, ledger_states.SENDING):
+                    states[recipient] = ledger_states.ACCEPTED
+                    report.resolved += 1
+            return states
+
+        screener = Screener(config.state_dir)
+        report.suppressions_pulled_at = screener.pulled_at
+        planned = Plan([], 0, [])
+        to_send = _plan_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, planned)
         if outbox.exists():
             shutil.rmtree(outbox)
         (outbox / "eml").mkdir(parents=True)
         report.outbox_dir = outbox
-        batches = list(_batches(planned.to_send, backend.max_batch))
-        job = _DryRunJob(rendered, config, backend, _payload_options(options, "dry-run"), secret, outbox, batches)
         if backend.name == "sendgrid":
             (outbox / "sendgrid").mkdir()
+        job = _DryRunJob(rendered, config, backend, _payload_options(options, "dry-run"), secret, outbox)
+        first: list[Subscriber] = []
+        sends = outbox / ".manifest-sends.jsonl"
+        with sends.open("w", encoding="utf-8", newline="\n") as manifest:
+            for lines, size in _run_dry_batches(job, _batches(_first_kept(to_send, first, 10), backend.max_batch)):
+                manifest.write(lines)
+                report.request_bytes.append(size)
+        # The planning is done: its totals are known, and the manifest lists the skipped first.
+        report.accepted_before = planned.accepted_before
+        _apply_suppressed(planned, report)
+        report.skipped.extend(planned.held_back)
+        report.held_back = len(planned.held_back)
         with (outbox / "manifest.jsonl").open("w", encoding="utf-8", newline="\n") as manifest:
             for skipped in report.skipped:
                 manifest.write(json.dumps({"email": skipped.email, "line": skipped.line, "action": "skip",
                                            "reason": skipped.reason}, ensure_ascii=False) + "\n")
-            for lines, size in _run_dry_batches(job):
-                manifest.write(lines)
-                report.request_bytes.append(size)
+            with sends.open(encoding="utf-8") as lines:
+                shutil.copyfileobj(lines, manifest)
+        sends.unlink()
         personal = Personaliser(rendered, config, secret)
-        for number, subscriber in enumerate(planned.to_send[:EML_SAMPLES], start=1):
+        for number, subscriber in enumerate(first[:EML_SAMPLES], start=1):
             message = build_mime(rendered, config, subscriber, personal(subscriber))
             (outbox / "eml" / f"{number:02d}-{_safe(subscriber.email)}.eml").write_bytes(bytes(message))
     except OSError as err:  # a full disk or a read-only state folder: said plainly, nothing was sent
         raise state_failure(outbox, err) from None
-    report.batches = len(batches)
-    report.not_sent = len(planned.to_send)
-    report.first_recipients = [s.email for s in planned.to_send[:10]]
+    finally:
+        if ledger is not None:
+            ledger.close()
+    report.batches = len(report.request_bytes)
+    report.not_sent = planned.counted
+    report.first_recipients = [s.email for s in first[:10]]
     return report
+
+
+PLAN_CHUNK = 5000  # subscribers planned at a time: one ledger query and one screening each
+
+
+def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list[str]], dict[str, str]],
+                    screener: Screener, options: SendOptions, waiting: Mapping[str, str],
+                    totals: Plan) -> Iterator[Subscriber]:
+    """The subscribers to send to, planned a chunk at a time (see plan); `totals` adds up the rest.
+
+    `totals.to_send` stays empty: its count is kept in `totals.counted` instead of the subscribers.
+    """
+    iterator = iter(subscribers)
+    while chunk := list(itertools.islice(iterator, PLAN_CHUNK)):
+        keys = [s.key for s in chunk]
+        part = plan(chunk, states_of(keys), options, screener.reasons(keys), waiting)
+        totals.accepted_before += part.accepted_before
+        totals.held_back += part.held_back
+        totals.suppressed += part.suppressed
+        totals.counted += len(part.to_send)
+        yield from part.to_send
+
+
+def _first_kept(items: Iterable[Subscriber], first: list[Subscriber], count: int) -> Iterator[Subscriber]:
+    """`items` as they are, keeping the first `count` of them in `first` on the way."""
+    for item in items:
+        if len(first) < count:
+            first.append(item)
+        yield item
 
 
 @dataclass
@@ -692,7 +739,6 @@ class _DryRunJob:
     payload_options: Any
     secret: bytes
     outbox: Path
-    batches: list[list[Subscriber]]
 
     def run(self, first: int, batches: list[list[Subscriber]]) -> list[tuple[str, int]]:
         """Manifest lines and request size of each batch, numbered from `first`; writes the request bodies."""
@@ -715,7 +761,7 @@ class _DryRunJob:
         return results
 
 
-_WORKER_JOB: _DryRunJob | None = None  # in a worker process: the job without its batches, set once
+_WORKER_JOB: _DryRunJob | None = None  # in a worker process: the job, set once
 _CHUNK = 10  # batches handed to a worker at a time
 _AHEAD = 4  # chunks handed out before the first one is back: what the parent holds of the results
 
@@ -732,27 +778,32 @@ def _run_dry_chunk(first: int, batches: list[list[Subscriber]]) -> list[tuple[st
     return _WORKER_JOB.run(first, batches)
 
 
-def _run_dry_batches(job: _DryRunJob) -> Iterator[tuple[str, int]]:
+def _run_dry_batches(job: _DryRunJob, batches: Iterator[list[Subscriber]]) -> Iterator[tuple[str, int]]:
     """Each batch's manifest lines and request size, in order.
 
-    Lists of thousands are shared between two worker processes (this machine's two cores): the
+    Four batches or more are shared between two worker processes (this machine's two cores): the
     per-recipient work is pure Python. They are started fresh (spawn), not forked: a forked worker
-    starts with the parent's whole memory, the list included, and so do the figures of whoever counts
-    the memory of every process. Each is handed a few batches at a time.
+    starts with the parent's whole memory, and so do the figures of whoever counts the memory of
+    every process. Each is handed a few batches at a time, as the planning produces them.
     """
-    count = len(job.batches)
-    if count < 4 or not hasattr(os, "fork"):
-        yield from job.run(1, job.batches)
+    ahead = list(itertools.islice(batches, 4))
+    if len(ahead) < 4 or not hasattr(os, "fork"):
+        yield from job.run(1, ahead + list(batches))
         return
-    shared = dataclasses.replace(job, batches=[])  # what every worker needs once: no subscribers
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=2, mp_context=context, initializer=_start_dry_worker,
-                             initargs=(shared,)) as pool:
-        chunk = max(1, min(_CHUNK, count // 8))  # at least four chunks a worker: both kept busy to the end
+                             initargs=(job,)) as pool:
         pending: deque[Future[list[tuple[str, int]]]] = deque()
+        stream = itertools.chain(ahead, batches)
+        number = 1
         try:
-            for start in range(0, count, chunk):
-                pending.append(pool.submit(_run_dry_chunk, start + 1, job.batches[start:start + chunk]))
+            while True:
+                # A small chunk first, so that both workers start at once; then _CHUNK batches at a time.
+                chunk = list(itertools.islice(stream, 1 if number <= 2 else _CHUNK))
+                if not chunk:
+                    break
+                pending.append(pool.submit(_run_dry_chunk, number, chunk))
+                number += len(chunk)
                 if len(pending) >= _AHEAD:
                     yield from pending.popleft().result()
             while pending:

@@ -47,6 +47,7 @@ class SubscriberList:
     """The subscribers to mail, in file order, and what was left out and why."""
 
     file_label: str
+    # A list; for a large file, a FileSubscribers that reads them from the file again (same operations).
     subscribers: list[Subscriber] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
@@ -54,6 +55,11 @@ class SubscriberList:
     def find(self, email: str) -> Subscriber | None:
         key = address_key(email)
         return next((s for s in self.subscribers if s.key == key), None)
+
+
+# A list file larger than this is not held in memory: it is read once to check every row and find the
+# duplicates (on disk), and again for each pass that needs the subscribers (FileSubscribers).
+IN_MEMORY_BYTES = 8 * 1024 * 1024  # about 130,000 rows
 
 
 def read_subscribers(
@@ -68,19 +74,189 @@ def read_subscribers(
 
     Invalid rows are errors (InputError listing all of them) unless `skip_invalid`, in which
     case they are reported in `skipped`. Unsubscribed rows, rows outside `segment` and duplicate
-    addresses are never returned; they are listed in `skipped` with the reason.
+    addresses are never returned; they are listed in `skipped` with the reason. Every row is read
+    and checked before this returns, whatever the size of the file; a large one's `subscribers` are
+    then read from the file again when they are iterated (see FileSubscribers).
     """
     label = file_label or str(path)
-    with _open_text(path, label, encoding) as stream:
-        try:
-            return _read_rows(csv.reader(stream, strict=True), label, skip_invalid=skip_invalid, segment=segment)
-        except UnicodeDecodeError:
-            raise _decode_error(path, label, encoding) from None
-
-
-def _read_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str | None) -> SubscriberList:
+    large = path.is_file() and path.stat().st_size > IN_MEMORY_BYTES
     result = SubscriberList(label)
     problems: list[Problem] = []
+    seen: _DiskSeen | _MemorySeen = _DiskSeen() if large else _MemorySeen()
+    try:
+        with _open_text(path, label, encoding) as stream:
+            try:
+                rows = _subscriber_rows(csv.reader(stream, strict=True), label, skip_invalid=skip_invalid,
+                                        segment=segment, problems=problems, skipped=result.skipped,
+                                        warnings=result.warnings, seen=seen)
+                if large:
+                    count = sum(1 for _ in rows)
+                else:
+                    result.subscribers.extend(rows)
+            except UnicodeDecodeError:
+                raise _decode_error(path, label, encoding) from None
+        if problems:
+            raise InputError(problems)
+        if isinstance(seen, _DiskSeen):
+            duplicates = seen.duplicates()
+            count -= _settle_duplicates(duplicates, result, label)
+            result.subscribers = FileSubscribers(path, label, encoding, skip_invalid, segment, count,
+                                                 {line: first for line, _, first in duplicates})
+    finally:
+        if isinstance(seen, _DiskSeen):
+            seen.close()
+    return result
+
+
+class _MemorySeen:
+    """Which address key came first on which line, in a dict: for lists held in memory."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, int] = {}
+
+    def first(self, key: str, line: int, email: str) -> int | None:
+        first = self._first.get(key)
+        if first is None:
+            self._first[key] = line
+        return first
+
+
+class _DiskSeen:
+    """The same for a large list, in a temporary SQLite file: memory stays flat however long the list.
+
+    Duplicates are known only once every row is in (`duplicates`); `first` answers None meanwhile.
+    """
+
+    def __init__(self) -> None:
+        import sqlite3
+        import tempfile
+
+        self._folder = tempfile.TemporaryDirectory(prefix="mailer-list-")
+        self._db = sqlite3.connect(Path(self._folder.name) / "keys.sqlite3", isolation_level=None)
+        self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-4096;"
+                               "CREATE TABLE seen (key TEXT NOT NULL, line INTEGER NOT NULL, email TEXT NOT NULL);"
+                               "BEGIN;")
+        self._pending: list[tuple[str, int, str]] = []
+
+    def first(self, key: str, line: int, email: str) -> int | None:
+        self._pending.append((key, line, email))
+        if len(self._pending) >= 10_000:
+            self._flush()
+        return None
+
+    def _flush(self) -> None:
+        self._db.executemany("INSERT INTO seen VALUES (?, ?, ?)", self._pending)
+        self._pending.clear()
+
+    def duplicates(self) -> list[tuple[int, str, int]]:
+        """(line, email, first line of that address) of every row that repeats an earlier one, by line."""
+        self._flush()
+        self._db.execute("COMMIT")
+        self._db.execute("CREATE INDEX seen_key ON seen (key, line)")
+        return self._db.execute(
+            "SELECT s.line, s.email, f.first FROM seen AS s JOIN "
+            "(SELECT key, MIN(line) AS first FROM seen GROUP BY key HAVING COUNT(*) > 1) AS f ON s.key = f.key "
+            "WHERE s.line <> f.first ORDER BY s.line").fetchall()
+
+    def close(self) -> None:
+        self._db.close()
+        self._folder.cleanup()
+
+
+def _settle_duplicates(duplicates: list[tuple[int, str, int]], result: SubscriberList, label: str) -> int:
+    """Record the duplicates found after the read, as a list held in memory records them while reading.
+
+    A repeated row was read as if it were the first (unsubscribed, outside the segment, or kept):
+    that reading is replaced by "duplicate of line N". Returns how many of them had been counted as
+    subscribers to mail.
+    """
+    if not duplicates:
+        return 0
+    lines = {line for line, _, _ in duplicates}
+    before = len(result.skipped)
+    result.skipped[:] = [skipped for skipped in result.skipped if skipped.line not in lines]
+    counted = len(duplicates) - (before - len(result.skipped))
+    result.skipped.extend(Skipped(line, email, f"duplicate of line {first}") for line, email, first in duplicates)
+    result.skipped.sort(key=lambda skipped: skipped.line)
+    result.warnings.extend(Problem(label, f"duplicate of line {first} ({email}); only line {first} is used", line)
+                           for line, email, first in duplicates)
+    result.warnings.sort(key=lambda warning: warning.line or 0)
+    return counted
+
+
+class _Discard(list):  # type: ignore[type-arg]
+    """A list that keeps nothing: the second read of a large file already reported everything once."""
+
+    def append(self, item: object) -> None:
+        pass
+
+
+class _KnownDuplicates:
+    def __init__(self, first_lines: dict[int, int]):
+        self._first_lines = first_lines
+
+    def first(self, key: str, line: int, email: str) -> int | None:
+        return self._first_lines.get(line)
+
+
+class FileSubscribers:
+    """A large list's subscribers, read from its file again each time they are iterated.
+
+    Acts as the read-only list the rest of mailer uses: len(), iteration in file order, [0], [:n].
+    The file was checked row by row when it was read; if it changed since, iterating says so.
+    """
+
+    def __init__(self, path: Path, label: str, encoding: str | None, skip_invalid: bool, segment: str | None,
+                 count: int, duplicates: dict[int, int]):
+        self._path, self._label, self._encoding = path, label, encoding
+        self._skip_invalid, self._segment = skip_invalid, segment
+        self._count = count
+        self._duplicates = duplicates
+        self._stamp = _stamp(path)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __iter__(self) -> Iterator[Subscriber]:
+        changed = InputError([Problem(self._label, "the file changed while mailer was using it",
+                                      hint="run the same command again: it reads the list afresh")])
+        if _stamp(self._path) != self._stamp:
+            raise changed
+        problems: list[Problem] = []
+        yielded = 0
+        with _open_text(self._path, self._label, self._encoding) as stream:
+            for subscriber in _subscriber_rows(csv.reader(stream, strict=True), self._label, skip_invalid=True,
+                                               segment=self._segment, problems=problems, skipped=_Discard(),
+                                               warnings=_Discard(), seen=_KnownDuplicates(self._duplicates)):
+                yielded += 1
+                yield subscriber
+        if problems or yielded != self._count:
+            raise changed
+
+    def __getitem__(self, index: int | slice) -> Any:
+        import itertools
+
+        if isinstance(index, slice):
+            if index.step not in (None, 1) or (index.start or 0) < 0 or (index.stop is not None and index.stop < 0):
+                raise IndexError("a list read from its file takes only slices from the start, like [:10]")
+            return list(itertools.islice(self, index.start, index.stop))
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        return next(itertools.islice(self, index, None))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns
+
+
+def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str | None, problems: list[Problem],
+                     skipped: list[Skipped], warnings: list[Problem],
+                     seen: _MemorySeen | _DiskSeen | _KnownDuplicates) -> Iterator[Subscriber]:
+    """The subscribers to mail, row by row; what is wrong or left out goes into the lists given."""
     try:
         header = next(rows, None)
     except csv.Error as err:
@@ -88,16 +264,15 @@ def _read_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str | None
     if header is None:
         raise InputError([Problem(label, "the file is empty", hint="the first line must be a header: "
                                   + ",".join(COLUMNS))])
-    columns = _check_header(header, label, problems, result.warnings)
+    columns = _check_header(header, label, problems, warnings)
     if problems:
         raise InputError(problems)
-    first_line: dict[str, int] = {}
     tag_sets: dict[str, tuple[str, ...]] = {}
     # This loop runs once per subscriber: plain indexes, no dicts. Rows are padded with empty
     # cells so that short rows and absent columns (pointed at the padding) read as "".
     width = len(header) + 1
     i_email, i_first, i_last, i_status, i_tags = (columns.get(name, width - 1) for name in COLUMNS)
-    subscribers, skipped, warnings = result.subscribers, result.skipped, result.warnings
+    first_of = seen.first
     last_line = rows.line_num  # where the row being read ends: the next one starts below it
     try:
         for line, row in _numbered(rows):
@@ -131,28 +306,24 @@ def _read_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str | None
             key = email.lower()  # address_key, as email is parsed
             if key == email:
                 key = email  # one string, not two equal ones: a million keys are 70 MB
-            first = first_line.get(key)
+            first = first_of(key, line, email)
             if first is not None:
                 warnings.append(Problem(label, f"duplicate of line {first} ({email}); only line {first} is used",
                                         line))
                 skipped.append(Skipped(line, email, f"duplicate of line {first}"))
                 continue
-            first_line[key] = line
             if status == "unsubscribed":
                 skipped.append(Skipped(line, email, "unsubscribed"))
                 continue
             if segment is not None and segment not in tags:
                 skipped.append(Skipped(line, email, f"not tagged {segment!r}"))
                 continue
-            subscribers.append(Subscriber(email, first_name, last_name, tags, line))
+            yield Subscriber(email, first_name, last_name, tags, line)
     except csv.Error as err:
         # The row that broke starts after the last good one. rows.line_num is where the reader
         # stopped: for a quote never closed that is the end of the file, far from the mistake.
         problems.append(Problem(label, f"not a readable CSV: {err}", last_line + 1,
                                 hint="check the quotes on this line"))
-    if problems:
-        raise InputError(problems)
-    return result
 
 
 def _header_problem(column: str, value: str) -> str | None:

@@ -219,16 +219,23 @@ class SuppressionList:
         """Every reason this address is suppressed (none: it may be mailed)."""
         return self.find([email]).get(address_key(email), [])
 
-    def find(self, emails: Iterable[str], *, keyed: bool = False) -> dict[str, list[Suppression]]:
+    def addresses(self, db: Any = None) -> set[str]:
+        """Every suppressed address key, whatever the reason."""
+        return {address for (address,) in (db or self._db).execute(
+            "SELECT address FROM suppressions UNION SELECT address FROM unsubscribes "
+            "UNION SELECT address FROM reported")}
+
+    def find(self, emails: Iterable[str], *, keyed: bool = False,
+             known: set[str] | None = None) -> dict[str, list[Suppression]]:
         """The suppressed ones among `emails`, by case-folded address; fast for 100,000 addresses.
 
         The set of suppressed addresses is read once; only the matches are looked up in detail,
         in one read transaction so that a pull committing meanwhile cannot split the answer.
         `keyed`: the addresses are address_keys already (a parsed subscriber's `key`), not parsed again.
+        `known`: the suppressed addresses, already read (see Screener).
         """
         with self._transaction("DEFERRED") as db:
-            known = {address for (address,) in db.execute("SELECT address FROM suppressions UNION SELECT address "
-                                                           "FROM unsubscribes UNION SELECT address FROM reported")}
+            known = known if known is not None else self.addresses(db)
             hits = sorted({key for key in (emails if keyed else map(address_key, emails)) if key in known})
             found: dict[str, list[Suppression]] = {}
             for start in range(0, len(hits), 500):
@@ -368,19 +375,37 @@ def _unsubscribed(email: str, how: str, created_at: str) -> Suppression:
     return Suppression(email, UNSUBSCRIBED, reason=_HOW.get(how, how), created_at=created_at)
 
 
+class Screener:
+    """Suppression verdicts for a list screened a chunk at a time: the suppressed addresses are read
+    once, and only a chunk's matches are looked up in detail."""
+
+    def __init__(self, state_dir: Path):
+        self._path = suppressions_path(state_dir)
+        self.pulled_at: str | None = None
+        self._known: set[str] = set()
+        if self._path.exists():
+            with SuppressionList(self._path) as suppressions:
+                last = suppressions.last_pull()
+                self.pulled_at = last.pulled_at if last else None
+                self._known = suppressions.addresses()
+
+    def reasons(self, keys: Iterable[str]) -> dict[str, str]:
+        """address key → "suppressed: …" for the suppressed ones among `keys` (address keys)."""
+        hits = [key for key in keys if key in self._known]
+        if not hits:
+            return {}
+        with SuppressionList(self._path) as suppressions:
+            found = suppressions.find(hits, keyed=True, known=self._known)
+        return {address: "suppressed: " + "; ".join(item.describe() for item in items)
+                for address, items in found.items()}
+
+
 def screen_recipients(state_dir: Path, emails: Iterable[str], *, keyed: bool = False) -> Screening:
     """Which of `emails` the local suppression list holds; nothing at all when none was pulled.
 
     `keyed`: `emails` are address_keys already (see SuppressionList.find)."""
-    path = suppressions_path(state_dir)
-    if not path.exists():
-        return Screening({}, None)
-    with SuppressionList(path) as suppressions:
-        last = suppressions.last_pull()
-        found = suppressions.find(emails, keyed=keyed)
-    reasons = {address: "suppressed: " + "; ".join(item.describe() for item in items)
-               for address, items in found.items()}
-    return Screening(reasons, last.pulled_at if last else None)
+    screener = Screener(state_dir)
+    return Screening(screener.reasons(emails if keyed else map(address_key, emails)), screener.pulled_at)
 
 
 # -- fetching from a mailer serve on another machine ------------------------------------------

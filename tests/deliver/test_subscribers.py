@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mailer.deliver import subscribers as subscribers_module
 from mailer.deliver.subscribers import read_subscribers
 from mailer.errors import InputError
 from tests.conftest import REPO
@@ -138,3 +139,49 @@ def test_a_missing_list_points_at_the_sample(workspace: Path, run_cli) -> None:
     result = run_cli("send", "issues/2020-12-13.yaml", "--subscribers", "subscribers.csv")
     assert result.exit_code == 1
     assert "subscribers.csv: file not found" in result.stderr and "subscribers.example.csv" in result.stderr
+
+
+LARGE_LIST_CASES = {
+    "duplicates, the first unsubscribed": "email,first_name,status\nada@example.com,Ada,unsubscribed\n"
+                                          "bob@example.com,Bob,\nADA@example.com,Ada again,\nbob@example.com,B,\n",
+    "a segment, tags and blank lines": "email,first_name,tags\n\nada@example.com,Ada,weekly;news\n"
+                                       "bob@example.com,Bob,news\n\nzoë@example.com,Zoë,weekly\n",
+    "quoted fields over several lines, CJK, a BOM": "\ufeffemail,first_name,last_name\n"
+                                                    "li@example.com,\"李\",\"雷\"\n"
+                                                    "x@example.com,\"Two\nlines\",\"Q\"\"uote\"\n",
+    "invalid rows skipped": "email,first_name\nnot-an-address,X\nada@example.com,Ada\nb@@x,Y\nbob@example.com,Bob\n",
+}
+
+
+@pytest.mark.parametrize("case", LARGE_LIST_CASES)
+def test_a_large_list_read_from_its_file_is_the_same_list(tmp_path: Path, case: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(LARGE_LIST_CASES[case], encoding="utf-8")
+    options = {"skip_invalid": True, "segment": "weekly" if "segment" in case else None}
+    held = read_subscribers(path, **options)
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    streamed = read_subscribers(path, **options)
+    assert isinstance(streamed.subscribers, subscribers_module.FileSubscribers)
+    assert list(streamed.subscribers) == held.subscribers and len(streamed.subscribers) == len(held.subscribers)
+    assert list(streamed.subscribers) == held.subscribers  # read again: the same
+    assert streamed.subscribers[:2] == held.subscribers[:2]
+    if held.subscribers:
+        assert streamed.subscribers[0] == held.subscribers[0]
+    assert streamed.skipped == held.skipped
+    assert [str(w) for w in streamed.warnings] == [str(w) for w in held.warnings]
+
+
+def test_a_large_list_with_bad_rows_is_refused_whole_and_a_change_meanwhile_is_noticed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    path = tmp_path / "subs.csv"
+    path.write_text("email\nada@example.com\nnot-an-address\nbob@example.com\nb@@x\n", encoding="utf-8")
+    with pytest.raises(InputError) as refused:
+        read_subscribers(path)
+    assert [p.line for p in refused.value.problems] == [3, 5]  # every bad row, before anything is used
+    path.write_text("email\nada@example.com\nbob@example.com\n", encoding="utf-8")
+    found = read_subscribers(path)
+    path.write_text("email\nada@example.com\nbob@example.com\neve@example.com\n", encoding="utf-8")
+    with pytest.raises(InputError, match="the file changed while mailer was using it"):
+        list(found.subscribers)
