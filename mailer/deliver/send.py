@@ -293,14 +293,6 @@ class ComplaintsError(MailerError):
     exit_code = ExitStatus.INPUT_ERROR
 
 
-def _screen(config: Config, subscribers: list[Subscriber], report: SendReport) -> dict[str, str]:
-    """The suppression list's verdict on these subscribers; notes on the report when it was pulled."""
-    # Their keys: the addresses were parsed when the list was read (twice would cost 0.3 s for 100,000).
-    screening = screen_recipients(config.state_dir, (s.key for s in subscribers), keyed=True)
-    report.suppressions_pulled_at = screening.pulled_at
-    return screening.reasons
-
-
 def _apply_suppressed(planned: Plan, report: SendReport) -> None:
     """Suppressed subscribers are skipped, like unsubscribed rows: not intended, so not owed a delivery."""
     report.intended -= len(planned.suppressed)
@@ -434,16 +426,25 @@ def send_issue(
             if report.resolved:
                 progress.on_note(f"{report.resolved} uncertain recipient(s) had the issue: the provider reported "
                                  "events for them; they are now accepted")
-            suppressed = _screen(config, subscribers.subscribers, report)
+            screener = Screener(config.state_dir)
+            report.suppressions_pulled_at = screener.pulled_at
             waiting = _waiting_for_events(ledger, key, ledger.heard_from(key))
-            planned = plan(subscribers.subscribers, ledger.states(key), options, suppressed, waiting)
+
+            def states_of(keys: list[str]) -> dict[str, str]:
+                return ledger.states_of(key, keys)
+
+            # The list is planned a chunk at a time, never held whole: once to queue everyone due
+            # (the totals come from this), then again as the batches go out.
+            planned = Plan([], 0, [])
+            for _ in _plan_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, planned,
+                                     on_chunk=lambda due: ledger.queue(key, ((s.key, s.email) for s in due))):
+                pass
             report.accepted_before = planned.accepted_before
             _apply_suppressed(planned, report)
             report.skipped.extend(planned.held_back)
             report.held_back = len(planned.held_back)
-            ledger.queue(key, ((s.key, s.email) for s in planned.to_send))
             run_id = uuid.uuid4().hex[:12]
-            if options.send_at is not None and planned.to_send:
+            if options.send_at is not None and planned.counted:
                 if schedule is None:
                     raise SendError(f"the {backend.name} backend cannot schedule a send\n"
                                     "    hint: --at needs --backend sendgrid")
@@ -455,13 +456,14 @@ def send_issue(
                                     "    nothing was sent; the same command resumes once this is fixed") from None
                 ledger.record_schedule(key, run_id, options.send_at)
             payload_options = _payload_options(options, run_id)
-            progress.on_start(len(planned.to_send))
-            _run_batches(rendered, config, backend, ledger, key, planned.to_send, options, payload_options, secret,
+            progress.on_start(planned.counted)
+            due = _plan_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, Plan([], 0, []))
+            _run_batches(rendered, config, backend, ledger, key, due, options, payload_options, secret,
                          run_id, report, progress, interrupt or threading.Event())
             suppressed_keys = {address_key(s.email) for s in planned.suppressed}
-            intended_keys = {s.key for s in subscribers.subscribers} - suppressed_keys
-            states = {k: v for k, v in ledger.states(key).items() if k in intended_keys}
-            tally = Counter(states.values())
+            tally: Counter[str] = Counter()
+            for chunk in _batches(subscribers.subscribers, PLAN_CHUNK):
+                tally.update(states_of([s.key for s in chunk if s.key not in suppressed_keys]).values())
             report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before
             report.failed = tally[ledger_states.FAILED]
             report.uncertain = tally[ledger_states.UNCERTAIN]
@@ -479,7 +481,7 @@ def _payload_options(options: SendOptions, schedule_id: str) -> Any:
 
 
 def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledger: Ledger, key: str,
-                 to_send: list[Subscriber], options: SendOptions, payload_options: Any, secret: bytes, run_id: str,
+                 to_send: Iterable[Subscriber], options: SendOptions, payload_options: Any, secret: bytes, run_id: str,
                  report: SendReport, progress: Progress, interrupt: threading.Event) -> None:
     stop = threading.Event()  # tells workers waiting to retry to give up; set on interrupt too
     limiter = RateLimiter(options.rate, sleep=lambda seconds: interrupt.wait(seconds))
@@ -706,11 +708,12 @@ PLAN_CHUNK = 5000  # subscribers planned at a time: one ledger query and one scr
 
 
 def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list[str]], dict[str, str]],
-                    screener: Screener, options: SendOptions, waiting: Mapping[str, str],
-                    totals: Plan) -> Iterator[Subscriber]:
+                    screener: Screener, options: SendOptions, waiting: Mapping[str, str], totals: Plan, *,
+                    on_chunk: Callable[[list[Subscriber]], None] | None = None) -> Iterator[Subscriber]:
     """The subscribers to send to, planned a chunk at a time (see plan); `totals` adds up the rest.
 
     `totals.to_send` stays empty: its count is kept in `totals.counted` instead of the subscribers.
+    `on_chunk` is given each chunk's subscribers to send to before they are yielded.
     """
     iterator = iter(subscribers)
     while chunk := list(itertools.islice(iterator, PLAN_CHUNK)):
@@ -720,6 +723,8 @@ def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list
         totals.held_back += part.held_back
         totals.suppressed += part.suppressed
         totals.counted += len(part.to_send)
+        if on_chunk is not None:
+            on_chunk(part.to_send)
         yield from part.to_send
 
 

@@ -925,3 +925,29 @@ def test_a_send_time_mailer_cannot_read_shows_the_form_it_can(workspace: Path, r
                                                               said: str) -> None:
     result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--at", typed)
     assert result.exit_code == 2 and said in result.stderr and "isoformat" not in result.stderr
+
+
+def test_a_list_read_from_its_file_sends_and_resumes_as_one_held_in_memory(
+        workspace: Path, sendgrid: FakeSendGrid, run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.deliver import subscribers as subscribers_module
+
+    approve(run_cli)
+    path = make_subscribers(workspace, 2500, extra="reader00007@example.com,Again,,subscribed,\n"
+                                                   "gone@example.com,Gone,,unsubscribed,\n")
+    held = run_cli("send", ISSUE, "--subscribers", str(path))
+    outbox = tmp_path / "state" / "outbox" / "2020-12-13"
+    held_manifest = (outbox / "manifest.jsonl").read_text(encoding="utf-8")
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)  # every list is read from its file
+    streamed = run_cli("send", ISSUE, "--subscribers", str(path))
+    assert streamed.stdout == held.stdout and (outbox / "manifest.jsonl").read_text(encoding="utf-8") == held_manifest
+    assert "duplicate of line 9" in streamed.stderr and "2500" in streamed.stdout
+    # Live: one of the three requests is refused; the rerun sends its batch, and nobody twice.
+    sendgrid.script.extend(["accept", "accept", "400"])
+    first = send_live(run_cli, path)
+    # (which batch gets the refusal depends on which request arrives third: one of 1000 or the 500)
+    assert first.exit_code == 3 and re.search(r"^  failed +(1000|500)$", first.stdout, re.M)
+    again = send_live(run_cli, path, "--retry-failed")
+    accepted = [a for a in sendgrid.accepted if a != "editor@example.com"]
+    assert len(accepted) == len(set(accepted)) == 2500, (first.stdout, again.stdout)
+    assert ledger_states(tmp_path / "state") == {"accepted": 2500}
+    assert again.exit_code == 0 and re.search(r"^  accepted +2500$", again.stdout, re.M)
