@@ -306,6 +306,26 @@ class Ledger:
     def states(self, issue: str) -> dict[str, str]:
         return dict(self._query("SELECT recipient, state FROM deliveries WHERE issue=?", (issue,)))
 
+    def start_intended(self) -> None:
+        """Begin a fresh list of this run's intended recipients (a temporary table of this connection,
+        on disk: the tally of a million needs no second read of the list)."""
+        try:
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS intended (key TEXT PRIMARY KEY) WITHOUT ROWID")
+            self._db.execute("DELETE FROM temp.intended")
+        except sqlite3.Error as err:
+            raise state_failure(self.path, err) from None
+
+    def add_intended(self, keys: Iterable[str]) -> None:
+        try:
+            self._db.executemany("INSERT OR IGNORE INTO temp.intended VALUES (?)", ((key,) for key in keys))
+        except sqlite3.Error as err:
+            raise state_failure(self.path, err) from None
+
+    def intended_states(self, issue: str) -> dict[str, int]:
+        """How many of the intended recipients (add_intended) are in each state."""
+        return dict(self._query("SELECT d.state, COUNT(*) FROM temp.intended AS i JOIN deliveries AS d "
+                                "ON d.issue = ? AND d.recipient = i.key GROUP BY d.state", (issue,)))
+
     def states_of(self, issue: str, keys: list[str]) -> dict[str, str]:
         """The states of these recipients only (a chunk of a long list), by key."""
         return dict(self._query("SELECT recipient, state FROM deliveries WHERE issue=? AND recipient IN "

@@ -436,8 +436,15 @@ def send_issue(
             # The list is planned a chunk at a time, never held whole: once to queue everyone due
             # (the totals come from this), then again as the batches go out.
             planned = Plan([], 0, [])
+            ledger.start_intended()
+
+            def record(chunk: list[Subscriber], part: Plan) -> None:
+                ledger.queue(key, ((s.key, s.email) for s in part.to_send))
+                suppressed_here = {address_key(skipped.email) for skipped in part.suppressed}
+                ledger.add_intended(s.key for s in chunk if s.key not in suppressed_here)
+
             for _ in _plan_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, planned,
-                                     on_chunk=lambda due: ledger.queue(key, ((s.key, s.email) for s in due))):
+                                     on_chunk=record):
                 pass
             report.accepted_before = planned.accepted_before
             _apply_suppressed(planned, report)
@@ -460,10 +467,7 @@ def send_issue(
             due = _plan_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, Plan([], 0, []))
             _run_batches(rendered, config, backend, ledger, key, due, options, payload_options, secret,
                          run_id, report, progress, interrupt or threading.Event())
-            suppressed_keys = {address_key(s.email) for s in planned.suppressed}
-            tally: Counter[str] = Counter()
-            for chunk in _batches(subscribers.subscribers, PLAN_CHUNK):
-                tally.update(states_of([s.key for s in chunk if s.key not in suppressed_keys]).values())
+            tally = Counter(ledger.intended_states(key))
             report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before
             report.failed = tally[ledger_states.FAILED]
             report.uncertain = tally[ledger_states.UNCERTAIN]
@@ -709,11 +713,11 @@ PLAN_CHUNK = 5000  # subscribers planned at a time: one ledger query and one scr
 
 def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list[str]], dict[str, str]],
                     screener: Screener, options: SendOptions, waiting: Mapping[str, str], totals: Plan, *,
-                    on_chunk: Callable[[list[Subscriber]], None] | None = None) -> Iterator[Subscriber]:
+                    on_chunk: Callable[[list[Subscriber], Plan], None] | None = None) -> Iterator[Subscriber]:
     """The subscribers to send to, planned a chunk at a time (see plan); `totals` adds up the rest.
 
     `totals.to_send` stays empty: its count is kept in `totals.counted` instead of the subscribers.
-    `on_chunk` is given each chunk's subscribers to send to before they are yielded.
+    `on_chunk` is given each chunk and its plan before the chunk's subscribers to send to are yielded.
     """
     iterator = iter(subscribers)
     while chunk := list(itertools.islice(iterator, PLAN_CHUNK)):
@@ -724,7 +728,7 @@ def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list
         totals.suppressed += part.suppressed
         totals.counted += len(part.to_send)
         if on_chunk is not None:
-            on_chunk(part.to_send)
+            on_chunk(chunk, part)
         yield from part.to_send
 
 
