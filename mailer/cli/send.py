@@ -161,11 +161,12 @@ def _backend(name: str, *, live: bool):
 
 
 def _load(issue_file: Path) -> tuple[Config, RenderedIssue]:
-    from mailer.compose.build import build_issue
+    from mailer.compose.buildcache import build_issue_cached
     from mailer.config import find_workspace, load_config
 
     config = load_config(find_workspace(issue_file.parent))
-    return config, build_issue(issue_file, config)
+    # A send, its rerun, status and cancel build the same issue: built once, then read back.
+    return config, build_issue_cached(issue_file, config, config.state_dir / "builds")
 
 
 def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, test_to: str | None,

@@ -437,11 +437,17 @@ def send_issue(
             # (the totals come from this), then again as the batches go out.
             planned = Plan([], 0, [])
             ledger.start_intended()
+            # The tally at the end: the states of the intended recipients not sent to now cannot change
+            # during the run (the issue is locked), so they are counted here; those sent to are counted
+            # in the ledger afterwards, from a temporary table of their keys.
+            unchanged: Counter[str] = Counter()
 
-            def record(chunk: list[Subscriber], part: Plan) -> None:
+            def record(chunk: list[Subscriber], part: Plan, states: dict[str, str]) -> None:
                 ledger.queue(key, ((s.key, s.email) for s in part.to_send))
-                suppressed_here = {address_key(skipped.email) for skipped in part.suppressed}
-                ledger.add_intended(s.key for s in chunk if s.key not in suppressed_here)
+                ledger.add_intended(s.key for s in part.to_send)
+                leave = {address_key(skipped.email) for skipped in part.suppressed}
+                leave.update(s.key for s in part.to_send)
+                unchanged.update(states[s.key] for s in chunk if s.key not in leave)
 
             for _ in _plan_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, planned,
                                      on_chunk=record):
@@ -464,10 +470,11 @@ def send_issue(
                 ledger.record_schedule(key, run_id, options.send_at)
             payload_options = _payload_options(options, run_id)
             progress.on_start(planned.counted)
-            due = _plan_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, Plan([], 0, []))
-            _run_batches(rendered, config, backend, ledger, key, due, options, payload_options, secret,
-                         run_id, report, progress, interrupt or threading.Event())
-            tally = Counter(ledger.intended_states(key))
+            if planned.counted:
+                due = _plan_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, Plan([], 0, []))
+                _run_batches(rendered, config, backend, ledger, key, due, options, payload_options, secret,
+                             run_id, report, progress, interrupt or threading.Event())
+            tally = unchanged + Counter(ledger.intended_states(key))
             report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before
             report.failed = tally[ledger_states.FAILED]
             report.uncertain = tally[ledger_states.UNCERTAIN]
@@ -713,22 +720,25 @@ PLAN_CHUNK = 5000  # subscribers planned at a time: one ledger query and one scr
 
 def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list[str]], dict[str, str]],
                     screener: Screener, options: SendOptions, waiting: Mapping[str, str], totals: Plan, *,
-                    on_chunk: Callable[[list[Subscriber], Plan], None] | None = None) -> Iterator[Subscriber]:
+                    on_chunk: Callable[[list[Subscriber], Plan, dict[str, str]], None] | None = None,
+                    ) -> Iterator[Subscriber]:
     """The subscribers to send to, planned a chunk at a time (see plan); `totals` adds up the rest.
 
     `totals.to_send` stays empty: its count is kept in `totals.counted` instead of the subscribers.
-    `on_chunk` is given each chunk and its plan before the chunk's subscribers to send to are yielded.
+    `on_chunk` is given each chunk, its plan and the ledger states it was planned with, before the
+    chunk's subscribers to send to are yielded.
     """
     iterator = iter(subscribers)
     while chunk := list(itertools.islice(iterator, PLAN_CHUNK)):
         keys = [s.key for s in chunk]
-        part = plan(chunk, states_of(keys), options, screener.reasons(keys), waiting)
+        states = states_of(keys)
+        part = plan(chunk, states, options, screener.reasons(keys), waiting)
         totals.accepted_before += part.accepted_before
         totals.held_back += part.held_back
         totals.suppressed += part.suppressed
         totals.counted += len(part.to_send)
         if on_chunk is not None:
-            on_chunk(chunk, part)
+            on_chunk(chunk, part, states)
         yield from part.to_send
 
 

@@ -297,8 +297,10 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
             status = row[i_status].strip().lower() or "subscribed"
             if problem is None and status not in STATUSES:
                 problem = f"status must be 'subscribed' or 'unsubscribed', not {printable(row[i_status].strip())!r}"
-            if problem is None and not checked:
-                # Names go into the To header and, through -first_name-, the subject.
+            names = first_name + last_name
+            if problem is None and not checked and not (names.isprintable() and "=?" not in names):
+                # Names go into the To header and, through -first_name-, the subject. (Printable text
+                # with no encoded word in it cannot hold a line break: most rows stop at that test.)
                 problem = _header_problem("first_name", first_name) or _header_problem("last_name", last_name)
             if problem:
                 if skip_invalid:

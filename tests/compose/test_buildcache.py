@@ -1,0 +1,65 @@
+"""The build kept in the state folder: read back while nothing the build reads has changed, never stale."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mailer.compose import buildcache
+from mailer.compose.build import build_issue
+from mailer.config import load_config
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every real build the cache asks for."""
+    made: list[Path] = []
+
+    def counting(path: Path, config):
+        made.append(path)
+        return build_issue(path, config)
+
+    monkeypatch.setattr(buildcache, "build_issue", counting)
+    return made
+
+
+def test_a_second_build_is_read_back_and_any_change_builds_afresh(workspace: Path, builds: list[Path]) -> None:
+    issue = workspace / "issues" / "2020-12-13.yaml"
+    cache = workspace / ".mailer" / "builds"
+
+    def build():
+        return buildcache.build_issue_cached(issue, load_config(workspace), cache)
+
+    first = build()
+    assert build() == first and len(builds) == 1  # the same issue, read back
+
+    def edit(path: Path, old: str, new: str) -> None:
+        path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+
+    changes = [
+        lambda: edit(issue, "welcome back", "welcome"),
+        lambda: edit(workspace / "layouts" / "strings.j2", "View in browser", "Read online"),
+        lambda: edit(workspace / "mailer.yaml", "123 Example Street", "9 Other Street"),
+        lambda: os.utime(workspace / "issues" / "img" / "depix.png", ns=(1, 1)),  # a picture replaced
+    ]
+    for number, change in enumerate(changes, start=2):
+        change()
+        rendered = build()
+        assert len(builds) == number, number
+        assert build() == rendered and len(builds) == number  # and that one is kept in turn
+    assert "Read online" in rendered.html and "9 Other Street" in rendered.html and "9 Other Street" not in first.html
+
+
+def test_a_damaged_or_unwritable_cache_is_no_cache(workspace: Path, builds: list[Path]) -> None:
+    issue = workspace / "issues" / "2020-12-13.yaml"
+    cache = workspace / ".mailer" / "builds"
+    config = load_config(workspace)
+    expected = buildcache.build_issue_cached(issue, config, cache)
+    (kept,) = cache.glob("*.pickle")
+    kept.write_bytes(b"not a pickle")
+    assert buildcache.build_issue_cached(issue, config, cache) == expected and len(builds) == 2
+    blocked = workspace / "blocked"
+    blocked.write_text("a file where the cache folder would go", encoding="utf-8")
+    assert buildcache.build_issue_cached(issue, config, blocked / "builds") == expected and len(builds) == 3
