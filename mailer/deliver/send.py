@@ -598,6 +598,13 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
         if report.batches == 0:
             raise  # before the first request: nothing was sent, and the StateError says so
         raise SendError(_unrecorded_message(err, list(in_flight.items()), backend.name)) from None
+    except MailerError:
+        # The list could not be read on (its file changed while it was sent from): no new request;
+        # the ones on their way are waited for and recorded, then the error is told.
+        stop.set()
+        while in_flight:
+            settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+        raise
     finally:
         pool.shutdown(wait=True)
         backend.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,7 @@ def read_subscribers(
     """
     label = file_label or str(path)
     large = path.is_file() and path.stat().st_size > IN_MEMORY_BYTES
+    stamp = _stamp(path) if large else None
     result = SubscriberList(label)
     problems: list[Problem] = []
     seen: _DiskSeen | _MemorySeen = _DiskSeen() if large else _MemorySeen()
@@ -98,10 +100,12 @@ def read_subscribers(
         if problems:
             raise InputError(problems)
         if isinstance(seen, _DiskSeen):
+            if _stamp(path) != stamp:
+                raise _changed(label)
             duplicates = seen.duplicates()
             count -= _settle_duplicates(duplicates, result, label)
             result.subscribers = FileSubscribers(path, label, encoding, segment, count,
-                                                 {skipped.line for skipped in result.skipped})
+                                                 {skipped.line for skipped in result.skipped}, stamp)
     finally:
         if isinstance(seen, _DiskSeen):
             seen.close()
@@ -206,11 +210,11 @@ class FileSubscribers:
     """
 
     def __init__(self, path: Path, label: str, encoding: str | None, segment: str | None, count: int,
-                 left_out: set[int]):
+                 left_out: set[int], stamp: tuple[int, int] | None = None):
         self._path, self._label, self._encoding, self._segment = path, label, encoding, segment
         self._count = count
         self._left_out = left_out  # the lines of every row the first read skipped (invalid, duplicate…)
-        self._stamp = _stamp(path)
+        self._stamp = stamp or _stamp(path)  # size and modification time when it was checked
 
     def __len__(self) -> int:
         return self._count
@@ -219,20 +223,25 @@ class FileSubscribers:
         return self._count > 0
 
     def __iter__(self) -> Iterator[Subscriber]:
-        changed = InputError([Problem(self._label, "the file changed while mailer was using it",
-                                      hint="run the same command again: it reads the list afresh")])
         if _stamp(self._path) != self._stamp:
-            raise changed
+            raise _changed(self._label)
         problems: list[Problem] = []
         yielded = 0
+        size, modified = self._stamp
         with _open_text(self._path, self._label, self._encoding) as stream:
+            descriptor = stream.fileno()
             for subscriber in _subscriber_rows(csv.reader(stream, strict=True), self._label, skip_invalid=True,
                                                segment=self._segment, problems=problems, skipped=_Discard(),
                                                warnings=_Discard(), seen=_NoneSeen(), left_out=self._left_out):
+                # Each row is handed on only while the file is still the one checked (a file saved over,
+                # renamed into place, keeps the old one open here): never a row nobody checked.
+                status = os.fstat(descriptor)
+                if status.st_mtime_ns != modified or status.st_size != size or yielded == self._count:
+                    raise _changed(self._label)
                 yielded += 1
                 yield subscriber
         if problems or yielded != self._count:
-            raise changed
+            raise _changed(self._label)
 
     def __getitem__(self, index: int | slice) -> Any:
         import itertools
@@ -244,6 +253,11 @@ class FileSubscribers:
         if not 0 <= index < self._count:
             raise IndexError(index)
         return next(itertools.islice(self, index, None))
+
+
+def _changed(label: str) -> InputError:
+    return InputError([Problem(label, "the file changed while mailer was using it",
+                               hint="run the same command again: it reads the list afresh")])
 
 
 def _stamp(path: Path) -> tuple[int, int]:

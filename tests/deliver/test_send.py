@@ -951,3 +951,30 @@ def test_a_list_read_from_its_file_sends_and_resumes_as_one_held_in_memory(
     assert len(accepted) == len(set(accepted)) == 2500, (first.stdout, again.stdout)
     assert ledger_states(tmp_path / "state") == {"accepted": 2500}
     assert again.exit_code == 0 and re.search(r"^  accepted +2500$", again.stdout, re.M)
+
+
+def test_a_list_file_changed_during_a_send_stops_it_with_every_request_recorded(
+        workspace: Path, sendgrid: FakeSendGrid, run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.deliver import subscribers as subscribers_module
+    from mailer.deliver.ledger import Ledger
+
+    approve(run_cli)
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr("mailer.deliver.send.PLAN_CHUNK", 1000)  # the list is read on as the batches go
+    path = make_subscribers(workspace, 3000)
+    mark = Ledger.mark
+
+    def editor_saves_the_list(self, issue, keys, state, **kwargs):
+        if state == "accepted" and "appended@example.com" not in path.read_text(encoding="utf-8"):
+            path.write_text(path.read_text(encoding="utf-8") + "appended@example.com,New,,subscribed,\n")
+        return mark(self, issue, keys, state, **kwargs)
+
+    monkeypatch.setattr(Ledger, "mark", editor_saves_the_list)
+    sendgrid.delay_seconds = 0.3  # the second batch is still on its way when the list cannot be read on
+    result = send_live(run_cli, path, "--workers", "2")
+    assert result.exit_code == 1 and "the file changed while mailer was using it" in result.stderr
+    assert "appended@example.com" not in sendgrid.accepted  # a row nobody checked is never sent
+    states = ledger_states(tmp_path / "state")
+    assert "sending" not in states and states["accepted"] >= 1000  # what left is recorded
+    accepted = [a for a in sendgrid.accepted if a != "editor@example.com"]
+    assert len(accepted) == states["accepted"]
