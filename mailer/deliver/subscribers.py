@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -227,16 +228,15 @@ class FileSubscribers:
             raise _changed(self._label)
         problems: list[Problem] = []
         yielded = 0
-        size, modified = self._stamp
-        with _open_text(self._path, self._label, self._encoding) as stream:
-            descriptor = stream.fileno()
+        # Each block is checked as it is read: a row is handed on only if the file was still the one
+        # checked when its bytes were read (a file saved over by renaming leaves this one open as it
+        # was): never a row nobody checked.
+        raw = _UnchangedFile(self._path, self._stamp, self._label)
+        with io.TextIOWrapper(io.BufferedReader(raw), encoding=self._encoding or "utf-8-sig", newline="") as stream:
             for subscriber in _subscriber_rows(csv.reader(stream, strict=True), self._label, skip_invalid=True,
                                                segment=self._segment, problems=problems, skipped=_Discard(),
                                                warnings=_Discard(), seen=_NoneSeen(), left_out=self._left_out):
-                # Each row is handed on only while the file is still the one checked (a file saved over,
-                # renamed into place, keeps the old one open here): never a row nobody checked.
-                status = os.fstat(descriptor)
-                if status.st_mtime_ns != modified or status.st_size != size or yielded == self._count:
+                if yielded == self._count:
                     raise _changed(self._label)
                 yielded += 1
                 yield subscriber
@@ -253,6 +253,21 @@ class FileSubscribers:
         if not 0 <= index < self._count:
             raise IndexError(index)
         return next(itertools.islice(self, index, None))
+
+
+class _UnchangedFile(io.FileIO):
+    """A file that refuses to be read on once its size or modification time is not `stamp`'s."""
+
+    def __init__(self, path: Path, stamp: tuple[int, int], label: str):
+        super().__init__(path, "r")
+        self._stamp, self._label = stamp, label
+
+    def readinto(self, buffer: Any) -> int | None:
+        count = super().readinto(buffer)
+        status = os.fstat(self.fileno())
+        if (status.st_size, status.st_mtime_ns) != self._stamp:
+            raise _changed(self._label)
+        return count
 
 
 def _changed(label: str) -> InputError:
