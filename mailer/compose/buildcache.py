@@ -21,8 +21,8 @@ from mailer.compose.build import RenderedIssue, build_issue
 from mailer.config import Config
 
 FORMAT = b"mailer-build-cache 1"
-LIBRARIES = ("mjml-python", "premailer", "cssutils", "jinja2", "markdown-it-py", "wcwidth", "pyyaml",
-             "email-validator", "ftfy")
+LIBRARIES = ("mjml-python", "premailer", "cssutils", "jinja2", "markupsafe", "markdown-it-py", "wcwidth", "pyyaml",
+             "email-validator", "ftfy", "lxml", "cssselect")
 KEEP = 16  # builds kept; the oldest go
 
 
@@ -42,14 +42,19 @@ def build_issue_cached(issue_path: Path, config: Config, cache_dir: Path) -> Ren
         pass
     rendered = build_issue(issue_path, config)
     try:
+        if cache_key(issue_path, config) != key:
+            return rendered  # something changed while it was built: not kept under either key
         cache_dir.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".build-", dir=cache_dir)
+        handle, temporary = tempfile.mkstemp(prefix=".build-", suffix=".tmp", dir=cache_dir)
+    except OSError:
+        return rendered
+    try:
         with os.fdopen(handle, "wb") as out:
             pickle.dump(rendered, out, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, path)
         _prune(cache_dir)
-    except OSError:
-        pass
+    except Exception:  # a full disk, or something that does not pickle: no cache, and no half file left
+        Path(temporary).unlink(missing_ok=True)
     return rendered
 
 
@@ -62,16 +67,16 @@ def cache_key(issue_path: Path, config: Config) -> str:
     for root, name, path in _files(issue_path.parent):
         status = path.lstat()
         digest.update(f"{root}/{name}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
-    for root, name, path in _files(config.layouts_dir):
+    for root, name, path in _files(config.layouts_dir, follow=True):  # Jinja follows links: so does the key
         digest.update(f"{root}/{name}\0".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:40]
 
 
-def _files(folder: Path) -> list[tuple[str, str, Path]]:
-    """Every file under `folder` (symbolic links as links, not followed), in a stable order."""
+def _files(folder: Path, *, follow: bool = False) -> list[tuple[str, str, Path]]:
+    """Every file under `folder` in a stable order; links to folders followed only if `follow`."""
     found = []
-    for root, folders, names in os.walk(folder, followlinks=False):
+    for root, folders, names in os.walk(folder, followlinks=follow):
         folders.sort()
         relative = os.path.relpath(root, folder)
         found += [(relative, name, Path(root) / name) for name in sorted(names)]
@@ -99,5 +104,5 @@ def _code_and_libraries() -> bytes:
 
 def _prune(cache_dir: Path) -> None:
     builds = sorted(cache_dir.glob("*.pickle"), key=lambda path: path.stat().st_mtime_ns, reverse=True)
-    for old in builds[KEEP:]:
+    for old in [*builds[KEEP:], *cache_dir.glob(".build-*.tmp")]:  # and what a killed run left
         old.unlink(missing_ok=True)

@@ -321,6 +321,11 @@ class Ledger:
         except sqlite3.Error as err:
             raise state_failure(self.path, err) from None
 
+    def intended_among(self, keys: list[str]) -> set[str]:
+        """Which of `keys` were added with add_intended."""
+        return {key for (key,) in self._query(
+            "SELECT key FROM temp.intended WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(keys),))}
+
     def intended_states(self, issue: str) -> dict[str, int]:
         """How many of the intended recipients (add_intended) are in each state."""
         return dict(self._query("SELECT d.state, COUNT(*) FROM temp.intended AS i JOIN deliveries AS d "
@@ -343,23 +348,27 @@ class Ledger:
     # -- the send itself -----------------------------------------------------------------------
 
     def mark_sending(self, issue: str, keys: list[str], batch: str) -> None:
-        self._set(issue, keys, SENDING, batch=batch, count_attempt=True)
+        changed = self._set(issue, keys, SENDING, batch=batch, count_attempt=True)
+        if changed != len(keys):  # a request must never leave for someone without a row saying so
+            raise StateError(f"{self.path}: {len(keys) - changed} of {len(keys)} recipients of batch {batch} have "
+                             "no row in the ledger: nothing of this batch was sent\n"
+                             "    hint: run the same command again")
 
     def mark(self, issue: str, keys: list[str], state: str, *, message_id: str | None = None,
              error: str | None = None) -> None:
         self._set(issue, keys, state, message_id=message_id, error=error)
 
     def _set(self, issue: str, keys: list[str], state: str, *, batch: str | None = None,
-             message_id: str | None = None, error: str | None = None, count_attempt: bool = False) -> None:
+             message_id: str | None = None, error: str | None = None, count_attempt: bool = False) -> int:
         stamp = now()
         with self._transaction() as db:
             # One statement for the whole batch (its keys as one JSON array): half the time of a
             # statement per recipient, which a send of 100,000 does 200,000 times.
-            db.execute(
+            return db.execute(
                 "UPDATE deliveries SET state=?, batch=COALESCE(?, batch), message_id=COALESCE(?, message_id), "
                 "error=?, attempts=attempts+?, updated_at=? "
                 "WHERE issue=? AND recipient IN (SELECT value FROM json_each(?))",
-                (state, batch, message_id, error, int(count_attempt), stamp, issue, json.dumps(keys)))
+                (state, batch, message_id, error, int(count_attempt), stamp, issue, json.dumps(keys))).rowcount
 
     # -- reading -------------------------------------------------------------------------------
 

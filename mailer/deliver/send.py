@@ -471,7 +471,11 @@ def send_issue(
             payload_options = _payload_options(options, run_id)
             progress.on_start(planned.counted)
             if planned.counted:
-                due = _plan_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, Plan([], 0, []))
+                # Only those queued above: a reader the suppression list let go of meanwhile (a
+                # resubscribe) was not, and waits for the next run rather than going out unrecorded.
+                due = (s for chunk in _batches(_plan_in_chunks(subscribers.subscribers, states_of, screener, options,
+                                                               waiting, Plan([], 0, [])), PLAN_CHUNK)
+                       for s in _among(chunk, ledger.intended_among([s.key for s in chunk])))
                 _run_batches(rendered, config, backend, ledger, key, due, options, payload_options, secret,
                              run_id, report, progress, interrupt or threading.Event())
             tally = unchanged + Counter(ledger.intended_states(key))
@@ -747,6 +751,10 @@ def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list
         if on_chunk is not None:
             on_chunk(chunk, part, states)
         yield from part.to_send
+
+
+def _among(chunk: list[Subscriber], keys: set[str]) -> list[Subscriber]:
+    return [s for s in chunk if s.key in keys]
 
 
 def _first_kept(items: Iterable[Subscriber], first: list[Subscriber], count: int) -> Iterator[Subscriber]:

@@ -7,6 +7,7 @@ import csv
 import difflib
 import io
 import os
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,6 @@ class _DiskSeen:
     """
 
     def __init__(self) -> None:
-        import sqlite3
         import tempfile
 
         self._folder = tempfile.TemporaryDirectory(prefix="mailer-list-")
@@ -150,18 +150,29 @@ class _DiskSeen:
         return None
 
     def _flush(self) -> None:
-        self._db.executemany("INSERT INTO seen VALUES (?, ?, ?)", self._pending)
+        try:
+            self._db.executemany("INSERT INTO seen VALUES (?, ?, ?)", self._pending)
+        except sqlite3.Error as err:
+            raise self._failed(err) from None
         self._pending.clear()
 
     def duplicates(self) -> list[tuple[int, str, int]]:
         """(line, email, first line of that address) of every row that repeats an earlier one, by line."""
         self._flush()
-        self._db.execute("COMMIT")
-        self._db.execute("CREATE INDEX seen_key ON seen (key, line)")
-        return self._db.execute(
-            "SELECT s.line, s.email, f.first FROM seen AS s JOIN "
-            "(SELECT key, MIN(line) AS first FROM seen GROUP BY key HAVING COUNT(*) > 1) AS f ON s.key = f.key "
-            "WHERE s.line <> f.first ORDER BY s.line").fetchall()
+        try:
+            self._db.execute("COMMIT")
+            self._db.execute("CREATE INDEX seen_key ON seen (key, line)")
+            return self._db.execute(
+                "SELECT s.line, s.email, f.first FROM seen AS s JOIN "
+                "(SELECT key, MIN(line) AS first FROM seen GROUP BY key HAVING COUNT(*) > 1) AS f ON s.key = f.key "
+                "WHERE s.line <> f.first ORDER BY s.line").fetchall()
+        except sqlite3.Error as err:
+            raise self._failed(err) from None
+
+    def _failed(self, err: Exception) -> InputError:
+        return InputError([Problem(self._folder.name, f"cannot write the temporary file that finds a large list's "
+                                   f"duplicates: {err}",
+                                   hint="free some space there, or point TMPDIR at a folder with room")])
 
     def close(self) -> None:
         self._db.close()
@@ -224,14 +235,17 @@ class FileSubscribers:
         return self._count > 0
 
     def __iter__(self) -> Iterator[Subscriber]:
-        if _stamp(self._path) != self._stamp:
-            raise _changed(self._label)
+        try:
+            if _stamp(self._path) != self._stamp:
+                raise _changed(self._label)
+            raw = _UnchangedFile(self._path, self._stamp, self._label)
+        except OSError:  # moved or deleted since it was read
+            raise _changed(self._label) from None
         problems: list[Problem] = []
         yielded = 0
         # Each block is checked as it is read: a row is handed on only if the file was still the one
         # checked when its bytes were read (a file saved over by renaming leaves this one open as it
         # was): never a row nobody checked.
-        raw = _UnchangedFile(self._path, self._stamp, self._label)
         with io.TextIOWrapper(io.BufferedReader(raw), encoding=self._encoding or "utf-8-sig", newline="") as stream:
             for subscriber in _subscriber_rows(csv.reader(stream, strict=True), self._label, skip_invalid=True,
                                                segment=self._segment, problems=problems, skipped=_Discard(),
@@ -271,7 +285,7 @@ class _UnchangedFile(io.FileIO):
 
 
 def _changed(label: str) -> InputError:
-    return InputError([Problem(label, "the file changed while mailer was using it",
+    return InputError([Problem(label, "the file changed (or was moved) while mailer was using it",
                                hint="run the same command again: it reads the list afresh")])
 
 

@@ -63,3 +63,18 @@ def test_a_damaged_or_unwritable_cache_is_no_cache(workspace: Path, builds: list
     blocked = workspace / "blocked"
     blocked.write_text("a file where the cache folder would go", encoding="utf-8")
     assert buildcache.build_issue_cached(issue, config, blocked / "builds") == expected and len(builds) == 3
+
+
+def test_layouts_linked_from_elsewhere_are_part_of_the_key(workspace: Path, builds: list[Path]) -> None:
+    # Jinja follows a linked folder of partials: an edit there must build afresh, not send the old email.
+    shared = workspace.parent / "shared-partials"
+    (workspace / "layouts" / "partials").rename(shared)
+    (workspace / "layouts" / "partials").symlink_to(shared, target_is_directory=True)
+    issue = workspace / "issues" / "2020-12-13.yaml"
+    cache = workspace / ".mailer" / "builds"
+    first = buildcache.build_issue_cached(issue, load_config(workspace), cache)
+    footer = shared / "footer.mjml.j2"
+    footer.write_text(footer.read_text(encoding="utf-8").replace("{{ t.why }}", "{{ t.why }} Thank you!"),
+                      encoding="utf-8")
+    again = buildcache.build_issue_cached(issue, load_config(workspace), cache)
+    assert len(builds) == 2 and "Thank you!" in again.html and "Thank you!" not in first.html

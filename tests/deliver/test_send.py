@@ -972,9 +972,33 @@ def test_a_list_file_changed_during_a_send_stops_it_with_every_request_recorded(
     monkeypatch.setattr(Ledger, "mark", editor_saves_the_list)
     sendgrid.delay_seconds = 0.3  # the second batch is still on its way when the list cannot be read on
     result = send_live(run_cli, path, "--workers", "2")
-    assert result.exit_code == 1 and "the file changed while mailer was using it" in result.stderr
+    assert result.exit_code == 1 and "the file changed (or was moved) while mailer was using it" in result.stderr
     assert "appended@example.com" not in sendgrid.accepted  # a row nobody checked is never sent
     states = ledger_states(tmp_path / "state")
     assert "sending" not in states and states["accepted"] >= 1000  # what left is recorded
     accepted = [a for a in sendgrid.accepted if a != "editor@example.com"]
     assert len(accepted) == states["accepted"]
+
+
+def test_a_reader_let_go_by_the_suppression_list_during_a_send_waits_for_the_next_run(
+        workspace: Path, sendgrid: FakeSendGrid, run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.deliver.suppressions import Screener
+
+    approve(run_cli)
+    path = make_subscribers(workspace, 3)
+    calls = []
+
+    def suppressed_only_at_first(self, keys):
+        calls.append(list(keys))
+        first = len(calls) == 1  # the planning that queues; later, the reader has resubscribed
+        return {"reader00001@example.com": "suppressed: unsubscribed"} if first else {}
+
+    monkeypatch.setattr(Screener, "reasons", suppressed_only_at_first)
+    result = send_live(run_cli, path)
+    assert result.exit_code == 0, result.stderr
+    assert [a for a in sendgrid.accepted if a != "editor@example.com"] == [
+        "reader00000@example.com", "reader00002@example.com"]
+    assert ledger_states(tmp_path / "state") == {"accepted": 2}
+    again = send_live(run_cli, path)
+    assert again.exit_code == 0
+    assert [a for a in sendgrid.accepted if a != "editor@example.com"].count("reader00001@example.com") == 1
