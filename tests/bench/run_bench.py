@@ -224,6 +224,21 @@ def _tree_rss_kib(pid: int) -> int:
     return total
 
 
+def _bench_workspace(folder: Path, count: int) -> tuple[Path, Path]:
+    """A copy of the workspace in `folder`, and a subscribers CSV of `count` readers in it."""
+    import shutil
+
+    for name in ("mailer.yaml", "layouts", "issues"):
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, folder / name)
+    csv = folder / "subscribers.csv"
+    with csv.open("w", encoding="utf-8") as out:
+        out.write("email,first_name,last_name,status,tags\n")
+        for i in range(count):
+            out.write(f"reader{i:07d}@example.com,Reader {i},Bench,subscribed,weekly\n")
+    return folder, csv
+
+
 def bench_send(count: int = 100_000, *, million: bool = False,
                small_peak: float | None = None) -> list[tuple[str, float, str, str]]:
     """Dry run and live send of `count` subscribers to a local SendGrid-like server, whole process tree.
@@ -243,15 +258,7 @@ def bench_send(count: int = 100_000, *, million: bool = False,
                {"dry": "< 3", "dry_memory": "< 200", "live": "< 10"})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        workspace = Path(tmp)
-        for name in ("mailer.yaml", "layouts", "issues"):
-            source = REPO / name
-            (shutil.copytree if source.is_dir() else shutil.copy)(source, workspace / name)
-        csv = workspace / "subscribers.csv"
-        with csv.open("w", encoding="utf-8") as out:
-            out.write("email,first_name,last_name,status,tags\n")
-            for i in range(count):
-                out.write(f"reader{i:07d}@example.com,Reader {i},Bench,subscribed,weekly\n")
+        workspace, csv = _bench_workspace(Path(tmp), count)
         fake = fake_sendgrid.FakeSendGrid(keep_bodies=False)
         server, url = fake_sendgrid.start(fake)
         env = {**os.environ, "MAILER_STATE_DIR": str(workspace / "state"), "SENDGRID_API_KEY": fake_sendgrid.API_KEY,
@@ -403,7 +410,6 @@ def _mailmerge() -> Path | None:
 def bench_smtp(count: int = 2000) -> list[tuple[str, float, str, str]]:
     """`mailer send` over SMTP against mailmerge, both to the same local sink, in this run."""
     import os
-    import shutil
     import socket
     import tempfile
 
@@ -417,15 +423,7 @@ def bench_smtp(count: int = 2000) -> list[tuple[str, float, str, str]]:
         if sink.stdout is None or sink.stdout.readline().strip() != "ready":
             raise SystemExit("the SMTP sink did not start")
         with tempfile.TemporaryDirectory() as tmp:
-            workspace = Path(tmp)
-            for name in ("mailer.yaml", "layouts", "issues"):
-                source = REPO / name
-                (shutil.copytree if source.is_dir() else shutil.copy)(source, workspace / name)
-            csv = workspace / "subscribers.csv"
-            with csv.open("w", encoding="utf-8") as out:
-                out.write("email,first_name,last_name,status,tags\n")
-                for i in range(count):
-                    out.write(f"reader{i:05d}@example.com,Reader {i},Bench,subscribed,weekly\n")
+            workspace, csv = _bench_workspace(Path(tmp), count)
             env = {**os.environ, "MAILER_STATE_DIR": str(workspace / "state"),
                    "MAILER_SMTP_URL": f"smtp+insecure://127.0.0.1:{port}", "MAILER_UNSUBSCRIBE_SECRET": "bench"}
             command = [str(Path(sys.executable).parent / "mailer"), "send", "issues/2020-12-13.yaml",
