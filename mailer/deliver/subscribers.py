@@ -323,8 +323,11 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
     i_email, i_first, i_last, i_status, i_tags = (columns.get(name, width - 1) for name in COLUMNS)
     first_of = seen.first
     last_line = rows.line_num  # where the row being read ends: the next one starts below it
+    ended = last_line
     try:
-        for line, row in _numbered(rows):
+        for row in rows:
+            # A row's line is the first of its lines: a quoted field may go on over several.
+            line, ended = ended + 1, rows.line_num
             last_line = line
             if len(row) < width:
                 row.extend([""] * (width - len(row)))
@@ -385,14 +388,6 @@ def _header_problem(column: str, value: str) -> str | None:
         return None
     offset, reason = unsafe
     return f"{column} {reason} at character {offset + 1} ('{printable(value)}')"
-
-
-def _numbered(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
-    """Rows with their line number: the first line of a row whose quoted field spans lines."""
-    ended = reader.line_num  # type: ignore[attr-defined]
-    for row in reader:
-        yield ended + 1, row
-        ended = reader.line_num  # type: ignore[attr-defined]
 
 
 def _open_text(path: Path, label: str, encoding: str | None) -> TextIO:
