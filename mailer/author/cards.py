@@ -26,7 +26,7 @@ from typing import Any
 
 from mailer.author.pagemeta import Fetched, PageFetcher, PageMeta
 from mailer.errors import InputError, Problem
-from mailer.schema import display_path
+from mailer.schema import display_path, read_utf8
 
 FILLED = ("title", "description", "site")  # in the order they are written after the card's keys
 
@@ -135,10 +135,10 @@ def fill_cards(issue: Path, *, cache: PageCache, fetcher_factory: Callable[[], P
     label = display_path(issue)
     raw = issue.read_bytes()
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError([Problem(label, f"not valid UTF-8 (byte 0x{raw[err.start]:02x})",
-                                  line=raw[:err.start].count(b"\n") + 1, hint="save the file as UTF-8")]) from None
+        text = raw.decode("utf-8")  # a byte-order mark stays in the text, so it is written back
+    except UnicodeDecodeError:
+        read_utf8(issue, label)  # raises, naming the line and column of the byte
+        raise
     cards, complete = cards_needing(text, label)
     report = CardsReport(issue, complete=complete)
     metas: dict[str, PageMeta] = {}
@@ -154,12 +154,12 @@ def fill_cards(issue: Path, *, cache: PageCache, fetcher_factory: Callable[[], P
     if to_fetch:
         with fetcher_factory() as fetcher:
             for result in fetcher.fetch_all(to_fetch, progress):
+                report.fetched += result.asked
                 if result.meta is not None and result.meta.title:
                     cache.put(result.meta)
                     metas[result.url] = result.meta
                 else:
                     reasons[result.url] = result.reason or "no title found on the page"
-        report.fetched = len(to_fetch)
     insertions: list[tuple[int, list[str]]] = []
     replacements: dict[tuple[int, int], str] = {}
     for card in cards:

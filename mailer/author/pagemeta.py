@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from mailer.checks.linkcheck import host_is_private
+from mailer.checks.linkcheck import host_is_private, not_fetched
 from mailer.compose.linebreak import display_width
 
 USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -74,6 +74,7 @@ class Fetched:
     url: str
     meta: PageMeta | None = None
     reason: str | None = None  # why there is no meta: "HTTP 404 Not Found", "timed out after 10 s"…
+    asked: bool = True  # False: not fetched at all (a placeholder in it, not http(s))
 
 
 class PageFetcher:
@@ -116,6 +117,9 @@ class PageFetcher:
 
     def fetch(self, url: str) -> Fetched:
         """One page; never raises: whatever goes wrong becomes the reason its card is left as it was."""
+        why = not_fetched(url)  # the same judgement as mailer check --links: placeholders, other schemes
+        if why is not None:
+            return Fetched(url, reason=why[1], asked=False)
         try:
             return self._fetch(url)
         except Exception as err:  # an odd URL or page must cost its own card, not the whole run

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from mailer.errors import InputError, Problem
-from mailer.schema import display_path
+from mailer.schema import display_path, read_utf8
 
 TODO_TEXT = "TODO"
 # Formats a date is written in, in subjects and titles ("The NLP Cypher | 12.13.20").
@@ -82,7 +82,7 @@ def new_issue(issues_dir: Path, *, on: date, source: Path | None = None) -> NewI
     round_trip.preserve_quotes = True
     round_trip.width = 4096  # never fold a long line the editor wrote on one
     round_trip.indent(mapping=2, sequence=4, offset=2)
-    source_text = source.read_text(encoding="utf-8")
+    source_text = read_utf8(source, display_path(source))
     try:
         data = round_trip.load(source_text)
     except Exception as err:  # ruamel.yaml's errors have no common base worth naming

@@ -177,24 +177,32 @@ def check_links(
     return [results[url] for url in distinct]
 
 
-def _not_fetched(url: str) -> LinkResult | None:
-    """The result for a link that is not fetched (placeholder, other scheme, malformed), else None."""
+def not_fetched(url: str) -> tuple[Verdict, str] | None:
+    """Why a link is never fetched (a placeholder, another scheme, a malformed address), else None.
+
+    Shared by `mailer check --links` and `mailer cards`: what one will not ask, the other will not either.
+    """
     placeholder = placeholder_in(url)
     if placeholder is not None:
-        return LinkResult(url, Verdict.UNCHECKED,
-                          reason=f"per-recipient link: {placeholder} is filled in at send time")
+        return Verdict.UNCHECKED, f"per-recipient link: {placeholder} is filled in at send time"
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in FETCHED_SCHEMES:
-            reason = f"{scheme}: links are not fetched" if scheme else "not an absolute http(s) address"
-            return LinkResult(url, Verdict.UNCHECKED, reason=reason)
+            return Verdict.UNCHECKED, (f"{scheme}: links are not fetched" if scheme
+                                       else "not an absolute http(s) address")
         if not parts.hostname:
-            return LinkResult(url, Verdict.BROKEN, reason="invalid address: no host name")
+            return Verdict.BROKEN, "invalid address: no host name"
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError as err:
-        return LinkResult(url, Verdict.BROKEN, reason=f"invalid address: {err}")
+        return Verdict.BROKEN, f"invalid address: {err}"
     return None
+
+
+def _not_fetched(url: str) -> LinkResult | None:
+    """The result for a link that is not fetched (placeholder, other scheme, malformed), else None."""
+    why = not_fetched(url)
+    return LinkResult(url, why[0], reason=why[1]) if why else None
 
 
 def _without_fragment(url: str) -> str:

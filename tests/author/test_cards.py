@@ -277,3 +277,20 @@ def test_a_windows_file_keeps_its_line_endings_and_an_edit_made_meanwhile_is_not
     result = run_cli("cards", str(path), "--refresh")
     assert result.exit_code == 1 and "the file changed while the pages were fetched" in result.stderr
     assert path.read_text(encoding="utf-8").endswith("# saved by the editor\n")
+
+
+def test_links_that_are_never_fetched_are_not_fetched_here_either(workspace: Path, run_cli) -> None:
+    # The same judgement as mailer check --links: a per-recipient link, another scheme, a malformed one.
+    cards = "\n".join(f"      - url: {url}" for url in (
+        "https://example.com/?name=-first_name-", "file:///etc/passwd", "javascript:alert(1)", '"http://[::1"'))
+    path = issue_with_cards(workspace, cards)
+    original = path.read_text(encoding="utf-8")
+    result = run_cli("cards", str(path))
+    out = re.sub(r"\s+", " ", result.stdout)
+    assert result.exit_code == 3 and "Traceback" not in result.stderr
+    assert "https://example.com/?name=-first_name- per-recipient link: -first_name- is filled in at send time" in out
+    assert "file:///etc/passwd file: links are not fetched" in out
+    assert "javascript:alert(1) javascript: links are not fetched" in out
+    assert "http://[::1 invalid address" in out
+    assert "0 cards filled (0 pages fetched, 0 from the cache), 4 failed" in out
+    assert path.read_text(encoding="utf-8") == original
