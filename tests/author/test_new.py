@@ -119,7 +119,9 @@ def test_a_source_that_is_not_an_issue_is_a_clear_error(workspace: Path, run_cli
     write(workspace / "drafts" / "broken.yaml", "subject: [unclosed\n")
     write(workspace / "drafts" / "list.yaml", "- a\n- b\n")
     (workspace / "drafts" / "latin1.yaml").write_bytes("subject: Caf\u00e9\n".encode("latin-1"))
-    for name in ("broken", "list", "latin1"):
+    latin1 = run_cli("new", "2026-12-06", "--from", "drafts/latin1.yaml")
+    assert latin1.exit_code == 1 and "drafts/latin1.yaml:1:13: not valid UTF-8 (byte 0xe9)" in latin1.stderr
+    for name in ("broken", "list"):
         result = run_cli("new", "2026-12-06", "--from", f"drafts/{name}.yaml")
         assert result.exit_code == 1 and "Traceback" not in result.stderr
         assert f"drafts/{name}.yaml: " in result.stderr
