@@ -94,6 +94,9 @@ def cards(issue_file: Path, refresh: bool, timeout: float) -> None:
         summary += f", {len(report.failed)} failed"
     if report.complete:
         summary += f"; {report.complete} already complete"
+    if not (report.filled or report.failed or report.complete):
+        summary = (f"{label}: no card to fill: paste the week's links under a section's cards: as "
+                   "'- url: https://…', then run this again")
     click.echo(summary)
     if report.failed:
         sys.exit(ExitStatus.DELIVERY_FAILED)

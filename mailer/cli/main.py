@@ -23,13 +23,15 @@ def cli() -> None:
 
     \b
     Quick start:
+      mailer new                                        # next Sunday's issue from the latest one
+      mailer cards issues/2026-12-06.yaml               # its cards' titles, from their pages
       mailer preview                                    # watch every issue at http://127.0.0.1:8000/
       mailer check issues/2020-12-13.yaml               # what would embarrass you, before sending
       mailer build issues/2020-12-13.yaml               # writes build/2020-12-13/email.html and email.txt
       mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv   # a dry run
 
     Exit codes: 0 success, 1 bad input or check errors (nothing written or sent), 2 wrong usage,
-    3 delivery (or a suppression pull) failed, 130 interrupted.
+    3 delivery, a suppression pull or (cards) a page failed, 130 interrupted.
     """
 
 

@@ -294,3 +294,10 @@ def test_links_that_are_never_fetched_are_not_fetched_here_either(workspace: Pat
     assert "http://[::1 invalid address" in out
     assert "0 cards filled (0 pages fetched, 0 from the cache), 4 failed" in out
     assert path.read_text(encoding="utf-8") == original
+
+
+def test_an_issue_without_cards_says_where_links_go(workspace: Path, run_cli) -> None:
+    assert run_cli("new", "2026-12-06").exit_code == 0
+    result = run_cli("cards", "issues/2026-12-06.yaml")
+    assert result.exit_code == 0
+    assert "no card to fill: paste the week's links under a section's cards: as '- url: https://…'" in result.stdout
