@@ -306,29 +306,29 @@ class Ledger:
     def states(self, issue: str) -> dict[str, str]:
         return dict(self._query("SELECT recipient, state FROM deliveries WHERE issue=?", (issue,)))
 
-    def start_intended(self) -> None:
-        """Begin a fresh list of this run's intended recipients (a temporary table of this connection,
-        on disk: the tally of a million needs no second read of the list)."""
+    def start_due(self) -> None:
+        """Begin a fresh list of the recipients due in this run (a temporary table of this connection,
+        on disk: a send of a million needs no set of a million in memory)."""
         try:
-            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS intended (key TEXT PRIMARY KEY) WITHOUT ROWID")
-            self._db.execute("DELETE FROM temp.intended")
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS due (key TEXT PRIMARY KEY) WITHOUT ROWID")
+            self._db.execute("DELETE FROM temp.due")
         except sqlite3.Error as err:
             raise state_failure(self.path, err) from None
 
-    def add_intended(self, keys: Iterable[str]) -> None:
+    def add_due(self, keys: Iterable[str]) -> None:
         try:
-            self._db.executemany("INSERT OR IGNORE INTO temp.intended VALUES (?)", ((key,) for key in keys))
+            self._db.executemany("INSERT OR IGNORE INTO temp.due VALUES (?)", ((key,) for key in keys))
         except sqlite3.Error as err:
             raise state_failure(self.path, err) from None
 
-    def intended_among(self, keys: list[str]) -> set[str]:
-        """Which of `keys` were added with add_intended."""
+    def due_among(self, keys: list[str]) -> set[str]:
+        """Which of `keys` were added with add_due."""
         return {key for (key,) in self._query(
-            "SELECT key FROM temp.intended WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(keys),))}
+            "SELECT key FROM temp.due WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(keys),))}
 
-    def intended_states(self, issue: str) -> dict[str, int]:
-        """How many of the intended recipients (add_intended) are in each state."""
-        return dict(self._query("SELECT d.state, COUNT(*) FROM temp.intended AS i JOIN deliveries AS d "
+    def due_states(self, issue: str) -> dict[str, int]:
+        """How many of the recipients due in this run (add_due) are in each state."""
+        return dict(self._query("SELECT d.state, COUNT(*) FROM temp.due AS i JOIN deliveries AS d "
                                 "ON d.issue = ? AND d.recipient = i.key GROUP BY d.state", (issue,)))
 
     def states_of(self, issue: str, keys: list[str]) -> dict[str, str]:

@@ -436,7 +436,7 @@ def send_issue(
             # The list is planned a chunk at a time, never held whole: once to queue everyone due
             # (the totals come from this), then again as the batches go out.
             planned = Plan([], 0, [])
-            ledger.start_intended()
+            ledger.start_due()
             # The tally at the end: the states of the intended recipients not sent to now cannot change
             # during the run (the issue is locked), so they are counted here; those sent to are counted
             # in the ledger afterwards, from a temporary table of their keys.
@@ -444,7 +444,7 @@ def send_issue(
 
             def record(chunk: list[Subscriber], part: Plan, states: dict[str, str]) -> None:
                 ledger.queue(key, ((s.key, s.email) for s in part.to_send))
-                ledger.add_intended(s.key for s in part.to_send)
+                ledger.add_due(s.key for s in part.to_send)
                 leave = {address_key(skipped.email) for skipped in part.suppressed}
                 leave.update(s.key for s in part.to_send)
                 unchanged.update(states[s.key] for s in chunk if s.key not in leave)
@@ -471,14 +471,11 @@ def send_issue(
             payload_options = _payload_options(options, run_id)
             progress.on_start(planned.counted)
             if planned.counted:
-                # Only those queued above: a reader the suppression list let go of meanwhile (a
-                # resubscribe) was not, and waits for the next run rather than going out unrecorded.
-                due = (s for chunk in _batches(_plan_in_chunks(subscribers.subscribers, states_of, screener, options,
-                                                               waiting, Plan([], 0, [])), PLAN_CHUNK)
-                       for s in _among(chunk, ledger.intended_among([s.key for s in chunk])))
-                _run_batches(rendered, config, backend, ledger, key, due, options, payload_options, secret,
-                             run_id, report, progress, interrupt or threading.Event())
-            tally = unchanged + Counter(ledger.intended_states(key))
+                # Exactly those the planning above queued: it is not done again (a reader the
+                # suppression list let go of meanwhile waits for the next run).
+                _run_batches(rendered, config, backend, ledger, key, _due(subscribers.subscribers, ledger), options,
+                             payload_options, secret, run_id, report, progress, interrupt or threading.Event())
+            tally = unchanged + Counter(ledger.due_states(key))
             report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before
             report.failed = tally[ledger_states.FAILED]
             report.uncertain = tally[ledger_states.UNCERTAIN]
@@ -753,8 +750,11 @@ def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list
         yield from part.to_send
 
 
-def _among(chunk: list[Subscriber], keys: set[str]) -> list[Subscriber]:
-    return [s for s in chunk if s.key in keys]
+def _due(subscribers: Iterable[Subscriber], ledger: Ledger) -> Iterator[Subscriber]:
+    """The subscribers the planning queued for this run (Ledger.add_due), read on from the list in order."""
+    for chunk in _batches(subscribers, PLAN_CHUNK):
+        due = ledger.due_among([s.key for s in chunk])
+        yield from (s for s in chunk if s.key in due)
 
 
 def _first_kept(items: Iterable[Subscriber], first: list[Subscriber], count: int) -> Iterator[Subscriber]:
