@@ -433,8 +433,8 @@ def send_issue(
             def states_of(keys: list[str]) -> dict[str, str]:
                 return ledger.states_of(key, keys)
 
-            # The list is planned a chunk at a time, never held whole: once to queue everyone due
-            # (the totals come from this), then again as the batches go out.
+            # The list is planned a chunk at a time, never held whole: everyone due is queued (the
+            # totals come from this), then the list is read on again for them as the batches go out.
             planned = Plan([], 0, [])
             ledger.start_due()
             # The tally at the end: the states of the intended recipients not sent to now cannot change
