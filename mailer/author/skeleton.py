@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -65,11 +65,12 @@ def new_issue(issues_dir: Path, *, on: date, source: Path | None = None) -> NewI
                                       hint="write the first one by hand: the README's issue format is an example")])
         # The newsletter's own edition: a file named for its date alone (a translation is 2020-12-13-zh.yaml),
         # unless there is none.
-        primary = [path for path, (day, _) in issues.items() if path.stem == day.isoformat()] or list(issues)
-        source = max(primary, key=lambda path: (issues[path][0], -len(path.name)))
+        primary = [path for path, read in issues.items() if path.stem == read.date.isoformat()] or list(issues)
+        source = max(primary, key=lambda path: (issues[path].date, -len(path.name)))
     elif not source.is_file():
         raise InputError([Problem(display_path(source), "no such issue file", hint="give an issue file in issues/")])
-    old_date, lang = issues.get(source) or _date_and_lang(source) or (None, None)
+    summary = issues.get(source) or _summary(source)
+    old_date = summary.date if summary else None
     # 2020-12-13-zh.yaml → DATE-zh.yaml: a translation's next issue stays a translation.
     dated = old_date is not None and source.stem.startswith(old_date.isoformat())
     suffix = source.stem[len(old_date.isoformat()):] if dated and old_date else ""
@@ -92,7 +93,7 @@ def new_issue(issues_dir: Path, *, on: date, source: Path | None = None) -> NewI
         raise InputError([Problem(display_path(source), "is not an issue (a mapping of subject, date, sections…)",
                                   hint="start from an issue file in issues/")])
     spacing = _blank_lines_before(data, source_text)
-    recurring = _recurring_headings(issues, source, lang)
+    recurring = _recurring_headings(issues, source, summary)
     kept = _make_next(data, old_date=old_date, on=on, recurring=recurring)
     out = io.StringIO()
     round_trip.dump(data, out)
@@ -213,36 +214,43 @@ def _same_style(old: Any, text: str) -> Any:
     return text
 
 
-def _dated_issues(issues_dir: Path) -> dict[Path, tuple[date, str]]:
+class _Summary(NamedTuple):
+    """What mailer new needs of an existing issue, from one read of it."""
+
+    date: date
+    lang: str
+    headings: frozenset[str]
+
+
+def _dated_issues(issues_dir: Path) -> dict[Path, _Summary]:
     found = {}
     for path in sorted(issues_dir.glob("*.yaml")):
-        read = _date_and_lang(path)
+        read = _summary(path)
         if read:
             found[path] = read
     return found
 
 
-def _date_and_lang(path: Path) -> tuple[date, str] | None:
-    """An issue's date and language, or None for a file that does not read as an issue."""
+def _summary(path: Path) -> _Summary | None:
+    """An issue's date, language and headings, or None for a file that does not read as an issue."""
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("date"), date):
         return None
-    return data["date"], str(data.get("lang") or "en")
+    sections = data.get("sections") if isinstance(data.get("sections"), list) else []
+    headings = frozenset(str(s.get("heading")).strip() for s in sections if isinstance(s, dict))
+    return _Summary(data["date"], str(data.get("lang") or "en"), headings)
 
 
-def _recurring_headings(issues: dict[Path, tuple[date, str]], source: Path, lang: str | None) -> set[str]:
-    """Headings that appear in two or more issues of the same language (the source among them)."""
+def _recurring_headings(issues: dict[Path, _Summary], source: Path, summary: _Summary | None) -> set[str]:
+    """Headings that appear in two or more issues of the source's language, the source among them."""
+    lang = summary.lang if summary else "en"
     counts: Counter[str] = Counter()
-    for path, (_, issue_lang) in issues.items():
-        if issue_lang != (lang or "en") and path != source:
-            continue
-        try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        headings = {str(s.get("heading")).strip() for s in data.get("sections") or [] if isinstance(s, dict)}
-        counts.update(headings)
+    for path, read in issues.items():
+        if read.lang == lang and path != source:
+            counts.update(read.headings)
+    if summary is not None:
+        counts.update(summary.headings)
     return {heading for heading, count in counts.items() if count >= 2}
