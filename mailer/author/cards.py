@@ -1,8 +1,9 @@
 """`mailer cards`: fill each card that has a `url` but no `title`, `description` or `site` from its page.
 
-The issue file is edited line by line: ruamel.yaml reads it (with the line and column of every key),
-and the new `title:` / `description:` / `site:` lines are put in after the card's last key, each
-value written as ruamel.yaml quotes it. Every other byte of the file stays as the editor wrote it,
+The issue file is edited line by line: its YAML node tree (the one mailer check reads, with the
+line and column of every key and where every value ends) says where, and the new `title:` /
+`description:` / `site:` lines are put in after the card's last value, each value written as
+ruamel.yaml quotes it. Every other byte of the file stays as the editor wrote it,
 comments and quoting included. A field the editor wrote is never overwritten; one left empty
 (`title:`) is filled in its place.
 The file is replaced in one move (a temporary file beside it, then a rename), so a failure or a
@@ -26,7 +27,7 @@ from typing import Any
 
 from mailer.author.pagemeta import Fetched, PageFetcher, PageMeta
 from mailer.errors import InputError, Problem
-from mailer.schema import display_path, read_utf8
+from mailer.schema import compose_yaml, display_path, read_utf8
 
 FILLED = ("title", "description", "site")  # in the order they are written after the card's keys
 
@@ -87,46 +88,59 @@ class PageCache:
 
 
 def cards_needing(text: str, label: str) -> tuple[list[Card], int]:
-    """The cards of an issue's text that lack a title, description or site; and how many lack nothing."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    """The cards of an issue's text that lack a title, description or site; and how many lack nothing.
 
-    try:
-        data = YAML().load(text)
-    except YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise InputError([Problem(label, f"not valid YAML: {getattr(err, 'problem', err)}",
-                                  line=mark.line + 1 if mark else None,
-                                  hint="fix the file first: mailer check names the problem")]) from err
-    ends = _card_ends(text)
+    Read with the YAML node tree mailer check uses (schema.compose_yaml): every key's line and column,
+    and where each value ends (a quoted string or a block over several lines included).
+    """
+    import yaml
+
+    root = compose_yaml(text, label)
+    lines = text.split("\n")
     found: list[Card] = []
     complete = 0
     problems: list[Problem] = []
     seen: set[int] = set()
-    for s, section in enumerate(_items(data.get("sections") if hasattr(data, "get") else None)):
-        for c, card in enumerate(_items(section.get("cards") if hasattr(section, "get") else None)):
+    for s, section in enumerate(_items(_child(root, "sections"))):
+        for c, card in enumerate(_items(_child(section, "cards"))):
             path = f"sections[{s}].cards[{c}]"
-            if not hasattr(card, "get") or not isinstance(card.get("url"), str) or id(card) in seen:
+            url = _child(card, "url")
+            if not (isinstance(url, yaml.ScalarNode) and url.tag.endswith(":str")) or id(card) in seen:
                 continue  # not a card; or a YAML alias of one already seen (filled once, where it is written)
             seen.add(id(card))
+            keys = {name.value: (name, value) for name, value in card.value if isinstance(name, yaml.ScalarNode)}
             # An empty field (`title:` or `title: ""`) is a slot to fill, and the build refuses it anyway.
-            empty = {name: card.lc.key(name) for name in FILLED if name in card and _is_empty(card[name])}
-            missing = tuple(name for name in FILLED if name not in card or name in empty)
+            empty = {name: (keys[name][0].start_mark.line, keys[name][0].start_mark.column)
+                     for name in FILLED if name in keys and _is_empty(keys[name][1])}
+            missing = tuple(name for name in FILLED if name not in keys or name in empty)
             if not missing:
                 complete += 1
                 continue
-            if card.fa.flow_style() or getattr(card, "merge", None) or (s, c) not in ends:
+            if card.flow_style or "<<" in keys:
                 problems.append(Problem(label, "this card is written in a way mailer cards cannot add lines to "
                                         "(on one line as {url: …}, or with a YAML merge key)",
-                                        line=card.lc.line + 1, field=path,
+                                        line=card.start_mark.line + 1, field=path,
                                         hint="write it as a block: '- url: …' on its own line, one key a line"))
                 continue
-            url_line = card.lc.key("url")[0]
-            found.append(Card(path, card["url"].strip(), url_line + 1, missing, ends[(s, c)],
-                              card.lc.key("url")[1], empty))
+            url_key = keys["url"][0].start_mark
+            found.append(Card(path, url.value.strip(), url_key.line + 1, missing, _last_line(card, lines),
+                              url_key.column, empty))
     if problems:
         raise InputError(problems)
     return found, complete
+
+
+def _last_line(card: Any, lines: list[str]) -> int:
+    """The 0-based line a block-style card's last value ends on."""
+    name, last = card.value[-1]
+    end = last.end_mark
+    # A value that ends at a line break ends on the line before; a block scalar's end also takes in
+    # the blank lines after it, which stay after the new lines.
+    line = end.line - 1 if end.column == 0 else end.line
+    if getattr(last, "style", None) in ("|", ">"):
+        while line > last.start_mark.line and not lines[line].strip():
+            line -= 1
+    return max(line, name.start_mark.line)
 
 
 def fill_cards(issue: Path, *, cache: PageCache, fetcher_factory: Callable[[], PageFetcher], refresh: bool = False,
@@ -199,43 +213,16 @@ def fill_cards(issue: Path, *, cache: PageCache, fetcher_factory: Callable[[], P
     return report
 
 
-def _is_empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _items(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list) else []
-
-
-def _card_ends(text: str) -> dict[tuple[int, int], int]:
-    """For each block-style card (section, card), the 0-based line its last value ends on.
-
-    PyYAML's nodes know where each value ends (a quoted string or a block scalar over several lines
-    included), which ruamel.yaml's do not.
-    """
+def _is_empty(node: Any) -> bool:
     import yaml
 
-    try:
-        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        return {}  # every card is then reported as one mailer cards cannot add lines to
-    ends: dict[tuple[int, int], int] = {}
-    sections = _child(root, "sections")
-    for s, section in enumerate(sections.value if isinstance(sections, yaml.SequenceNode) else []):
-        cards = _child(section, "cards")
-        for c, card in enumerate(cards.value if isinstance(cards, yaml.SequenceNode) else []):
-            if isinstance(card, yaml.MappingNode) and not card.flow_style and card.value:
-                last = card.value[-1][1]
-                end = last.end_mark
-                # A value that ends at a line break ends on the line before; a block scalar's end
-                # also takes in the blank lines after it, which stay after the new lines.
-                line = end.line - 1 if end.column == 0 else end.line
-                if last.style in ("|", ">"):
-                    lines = text.split("\n")
-                    while line > last.start_mark.line and not lines[line].strip():
-                        line -= 1
-                ends[(s, c)] = max(line, card.value[-1][0].start_mark.line)
-    return ends
+    return isinstance(node, yaml.ScalarNode) and (node.tag.endswith(":null") or not node.value.strip())
+
+
+def _items(node: Any) -> list[Any]:
+    import yaml
+
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
 
 
 def _child(node: Any, key: str) -> Any:
