@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 
 from mailer.author.pagemeta import Fetched, PageFetcher, PageMeta
 from mailer.errors import InputError, Problem
+from mailer.files import write_atomic
 from mailer.schema import compose_yaml, display_path, read_utf8
 
 FILLED = ("title", "description", "site")  # in the order they are written after the card's keys
@@ -79,12 +78,7 @@ class PageCache:
         return meta if meta.url == url else None
 
     def put(self, meta: PageMeta) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = self._path(meta.url)
-        handle, temporary = tempfile.mkstemp(prefix=".page-", suffix=".json", dir=self.folder)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(meta.to_json(), out, ensure_ascii=False, indent=1)
-        os.replace(temporary, target)
+        write_atomic(self._path(meta.url), json.dumps(meta.to_json(), ensure_ascii=False, indent=1).encode("utf-8"))
 
 
 def cards_needing(text: str, label: str) -> tuple[list[Card], int]:
@@ -247,15 +241,5 @@ def _yaml_line(name: str, value: str, indent: int) -> str:
 
 
 def _replace_file(path: Path, text: str) -> None:
-    """Write beside `path`, then rename over it: the file is either the old one or the new one, never half."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, path.stat().st_mode & 0o777)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """The issue, rewritten whole or not at all, keeping its permissions."""
+    write_atomic(path, text.encode("utf-8"), mode=path.stat().st_mode & 0o777, sync=True)

@@ -13,12 +13,12 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from functools import cache
 from pathlib import Path
 
 from mailer.compose.build import RenderedIssue, build_issue
 from mailer.config import Config
+from mailer.files import write_atomic
 
 FORMAT = b"mailer-build-cache 1"
 LIBRARIES = ("mjml-python", "premailer", "cssutils", "jinja2", "markupsafe", "markdown-it-py", "wcwidth", "pyyaml",
@@ -42,19 +42,11 @@ def build_issue_cached(issue_path: Path, config: Config, cache_dir: Path) -> Ren
         pass
     rendered = build_issue(issue_path, config)
     try:
-        if cache_key(issue_path, config) != key:
-            return rendered  # something changed while it was built: not kept under either key
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".build-", suffix=".tmp", dir=cache_dir)
-    except OSError:
-        return rendered
-    try:
-        with os.fdopen(handle, "wb") as out:
-            pickle.dump(rendered, out, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, path)
-        _prune(cache_dir)
-    except Exception:  # a full disk, or something that does not pickle: no cache, and no half file left
-        Path(temporary).unlink(missing_ok=True)
+        if cache_key(issue_path, config) == key:  # else something changed while it was built: not kept
+            write_atomic(path, pickle.dumps(rendered, protocol=pickle.HIGHEST_PROTOCOL), mode=0o600)
+            _prune(cache_dir)
+    except Exception:  # a full disk, or something that does not pickle: no cache (and no half file)
+        pass
     return rendered
 
 
@@ -104,5 +96,5 @@ def _code_and_libraries() -> bytes:
 
 def _prune(cache_dir: Path) -> None:
     builds = sorted(cache_dir.glob("*.pickle"), key=lambda path: path.stat().st_mtime_ns, reverse=True)
-    for old in [*builds[KEEP:], *cache_dir.glob(".build-*.tmp")]:  # and what a killed run left
+    for old in [*builds[KEEP:], *cache_dir.glob(".*.tmp")]:  # and what a killed run left
         old.unlink(missing_ok=True)

@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import date
@@ -21,6 +19,7 @@ from mailer.compose import placeholders
 from mailer.compose.build import RenderedIssue, web_values, write_web_version
 from mailer.compose.render import render_layout
 from mailer.config import Config
+from mailer.files import write_atomic
 
 ARCHIVE_LAYOUT = "archive.html.j2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -120,20 +119,7 @@ def write_site(rendered: list[RenderedIssue], config: Config, out_dir: Path) -> 
     written: list[Path] = []
     for result in rendered:
         written += write_web_version(result, out_dir / result.issue.slug)
-    written.append(_write_atomic(out_dir / "index.html", archive))
-    written.append(_write_atomic(out_dir / "feed.xml", feed))
+    # Replaced whole, readable by the web server (0644), never half-written for a visitor.
+    written.append(write_atomic(out_dir / "index.html", archive.encode("utf-8")))
+    written.append(write_atomic(out_dir / "feed.xml", feed.encode("utf-8")))
     return written
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
-            file.write(text)
-        os.chmod(temp, 0o644)  # mkstemp makes it private; a web server must be able to read it
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
