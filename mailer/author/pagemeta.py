@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from mailer.checks.linkcheck import host_is_private, not_fetched
+from mailer.checks.linkcheck import describe_failure, host_is_private, not_fetched
 from mailer.compose.linebreak import display_width
 
 USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -160,7 +160,17 @@ class PageFetcher:
         except httpx.TimeoutException:
             return Fetched(url, reason=f"timed out after {self.timeout:g} s")
         except httpx.HTTPError as err:
-            return Fetched(url, reason=_network_reason(err))
+            return Fetched(url, reason=self._network_reason(err, current))
+
+    def _network_reason(self, err: Exception, url: str) -> str:
+        """In the words mailer check --links uses: httpx wraps the socket's own error, which tells."""
+        cause: BaseException = err
+        while cause.__cause__ or cause.__context__:
+            cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+        try:
+            return describe_failure(cause, host=urlsplit(url).hostname or "", timeout=self.timeout)  # type: ignore[arg-type]
+        except BaseException:  # not a network or address problem it knows
+            return f"could not fetch: {err}"
 
     def _read(self, response: Any, deadline: float) -> bytes:
         """At most max_bytes of the body, within the whole fetch's time limit (a slow drip stops too)."""
@@ -317,14 +327,3 @@ def _status_reason(status: int, phrase: str) -> str:
     if status in (401, 402, 403):
         reason += " (a paywall or a login?)"
     return reason
-
-
-def _network_reason(err: Exception) -> str:
-    text = str(err) or type(err).__name__
-    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
-        return "the site's name does not resolve"
-    if "Connection refused" in text:
-        return "connection refused"
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "the site's certificate is not valid"
-    return f"could not fetch: {text}"

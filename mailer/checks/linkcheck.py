@@ -270,11 +270,11 @@ class _Checker:
             final_url = current if current != url else None
             try:
                 answer = self._request(method, current)
-            except Exception as err:  # narrowed by _describe, which re-raises anything unexpected
+            except Exception as err:  # narrowed by describe_failure, which re-raises anything unexpected
                 # Some servers drop the connection on HEAD instead of answering 405.
                 refused_head = method == "HEAD" and isinstance(err, ConnectionResetError | http.client.BadStatusLine)
-                result = LinkResult(url, Verdict.BROKEN, final_url=final_url, method=method,
-                                    reason=_describe(err, host=urlsplit(current).hostname or "", timeout=self.timeout))
+                reason = describe_failure(err, host=urlsplit(current).hostname or "", timeout=self.timeout)
+                result = LinkResult(url, Verdict.BROKEN, final_url=final_url, method=method, reason=reason)
                 return _Outcome(result, try_get=refused_head)
             status = answer.status
             location = answer.headers.get("Location")
@@ -424,7 +424,7 @@ def _phrase(status: int, server_reason: str) -> str:
         return server_reason.strip()
 
 
-def _describe(err: Exception, *, host: str, timeout: float) -> str:
+def describe_failure(err: Exception, *, host: str, timeout: float) -> str:
     """Say in plain words why a request failed; re-raise what is not a network or address problem."""
     if isinstance(err, _ResolveTimeout):
         return f"name not resolved: no DNS answer for {host} within {timeout:g} s"
