@@ -182,7 +182,17 @@ class Plan:
     accepted_before: int
     held_back: list[Skipped]  # uncertain or failed recipients not retried in this run
     suppressed: list[Skipped] = field(default_factory=list)  # on the suppression list: not intended at all
-    counted: int = 0  # planned a chunk at a time (_plan_in_chunks): how many to send, not kept in to_send
+
+
+@dataclass
+class PlanTotals:
+    """What planning a list a chunk at a time adds up (_plan_in_chunks): the subscribers to send to are
+    counted, not kept; the skipped are kept, as in a Plan."""
+
+    accepted_before: int = 0
+    held_back: list[Skipped] = field(default_factory=list)
+    suppressed: list[Skipped] = field(default_factory=list)
+    due: int = 0
 
 
 def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOptions,
@@ -293,7 +303,7 @@ class ComplaintsError(MailerError):
     exit_code = ExitStatus.INPUT_ERROR
 
 
-def _apply_suppressed(planned: Plan, report: SendReport) -> None:
+def _apply_suppressed(planned: Plan | PlanTotals, report: SendReport) -> None:
     """Suppressed subscribers are skipped, like unsubscribed rows: not intended, so not owed a delivery."""
     report.intended -= len(planned.suppressed)
     report.suppressed = len(planned.suppressed)
@@ -435,7 +445,7 @@ def send_issue(
 
             # The list is planned a chunk at a time, never held whole: everyone due is queued (the
             # totals come from this), then the list is read on again for them as the batches go out.
-            planned = Plan([], 0, [])
+            planned = PlanTotals()
             ledger.start_due()
             # The tally at the end: the states of the intended recipients not sent to now cannot change
             # during the run (the issue is locked), so they are counted here; those sent to are counted
@@ -457,7 +467,7 @@ def send_issue(
             report.skipped.extend(planned.held_back)
             report.held_back = len(planned.held_back)
             run_id = uuid.uuid4().hex[:12]
-            if options.send_at is not None and planned.counted:
+            if options.send_at is not None and planned.due:
                 if schedule is None:
                     raise SendError(f"the {backend.name} backend cannot schedule a send\n"
                                     "    hint: --at needs --backend sendgrid")
@@ -469,8 +479,8 @@ def send_issue(
                                     "    nothing was sent; the same command resumes once this is fixed") from None
                 ledger.record_schedule(key, run_id, options.send_at)
             payload_options = _payload_options(options, run_id)
-            progress.on_start(planned.counted)
-            if planned.counted:
+            progress.on_start(planned.due)
+            if planned.due:
                 # Exactly those the planning above queued: it is not done again (a reader the
                 # suppression list let go of meanwhile waits for the next run).
                 _run_batches(rendered, config, backend, ledger, key, _due(subscribers.subscribers, ledger), options,
@@ -681,7 +691,7 @@ def dry_run(
 
         screener = Screener(config.state_dir)
         report.suppressions_pulled_at = screener.pulled_at
-        planned = Plan([], 0, [])
+        planned = PlanTotals()
         to_send = _plan_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, planned)
         if outbox.exists():
             shutil.rmtree(outbox)
@@ -718,7 +728,7 @@ def dry_run(
         if ledger is not None:
             ledger.close()
     report.batches = len(report.request_bytes)
-    report.not_sent = planned.counted
+    report.not_sent = planned.due
     report.first_recipients = [s.email for s in first[:10]]
     return report
 
@@ -727,12 +737,11 @@ PLAN_CHUNK = 5000  # subscribers planned at a time: one ledger query and one scr
 
 
 def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list[str]], dict[str, str]],
-                    screener: Screener, options: SendOptions, waiting: Mapping[str, str], totals: Plan, *,
+                    screener: Screener, options: SendOptions, waiting: Mapping[str, str], totals: PlanTotals, *,
                     on_chunk: Callable[[list[Subscriber], Plan, dict[str, str]], None] | None = None,
                     ) -> Iterator[Subscriber]:
     """The subscribers to send to, planned a chunk at a time (see plan); `totals` adds up the rest.
 
-    `totals.to_send` stays empty: its count is kept in `totals.counted` instead of the subscribers.
     `on_chunk` is given each chunk, its plan and the ledger states it was planned with, before the
     chunk's subscribers to send to are yielded.
     """
@@ -744,7 +753,7 @@ def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list
         totals.accepted_before += part.accepted_before
         totals.held_back += part.held_back
         totals.suppressed += part.suppressed
-        totals.counted += len(part.to_send)
+        totals.due += len(part.to_send)
         if on_chunk is not None:
             on_chunk(chunk, part, states)
         yield from part.to_send
