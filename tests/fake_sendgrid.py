@@ -130,6 +130,7 @@ class FakeSendGrid:
     delay_seconds: float = 0.0  # think time before answering each Mail Send request
     accepted: list[str] = field(default_factory=list)  # every recipient ever accepted, in order
     requests: list[dict[str, Any]] = field(default_factory=list)
+    raw_requests: list[bytes] = field(default_factory=list)  # each Mail Send body as it arrived (keep_bodies)
     paths: list[str] = field(default_factory=list)
     auth_headers: list[str] = field(default_factory=list)
     scheduled: dict[str, str] = field(default_factory=dict)
@@ -275,6 +276,11 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
                 time.sleep(fake.stall_seconds)
                 self.close_connection = True
                 return
+            media_type, _, parameters = self.headers.get("Content-Type", "").partition(";")
+            charset = parameters.strip().lower().removeprefix("charset=") if parameters.strip() else "utf-8"
+            if media_type.strip().lower() != "application/json" or charset.strip('"') != "utf-8":
+                self._answer(415, {"errors": [{"field": None, "message": "Content-Type should be application/json."}]})
+                return
             try:
                 body = json.loads(raw.decode("utf-8"))
             except ValueError:
@@ -299,6 +305,7 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
             with fake.lock:
                 if fake.keep_bodies:
                     fake.requests.append(body)
+                    fake.raw_requests.append(raw)
                 sandbox = body.get("mail_settings", {}).get("sandbox_mode", {}).get("enable")
                 if not sandbox:
                     fake.accepted.extend(p["to"][0]["email"] for p in body["personalizations"])

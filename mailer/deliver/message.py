@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
 import hmac
 import os
 import re
@@ -56,9 +58,39 @@ def unsubscribe_secret(*, live: bool) -> bytes:
 
 def unsubscribe_token(email: str, list_id: str, secret: bytes) -> str:
     """An opaque, signed token naming one subscriber of one list (see verify_unsubscribe_token)."""
-    who = _b64(address_key(email).encode())
-    signature = hmac.digest(secret, f"{list_id}\n{who}".encode(), "sha256")[:18]
-    return f"{who}.{_b64(signature)}"
+    return TokenSigner(secret, list_id).token(address_key(email))
+
+
+class TokenSigner:
+    """Unsubscribe tokens of one list: `who.signature`, the signature HMAC-SHA256 (RFC 2104) of the
+    list id and `who`, cut to 18 bytes.
+
+    The key's two padded blocks are hashed once and copied for each token: hmac.digest starts from
+    the key every time, which was half the cost of preparing a recipient of a large send. The result
+    is hmac.digest's, byte for byte (tested).
+    """
+
+    def __init__(self, secret: bytes, list_id: str):
+        key = (hashlib.sha256(secret).digest() if len(secret) > _SHA256_BLOCK else secret).ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+        self._prefix = f"{list_id}\n".encode()
+
+    def signature(self, who: str) -> bytes:
+        inner = self._inner.copy()
+        inner.update(self._prefix + who.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:18]
+
+    def token(self, key: str) -> str:
+        who = _b64(key.encode())
+        return f"{who}.{_b64(self.signature(who))}"
+
+
+_SHA256_BLOCK = 64
+_IPAD = bytes(b ^ 0x36 for b in range(256))  # RFC 2104's inner and outer pads, as translate tables
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 
 
 def verify_unsubscribe_token(token: str, list_id: str, secret: bytes) -> str | None:
@@ -88,7 +120,11 @@ TEST_COPY = "test-copy"
 
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    """URL-safe base64 without padding (base64.urlsafe_b64encode's result, at a third of its cost)."""
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_URL_SAFE).decode("ascii")
+
+
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def list_id(config: Config) -> str:
@@ -111,8 +147,7 @@ class Personaliser:
 
     def __init__(self, rendered: RenderedIssue, config: Config, secret: bytes):
         self.list_id = list_id(config)
-        self._secret = secret
-        self._signed_prefix = f"{self.list_id}\n"
+        self._signer = TokenSigner(secret, self.list_id)
         separator = "&" if "?" in config.unsubscribe_url else "?"
         self._unsubscribe_prefix = f"{config.unsubscribe_url}{separator}token="
         self._mailto_prefix = f"mailto:{config.unsubscribe_email}?subject=unsubscribe%20"
@@ -127,12 +162,10 @@ class Personaliser:
             values = {"first_name": subscriber.first_name or self._fallback, "email": email,
                       "unsubscribe_url": self._managed_tag, "web_url": self._web_url}
             return Personal(values, {"List-Id": self.list_id})
-        # The token (see unsubscribe_token, inlined: this runs once per recipient) is URL-safe
+        # The token (see unsubscribe_token) is URL-safe
         # base64 and a dot, so it needs no escaping in a URL or a mailto: subject. A test copy looks
         # the same but names nobody (TEST_COPY).
-        who = _b64((TEST_COPY if test_copy else subscriber.key).encode())
-        signature = hmac.digest(self._secret, (self._signed_prefix + who).encode(), "sha256")[:18]
-        token = f"{who}.{_b64(signature)}"
+        token = self._signer.token(TEST_COPY if test_copy else subscriber.key)
         unsubscribe = self._unsubscribe_prefix + token
         values = {
             "first_name": subscriber.first_name or self._fallback,

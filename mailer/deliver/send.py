@@ -796,8 +796,7 @@ class _DryRunJob:
             if self.backend.name == "sendgrid":
                 payload = self.backend.prepare(self.rendered, self.config, recipients,
                                                batch_id=f"dry-run:{number:05d}", options=self.payload_options)
-                # Byte for byte what the sendgrid library POSTs (python_http_client: json.dumps(body)).
-                data = json.dumps(payload.body).encode("utf-8")
+                data = payload.body.encode("ascii")  # byte for byte what a live send posts
                 (self.outbox / "sendgrid" / f"request-{number:05d}.json").write_bytes(data)
                 size = len(data)
             results.append((lines, size))

@@ -337,7 +337,6 @@ def _posting_floor(workspace: Path, csv: Path, url: str, threads: int = 4) -> fl
     """Seconds for `threads` plain threads to post a live send's request bodies, made beforehand: the
     transport's pace on this machine, in this run, against which the live send is measured."""
     import http.client
-    import json
     import queue
     import threading
     from urllib.parse import urlsplit
@@ -357,8 +356,7 @@ def _posting_floor(workspace: Path, csv: Path, url: str, threads: int = 4) -> fl
     bodies: queue.Queue[bytes] = queue.Queue()
     for start in range(0, len(readers), 1000):
         recipients = [Recipient(s, personal(s)) for s in readers[start:start + 1000]]
-        bodies.put(json.dumps(request_body(rendered, config, recipients, batch_id="floor",
-                                           options=SendGridOptions())).encode())
+        bodies.put(request_body(rendered, config, recipients, batch_id="floor", options=SendGridOptions()).encode())
     target = urlsplit(url)
     headers = {"Authorization": f"Bearer {fake_sendgrid.API_KEY}", "Content-Type": "application/json"}
 

@@ -305,6 +305,24 @@ def test_per_recipient_values_headers_and_opaque_ids(workspace: Path, sendgrid: 
     assert "@" not in json.dumps(tom["custom_args"]) + json.dumps(body["custom_args"]) + json.dumps(body["categories"])
 
 
+def test_the_request_is_the_json_the_sendgrid_library_would_write(workspace: Path, sendgrid: FakeSendGrid,
+                                                                  run_cli) -> None:
+    # The body is written as text, not by json.dumps: it must parse to what was meant and be
+    # exactly what json.dumps writes for it (ASCII, its escapes and separators), whatever the names.
+    approve(run_cli)
+    names = ['李雷,Li', '"Quoted" \\ back\\slash', "ليلى حداد", "Zoë 🎉", "Tab\tin;name", "Tom & <Jerry>"]
+    extra = "".join(f'reader{i}@example.com,"{name.replace(chr(34), chr(34) * 2)}",Ö,subscribed,\n'
+                    for i, name in enumerate(names))
+    assert send_live(run_cli, make_subscribers(workspace, 1, extra=extra)).exit_code == 0
+    raw = sendgrid.raw_requests[-1]
+    assert raw.isascii() and json.dumps(json.loads(raw)).encode() == raw
+    got = {p["to"][0]["email"]: p for p in json.loads(raw)["personalizations"]}
+    for i, name in enumerate(names):
+        person = got[f"reader{i}@example.com"]
+        assert person["substitutions"]["-first_name-"] == name
+        assert person["to"][0]["name"] == f"{name} Ö".replace(",", " ").replace(";", " ")
+
+
 def test_throttling_and_server_errors_are_retried(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
     sendgrid.script = deque(["429", "500", "429"])
     report = core_send(workspace, make_subscribers(workspace, 1500))

@@ -13,6 +13,7 @@ import urllib.error
 from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPException
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +36,7 @@ API_HOST_ENV = "SENDGRID_API_HOST"
 DEFAULT_HOST = "https://api.sendgrid.com"
 # SendGrid's documented limits per request (https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send).
 MAX_PERSONALIZATIONS = 1000
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 TIMEOUT_SECONDS = 30.0  # the library sets none: a stalled request would hang the send forever
 
 # python_http_client logs every request's headers, Authorization included, at DEBUG level.
@@ -53,7 +55,7 @@ class SendGridOptions:
 class Request:
     """One Mail Send request: its JSON body and who it is for (to write the outbox and ledger)."""
 
-    body: dict[str, Any]
+    body: str  # JSON text, ASCII only: posted as it is (see SendGridBackend.send)
     emails: tuple[str, ...]
 
 
@@ -119,8 +121,11 @@ class SendGridBackend:
         return self._client
 
     def send(self, payload: Request) -> Accepted:
-        response = self._call(lambda client: client.client.mail.send.post(request_body=payload.body,
-                                                                          timeout=self._timeout))
+        # python_http_client json.dumps a body unless its Content-Type is other than exactly
+        # application/json: the charset parameter makes it post our JSON text as it is (UTF-8,
+        # which ASCII is), the header SendGrid's own C# library sends.
+        response = self._call(lambda client: client.client.mail.send.post(
+            request_body=payload.body, request_headers={"Content-Type": JSON_CONTENT_TYPE}, timeout=self._timeout))
         return Accepted(response.headers.get("X-Message-Id"))
 
     def create_schedule_id(self) -> str:
@@ -256,7 +261,8 @@ def _html_key(placeholder: str) -> str:
 
 
 def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recipient], *, batch_id: str,
-                 options: SendGridOptions) -> dict[str, Any]:
+                 options: SendGridOptions) -> str:
+    """The Mail Send request for these recipients, as JSON text (ASCII: every other character escaped)."""
     # SendGrid fills one value into both parts, but `Tom & Jerry` must be escaped in the HTML and
     # not in the text. Where some recipient of this batch has such a value, the HTML part gets its
     # own placeholder (-first_name_html-) with an escaped value; elsewhere one value serves both.
@@ -288,41 +294,36 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
         content_html = content_html.replace(placeholders.ALL[name], _html_key(placeholders.ALL[name]))
     shared_headers = {k: v for k, v in recipients[0].personal.headers.items() if k != "List-Unsubscribe"}
     own_headers = "List-Unsubscribe" in recipients[0].personal.headers
+    # Each substitution as its JSON key (written once here) and how its value is made from the reader's.
+    # Inside links the values go percent-encoded (see placeholders.mark_urls); only the forms used.
+    url_value = placeholders.url_value
+    substitutions = [(_json(placeholders.ALL[name]) + ": ", name, None) for name in per_recipient]
+    substitutions += [(_json(_html_key(placeholders.ALL[name])) + ": ", name, _escape_html) for name in
+                      ("first_name", "email", "unsubscribe_url") if name in escaped]
+    substitutions += [(_json(form) + ": ", name, url_value) for name, form in placeholders.URL_FORMS.items()
+                      if form in content_html or form in content_text]
+    sha256 = hashlib.sha256
     personalizations = []
     append = personalizations.append
-    plain_tags = [(placeholders.ALL[name], name) for name in per_recipient]
-    html_tags = [(_html_key(placeholders.ALL[name]), name) for name in escaped]
-    # Inside links the values go percent-encoded (see placeholders.mark_urls); only the forms used.
-    url_tags = [(form, name) for name, form in placeholders.URL_FORMS.items()
-                if form in content_html or form in content_text]
-    url_value = placeholders.url_value
-    sha256 = hashlib.sha256
-    # This loop runs once per recipient (100,000 for a large list): locals, no helper calls.
+    # This loop runs once per recipient (a million for a large list): the request is written as JSON
+    # text directly, as json.dumps would write the same objects (its C string encoder, the same
+    # separators), at a quarter of the cost of building dicts and dumping them.
     for recipient in recipients:
         subscriber, values = recipient.subscriber, recipient.personal.values
-        to: dict[str, str] = {"email": subscriber.email}
         # SendGrid refuses a name containing ',' or ';' (and the helper classes silently drop the address).
         name = f"{subscriber.first_name} {subscriber.last_name}".strip()
-        if name:
-            to["name"] = name.replace(",", " ").replace(";", " ")
-        substitutions = {tag: values[key] for tag, key in plain_tags}
-        for tag, key in html_tags:
-            substitutions[tag] = html.escape(values[key], quote=True)
-        for tag, key in url_tags:
-            substitutions[tag] = url_value(values[key])
+        to = (f'{{"email": {_json(subscriber.email)}, "name": {_json(name.replace(",", " ").replace(";", " "))}}}'
+              if name else f'{{"email": {_json(subscriber.email)}}}')
+        filled = [key + _json(make(values[value]) if make else values[value]) for key, value, make in substitutions]
         for tag, paragraph in rewrapped:
-            substitutions[tag] = (paragraph.filled(values) if paragraph.grows(values)
-                                  else placeholders.fill(paragraph.wrapped, values))
-        personalization: dict[str, Any] = {"to": [to], "substitutions": substitutions}
-        if own_headers:
-            personalization["headers"] = {"List-Unsubscribe": recipient.personal.headers["List-Unsubscribe"]}
-        append({
-            **personalization,
-            # Opaque: lets webhook events be matched to a recipient without personal data.
-            "custom_args": {"mailer_recipient": sha256(subscriber.key.encode()).hexdigest()[:20]},
-        })
+            filled.append(_json(tag) + ": " + _json(paragraph.filled(values) if paragraph.grows(values)
+                                                    else placeholders.fill(paragraph.wrapped, values)))
+        headers = (f', "headers": {{"List-Unsubscribe": {_json(recipient.personal.headers["List-Unsubscribe"])}}}'
+                   if own_headers else "")
+        # custom_args: opaque, lets webhook events be matched to a recipient without personal data.
+        append(f'{{"to": [{to}], "substitutions": {{{", ".join(filled)}}}{headers}, "custom_args": '
+               f'{{"mailer_recipient": "{sha256(subscriber.key.encode()).hexdigest()[:20]}"}}}}')
     body: dict[str, Any] = {
-        "personalizations": personalizations,
         "from": {"email": config.sender.email, **({"name": config.sender.name} if config.sender.name else {})},
         "subject": subject,
         # text/plain must come before text/html (SendGrid's rule).
@@ -346,4 +347,14 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
         body["batch_id"] = options.schedule_id
     if options.sandbox:
         body["mail_settings"] = {"sandbox_mode": {"enable": True}}
-    return body
+    # "personalizations" first, then the rest: the order json.dumps would keep.
+    return f'{{"personalizations": [{", ".join(personalizations)}], {json.dumps(body)[1:]}'
+
+
+def _json(text: str) -> str:
+    """`text` as json.dumps writes a string: quoted and escaped, non-ASCII as \\u escapes (its C encoder)."""
+    return encode_basestring_ascii(text)
+
+
+def _escape_html(text: str) -> str:
+    return html.escape(text, quote=True)
