@@ -111,6 +111,11 @@ class SendGridBackend:
         return Request(request_body(rendered, config, recipients, batch_id=batch_id, options=options),
                        tuple(r.subscriber.email for r in recipients))
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled for a worker process that prepares requests (mailer/deliver/workers.py): it sends
+        # nothing, so it gets no connection and no key.
+        return {**self.__dict__, "_client": None, "_key": None}
+
     # -- sending -----------------------------------------------------------------------------
 
     def _sendgrid(self) -> Any:

@@ -1,0 +1,82 @@
+"""Preparing requests in worker processes, for a dry run: the per-recipient work (the signed
+unsubscribe token, the personalization, the JSON) is pure Python, and a dry run of a million has
+nothing else to wait for. (A live send prepares in its sending threads: its pace is the ledger's.)
+
+Workers are started fresh (spawn), not forked: a forked worker starts with the parent's whole memory,
+and so do the figures of whoever counts the memory of every process. Each is given the job once, when
+it starts; then batches of subscribers as plain tuples (a slotted object pickles ten times slower).
+A worker never sends anything.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailer.compose.build import RenderedIssue
+from mailer.config import Config
+from mailer.deliver.backends import Backend, Recipient
+from mailer.deliver.message import Personaliser
+from mailer.deliver.subscribers import Subscriber
+
+PROCESSES = 2  # this machine's two cores; more only take turns with the parent
+
+
+@dataclass
+class PrepareJob:
+    """What every batch of one send shares: prepare(batch) is the backend's request for it."""
+
+    rendered: RenderedIssue
+    config: Config
+    backend: Backend
+    payload_options: Any
+    secret: bytes
+    _personal: Personaliser | None = field(default=None, init=False, repr=False)
+
+    def prepare(self, batch: list[Subscriber], batch_id: str) -> Any:
+        if self._personal is None:
+            self._personal = Personaliser(self.rendered, self.config, self.secret)
+        personal = self._personal
+        recipients = [Recipient(s, personal(s)) for s in batch]
+        return self.backend.prepare(self.rendered, self.config, recipients, batch_id=batch_id,
+                                    options=self.payload_options)
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_personal": None}  # made again in the worker
+
+
+def can_spawn() -> bool:
+    return hasattr(os, "fork")  # a POSIX system; elsewhere everything runs in the calling process
+
+
+def start_pool(job: PrepareJob) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=PROCESSES, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(job,))
+
+
+def as_fields(batch: list[Subscriber]) -> list[tuple]:
+    """Subscribers as plain tuples for a worker process (subscribers() makes them again)."""
+    return [(s.email, s.first_name, s.last_name, s.tags, s.line) for s in batch]
+
+
+def subscribers(fields: list[tuple]) -> list[Subscriber]:
+    return [Subscriber(*row) for row in fields]
+
+
+def call(method: str, *args: Any) -> Any:
+    """In a worker: the job's `method` (submitted as pool.submit(call, "run_fields", …))."""
+    assert _JOB is not None
+    return getattr(_JOB, method)(*args)
+
+
+_JOB: PrepareJob | None = None  # in a worker process: the job, set once
+
+
+def _start_worker(job: PrepareJob) -> None:
+    global _JOB
+    _JOB = job
+    # Ctrl-C is the parent's to handle (it stops handing out batches); a worker just finishes its batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
