@@ -453,7 +453,7 @@ def send_issue(
 
             def record(chunk: list[Subscriber], part: Plan, states: dict[str, str]) -> None:
                 ledger.queue(key, ((s.key, s.email) for s in part.to_send))
-                ledger.add_due(s.key for s in part.to_send)
+                ledger.add_due([s.key for s in part.to_send])
                 leave = {address_key(skipped.email) for skipped in part.suppressed}
                 leave.update(s.key for s in part.to_send)
                 unchanged.update(states[s.key] for s in chunk if s.key not in leave)
