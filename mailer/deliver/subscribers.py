@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
-import io
+import marshal
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -50,7 +50,7 @@ class SubscriberList:
     """The subscribers to mail, in file order, and what was left out and why."""
 
     file_label: str
-    # A list; for a large file, a FileSubscribers that reads them from the file again (same operations).
+    # A list; for a large file, SpooledSubscribers that reads them back from a temporary file (same operations).
     subscribers: list[Subscriber] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
@@ -61,7 +61,8 @@ class SubscriberList:
 
 
 # A list file larger than this is not held in memory: it is read once to check every row and find the
-# duplicates (on disk), and again for each pass that needs the subscribers (FileSubscribers).
+# duplicates (on disk), and the rows checked are kept in a temporary file for every pass that needs
+# the subscribers (SpooledSubscribers).
 IN_MEMORY_BYTES = 8 * 1024 * 1024  # about 130,000 rows
 
 
@@ -79,7 +80,7 @@ def read_subscribers(
     case they are reported in `skipped`. Unsubscribed rows, rows outside `segment` and duplicate
     addresses are never returned; they are listed in `skipped` with the reason. Every row is read
     and checked before this returns, whatever the size of the file; a large one's `subscribers` are
-    then read from the file again when they are iterated (see FileSubscribers).
+    kept in a temporary file as they were checked (see SpooledSubscribers).
     """
     label = file_label or str(path)
     large = path.is_file() and path.stat().st_size > IN_MEMORY_BYTES
@@ -94,7 +95,10 @@ def read_subscribers(
                                         segment=segment, problems=problems, skipped=result.skipped,
                                         warnings=result.warnings, seen=seen)
                 if large:
-                    count = sum(1 for _ in rows)
+                    spool = _Spool(label)
+                    for subscriber in rows:
+                        spool.add(subscriber)
+                    spool.finish()
                 else:
                     result.subscribers.extend(rows)
             except UnicodeDecodeError:
@@ -105,9 +109,8 @@ def read_subscribers(
             if _stamp(path) != stamp:
                 raise _changed(label)
             duplicates = seen.duplicates()
-            count -= _settle_duplicates(duplicates, result, label)
-            result.subscribers = FileSubscribers(path, label, encoding, segment, count,
-                                                 {skipped.line for skipped in result.skipped}, stamp)
+            result.subscribers = SpooledSubscribers(spool, {line for line, _, _ in duplicates})
+            _settle_duplicates(duplicates, result, label)
     finally:
         if isinstance(seen, _DiskSeen):
             seen.close()
@@ -179,54 +182,35 @@ class _DiskSeen:
         self._folder.cleanup()
 
 
-def _settle_duplicates(duplicates: list[tuple[int, str, int]], result: SubscriberList, label: str) -> int:
+def _settle_duplicates(duplicates: list[tuple[int, str, int]], result: SubscriberList, label: str) -> None:
     """Record the duplicates found after the read, as a list held in memory records them while reading.
 
     A repeated row was read as if it were the first (unsubscribed, outside the segment, or kept):
-    that reading is replaced by "duplicate of line N". Returns how many of them had been counted as
-    subscribers to mail.
+    that reading is replaced by "duplicate of line N".
     """
     if not duplicates:
-        return 0
+        return
     lines = {line for line, _, _ in duplicates}
-    before = len(result.skipped)
     result.skipped[:] = [skipped for skipped in result.skipped if skipped.line not in lines]
-    counted = len(duplicates) - (before - len(result.skipped))
     result.skipped.extend(Skipped(line, email, f"duplicate of line {first}") for line, email, first in duplicates)
     result.skipped.sort(key=lambda skipped: skipped.line)
     result.warnings.extend(Problem(label, f"duplicate of line {first} ({email}); only line {first} is used", line)
                            for line, email, first in duplicates)
     result.warnings.sort(key=lambda warning: warning.line or 0)
-    return counted
 
 
-class _Discard(list):  # type: ignore[type-arg]
-    """A list that keeps nothing: the second read of a large file already reported everything once."""
-
-    def append(self, item: object) -> None:
-        pass
-
-
-class _NoneSeen:
-    """For a second read: the duplicates are among the lines already known to be left out."""
-
-    def first(self, key: str, line: int, email: str) -> int | None:
-        return None
-
-
-class FileSubscribers:
-    """A large list's subscribers, read from its file again each time they are iterated.
+class SpooledSubscribers:
+    """A large list's subscribers, as they were checked, read back from a temporary file a chunk at a time.
 
     Acts as the read-only list the rest of mailer uses: len(), iteration in file order, [0], [:n].
-    The file was checked row by row when it was read; if it changed since, iterating says so.
+    A pass over them costs a tenth of reading the CSV again (no parsing, no checking), and what is
+    sent is exactly what was checked: the list file may be saved, moved or deleted meanwhile.
     """
 
-    def __init__(self, path: Path, label: str, encoding: str | None, segment: str | None, count: int,
-                 left_out: set[int], stamp: tuple[int, int] | None = None):
-        self._path, self._label, self._encoding, self._segment = path, label, encoding, segment
-        self._count = count
-        self._left_out = left_out  # the lines of every row the first read skipped (invalid, duplicate…)
-        self._stamp = stamp or _stamp(path)  # size and modification time when it was checked
+    def __init__(self, spool: _Spool, duplicates: set[int]):
+        self._spool = spool
+        self._duplicates = duplicates  # lines spooled before they turned out to repeat an earlier address
+        self._count = spool.count - len(duplicates)
 
     def __len__(self) -> int:
         return self._count
@@ -235,53 +219,80 @@ class FileSubscribers:
         return self._count > 0
 
     def __iter__(self) -> Iterator[Subscriber]:
-        try:
-            if _stamp(self._path) != self._stamp:
-                raise _changed(self._label)
-            raw = _UnchangedFile(self._path, self._stamp, self._label)
-        except OSError:  # moved or deleted since it was read
-            raise _changed(self._label) from None
-        problems: list[Problem] = []
-        yielded = 0
-        # Each block is checked as it is read: a row is handed on only if the file was still the one
-        # checked when its bytes were read (a file saved over by renaming leaves this one open as it
-        # was): never a row nobody checked.
-        with io.TextIOWrapper(io.BufferedReader(raw), encoding=self._encoding or "utf-8-sig", newline="") as stream:
-            for subscriber in _subscriber_rows(csv.reader(stream, strict=True), self._label, skip_invalid=True,
-                                               segment=self._segment, problems=problems, skipped=_Discard(),
-                                               warnings=_Discard(), seen=_NoneSeen(), left_out=self._left_out):
-                if yielded == self._count:
-                    raise _changed(self._label)
-                yielded += 1
-                yield subscriber
-        if problems or yielded != self._count:
-            raise _changed(self._label)
+        duplicates = self._duplicates
+        for chunk in self._spool.chunks():
+            if duplicates:
+                yield from (Subscriber(*fields) for fields in chunk if fields[4] not in duplicates)
+            else:
+                yield from (Subscriber(*fields) for fields in chunk)
 
     def __getitem__(self, index: int | slice) -> Any:
         import itertools
 
         if isinstance(index, slice):
             if index.step not in (None, 1) or (index.start or 0) < 0 or (index.stop is not None and index.stop < 0):
-                raise IndexError("a list read from its file takes only slices from the start, like [:10]")
+                raise IndexError("a large list takes only slices from the start, like [:10]")
             return list(itertools.islice(self, index.start, index.stop))
         if not 0 <= index < self._count:
             raise IndexError(index)
         return next(itertools.islice(self, index, None))
 
 
-class _UnchangedFile(io.FileIO):
-    """A file that refuses to be read on once its size or modification time is not `stamp`'s."""
+class _Spool:
+    """Checked subscribers in an anonymous temporary file (gone once closed, or with the process), as
+    marshal'ed chunks of plain tuples. Chunks are read at their offsets (os.pread), so that any
+    number of passes may read at once."""
 
-    def __init__(self, path: Path, stamp: tuple[int, int], label: str):
-        super().__init__(path, "r")
-        self._stamp, self._label = stamp, label
+    CHUNK = 5000
 
-    def readinto(self, buffer: Any) -> int | None:
-        count = super().readinto(buffer)
-        status = os.fstat(self.fileno())
-        if (status.st_size, status.st_mtime_ns) != self._stamp:
-            raise _changed(self._label)
-        return count
+    def __init__(self, label: str):
+        import tempfile
+
+        self._label = label
+        self._pending: list[tuple] = []
+        self._chunks: list[tuple[int, int]] = []  # (offset, length) of each chunk
+        self._end = 0
+        self.count = 0
+        try:
+            self._file = tempfile.TemporaryFile(prefix="mailer-list-")  # noqa: SIM115 - lives as long as the list
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def add(self, subscriber: Subscriber) -> None:
+        self._pending.append((subscriber.email, subscriber.first_name, subscriber.last_name, subscriber.tags,
+                              subscriber.line))
+        if len(self._pending) >= self.CHUNK:
+            self._flush()
+
+    def finish(self) -> None:
+        self._flush()
+        try:
+            self._file.flush()
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = marshal.dumps(self._pending)
+        try:
+            self._file.write(data)
+        except OSError as err:
+            raise self._failed(err) from None
+        self._chunks.append((self._end, len(data)))
+        self._end += len(data)
+        self.count += len(self._pending)
+        self._pending.clear()
+
+    def chunks(self) -> Iterator[list[tuple]]:
+        descriptor = self._file.fileno()
+        for offset, length in self._chunks:
+            yield marshal.loads(os.pread(descriptor, length, offset))
+
+    def _failed(self, err: OSError) -> InputError:
+        return InputError([Problem(self._label, "cannot write the temporary file that keeps a large list as it "
+                                   f"was checked: {err.strerror or err}",
+                                   hint="free some space there, or point TMPDIR at a folder with room")])
 
 
 def _changed(label: str) -> InputError:
@@ -296,16 +307,8 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str | None, problems: list[Problem],
                      skipped: list[Skipped], warnings: list[Problem],
-                     seen: _MemorySeen | _DiskSeen | _NoneSeen,
-                     left_out: set[int] | None = None) -> Iterator[Subscriber]:
-    """The subscribers to mail, row by row; what is wrong or left out goes into the lists given.
-
-    `left_out`: the file was read and checked before, unchanged since (FileSubscribers), and these
-    are the lines it left out: they are passed over, and the names' header-safety checks (a third
-    of the time a row takes) are not made again.
-    """
-    checked = left_out is not None
-    left_out = left_out or set()
+                     seen: _MemorySeen | _DiskSeen) -> Iterator[Subscriber]:
+    """The subscribers to mail, row by row; what is wrong or left out goes into the lists given."""
     try:
         header = next(rows, None)
     except csv.Error as err:
@@ -333,8 +336,6 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
                 row.extend([""] * (width - len(row)))
             if not row[i_email].strip() and not "".join(row).strip():
                 continue  # blank line
-            if line in left_out:
-                continue
             try:
                 email, problem = parse_address(row[i_email]), None
             except AddressError as err:
@@ -344,7 +345,7 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
             if problem is None and status not in STATUSES:
                 problem = f"status must be 'subscribed' or 'unsubscribed', not {printable(row[i_status].strip())!r}"
             names = first_name + last_name
-            if problem is None and not checked and not (names.isprintable() and "=?" not in names):
+            if problem is None and not (names.isprintable() and "=?" not in names):
                 # Names go into the To header and, through -first_name-, the subject. (Printable text
                 # with no encoded word in it cannot hold a line break: most rows stop at that test.)
                 problem = _header_problem("first_name", first_name) or _header_problem("last_name", last_name)
