@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from markdown_it.token import Token
 
@@ -42,12 +43,29 @@ class NamedParagraph:
     names: tuple[str, ...]  # which values it holds: "first_name", "email"
 
     def grows(self, values: Mapping[str, str]) -> bool:
-        """True when a value is wider than its placeholder, so a line could pass the width."""
+        """True when a value wider than its placeholder pushes its line past the width: this reader's
+        paragraph must be wrapped again (filled()).
+
+        A line that still fits keeps its break, and so does every line after it (wrapping is greedy:
+        a longer line can only take fewer words, and it already ends where it did). Filling the
+        placeholders in place then gives the very lines wrapping again would, at a hundredth of the
+        cost; a send of a million spends it on every reader with a name longer than twelve letters.
+        """
+        wider = False
         for name in self.names:
             value, room = values[name], len(placeholders.ALL[name])
             if len(value) > room // 2 and display_width(value) > room:
-                return True
-        return False
+                wider = True
+        if not wider:
+            return False
+        if any(" ".join(values[name].split()) != values[name] for name in self.names):
+            return True  # wrapping again also collapses a value's own runs of white space
+        return any(display_width(placeholders.fill(line, values)) > self.width for line in self._lines_with_values)
+
+    @cached_property
+    def _lines_with_values(self) -> tuple[str, ...]:
+        tags = [placeholders.ALL[name] for name in self.names]
+        return tuple(line for line in self.wrapped.split("\n") if any(tag in line for tag in tags))
 
     def filled(self, values: Mapping[str, str]) -> str:
         return wrap(placeholders.fill(self.source, values), self.width, self.indent, self.first)

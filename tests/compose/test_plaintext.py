@@ -160,5 +160,33 @@ def test_a_long_first_name_is_wrapped_with_its_paragraph(workspace: Path) -> Non
     assert "嘿欧阳娜娜欧阳娜娜欧阳，欢迎回来" in "".join(wide.split())
 
 
+def test_a_name_that_still_fits_its_line_is_filled_in_place_as_wrapping_again_would(workspace: Path) -> None:
+    # grows() skips wrapping again when every line with a value still fits: the result must be the
+    # very text wrapping again gives, for every paragraph, script and name length.
+    import random
+
+    from mailer.compose import placeholders
+
+    rng = random.Random(13)
+    names = ["Reader 100000", "Maria-Magdalena", "Wilhelmina Alexandrina", "欧阳娜娜欧阳娜", "ليلى حداد الشامي",
+             "Zoë 🎉 Ångström", "Jean-Baptiste Emmanuel Zorg", "A" * 40]
+    names += ["".join(rng.choice("abcdef 李雷é") for _ in range(rng.randint(13, 30))).strip() or "x" for _ in range(60)]
+    checked = filled_in_place = 0
+    for issue in ("2020-12-13.yaml", "2020-12-13-zh.yaml"):
+        rendered = build_issue(workspace / "issues" / issue, load_config(workspace))
+        assert rendered.text_named
+        for paragraph in rendered.text_named:
+            for name in names:
+                values = {"first_name": name, "email": f"{name.split()[0] if name.split() else 'x'}@example.com",
+                          "unsubscribe_url": "https://x.example/u", "web_url": "https://x.example/"}
+                if display_width(name) <= len(placeholders.FIRST_NAME) or " ".join(name.split()) != name:
+                    continue
+                checked += 1
+                if not paragraph.grows(values):
+                    filled_in_place += 1
+                    assert placeholders.fill(paragraph.wrapped, values) == paragraph.filled(values), name
+    assert checked > 100 and 0 < filled_in_place < checked  # both ways were taken
+
+
 def test_underline_counts_wide_characters() -> None:
     assert TextWriter().underline("数据集 😎") == "=" * 9
