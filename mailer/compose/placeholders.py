@@ -22,16 +22,38 @@ ALL = {"first_name": FIRST_NAME, "email": EMAIL, "unsubscribe_url": UNSUBSCRIBE_
 # a query parameter. mark_urls rewrites them to these forms when the issue is built.
 URL_FORMS = {"first_name": "-first_name_url-", "email": "-email_url-"}
 KNOWN = {*ALL.values(), *URL_FORMS.values()}
+# Every tag is -word-: one leading "-" lets the regex engine skip ahead to each dash.
+_TAGS = re.compile("-(?:" + "|".join(re.escape(tag[1:-1]) for tag in sorted(KNOWN, key=len, reverse=True)) + ")-")
+_TAG_NAMES = {**{tag: (name, False) for name, tag in ALL.items()},
+              **{tag: (name, True) for name, tag in URL_FORMS.items()}}
 # Anything shaped like a placeholder, to find ones the sender would not fill (typos).
 SHAPE = re.compile(r"-[a-z][a-z0-9]*(?:_[a-z0-9]+)+-|-(?:email|name)-")
 
 
 def fill(text: str, values: Mapping[str, str], *, escape_html: bool = False) -> str:
-    """Replace each known placeholder with its value (HTML-escaped for an HTML part, percent-encoded in a link)."""
-    lookup = {ALL[name]: html.escape(v, quote=True) if escape_html else v for name, v in values.items()}
-    lookup.update({URL_FORMS[name]: url_value(v) for name, v in values.items() if name in URL_FORMS})
-    pattern = re.compile("|".join(re.escape(tag) for tag in lookup))
-    return pattern.sub(lambda m: lookup[m.group(0)], text)
+    """Replace each known placeholder with its value (HTML-escaped for an HTML part, percent-encoded in a link).
+
+    A placeholder whose value is not given stays as it is. Runs per recipient (a paragraph, a subject):
+    one pattern compiled once, and each value made only where its placeholder stands.
+    """
+    made: dict[str, str] = {}
+
+    def value(match: re.Match[str]) -> str:
+        tag = match.group(0)
+        filled = made.get(tag)
+        if filled is None:
+            name, in_link = _TAG_NAMES[tag]
+            given = values.get(name)
+            if given is None:
+                filled = tag
+            elif in_link:
+                filled = url_value(given)
+            else:
+                filled = html.escape(given, quote=True) if escape_html else given
+            made[tag] = filled
+        return filled
+
+    return _TAGS.sub(value, text)
 
 
 def url_value(value: str) -> str:
