@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from email import policy
 from email.message import EmailMessage
@@ -21,6 +22,9 @@ class Recorder:
         self.refuse_at_data: set[str] = set()  # said 250 to RCPT, refused later (aiosmtpd: DATA gets 503)
         self.hang_up_after: int | None = None
         self.relay_denied = False  # refuse every recipient, the way a misconfigured relay does
+        self.data_delay = 0.0  # seconds each DATA takes to answer (a slow server: senders overlap)
+        self.most_at_once = 0  # the most DATA commands in progress at the same time
+        self._at_once = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if self.relay_denied:
@@ -34,6 +38,11 @@ class Recorder:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         self.sessions.add(id(session))
+        if self.data_delay:
+            self._at_once += 1
+            self.most_at_once = max(self.most_at_once, self._at_once)
+            await asyncio.sleep(self.data_delay)
+            self._at_once -= 1
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or
                               envelope.content, list(envelope.mail_options)))
         if self.hang_up_after is not None and len(self.messages) == self.hang_up_after:

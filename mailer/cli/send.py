@@ -61,8 +61,8 @@ Environment (a live send; a dry run needs none of it):
               help='Schedule: "2026-11-29 08:00 Europe/Berlin" (SendGrid, ≤ 72 h ahead).')
 @click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: requests are validated, nothing is delivered.")
 @click.option("--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second.")
-@click.option("--workers", type=click.IntRange(1, 16), default=4, show_default=True,
-              help="Batches sent at once (SMTP always uses one connection).")
+@click.option("--workers", type=click.IntRange(1, 16),
+              help="Requests at once: SendGrid batches (default 4), or SMTP connections (default 1).")
 @click.option("--resend-uncertain", is_flag=True, help="Also send to recipients whose earlier delivery is uncertain.")
 @click.option("--retry-failed", is_flag=True, help="Also retry recipients whose earlier delivery failed.")
 @click.option("--segment", metavar="TAG", help="Only subscribers tagged TAG.")
@@ -72,7 +72,7 @@ Environment (a live send; a dry run needs none of it):
               help="Send although the last issue's spam-complaint rate (from SendGrid's events) is over 0.3 %.")
 def send(issue_file: Path, subscribers_path: Path | None, live: bool, test_to: str | None, as_email: str | None,
          backend: str | None, yes: bool, force: bool, send_at: str | None, sandbox: bool, rate: float | None,
-         workers: int, resend_uncertain: bool, retry_failed: bool, segment: str | None, skip_invalid: bool,
+         workers: int | None, resend_uncertain: bool, retry_failed: bool, segment: str | None, skip_invalid: bool,
          encoding: str | None, despite_complaints: bool) -> None:
     """Send ISSUE_FILE: a dry run unless --live.
 
@@ -171,7 +171,7 @@ def _load(issue_file: Path) -> tuple[Config, RenderedIssue]:
 
 def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, test_to: str | None,
              as_email: str | None, backend_name: str | None, yes: bool, force: bool, send_at: str | None,
-             sandbox: bool, rate: float | None, workers: int, resend_uncertain: bool, retry_failed: bool,
+             sandbox: bool, rate: float | None, workers: int | None, resend_uncertain: bool, retry_failed: bool,
              segment: str | None, skip_invalid: bool, encoding: str | None, despite_complaints: bool = False) -> None:
     from mailer.addresses import AddressError, parse_address
     from mailer.deliver.send import SendOptions, check_approved, check_send_at, dry_run, send_issue
@@ -202,6 +202,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
                                        encoding=encoding, skip_invalid=skip_invalid, segment=segment)
         for warning in subscribers.warnings:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
+    # SMTP: one connection unless asked for more, as many servers limit a client's connections.
+    workers = workers or (1 if name == "smtp" else 4)
     options = SendOptions(live=live, workers=workers, rate=rate, resend_uncertain=resend_uncertain,
                           retry_failed=retry_failed, send_at=when, sandbox=sandbox, force=force,
                           despite_complaints=despite_complaints)

@@ -506,7 +506,7 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
                  report: SendReport, progress: Progress, interrupt: threading.Event) -> None:
     stop = threading.Event()  # tells workers waiting to retry to give up; set on interrupt too
     limiter = RateLimiter(options.rate, sleep=lambda seconds: interrupt.wait(seconds))
-    senders = max(1, min(options.workers, 1 if backend.max_batch == 1 else options.workers))
+    senders = max(1, options.workers)
     in_flight: dict[Future[Outcome], tuple[str, list[Subscriber]]] = {}
     consecutive_failures = 0
     fatal: str | None = None

@@ -55,6 +55,20 @@ def test_list_send_reuses_one_connection_and_records_each_message(workspace: Pat
     assert len(smtp_server.sessions) == 2  # one connection for the test send, one for the list
 
 
+def test_workers_send_over_that_many_connections_each_message_once(workspace: Path, smtp_server: Recorder,
+                                                                    run_cli, state_dir: Path) -> None:
+    csv = readers(workspace, *[f"r{i}@example.com" for i in range(12)])
+    run_cli("send", SAMPLE_ISSUE, "--backend", "smtp", "--subscribers", csv, "--test-to", "editor@example.com",
+            "--live")
+    smtp_server.data_delay = 0.05
+    result = run_cli("send", SAMPLE_ISSUE, "--backend", "smtp", "--subscribers", csv, "--live", "--yes",
+                     "--workers", "3")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(m[1][0] for m in smtp_server.messages[1:]) == sorted(f"r{i}@example.com" for i in range(12))
+    assert smtp_server.most_at_once == 3 and len(smtp_server.sessions) == 1 + 3  # the test send's, and three
+    assert read_ledger(state_dir, "SELECT state, COUNT(*) FROM deliveries GROUP BY state") == [("accepted", 12)]
+
+
 def test_reconnects_when_the_server_drops_the_connection(workspace: Path, smtp_server: Recorder, run_cli) -> None:
     smtp_server.hang_up_after = 3
     csv = readers(workspace, *[f"r{i}@example.com" for i in range(6)])

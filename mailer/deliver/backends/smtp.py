@@ -1,4 +1,4 @@
-"""SMTP delivery for self-hosted servers and test sends: one connection reused, one message per recipient."""
+"""SMTP delivery for self-hosted servers and test sends: one connection per sending thread, reused; a message per reader."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import re
 import smtplib
 import ssl
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -99,7 +100,9 @@ class SmtpBackend:
         self._settings = settings
         self._timeout = timeout
         self._tls = tls_context
-        self._conn: smtplib.SMTP | None = None
+        self._local = threading.local()  # one connection per sending thread
+        self._open: list[smtplib.SMTP] = []
+        self._open_lock = threading.Lock()
         self._writer: MessageWriter | None = None
 
     def prepare(self, rendered: RenderedIssue, config: Config, recipients: list[Recipient], *,
@@ -153,9 +156,11 @@ class SmtpBackend:
         return conn
 
     def send(self, payload: Prepared) -> Accepted:
-        if self._conn is None:
-            self._conn = self._connect()
-        conn = self._conn
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            with self._open_lock:
+                self._open.append(conn)
         needs_utf8 = not (payload.sender + payload.recipient).isascii()
         options = []
         if needs_utf8:
@@ -177,7 +182,7 @@ class SmtpBackend:
                 raise _refused(code, reply, f"RCPT TO {payload.recipient}", about_the_recipient=True)
         except (smtplib.SMTPServerDisconnected, OSError) as err:
             # Nothing was sent yet: the server had closed an idle connection. Reconnect and retry.
-            self.close()
+            self._drop(conn)
             raise TransientError(f"the SMTP connection dropped before sending: {err}") from None
         try:
             code, reply = conn.data(data)
@@ -187,7 +192,7 @@ class SmtpBackend:
             self._reset(conn)
             raise _refused(err.smtp_code, err.smtp_error, "DATA") from None
         except (smtplib.SMTPServerDisconnected, OSError) as err:
-            self.close()
+            self._drop(conn)
             raise UncertainError(f"the SMTP connection dropped while the message was sent: {err}") from None
         if code != 250:
             raise _refused(code, reply, "DATA")
@@ -198,11 +203,23 @@ class SmtpBackend:
         with contextlib.suppress(smtplib.SMTPException, OSError):
             conn.rset()
 
+    def _drop(self, conn: smtplib.SMTP) -> None:
+        """Close this thread's connection (broken, or the server hung up): its next message opens another."""
+        self._local.conn = None
+        with self._open_lock:
+            if conn in self._open:
+                self._open.remove(conn)
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            conn.quit()
+
     def close(self) -> None:
-        if self._conn is not None:
+        """Close every sending thread's connection (the send is over)."""
+        with self._open_lock:
+            open_now, self._open = self._open, []
+        for conn in open_now:
             with contextlib.suppress(smtplib.SMTPException, OSError):
-                self._conn.quit()
-            self._conn = None
+                conn.quit()
+        self._local = threading.local()
 
 
 def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
