@@ -1,4 +1,4 @@
-"""SMTP delivery for self-hosted servers and test sends: one connection per sending thread, reused; a message per reader."""
+"""SMTP delivery for self-hosted servers and test sends: a connection per sending thread, one message per reader."""
 
 from __future__ import annotations
 
