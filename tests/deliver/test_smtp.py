@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,17 @@ def test_workers_send_over_that_many_connections_each_message_once(workspace: Pa
     assert sorted(m[1][0] for m in smtp_server.messages[1:]) == sorted(f"r{i}@example.com" for i in range(12))
     assert smtp_server.most_at_once == 3 and len(smtp_server.sessions) == 1 + 3  # the test send's, and three
     assert read_ledger(state_dir, "SELECT state, COUNT(*) FROM deliveries GROUP BY state") == [("accepted", 12)]
+
+
+def test_a_dry_run_over_smtp_plans_every_message_and_sends_none(workspace: Path, smtp_server: Recorder, run_cli,
+                                                                   state_dir: Path) -> None:
+    # Four or more messages are prepared in worker processes, which get the backend without its connections.
+    csv = readers(workspace, *[f"r{i}@example.com" for i in range(6)])
+    result = run_cli("send", SAMPLE_ISSUE, "--backend", "smtp", "--subscribers", csv)
+    assert result.exit_code == 0, result.stderr
+    manifest = (state_dir / "outbox" / "2020-12-13" / "manifest.jsonl").read_text(encoding="utf-8")
+    assert [json.loads(line)["email"] for line in manifest.splitlines()] == [f"r{i}@example.com" for i in range(6)]
+    assert smtp_server.messages == []
 
 
 def test_reconnects_when_the_server_drops_the_connection(workspace: Path, smtp_server: Recorder, run_cli) -> None:
