@@ -109,7 +109,10 @@ def read_subscribers(
             if _stamp(path) != stamp:
                 raise _changed(label)
             duplicates = seen.duplicates()
-            result.subscribers = SpooledSubscribers(spool, {line for line, _, _ in duplicates})
+            # The repeats that were kept as subscribers (not those skipped anyway, as unsubscribed or
+            # outside the segment) are in the spool: they are passed over when it is read.
+            left_out = {skipped.line for skipped in result.skipped}
+            result.subscribers = SpooledSubscribers(spool, {line for line, _, _ in duplicates if line not in left_out})
             _settle_duplicates(duplicates, result, label)
     finally:
         if isinstance(seen, _DiskSeen):

@@ -150,6 +150,9 @@ LARGE_LIST_CASES = {
                                                     "li@example.com,\"李\",\"雷\"\n"
                                                     "x@example.com,\"Two\nlines\",\"Q\"\"uote\"\n",
     "invalid rows skipped": "email,first_name\nnot-an-address,X\nada@example.com,Ada\nb@@x,Y\nbob@example.com,Bob\n",
+    "a repeat that is unsubscribed": "email,first_name,status\nada@example.com,Ada,\nADA@example.com,A,unsubscribed\n"
+                                     "bob@example.com,Bob,\n",
+    "a segment nobody is in, and a repeat": "email,first_name,tags\nada@example.com,Ada,news\nada@example.com,A,\n",
 }
 
 
