@@ -43,13 +43,16 @@ class NamedParagraph:
     names: tuple[str, ...]  # which values it holds: "first_name", "email"
 
     def grows(self, values: Mapping[str, str]) -> bool:
-        """True when a value wider than its placeholder pushes its line past the width: this reader's
-        paragraph must be wrapped again (filled()).
+        """True when this reader's paragraph must be wrapped again (filled()): a value is wider than its
+        placeholder, and filling it in place could give other lines than wrapping again.
 
-        A line that still fits keeps its break, and so does every line after it (wrapping is greedy:
-        a longer line can only take fewer words, and it already ends where it did). Filling the
-        placeholders in place then gives the very lines wrapping again would, at a hundredth of the
-        cost; a send of a million spends it on every reader with a name longer than twelve letters.
+        Filling in place gives the very lines wrapping again would when every value is at least as wide
+        as its placeholder, no placeholder starts or ends its line, and each line holding one still fits.
+        Wrapping is greedy: such a line keeps its first piece (the line above could not take it before,
+        and nothing before the value changed) and its last (the next piece did not fit before, and the
+        line only grew); the lines after it start where they did. A send of a million readers with
+        names a little longer than twelve letters is spared wrapping each one's paragraph (tested
+        against wrapping again).
         """
         wider = False
         for name in self.names:
@@ -58,14 +61,26 @@ class NamedParagraph:
                 wider = True
         if not wider:
             return False
-        if any(" ".join(values[name].split()) != values[name] for name in self.names):
-            return True  # wrapping again also collapses a value's own runs of white space
-        return any(display_width(placeholders.fill(line, values)) > self.width for line in self._lines_with_values)
+        lines = self._lines_with_values
+        if lines is None or any(" ".join(values[name].split()) != values[name]
+                                or display_width(values[name]) < len(placeholders.ALL[name]) for name in self.names):
+            return True
+        return any(display_width(placeholders.fill(line, values)) > self.width for line in lines)
 
     @cached_property
-    def _lines_with_values(self) -> tuple[str, ...]:
+    def _lines_with_values(self) -> tuple[str, ...] | None:
+        """The lines holding a placeholder; None when a placeholder starts or ends one (see grows)."""
         tags = [placeholders.ALL[name] for name in self.names]
-        return tuple(line for line in self.wrapped.split("\n") if any(tag in line for tag in tags))
+        held = []
+        for number, line in enumerate(self.wrapped.split("\n")):
+            if not any(tag in line for tag in tags):
+                continue
+            start = self.first if number == 0 else self.indent
+            text = line[len(start):] if line.startswith(start) else line
+            if any(text.startswith(tag) or text.rstrip().endswith(tag) for tag in tags):
+                return None
+            held.append(line)
+        return tuple(held)
 
     def filled(self, values: Mapping[str, str]) -> str:
         return wrap(placeholders.fill(self.source, values), self.width, self.indent, self.first)

@@ -161,31 +161,48 @@ def test_a_long_first_name_is_wrapped_with_its_paragraph(workspace: Path) -> Non
 
 
 def test_a_name_that_still_fits_its_line_is_filled_in_place_as_wrapping_again_would(workspace: Path) -> None:
-    # grows() skips wrapping again when every line with a value still fits: the result must be the
-    # very text wrapping again gives, for every paragraph, script and name length.
+    # grows() skips wrapping again in some cases: the result must then be the very text wrapping
+    # again gives, for the sample's paragraphs and for placeholders at every position of a line.
     import random
 
     from mailer.compose import placeholders
 
     rng = random.Random(13)
-    names = ["Reader 100000", "Maria-Magdalena", "Wilhelmina Alexandrina", "欧阳娜娜欧阳娜", "ليلى حداد الشامي",
-             "Zoë 🎉 Ångström", "Jean-Baptiste Emmanuel Zorg", "A" * 40]
-    names += ["".join(rng.choice("abcdef 李雷é") for _ in range(rng.randint(13, 30))).strip() or "x" for _ in range(60)]
+    paragraphs = [p for issue in ("2020-12-13.yaml", "2020-12-13-zh.yaml")
+                  for p in build_issue(workspace / "issues" / issue, load_config(workspace)).text_named]
+    writer = TextWriter()
+    for k in range(40, 75):  # the placeholder at the start, the middle and the end of a line
+        writer.wrap("a" * k + " -first_name- tail of the sentence, and more words after it to wrap")
+        writer.wrap("这" * (k // 2) + "-first_name-，欢迎回来。这是本周的新闻" + "很" * 30)
+        writer.wrap("Hi " + "b" * (k - 20) + " -first_name- (-email-) hello there, welcome to the list, dear reader")
+        writer.wrap("c " * (k // 2) + "-first_name-")
+        writer.wrap("Dear " + "d" * (k - 30) + " -email- " + "word " * 12 + "and hello -first_name- again, with words")
+    paragraphs += writer.named
+    names = ["Reader 100000", "Maria-Magdalena", "Jean Baptiste", "欧阳娜娜欧阳娜", "，欧阳娜娜欧阳", "Zoë 🎉 Ångström",
+             "e\u0301lodie-marguerite", "A" * 40, "Al"]
+    names += ["".join(rng.choice("abcdef 李雷é，") for _ in range(rng.randint(13, 30))).strip() or "x"
+              for _ in range(40)]
+    emails = ["a@b.c", "al@x.io", "a-very-long-address-indeed@example.com"]
     checked = filled_in_place = 0
-    for issue in ("2020-12-13.yaml", "2020-12-13-zh.yaml"):
-        rendered = build_issue(workspace / "issues" / issue, load_config(workspace))
-        assert rendered.text_named
-        for paragraph in rendered.text_named:
-            for name in names:
-                values = {"first_name": name, "email": f"{name.split()[0] if name.split() else 'x'}@example.com",
-                          "unsubscribe_url": "https://x.example/u", "web_url": "https://x.example/"}
-                if display_width(name) <= len(placeholders.FIRST_NAME) or " ".join(name.split()) != name:
+    for paragraph in paragraphs:
+        for name in names:
+            for email in emails:
+                values = {"first_name": name, "email": email, "unsubscribe_url": "https://x.example/u",
+                          "web_url": "https://x.example/"}
+                if " ".join(name.split()) != name:
                     continue
                 checked += 1
-                if not paragraph.grows(values):
+                wider = any(display_width(values[n]) > len(placeholders.ALL[n]) for n in paragraph.names)
+                if wider and not paragraph.grows(values):
                     filled_in_place += 1
-                    assert placeholders.fill(paragraph.wrapped, values) == paragraph.filled(values), name
-    assert checked > 100 and 0 < filled_in_place < checked  # both ways were taken
+                    assert placeholders.fill(paragraph.wrapped, values) == paragraph.filled(values), (
+                        paragraph.source, name, email)
+    assert checked > 5000 and filled_in_place > 200  # both ways were taken
+    # The sample's "Hey -first_name-, welcome back!" line has room for a name a little longer.
+    sample = paragraphs[0]
+    assert "Hey -first_name-" in sample.wrapped and not sample.grows(
+        {"first_name": "Reader 100000", "email": "r@x.io", "unsubscribe_url": "https://x.example/u",
+         "web_url": "https://x.example/"})
 
 
 def test_underline_counts_wide_characters() -> None:
