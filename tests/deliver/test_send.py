@@ -427,6 +427,24 @@ def test_a_request_too_large_stops_the_send_and_loses_nobody(workspace: Path, se
     assert ledger_states(tmp_path / "state") == {"queued": 1200}
 
 
+def test_one_backend_sends_then_schedules_and_cancels(workspace: Path, sendgrid: FakeSendGrid) -> None:
+    # Mail Send bodies go as JSON text with their own Content-Type; a dict body after that must still work.
+    from mailer.deliver.backends import Recipient
+    from mailer.deliver.backends.sendgrid import SendGridOptions
+    from mailer.deliver.message import personalise
+
+    config = load_config(workspace)
+    rendered = build_issue(workspace / ISSUE, config)
+    subscriber = read_subscribers(workspace / "subscribers.example.csv").subscribers[0]
+    backend = SendGridBackend()
+    backend.send(backend.prepare(rendered, config, [Recipient(subscriber, personalise(subscriber, rendered, config,
+                                                                                      b"s"))],
+                                 batch_id="t", options=SendGridOptions()))
+    batch = backend.create_schedule_id()
+    backend.cancel_schedule(batch)
+    assert sendgrid.accepted == ["ada.lovelace@example.com"] and sendgrid.scheduled == {batch: "cancel"}
+
+
 def test_a_429_waits_until_sendgrids_rate_limit_reset(workspace: Path, sendgrid: FakeSendGrid) -> None:
     from mailer.deliver.backends import Recipient
     from mailer.deliver.backends.sendgrid import SendGridOptions

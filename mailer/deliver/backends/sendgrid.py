@@ -123,14 +123,15 @@ class SendGridBackend:
             from sendgrid import SendGridAPIClient  # imported on first live use only
 
             self._client = SendGridAPIClient(api_key=self._key or api_key(), host=self._host)
+            # python_http_client json.dumps a body unless the Content-Type is other than exactly
+            # application/json: with the charset parameter (the header SendGrid's own C# library
+            # sends) it posts our JSON text as it is. Set once, for every request of this client.
+            self._client.client.request_headers["Content-Type"] = JSON_CONTENT_TYPE
         return self._client
 
     def send(self, payload: Request) -> Accepted:
-        # python_http_client json.dumps a body unless its Content-Type is other than exactly
-        # application/json: the charset parameter makes it post our JSON text as it is (UTF-8,
-        # which ASCII is), the header SendGrid's own C# library sends.
-        response = self._call(lambda client: client.client.mail.send.post(
-            request_body=payload.body, request_headers={"Content-Type": JSON_CONTENT_TYPE}, timeout=self._timeout))
+        response = self._call(lambda client: client.client.mail.send.post(request_body=payload.body,
+                                                                          timeout=self._timeout))
         return Accepted(response.headers.get("X-Message-Id"))
 
     def create_schedule_id(self) -> str:
@@ -140,7 +141,7 @@ class SendGridBackend:
 
     def cancel_schedule(self, schedule_id: str) -> None:
         self._call(lambda client: client.client.user.scheduled_sends.post(
-            request_body={"batch_id": schedule_id, "status": "cancel"}, timeout=self._timeout))
+            request_body=json.dumps({"batch_id": schedule_id, "status": "cancel"}), timeout=self._timeout))
 
     def _call(self, request: Any) -> Any:
         from python_http_client import exceptions as http
