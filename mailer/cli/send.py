@@ -202,8 +202,6 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
                                        encoding=encoding, skip_invalid=skip_invalid, segment=segment)
         for warning in subscribers.warnings:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
-    # SMTP: one connection unless asked for more, as many servers limit a client's connections.
-    workers = workers or (1 if name == "smtp" else 4)
     options = SendOptions(live=live, workers=workers, rate=rate, resend_uncertain=resend_uncertain,
                           retry_failed=retry_failed, send_at=when, sandbox=sandbox, force=force,
                           despite_complaints=despite_complaints)

@@ -76,7 +76,7 @@ class SuppressedRecipientError(MailerError):
 @dataclass(frozen=True)
 class SendOptions:
     live: bool = False
-    workers: int = 4
+    workers: int | None = None  # requests at once; None: 4 batches (SendGrid), 1 connection (SMTP)
     rate: float | None = None  # messages per second
     resend_uncertain: bool = False
     retry_failed: bool = False
@@ -506,7 +506,8 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
                  report: SendReport, progress: Progress, interrupt: threading.Event) -> None:
     stop = threading.Event()  # tells workers waiting to retry to give up; set on interrupt too
     limiter = RateLimiter(options.rate, sleep=lambda seconds: interrupt.wait(seconds))
-    senders = max(1, options.workers)
+    # SMTP: one connection unless asked for more, as many servers limit a client's connections.
+    senders = options.workers or (1 if backend.max_batch == 1 else 4)
     in_flight: dict[Future[Outcome], tuple[str, list[Subscriber]]] = {}
     consecutive_failures = 0
     fatal: str | None = None

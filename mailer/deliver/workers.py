@@ -44,12 +44,15 @@ class PrepareJob:
         recipients = [Recipient(s, personal(s)) for s in batch]
         return self.backend.prepare(self.rendered, self.config, recipients, batch_id=batch_id,
                                     options=self.payload_options)
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_personal": None}  # made again in the worker
 
 
 def can_spawn() -> bool:
-    return hasattr(os, "fork")  # a POSIX system; elsewhere everything runs in the calling process
+    """Whether worker processes are used: on POSIX systems (tested there); elsewhere the calling process
+    does the work."""
+    return hasattr(os, "fork")
 
 
 def start_pool(job: PrepareJob) -> ProcessPoolExecutor:
@@ -67,7 +70,7 @@ def subscribers(fields: list[tuple]) -> list[Subscriber]:
 
 
 def call(method: str, *args: Any) -> Any:
-    """In a worker: the job's `method` (submitted as pool.submit(call, "run_fields", …))."""
+    """In a worker: the job's `method`, e.g. pool.submit(call, "run_fields", …) for a dry run's job."""
     assert _JOB is not None
     return getattr(_JOB, method)(*args)
 
