@@ -293,9 +293,12 @@ class _Spool:
             yield marshal.loads(os.pread(descriptor, length, offset))
 
     def _failed(self, err: OSError) -> InputError:
-        return InputError([Problem(self._label, "cannot write the temporary file that keeps a large list as it "
-                                   f"was checked: {err.strerror or err}",
-                                   hint="free some space there, or point TMPDIR at a folder with room")])
+        import tempfile
+
+        folder = tempfile.gettempdir()
+        return InputError([Problem(self._label, f"cannot write the temporary file in {folder} that keeps a large "
+                                   f"list as it was checked: {err.strerror or err}",
+                                   hint=f"free some space in {folder}, or point TMPDIR at a folder with room")])
 
 
 def _changed(label: str) -> InputError:

@@ -190,3 +190,27 @@ def test_a_large_list_with_bad_rows_is_refused_whole_and_is_used_as_it_was_check
     path.unlink()
     assert [s.email for s in found.subscribers] == ["ada@example.com", "bob@example.com"]
     assert len(found.subscribers) == 2 and found.subscribers[1].line == 3
+
+
+def test_a_full_temporary_disk_is_an_error_naming_the_list_and_the_folder(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real full disk cannot be made here without privileges: the spool's file refuses its first write.
+    import errno
+    import tempfile
+
+    class FullDisk:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(tempfile, "TemporaryFile", FullDisk)
+    path = tmp_path / "subs.csv"
+    path.write_text("email\n" + "".join(f"r{i}@example.com\n" for i in range(6000)), encoding="utf-8")
+    with pytest.raises(InputError) as refused:
+        read_subscribers(path, file_label="subs.csv")
+    message = str(refused.value)
+    assert "subs.csv: cannot write the temporary file in" in message and "No space left on device" in message
+    assert f"free some space in {tempfile.gettempdir()}, or point TMPDIR" in message
