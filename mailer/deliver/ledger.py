@@ -417,10 +417,12 @@ class Ledger:
         return {event: (count, people) for event, count, people in self._query(
             "SELECT event, COUNT(*), COUNT(DISTINCT recipient) FROM events WHERE issue=? GROUP BY event", (issue,))}
 
-    def heard_from(self, issue: str) -> set[str]:
-        """Recipients of `issue` the provider reported any event for: it had their message."""
-        return {recipient for (recipient,) in self._query("SELECT DISTINCT recipient FROM events WHERE issue=?",
-                                                           (issue,))}
+    def heard_among(self, issue: str, keys: list[str]) -> set[str]:
+        """Which of these recipients (a chunk of a long list) the provider reported any event for: it had
+        their message. Asked a chunk at a time: a million recipients with events are never one set."""
+        return {recipient for (recipient,) in self._query(
+            "SELECT DISTINCT recipient FROM events WHERE issue=? AND recipient IN (SELECT value FROM json_each(?))",
+            (issue, json.dumps(keys)))}
 
     def last_issue_with_events(self, *, besides: str) -> str | None:
         """The issue other than `besides` whose latest provider event is the most recent."""
@@ -432,10 +434,12 @@ class Ledger:
         """Whether any provider event was ever recorded here: only then does the lack of one mean anything."""
         return bool(self._query("SELECT 1 FROM events LIMIT 1"))
 
-    def uncertain_since(self, issue: str) -> dict[str, str]:
-        """When each uncertain (or `sending`) recipient of `issue` became so."""
-        return dict(self._query("SELECT recipient, updated_at FROM deliveries WHERE issue=? AND state IN (?, ?)",
-                                (issue, UNCERTAIN, SENDING)))
+    def unheard_uncertain_since(self, issue: str) -> dict[str, str]:
+        """When each uncertain (or `sending`) recipient of `issue` the provider reported no event for became so."""
+        return dict(self._query(
+            "SELECT d.recipient, d.updated_at FROM deliveries AS d WHERE d.issue=? AND d.state IN (?, ?) "
+            "AND NOT EXISTS (SELECT 1 FROM events AS e WHERE e.issue = d.issue AND e.recipient = d.recipient)",
+            (issue, UNCERTAIN, SENDING)))
 
     def resolve_from_events(self, issue: str) -> int:
         """Uncertain recipients the provider reported an event for had the message: they become accepted."""

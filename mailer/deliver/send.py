@@ -236,7 +236,7 @@ def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOpt
 UNCERTAIN_GRACE = timedelta(minutes=30)
 
 
-def _waiting_for_events(ledger: Ledger, key: str, heard: set[str], *, now: datetime | None = None) -> dict[str, str]:
+def _waiting_for_events(ledger: Ledger, key: str, *, now: datetime | None = None) -> dict[str, str]:
     """Uncertain recipients with no event yet, still within UNCERTAIN_GRACE: key → when it ends ('14:05 UTC').
 
     Only where events are heard at all (mailer serve with the Event Webhook): elsewhere no event
@@ -246,9 +246,9 @@ def _waiting_for_events(ledger: Ledger, key: str, heard: set[str], *, now: datet
         return {}
     current = now or datetime.now(UTC)
     waiting = {}
-    for recipient, since in ledger.uncertain_since(key).items():
+    for recipient, since in ledger.unheard_uncertain_since(key).items():
         ends = datetime.fromisoformat(since) + UNCERTAIN_GRACE
-        if recipient not in heard and ends > current:
+        if ends > current:
             waiting[recipient] = ends.strftime("%H:%M UTC")
     return waiting
 
@@ -437,7 +437,7 @@ def send_issue(
                                  "events for them; they are now accepted")
             screener = Screener(config.state_dir)
             report.suppressions_pulled_at = screener.pulled_at
-            waiting = _waiting_for_events(ledger, key, ledger.heard_from(key))
+            waiting = _waiting_for_events(ledger, key)
 
             def states_of(keys: list[str]) -> dict[str, str]:
                 return ledger.states_of(key, keys)
@@ -674,18 +674,16 @@ def dry_run(
     ledger = open_ledger(config, key, claim=False) if ledger_path(config.state_dir).exists() else None
     outbox = (outbox_root or config.state_dir / "outbox") / rendered.issue.slug
     try:
-        heard: set[str] = set()
-        waiting: dict[str, str] = {}
-        if ledger is not None:
-            heard = ledger.heard_from(key)
-            waiting = _waiting_for_events(ledger, key, heard)
+        waiting = _waiting_for_events(ledger, key) if ledger is not None else {}
+        hears_events = ledger is not None and ledger.hears_events()
 
         def states_of(keys: list[str]) -> dict[str, str]:
             if ledger is None:
                 return {}
             states = ledger.states_of(key, keys)
             # What the live send will do first: uncertain recipients the provider reported had the issue.
-            for recipient in heard.intersection(keys):
+            unsure = [k for k, state in states.items() if state in (ledger_states.UNCERTAIN, ledger_states.SENDING)]
+            for recipient in ledger.heard_among(key, unsure) if hears_events and unsure else ():
                 if states.get(recipient) in (ledger_states.UNCERTAIN, ledger_states.SENDING):
                     states[recipient] = ledger_states.ACCEPTED
                     report.resolved += 1
