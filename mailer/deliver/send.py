@@ -683,8 +683,8 @@ def dry_run(
             states = ledger.states_of(key, keys)
             # What the live send will do first: uncertain recipients the provider reported had the issue.
             unsure = [k for k, state in states.items() if state in (ledger_states.UNCERTAIN, ledger_states.SENDING)]
-            for recipient in ledger.heard_among(key, unsure) if hears_events and unsure else ():
-                if states.get(recipient) in (ledger_states.UNCERTAIN, ledger_states.SENDING):
+            if hears_events and unsure:
+                for recipient in ledger.heard_among(key, unsure):
                     states[recipient] = ledger_states.ACCEPTED
                     report.resolved += 1
             return states

@@ -23,7 +23,7 @@ from mailer.deliver.backends import Backend, Recipient
 from mailer.deliver.message import Personaliser
 from mailer.deliver.subscribers import Subscriber
 
-PROCESSES = 2  # this machine's two cores; more only take turns with the parent
+PROCESSES = 2  # measured on 2 cores, where more only take turns with the parent (larger machines: not measured)
 
 
 @dataclass
