@@ -253,8 +253,9 @@ def _rekey(db: sqlite3.Connection) -> None:
 
 def _drop_state_index(db: sqlite3.Connection) -> None:
     """Version 3: no index on (issue, state). Every row of a send changes state twice, and each change
-    moved the row in that index too: a third of the ledger's time in a large send. What asked for rows
-    by state (status, recovery) reads the issue's rows through the primary key instead: 0.1 s a million."""
+    moved the row in that index too: a third of the ledger's time in a large send. What asks for rows
+    by state (status, recovery) reads the issue's rows through the primary key instead: measured on a
+    million rows, 0.2 s to find the uncertain (was milliseconds) and 0.55 s to count them by state."""
     db.execute("DROP INDEX IF EXISTS deliveries_state")
 
 
