@@ -34,6 +34,8 @@ Examples:
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live       # everyone
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live \\
       --at "2026-11-29 08:00 Europe/Berlin"                                      # scheduled (SendGrid)
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live \\
+      --backend smtp --workers 4                                                # over 4 SMTP connections
 
 \b
 Environment (a live send; a dry run needs none of it):
