@@ -336,10 +336,7 @@ class Ledger:
             raise state_failure(self.path, err) from None
 
     def add_due(self, keys: list[str]) -> None:
-        try:
-            self._db.execute("INSERT OR IGNORE INTO temp.due SELECT value FROM json_each(?)", (json.dumps(keys),))
-        except sqlite3.Error as err:
-            raise state_failure(self.path, err) from None
+        self._statement("INSERT OR IGNORE INTO temp.due SELECT value FROM json_each(?)", (json.dumps(keys),))
 
     def due_among(self, keys: list[str]) -> set[str]:
         """Which of `keys` were added with add_due."""

@@ -804,11 +804,12 @@ _AHEAD = 4  # chunks handed out before the first one is back: what the parent ho
 def _run_dry_batches(job: _DryRunJob, batches: Iterator[list[Subscriber]]) -> Iterator[tuple[str, int]]:
     """Each batch's manifest lines and request size, in order.
 
-    Four batches or more are shared between worker processes (mailer/deliver/workers.py), each
-    handed a few batches at a time, as the planning produces them.
+    Four SendGrid batches or more are shared between worker processes (mailer/deliver/workers.py),
+    each handed a few batches at a time, as the planning produces them. Other backends have only
+    manifest lines to make here (their .eml samples are written afterwards): no processes.
     """
     ahead = list(itertools.islice(batches, 4))
-    if len(ahead) < 4 or not workers.can_spawn():
+    if len(ahead) < 4 or job.backend.name != "sendgrid" or not workers.can_spawn():
         yield from job.run(1, ahead + list(batches))
         return
     with workers.start_pool(job) as pool:

@@ -72,7 +72,7 @@ def test_workers_send_over_that_many_connections_each_message_once(workspace: Pa
 
 def test_a_dry_run_over_smtp_plans_every_message_and_sends_none(workspace: Path, smtp_server: Recorder, run_cli,
                                                                    state_dir: Path) -> None:
-    # Four or more messages are prepared in worker processes, which get the backend without its connections.
+    # Six messages: the dry run's worker processes are for SendGrid's request bodies; SMTP's plan needs none.
     csv = readers(workspace, *[f"r{i}@example.com" for i in range(6)])
     result = run_cli("send", SAMPLE_ISSUE, "--backend", "smtp", "--subscribers", csv)
     assert result.exit_code == 0, result.stderr

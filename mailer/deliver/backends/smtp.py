@@ -123,17 +123,6 @@ class SmtpBackend:
         data = message.as_bytes(policy=POLICY_UTF8 if needs_utf8 else POLICY)
         return Prepared(data, str(message["Message-ID"]), config.sender.email, recipient_address)
 
-    def __getstate__(self) -> dict[str, Any]:
-        # Pickled for a dry run's worker process (mailer/deliver/workers.py), which sends nothing:
-        # no connections, no lock, no password.
-        return {"_settings": None, "_timeout": self._timeout, "_tls": None, "_writer": None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
-        self._open = []
-        self._open_lock = threading.Lock()
-
     def _connect(self) -> smtplib.SMTP:
         settings = self._settings or settings_from_env()
         self._settings = settings
