@@ -37,6 +37,11 @@ class Subscriber:
     def full_name(self) -> str:
         return " ".join(part for part in (self.first_name, self.last_name) if part)
 
+    def as_row(self) -> tuple[str, str, str, tuple[str, ...], int]:
+        """The fields as a plain tuple, Subscriber(*row) again: what a temporary file or another process is
+        given (marshal takes no objects, and a slotted object pickles ten times slower)."""
+        return (self.email, self.first_name, self.last_name, self.tags, self.line)
+
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
@@ -262,8 +267,7 @@ class _Spool:
             raise self._failed(err) from None
 
     def add(self, subscriber: Subscriber) -> None:
-        self._pending.append((subscriber.email, subscriber.first_name, subscriber.last_name, subscriber.tags,
-                              subscriber.line))
+        self._pending.append(subscriber.as_row())
         if len(self._pending) >= self.CHUNK:
             self._flush()
 
