@@ -241,3 +241,20 @@ def test_a_long_first_name_is_wrapped_in_the_text_part_as_received(workspace: Pa
     text = parse(data).get_payload()[0].get_content()
     assert max(len(line) for line in text.splitlines() if "://" not in line) <= 72
     assert "Hey Maria-Magdalena Wilhelmina Alexandrina, welcome back!" in " ".join(text.split())
+
+
+def test_lines_starting_with_a_dot_arrive_as_written(workspace: Path, smtp_server: Recorder, run_cli) -> None:
+    # SMTP ends a message with a line holding only a dot, so a sender doubles the dot of every line
+    # that starts with one and the server removes it again (RFC 5321 4.5.2). Every HTML part has such
+    # lines: its CSS rules (".mj-column-per-100 {"); an undoubled one arrives without its dot.
+    from mailer.compose.build import build_issue
+    from mailer.config import load_config
+
+    csv = readers(workspace, "ada@example.com", "bob@example.com")
+    assert send_to_list(run_cli, csv, "--workers", "2").exit_code == 0
+    rendered = build_issue(workspace / SAMPLE_ISSUE, load_config(workspace))
+    dotted = [line for line in rendered.html.splitlines() if line.startswith(".")]
+    assert dotted
+    for *_, data, _ in smtp_server.messages:
+        html = parse(data).get_payload()[1].get_content()
+        assert [line for line in html.splitlines() if line.startswith(".")] == dotted

@@ -172,11 +172,11 @@ class SmtpBackend:
             options.append("BODY=8BITMIME")
         data = payload.data
         try:
-            code, reply = conn.mail(payload.sender, options)
+            code, reply = _command(conn, "mail", "FROM:", payload.sender, options)
             if code != 250:
                 self._reset(conn)
                 raise _refused(code, reply, "MAIL FROM")
-            code, reply = conn.rcpt(payload.recipient)
+            code, reply = _command(conn, "rcpt", "TO:", payload.recipient, [])
             if code not in (250, 251):
                 self._reset(conn)
                 raise _refused(code, reply, f"RCPT TO {payload.recipient}", about_the_recipient=True)
@@ -185,7 +185,7 @@ class SmtpBackend:
             self._drop(conn)
             raise TransientError(f"the SMTP connection dropped before sending: {err}") from None
         try:
-            code, reply = conn.data(data)
+            code, reply = _data(conn, data)
         except smtplib.SMTPDataError as err:
             # smtplib raises this when the DATA command itself is refused (not 354), before any of the
             # message is sent: a refusal, not an unknown outcome. Checked first: it is an OSError too.
@@ -220,6 +220,38 @@ class SmtpBackend:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 conn.quit()
         self._local = threading.local()
+
+
+# An address smtplib would write as <address> after parsing it with the email package (a tenth of
+# what sending a message costs mailer): ours were checked when the list and the settings were read.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+
+
+def _command(conn: smtplib.SMTP, verb: str, prefix: str, address: str, options: list[str]) -> tuple[int, bytes]:
+    """smtplib's mail() or rcpt(), writing the same command without parsing a plain ASCII address.
+
+    SMTPUTF8 (which switches smtplib's command encoding) and any other address go through smtplib's own.
+    """
+    if not _PLAIN_ADDRESS.fullmatch(address) or "SMTPUTF8" in options or (options and not conn.does_esmtp):
+        return conn.mail(address, options) if verb == "mail" else conn.rcpt(address, options)
+    conn.putcmd(verb, f"{prefix}<{address}>{''.join(' ' + option for option in options)}")
+    return conn.getreply()
+
+
+def _data(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """smtplib's data() for bytes: the same bytes sent, with the dots doubled by bytes.replace.
+
+    A dot that starts a line is doubled (RFC 5321 4.5.2): smtplib does it with re.sub over the whole
+    message, half a millisecond for ours (the CSS of every HTML part has such lines), more than a
+    third of what sending a message costs mailer; bytes.replace does the same in a fiftieth of that.
+    """
+    conn.putcmd("data")
+    code, reply = conn.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    quoted = (b"." if data.startswith(b".") else b"") + data.replace(b"\n.", b"\n..")
+    conn.send(quoted + (b".\r\n" if quoted.endswith(b"\r\n") else b"\r\n.\r\n"))
+    return conn.getreply()
 
 
 def _login(conn: smtplib.SMTP, username: str, password: str) -> None:
