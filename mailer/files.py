@@ -1,9 +1,13 @@
-"""Writing a file so that it is either the old one or the new one, never half of one."""
+"""Files: written so that each is either the old one or the new one, never half of one; listed in a
+stable order; mailer's own source as a digest, for the caches in the state folder."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 import tempfile
+from functools import cache
 from pathlib import Path
 
 
@@ -28,3 +32,25 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, sync: bool = Fal
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def files_under(folder: Path, *, follow: bool = False) -> list[tuple[str, str, Path]]:
+    """(folder relative to `folder`, name, path) of every file under `folder`, in a stable order; links to
+    folders followed only if `follow`."""
+    found = []
+    for root, folders, names in os.walk(folder, followlinks=follow):
+        folders.sort()
+        relative = os.path.relpath(root, folder)
+        found += [(relative, name, Path(root) / name) for name in sorted(names)]
+    return found
+
+
+@cache
+def source_digest() -> bytes:
+    """mailer's own source and the Python that runs it: a cache another release wrote is not read."""
+    digest = hashlib.sha256(sys.version.encode())
+    for _, name, path in files_under(Path(__file__).resolve().parent):
+        if name.endswith((".py", ".j2", ".html", ".css", ".js")):
+            digest.update(name.encode())
+            digest.update(path.read_bytes())
+    return digest.digest()

@@ -10,15 +10,13 @@ an unreadable or unwritable cache is no cache, never an error.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
-import sys
 from functools import cache
 from pathlib import Path
 
 from mailer.compose.build import RenderedIssue, build_issue
 from mailer.config import Config
-from mailer.files import write_atomic
+from mailer.files import files_under, source_digest, write_atomic
 
 FORMAT = b"mailer-build-cache 1"
 LIBRARIES = ("mjml-python", "premailer", "cssutils", "jinja2", "markupsafe", "markdown-it-py", "wcwidth", "pyyaml",
@@ -56,23 +54,13 @@ def cache_key(issue_path: Path, config: Config) -> str:
     digest.update(pickle.dumps(config, protocol=4))
     digest.update(str(issue_path.resolve()).encode())
     digest.update(issue_path.read_bytes())
-    for root, name, path in _files(issue_path.parent):
+    for root, name, path in files_under(issue_path.parent):
         status = path.lstat()
         digest.update(f"{root}/{name}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
-    for root, name, path in _files(config.layouts_dir, follow=True):  # Jinja follows links: so does the key
+    for root, name, path in files_under(config.layouts_dir, follow=True):  # Jinja follows links: so does the key
         digest.update(f"{root}/{name}\0".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:40]
-
-
-def _files(folder: Path, *, follow: bool = False) -> list[tuple[str, str, Path]]:
-    """Every file under `folder` in a stable order; links to folders followed only if `follow`."""
-    found = []
-    for root, folders, names in os.walk(folder, followlinks=follow):
-        folders.sort()
-        relative = os.path.relpath(root, folder)
-        found += [(relative, name, Path(root) / name) for name in sorted(names)]
-    return found
 
 
 @cache
@@ -80,12 +68,7 @@ def _code_and_libraries() -> bytes:
     """mailer's own source and the rendering libraries' versions: another release builds afresh."""
     from importlib.metadata import PackageNotFoundError, version
 
-    digest = hashlib.sha256(sys.version.encode())
-    package = Path(__file__).resolve().parents[1]
-    for _, name, path in _files(package):
-        if name.endswith((".py", ".j2", ".html", ".css", ".js")):
-            digest.update(name.encode())
-            digest.update(path.read_bytes())
+    digest = hashlib.sha256(source_digest())
     for library in LIBRARIES:
         try:
             digest.update(f"{library}=={version(library)}".encode())
