@@ -176,8 +176,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
              sandbox: bool, rate: float | None, workers: int | None, resend_uncertain: bool, retry_failed: bool,
              segment: str | None, skip_invalid: bool, encoding: str | None, despite_complaints: bool = False) -> None:
     from mailer.addresses import AddressError, parse_address
+    from mailer.deliver.listcache import read_subscribers_cached
     from mailer.deliver.send import SendOptions, check_approved, check_send_at, dry_run, send_issue
-    from mailer.deliver.subscribers import read_subscribers
     from mailer.schema import display_path
 
     if test_to is None and subscribers_path is None:
@@ -200,8 +200,10 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --backend sendgrid")
     subscribers = None
     if subscribers_path is not None:
-        subscribers = read_subscribers(subscribers_path, file_label=display_path(subscribers_path),
-                                       encoding=encoding, skip_invalid=skip_invalid, segment=segment)
+        # Checked once for the same bytes: a live send after its dry run, or a rerun, reads it back.
+        subscribers = read_subscribers_cached(subscribers_path, config.state_dir / "lists",
+                                              file_label=display_path(subscribers_path), encoding=encoding,
+                                              skip_invalid=skip_invalid, segment=segment)
         for warning in subscribers.warnings:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
     options = SendOptions(live=live, workers=workers, rate=rate, resend_uncertain=resend_uncertain,

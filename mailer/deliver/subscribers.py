@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from mailer.addresses import AddressError, address_key, parse_address, printable
 from mailer.errors import InputError, Problem
@@ -100,7 +100,7 @@ def read_subscribers(
                                         segment=segment, problems=problems, skipped=result.skipped,
                                         warnings=result.warnings, seen=seen)
                 if large:
-                    spool = _Spool(label)
+                    spool = Spool(label)
                     for subscriber in rows:
                         spool.add(subscriber)
                     spool.finish()
@@ -215,7 +215,7 @@ class SpooledSubscribers:
     sent is exactly what was checked: the list file may be saved, moved or deleted meanwhile.
     """
 
-    def __init__(self, spool: _Spool, duplicates: set[int]):
+    def __init__(self, spool: Spool, duplicates: set[int]):
         self._spool = spool
         self._duplicates = duplicates  # lines spooled before they turned out to repeat an earlier address
         self._count = spool.count - len(duplicates)
@@ -246,21 +246,26 @@ class SpooledSubscribers:
         return next(itertools.islice(self, index, None))
 
 
-class _Spool:
+class Spool:
     """Checked subscribers in an anonymous temporary file (gone once closed, or with the process), as
     marshal'ed chunks of plain tuples. Chunks are read at their offsets (os.pread), so that any
     number of passes may read at once."""
 
     CHUNK = 5000
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, file: BinaryIO | None = None, chunks: list[tuple[int, int]] | None = None,
+                 count: int = 0):
+        """A new, empty spool in TMPDIR; or, given `file` and its `chunks`, the spool written there before."""
         import tempfile
 
         self._label = label
         self._pending: list[tuple] = []
-        self._chunks: list[tuple[int, int]] = []  # (offset, length) of each chunk
-        self._end = 0
-        self.count = 0
+        self._chunks: list[tuple[int, int]] = chunks or []  # (offset, length) of each chunk
+        self._end = sum(length for _, length in self._chunks)
+        self.count = count
+        if file is not None:
+            self._file = file
+            return
         try:
             self._file = tempfile.TemporaryFile(prefix="mailer-list-")  # noqa: SIM115 - lives as long as the list
         except OSError as err:

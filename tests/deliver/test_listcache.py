@@ -1,0 +1,157 @@
+"""The checked list kept in the state folder: the same bytes are not checked twice, anything else is."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from mailer.deliver import listcache
+from mailer.deliver import subscribers as subscribers_module
+from mailer.deliver.listcache import read_subscribers_cached
+from mailer.deliver.subscribers import read_subscribers
+from mailer.errors import InputError
+from tests.conftest import SAMPLE_ISSUE
+from tests.deliver.test_subscribers import LARGE_LIST_CASES
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The lists read_subscribers checked (the cache calls it only when it has no entry for the bytes)."""
+    seen: list[Path] = []
+
+    def counted(path: Path, **options: object) -> object:
+        seen.append(path)
+        return read_subscribers(path, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(listcache, "read_subscribers", counted)
+    return seen
+
+
+def same(one, other) -> bool:
+    return (list(one.subscribers) == list(other.subscribers) and one.skipped == other.skipped
+            and [str(w) for w in one.warnings] == [str(w) for w in other.warnings])
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["held", "large"])
+@pytest.mark.parametrize("case", LARGE_LIST_CASES)
+def test_the_same_bytes_are_checked_once_and_read_back_the_same(tmp_path: Path, case: str, large: bool,
+                                                                checks: list[Path],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    if large:
+        monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    path = tmp_path / "subs.csv"
+    path.write_text(LARGE_LIST_CASES[case], encoding="utf-8")
+    options = {"file_label": "subs.csv", "skip_invalid": True, "segment": "weekly" if "segment" in case else None}
+    first = read_subscribers_cached(path, tmp_path / "lists", **options)
+    again = read_subscribers_cached(path, tmp_path / "lists", **options)
+    assert checks == [path]  # the second read came from the state folder
+    assert same(again, first) and same(again, read_subscribers(path, **options))
+    assert len(again.subscribers) == len(first.subscribers)
+    assert isinstance(again.subscribers, subscribers_module.SpooledSubscribers) == large
+
+
+def test_names_in_every_script_survive_the_cache_byte_for_byte(tmp_path: Path, checks: list[Path]) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text("email,first_name,last_name,tags\nli@example.com,李雷,韩梅梅,新闻\nlayla@example.com,ليلى,,\n"
+                    "zoe@example.com,Zoë 🔥,\"O'Neil, \"\"Jr\"\"\",a;b\nmüller@bücher.de,Jürgen,,\n", encoding="utf-8")
+    read_subscribers_cached(path, tmp_path / "lists", file_label="subs.csv")
+    cached = read_subscribers_cached(path, tmp_path / "lists", file_label="subs.csv")
+    assert len(checks) == 1
+    assert [(s.email, s.first_name, s.last_name, s.tags) for s in cached.subscribers] == [
+        ("li@example.com", "李雷", "韩梅梅", ("新闻",)), ("layla@example.com", "ليلى", "", ()),
+        ("zoe@example.com", "Zoë 🔥", 'O\'Neil, "Jr"', ("a", "b")), ("müller@bücher.de", "Jürgen", "", ())]
+
+
+def test_a_changed_byte_or_option_reads_and_checks_the_file_again(tmp_path: Path, checks: list[Path]) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text("email,first_name,tags\nada@example.com,Ada,news\nbob@example.com,Bob,\n", encoding="utf-8")
+    lists = tmp_path / "lists"
+    read_subscribers_cached(path, lists, file_label="subs.csv")
+    segment = read_subscribers_cached(path, lists, file_label="subs.csv", segment="news")
+    assert [s.email for s in segment.subscribers] == ["ada@example.com"]
+    path.write_text("email,first_name,tags\nada@example.com,Ada,news\nbob@example.com,Bob,\nnot-an-address,Eve,\n",
+                    encoding="utf-8")
+    with pytest.raises(InputError) as refused:  # the check still stops on a bad row, with its line
+        read_subscribers_cached(path, lists, file_label="subs.csv")
+    assert "subs.csv:4:" in str(refused.value)
+    assert len(checks) == 3
+
+
+def test_the_old_copy_of_a_list_goes_when_the_list_changes(tmp_path: Path) -> None:
+    # A reader erased from the list must not live on in the state folder.
+    path = tmp_path / "subs.csv"
+    path.write_text("email\nerase.me@example.com\nstay@example.com\n", encoding="utf-8")
+    lists = tmp_path / "lists"
+    read_subscribers_cached(path, lists, file_label="subs.csv")
+    (entry,) = lists.glob("*.list")
+    assert b"erase.me@example.com" in entry.read_bytes()
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600  # addresses and names: the user's alone
+    path.write_text("email\nstay@example.com\n", encoding="utf-8")
+    read_subscribers_cached(path, lists, file_label="subs.csv")
+    assert all(b"erase.me" not in kept.read_bytes() for kept in lists.iterdir())
+
+
+def test_only_the_newest_lists_are_kept(tmp_path: Path) -> None:
+    lists = tmp_path / "lists"
+    for number in range(listcache.KEEP + 2):
+        path = tmp_path / f"list{number}.csv"
+        path.write_text(f"email\nreader{number}@example.com\n", encoding="utf-8")
+        read_subscribers_cached(path, lists, file_label=path.name)
+    assert len(list(lists.glob("*.list"))) == listcache.KEEP
+
+
+def test_a_list_saved_while_it_was_checked_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text("email\nada@example.com\n", encoding="utf-8")
+
+    def saved_meanwhile(path: Path, **options: object) -> object:
+        # Saved after the cache looked at the bytes, before the checking read: what was checked is
+        # the new file, which must never be kept as the copy of the old one.
+        path.write_text("email\nada@example.com\nbob@example.com\n", encoding="utf-8")
+        return read_subscribers(path, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(listcache, "read_subscribers", saved_meanwhile)
+    assert len(read_subscribers_cached(path, tmp_path / "lists", file_label="subs.csv").subscribers) == 2
+    monkeypatch.undo()
+    path.write_text("email\nada@example.com\n", encoding="utf-8")  # the old bytes again
+    found = read_subscribers_cached(path, tmp_path / "lists", file_label="subs.csv")
+    assert [s.email for s in found.subscribers] == ["ada@example.com"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_copy_is_no_copy(tmp_path: Path, damage: str, checks: list[Path]) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text("email,first_name\nada@example.com,Ada\n", encoding="utf-8")
+    lists = tmp_path / "lists"
+    expected = read_subscribers_cached(path, lists, file_label="subs.csv")
+    (entry,) = lists.glob("*.list")
+    data = entry.read_bytes()
+    entry.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x00\xff" * 50, "empty": b""}[damage])
+    found = read_subscribers_cached(path, lists, file_label="subs.csv")
+    assert same(found, expected) and len(checks) == 2
+
+
+def test_a_state_folder_that_cannot_be_written_is_no_cache_and_no_error(tmp_path: Path, checks: list[Path]) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text("email\nada@example.com\n", encoding="utf-8")
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("", encoding="utf-8")
+    for _ in range(2):
+        found = read_subscribers_cached(path, blocked / "lists", file_label="subs.csv")
+        assert [s.email for s in found.subscribers] == ["ada@example.com"]
+    assert len(checks) == 2
+
+
+def test_a_send_after_its_dry_run_reads_the_checked_list_back(workspace: Path, run_cli, state_dir: Path,
+                                                              checks: list[Path]) -> None:
+    first = run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv")
+    assert first.exit_code == 0, first.stderr
+    assert len(checks) == 1 and len(list((state_dir / "lists").glob("*.list"))) == 1
+    manifest = (state_dir / "outbox" / "2020-12-13" / "manifest.jsonl").read_text(encoding="utf-8")
+    again = run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv")
+    assert again.exit_code == 0, again.stderr
+    assert len(checks) == 1  # the same bytes: not checked again, and planned the same
+    assert again.stdout == first.stdout
+    assert (state_dir / "outbox" / "2020-12-13" / "manifest.jsonl").read_text(encoding="utf-8") == manifest
