@@ -338,11 +338,6 @@ class Ledger:
     def add_due(self, keys: list[str]) -> None:
         self._statement("INSERT OR IGNORE INTO temp.due SELECT value FROM json_each(?)", (json.dumps(keys),))
 
-    def due_among(self, keys: list[str]) -> set[str]:
-        """Which of `keys` were added with add_due."""
-        return {key for (key,) in self._query(
-            "SELECT key FROM temp.due WHERE key IN (SELECT value FROM json_each(?))", (json.dumps(keys),))}
-
     def due_states(self, issue: str) -> dict[str, int]:
         """How many of the recipients due in this run (add_due) are in each state."""
         return dict(self._query("SELECT d.state, COUNT(*) FROM temp.due AS i JOIN deliveries AS d "

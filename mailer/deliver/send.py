@@ -451,9 +451,17 @@ def send_issue(
             # in the ledger afterwards, from a temporary table of their keys.
             unchanged: Counter[str] = Counter()
 
+            # Which of each chunk's subscribers are due, for the pass that sends (_due): None when all are.
+            due_flags: list[bytes | None] = []
+
             def record(chunk: list[Subscriber], part: Plan, states: dict[str, str]) -> None:
                 ledger.queue(key, ((s.key, s.email) for s in part.to_send))
                 ledger.add_due([s.key for s in part.to_send])
+                if len(part.to_send) == len(chunk):
+                    due_flags.append(None)
+                else:
+                    due = {s.key for s in part.to_send}
+                    due_flags.append(bytes(s.key in due for s in chunk))
                 leave = {address_key(skipped.email) for skipped in part.suppressed}
                 leave.update(s.key for s in part.to_send)
                 unchanged.update(states[s.key] for s in chunk if s.key not in leave)
@@ -482,7 +490,7 @@ def send_issue(
             if planned.due:
                 # Exactly those the planning above queued: it is not done again (a reader the
                 # suppression list let go of meanwhile waits for the next run).
-                _run_batches(rendered, config, backend, ledger, key, _due(subscribers.subscribers, ledger), options,
+                _run_batches(rendered, config, backend, ledger, key, _due(subscribers.subscribers, due_flags), options,
                              payload_options, secret, run_id, report, progress, interrupt or threading.Event())
             tally = unchanged + Counter(ledger.due_states(key))
             report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before
@@ -759,11 +767,12 @@ def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list
         yield from part.to_send
 
 
-def _due(subscribers: Iterable[Subscriber], ledger: Ledger) -> Iterator[Subscriber]:
-    """The subscribers the planning queued for this run (Ledger.add_due), read on from the list in order."""
-    for chunk in _batches(subscribers, PLAN_CHUNK):
-        due = ledger.due_among([s.key for s in chunk])
-        yield from (s for s in chunk if s.key in due)
+def _due(subscribers: Iterable[Subscriber], due_flags: list[bytes | None]) -> Iterator[Subscriber]:
+    """The subscribers the planning queued for this run, read on from the list in order: the planning's
+    chunks again, each with its flags (None: all of it is due). The list is the one planned: held in
+    memory, or read back from its temporary file, the same rows in the same order."""
+    for chunk, flags in zip(_batches(subscribers, PLAN_CHUNK), due_flags, strict=True):
+        yield from chunk if flags is None else (s for s, due in zip(chunk, flags, strict=True) if due)
 
 
 def _first_kept(items: Iterable[Subscriber], first: list[Subscriber], count: int) -> Iterator[Subscriber]:
