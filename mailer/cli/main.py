@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import click
@@ -41,6 +42,9 @@ for command in (new, cards, build, check, preview, send, status, cancel, suppres
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turn MailerError into a message and its exit code; Ctrl-C into 130."""
+    # A send makes a Subscriber for every row of the list, and none of them is in a reference cycle:
+    # the collector's default (a pass every 700 new objects) ran 350 times for 100,000 rows, 0.1 s.
+    gc.set_threshold(50_000, 20, 20)
     try:
         code = cli.main(args=argv, prog_name="mailer", standalone_mode=False)
     except MailerError as err:
