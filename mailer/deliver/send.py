@@ -203,13 +203,18 @@ def plan(subscribers: list[Subscriber], states: dict[str, str], options: SendOpt
     `waiting` maps an uncertain subscriber to when their grace period for a provider event ends:
     until then even --resend-uncertain holds them back.
     """
+    reasons = suppressed or {}
+    if not states and not reasons:  # nobody of these was planned before or is suppressed: a first send
+        return Plan(list(subscribers), 0, [])
     to_send, held_back, accepted_before = [], [], 0
     suppressions: list[Skipped] = []
-    reasons = suppressed or {}
     waiting = waiting or {}
     for subscriber in subscribers:
         key = subscriber.key
         state = states.get(key)
+        if state is None and key not in reasons:
+            to_send.append(subscriber)
+            continue
         if state == ledger_states.ACCEPTED:
             accepted_before += 1
         elif key in reasons:
@@ -313,6 +318,20 @@ def _batches(items: Iterable[Subscriber], size: int) -> Iterator[list[Subscriber
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
+
+
+def _rebatched(lists: Iterable[list[Subscriber]], size: int) -> Iterator[list[Subscriber]]:
+    """The subscribers of `lists` (a plan's chunks), in order, `size` at a time: list slices, not an item at a time."""
+    pending: list[Subscriber] = []
+    for items in lists:
+        pending += items
+        if len(pending) >= size:
+            whole = len(pending) - len(pending) % size
+            for start in range(0, whole, size):
+                yield pending[start:start + size]
+            pending = pending[whole:]
+    if pending:
+        yield pending
 
 
 class RateLimiter:
@@ -510,8 +529,8 @@ def _payload_options(options: SendOptions, schedule_id: str) -> Any:
 
 
 def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledger: Ledger, key: str,
-                 to_send: Iterable[Subscriber], options: SendOptions, payload_options: Any, secret: bytes, run_id: str,
-                 report: SendReport, progress: Progress, interrupt: threading.Event) -> None:
+                 to_send: Iterable[list[Subscriber]], options: SendOptions, payload_options: Any, secret: bytes,
+                 run_id: str, report: SendReport, progress: Progress, interrupt: threading.Event) -> None:
     stop = threading.Event()  # tells workers waiting to retry to give up; set on interrupt too
     limiter = RateLimiter(options.rate, sleep=lambda seconds: interrupt.wait(seconds))
     # SMTP: one connection unless asked for more, as many servers limit a client's connections.
@@ -594,7 +613,7 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
             stop.set()
 
     try:
-        for number, batch in enumerate(_batches(to_send, backend.max_batch), start=1):
+        for number, batch in enumerate(_rebatched(to_send, backend.max_batch), start=1):
             limiter.acquire(len(batch))
             if interrupt.is_set():
                 interrupted = True
@@ -711,7 +730,7 @@ def dry_run(
         first: list[Subscriber] = []
         sends = outbox / ".manifest-sends.jsonl"
         with sends.open("w", encoding="utf-8", newline="\n") as manifest:
-            for lines, size in _run_dry_batches(job, _batches(_first_kept(to_send, first, 10), backend.max_batch)):
+            for lines, size in _run_dry_batches(job, _first_kept(_rebatched(to_send, backend.max_batch), first, 10)):
                 manifest.write(lines)
                 report.request_bytes.append(size)
         # The planning is done: its totals are known, and the manifest lists the skipped first.
@@ -747,8 +766,9 @@ PLAN_CHUNK = 5000  # subscribers planned at a time: one ledger query and one scr
 def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list[str]], dict[str, str]],
                     screener: Screener, options: SendOptions, waiting: Mapping[str, str], totals: PlanTotals, *,
                     on_chunk: Callable[[list[Subscriber], Plan, dict[str, str]], None] | None = None,
-                    ) -> Iterator[Subscriber]:
-    """The subscribers to send to, planned a chunk at a time (see plan); `totals` adds up the rest.
+                    ) -> Iterator[list[Subscriber]]:
+    """The subscribers to send to, planned a chunk at a time (see plan), a list for each chunk; `totals`
+    adds up the rest.
 
     `on_chunk` is given each chunk, its plan and the ledger states it was planned with, before the
     chunk's subscribers to send to are yielded.
@@ -764,23 +784,24 @@ def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list
         totals.due += len(part.to_send)
         if on_chunk is not None:
             on_chunk(chunk, part, states)
-        yield from part.to_send
+        yield part.to_send
 
 
-def _due(subscribers: Iterable[Subscriber], due_flags: list[bytes | None]) -> Iterator[Subscriber]:
+def _due(subscribers: Iterable[Subscriber], due_flags: list[bytes | None]) -> Iterator[list[Subscriber]]:
     """The subscribers the planning queued for this run, read on from the list in order: the planning's
     chunks again, each with its flags (None: all of it is due). The list is the one planned: held in
     memory, or read back from its temporary file, the same rows in the same order."""
     for chunk, flags in zip(_batches(subscribers, PLAN_CHUNK), due_flags, strict=True):
-        yield from chunk if flags is None else (s for s, due in zip(chunk, flags, strict=True) if due)
+        yield chunk if flags is None else [s for s, due in zip(chunk, flags, strict=True) if due]
 
 
-def _first_kept(items: Iterable[Subscriber], first: list[Subscriber], count: int) -> Iterator[Subscriber]:
-    """`items` as they are, keeping the first `count` of them in `first` on the way."""
-    for item in items:
+def _first_kept(batches: Iterable[list[Subscriber]], first: list[Subscriber], count: int,
+                ) -> Iterator[list[Subscriber]]:
+    """`batches` as they are, keeping the first `count` subscribers in `first` on the way."""
+    for batch in batches:
         if len(first) < count:
-            first.append(item)
-        yield item
+            first.extend(batch[:count - len(first)])
+        yield batch
 
 
 @dataclass
