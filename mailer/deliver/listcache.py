@@ -57,12 +57,25 @@ def read_subscribers_cached(path: Path, cache_dir: Path, *, file_label: str, enc
         found = _load(entry, key, file_label)
         if found is not None:
             return found
+    spool_dir = None
+    with contextlib.suppress(OSError):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        spool_dir = cache_dir  # a large list's rows are spooled where they are kept: not written twice
     result = read_subscribers(path, file_label=file_label, encoding=encoding, skip_invalid=skip_invalid,
-                              segment=segment)
-    with contextlib.suppress(Exception):  # a full disk, a read-only folder: no cache
+                              segment=segment, spool_dir=spool_dir)
+    spooled = result.subscribers if isinstance(result.subscribers, SpooledSubscribers) else None
+    try:
         if key is not None and _content_key(path, options) == key:  # else saved while it was checked
-            _store(entry, key, result)
+            if spooled is not None and spooled.spool.path is not None:
+                _keep_spool(entry, key, result, spooled)
+            else:
+                _store(entry, key, result)
             _prune(cache_dir)
+    except Exception:  # a full disk, a read-only folder: no cache
+        pass
+    finally:
+        if spooled is not None:
+            spooled.spool.discard()  # unless kept: its name is gone, its rows readable while the list lives
     return result
 
 
@@ -91,7 +104,7 @@ def _load(entry: Path, key: str, label: str) -> SubscriberList | None:
                                 warnings=[Problem(*row) for row in trailer["warnings"]])
         spool = Spool(label, file, [tuple(chunk) for chunk in trailer["chunks"]], trailer["count"])
         if trailer["large"]:
-            result.subscribers = SpooledSubscribers(spool, set())  # type: ignore[assignment]
+            result.subscribers = SpooledSubscribers(spool, set(trailer["duplicates"]))  # type: ignore[assignment]
         else:
             result.subscribers = [Subscriber(*row) for chunk in spool.chunks() for row in chunk]
             file.close()
@@ -108,16 +121,36 @@ def _store(entry: Path, key: str, result: SubscriberList) -> None:
     try:
         with os.fdopen(handle, "wb") as out:
             chunks, count = _write_chunks(out, result.subscribers)
-            trailer = marshal.dumps({
-                "format": FORMAT, "key": key, "chunks": chunks, "count": count,
-                "large": isinstance(result.subscribers, SpooledSubscribers),  # read back as it was read
-                "skipped": [(s.line, s.email, s.reason) for s in result.skipped],
-                "warnings": [(w.file, w.message, w.line, w.column, w.field, w.hint) for w in result.warnings]})
-            out.write(trailer + len(trailer).to_bytes(_TAIL, "big"))
+            # The rows as the list gives them (its repeats already passed over): no duplicates to skip.
+            large = isinstance(result.subscribers, SpooledSubscribers)
+            out.write(_trailer(key, result, chunks, count, large=large, duplicates=()))
         os.replace(temporary, entry)  # mkstemp's file is 0600: the rows are the user's alone
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _keep_spool(entry: Path, key: str, result: SubscriberList, spooled: SpooledSubscribers) -> None:
+    """A large list's spool, written in the cache folder as it was checked, becomes its entry: the trailer
+    is added after its chunks (read at their offsets, they are not disturbed) and it takes the entry's name."""
+    spool = spooled.spool
+    assert spool.path is not None
+    with spool.path.open("ab") as out:  # NamedTemporaryFile's file is 0600, as mkstemp's
+        out.write(_trailer(key, result, spool.chunk_offsets, spool.count, large=True,
+                           duplicates=sorted(spooled.duplicates)))
+    os.replace(spool.path, entry)
+    spool.path = None  # kept: not discarded
+
+
+def _trailer(key: str, result: SubscriberList, chunks: list[tuple[int, int]], count: int, *, large: bool,
+             duplicates: Iterable[int]) -> bytes:
+    trailer = marshal.dumps({
+        "format": FORMAT, "key": key, "chunks": chunks, "count": count,
+        "large": large,  # read back as it was read: from the file (a large list), or into memory
+        "duplicates": list(duplicates),  # lines in the chunks found to repeat an earlier address
+        "skipped": [(s.line, s.email, s.reason) for s in result.skipped],
+        "warnings": [(w.file, w.message, w.line, w.column, w.field, w.hint) for w in result.warnings]})
+    return trailer + len(trailer).to_bytes(_TAIL, "big")
 
 
 def _write_chunks(out: BinaryIO, subscribers: Iterable[Subscriber]) -> tuple[list[tuple[int, int]], int]:

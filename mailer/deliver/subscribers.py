@@ -78,6 +78,7 @@ def read_subscribers(
     encoding: str | None = None,
     skip_invalid: bool = False,
     segment: str | None = None,
+    spool_dir: Path | None = None,
 ) -> SubscriberList:
     """Read and validate a subscribers CSV.
 
@@ -85,7 +86,8 @@ def read_subscribers(
     case they are reported in `skipped`. Unsubscribed rows, rows outside `segment` and duplicate
     addresses are never returned; they are listed in `skipped` with the reason. Every row is read
     and checked before this returns, whatever the size of the file; a large one's `subscribers` are
-    kept in a temporary file as they were checked (see SpooledSubscribers).
+    kept in a temporary file as they were checked (see SpooledSubscribers): in `spool_dir` if given
+    (named, for the caller to keep: Spool.path), else in TMPDIR (anonymous, gone with the list).
     """
     label = file_label or str(path)
     large = path.is_file() and path.stat().st_size > IN_MEMORY_BYTES
@@ -93,6 +95,7 @@ def read_subscribers(
     result = SubscriberList(label)
     problems: list[Problem] = []
     seen: _DiskSeen | _MemorySeen = _DiskSeen() if large else _MemorySeen()
+    spool: Spool | None = None
     try:
         with _open_text(path, label, encoding) as stream:
             try:
@@ -100,7 +103,7 @@ def read_subscribers(
                                         segment=segment, problems=problems, skipped=result.skipped,
                                         warnings=result.warnings, seen=seen)
                 if large:
-                    spool = Spool(label)
+                    spool = Spool(label, folder=spool_dir)
                     for subscriber in rows:
                         spool.add(subscriber)
                     spool.finish()
@@ -117,8 +120,13 @@ def read_subscribers(
             # The repeats that were kept as subscribers (not those skipped anyway, as unsubscribed or
             # outside the segment) are in the spool: they are passed over when it is read.
             left_out = {skipped.line for skipped in result.skipped}
+            assert spool is not None
             result.subscribers = SpooledSubscribers(spool, {line for line, _, _ in duplicates if line not in left_out})
             _settle_duplicates(duplicates, result, label)
+    except BaseException:
+        if spool is not None:
+            spool.discard()
+        raise
     finally:
         if isinstance(seen, _DiskSeen):
             seen.close()
@@ -216,8 +224,8 @@ class SpooledSubscribers:
     """
 
     def __init__(self, spool: Spool, duplicates: set[int]):
-        self._spool = spool
-        self._duplicates = duplicates  # lines spooled before they turned out to repeat an earlier address
+        self.spool = spool
+        self.duplicates = duplicates  # lines spooled before they turned out to repeat an earlier address
         self._count = spool.count - len(duplicates)
 
     def __len__(self) -> int:
@@ -227,8 +235,8 @@ class SpooledSubscribers:
         return self._count > 0
 
     def __iter__(self) -> Iterator[Subscriber]:
-        duplicates = self._duplicates
-        for chunk in self._spool.chunks():
+        duplicates = self.duplicates
+        for chunk in self.spool.chunks():
             if duplicates:
                 yield from (Subscriber(*fields) for fields in chunk if fields[4] not in duplicates)
             else:
@@ -254,8 +262,9 @@ class Spool:
     CHUNK = 5000
 
     def __init__(self, label: str, file: BinaryIO | None = None, chunks: list[tuple[int, int]] | None = None,
-                 count: int = 0):
-        """A new, empty spool in TMPDIR; or, given `file` and its `chunks`, the spool written there before."""
+                 count: int = 0, *, folder: Path | None = None):
+        """A new, empty spool: anonymous in TMPDIR, or named in `folder` (`path`: the caller keeps or
+        discards it); or, given `file` and its `chunks`, the spool written there before."""
         import tempfile
 
         self._label = label
@@ -263,13 +272,32 @@ class Spool:
         self._chunks: list[tuple[int, int]] = chunks or []  # (offset, length) of each chunk
         self._end = sum(length for _, length in self._chunks)
         self.count = count
+        self.path: Path | None = None
         if file is not None:
             self._file = file
             return
+        if folder is not None:
+            try:
+                self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the list
+                    dir=folder, prefix=".list-", suffix=".tmp", delete=False)
+                self.path = Path(self._file.name)
+                return
+            except OSError:
+                pass  # the anonymous one, then
         try:
             self._file = tempfile.TemporaryFile(prefix="mailer-list-")  # noqa: SIM115 - lives as long as the list
         except OSError as err:
             raise self._failed(err) from None
+
+    @property
+    def chunk_offsets(self) -> list[tuple[int, int]]:
+        return list(self._chunks)
+
+    def discard(self) -> None:
+        """Remove a named spool's file (its rows stay readable while the file is open)."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
 
     def add(self, subscriber: Subscriber) -> None:
         self._pending.append(subscriber.as_row())
@@ -304,10 +332,11 @@ class Spool:
     def _failed(self, err: OSError) -> InputError:
         import tempfile
 
-        folder = tempfile.gettempdir()
+        folder = self.path.parent if self.path is not None else tempfile.gettempdir()
         return InputError([Problem(self._label, f"cannot write the temporary file in {folder} that keeps a large "
                                    f"list as it was checked: {err.strerror or err}",
-                                   hint=f"free some space in {folder}, or point TMPDIR at a folder with room")])
+                                   hint=f"free some space in {folder}" + (
+                                       "" if self.path else ", or point TMPDIR at a folder with room"))])
 
 
 def _changed(label: str) -> InputError:

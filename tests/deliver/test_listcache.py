@@ -155,3 +155,27 @@ def test_a_send_after_its_dry_run_reads_the_checked_list_back(workspace: Path, r
     assert len(checks) == 1  # the same bytes: not checked again, and planned the same
     assert again.stdout == first.stdout
     assert (state_dir / "outbox" / "2020-12-13" / "manifest.jsonl").read_text(encoding="utf-8") == manifest
+
+
+def test_a_large_list_refused_or_saved_meanwhile_leaves_no_file_behind(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # A large list's rows are spooled into the state folder as they are checked, to become its copy:
+    # a list refused, or saved while it was checked, must leave nothing of itself there.
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    lists = tmp_path / "lists"
+    path = tmp_path / "subs.csv"
+    path.write_text("email\nada@example.com\nnot-an-address\n", encoding="utf-8")
+    with pytest.raises(InputError):
+        read_subscribers_cached(path, lists, file_label="subs.csv")
+    assert list(lists.iterdir()) == []
+
+    def saved_meanwhile(path: Path, **options: object) -> object:
+        found = read_subscribers(path, **options)  # type: ignore[arg-type]
+        path.write_text("email\nada@example.com\n", encoding="utf-8")
+        return found
+
+    path.write_text("email\nada@example.com\nbob@example.com\nADA@example.com\n", encoding="utf-8")
+    monkeypatch.setattr(listcache, "read_subscribers", saved_meanwhile)
+    found = read_subscribers_cached(path, lists, file_label="subs.csv")
+    assert list(lists.iterdir()) == []
+    assert [s.email for s in found.subscribers] == ["ada@example.com", "bob@example.com"]  # still readable
