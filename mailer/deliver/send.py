@@ -474,16 +474,25 @@ def send_issue(
             due_flags: list[bytes | None] = []
 
             def record(chunk: list[Subscriber], part: Plan, states: dict[str, str]) -> None:
-                ledger.queue(key, ((s.key, s.email) for s in part.to_send))
-                ledger.add_due([s.key for s in part.to_send])
+                if part.to_send:
+                    ledger.queue(key, ((s.key, s.email) for s in part.to_send))
+                    ledger.add_due([s.key for s in part.to_send])
                 if len(part.to_send) == len(chunk):
                     due_flags.append(None)
                 else:
                     due = {s.key for s in part.to_send}
                     due_flags.append(bytes(s.key in due for s in chunk))
+                if not states:
+                    return
+                # `states` holds exactly this chunk's readers with a row; those sent to now or suppressed
+                # (the only ones without a row among them) are counted afterwards, or not at all.
                 leave = {address_key(skipped.email) for skipped in part.suppressed}
                 leave.update(s.key for s in part.to_send)
-                unchanged.update(states[s.key] for s in chunk if s.key not in leave)
+                counted = Counter(states.values())
+                for gone in leave:
+                    if (state := states.get(gone)) is not None:
+                        counted[state] -= 1
+                unchanged.update(counted)
 
             for _ in _plan_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, planned,
                                      on_chunk=record):

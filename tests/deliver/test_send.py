@@ -397,6 +397,9 @@ def test_rejected_batch_fails_and_retry_failed_retries_only_failures(workspace: 
     assert plain_rerun.exit_code == 3 and ledger_states(tmp_path / "state") == {"accepted": 1000, "failed": 200}
     retry = send_live(run_cli, path, "--retry-failed")
     assert retry.exit_code == 0
+    # The report counts each reader once, in the state this run left them in.
+    for line in ("accepted  +1200", "  of which in earlier runs +1000", "failed +0", "not sent yet +0"):
+        assert re.search(f"^  {line}$", retry.stdout, re.M), retry.stdout
     received = Counter(a for a in sendgrid.accepted if a != "editor@example.com")
     assert len(received) == 1200 and max(received.values()) == 1
 
