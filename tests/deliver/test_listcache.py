@@ -179,3 +179,27 @@ def test_a_large_list_refused_or_saved_meanwhile_leaves_no_file_behind(tmp_path:
     found = read_subscribers_cached(path, lists, file_label="subs.csv")
     assert list(lists.iterdir()) == []
     assert [s.email for s in found.subscribers] == ["ada@example.com", "bob@example.com"]  # still readable
+
+
+def test_a_full_state_folder_while_a_large_list_is_checked_is_an_error_naming_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real full disk cannot be made here without privileges: the spool's file refuses its first write.
+    import errno
+    import tempfile
+
+    class FullDisk:
+        def __init__(self, *args: object, dir: str, **kwargs: object) -> None:  # noqa: A002 - tempfile's name
+            self.name = str(Path(dir) / ".list-full.tmp")
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", FullDisk)
+    path = tmp_path / "subs.csv"
+    path.write_text("email\n" + "".join(f"r{i}@example.com\n" for i in range(6000)), encoding="utf-8")
+    with pytest.raises(InputError) as refused:
+        read_subscribers_cached(path, tmp_path / "state" / "lists", file_label="subs.csv")
+    message = str(refused.value)
+    assert f"subs.csv: cannot write the temporary file in {tmp_path / 'state' / 'lists'}" in message
+    assert "No space left on device" in message and "TMPDIR" not in message
