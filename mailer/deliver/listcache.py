@@ -1,19 +1,21 @@
 """A subscribers list as it was checked, kept in the state folder: the next send of the same bytes skips the check.
 
 Checking a list is most of what a rerun does, and a live send after its dry run checked the same
-file a minute before (8 seconds for a million rows). The entry is keyed by the file's bytes (SHA-256),
-the options that change what is read (encoding, --skip-invalid, --segment), the name errors give
-the file, and mailer's own source: any change means the list is read and checked afresh, so every
-error a read would report is still reported. What was checked is what is used: the key is the hash
-of the bytes before and after the checking read, and a list saved meanwhile is not kept.
+file a minute before (5 seconds for a million rows). The entry is keyed by the SHA-256 of the bytes
+the check read (hashed as they were read: what was checked is what is keyed), the options that change
+what is read (encoding, --skip-invalid, --segment), the name errors give the file, mailer's own
+source and the address libraries' versions: any change means the list is read and checked afresh,
+so every error a read would report is still reported. A copy is used only when the file's bytes
+hash to its key and its rows to the digest it was written with: a damaged copy is no copy.
 
-One entry per list file, replaced when the file changes (a reader deleted from the list is gone
-from the state folder at the next send), and the newest few files only. Entries hold addresses
-and names, so they are private to the user (0600), as the ledger's rows are. An unreadable or
-unwritable cache is no cache, never an error.
+One entry per list file, replaced when the changed file is checked, and the newest few files only.
+Entries hold addresses and names, so they are private to the user (0600), as the ledger's rows are.
+A copy that cannot be read or written is no copy, never an error; a large list is spooled where its
+copy will be kept, so a state folder that fills up while it is checked stops the command, as the
+ledger's writes would. A pipe or FIFO (`--subscribers <(…)`) is read once, as it comes, with no copy.
 
 Entry: marshal'ed chunks of Subscriber.as_row() tuples, then a marshal'ed trailer (key, chunk
-offsets, count, skipped rows, warnings), then the trailer's length in 8 bytes.
+offsets, their digest, count, repeats to pass over, skipped rows, warnings), then its length in 8 bytes.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ import contextlib
 import hashlib
 import marshal
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -38,40 +43,41 @@ from mailer.deliver.subscribers import (
 from mailer.errors import Problem
 from mailer.files import source_digest
 
-FORMAT = "mailer-checked-list 1"
+FORMAT = "mailer-checked-list 2"
 KEEP = 4  # list files kept; the least recently used go
 CHUNK = 5000
 _TAIL = 8  # bytes of the trailer's length, at the end
+_STALE = 3600  # seconds after which a temporary file is taken for one a killed run left
+_LIBRARIES = ("email-validator", "idna")  # they decide which non-ASCII addresses pass, and their form
 
 
 def read_subscribers_cached(path: Path, cache_dir: Path, *, file_label: str, encoding: str | None = None,
                             skip_invalid: bool = False, segment: str | None = None) -> SubscriberList:
     """read_subscribers, or the same list from the state folder when these bytes were checked before."""
-    options = (file_label, encoding, skip_invalid, segment)
-    try:
-        key = _content_key(path, options)
-    except OSError:
-        key = None  # read_subscribers says what is wrong with the file
+    options = {"file_label": file_label, "encoding": encoding, "skip_invalid": skip_invalid, "segment": segment}
+    if not path.is_file():  # a pipe or FIFO can be read once only; a missing file: read_subscribers says so
+        return read_subscribers(path, **options)
     entry = cache_dir / f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]}.list"
-    if key is not None:
-        found = _load(entry, key, file_label)
-        if found is not None:
-            return found
-    spool_dir = None
-    with contextlib.suppress(OSError):
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        spool_dir = cache_dir  # a large list's rows are spooled where they are kept: not written twice
-    result = read_subscribers(path, file_label=file_label, encoding=encoding, skip_invalid=skip_invalid,
-                              segment=segment, spool_dir=spool_dir)
+    try:
+        digest = _digest(options)
+        with path.open("rb") as data:
+            while block := data.read(1 << 20):
+                digest.update(block)
+        found = _load(entry, digest.hexdigest(), file_label)
+    except OSError:
+        found = None
+    if found is not None:
+        return found
+    checked = _digest(options)
+    result = read_subscribers(path, **options, spool_dir=_spool_dir(cache_dir, path), digest=checked)
     spooled = result.subscribers if isinstance(result.subscribers, SpooledSubscribers) else None
     try:
-        if key is not None and _content_key(path, options) == key:  # else saved while it was checked
-            if spooled is not None and spooled.spool.path is not None:
-                _keep_spool(entry, key, result, spooled)
-            else:
-                _store(entry, key, result)
-            _prune(cache_dir)
-    except Exception:  # a full disk, a read-only folder: no cache
+        if spooled is not None and spooled.spool.path is not None:
+            _keep_spool(entry, checked.hexdigest(), result, spooled)
+        else:
+            _store(entry, checked.hexdigest(), result)
+        _prune(cache_dir)
+    except Exception:  # a full disk, a read-only folder: no copy
         pass
     finally:
         if spooled is not None:
@@ -79,13 +85,35 @@ def read_subscribers_cached(path: Path, cache_dir: Path, *, file_label: str, enc
     return result
 
 
-def _content_key(path: Path, options: tuple) -> str:
-    digest = hashlib.sha256(f"{FORMAT}\0{options!r}\0".encode())
+def _digest(options: dict[str, Any]) -> Any:
+    digest = hashlib.sha256(f"{FORMAT}\0{sorted(options.items())!r}\0{_libraries()}\0".encode())
     digest.update(source_digest())
-    with path.open("rb") as data:
-        while block := data.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    return digest
+
+
+@cache
+def _libraries() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for library in _LIBRARIES:
+        try:
+            found.append(f"{library}=={version(library)}")
+        except PackageNotFoundError:
+            found.append(f"{library} absent")
+    return ",".join(found)
+
+
+def _spool_dir(cache_dir: Path, path: Path) -> Path | None:
+    """Where a large list's rows go as they are checked: the cache folder, if it has room for them (a
+    spool takes about what the file does), else TMPDIR (None), and no copy is kept."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        if shutil.disk_usage(cache_dir).free > 2 * path.stat().st_size:
+            return cache_dir
+    except OSError:
+        pass
+    return None
 
 
 def _load(entry: Path, key: str, label: str) -> SubscriberList | None:
@@ -94,25 +122,38 @@ def _load(entry: Path, key: str, label: str) -> SubscriberList | None:
     except OSError:
         return None
     try:
-        size = os.fstat(file.fileno()).st_size
-        length = int.from_bytes(os.pread(file.fileno(), _TAIL, size - _TAIL), "big")
-        trailer = marshal.loads(os.pread(file.fileno(), length, size - _TAIL - length))
+        descriptor = file.fileno()
+        size = os.fstat(descriptor).st_size
+        length = int.from_bytes(os.pread(descriptor, _TAIL, size - _TAIL), "big")
+        trailer = marshal.loads(os.pread(descriptor, length, size - _TAIL - length))
         if trailer["format"] != FORMAT or trailer["key"] != key:
+            file.close()
+            return None
+        chunks = [tuple(chunk) for chunk in trailer["chunks"]]
+        end = chunks[-1][0] + chunks[-1][1] if chunks else 0
+        if end != size - _TAIL - length or _rows_digest(descriptor, end) != trailer["rows_digest"]:
             file.close()
             return None
         result = SubscriberList(label, skipped=[Skipped(*row) for row in trailer["skipped"]],
                                 warnings=[Problem(*row) for row in trailer["warnings"]])
-        spool = Spool(label, file, [tuple(chunk) for chunk in trailer["chunks"]], trailer["count"])
+        spool = Spool(label, file, chunks, trailer["count"])
         if trailer["large"]:
             result.subscribers = SpooledSubscribers(spool, set(trailer["duplicates"]))  # type: ignore[assignment]
         else:
             result.subscribers = [Subscriber(*row) for chunk in spool.chunks() for row in chunk]
             file.close()
         os.utime(entry)  # recently used: pruned last
-    except Exception:  # damaged or written by something else: read the list afresh
+    except Exception:  # damaged, or written by something else: read the list afresh
         file.close()
         return None
     return result
+
+
+def _rows_digest(descriptor: int, end: int) -> str:
+    digest = hashlib.sha256()
+    for offset in range(0, end, 1 << 20):
+        digest.update(os.pread(descriptor, min(1 << 20, end - offset), offset))
+    return digest.hexdigest()
 
 
 def _store(entry: Path, key: str, result: SubscriberList) -> None:
@@ -120,10 +161,10 @@ def _store(entry: Path, key: str, result: SubscriberList) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent)
     try:
         with os.fdopen(handle, "wb") as out:
-            chunks, count = _write_chunks(out, result.subscribers)
+            chunks, count, digest = _write_chunks(out, result.subscribers)
             # The rows as the list gives them (its repeats already passed over): no duplicates to skip.
             large = isinstance(result.subscribers, SpooledSubscribers)
-            out.write(_trailer(key, result, chunks, count, large=large, duplicates=()))
+            out.write(_trailer(key, result, chunks, count, digest, large=large, duplicates=()))
         os.replace(temporary, entry)  # mkstemp's file is 0600: the rows are the user's alone
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -132,20 +173,46 @@ def _store(entry: Path, key: str, result: SubscriberList) -> None:
 
 def _keep_spool(entry: Path, key: str, result: SubscriberList, spooled: SpooledSubscribers) -> None:
     """A large list's spool, written in the cache folder as it was checked, becomes its entry: the trailer
-    is added after its chunks (read at their offsets, they are not disturbed) and it takes the entry's name."""
+    goes after its chunks (read at their offsets, they are not disturbed) and the file takes the entry's
+    name, if its name is still its own (a prune or a user may have removed it meanwhile: then no copy)."""
     spool = spooled.spool
     assert spool.path is not None
-    with spool.path.open("ab") as out:  # NamedTemporaryFile's file is 0600, as mkstemp's
-        out.write(_trailer(key, result, spool.chunk_offsets, spool.count, large=True,
-                           duplicates=sorted(spooled.duplicates)))
-    os.replace(spool.path, entry)
-    spool.path = None  # kept: not discarded
+    spool.seal(_trailer(key, result, spool.chunk_offsets, spool.count, spool.rows_digest.hexdigest(), large=True,
+                        duplicates=sorted(spooled.duplicates)))
+    if spool.same_file_as_path():  # NamedTemporaryFile's file is 0600, as mkstemp's
+        os.replace(spool.path, entry)
+        spool.path = None  # kept: not discarded
 
 
-def _trailer(key: str, result: SubscriberList, chunks: list[tuple[int, int]], count: int, *, large: bool,
-             duplicates: Iterable[int]) -> bytes:
+def _write_chunks(out: BinaryIO, subscribers: Iterable[Subscriber]) -> tuple[list[tuple[int, int]], int, str]:
+    chunks: list[tuple[int, int]] = []
+    digest = hashlib.sha256()
+    pending: list[Any] = []
+    offset = count = 0
+    for subscriber in subscribers:
+        pending.append(subscriber.as_row())
+        if len(pending) == CHUNK:
+            offset = _write_chunk(out, pending, chunks, offset, digest)
+            count += CHUNK
+            pending = []
+    if pending:
+        count += len(pending)
+        _write_chunk(out, pending, chunks, offset, digest)
+    return chunks, count, digest.hexdigest()
+
+
+def _write_chunk(out: BinaryIO, rows: list[Any], chunks: list[tuple[int, int]], offset: int, digest: Any) -> int:
+    data = marshal.dumps(rows)
+    out.write(data)
+    digest.update(data)
+    chunks.append((offset, len(data)))
+    return offset + len(data)
+
+
+def _trailer(key: str, result: SubscriberList, chunks: list[tuple[int, int]], count: int, rows_digest: str, *,
+             large: bool, duplicates: Iterable[int]) -> bytes:
     trailer = marshal.dumps({
-        "format": FORMAT, "key": key, "chunks": chunks, "count": count,
+        "format": FORMAT, "key": key, "chunks": chunks, "count": count, "rows_digest": rows_digest,
         "large": large,  # read back as it was read: from the file (a large list), or into memory
         "duplicates": list(duplicates),  # lines in the chunks found to repeat an earlier address
         "skipped": [(s.line, s.email, s.reason) for s in result.skipped],
@@ -153,30 +220,11 @@ def _trailer(key: str, result: SubscriberList, chunks: list[tuple[int, int]], co
     return trailer + len(trailer).to_bytes(_TAIL, "big")
 
 
-def _write_chunks(out: BinaryIO, subscribers: Iterable[Subscriber]) -> tuple[list[tuple[int, int]], int]:
-    chunks: list[tuple[int, int]] = []
-    pending: list[Any] = []
-    offset = count = 0
-    for subscriber in subscribers:
-        pending.append(subscriber.as_row())
-        if len(pending) == CHUNK:
-            offset = _write_chunk(out, pending, chunks, offset)
-            count += CHUNK
-            pending = []
-    if pending:
-        count += len(pending)
-        _write_chunk(out, pending, chunks, offset)
-    return chunks, count
-
-
-def _write_chunk(out: BinaryIO, rows: list[Any], chunks: list[tuple[int, int]], offset: int) -> int:
-    data = marshal.dumps(rows)
-    out.write(data)
-    chunks.append((offset, len(data)))
-    return offset + len(data)
-
-
 def _prune(cache_dir: Path) -> None:
     entries = sorted(cache_dir.glob("*.list"), key=lambda path: path.stat().st_mtime_ns, reverse=True)
-    for old in [*entries[KEEP:], *cache_dir.glob(".*.tmp")]:  # and what a killed run left
+    for old in entries[KEEP:]:
         old.unlink(missing_ok=True)
+    for temporary in cache_dir.glob(".*.tmp"):  # what a killed run left; not what another run is writing
+        with contextlib.suppress(OSError):
+            if time.time() - temporary.stat().st_mtime > _STALE:
+                temporary.unlink()

@@ -6,6 +6,8 @@ import array
 import codecs
 import csv
 import difflib
+import hashlib
+import io
 import marshal
 import os
 from collections.abc import Iterator
@@ -79,6 +81,7 @@ def read_subscribers(
     skip_invalid: bool = False,
     segment: str | None = None,
     spool_dir: Path | None = None,
+    digest: Any = None,
 ) -> SubscriberList:
     """Read and validate a subscribers CSV.
 
@@ -88,6 +91,7 @@ def read_subscribers(
     and checked before this returns, whatever the size of the file; a large one's `subscribers` are
     kept in a temporary file as they were checked (see SpooledSubscribers): in `spool_dir` if given
     (named, for the caller to keep: Spool.path), else in TMPDIR (anonymous, gone with the list).
+    `digest` (a hashlib object), if given, is fed every byte of the file as it is read and checked.
     """
     label = file_label or str(path)
     large = path.is_file() and path.stat().st_size > IN_MEMORY_BYTES
@@ -97,7 +101,7 @@ def read_subscribers(
     seen: _HashSeen | _MemorySeen = _HashSeen() if large else _MemorySeen()
     spool: Spool | None = None
     try:
-        with _open_text(path, label, encoding) as stream:
+        with _open_text(path, label, encoding, digest) as stream:
             try:
                 rows = _subscriber_rows(csv.reader(stream, strict=True), label, skip_invalid=skip_invalid,
                                         segment=segment, problems=problems, skipped=result.skipped,
@@ -263,6 +267,7 @@ class Spool:
         self._end = sum(length for _, length in self._chunks)
         self.count = count
         self.path: Path | None = None
+        self.rows_digest = hashlib.sha256()  # of the chunks written by this object
         if file is not None:
             self._file = file
             return
@@ -282,6 +287,22 @@ class Spool:
     @property
     def chunk_offsets(self) -> list[tuple[int, int]]:
         return list(self._chunks)
+
+    def seal(self, trailer: bytes) -> None:
+        """Write `trailer` after the chunks, through the spool's own open file (never reopened by name:
+        the name may be gone, or another file's by now)."""
+        os.pwrite(self._file.fileno(), trailer, self._end)
+
+    def same_file_as_path(self) -> bool:
+        """Whether `path` still names the file this spool writes."""
+        if self.path is None:
+            return False
+        try:
+            named = self.path.stat()
+        except OSError:
+            return False
+        mine = os.fstat(self._file.fileno())
+        return (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino)
 
     def discard(self) -> None:
         """Remove a named spool's file (its rows stay readable while the file is open)."""
@@ -309,6 +330,7 @@ class Spool:
             self._file.write(data)
         except OSError as err:
             raise self._failed(err) from None
+        self.rows_digest.update(data)
         self._chunks.append((self._end, len(data)))
         self._end += len(data)
         self.count += len(self._pending)
@@ -425,8 +447,10 @@ def _header_problem(column: str, value: str) -> str | None:
     return f"{column} {reason} at character {offset + 1} ('{printable(value)}')"
 
 
-def _open_text(path: Path, label: str, encoding: str | None) -> TextIO:
-    """The file as text, decoded as it is read: a list of a million is never held as bytes and string at once."""
+def _open_text(path: Path, label: str, encoding: str | None, digest: Any = None) -> TextIO:
+    """The file as text, decoded as it is read: a list of a million is never held as bytes and string at once.
+
+    `digest`, if given, is fed the bytes as they are read (what was checked is what was hashed)."""
     if encoding:
         try:
             codecs.lookup(encoding)
@@ -435,10 +459,34 @@ def _open_text(path: Path, label: str, encoding: str | None) -> TextIO:
                                       hint="e.g. --encoding cp1252 or --encoding latin-1")]) from None
     try:
         # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first column's name.
-        return open(path, encoding=encoding or "utf-8-sig", newline="")  # noqa: SIM115 (the caller closes it)
+        if digest is None:
+            return open(path, encoding=encoding or "utf-8-sig", newline="")  # noqa: SIM115 (the caller closes it)
+        raw = io.BufferedReader(_Hashing(open(path, "rb", buffering=0), digest))  # noqa: SIM115
+        return io.TextIOWrapper(raw, encoding=encoding or "utf-8-sig", newline="")
     except FileNotFoundError:
         raise InputError([Problem(label, "file not found", hint="check the path; the workspace ships a sample list, "
                                   "subscribers.example.csv, to copy (columns: " + ",".join(COLUMNS) + ")")]) from None
+
+
+class _Hashing(io.RawIOBase):
+    """A file's bytes as they are read, each fed to `digest` too."""
+
+    def __init__(self, raw: Any, digest: Any):
+        self._raw = raw
+        self._digest = digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer)
+        if count:
+            self._digest.update(memoryview(buffer)[:count])
+        return count
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def _decode_error(path: Path, label: str, encoding: str | None) -> InputError:

@@ -157,10 +157,11 @@ def test_a_send_after_its_dry_run_reads_the_checked_list_back(workspace: Path, r
     assert (state_dir / "outbox" / "2020-12-13" / "manifest.jsonl").read_text(encoding="utf-8") == manifest
 
 
-def test_a_large_list_refused_or_saved_meanwhile_leaves_no_file_behind(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_list_refused_or_saved_meanwhile_is_never_taken_for_the_file_now(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A large list's rows are spooled into the state folder as they are checked, to become its copy:
-    # a list refused, or saved while it was checked, must leave nothing of itself there.
+    # a list refused leaves nothing there; a list saved while it was checked is kept only as what was
+    # checked (keyed by the bytes the check read), never as the file now there.
     monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
     lists = tmp_path / "lists"
     path = tmp_path / "subs.csv"
@@ -177,8 +178,98 @@ def test_a_large_list_refused_or_saved_meanwhile_leaves_no_file_behind(tmp_path:
     path.write_text("email\nada@example.com\nbob@example.com\nADA@example.com\n", encoding="utf-8")
     monkeypatch.setattr(listcache, "read_subscribers", saved_meanwhile)
     found = read_subscribers_cached(path, lists, file_label="subs.csv")
-    assert list(lists.iterdir()) == []
     assert [s.email for s in found.subscribers] == ["ada@example.com", "bob@example.com"]  # still readable
+    monkeypatch.undo()
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    now = read_subscribers_cached(path, lists, file_label="subs.csv")
+    assert [s.email for s in now.subscribers] == ["ada@example.com"]
+    assert not list(lists.glob(".*.tmp"))
+
+
+def test_a_copy_whose_rows_were_changed_is_no_copy(tmp_path: Path, checks: list[Path],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # The key says which file the copy is of; the rows' digest that they are the rows written.
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    path = tmp_path / "subs.csv"
+    path.write_text("email\n" + "".join(f"r{i:03d}@example.com\n" for i in range(300)), encoding="utf-8")
+    lists = tmp_path / "lists"
+    read_subscribers_cached(path, lists, file_label="subs.csv")
+    (entry,) = lists.glob("*.list")
+    data = entry.read_bytes()
+    entry.write_bytes(data.replace(b"r000@example.com", b"zz00@example.com"))
+    found = read_subscribers_cached(path, lists, file_label="subs.csv")
+    assert len(checks) == 2 and list(found.subscribers)[0].email == "r000@example.com"
+
+
+def test_a_temporary_file_another_run_is_writing_is_left_alone(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import time
+
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    fresh, stale = lists / ".list-other.tmp", lists / ".list-killed.tmp"
+    fresh.write_bytes(b"rows of a list another send is checking")
+    stale.write_bytes(b"left by a run killed yesterday")
+    os.utime(stale, (time.time() - 86400, time.time() - 86400))
+    path = tmp_path / "subs.csv"
+    path.write_text("email\nada@example.com\n", encoding="utf-8")
+    read_subscribers_cached(path, lists, file_label="subs.csv")
+    assert fresh.exists() and not stale.exists()
+
+
+def test_a_spool_removed_while_it_was_written_leaves_no_broken_copy(tmp_path: Path, checks: list[Path],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another process, or the user, removes the spool's name while the list is checked: its rows are
+    # still read through the open file, and no copy is made of it by reopening the name.
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    lists = tmp_path / "lists"
+    path = tmp_path / "subs.csv"
+    path.write_text("email\nada@example.com\nbob@example.com\n", encoding="utf-8")
+
+    def removed_meanwhile(path: Path, **options: object) -> object:
+        found = read_subscribers(path, **options)  # type: ignore[arg-type]
+        for temporary in lists.glob(".*.tmp"):
+            temporary.unlink()
+        return found
+
+    monkeypatch.setattr(listcache, "read_subscribers", removed_meanwhile)
+    found = read_subscribers_cached(path, lists, file_label="subs.csv")
+    assert [s.email for s in found.subscribers] == ["ada@example.com", "bob@example.com"]
+    assert list(lists.iterdir()) == []
+    monkeypatch.setattr(listcache, "read_subscribers", read_subscribers)
+    again = read_subscribers_cached(path, lists, file_label="subs.csv")
+    assert [s.email for s in again.subscribers] == ["ada@example.com", "bob@example.com"]
+
+
+def test_a_list_from_a_pipe_is_read_once_and_not_kept(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "subs.fifo"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with fifo.open("w", encoding="utf-8") as out:
+            out.write("email,first_name\nli@example.com,李雷\n")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    found = read_subscribers_cached(fifo, tmp_path / "lists", file_label="<(…)")
+    writer.join(timeout=5)
+    assert [(s.email, s.first_name) for s in found.subscribers] == [("li@example.com", "李雷")]
+    assert not (tmp_path / "lists").exists() or not list((tmp_path / "lists").iterdir())
+
+
+def test_another_address_library_version_checks_the_list_again(tmp_path: Path, checks: list[Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text("email\nmüller@bücher.de\n", encoding="utf-8")
+    read_subscribers_cached(path, tmp_path / "lists", file_label="subs.csv")
+    monkeypatch.setattr(listcache, "_libraries", lambda: "email-validator==99")
+    read_subscribers_cached(path, tmp_path / "lists", file_label="subs.csv")
+    assert len(checks) == 2
 
 
 def test_a_full_state_folder_while_a_large_list_is_checked_is_an_error_naming_it(
