@@ -13,7 +13,7 @@ from mailer.deliver.listcache import read_subscribers_cached
 from mailer.deliver.subscribers import read_subscribers
 from mailer.errors import InputError
 from tests.conftest import SAMPLE_ISSUE
-from tests.deliver.test_subscribers import LARGE_LIST_CASES
+from tests.deliver.test_subscribers import LARGE_LIST_CASES, FullDisk
 
 
 @pytest.fixture
@@ -274,16 +274,7 @@ def test_another_address_library_version_checks_the_list_again(tmp_path: Path, c
 
 def test_a_full_state_folder_while_a_large_list_is_checked_is_an_error_naming_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A real full disk cannot be made here without privileges: the spool's file refuses its first write.
-    import errno
     import tempfile
-
-    class FullDisk:
-        def __init__(self, *args: object, dir: str, **kwargs: object) -> None:  # noqa: A002 - tempfile's name
-            self.name = str(Path(dir) / ".list-full.tmp")
-
-        def write(self, data: bytes) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", FullDisk)
