@@ -15,7 +15,8 @@ copy will be kept, so a state folder that fills up while it is checked stops the
 ledger's writes would. A pipe or FIFO (`--subscribers <(…)`) is read once, as it comes, with no copy.
 
 Entry: marshal'ed chunks of Subscriber.as_row() tuples, then a marshal'ed trailer (key, chunk
-offsets, their digest, count, repeats to pass over, skipped rows, warnings), then its length in 8 bytes.
+offsets, their digest, count, repeats to pass over, skipped rows, warnings), its SHA-256 (32 bytes) and
+its length (8 bytes): every byte that decides who is sent to is verified before a copy is used.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ from mailer.deliver.subscribers import (
 from mailer.errors import Problem
 from mailer.files import source_digest
 
-FORMAT = "mailer-checked-list 2"
+FORMAT = "mailer-checked-list 3"
 KEEP = 4  # list files kept; the least recently used go
 CHUNK = 5000
 _TAIL = 8  # bytes of the trailer's length, at the end
+_SEAL = 32  # bytes of the trailer's SHA-256, before its length
 _STALE = 3600  # seconds after which a temporary file is taken for one a killed run left
 _LIBRARIES = ("email-validator", "idna")  # they decide which non-ASCII addresses pass, and their form
 
@@ -67,14 +69,16 @@ def read_subscribers_cached(path: Path, cache_dir: Path, *, file_label: str, enc
     except OSError:
         found = None
     if found is not None:
+        _prune(cache_dir)
         return found
     checked = _digest(options)
-    result = read_subscribers(path, **options, spool_dir=_spool_dir(cache_dir, path), digest=checked)
+    room = _has_room(cache_dir, path)
+    result = read_subscribers(path, **options, spool_dir=cache_dir if room else None, digest=checked)
     spooled = result.subscribers if isinstance(result.subscribers, SpooledSubscribers) else None
     try:
         if spooled is not None and spooled.spool.path is not None:
             _keep_spool(entry, checked.hexdigest(), result, spooled)
-        else:
+        elif room:  # else the send needs the little room there is: no copy
             _store(entry, checked.hexdigest(), result)
         _prune(cache_dir)
     except Exception:  # a full disk, a read-only folder: no copy
@@ -104,16 +108,15 @@ def _libraries() -> str:
     return ",".join(found)
 
 
-def _spool_dir(cache_dir: Path, path: Path) -> Path | None:
-    """Where a large list's rows go as they are checked: the cache folder, if it has room for them (a
-    spool takes about what the file does), else TMPDIR (None), and no copy is kept."""
+def _has_room(cache_dir: Path, path: Path) -> bool:
+    """Whether the cache folder can take the list's copy with room to spare for the send's own writes. A
+    copy takes up to three times the file's size (a list of short addresses only); with less room than
+    four times that and 64 MB, a large list is spooled in TMPDIR and no copy is kept."""
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        if shutil.disk_usage(cache_dir).free > 2 * path.stat().st_size:
-            return cache_dir
+        return shutil.disk_usage(cache_dir).free > 4 * path.stat().st_size + (64 << 20)
     except OSError:
-        pass
-    return None
+        return False
 
 
 def _load(entry: Path, key: str, label: str) -> SubscriberList | None:
@@ -125,13 +128,18 @@ def _load(entry: Path, key: str, label: str) -> SubscriberList | None:
         descriptor = file.fileno()
         size = os.fstat(descriptor).st_size
         length = int.from_bytes(os.pread(descriptor, _TAIL, size - _TAIL), "big")
-        trailer = marshal.loads(os.pread(descriptor, length, size - _TAIL - length))
+        start = size - _TAIL - _SEAL - length
+        data = os.pread(descriptor, length, start)
+        if hashlib.sha256(data).digest() != os.pread(descriptor, _SEAL, start + length):
+            file.close()
+            return None
+        trailer = marshal.loads(data)
         if trailer["format"] != FORMAT or trailer["key"] != key:
             file.close()
             return None
         chunks = [tuple(chunk) for chunk in trailer["chunks"]]
         end = chunks[-1][0] + chunks[-1][1] if chunks else 0
-        if end != size - _TAIL - length or _rows_digest(descriptor, end) != trailer["rows_digest"]:
+        if end != start or _rows_digest(descriptor, end) != trailer["rows_digest"]:
             file.close()
             return None
         result = SubscriberList(label, skipped=[Skipped(*row) for row in trailer["skipped"]],
@@ -146,6 +154,9 @@ def _load(entry: Path, key: str, label: str) -> SubscriberList | None:
     except Exception:  # damaged, or written by something else: read the list afresh
         file.close()
         return None
+    except BaseException:
+        file.close()
+        raise
     return result
 
 
@@ -217,14 +228,20 @@ def _trailer(key: str, result: SubscriberList, chunks: list[tuple[int, int]], co
         "duplicates": list(duplicates),  # lines in the chunks found to repeat an earlier address
         "skipped": [(s.line, s.email, s.reason) for s in result.skipped],
         "warnings": [(w.file, w.message, w.line, w.column, w.field, w.hint) for w in result.warnings]})
-    return trailer + len(trailer).to_bytes(_TAIL, "big")
+    return trailer + hashlib.sha256(trailer).digest() + len(trailer).to_bytes(_TAIL, "big")
 
 
 def _prune(cache_dir: Path) -> None:
-    entries = sorted(cache_dir.glob("*.list"), key=lambda path: path.stat().st_mtime_ns, reverse=True)
-    for old in entries[KEEP:]:
-        old.unlink(missing_ok=True)
-    for temporary in cache_dir.glob(".*.tmp"):  # what a killed run left; not what another run is writing
+    """Keep the KEEP most recently used copies; remove what a killed run left (not what another run is
+    writing: a temporary file an hour old). Never an error (another run may be pruning too)."""
+    entries = []
+    for entry in cache_dir.glob("*.list"):
+        with contextlib.suppress(OSError):
+            entries.append((entry.stat().st_mtime_ns, entry))
+    for _, old in sorted(entries, reverse=True)[KEEP:]:
+        with contextlib.suppress(OSError):
+            old.unlink(missing_ok=True)
+    for temporary in cache_dir.glob(".*.tmp"):
         with contextlib.suppress(OSError):
             if time.time() - temporary.stat().st_mtime > _STALE:
                 temporary.unlink()

@@ -113,7 +113,7 @@ def read_subscribers(
                     spool.finish()
                 else:
                     result.subscribers.extend(rows)
-            except UnicodeDecodeError:
+            except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
                 raise _decode_error(path, label, encoding) from None
         if problems:
             raise InputError(problems)
@@ -130,6 +130,7 @@ def read_subscribers(
     except BaseException:
         if spool is not None:
             spool.discard()
+            spool.close()
         raise
     return result
 
@@ -291,7 +292,8 @@ class Spool:
     def seal(self, trailer: bytes) -> None:
         """Write `trailer` after the chunks, through the spool's own open file (never reopened by name:
         the name may be gone, or another file's by now)."""
-        os.pwrite(self._file.fileno(), trailer, self._end)
+        if os.pwrite(self._file.fileno(), trailer, self._end) != len(trailer):
+            raise OSError(f"{self.path}: the trailer was written only in part (a full disk?)")
 
     def same_file_as_path(self) -> bool:
         """Whether `path` still names the file this spool writes."""
@@ -303,6 +305,10 @@ class Spool:
             return False
         mine = os.fstat(self._file.fileno())
         return (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def close(self) -> None:
+        """Close the file (a spool whose list is refused: nothing will read it)."""
+        self._file.close()
 
     def discard(self) -> None:
         """Remove a named spool's file (its rows stay readable while the file is open)."""
@@ -458,11 +464,20 @@ def _open_text(path: Path, label: str, encoding: str | None, digest: Any = None)
             raise InputError([Problem(label, f"unknown encoding {encoding!r}",
                                       hint="e.g. --encoding cp1252 or --encoding latin-1")]) from None
     try:
+        if encoding and not codecs.lookup(encoding)._is_text_encoding:  # type: ignore[attr-defined]
+            raise LookupError(encoding)  # hex, rot13, zlib…: codecs, but not for text
         # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first column's name.
         if digest is None:
             return open(path, encoding=encoding or "utf-8-sig", newline="")  # noqa: SIM115 (the caller closes it)
         raw = io.BufferedReader(_Hashing(open(path, "rb", buffering=0), digest))  # noqa: SIM115
-        return io.TextIOWrapper(raw, encoding=encoding or "utf-8-sig", newline="")
+        try:
+            return io.TextIOWrapper(raw, encoding=encoding or "utf-8-sig", newline="")
+        except BaseException:
+            raw.close()
+            raise
+    except LookupError:
+        raise InputError([Problem(label, f"{encoding!r} is not a text encoding",
+                                  hint="e.g. --encoding cp1252 or --encoding latin-1")]) from None
     except FileNotFoundError:
         raise InputError([Problem(label, "file not found", hint="check the path; the workspace ships a sample list, "
                                   "subscribers.example.csv, to copy (columns: " + ",".join(COLUMNS) + ")")]) from None
@@ -500,8 +515,12 @@ def _decode_error(path: Path, label: str, encoding: str | None) -> InputError:
             label, f"not valid {encoding or 'UTF-8'} (byte 0x{data[err.start]:02x})", line,
             hint="save the file as UTF-8, or name its encoding with --encoding (e.g. --encoding cp1252)",
         )])
+    except UnicodeError:
+        pass
+    # Decoded whole it is fine, read as a stream it is not: UTF-16 or UTF-32 with no byte-order mark.
     return InputError([Problem(label, f"not valid {encoding or 'UTF-8'}",
-                               hint="save the file as UTF-8, or name its encoding with --encoding")])
+                               hint="save the file as UTF-8, or name its encoding with --encoding (UTF-16 without a "
+                                    "byte-order mark: --encoding utf-16-le or utf-16-be)")])
 
 
 def _check_header(header: list[str], label: str, problems: list[Problem], warnings: list[Problem]) -> dict[str, int]:

@@ -250,14 +250,24 @@ def test_a_list_from_a_pipe_is_read_once_and_not_kept(tmp_path: Path) -> None:
     fifo = tmp_path / "subs.fifo"
     os.mkfifo(fifo)
 
+    done = threading.Event()
+
     def write() -> None:
         with fifo.open("w", encoding="utf-8") as out:
             out.write("email,first_name\nli@example.com,李雷\n")
+        # A pipe gives its rows once: a second open (hashing first, then reading) would wait for a
+        # writer for ever; it gets a list with one bad row instead, and the test fails, not hangs.
+        if not done.wait(2):
+            with fifo.open("w", encoding="utf-8") as out:
+                out.write("email\nnot-an-address\n")
 
     writer = threading.Thread(target=write)
     writer.start()
-    found = read_subscribers_cached(fifo, tmp_path / "lists", file_label="<(…)")
-    writer.join(timeout=5)
+    try:
+        found = read_subscribers_cached(fifo, tmp_path / "lists", file_label="<(…)")
+    finally:
+        done.set()
+        writer.join(timeout=5)
     assert [(s.email, s.first_name) for s in found.subscribers] == [("li@example.com", "李雷")]
     assert not (tmp_path / "lists").exists() or not list((tmp_path / "lists").iterdir())
 
@@ -285,3 +295,68 @@ def test_a_full_state_folder_while_a_large_list_is_checked_is_an_error_naming_it
     message = str(refused.value)
     assert f"subs.csv: cannot write the temporary file in {tmp_path / 'state' / 'lists'}" in message
     assert "No space left on device" in message and "TMPDIR" not in message
+
+
+def test_a_copy_whose_trailer_was_changed_is_no_copy(tmp_path: Path, checks: list[Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The trailer says how many rows there are and which lines repeat an earlier address: a changed
+    # byte there would mail one reader twice and skip another.
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    path = tmp_path / "subs.csv"
+    path.write_text("email\nada@example.com\nbob@example.com\nADA@example.com\ncy@example.com\n", encoding="utf-8")
+    lists = tmp_path / "lists"
+    expected = [s.email for s in read_subscribers_cached(path, lists, file_label="subs.csv").subscribers]
+    (entry,) = lists.glob("*.list")
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600  # a large list's copy too
+    data = bytearray(entry.read_bytes())
+    for position in range(len(data) - 40 - 200, len(data) - 40):  # each byte near the trailer's end
+        changed = bytearray(data)
+        changed[position] ^= 0x01
+        entry.write_bytes(changed)
+        found = read_subscribers_cached(path, lists, file_label="subs.csv")
+        assert [s.email for s in found.subscribers] == expected == ["ada@example.com", "bob@example.com",
+                                                                    "cy@example.com"]
+        entry.write_bytes(data)
+
+
+def test_a_large_list_saved_just_before_its_check_is_kept_as_what_was_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    path = tmp_path / "subs.csv"
+    path.write_text("email\nada@example.com\n", encoding="utf-8")
+
+    def saved_first(path: Path, **options: object) -> object:
+        path.write_text("email\nada@example.com\nbob@example.com\n", encoding="utf-8")
+        return read_subscribers(path, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(listcache, "read_subscribers", saved_first)
+    read_subscribers_cached(path, tmp_path / "lists", file_label="subs.csv")
+    monkeypatch.setattr(listcache, "read_subscribers", read_subscribers)
+    path.write_text("email\nada@example.com\n", encoding="utf-8")  # the bytes the cache looked at first
+    found = read_subscribers_cached(path, tmp_path / "lists", file_label="subs.csv")
+    assert [s.email for s in found.subscribers] == ["ada@example.com"]
+
+
+def test_a_state_folder_short_of_room_keeps_no_copy(tmp_path: Path, checks: list[Path],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10 << 30, 10 << 30, 10))
+    lists = tmp_path / "lists"
+    for large in (False, True):
+        monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0 if large else 8 << 20)
+        path = tmp_path / f"subs{large}.csv"
+        path.write_text("email\nada@example.com\nbob@example.com\n", encoding="utf-8")
+        found = read_subscribers_cached(path, lists, file_label="subs.csv")
+        assert [s.email for s in found.subscribers] == ["ada@example.com", "bob@example.com"]
+    assert list(lists.iterdir()) == []  # the little room there is is the send's
+
+
+def test_the_name_errors_give_the_list_is_part_of_the_key(tmp_path: Path, checks: list[Path]) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text("email\nada@example.com\nADA@example.com\n", encoding="utf-8")
+    read_subscribers_cached(path, tmp_path / "lists", file_label="subs.csv")
+    other = read_subscribers_cached(path, tmp_path / "lists", file_label="lists/weekly.csv")
+    assert len(checks) == 2 and str(other.warnings[0]).startswith("lists/weekly.csv:3: duplicate of line 2")

@@ -225,3 +225,20 @@ class FullDisk:
         import errno
 
         raise OSError(errno.ENOSPC, "No space left on device")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize(("encoding", "data", "message"), [
+    ("hex", b"email\nada@example.com\n", "subs.csv: 'hex' is not a text encoding"),
+    ("rot13", b"email\nada@example.com\n", "subs.csv: 'rot13' is not a text encoding"),
+    ("utf-16", "email\nada@example.com\n".encode("utf-16-le"), "subs.csv: not valid utf-16\n    hint: "),
+])
+def test_an_encoding_that_cannot_read_the_list_is_a_clear_error(tmp_path: Path, encoding: str, data: bytes,
+                                                                 message: str) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_bytes(data)
+    with pytest.raises(InputError) as refused:
+        read_subscribers(path, file_label="subs.csv", encoding=encoding)
+    assert message in str(refused.value) and "hint: " in str(refused.value)
