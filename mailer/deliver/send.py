@@ -832,9 +832,6 @@ class _DryRunJob(PrepareJob):
             results.append((lines, size))
         return results
 
-    def run_fields(self, first: int, batches: list[list[tuple]]) -> list[tuple[str, int]]:
-        return self.run(first, [workers.subscribers(batch) for batch in batches])
-
 
 _CHUNK = 10  # batches handed to a worker at a time
 _AHEAD = 4  # chunks handed out before the first one is back: what the parent holds of the results
@@ -861,8 +858,7 @@ def _run_dry_batches(job: _DryRunJob, batches: Iterator[list[Subscriber]]) -> It
                 chunk = list(itertools.islice(stream, 1 if number <= 2 else _CHUNK))
                 if not chunk:
                     break
-                pending.append(pool.submit(workers.call, "run_fields", number,
-                                           [workers.as_fields(batch) for batch in chunk]))
+                pending.append(workers.submit(pool, number, chunk))
                 number += len(chunk)
                 if len(pending) >= _AHEAD:
                     yield from pending.popleft().result()

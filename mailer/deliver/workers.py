@@ -4,7 +4,7 @@ nothing else to wait for. (A live send prepares in its sending threads: its pace
 
 Workers are started fresh (spawn), not forked: a forked worker starts with the parent's whole memory,
 and so do the figures of whoever counts the memory of every process. Each is given the job once, when
-it starts; then batches of subscribers as plain tuples (Subscriber.as_row).
+it starts (a BatchJob); then batches of subscribers as plain tuples (Subscriber.as_row), through submit.
 A worker never sends anything.
 """
 
@@ -14,9 +14,9 @@ import gc
 import multiprocessing
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from mailer.compose.build import RenderedIssue
 from mailer.config import Config
@@ -56,30 +56,31 @@ def can_spawn() -> bool:
     return hasattr(os, "fork")
 
 
-def start_pool(job: PrepareJob) -> ProcessPoolExecutor:
+class BatchJob(Protocol):
+    """What worker processes are given: run(first, batches) does the work of batches numbered from `first`."""
+
+    def run(self, first: int, batches: list[list[Subscriber]]) -> Any: ...
+
+
+def start_pool(job: BatchJob) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=PROCESSES, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(job,))
 
 
-def as_fields(batch: list[Subscriber]) -> list[tuple]:
-    """Subscribers as plain tuples for a worker process (subscribers() makes them again)."""
-    return [s.as_row() for s in batch]
+def submit(pool: ProcessPoolExecutor, first: int, batches: list[list[Subscriber]]) -> Future[Any]:
+    """The job's run(first, batches) in a worker; the subscribers go as plain tuples and are made again there."""
+    return pool.submit(_run, first, [[s.as_row() for s in batch] for batch in batches])
 
 
-def subscribers(fields: list[tuple]) -> list[Subscriber]:
-    return [Subscriber(*row) for row in fields]
-
-
-def call(method: str, *args: Any) -> Any:
-    """In a worker: the job's `method`, e.g. pool.submit(call, "run_fields", …) for a dry run's job."""
+def _run(first: int, rows: list[list[tuple]]) -> Any:
     assert _JOB is not None
-    return getattr(_JOB, method)(*args)
+    return _JOB.run(first, [[Subscriber(*row) for row in batch] for batch in rows])
 
 
-_JOB: PrepareJob | None = None  # in a worker process: the job, set once
+_JOB: BatchJob | None = None  # in a worker process: the job, set once
 
 
-def _start_worker(job: PrepareJob) -> None:
+def _start_worker(job: BatchJob) -> None:
     global _JOB
     _JOB = job
     # As in the CLI (mailer/cli/main.py): a recipient's values make objects with no cycles by the
