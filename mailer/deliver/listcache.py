@@ -26,12 +26,11 @@ import hashlib
 import marshal
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from mailer.deliver.subscribers import (
     Skipped,
@@ -46,7 +45,6 @@ from mailer.files import source_digest
 
 FORMAT = "mailer-checked-list 3"
 KEEP = 4  # list files kept; the least recently used go
-CHUNK = 5000
 _TAIL = 8  # bytes of the trailer's length, at the end
 _SEAL = 32  # bytes of the trailer's SHA-256, before its length
 _STALE = 3600  # seconds after which a temporary file is taken for one a killed run left
@@ -168,56 +166,35 @@ def _rows_digest(descriptor: int, end: int) -> str:
 
 
 def _store(entry: Path, key: str, result: SubscriberList) -> None:
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{entry.name}.", suffix=".tmp", dir=entry.parent)
+    """A list held in memory (or a large one spooled in TMPDIR) written to a spool in the cache folder,
+    which becomes its entry as a large list's own spool does (_keep_spool)."""
+    spool = Spool(result.file_label, folder=entry.parent)
     try:
-        with os.fdopen(handle, "wb") as out:
-            chunks, count, digest = _write_chunks(out, result.subscribers)
-            # The rows as the list gives them (its repeats already passed over): no duplicates to skip.
-            large = isinstance(result.subscribers, SpooledSubscribers)
-            out.write(_trailer(key, result, chunks, count, digest, large=large, duplicates=()))
-        os.replace(temporary, entry)  # mkstemp's file is 0600: the rows are the user's alone
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        if spool.path is None:  # the folder refused the file (the spool went to TMPDIR): no copy
+            return
+        for subscriber in result.subscribers:
+            spool.add(subscriber)
+        spool.finish()
+        # The rows as the list gives them (a large list's repeats already passed over): none to skip.
+        _keep_spool(entry, key, result, SpooledSubscribers(spool, set()),
+                    large=isinstance(result.subscribers, SpooledSubscribers))
+    finally:
+        spool.discard()  # unless kept
+        spool.close()
 
 
-def _keep_spool(entry: Path, key: str, result: SubscriberList, spooled: SpooledSubscribers) -> None:
-    """A large list's spool, written in the cache folder as it was checked, becomes its entry: the trailer
-    goes after its chunks (read at their offsets, they are not disturbed) and the file takes the entry's
-    name, if its name is still its own (a prune or a user may have removed it meanwhile: then no copy)."""
+def _keep_spool(entry: Path, key: str, result: SubscriberList, spooled: SpooledSubscribers, *,
+                large: bool = True) -> None:
+    """A spool written in the cache folder becomes the entry: the trailer goes after its chunks (read at
+    their offsets, they are not disturbed) and the file takes the entry's name, if its name is still its
+    own (a prune or a user may have removed it meanwhile: then no copy). NamedTemporaryFile's file is 0600."""
     spool = spooled.spool
     assert spool.path is not None
-    spool.seal(_trailer(key, result, spool.chunk_offsets, spool.count, spool.rows_digest.hexdigest(), large=True,
+    spool.seal(_trailer(key, result, spool.chunk_offsets, spool.count, spool.rows_digest.hexdigest(), large=large,
                         duplicates=sorted(spooled.duplicates)))
-    if spool.same_file_as_path():  # NamedTemporaryFile's file is 0600, as mkstemp's
+    if spool.same_file_as_path():
         os.replace(spool.path, entry)
         spool.path = None  # kept: not discarded
-
-
-def _write_chunks(out: BinaryIO, subscribers: Iterable[Subscriber]) -> tuple[list[tuple[int, int]], int, str]:
-    chunks: list[tuple[int, int]] = []
-    digest = hashlib.sha256()
-    pending: list[Any] = []
-    offset = count = 0
-    for subscriber in subscribers:
-        pending.append(subscriber.as_row())
-        if len(pending) == CHUNK:
-            offset = _write_chunk(out, pending, chunks, offset, digest)
-            count += CHUNK
-            pending = []
-    if pending:
-        count += len(pending)
-        _write_chunk(out, pending, chunks, offset, digest)
-    return chunks, count, digest.hexdigest()
-
-
-def _write_chunk(out: BinaryIO, rows: list[Any], chunks: list[tuple[int, int]], offset: int, digest: Any) -> int:
-    data = marshal.dumps(rows)
-    out.write(data)
-    digest.update(data)
-    chunks.append((offset, len(data)))
-    return offset + len(data)
 
 
 def _trailer(key: str, result: SubscriberList, chunks: list[tuple[int, int]], count: int, rows_digest: str, *,

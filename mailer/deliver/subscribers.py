@@ -250,9 +250,10 @@ class SpooledSubscribers:
 
 
 class Spool:
-    """Checked subscribers in an anonymous temporary file (gone once closed, or with the process), as
-    marshal'ed chunks of plain tuples. Chunks are read at their offsets (os.pread), so that any
-    number of passes may read at once."""
+    """Checked subscribers in a file of their own, as marshal'ed chunks of plain tuples: an anonymous
+    temporary file (gone once closed, or with the process), or a named one that the list cache keeps
+    (mailer/deliver/listcache.py). Chunks are read at their offsets (os.pread), so that any number of
+    passes may read at once."""
 
     CHUNK = 5000
 
