@@ -15,15 +15,17 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8, Policy
 from email.utils import format_datetime, make_msgid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mailer.addresses import address_key
 from mailer.compose import placeholders
-from mailer.compose.build import RenderedIssue
 from mailer.config import Config
 from mailer.deliver.subscribers import Subscriber
 from mailer.errors import ConfigError
+
+if TYPE_CHECKING:  # the renderer is not needed to send what it built
+    from mailer.compose.build import RenderedIssue
 
 # RFC 5322 allows 998 characters per line. At the default of 78 the email package turns a long
 # List-Unsubscribe (one URL and a token, nowhere to fold) into an =?utf-8?q?…?= encoded word,

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailer.addresses import address_key
-from mailer.compose.build import RenderedIssue
 from mailer.config import Config
 from mailer.deliver import ledger as ledger_states
 from mailer.deliver import workers
@@ -45,6 +44,9 @@ from mailer.deliver.subscribers import Skipped, Subscriber, SubscriberList
 from mailer.deliver.suppressions import Screener, screen_recipients
 from mailer.deliver.workers import PrepareJob
 from mailer.errors import ExitStatus, MailerError
+
+if TYPE_CHECKING:  # the renderer is not needed to send what it built
+    from mailer.compose.build import RenderedIssue
 
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
 # SendGrid cancels a batch no later than this before its send_at; after that it goes out as scheduled.

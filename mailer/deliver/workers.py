@@ -16,13 +16,15 @@ import os
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mailer.compose.build import RenderedIssue
 from mailer.config import Config
 from mailer.deliver.backends import Backend, Recipient
 from mailer.deliver.message import Personaliser
 from mailer.deliver.subscribers import Subscriber
+
+if TYPE_CHECKING:  # the renderer is not needed to send what it built
+    from mailer.compose.build import RenderedIssue
 
 PROCESSES = 2  # measured on 2 cores, where more only take turns with the parent (larger machines: not measured)
 

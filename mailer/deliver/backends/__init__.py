@@ -7,13 +7,15 @@ place, what is retried, what is failed, and what is uncertain.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mailer.compose.build import RenderedIssue
 from mailer.config import Config
 from mailer.deliver.message import Personal
 from mailer.deliver.subscribers import Subscriber
 from mailer.errors import ExitStatus, MailerError
+
+if TYPE_CHECKING:  # the renderer is not needed to send what it built
+    from mailer.compose.build import RenderedIssue
 
 
 @dataclass(frozen=True)

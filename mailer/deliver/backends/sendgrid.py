@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPException
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mailer.addresses import printable
 from mailer.compose import placeholders
-from mailer.compose.build import RenderedIssue
 from mailer.config import Config
 from mailer.deliver.backends import (
     Accepted,
@@ -30,6 +29,9 @@ from mailer.deliver.backends import (
     TransientError,
     UncertainError,
 )
+
+if TYPE_CHECKING:  # the renderer is not needed to send what it built
+    from mailer.compose.build import RenderedIssue
 
 API_KEY_ENV = "SENDGRID_API_KEY"
 API_HOST_ENV = "SENDGRID_API_HOST"

@@ -10,10 +10,9 @@ import smtplib
 import ssl
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from mailer.compose.build import RenderedIssue
 from mailer.config import Config
 from mailer.deliver.backends import (
     Accepted,
@@ -25,6 +24,9 @@ from mailer.deliver.backends import (
     UncertainError,
 )
 from mailer.deliver.message import POLICY, POLICY_UTF8, MessageWriter, build_mime
+
+if TYPE_CHECKING:  # the renderer is not needed to send what it built
+    from mailer.compose.build import RenderedIssue
 
 URL_ENV = "MAILER_SMTP_URL"
 TIMEOUT_SECONDS = 30.0
