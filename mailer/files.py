@@ -34,6 +34,11 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, sync: bool = Fal
     return path
 
 
+def issue_slug(path: Path) -> str:
+    """An issue's name in the ledger, the outbox and the site: its file's name without `.yaml`."""
+    return path.stem
+
+
 def files_under(folder: Path, *, follow: bool = False) -> list[tuple[str, str, Path]]:
     """(folder relative to `folder`, name, path) of every file under `folder`, in a stable order; links to
     folders followed only if `follow`."""

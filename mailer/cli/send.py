@@ -163,12 +163,21 @@ def _backend(name: str, *, live: bool):
 
 
 def _load(issue_file: Path) -> tuple[Config, RenderedIssue]:
-    from mailer.compose.buildcache import build_issue_cached
+    config = _config(issue_file)
+    return config, _build(issue_file, config)
+
+
+def _config(issue_file: Path) -> Config:
     from mailer.config import find_workspace, load_config
 
-    config = load_config(find_workspace(issue_file.parent))
+    return load_config(find_workspace(issue_file.parent))
+
+
+def _build(issue_file: Path, config: Config) -> RenderedIssue:
+    from mailer.compose.buildcache import build_issue_cached
+
     # A send, its rerun, status and cancel build the same issue: built once, then read back.
-    return config, build_issue_cached(issue_file, config, config.state_dir / "builds")
+    return build_issue_cached(issue_file, config, config.state_dir / "builds")
 
 
 def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, test_to: str | None,
@@ -176,8 +185,17 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
              sandbox: bool, rate: float | None, workers: int | None, resend_uncertain: bool, retry_failed: bool,
              segment: str | None, skip_invalid: bool, encoding: str | None, despite_complaints: bool = False) -> None:
     from mailer.addresses import AddressError, parse_address
-    from mailer.deliver.listcache import read_subscribers_cached
-    from mailer.deliver.send import SendOptions, check_approved, check_send_at, dry_run, send_issue
+    from mailer.deliver import listcache
+    from mailer.deliver.send import (
+        SendOptions,
+        check_approved,
+        check_send_at,
+        dry_run,
+        finished_send,
+        issue_key,
+        send_issue,
+    )
+    from mailer.files import issue_slug
     from mailer.schema import display_path
 
     if test_to is None and subscribers_path is None:
@@ -188,30 +206,43 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         except AddressError as err:
             raise UsageError(f"--test-to: {err}") from None
     when = parse_send_at(send_at) if send_at else None
-    config, rendered = _load(issue_file)
-    _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
+    config = _config(issue_file)
     name = backend_name or config.backend
+    if sandbox and name != "sendgrid":
+        raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --backend sendgrid")
+    if name == "smtp" and config.managed_unsubscribe:
+        raise UsageError("--backend smtp cannot send with `unsubscribe: sendgrid`: only SendGrid fills in its "
+                         "unsubscribe links\n    hint: leave out --backend, or set `unsubscribe: self-hosted`")
+    options = SendOptions(live=live, workers=workers, rate=rate, resend_uncertain=resend_uncertain,
+                          retry_failed=retry_failed, send_at=when, sandbox=sandbox, force=force,
+                          despite_complaints=despite_complaints)
+    if live and test_to is None and when is None and subscribers_path is not None and issue_file.is_file():
+        # The same command again after a send that reached everyone: answered from the ledger.
+        label = display_path(subscribers_path)
+        list_key = listcache.list_key(subscribers_path, file_label=label, encoding=encoding,
+                                      skip_invalid=skip_invalid, segment=segment)
+        finished = list_key and finished_send(config, issue_key(issue_slug(issue_file), options), list_key,
+                                              lambda: _backend(name, live=True), options, progress=_progress())
+        if finished:
+            click.echo(f"Nothing left to send: everyone on {label} has had this issue or is skipped, as the ledger "
+                       f"recorded at {finished.finished_at}, unchanged since.", err=True)
+            _print_report(finished, issue_slug(issue_file))
+            return
+    rendered = _build(issue_file, config)
+    _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
     if when is not None:
         if name != "sendgrid":
             raise UsageError("--at needs the sendgrid backend: SMTP has no scheduling\n"
                              "    hint: add --backend sendgrid, or leave out --at and send when you want it to go")
         check_send_at(when)
-    if sandbox and name != "sendgrid":
-        raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --backend sendgrid")
     subscribers = None
     if subscribers_path is not None:
         # Checked once for the same bytes: a live send after its dry run, or a rerun, reads it back.
-        subscribers = read_subscribers_cached(subscribers_path, config.state_dir / "lists",
+        subscribers = listcache.read_subscribers_cached(subscribers_path, config.state_dir / "lists",
                                               file_label=display_path(subscribers_path), encoding=encoding,
                                               skip_invalid=skip_invalid, segment=segment)
         for warning in subscribers.warnings:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
-    options = SendOptions(live=live, workers=workers, rate=rate, resend_uncertain=resend_uncertain,
-                          retry_failed=retry_failed, send_at=when, sandbox=sandbox, force=force,
-                          despite_complaints=despite_complaints)
-    if name == "smtp" and config.managed_unsubscribe:
-        raise UsageError("--backend smtp cannot send with `unsubscribe: sendgrid`: only SendGrid fills in its "
-                         "unsubscribe links\n    hint: leave out --backend, or set `unsubscribe: self-hosted`")
     backend = _backend(name, live=live)
     if test_to is not None:
         _run_test_send(rendered, config, subscribers, test_to, as_email, backend, options)
@@ -227,7 +258,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     with _graceful_ctrl_c() as interrupt:
         report = send_issue(rendered, config, subscribers, backend, options, progress=_progress(), schedule=schedule,
                             interrupt=interrupt)
-    _print_report(report, rendered)
+    _print_report(report, rendered.issue.slug)
     if not report.complete:
         sys.exit(ExitStatus.DELIVERY_FAILED)
 
@@ -427,8 +458,8 @@ def _suppression_note(report: SendReport) -> str:
     return f"  suppression list: pulled {report.suppressions_pulled_at}"
 
 
-def _print_report(report: SendReport, rendered: RenderedIssue) -> None:
-    click.echo(f"{rendered.issue.slug}:")
+def _print_report(report: SendReport, slug: str) -> None:
+    click.echo(f"{slug}:")
     click.echo(_table([
         ("intended", report.intended),
         ("accepted", report.accepted),

@@ -13,6 +13,7 @@ import yaml
 
 from mailer.compose import markdown
 from mailer.errors import InputError, Problem
+from mailer.files import issue_slug
 from mailer.schema import (
     MISSING,
     Choice,
@@ -329,7 +330,7 @@ def load_issue(path: Path | str, *, label: str | None = None) -> Issue:
     fields = load_document(path, issue_schema(path.parent), file_label=file_label)
     return Issue(
         source_path=path,
-        slug=path.stem,
+        slug=issue_slug(path),
         subject=fields["subject"],
         title=fields["title"] or fields["subject"],
         date=fields["date"],

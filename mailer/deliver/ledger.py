@@ -61,6 +61,15 @@ CREATE TABLE IF NOT EXISTS newsletters (
     list_id      TEXT NOT NULL,          -- the newsletter that sends it (RFC 2919 List-Id)
     claimed_at   TEXT NOT NULL
 );
+-- A send that left nothing to do for a list: the same command again answers from here instead of
+-- planning the whole list against the ledger (Ledger.finished says when it still holds).
+CREATE TABLE IF NOT EXISTS finished (
+    issue        TEXT PRIMARY KEY,
+    list         TEXT NOT NULL,          -- the list's key: its bytes and how they were read (listcache)
+    rows         INTEGER NOT NULL,       -- the issue's rows in deliveries then, all of them accepted
+    report       TEXT NOT NULL,          -- JSON: what that send's report said (send.finished_send)
+    at           TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS schedules (
     issue        TEXT NOT NULL,
     schedule_id  TEXT NOT NULL,          -- SendGrid's batch_id
@@ -379,6 +388,29 @@ class Ledger:
             "error=?, attempts=attempts+?, updated_at=? "
             "WHERE issue=? AND recipient IN (SELECT value FROM json_each(?))",
             (state, batch, message_id, error, int(count_attempt), now(), issue, json.dumps(keys))).rowcount
+
+    # -- a send with nothing left to do --------------------------------------------------------
+
+    def record_finished(self, issue: str, list_key: str, report: dict[str, Any]) -> None:
+        """Remember that the list keyed `list_key` has nobody left to send `issue` to (see finished)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO finished SELECT ?, ?, COUNT(*), ?, ? FROM deliveries WHERE issue=?",
+                       (issue, list_key, json.dumps(report, ensure_ascii=False), now(), issue))
+
+    def finished(self, issue: str, list_key: str) -> tuple[dict[str, Any], str] | None:
+        """The report recorded with record_finished and when, if it still holds: the list is the one
+        recorded, and the issue's rows are as many as then and all accepted. Rows are never removed and
+        only a send makes them accepted, so each reader who was accepted then still is, whatever ran
+        meanwhile (a cancel, a send of another list, an interrupted run)."""
+        found = self._query("SELECT rows, report, at FROM finished WHERE issue=? AND list=?", (issue, list_key))
+        if not found:
+            return None
+        rows, report, at = found[0]
+        count, not_accepted = self._query(
+            "SELECT COUNT(*), TOTAL(state != 'accepted') FROM deliveries WHERE issue=?", (issue,))[0]
+        if count != rows or not_accepted:
+            return None
+        return json.loads(report), at
 
     # -- reading -------------------------------------------------------------------------------
 

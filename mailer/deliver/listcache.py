@@ -59,25 +59,24 @@ def read_subscribers_cached(path: Path, cache_dir: Path, *, file_label: str, enc
         return read_subscribers(path, **options)
     entry = cache_dir / f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]}.list"
     try:
-        digest = _digest(options)
-        with path.open("rb") as data:
-            while block := data.read(1 << 20):
-                digest.update(block)
-        found = _load(entry, digest.hexdigest(), file_label)
+        key = _key(path, options)
+        found = _load(entry, key, file_label)
     except OSError:
         found = None
     if found is not None:
+        found.key = key
         _prune(cache_dir)
         return found
     checked = _digest(options)
     room = _has_room(cache_dir, path)
     result = read_subscribers(path, **options, spool_dir=cache_dir if room else None, digest=checked)
+    result.key = checked.hexdigest()  # of the bytes the check read
     spooled = result.subscribers if isinstance(result.subscribers, SpooledSubscribers) else None
     try:
         if spooled is not None and spooled.spool.path is not None:
-            _keep_spool(entry, checked.hexdigest(), result, spooled)
+            _keep_spool(entry, result.key, result, spooled)
         elif room:  # else the send needs the little room there is: no copy
-            _store(entry, checked.hexdigest(), result)
+            _store(entry, result.key, result)
         _prune(cache_dir)
     except Exception:  # a full disk, a read-only folder: no copy
         pass
@@ -85,6 +84,27 @@ def read_subscribers_cached(path: Path, cache_dir: Path, *, file_label: str, enc
         if spooled is not None:
             spooled.spool.discard()  # unless kept: its name is gone, its rows readable while the list lives
     return result
+
+
+def list_key(path: Path, *, file_label: str, encoding: str | None = None, skip_invalid: bool = False,
+             segment: str | None = None) -> str | None:
+    """The key read_subscribers_cached gives the list in `path` read with these options (SubscriberList.key),
+    without reading its rows: None for a pipe or FIFO, or a file that cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        return _key(path, {"file_label": file_label, "encoding": encoding, "skip_invalid": skip_invalid,
+                           "segment": segment})
+    except OSError:
+        return None
+
+
+def _key(path: Path, options: dict[str, Any]) -> str:
+    digest = _digest(options)
+    with path.open("rb") as data:
+        while block := data.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _digest(options: dict[str, Any]) -> Any:

@@ -61,6 +61,9 @@ class SubscriberList:
     subscribers: list[Subscriber] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    # Read through mailer.deliver.listcache: the key of its bytes and how they were read. A send that
+    # leaves nobody on the list to send to records it, and the same command again answers from that.
+    key: str | None = None
 
     def find(self, email: str) -> Subscriber | None:
         key = address_key(email)

@@ -217,6 +217,12 @@ class SuppressionList:
             (addresses,) = db.execute("SELECT COUNT(DISTINCT address) FROM suppressions").fetchone()
         return Pull(row[0], json.loads(row[1]), addresses)
 
+    def pulled_at(self) -> str | None:
+        """When the list was last pulled (None: never), without last_pull's counting."""
+        with self._transaction("DEFERRED") as db:
+            row = db.execute("SELECT pulled_at FROM pulls ORDER BY rowid DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
     def reasons(self, email: str) -> list[Suppression]:
         """Every reason this address is suppressed (none: it may be mailed)."""
         return self.find([email]).get(address_key(email), [])
@@ -405,6 +411,14 @@ class Screener:
             found = suppressions.find(hits, keyed=True, known=self._known)
         return {address: "suppressed: " + "; ".join(item.describe() for item in items)
                 for address, items in found.items()}
+
+
+def last_pulled_at(state_dir: Path) -> str | None:
+    """When the suppression list in `state_dir` was last pulled; None if never (a send's report says so)."""
+    if not suppressions_path(state_dir).exists():  # never create one just to find nothing
+        return None
+    with SuppressionList.open(state_dir) as suppressions:
+        return suppressions.pulled_at()
 
 
 def screen_recipients(state_dir: Path, emails: Iterable[str], *, keyed: bool = False) -> Screening:

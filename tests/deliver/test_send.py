@@ -18,7 +18,7 @@ import pytest
 from mailer.compose.build import build_issue
 from mailer.config import load_config
 from mailer.deliver.backends.sendgrid import SendGridBackend
-from mailer.deliver.ledger import issue_lock
+from mailer.deliver.ledger import Ledger, issue_lock
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.send import SendOptions, send_issue
 from mailer.deliver.subscribers import read_subscribers
@@ -208,6 +208,57 @@ def test_send_to_everyone_then_resume_sends_nobody_twice(workspace: Path, sendgr
     assert again.exit_code == 0
     assert len(sendgrid.accepted) == 2501  # nobody twice
     assert "2500" in again.stdout
+
+
+def test_the_same_command_after_a_finished_send_answers_from_the_ledger(workspace: Path, sendgrid: FakeSendGrid,
+                                                                      run_cli, tmp_path: Path) -> None:
+    approve(run_cli)
+    path = make_subscribers(workspace, 1200, extra="gone@example.com,Gone,,unsubscribed,weekly\n")
+    first = send_live(run_cli, path)
+    assert first.exit_code == 0, first.stderr
+    requests = len(sendgrid.paths) + len(sendgrid.gets)
+    again = send_live(run_cli, path)
+    assert again.exit_code == 0, again.stderr
+    assert "Nothing left to send" in again.stderr and "subscribers-1200.csv" in again.stderr
+    assert len(sendgrid.paths) + len(sendgrid.gets) == requests  # not one: no suppressed reader to screen again
+    assert re.search(r"^  accepted +1200$", again.stdout, re.M)
+    assert re.search(r"^    of which in earlier runs +1200$", again.stdout, re.M)
+    assert re.search(r"^  skipped +1$", again.stdout, re.M)
+    # Someone who joined since is sent to, and only they; then nobody is left again.
+    path.write_text(path.read_text(encoding="utf-8") + "newcomer@example.com,New,Comer,subscribed,weekly\n",
+                    encoding="utf-8")
+    joined = send_live(run_cli, path)
+    assert joined.exit_code == 0, joined.stderr
+    assert "Nothing left to send" not in joined.stderr
+    assert sendgrid.accepted[-1] == "newcomer@example.com"
+    assert len(sendgrid.accepted) == len(set(sendgrid.accepted)) == 1 + 1201  # the editor's test, then the list
+    assert "Nothing left to send" in send_live(run_cli, path).stderr
+    # A row changed behind the ledger's back (here by hand, as a user with the sqlite3 shell could) is
+    # seen: the ledger's rows are checked, not only what was recorded at the end of the send.
+    with closing(sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")) as db, db:
+        db.execute("UPDATE deliveries SET state='failed' WHERE recipient='reader00007@example.com'")
+    retried = send_live(run_cli, path, "--retry-failed")
+    assert retried.exit_code == 0, retried.stderr
+    assert "Nothing left to send" not in retried.stderr
+    assert sendgrid.accepted[-1] == "reader00007@example.com"
+
+
+def test_a_finished_record_holds_while_the_issues_rows_are_as_many_and_all_accepted(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.queue("2020-12-13", [("a@example.com", "a@example.com")])
+        ledger.mark("2020-12-13", ["a@example.com"], "accepted")
+        ledger.record_finished("2020-12-13", "list-1", {"intended": 1})
+        assert ledger.finished("2020-12-13", "list-1")[0] == {"intended": 1}
+        assert ledger.finished("2020-12-13", "list-2") is None
+        ledger.queue("2020-12-20", [("b@example.com", "b@example.com")])  # another issue: no matter
+        assert ledger.finished("2020-12-13", "list-1") is not None
+        ledger.queue("2020-12-13", [("b@example.com", "b@example.com")])
+        assert ledger.finished("2020-12-13", "list-1") is None  # a row not accepted
+        ledger.mark("2020-12-13", ["b@example.com"], "accepted")
+        assert ledger.finished("2020-12-13", "list-1") is None  # all accepted, but one row more than then
+    finally:
+        ledger.close()
 
 
 def test_one_address_in_two_unicode_forms_is_one_recipient(workspace: Path, sendgrid: FakeSendGrid, run_cli,
@@ -649,6 +700,13 @@ def test_schedule_within_72_hours_and_cancel(workspace: Path, sendgrid: FakeSend
     assert cancelled.exit_code == 0, cancelled.stderr
     assert sendgrid.scheduled == {body["batch_id"]: "cancel"}
     assert ledger_states(tmp_path / "state") == {"cancelled": 18}
+    # The scheduled send had left nobody to send to; the cancel changed that, and the same list sent
+    # again now reaches all of them (not "nothing left to send" from before the cancel).
+    again = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert again.exit_code == 0, again.stderr
+    assert "Nothing left to send" not in again.stderr
+    assert ledger_states(tmp_path / "state") == {"accepted": 18}
+    assert len(sendgrid.requests[-1]["personalizations"]) == 18 and "send_at" not in sendgrid.requests[-1]
 
 
 def schedule_in_ten_hours(run_cli) -> None:

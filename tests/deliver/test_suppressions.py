@@ -375,6 +375,16 @@ def test_live_send_never_mails_or_records_a_suppressed_address(workspace: Path, 
     table = summary(result.stdout)
     assert table["intended"] == table["accepted"] == SUBSCRIBED - 3
     assert table["skipped"] == 5 and table["of which suppressed"] == 3
+    # The same command again: nobody is left, but the three are screened again after a fresh pull.
+    def pulls() -> int:  # each pull asks for the first page of bounces once
+        return sum(path.startswith(BOUNCES + "?") and "offset=0" in path for path in sendgrid.gets)
+
+    pulled = pulls()
+    again = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert again.exit_code == 0, again.stderr
+    assert "Nothing left to send" in again.stderr
+    assert pulls() == pulled + 1
+    assert summary(again.stdout) == {**table, "of which in earlier runs": SUBSCRIBED - 3}
     # A later pull that lifts the bounce lets the next run mail Alan, and nobody twice.
     sendgrid.suppressions[BOUNCES] = sendgrid.suppressions[BOUNCES][:-1]
     assert run_cli("suppressions", "pull").exit_code == 0
@@ -382,6 +392,7 @@ def test_live_send_never_mails_or_records_a_suppressed_address(workspace: Path, 
     assert again.exit_code == 0
     received = [a for a in sendgrid.accepted if a != "editor@example.com"]
     assert received[-1] == "alan.turing@example.com" and len(received) == len(set(received)) == SUBSCRIBED - 2
+    assert "Nothing left to send" not in again.stderr
 
 
 def test_without_a_pulled_list_sending_is_unchanged_and_says_so(workspace: Path, sendgrid: FakeSendGrid,
