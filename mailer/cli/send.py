@@ -224,8 +224,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         finished = list_key and finished_send(config, issue_key(issue_slug(issue_file), options), list_key,
                                               lambda: _backend(name, live=True), options, progress=_progress())
         if finished:
-            click.echo(f"Nothing left to send: everyone on {label} has had this issue or is skipped, as the ledger "
-                       f"recorded at {finished.finished_at}, unchanged since.", err=True)
+            click.echo(f"Nothing left to send: every reader on {label} is accepted (sent, or scheduled) or skipped, "
+                       f"as the ledger recorded at {finished.finished_at}, unchanged since.", err=True)
             _print_report(finished, issue_slug(issue_file))
             return
     rendered = _build(issue_file, config)

@@ -70,6 +70,14 @@ CREATE TABLE IF NOT EXISTS finished (
     report       TEXT NOT NULL,          -- JSON: what that send's report said (send.finished_send)
     at           TEXT NOT NULL
 );
+-- A row removed or re-keyed (a migration, a hand edit) voids the record; a send never does either,
+-- so these cost it nothing. Any other change leaves a row not accepted or another count (finished).
+CREATE TRIGGER IF NOT EXISTS finished_void_on_delete AFTER DELETE ON deliveries BEGIN
+    DELETE FROM finished WHERE issue = OLD.issue;
+END;
+CREATE TRIGGER IF NOT EXISTS finished_void_on_rekey AFTER UPDATE OF issue, recipient ON deliveries BEGIN
+    DELETE FROM finished WHERE issue IN (OLD.issue, NEW.issue);
+END;
 CREATE TABLE IF NOT EXISTS schedules (
     issue        TEXT NOT NULL,
     schedule_id  TEXT NOT NULL,          -- SendGrid's batch_id
@@ -399,9 +407,9 @@ class Ledger:
 
     def finished(self, issue: str, list_key: str) -> tuple[dict[str, Any], str] | None:
         """The report recorded with record_finished and when, if it still holds: the list is the one
-        recorded, and the issue's rows are as many as then and all accepted. Rows are never removed and
-        only a send makes them accepted, so each reader who was accepted then still is, whatever ran
-        meanwhile (a cancel, a send of another list, an interrupted run)."""
+        recorded, and the issue's rows are as many as then and all accepted. A row removed or re-keyed
+        voids the record (the triggers in SCHEMA), so each reader accepted then still is, whatever ran
+        meanwhile (a cancel, a send of another list, an interrupted run, an edit by hand)."""
         found = self._query("SELECT rows, report, at FROM finished WHERE issue=? AND list=?", (issue, list_key))
         if not found:
             return None
@@ -410,7 +418,11 @@ class Ledger:
             "SELECT COUNT(*), TOTAL(state != 'accepted') FROM deliveries WHERE issue=?", (issue,))[0]
         if count != rows or not_accepted:
             return None
-        return json.loads(report), at
+        try:
+            recorded = json.loads(report)
+        except ValueError:  # written by hand or by something else: no record
+            return None
+        return (recorded, at) if isinstance(recorded, dict) else None
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -570,16 +570,20 @@ def finished_send(config: Config, key: str, list_key: str, backend: Callable[[],
         if found is None:
             return None
         recorded, at = found
-        suppressed: list[str] = recorded["suppressed"]
+        try:
+            suppressed = [str(key) for key in recorded["suppressed"]]
+            report = SendReport(intended=int(recorded["intended"]), accepted_before=int(recorded["intended"]),
+                                skipped=[Skipped(*row) for row in recorded["skipped"]], suppressed=len(suppressed),
+                                live=True, finished_at=at)
+        except (KeyError, TypeError, ValueError):  # a record of another shape: plan the list
+            return None
         if suppressed:
             _pull_suppressions(config, backend(), options, progress, None)
             screener = Screener(config.state_dir)
             if len(screener.reasons(suppressed)) != len(suppressed):
                 return None
-        pulled_at = last_pulled_at(config.state_dir)
-    return SendReport(intended=recorded["intended"], accepted_before=recorded["intended"],
-                      skipped=[Skipped(*row) for row in recorded["skipped"]], suppressed=len(suppressed),
-                      suppressions_pulled_at=pulled_at, live=True, finished_at=at)
+        report.suppressions_pulled_at = last_pulled_at(config.state_dir)
+    return report
 
 
 def _payload_options(options: SendOptions, schedule_id: str) -> Any:

@@ -241,6 +241,21 @@ def test_the_same_command_after_a_finished_send_answers_from_the_ledger(workspac
     assert retried.exit_code == 0, retried.stderr
     assert "Nothing left to send" not in retried.stderr
     assert sendgrid.accepted[-1] == "reader00007@example.com"
+    # A reader's row re-keyed by hand (the address changed in place: as many rows, all accepted) voids
+    # the record too: that reader has no row now, and is sent to.
+    assert "Nothing left to send" in send_live(run_cli, path).stderr
+    with closing(sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")) as db, db:
+        db.execute("UPDATE deliveries SET recipient='someone.else@example.com' "
+                   "WHERE recipient='reader00003@example.com'")
+    rekeyed = send_live(run_cli, path)
+    assert rekeyed.exit_code == 0, rekeyed.stderr
+    assert "Nothing left to send" not in rekeyed.stderr
+    assert sendgrid.accepted[-1] == "reader00003@example.com"
+    # The same file read another way (here --segment, which every reader has) is another list: planned.
+    count = len(sendgrid.accepted)
+    segmented = send_live(run_cli, path, "--segment", "weekly")
+    assert segmented.exit_code == 0, segmented.stderr
+    assert "Nothing left to send" not in segmented.stderr and len(sendgrid.accepted) == count
 
 
 def test_a_finished_record_holds_while_the_issues_rows_are_as_many_and_all_accepted(tmp_path: Path) -> None:
@@ -803,6 +818,12 @@ def test_sandbox_validates_and_delivers_nothing(workspace: Path, sendgrid: FakeS
     assert sendgrid.accepted == []
     assert ledger_states(tmp_path / "state") == Counter()  # the real issue's ledger is untouched
     assert ledger_states(tmp_path / "state", "2020-12-13@sandbox") == {"accepted": 18}
+    # The sandbox send reached nobody: the real one, with the same list, reaches everyone.
+    approve(run_cli)
+    real = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert real.exit_code == 0, real.stderr
+    assert "Nothing left to send" not in real.stderr
+    assert len([a for a in sendgrid.accepted if a != "editor@example.com"]) == 18
 
 
 def core_send(workspace: Path, subscribers_path: Path, *, backend=None, max_consecutive_failures: int = 5,
