@@ -539,17 +539,24 @@ _LISTED = 10  # lines named in a summary finding before "…"
 
 
 def check_subscribers(path: Path, *, encoding: str | None = None,
-                      suppressed: Callable[[list[str]], dict[str, str]] | None = None) -> CheckReport:
+                      suppressed: Callable[[list[str]], dict[str, str]] | None = None,
+                      cache_dir: Path | None = None) -> CheckReport:
     """Check a subscribers CSV: invalid rows (errors), duplicates (warnings), who will be skipped (info).
 
     `suppressed` maps addresses (case-folded) to why they are in the local suppression list.
+    `cache_dir`: the state folder's checked lists (mailer.deliver.listcache): a list with no invalid
+    row checked here is not checked again by the send that follows, nor here the second time.
     """
+    from mailer.deliver.listcache import read_subscribers_cached
     from mailer.deliver.subscribers import read_subscribers
 
     label = display_path(path)
     report = CheckReport("subscribers", label, checks=("subscribers",))
     try:
-        found = read_subscribers(path, file_label=label, encoding=encoding, skip_invalid=True)
+        if cache_dir is None:
+            found = read_subscribers(path, file_label=label, encoding=encoding, skip_invalid=True)
+        else:
+            found = read_subscribers_cached(path, cache_dir, file_label=label, encoding=encoding, skip_invalid=True)
     except InputError as err:
         report.findings += [_from_problem(problem, "subscribers", "subscribers.unreadable")
                             for problem in err.problems]

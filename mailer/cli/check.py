@@ -83,7 +83,8 @@ def run_checks(paths: tuple[Path, ...], *, subscribers_path: Path | None = None,
     reports = [check_issue(path, config) for path in issue_files(paths, config)]
     reports.append(check_workspace(config))
     if subscribers_path is not None:
-        reports.append(check_subscribers(subscribers_path, encoding=encoding, suppressed=_suppressed(config)))
+        reports.append(check_subscribers(subscribers_path, encoding=encoding, suppressed=_suppressed(config),
+                                         cache_dir=config.state_dir / "lists"))
     if links:
         from mailer.checks.check import check_links
 

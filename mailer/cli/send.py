@@ -219,10 +219,10 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     if live and test_to is None and when is None and subscribers_path is not None and issue_file.is_file():
         # The same command again after a send that reached everyone: answered from the ledger.
         label = display_path(subscribers_path)
-        list_key = listcache.list_key(subscribers_path, file_label=label, encoding=encoding,
-                                      skip_invalid=skip_invalid, segment=segment)
-        finished = list_key and finished_send(config, issue_key(issue_slug(issue_file), options), list_key,
-                                              lambda: _backend(name, live=True), options, progress=_progress())
+        list_keys = listcache.list_keys(subscribers_path, file_label=label, encoding=encoding,
+                                        skip_invalid=skip_invalid, segment=segment)
+        finished = list_keys and finished_send(config, issue_key(issue_slug(issue_file), options), list_keys,
+                                               lambda: _backend(name, live=True), options, progress=_progress())
         if finished:
             click.echo(f"Nothing left to send: every reader on {label} is accepted (sent, or scheduled) or skipped, "
                        f"as the ledger recorded at {finished.finished_at}, unchanged since.", err=True)

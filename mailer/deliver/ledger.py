@@ -405,12 +405,13 @@ class Ledger:
             db.execute("INSERT OR REPLACE INTO finished SELECT ?, ?, COUNT(*), ?, ? FROM deliveries WHERE issue=?",
                        (issue, list_key, json.dumps(report, ensure_ascii=False), now(), issue))
 
-    def finished(self, issue: str, list_key: str) -> tuple[dict[str, Any], str] | None:
+    def finished(self, issue: str, list_keys: Iterable[str]) -> tuple[dict[str, Any], str] | None:
         """The report recorded with record_finished and when, if it still holds: the list is the one
-        recorded, and the issue's rows are as many as then and all accepted. A row removed or re-keyed
-        voids the record (the triggers in SCHEMA), so each reader accepted then still is, whatever ran
-        meanwhile (a cancel, a send of another list, an interrupted run, an edit by hand)."""
-        found = self._query("SELECT rows, report, at FROM finished WHERE issue=? AND list=?", (issue, list_key))
+        recorded (one of `list_keys`), and the issue's rows are as many as then and all accepted. A row
+        removed or re-keyed voids the record (the triggers in SCHEMA), so each reader accepted then still
+        is, whatever ran meanwhile (a cancel, a send of another list, an interrupted run, an edit by hand)."""
+        found = self._query("SELECT rows, report, at FROM finished WHERE issue=? AND list IN "
+                            "(SELECT value FROM json_each(?))", (issue, json.dumps(list(list_keys))))
         if not found:
             return None
         rows, report, at = found[0]

@@ -43,7 +43,7 @@ from mailer.deliver.subscribers import (
 from mailer.errors import Problem
 from mailer.files import source_digest
 
-FORMAT = "mailer-checked-list 3"
+FORMAT = "mailer-checked-list 4"
 KEEP = 4  # list files kept; the least recently used go
 _TAIL = 8  # bytes of the trailer's length, at the end
 _SEAL = 32  # bytes of the trailer's SHA-256, before its length
@@ -53,24 +53,28 @@ _LIBRARIES = ("email-validator", "idna")  # they decide which non-ASCII addresse
 
 def read_subscribers_cached(path: Path, cache_dir: Path, *, file_label: str, encoding: str | None = None,
                             skip_invalid: bool = False, segment: str | None = None) -> SubscriberList:
-    """read_subscribers, or the same list from the state folder when these bytes were checked before."""
+    """read_subscribers, or the same list from the state folder when these bytes were checked before.
+
+    A list with no invalid row reads the same with `skip_invalid` as without: its copy is keyed as read
+    without, and serves both (`mailer check` reads with it, a send usually without).
+    """
     options = {"file_label": file_label, "encoding": encoding, "skip_invalid": skip_invalid, "segment": segment}
     if not path.is_file():  # a pipe or FIFO can be read once only; a missing file: read_subscribers says so
         return read_subscribers(path, **options)
     entry = cache_dir / f"{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]}.list"
+    variants = _variants(options)
     try:
-        key = _key(path, options)
-        found = _load(entry, key, file_label)
+        found = _load(entry, _keys(path, variants), file_label)
     except OSError:
         found = None
     if found is not None:
-        found.key = key
         _prune(cache_dir)
         return found
-    checked = _digest(options)
+    checked = [_digest(variant) for variant in variants]
     room = _has_room(cache_dir, path)
-    result = read_subscribers(path, **options, spool_dir=cache_dir if room else None, digest=checked)
-    result.key = checked.hexdigest()  # of the bytes the check read
+    result = read_subscribers(path, **options, spool_dir=cache_dir if room else None, digest=_Digests(checked))
+    # Of the bytes the check read; as read without skip_invalid when that reads the same.
+    result.key = checked[0 if result.invalid == 0 else -1].hexdigest()
     spooled = result.subscribers if isinstance(result.subscribers, SpooledSubscribers) else None
     try:
         if spooled is not None and spooled.spool.path is not None:
@@ -86,25 +90,43 @@ def read_subscribers_cached(path: Path, cache_dir: Path, *, file_label: str, enc
     return result
 
 
-def list_key(path: Path, *, file_label: str, encoding: str | None = None, skip_invalid: bool = False,
-             segment: str | None = None) -> str | None:
-    """The key read_subscribers_cached gives the list in `path` read with these options (SubscriberList.key),
-    without reading its rows: None for a pipe or FIFO, or a file that cannot be read."""
+def list_keys(path: Path, *, file_label: str, encoding: str | None = None, skip_invalid: bool = False,
+              segment: str | None = None) -> tuple[str, ...]:
+    """The keys read_subscribers_cached may give the list in `path` read with these options (SubscriberList.key),
+    without reading its rows (with `skip_invalid`: two, as a list with no invalid row is keyed as read without
+    it); none for a pipe or FIFO, or a file that cannot be read."""
     if not path.is_file():
-        return None
+        return ()
     try:
-        return _key(path, {"file_label": file_label, "encoding": encoding, "skip_invalid": skip_invalid,
-                           "segment": segment})
+        return _keys(path, _variants({"file_label": file_label, "encoding": encoding, "skip_invalid": skip_invalid,
+                                      "segment": segment}))
     except OSError:
-        return None
+        return ()
 
 
-def _key(path: Path, options: dict[str, Any]) -> str:
-    digest = _digest(options)
+def _variants(options: dict[str, Any]) -> list[dict[str, Any]]:
+    """The options a copy for `options` may have been read with: as given, and first without skip_invalid."""
+    return [{**options, "skip_invalid": False}, options] if options["skip_invalid"] else [options]
+
+
+def _keys(path: Path, variants: list[dict[str, Any]]) -> tuple[str, ...]:
+    digests = [_digest(variant) for variant in variants]
     with path.open("rb") as data:
         while block := data.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+            for digest in digests:
+                digest.update(block)
+    return tuple(digest.hexdigest() for digest in digests)
+
+
+class _Digests:
+    """Several hashlib objects fed the same bytes."""
+
+    def __init__(self, digests: list[Any]):
+        self._digests = digests
+
+    def update(self, data: Any) -> None:
+        for digest in self._digests:
+            digest.update(data)
 
 
 def _digest(options: dict[str, Any]) -> Any:
@@ -137,7 +159,7 @@ def _has_room(cache_dir: Path, path: Path) -> bool:
         return False
 
 
-def _load(entry: Path, key: str, label: str) -> SubscriberList | None:
+def _load(entry: Path, keys: tuple[str, ...], label: str) -> SubscriberList | None:
     try:
         file = entry.open("rb")  # noqa: SIM115 - a large list reads its rows from it for as long as it lives
     except OSError:
@@ -152,7 +174,7 @@ def _load(entry: Path, key: str, label: str) -> SubscriberList | None:
             file.close()
             return None
         trailer = marshal.loads(data)
-        if trailer["format"] != FORMAT or trailer["key"] != key:
+        if trailer["format"] != FORMAT or trailer["key"] not in keys:
             file.close()
             return None
         chunks = [tuple(chunk) for chunk in trailer["chunks"]]
@@ -161,7 +183,8 @@ def _load(entry: Path, key: str, label: str) -> SubscriberList | None:
             file.close()
             return None
         result = SubscriberList(label, skipped=[Skipped(*row) for row in trailer["skipped"]],
-                                warnings=[Problem(*row) for row in trailer["warnings"]])
+                                warnings=[Problem(*row) for row in trailer["warnings"]], invalid=trailer["invalid"],
+                                key=trailer["key"])
         spool = Spool(label, file, chunks, trailer["count"])
         if trailer["large"]:
             result.subscribers = SpooledSubscribers(spool, set(trailer["duplicates"]))  # type: ignore[assignment]
@@ -223,7 +246,7 @@ def _trailer(key: str, result: SubscriberList, chunks: list[tuple[int, int]], co
         "format": FORMAT, "key": key, "chunks": chunks, "count": count, "rows_digest": rows_digest,
         "large": large,  # read back as it was read: from the file (a large list), or into memory
         "duplicates": list(duplicates),  # lines in the chunks found to repeat an earlier address
-        "skipped": [(s.line, s.email, s.reason) for s in result.skipped],
+        "skipped": [(s.line, s.email, s.reason) for s in result.skipped], "invalid": result.invalid,
         "warnings": [(w.file, w.message, w.line, w.column, w.field, w.hint) for w in result.warnings]})
     return trailer + hashlib.sha256(trailer).digest() + len(trailer).to_bytes(_TAIL, "big")
 

@@ -546,9 +546,9 @@ def send_issue(
     return report
 
 
-def finished_send(config: Config, key: str, list_key: str, backend: Callable[[], Backend], options: SendOptions, *,
-                  progress: Progress = Progress()) -> SendReport | None:
-    """The report of a live send of the list keyed `list_key` (listcache.list_key) when an earlier send
+def finished_send(config: Config, key: str, list_keys: tuple[str, ...], backend: Callable[[], Backend],
+                  options: SendOptions, *, progress: Progress = Progress()) -> SendReport | None:
+    """The report of a live send of the list keyed `list_keys` (listcache.list_keys) when an earlier send
     left nobody on it to send to and the ledger still says so (Ledger.finished); None when the list must
     be planned (send_issue). The list is neither read nor planned: a rerun of a finished send of
     100,000 took a second for that.
@@ -564,7 +564,7 @@ def finished_send(config: Config, key: str, list_key: str, backend: Callable[[],
     with issue_lock(config.state_dir, key):
         ledger = open_ledger(config, key, claim=False)
         try:
-            found = ledger.finished(key, list_key)
+            found = ledger.finished(key, list_keys)
         finally:
             ledger.close()
         if found is None:

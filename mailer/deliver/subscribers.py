@@ -61,6 +61,7 @@ class SubscriberList:
     subscribers: list[Subscriber] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    invalid: int = 0  # rows left out for a problem (skip_invalid): with none, the list reads the same without it
     # Read through mailer.deliver.listcache: the key of its bytes and how they were read. A send that
     # leaves nobody on the list to send to records it, and the same command again answers from that.
     key: str | None = None
@@ -101,6 +102,7 @@ def read_subscribers(
     stamp = _stamp(path) if large else None
     result = SubscriberList(label)
     problems: list[Problem] = []
+    invalid: list[int] = []
     seen: _HashSeen | _MemorySeen = _HashSeen() if large else _MemorySeen()
     spool: Spool | None = None
     try:
@@ -108,7 +110,7 @@ def read_subscribers(
             try:
                 rows = _subscriber_rows(csv.reader(stream, strict=True), label, skip_invalid=skip_invalid,
                                         segment=segment, problems=problems, skipped=result.skipped,
-                                        warnings=result.warnings, seen=seen)
+                                        invalid=invalid, warnings=result.warnings, seen=seen)
                 if large:
                     spool = Spool(label, folder=spool_dir)
                     for subscriber in rows:
@@ -120,6 +122,7 @@ def read_subscribers(
                 raise _decode_error(path, label, encoding) from None
         if problems:
             raise InputError(problems)
+        result.invalid = len(invalid)
         if isinstance(seen, _HashSeen):
             if _stamp(path) != stamp:
                 raise _changed(label)
@@ -372,9 +375,10 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 
 def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str | None, problems: list[Problem],
-                     skipped: list[Skipped], warnings: list[Problem],
+                     skipped: list[Skipped], invalid: list[int], warnings: list[Problem],
                      seen: _MemorySeen | _HashSeen) -> Iterator[Subscriber]:
-    """The subscribers to mail, row by row; what is wrong or left out goes into the lists given."""
+    """The subscribers to mail, row by row; what is wrong or left out goes into the lists given (`invalid`:
+    the lines of the rows skipped for a problem)."""
     try:
         header = next(rows, None)
     except csv.Error as err:
@@ -418,6 +422,7 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
             if problem:
                 if skip_invalid:
                     skipped.append(Skipped(line, email, problem))
+                    invalid.append(line)
                 else:
                     problems.append(Problem(label, problem, line))
                 continue

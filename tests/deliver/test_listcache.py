@@ -161,6 +161,41 @@ def test_a_send_after_its_dry_run_reads_the_checked_list_back(workspace: Path, r
     assert (state_dir / "outbox" / "2020-12-13" / "manifest.jsonl").read_text(encoding="utf-8") == manifest
 
 
+def test_mailer_check_of_a_list_spares_the_send_its_check(workspace: Path, run_cli, state_dir: Path,
+                                                          checks: list[Path]) -> None:
+    checked = run_cli("check", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv")
+    assert checked.exit_code == 0, checked.stderr
+    assert len(checks) == 1
+    # `mailer check` reads with every invalid row listed (as --skip-invalid); the list has none, so the
+    # send, which would stop on one, reads the same rows: from the copy.
+    dry = run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv")
+    assert dry.exit_code == 0, dry.stderr
+    assert len(checks) == 1
+    assert run_cli("check", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv").stdout == checked.stdout
+    assert len(checks) == 1
+
+
+def test_a_copy_made_with_skip_invalid_never_serves_a_send_without_it(tmp_path: Path, checks: list[Path]) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text("email,first_name\nada@example.com,Ada\nnot-an-address,Eve\n", encoding="utf-8")
+    lists = tmp_path / "lists"
+    lenient = read_subscribers_cached(path, lists, file_label="subs.csv", skip_invalid=True)
+    assert lenient.invalid == 1 and [s.line for s in lenient.skipped] == [3]
+    for _ in range(2):  # the bad row stops a read without --skip-invalid, copy or not
+        with pytest.raises(InputError) as refused:
+            read_subscribers_cached(path, lists, file_label="subs.csv")
+        assert "subs.csv:3:" in str(refused.value)
+    assert len(checks) == 3
+    again = read_subscribers_cached(path, lists, file_label="subs.csv", skip_invalid=True)
+    assert len(checks) == 3 and same(again, lenient)  # the refused reads left the lenient copy as it was
+    # A list with no invalid row read without --skip-invalid serves a read with it, and keeps one key.
+    path.write_text("email,first_name\nada@example.com,Ada\n", encoding="utf-8")
+    strict = read_subscribers_cached(path, lists, file_label="subs.csv")
+    with_option = read_subscribers_cached(path, lists, file_label="subs.csv", skip_invalid=True)
+    assert len(checks) == 4 and same(with_option, strict) and with_option.key == strict.key
+    assert strict.key in listcache.list_keys(path, file_label="subs.csv", skip_invalid=True)
+
+
 def test_a_large_list_refused_or_saved_meanwhile_is_never_taken_for_the_file_now(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A large list's rows are spooled into the state folder as they are checked, to become its copy:

@@ -264,14 +264,14 @@ def test_a_finished_record_holds_while_the_issues_rows_are_as_many_and_all_accep
         ledger.queue("2020-12-13", [("a@example.com", "a@example.com")])
         ledger.mark("2020-12-13", ["a@example.com"], "accepted")
         ledger.record_finished("2020-12-13", "list-1", {"intended": 1})
-        assert ledger.finished("2020-12-13", "list-1")[0] == {"intended": 1}
-        assert ledger.finished("2020-12-13", "list-2") is None
+        assert ledger.finished("2020-12-13", ("list-1",))[0] == {"intended": 1}
+        assert ledger.finished("2020-12-13", ("list-2",)) is None
         ledger.queue("2020-12-20", [("b@example.com", "b@example.com")])  # another issue: no matter
-        assert ledger.finished("2020-12-13", "list-1") is not None
+        assert ledger.finished("2020-12-13", ("list-1",)) is not None
         ledger.queue("2020-12-13", [("b@example.com", "b@example.com")])
-        assert ledger.finished("2020-12-13", "list-1") is None  # a row not accepted
+        assert ledger.finished("2020-12-13", ("list-1",)) is None  # a row not accepted
         ledger.mark("2020-12-13", ["b@example.com"], "accepted")
-        assert ledger.finished("2020-12-13", "list-1") is None  # all accepted, but one row more than then
+        assert ledger.finished("2020-12-13", ("list-1",)) is None  # all accepted, but one row more than then
     finally:
         ledger.close()
 
