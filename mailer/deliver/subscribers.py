@@ -10,6 +10,7 @@ import hashlib
 import io
 import marshal
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,10 @@ class SubscriberList:
 # duplicates (on disk), and the rows checked are kept in a temporary file for every pass that needs
 # the subscribers (SpooledSubscribers).
 IN_MEMORY_BYTES = 8 * 1024 * 1024  # about 130,000 rows
+# A large list in UTF-8 (the default) is checked a block of rows at a time in worker processes, this
+# many (one per core, up to four), and spooled in order by this one; 1: all in this process.
+CHECK_PROCESSES = min(4, os.cpu_count() or 1)
+CHECK_BLOCK = 2 * 1024 * 1024  # bytes of rows handed to a process at a time (about 30,000 rows)
 
 
 def read_subscribers(
@@ -106,20 +111,31 @@ def read_subscribers(
     seen: _HashSeen | _MemorySeen = _HashSeen() if large else _MemorySeen()
     spool: Spool | None = None
     try:
-        with _open_text(path, label, encoding, digest) as stream:
-            try:
-                rows = _subscriber_rows(csv.reader(stream, strict=True), label, skip_invalid=skip_invalid,
-                                        segment=segment, problems=problems, skipped=result.skipped,
-                                        invalid=invalid, warnings=result.warnings, seen=seen)
-                if large:
-                    spool = Spool(label, folder=spool_dir)
-                    for subscriber in rows:
-                        spool.add(subscriber)
-                    spool.finish()
-                else:
-                    result.subscribers.extend(rows)
-            except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
-                raise _decode_error(path, label, encoding) from None
+        if large and encoding is None and CHECK_PROCESSES > 1:
+            assert isinstance(seen, _HashSeen)
+            spool = Spool(label, folder=spool_dir)
+            if not _check_in_processes(path, label, skip_invalid=skip_invalid, segment=segment, spool=spool,
+                                       seen=seen, result=result, problems=problems, invalid=invalid, digest=digest):
+                # A block that is not plain CSV or UTF-8: read it all here, for the errors as they are told.
+                spool.discard()
+                spool.close()
+                spool, digest, seen = None, None, _HashSeen()  # every byte was hashed: not twice
+                result, problems, invalid = SubscriberList(label), [], []
+        if spool is None or not large:
+            with _open_text(path, label, encoding, digest) as stream:
+                try:
+                    rows = _subscriber_rows(csv.reader(stream, strict=True), label, skip_invalid=skip_invalid,
+                                            segment=segment, problems=problems, skipped=result.skipped,
+                                            invalid=invalid, warnings=result.warnings, seen=seen)
+                    if large:
+                        spool = Spool(label, folder=spool_dir)
+                        for subscriber in rows:
+                            spool.add(subscriber)
+                        spool.finish()
+                    else:
+                        result.subscribers.extend(rows)
+                except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
+                    raise _decode_error(path, label, encoding) from None
         if problems:
             raise InputError(problems)
         result.invalid = len(invalid)
@@ -171,6 +187,12 @@ class _HashSeen:
         self._lines.append(line)
         return None
 
+    def extend(self, hashes: bytes, lines: bytes) -> None:
+        """Rows a worker process saw (_BlockSeen): every row of a list is given one way or the other."""
+        self._hashes.frombytes(hashes)
+        self._lines.frombytes(lines)
+
+
     def duplicates(self, spool: Spool, skipped: list[Skipped]) -> list[tuple[int, str, int]]:
         """(line, email, first line of that address) of every row that repeats an earlier one, by line.
 
@@ -197,6 +219,21 @@ class _HashSeen:
             if first != line:
                 found.append((line, email, first))
         return found
+
+
+class _BlockSeen(_HashSeen):
+    """_HashSeen in a worker process: each key hashed the same in every process (Python's hash() is not),
+    by CRC-32 and Adler-32 side by side, 64 bits (unsigned here: the same bits, read signed by extend)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._hashes = array.array("Q")
+
+    def first(self, key: str, line: int, email: str) -> int | None:
+        data = key.encode()
+        self._hashes.append(zlib.crc32(data) << 32 | zlib.adler32(data))
+        self._lines.append(line)
+        return None
 
 
 def _settle_duplicates(duplicates: list[tuple[int, str, int]], result: SubscriberList, label: str) -> None:
@@ -328,6 +365,11 @@ class Spool:
         if len(self._pending) >= self.CHUNK:
             self._flush()
 
+    def add_chunk(self, data: bytes, count: int) -> None:
+        """`count` rows marshal'ed elsewhere (a worker process), as _flush writes them."""
+        self._flush()
+        self._write(data, count)
+
     def finish(self) -> None:
         self._flush()
         try:
@@ -338,7 +380,10 @@ class Spool:
     def _flush(self) -> None:
         if not self._pending:
             return
-        data = marshal.dumps(self._pending)
+        self._write(marshal.dumps(self._pending), len(self._pending))
+        self._pending.clear()
+
+    def _write(self, data: bytes, count: int) -> None:
         try:
             self._file.write(data)
         except OSError as err:
@@ -346,8 +391,7 @@ class Spool:
         self.rows_digest.update(data)
         self._chunks.append((self._end, len(data)))
         self._end += len(data)
-        self.count += len(self._pending)
-        self._pending.clear()
+        self.count += count
 
     def chunks(self) -> Iterator[list[tuple]]:
         descriptor = self._file.fileno()
@@ -376,16 +420,21 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str | None, problems: list[Problem],
                      skipped: list[Skipped], invalid: list[int], warnings: list[Problem],
-                     seen: _MemorySeen | _HashSeen) -> Iterator[Subscriber]:
+                     seen: _MemorySeen | _HashSeen, header: list[str] | None = None, lines_before: int = 0,
+                     raise_unreadable: bool = False) -> Iterator[Subscriber]:
     """The subscribers to mail, row by row; what is wrong or left out goes into the lists given (`invalid`:
-    the lines of the rows skipped for a problem)."""
-    try:
-        header = next(rows, None)
-    except csv.Error as err:
-        raise InputError([Problem(label, f"not a readable CSV: {err}", 1)]) from None
+    the lines of the rows skipped for a problem).
+
+    A block of a file (_check_block) comes with the file's `header`, and `lines_before` it; a row that is
+    not readable CSV raises csv.Error there (`raise_unreadable`) instead of being told."""
     if header is None:
-        raise InputError([Problem(label, "the file is empty", hint="the first line must be a header: "
-                                  + ",".join(COLUMNS))])
+        try:
+            header = next(rows, None)
+        except csv.Error as err:
+            raise InputError([Problem(label, f"not a readable CSV: {err}", 1)]) from None
+        if header is None:
+            raise InputError([Problem(label, "the file is empty", hint="the first line must be a header: "
+                                      + ",".join(COLUMNS))])
     columns = _check_header(header, label, problems, warnings)
     if problems:
         raise InputError(problems)
@@ -395,12 +444,12 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
     width = len(header) + 1
     i_email, i_first, i_last, i_status, i_tags = (columns.get(name, width - 1) for name in COLUMNS)
     first_of = seen.first
-    last_line = rows.line_num  # where the row being read ends: the next one starts below it
+    last_line = rows.line_num + lines_before  # where the row being read ends: the next one starts below it
     ended = last_line
     try:
         for row in rows:
             # A row's line is the first of its lines: a quoted field may go on over several.
-            line, ended = ended + 1, rows.line_num
+            line, ended = ended + 1, rows.line_num + lines_before
             last_line = line
             if len(row) < width:
                 row.extend([""] * (width - len(row)))
@@ -448,10 +497,148 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
                 continue
             yield Subscriber(email, first_name, last_name, tags, line)
     except csv.Error as err:
+        if raise_unreadable:
+            raise
         # The row that broke starts after the last good one. rows.line_num is where the reader
         # stopped: for a quote never closed that is the end of the file, far from the mistake.
         problems.append(Problem(label, f"not a readable CSV: {err}", last_line + 1,
                                 hint="check the quotes on this line"))
+
+
+def _check_in_processes(path: Path, label: str, *, skip_invalid: bool, segment: str | None, spool: Spool,
+                        seen: _HashSeen, result: SubscriberList, problems: list[Problem], invalid: list[int],
+                        digest: Any) -> bool:
+    """Check a large UTF-8 list a block of whole rows at a time in CHECK_PROCESSES worker processes, and
+    spool their rows in file order; False (and every byte hashed) when a block is not plain: a row the
+    CSV reader cannot read, or bytes that are not UTF-8. The file is then read here, as a small one is.
+
+    A block ends at a line end with an even number of quotes since the block's start, so no quoted
+    field goes on past it. (Could a stray quote in an unquoted field fool that, the block would end
+    inside a quoted field, which the reader refuses (strict): then it is read here, never cut wrong.)
+    Each row is checked exactly as read here; only the duplicates wait for the end (_HashSeen).
+    """
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    with open(path, "rb") as file:
+
+        def read() -> bytes:
+            data = file.read(CHECK_BLOCK)
+            if digest is not None:
+                digest.update(data)
+            return data
+
+        def give_up() -> bool:
+            while read():  # the digest is of every byte, as if the file had been read through
+                pass
+            return False
+
+        head = read()
+        while b"\n" not in head and len(head) < 1 << 20 and (more := read()):  # a header line is short
+            head += more
+        start = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
+        end = head.find(b"\n", start) + 1
+        try:
+            header_rows = list(csv.reader(io.StringIO(head[start:end].decode("utf-8"), newline=""), strict=True))
+        except (UnicodeDecodeError, csv.Error):
+            return give_up()
+        if not end or len(header_rows) != 1:  # no line end in the first block, or a header over two lines
+            return give_up()
+        header = header_rows[0]
+        _check_header(header, label, problems, result.warnings)
+        if problems:
+            raise InputError(problems)
+        pool = ProcessPoolExecutor(CHECK_PROCESSES, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_checker)
+        pending: deque[Future[Any]] = deque()
+        lines = 1  # before the next block
+        carry = head[end:]
+        try:
+            at_end = False
+            while True:
+                while not at_end and len(pending) < 2 * CHECK_PROCESSES:
+                    more = read()
+                    at_end = not more
+                    block = carry + more
+                    cut = len(block) if at_end else _rows_end(block)
+                    if not cut:
+                        if len(block) > max(8 * CHECK_BLOCK, 16 << 20):  # quotes that never pair up: read here
+                            return give_up()
+                        carry = block
+                        continue
+                    block, carry = block[:cut], block[cut:]
+                    if block:
+                        pending.append(pool.submit(_check_block, block, lines, header, label, skip_invalid,
+                                                   segment))
+                        lines += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+                if not pending:
+                    spool.finish()
+                    return True
+                checked = pending.popleft().result()
+                if checked is None:
+                    return give_up()
+                chunks, hashes, row_lines, skipped, skipped_invalid, found = checked
+                for data, count in chunks:
+                    spool.add_chunk(data, count)
+                seen.extend(hashes, row_lines)
+                result.skipped.extend(skipped)
+                invalid.extend(skipped_invalid)
+                problems.extend(found)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _rows_end(block: bytes) -> int:
+    """Where the last whole row of `block` ends: after a line end with an even number of quotes before it
+    (none of the last 64 line ends: 0, the block goes on)."""
+    quotes = block.count(b'"')
+    end = len(block)
+    for _ in range(64):
+        end = block.rfind(b"\n", 0, end)
+        if end < 0:
+            return 0
+        if (quotes - block.count(b'"', end)) % 2 == 0:
+            return end + 1
+    return 0
+
+
+def _start_checker() -> None:
+    import gc
+    import signal
+
+    gc.set_threshold(50_000, 20, 20)  # as in the CLI: a row makes objects with no cycles by the dozen
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's
+
+
+def _check_block(block: bytes, lines_before: int, header: list[str], label: str, skip_invalid: bool,
+                 segment: str | None) -> tuple | None:
+    """In a worker process: the rows of `block` checked, as marshal'ed chunks of Spool rows, their keys'
+    hashes and lines, what was skipped, the lines skipped as invalid and the problems; None when the
+    block is not plain CSV or UTF-8 (_check_in_processes)."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    seen = _BlockSeen()
+    skipped: list[Skipped] = []
+    invalid: list[int] = []
+    problems: list[Problem] = []
+    chunks, pending = [], []
+    try:
+        for subscriber in _subscriber_rows(csv.reader(io.StringIO(text, newline=""), strict=True), label,
+                                           skip_invalid=skip_invalid, segment=segment, problems=problems,
+                                           skipped=skipped, invalid=invalid, warnings=[], seen=seen, header=header,
+                                           lines_before=lines_before, raise_unreadable=True):
+            pending.append(subscriber.as_row())
+            if len(pending) >= Spool.CHUNK:
+                chunks.append((marshal.dumps(pending), len(pending)))
+                pending = []
+    except csv.Error:
+        return None
+    if pending:
+        chunks.append((marshal.dumps(pending), len(pending)))
+    return chunks, seen._hashes.tobytes(), seen._lines.tobytes(), skipped, invalid, problems
 
 
 def _header_problem(column: str, value: str) -> str | None:

@@ -156,7 +156,7 @@ LARGE_LIST_CASES = {
 }
 
 
-@pytest.mark.parametrize("hashes", ["as they are", "all alike"])
+@pytest.mark.parametrize("hashes", ["as they are", "all alike", "in worker processes"])
 @pytest.mark.parametrize("case", LARGE_LIST_CASES)
 def test_a_large_list_read_from_its_file_is_the_same_list(tmp_path: Path, case: str, hashes: str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,6 +165,8 @@ def test_a_large_list_read_from_its_file_is_the_same_list(tmp_path: Path, case: 
     options = {"skip_invalid": True, "segment": "weekly" if "segment" in case else None}
     held = read_subscribers(path, **options)
     monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(subscribers_module, "CHECK_PROCESSES", 2 if hashes == "in worker processes" else 1)
+    monkeypatch.setattr(subscribers_module, "CHECK_BLOCK", 16)  # a block ends after nearly every row
     if hashes == "all alike":
         # A large list's repeats are found by a 64-bit hash of each address, then confirmed by the
         # address itself: two readers whose hashes collide are two readers.
@@ -178,6 +180,113 @@ def test_a_large_list_read_from_its_file_is_the_same_list(tmp_path: Path, case: 
         assert streamed.subscribers[0] == held.subscribers[0]
     assert streamed.skipped == held.skipped
     assert [str(w) for w in streamed.warnings] == [str(w) for w in held.warnings]
+
+
+def spy_on_workers(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What each check in worker processes answered: True, done; False, given up (read in this process)."""
+    answers: list[bool] = []
+    real = subscribers_module._check_in_processes
+
+    def spied(*args: object, **kwargs: object) -> bool:
+        answers.append(real(*args, **kwargs))  # type: ignore[arg-type]
+        return answers[-1]
+
+    monkeypatch.setattr(subscribers_module, "_check_in_processes", spied)
+    return answers
+
+
+def tricky_list() -> str:
+    """A list with every kind of row a block boundary could fall on or inside."""
+    rows = ["\ufeffemail,first_name,last_name,status,tags"]
+    for i in range(120):
+        kind = i % 12
+        if kind == 0:
+            rows.append(f'r{i}@example.com,"Ada {i}","Q""uote",,"weekly;\nnews"')  # a field over two lines
+        elif kind == 1:
+            rows.append(f"r{i}@example.com,李{i},雷,,news;weekly\r")  # a CRLF line end
+        elif kind == 2:
+            rows.append("")  # a blank line
+        elif kind == 3:
+            rows.append(f"not-an-address-{i},X,,,")  # invalid
+        elif kind == 4:
+            rows.append(f"R{i - 4}@EXAMPLE.com,Again,,,weekly")  # repeats the row four back (kind 0)
+        elif kind == 5:
+            rows.append(f"r{i}@example.com,Zoë 🔥,ليلى,unsubscribed,")
+        elif kind == 6:  # quotes inside an unquoted field (paired), then a field over three lines
+            rows.append(f'r{i}@example.com,Dwayne "The Rock",,,"weekly;\nnews;\nmore"')
+        elif kind == 7:
+            rows.append(f"r{i}@example.com,Tab\there,,sometimes,")  # an invalid status
+        else:
+            rows.append(f"r{i}@example.com,Reader {i},,,weekly")
+    return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("block", [1, 40, 333, 1 << 20])
+def test_a_large_list_checked_in_worker_processes_is_read_as_in_one(tmp_path: Path, block: int,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    path = tmp_path / "subs.csv"
+    path.write_bytes(tricky_list().encode("utf-8"))
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(subscribers_module, "CHECK_BLOCK", block)
+    in_processes = spy_on_workers(monkeypatch)
+    found = {}
+    for processes in (1, 2):
+        monkeypatch.setattr(subscribers_module, "CHECK_PROCESSES", processes)
+        digest = hashlib.sha256()
+        lenient = read_subscribers(path, skip_invalid=True, segment="weekly", digest=digest)
+        with pytest.raises(InputError) as strict:
+            read_subscribers(path)
+        found[processes] = (list(lenient.subscribers), lenient.skipped, [str(w) for w in lenient.warnings],
+                            lenient.invalid, [str(p) for p in strict.value.problems], digest.hexdigest())
+    assert in_processes == [True, True]  # the lenient read and the strict one: neither fell back
+    assert found[2] == found[1]
+    subscribers, skipped, warnings, invalid, problems, digest = found[2]
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()  # every byte, once
+    assert invalid == 20 and len(problems) == 20
+    assert any(s.first_name == 'Dwayne "The Rock"' and s.tags == ("weekly", "news", "more") for s in subscribers)
+    assert sum("duplicate of line" in w for w in warnings) == 10
+
+
+@pytest.mark.parametrize("flaw", ["a quote never closed", "a byte that is not UTF-8", "a stray quote",
+                                  "a stray quote, then a field over two lines"])
+def test_a_large_list_a_worker_cannot_read_is_read_here_with_the_same_error(tmp_path: Path, flaw: str,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    rows = [f"r{i}@example.com,Reader {i}" for i in range(200)]
+    if flaw == "a quote never closed":
+        rows[150] = 'r150@example.com,"Reader 150'
+    elif flaw == "a byte that is not UTF-8":
+        rows[150] = "r150@example.com,Ren\udce9"
+    elif flaw == "a stray quote":  # an odd quote in an unquoted field: every line end after it looks quoted
+        rows[20] = 'r20@example.com,5" tall'
+    else:  # the quotes of the line pair up, yet its line end is inside a quoted field
+        rows[20] = 'r20@example.com,5" tall,"weekly;\nnews"'
+        rows.insert(0, "")  # (as many lines before row 150 as in the other cases)
+    path = tmp_path / "subs.csv"
+    header = "email,first_name,tags\n" if "field" in flaw else "email,first_name\n"
+    path.write_bytes((header + "\n".join(rows) + "\n").encode("utf-8", "surrogateescape"))
+    monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(subscribers_module, "CHECK_BLOCK", 100)
+    in_processes = spy_on_workers(monkeypatch)
+    outcomes = []
+    for processes in (1, 2):
+        monkeypatch.setattr(subscribers_module, "CHECK_PROCESSES", processes)
+        digest = hashlib.sha256()
+        try:
+            found = read_subscribers(path, digest=digest)
+            outcomes.append((list(found.subscribers), digest.hexdigest()))
+        except InputError as err:
+            outcomes.append(([str(p) for p in err.problems], digest.hexdigest()))
+    # Given up and read in this process; a stray quote alone (valid CSV) may also be read in the workers.
+    assert in_processes == [False] or flaw == "a stray quote"
+    assert outcomes[1] == outcomes[0]
+    if "stray" in flaw:
+        assert len(outcomes[1][0]) == 200 and outcomes[1][0][20].first_name == '5" tall'
+    else:
+        assert ":152:" in outcomes[1][0][0] or "line 152" in outcomes[1][0][0], outcomes[1][0]
 
 
 def test_a_large_list_with_bad_rows_is_refused_whole_and_is_used_as_it_was_checked(
