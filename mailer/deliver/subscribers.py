@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+from mailer import children
 from mailer.addresses import AddressError, address_key, parse_address, printable
 from mailer.errors import InputError, Problem
 from mailer.headers import header_problem
@@ -191,7 +192,6 @@ class _HashSeen:
         """Rows a worker process saw (_BlockSeen): every row of a list is given one way or the other."""
         self._hashes.frombytes(hashes)
         self._lines.frombytes(lines)
-
 
     def duplicates(self, spool: Spool, skipped: list[Skipped]) -> list[tuple[int, str, int]]:
         """(line, email, first line of that address) of every row that repeats an earlier one, by line.
@@ -520,6 +520,7 @@ def _check_in_processes(path: Path, label: str, *, skip_invalid: bool, segment: 
     import multiprocessing
     from collections import deque
     from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     with open(path, "rb") as file:
 
@@ -540,10 +541,11 @@ def _check_in_processes(path: Path, label: str, *, skip_invalid: bool, segment: 
         start = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
         end = head.find(b"\n", start) + 1
         try:
-            header_rows = list(csv.reader(io.StringIO(head[start:end].decode("utf-8"), newline=""), strict=True))
+            header_reader = csv.reader(io.StringIO(head[start:end].decode("utf-8"), newline=""), strict=True)
+            header_rows = list(header_reader)
         except (UnicodeDecodeError, csv.Error):
             return give_up()
-        if not end or len(header_rows) != 1:  # no line end in the first block, or a header over two lines
+        if not end or len(header_rows) != 1:  # no line end in the first block, or a header over two rows
             return give_up()
         header = header_rows[0]
         _check_header(header, label, problems, result.warnings)
@@ -552,7 +554,7 @@ def _check_in_processes(path: Path, label: str, *, skip_invalid: bool, segment: 
         pool = ProcessPoolExecutor(CHECK_PROCESSES, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_checker)
         pending: deque[Future[Any]] = deque()
-        lines = 1  # before the next block
+        lines = header_reader.line_num  # before the next block: the header's, a quoted \r in it counting too
         carry = head[end:]
         try:
             at_end = False
@@ -569,8 +571,9 @@ def _check_in_processes(path: Path, label: str, *, skip_invalid: bool, segment: 
                         continue
                     block, carry = block[:cut], block[cut:]
                     if block:
-                        pending.append(pool.submit(_check_block, block, lines, header, label, skip_invalid,
-                                                   segment))
+                        with children.starting():  # a submit may start a process
+                            pending.append(pool.submit(_check_block, block, lines, header, label, skip_invalid,
+                                                       segment))
                         lines += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
                 if not pending:
                     spool.finish()
@@ -585,6 +588,8 @@ def _check_in_processes(path: Path, label: str, *, skip_invalid: bool, segment: 
                 result.skipped.extend(skipped)
                 invalid.extend(skipped_invalid)
                 problems.extend(found)
+        except BrokenProcessPool:  # a worker killed (out of memory?), or one that could not start: read it here
+            return give_up()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -605,10 +610,9 @@ def _rows_end(block: bytes) -> int:
 
 def _start_checker() -> None:
     import gc
-    import signal
 
     gc.set_threshold(50_000, 20, 20)  # as in the CLI: a row makes objects with no cycles by the dozen
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's
+    children.started()  # Ctrl-C is the parent's
 
 
 def _check_block(block: bytes, lines_before: int, header: list[str], label: str, skip_invalid: bool,

@@ -13,11 +13,11 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mailer import children
 from mailer.config import Config
 from mailer.deliver.backends import Backend, Recipient
 from mailer.deliver.message import Personaliser
@@ -71,7 +71,9 @@ def start_pool(job: BatchJob) -> ProcessPoolExecutor:
 
 def submit(pool: ProcessPoolExecutor, first: int, batches: list[list[Subscriber]]) -> Future[Any]:
     """The job's run(first, batches) in a worker; the subscribers go as plain tuples and are made again there."""
-    return pool.submit(_run, first, [[s.as_row() for s in batch] for batch in batches])
+    rows = [[s.as_row() for s in batch] for batch in batches]
+    with children.starting():  # a submit may start a process
+        return pool.submit(_run, first, rows)
 
 
 def _run(first: int, rows: list[list[tuple]]) -> Any:
@@ -89,4 +91,4 @@ def _start_worker(job: BatchJob) -> None:
     # thousand; collecting every 700 of them cost a fifth of preparing one.
     gc.set_threshold(50_000, 20, 20)
     # Ctrl-C is the parent's to handle (it stops handing out batches); a worker just finishes its batch.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    children.started()

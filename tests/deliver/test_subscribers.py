@@ -195,39 +195,43 @@ def spy_on_workers(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return answers
 
 
-def tricky_list() -> str:
-    """A list with every kind of row a block boundary could fall on or inside."""
-    rows = ["\ufeffemail,first_name,last_name,status,tags"]
+def tricky_list(header: str = "email,first_name,last_name,status,tags") -> str:
+    """A list with every kind of row a block boundary could fall on or inside, each with its line end."""
+    rows = [f"\ufeff{header}\n"]
     for i in range(120):
         kind = i % 12
         if kind == 0:
-            rows.append(f'r{i}@example.com,"Ada {i}","Q""uote",,"weekly;\nnews"')  # a field over two lines
+            rows.append(f'r{i}@example.com,"Ada {i}","Q""uote",,"weekly;\nnews"\n')  # a field over two lines
         elif kind == 1:
-            rows.append(f"r{i}@example.com,李{i},雷,,news;weekly\r")  # a CRLF line end
+            rows.append(f"r{i}@example.com,李{i},雷,,news;weekly\r\n")  # CRLF
         elif kind == 2:
-            rows.append("")  # a blank line
+            rows.append("\n")  # a blank line
         elif kind == 3:
-            rows.append(f"not-an-address-{i},X,,,")  # invalid
+            rows.append(f"not-an-address-{i},X,,,\n")  # invalid
         elif kind == 4:
-            rows.append(f"R{i - 4}@EXAMPLE.com,Again,,,weekly")  # repeats the row four back (kind 0)
+            rows.append(f"R{i - 4}@EXAMPLE.com,Again,,,weekly\n")  # repeats the row four back (kind 0)
         elif kind == 5:
-            rows.append(f"r{i}@example.com,Zoë 🔥,ليلى,unsubscribed,")
+            rows.append(f"r{i}@example.com,Zoë 🔥,ليلى,unsubscribed,\r")  # a lone CR (an old Mac's line end)
         elif kind == 6:  # quotes inside an unquoted field (paired), then a field over three lines
-            rows.append(f'r{i}@example.com,Dwayne "The Rock",,,"weekly;\nnews;\nmore"')
+            rows.append(f'r{i}@example.com,Dwayne "The Rock",,,"weekly;\nnews;\nmore"\n')
         elif kind == 7:
-            rows.append(f"r{i}@example.com,Tab\there,,sometimes,")  # an invalid status
+            rows.append(f"r{i}@example.com,Tab\there,,sometimes,\n")  # an invalid status
+        elif kind == 8:
+            rows.append(f'r{i}@example.com,Reader {i},,,"weekly;\rnews"\n')  # a CR inside a quoted field
         else:
-            rows.append(f"r{i}@example.com,Reader {i},,,weekly")
-    return "\n".join(rows) + "\n"
+            rows.append(f"r{i}@example.com,Reader {i},,,weekly\n")
+    return "".join(rows)
 
 
 @pytest.mark.parametrize("block", [1, 40, 333, 1 << 20])
-def test_a_large_list_checked_in_worker_processes_is_read_as_in_one(tmp_path: Path, block: int,
+@pytest.mark.parametrize("header", ["email,first_name,last_name,status,tags",
+                                    'email,first_name,last_name,status,"tags\r"'])  # a header over two lines
+def test_a_large_list_checked_in_worker_processes_is_read_as_in_one(tmp_path: Path, block: int, header: str,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import hashlib
 
     path = tmp_path / "subs.csv"
-    path.write_bytes(tricky_list().encode("utf-8"))
+    path.write_bytes(tricky_list(header).encode("utf-8"))
     monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
     monkeypatch.setattr(subscribers_module, "CHECK_BLOCK", block)
     in_processes = spy_on_workers(monkeypatch)
@@ -245,6 +249,11 @@ def test_a_large_list_checked_in_worker_processes_is_read_as_in_one(tmp_path: Pa
     subscribers, skipped, warnings, invalid, problems, digest = found[2]
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()  # every byte, once
     assert invalid == 20 and len(problems) == 20
+    # Line numbers as an editor's text editor counts them (a CR alone ends a line too).
+    lines = tricky_list(header).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for problem in problems[:4]:
+        number = int(problem.split(":")[1])
+        assert any(field and field in problem for field in lines[number - 1].split(",")), (problem, number)
     assert any(s.first_name == 'Dwayne "The Rock"' and s.tags == ("weekly", "news", "more") for s in subscribers)
     assert sum("duplicate of line" in w for w in warnings) == 10
 
