@@ -83,6 +83,18 @@ CHECK_PROCESSES = min(4, os.cpu_count() or 1)
 CHECK_BLOCK = 2 * 1024 * 1024  # bytes of rows handed to a process at a time (about 30,000 rows)
 
 
+def row_chunks(subscribers: list[Subscriber] | SpooledSubscribers, size: int) -> Iterator[list[tuple]]:
+    """A list's subscribers as rows (Subscriber.as_row), in chunks of at most `size`: a large list's straight
+    from its spool, where they are rows already."""
+    if isinstance(subscribers, SpooledSubscribers):
+        for chunk in subscribers.rows():
+            for start in range(0, len(chunk), size):
+                yield chunk[start:start + size]
+        return
+    for start in range(0, len(subscribers), size):
+        yield [subscriber.as_row() for subscriber in subscribers[start:start + size]]
+
+
 def read_subscribers(
     path: Path,
     *,
@@ -279,6 +291,12 @@ class SpooledSubscribers:
                 yield from (Subscriber(*fields) for fields in chunk if fields[4] not in duplicates)
             else:
                 yield from (Subscriber(*fields) for fields in chunk)
+
+    def rows(self) -> Iterator[list[tuple]]:
+        """The subscribers as their Spool rows (Subscriber.as_row), a chunk at a time: no objects made."""
+        duplicates = self.duplicates
+        for chunk in self.spool.chunks():
+            yield [fields for fields in chunk if fields[4] not in duplicates] if duplicates else chunk
 
     def __getitem__(self, index: int | slice) -> Any:
         import itertools
