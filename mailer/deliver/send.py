@@ -916,7 +916,9 @@ class _DryRunJob(PrepareJob):
         return results
 
 
-_CHUNK = 10  # batches handed to a worker at a time
+# Batches handed to a worker at a time: 5 rather than 10 kept the dry run of 100,000 at 189 MiB instead of
+# 199 (each worker and the parent hold fewer rows and results at once), no slower.
+_CHUNK = 5
 _AHEAD = 4  # chunks handed out before the first one is back: what the parent holds of the results
 
 
