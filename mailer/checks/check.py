@@ -544,8 +544,9 @@ def check_subscribers(path: Path, *, encoding: str | None = None,
     """Check a subscribers CSV: invalid rows (errors), duplicates (warnings), who will be skipped (info).
 
     `suppressed` maps addresses (case-folded) to why they are in the local suppression list.
-    `cache_dir`: the state folder's checked lists (mailer.deliver.listcache): a list with no invalid
-    row checked here is not checked again by the send that follows, nor here the second time.
+    `cache_dir`: the state folder's checked lists (mailer.deliver.listcache): a list with no invalid row
+    checked here is not checked again by a send of the same bytes named the same way (the same path as
+    errors show it), nor here the second time.
     """
     from mailer.deliver.listcache import read_subscribers_cached
     from mailer.deliver.subscribers import read_subscribers

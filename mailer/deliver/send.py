@@ -931,7 +931,8 @@ def _run_dry_batches(job: _DryRunJob, batches: Iterator[list[tuple]]) -> Iterato
     """
     ahead = list(itertools.islice(batches, 4))
     if len(ahead) < 4 or job.backend.name != "sendgrid" or not workers.can_spawn():
-        yield from job.run(1, [[Subscriber(*row) for row in batch] for batch in itertools.chain(ahead, batches)])
+        for number, batch in enumerate(itertools.chain(ahead, batches), start=1):  # one batch's objects at a time
+            yield from job.run(number, [[Subscriber(*row) for row in batch]])
         return
     with workers.start_pool(job) as pool:
         pending: deque[Future[list[tuple[str, int]]]] = deque()
