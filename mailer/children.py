@@ -8,6 +8,7 @@ a Ctrl-C meanwhile stays pending in the parent, which gets it the moment the blo
 
 from __future__ import annotations
 
+import gc
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,10 @@ def starting() -> Iterator[None]:
 
 
 def started() -> None:
-    """In the child's initializer: Ctrl-C is the parent's to handle; the child finishes what it was given."""
+    """In the child's initializer: Ctrl-C is the parent's to handle; the child finishes what it was given.
+    And the collector as in the CLI (mailer/cli/main.py): a row or a recipient makes objects with no cycles
+    by the dozen; collecting every 700 of them cost a fifth of preparing a recipient."""
+    gc.set_threshold(50_000, 20, 20)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -900,10 +900,12 @@ def _first_kept(batches: Iterable[list[tuple]], first: list[tuple], count: int) 
 class _DryRunJob(PrepareJob):
     outbox: Path = Path()
 
-    def run(self, first: int, batches: list[list[Subscriber]]) -> list[tuple[str, int]]:
-        """Manifest lines and request size of each batch, numbered from `first`; writes the request bodies."""
+    def run(self, first: int, batches: list[list[tuple]]) -> list[tuple[str, int]]:
+        """Manifest lines and request size of each batch (its subscribers as rows), numbered from `first`;
+        writes the request bodies."""
         results = []
-        for number, batch in enumerate(batches, start=first):
+        for number, rows in enumerate(batches, start=first):
+            batch = [Subscriber(*row) for row in rows]  # one batch's objects at a time
             # One JSON object per line, written by hand: json.dumps per recipient was a third of the run.
             lines = "".join(f'{{"email": {_json_string(s.email)}, "line": {s.line}, '
                             f'"action": "send", "batch": {number}}}\n' for s in batch)
@@ -931,8 +933,8 @@ def _run_dry_batches(job: _DryRunJob, batches: Iterator[list[tuple]]) -> Iterato
     """
     ahead = list(itertools.islice(batches, 4))
     if len(ahead) < 4 or job.backend.name != "sendgrid" or not workers.can_spawn():
-        for number, batch in enumerate(itertools.chain(ahead, batches), start=1):  # one batch's objects at a time
-            yield from job.run(number, [[Subscriber(*row) for row in batch]])
+        for number, batch in enumerate(itertools.chain(ahead, batches), start=1):  # as the planning makes them
+            yield from job.run(number, [batch])
         return
     with workers.start_pool(job) as pool:
         pending: deque[Future[list[tuple[str, int]]]] = deque()

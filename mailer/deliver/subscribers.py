@@ -124,17 +124,20 @@ def read_subscribers(
     seen: _HashSeen | _MemorySeen = _HashSeen() if large else _MemorySeen()
     spool: Spool | None = None
     try:
+        checked = False
         if large and encoding is None and CHECK_PROCESSES > 1:
             assert isinstance(seen, _HashSeen)
             spool = Spool(label, folder=spool_dir)
-            if not _check_in_processes(path, label, skip_invalid=skip_invalid, segment=segment, spool=spool,
-                                       seen=seen, result=result, problems=problems, invalid=invalid, digest=digest):
+            checked = _check_in_processes(path, label, skip_invalid=skip_invalid, segment=segment, spool=spool,
+                                          seen=seen, result=result, problems=problems, invalid=invalid,
+                                          digest=digest)
+            if not checked:
                 # A block that is not plain CSV or UTF-8: read it all here, for the errors as they are told.
                 spool.discard()
                 spool.close()
                 spool, digest, seen = None, None, _HashSeen()  # every byte was hashed: not twice
                 result, problems, invalid = SubscriberList(label), [], []
-        if spool is None or not large:
+        if not checked:
             with _open_text(path, label, encoding, digest) as stream:
                 try:
                     rows = _subscriber_rows(csv.reader(stream, strict=True), label, skip_invalid=skip_invalid,
@@ -569,7 +572,7 @@ def _check_in_processes(path: Path, label: str, *, skip_invalid: bool, segment: 
         if problems:
             raise InputError(problems)
         pool = ProcessPoolExecutor(CHECK_PROCESSES, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_checker)
+                                   initializer=children.started)
         pending: deque[Future[Any]] = deque()
         lines = header_reader.line_num  # before the next block: the header's, a quoted \r in it counting too
         carry = head[end:]
@@ -625,11 +628,6 @@ def _rows_end(block: bytes) -> int:
     return 0
 
 
-def _start_checker() -> None:
-    import gc
-
-    gc.set_threshold(50_000, 20, 20)  # as in the CLI: a row makes objects with no cycles by the dozen
-    children.started()  # Ctrl-C is the parent's
 
 
 def _check_block(block: bytes, lines_before: int, header: list[str], label: str, skip_invalid: bool,

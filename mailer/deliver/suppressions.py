@@ -398,8 +398,7 @@ class Screener:
         self._known: set[str] = set()
         if self._path.exists():
             with SuppressionList(self._path) as suppressions:
-                last = suppressions.last_pull()
-                self.pulled_at = last.pulled_at if last else None
+                self.pulled_at = suppressions.pulled_at()
                 self._known = suppressions.addresses()
 
     def reasons(self, keys: Iterable[str]) -> dict[str, str]:

@@ -10,7 +10,6 @@ A worker never sends anything.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -61,7 +60,7 @@ def can_spawn() -> bool:
 class BatchJob(Protocol):
     """What worker processes are given: run(first, batches) does the work of batches numbered from `first`."""
 
-    def run(self, first: int, batches: list[list[Subscriber]]) -> Any: ...
+    def run(self, first: int, batches: list[list[tuple]]) -> Any: ...
 
 
 def start_pool(job: BatchJob) -> ProcessPoolExecutor:
@@ -71,14 +70,14 @@ def start_pool(job: BatchJob) -> ProcessPoolExecutor:
 
 def submit(pool: ProcessPoolExecutor, first: int, batches: list[list[tuple]]) -> Future[Any]:
     """The job's run(first, batches) in a worker, the subscribers given as their rows (Subscriber.as_row:
-    plain tuples pickle fast) and made again there."""
+    plain tuples pickle fast)."""
     with children.starting():  # a submit may start a process
         return pool.submit(_run, first, batches)
 
 
-def _run(first: int, rows: list[list[tuple]]) -> Any:
+def _run(first: int, batches: list[list[tuple]]) -> Any:
     assert _JOB is not None
-    return _JOB.run(first, [[Subscriber(*row) for row in batch] for batch in rows])
+    return _JOB.run(first, batches)
 
 
 _JOB: BatchJob | None = None  # in a worker process: the job, set once
@@ -87,8 +86,5 @@ _JOB: BatchJob | None = None  # in a worker process: the job, set once
 def _start_worker(job: BatchJob) -> None:
     global _JOB
     _JOB = job
-    # As in the CLI (mailer/cli/main.py): a recipient's values make objects with no cycles by the
-    # thousand; collecting every 700 of them cost a fifth of preparing one.
-    gc.set_threshold(50_000, 20, 20)
     # Ctrl-C is the parent's to handle (it stops handing out batches); a worker just finishes its batch.
     children.started()
