@@ -258,6 +258,21 @@ def test_the_same_command_after_a_finished_send_answers_from_the_ledger(workspac
     assert "Nothing left to send" not in segmented.stderr and len(sendgrid.accepted) == count
 
 
+@pytest.mark.parametrize("record", ["not json {", '["a", "list"]', '{"intended": "many"}', '{"suppressed": []}'])
+def test_a_finished_record_of_another_shape_is_no_record(workspace: Path, sendgrid: FakeSendGrid, run_cli,
+                                                         tmp_path: Path, record: str) -> None:
+    approve(run_cli)
+    first = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert first.exit_code == 0, first.stderr
+    with closing(sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")) as db, db:
+        assert db.execute("UPDATE finished SET report=?", (record,)).rowcount == 1  # edited, or another release's
+    again = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert again.exit_code == 0, again.stderr
+    assert "Nothing left to send" not in again.stderr and "Traceback" not in again.stderr
+    assert "sending to 0 recipient(s)" in again.stderr  # planned as before: nobody twice
+    assert len([a for a in sendgrid.accepted if a != "editor@example.com"]) == 18
+
+
 def test_a_finished_record_holds_while_the_issues_rows_are_as_many_and_all_accepted(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     try:
