@@ -56,6 +56,11 @@ def fill(text: str, values: Mapping[str, str], *, escape_html: bool = False) -> 
     return _TAGS.sub(value, text)
 
 
+def tags_in(text: str) -> tuple[list[str], str]:
+    """The known placeholders in `text` as fill() finds them, in order, and the text without them."""
+    return _TAGS.findall(text), _TAGS.sub("", text)
+
+
 def url_value(value: str) -> str:
     """A value as it goes into a link: every reserved character percent-encoded (safe in HTML too)."""
     return quote(value, safe="")

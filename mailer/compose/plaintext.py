@@ -62,10 +62,25 @@ class NamedParagraph:
         if not wider:
             return False
         lines = self._lines_with_values
-        if lines is None or any(" ".join(values[name].split()) != values[name]
-                                or display_width(values[name]) < len(placeholders.ALL[name]) for name in self.names):
+        if lines is None:
             return True
-        return any(display_width(placeholders.fill(line, values)) > self.width for line in lines)
+        all_ascii = True
+        for name in self.names:
+            value = values[name]
+            if " ".join(value.split()) != value or display_width(value) < len(placeholders.ALL[name]):
+                return True
+            all_ascii = all_ascii and value.isascii() and value.isprintable()
+        counted = self._ascii_lines
+        if counted is None or not all_ascii:
+            return any(display_width(placeholders.fill(line, values)) > self.width for line in lines)
+        # All ASCII: a filled line's width is its length, counted without filling it (for a reader whose
+        # name is longer than its placeholder, this check was a quarter of preparing their request).
+        for width, held in counted:
+            for name in held:
+                width += len(values[name])
+            if width > self.width:
+                return True
+        return False
 
     @cached_property
     def _lines_with_values(self) -> tuple[str, ...] | None:
@@ -81,6 +96,21 @@ class NamedParagraph:
                 return None
             held.append(line)
         return tuple(held)
+
+    @cached_property
+    def _ascii_lines(self) -> tuple[tuple[int, tuple[str, ...]], ...] | None:
+        """For each line of _lines_with_values, its length without placeholders and the names of those in it,
+        in order; None unless every such line is printable ASCII holding only this paragraph's placeholders."""
+        if self._lines_with_values is None:
+            return None
+        name_of = {placeholders.ALL[name]: name for name in self.names}
+        counted = []
+        for line in self._lines_with_values:
+            tags, rest = placeholders.tags_in(line)
+            if not (line.isascii() and line.isprintable()) or any(tag not in name_of for tag in tags):
+                return None
+            counted.append((len(rest), tuple(name_of[tag] for tag in tags)))
+        return tuple(counted)
 
     def filled(self, values: Mapping[str, str]) -> str:
         return wrap(placeholders.fill(self.source, values), self.width, self.indent, self.first)

@@ -205,5 +205,35 @@ def test_a_name_that_still_fits_its_line_is_filled_in_place_as_wrapping_again_wo
          "web_url": "https://x.example/"})
 
 
+def test_an_ascii_name_is_measured_as_filling_the_line_and_measuring_it_would(workspace: Path) -> None:
+    # grows() counts an ASCII line's width instead of filling it: it must answer as filling does, for
+    # placeholders anywhere in a line, with other placeholders beside them, in lines that are not ASCII.
+    import dataclasses
+
+    writer = TextWriter()
+    for k in range(30, 75, 3):
+        writer.wrap("a" * k + " -first_name- tail of the sentence, and more words after it to wrap")
+        writer.wrap("Hi " + "b" * (k - 20) + " -first_name- (-email-) hello there, welcome -first_name-, dear reader")
+        writer.wrap("Dear " + "d" * (k - 30) + " -email- see -web_url- and hello -first_name- again, with words")
+        writer.wrap("Ça " + "é" * (k - 25) + " -first_name- vous souhaite la bienvenue, chers lecteurs de la liste")
+    paragraphs = writer.named + list(build_issue(workspace / "issues" / "2020-12-13.yaml",
+                                                 load_config(workspace)).text_named)
+    counted_paragraphs = [p for p in paragraphs if p._ascii_lines is not None]
+    assert 0 < len(counted_paragraphs) < len(paragraphs)  # both kinds of paragraph are in the test
+    answers = set()
+    for paragraph in paragraphs:
+        measured = dataclasses.replace(paragraph)
+        measured.__dict__["_ascii_lines"] = None  # fill and measure each line, as grows() did before
+        for length in range(1, 40):
+            for name in ("N" * length, ("Jo " * length)[:length].strip() or "J", "Zoë" + "e" * length):
+                for email in ("a@b.c", "a-very-long-address-indeed@example.com"):
+                    values = {"first_name": name, "email": email, "unsubscribe_url": "https://x.example/u",
+                              "web_url": "https://x.example/web"}
+                    answer = paragraph.grows(values)
+                    assert answer == measured.grows(values), (paragraph.wrapped, name, email)
+                    answers.add(answer)
+    assert answers == {True, False}
+
+
 def test_underline_counts_wide_characters() -> None:
     assert TextWriter().underline("数据集 😎") == "=" * 9
