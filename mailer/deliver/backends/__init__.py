@@ -7,7 +7,7 @@ place, what is retried, what is failed, and what is uncertain.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from mailer.config import Config
 from mailer.deliver.message import Personal
@@ -18,8 +18,10 @@ if TYPE_CHECKING:  # the renderer is not needed to send what it built
     from mailer.compose.build import RenderedIssue
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
+    """One reader of a batch and what is theirs in it. (A tuple: a frozen dataclass took 0.8 µs to make,
+    for each recipient of a send.)"""
+
     subscriber: Subscriber
     personal: Personal
 
