@@ -153,36 +153,37 @@ class Personaliser:
         separator = "&" if "?" in config.unsubscribe_url else "?"
         self._unsubscribe_prefix = f"{config.unsubscribe_url}{separator}token="
         self._mailto_prefix = f"mailto:{config.unsubscribe_email}?subject=unsubscribe%20"
-        self._fallback = config.fallback_for(rendered.issue.lang)
-        self._web_url = config.web_url(rendered.issue.slug)
+        self.fallback = config.fallback_for(rendered.issue.lang)  # the first name of a reader who gave none
+        self.web_url = config.web_url(rendered.issue.slug)
         # Managed by SendGrid: its tag stands where the link goes, and SendGrid adds List-Unsubscribe.
-        self._managed_tag = config.unsubscribe_tag if config.managed_unsubscribe else None
+        self.managed_tag = config.unsubscribe_tag if config.managed_unsubscribe else None
+        # The headers every reader's message has alike, after their own List-Unsubscribe. RFC 8058 one-click
+        # unsubscribe, required by Gmail and Yahoo for bulk senders since 2024: both an https and a mailto
+        # link, and the List-Unsubscribe-Post header.
+        self.shared_headers = ({"List-Id": self.list_id} if self.managed_tag is not None else
+                               {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click", "List-Id": self.list_id})
+
+    def unsubscribe(self, key: str) -> tuple[str, str]:
+        """The unsubscribe link of the reader keyed `key` and their List-Unsubscribe header.
+
+        The token (see unsubscribe_token) is URL-safe base64 and a dot, so it needs no escaping in a
+        URL or a mailto: subject.
+        """
+        token = self._signer.token(key)
+        link = self._unsubscribe_prefix + token
+        return link, f"<{link}>, <{self._mailto_prefix}{token}>"
 
     def __call__(self, subscriber: Subscriber, *, test_copy: bool = False) -> Personal:
         email = subscriber.email
-        if self._managed_tag is not None:
-            values = {"first_name": subscriber.first_name or self._fallback, "email": email,
-                      "unsubscribe_url": self._managed_tag, "web_url": self._web_url}
-            return Personal(values, {"List-Id": self.list_id})
-        # The token (see unsubscribe_token) is URL-safe
-        # base64 and a dot, so it needs no escaping in a URL or a mailto: subject. A test copy looks
-        # the same but names nobody (TEST_COPY).
-        token = self._signer.token(TEST_COPY if test_copy else subscriber.key)
-        unsubscribe = self._unsubscribe_prefix + token
-        values = {
-            "first_name": subscriber.first_name or self._fallback,
-            "email": email,
-            "unsubscribe_url": unsubscribe,
-            "web_url": self._web_url,
-        }
-        headers = {
-            # RFC 8058 one-click unsubscribe, required by Gmail and Yahoo for bulk senders since 2024:
-            # both an https and a mailto link, and the List-Unsubscribe-Post header.
-            "List-Unsubscribe": f"<{unsubscribe}>, <{self._mailto_prefix}{token}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "List-Id": self.list_id,
-        }
-        return Personal(values, headers)
+        if self.managed_tag is not None:
+            values = {"first_name": subscriber.first_name or self.fallback, "email": email,
+                      "unsubscribe_url": self.managed_tag, "web_url": self.web_url}
+            return Personal(values, dict(self.shared_headers))
+        # A test copy looks the same but its link names nobody (TEST_COPY).
+        link, header = self.unsubscribe(TEST_COPY if test_copy else subscriber.key)
+        values = {"first_name": subscriber.first_name or self.fallback, "email": email, "unsubscribe_url": link,
+                  "web_url": self.web_url}
+        return Personal(values, {"List-Unsubscribe": header, **self.shared_headers})
 
 
 def personalise(subscriber: Subscriber, rendered: RenderedIssue, config: Config, secret: bytes, *,

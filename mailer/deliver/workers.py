@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mailer import children
 from mailer.config import Config
-from mailer.deliver.backends import Backend, Recipient
+from mailer.deliver.backends import Backend
 from mailer.deliver.message import Personaliser
 from mailer.deliver.subscribers import Subscriber
 
@@ -42,10 +42,8 @@ class PrepareJob:
     def prepare(self, batch: list[Subscriber], batch_id: str) -> Any:
         if self._personal is None:
             self._personal = Personaliser(self.rendered, self.config, self.secret)
-        personal = self._personal
-        recipients = [Recipient(s, personal(s)) for s in batch]
-        return self.backend.prepare(self.rendered, self.config, recipients, batch_id=batch_id,
-                                    options=self.payload_options)
+        return self.backend.prepare_batch(self.rendered, self.config, batch, self._personal, batch_id=batch_id,
+                                          options=self.payload_options)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_personal": None}  # made again in the worker

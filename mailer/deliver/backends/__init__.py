@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from mailer.config import Config
-from mailer.deliver.message import Personal
+from mailer.deliver.message import Personal, Personaliser
 from mailer.deliver.subscribers import Subscriber
 from mailer.errors import ExitStatus, MailerError
 
@@ -76,6 +76,10 @@ class Backend(Protocol):
     def prepare(self, rendered: RenderedIssue, config: Config, recipients: list[Recipient], *,
                 batch_id: str, options: Any) -> Any:
         """Build what `send` will transmit for these recipients (no I/O)."""
+
+    def prepare_batch(self, rendered: RenderedIssue, config: Config, subscribers: list[Subscriber],
+                      personaliser: Personaliser, *, batch_id: str, options: Any) -> Any:
+        """prepare() for a batch of a send, each subscriber personalised by `personaliser`."""
 
     def send(self, payload: Any) -> Accepted:
         """Transmit one prepared batch; raise a DeliveryError subclass when it was not accepted."""

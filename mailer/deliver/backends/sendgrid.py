@@ -10,7 +10,7 @@ import os
 import re
 import time
 import urllib.error
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from http.client import HTTPException
@@ -30,9 +30,12 @@ from mailer.deliver.backends import (
     TransientError,
     UncertainError,
 )
+from mailer.deliver.message import Personaliser
+from mailer.deliver.subscribers import Subscriber
 
 if TYPE_CHECKING:  # the renderer is not needed to send what it built
     from mailer.compose.build import RenderedIssue
+    from mailer.compose.plaintext import NamedParagraph
 
 API_KEY_ENV = "SENDGRID_API_KEY"
 API_HOST_ENV = "SENDGRID_API_HOST"
@@ -113,6 +116,11 @@ class SendGridBackend:
                 batch_id: str, options: SendGridOptions) -> Request:
         return Request(request_body(rendered, config, recipients, batch_id=batch_id, options=options),
                        tuple(r.subscriber.email for r in recipients))
+
+    def prepare_batch(self, rendered: RenderedIssue, config: Config, subscribers: list[Subscriber],
+                      personaliser: Personaliser, *, batch_id: str, options: SendGridOptions) -> Request:
+        return Request(bulk_request_body(rendered, config, subscribers, personaliser, batch_id=batch_id,
+                                         options=options), tuple(s.email for s in subscribers))
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled for a worker process that prepares requests (mailer/deliver/workers.py): it sends
@@ -262,6 +270,10 @@ def _retry_after(err: Any) -> float | None:
 
 
 _NEEDS_ESCAPE = re.compile(r"[&<>\"]")
+# `text` as json.dumps writes a string: quoted and escaped, non-ASCII as \u escapes. Its C encoder itself,
+# not a function calling it: six strings a recipient.
+_json: Callable[[str], str] = encode_basestring_ascii
+
 
 
 def _html_key(placeholder: str) -> str:
@@ -269,28 +281,37 @@ def _html_key(placeholder: str) -> str:
     return placeholder[:-1] + "_html-"
 
 
-def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recipient], *, batch_id: str,
-                 options: SendGridOptions) -> str:
-    """The Mail Send request for these recipients, as JSON text (ASCII: every other character escaped)."""
+@dataclass
+class _Shared:
+    """What the readers of one request share, and which of each reader's values it carries (see request_body)."""
+
+    subject: str
+    content_text: str
+    content_html: str
+    rewrapped: list[tuple[str, NamedParagraph]]  # (its tag, the paragraph) of each paragraph wrapped per reader
+    # Each substitution as its JSON key (written once here) and how its value is made from the reader's.
+    substitutions: list[tuple[str, str, Callable[[str], str] | None]]
+
+
+def _shared(rendered: RenderedIssue, config: Config, values: list[Mapping[str, str]]) -> _Shared:
+    """What a request for readers with these values (each one's Personal.values) shares."""
     # SendGrid fills one value into both parts, but `Tom & Jerry` must be escaped in the HTML and
     # not in the text. Where some recipient of this batch has such a value, the HTML part gets its
     # own placeholder (-first_name_html-) with an escaped value; elsewhere one value serves both.
-    first = recipients[0].personal.values
+    first = values[0]
     # The web version's address is the same for everyone: filled here, not sent 1000 times.
     web_url = first["web_url"]
     per_recipient = [name for name in placeholders.ALL if name != "web_url"]
-    # The unsubscribe URL differs only by a URL-safe token, so its first value tells for all.
     # One search through all of the batch's values of a name, joined (the pattern is single characters), not
-    # one per reader.
-    escaped = {name for name in ("first_name", "email")
-               if _NEEDS_ESCAPE.search("".join([r.personal.values[name] for r in recipients]))}
+    # one per reader. The unsubscribe URL differs only by a URL-safe token, so its first value tells for all.
+    escaped = {name for name in ("first_name", "email") if _NEEDS_ESCAPE.search("".join([v[name] for v in values]))}
     if _NEEDS_ESCAPE.search(first["unsubscribe_url"]) and not config.managed_unsubscribe:
         escaped.add("unsubscribe_url")
     content_html = rendered.html.replace(placeholders.WEB_URL, html.escape(web_url, quote=True))
     # A text paragraph that some reader's long name would push past the line width goes as a
     # value of its own, wrapped for each reader (see plaintext.NamedParagraph).
     rewrapped = [(f"-text_paragraph_{number}-", paragraph) for number, paragraph in enumerate(
-        p for p in rendered.text_named if any(p.grows(r.personal.values) for r in recipients))]
+        p for p in rendered.text_named if any(p.grows(v) for v in values))]
     content_text = rendered.text
     for tag, paragraph in rewrapped:
         content_text = content_text.replace(paragraph.wrapped, tag)
@@ -303,9 +324,6 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
         content_text = content_text.replace(placeholders.UNSUBSCRIBE_URL, config.unsubscribe_tag)
     for name in escaped:
         content_html = content_html.replace(placeholders.ALL[name], _html_key(placeholders.ALL[name]))
-    shared_headers = {k: v for k, v in recipients[0].personal.headers.items() if k != "List-Unsubscribe"}
-    own_headers = "List-Unsubscribe" in recipients[0].personal.headers
-    # Each substitution as its JSON key (written once here) and how its value is made from the reader's.
     # Inside links the values go percent-encoded (see placeholders.mark_urls); only the forms used.
     url_value = placeholders.url_value
     substitutions = [(_json(placeholders.ALL[name]) + ": ", name, None) for name in per_recipient]
@@ -313,7 +331,14 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
                       ("first_name", "email", "unsubscribe_url") if name in escaped]
     substitutions += [(_json(form) + ": ", name, url_value) for name, form in placeholders.URL_FORMS.items()
                       if form in content_html or form in content_text]
-    sha256 = hashlib.sha256
+    return _Shared(subject, content_text, content_html, rewrapped, substitutions)
+
+
+def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recipient], *, batch_id: str,
+                 options: SendGridOptions) -> str:
+    """The Mail Send request for these recipients, as JSON text (ASCII: every other character escaped)."""
+    shared = _shared(rendered, config, [recipient.personal.values for recipient in recipients])
+    own_headers = "List-Unsubscribe" in recipients[0].personal.headers
     personalizations = []
     append = personalizations.append
     # This loop runs once per recipient (a million for a large list): the request is written as JSON
@@ -321,24 +346,79 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
     # separators), at a quarter of the cost of building dicts and dumping them.
     for recipient in recipients:
         subscriber, values = recipient.subscriber, recipient.personal.values
-        # SendGrid refuses a name containing ',' or ';' (and the helper classes silently drop the address).
-        name = f"{subscriber.first_name} {subscriber.last_name}".strip()
-        to = (f'{{"email": {_json(subscriber.email)}, "name": {_json(name.replace(",", " ").replace(";", " "))}}}'
-              if name else f'{{"email": {_json(subscriber.email)}}}')
-        filled = [key + _json(make(values[value]) if make else values[value]) for key, value, make in substitutions]
-        for tag, paragraph in rewrapped:
+        filled = [key + _json(make(values[value]) if make else values[value]) for key, value, make in
+                  shared.substitutions]
+        for tag, paragraph in shared.rewrapped:
             filled.append(_json(tag) + ": " + _json(paragraph.filled(values) if paragraph.grows(values)
                                                     else placeholders.fill(paragraph.wrapped, values)))
         headers = (f', "headers": {{"List-Unsubscribe": {_json(recipient.personal.headers["List-Unsubscribe"])}}}'
                    if own_headers else "")
-        # custom_args: opaque, lets webhook events be matched to a recipient without personal data.
-        append(f'{{"to": [{to}], "substitutions": {{{", ".join(filled)}}}{headers}, "custom_args": '
-               f'{{"mailer_recipient": "{sha256(subscriber.key.encode()).hexdigest()[:20]}"}}}}')
+        append(f'{{"to": [{_to(subscriber, _json(subscriber.email))}], "substitutions": {{{", ".join(filled)}}}'
+               f'{headers}, "custom_args": {{"mailer_recipient": "{_recipient_id(subscriber.key)}"}}}}')
+    shared_headers = {k: v for k, v in recipients[0].personal.headers.items() if k != "List-Unsubscribe"}
+    return _request(rendered, config, shared, personalizations, shared_headers, batch_id, options)
+
+
+# The substitutions of most batches: each reader's first name, address and unsubscribe link, as they are.
+_PLAIN = [(_json(placeholders.ALL[name]) + ": ", name, None) for name in ("first_name", "email", "unsubscribe_url")]
+
+
+def bulk_request_body(rendered: RenderedIssue, config: Config, subscribers: list[Subscriber],
+                      personaliser: Personaliser, *, batch_id: str, options: SendGridOptions) -> str:
+    """request_body for these subscribers, each personalised by `personaliser` (a send's batches).
+
+    The same JSON, written from each reader's fields and unsubscribe link without making their
+    Personal values and headers first: half the cost of preparing a recipient. A batch that needs
+    more (a value HTML-escaped or percent-encoded, a paragraph wrapped again for someone, SendGrid's
+    own unsubscribe links) goes through request_body.
+    """
+    fallback, web_url = personaliser.fallback, personaliser.web_url
+    shared = None
+    if personaliser.managed_tag is None:
+        link = personaliser.unsubscribe(subscribers[0].key)[0]  # tells for all (see _shared)
+        shared = _shared(rendered, config, [{"first_name": s.first_name or fallback, "email": s.email,
+                                             "unsubscribe_url": link, "web_url": web_url} for s in subscribers])
+    if shared is None or shared.rewrapped or shared.substitutions != _PLAIN:
+        return request_body(rendered, config, [Recipient(s, personaliser(s)) for s in subscribers], batch_id=batch_id,
+                            options=options)
+    (first_name_key, _, _), (email_key, _, _), (link_key, _, _) = _PLAIN
+    unsubscribe = personaliser.unsubscribe
+    personalizations = []
+    append = personalizations.append
+    for subscriber in subscribers:  # as request_body's loop writes it, for _PLAIN and own headers
+        key = subscriber.key
+        link, header = unsubscribe(key)
+        email = _json(subscriber.email)
+        append(f'{{"to": [{_to(subscriber, email)}], "substitutions": {{{first_name_key}'
+               f'{_json(subscriber.first_name or fallback)}, {email_key}{email}, {link_key}{_json(link)}}}, '
+               f'"headers": {{"List-Unsubscribe": {_json(header)}}}, "custom_args": '
+               f'{{"mailer_recipient": "{_recipient_id(key)}"}}}}')
+    return _request(rendered, config, shared, personalizations, personaliser.shared_headers, batch_id, options)
+
+
+def _to(subscriber: Subscriber, email: str) -> str:
+    """The request's `to` of a reader, their address given as JSON."""
+    # SendGrid refuses a name containing ',' or ';' (and the helper classes silently drop the address).
+    name = f"{subscriber.first_name} {subscriber.last_name}".strip()
+    if not name:
+        return f'{{"email": {email}}}'
+    return f'{{"email": {email}, "name": {_json(name.replace(",", " ").replace(";", " "))}}}'
+
+
+def _recipient_id(key: str) -> str:
+    """custom_args' mailer_recipient: opaque, it lets webhook events be matched to a recipient without personal data."""
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def _request(rendered: RenderedIssue, config: Config, shared: _Shared, personalizations: list[str],
+             shared_headers: dict[str, str], batch_id: str, options: SendGridOptions) -> str:
+    """The request's JSON: the readers' personalizations (JSON text each), then what they share."""
     body: dict[str, Any] = {
         "from": {"email": config.sender.email, **({"name": config.sender.name} if config.sender.name else {})},
-        "subject": subject,
+        "subject": shared.subject,
         # text/plain must come before text/html (SendGrid's rule).
-        "content": [{"type": "text/plain", "value": content_text}, {"type": "text/html", "value": content_html}],
+        "content": [{"type": "text/plain", "value": shared.content_text},
+                    {"type": "text/html", "value": shared.content_html}],
         "headers": shared_headers,  # List-Id and List-Unsubscribe-Post: the same for everyone
         "categories": ["mailer", f"issue-{rendered.issue.slug}"[:255]],
         "custom_args": {"mailer_issue": rendered.issue.slug, "mailer_batch": batch_id},
@@ -360,11 +440,6 @@ def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recip
         body["mail_settings"] = {"sandbox_mode": {"enable": True}}
     # "personalizations" first, then the rest: the order json.dumps would keep.
     return f'{{"personalizations": [{", ".join(personalizations)}], {json.dumps(body)[1:]}'
-
-
-# `text` as json.dumps writes a string: quoted and escaped, non-ASCII as \u escapes. Its C encoder itself,
-# not a function calling it: six strings a recipient.
-_json: Callable[[str], str] = encode_basestring_ascii
 
 
 def _escape_html(text: str) -> str:

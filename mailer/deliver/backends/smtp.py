@@ -23,7 +23,8 @@ from mailer.deliver.backends import (
     TransientError,
     UncertainError,
 )
-from mailer.deliver.message import POLICY, POLICY_UTF8, MessageWriter, build_mime
+from mailer.deliver.message import POLICY, POLICY_UTF8, MessageWriter, Personaliser, build_mime
+from mailer.deliver.subscribers import Subscriber
 
 if TYPE_CHECKING:  # the renderer is not needed to send what it built
     from mailer.compose.build import RenderedIssue
@@ -106,6 +107,11 @@ class SmtpBackend:
         self._open: list[smtplib.SMTP] = []
         self._open_lock = threading.Lock()
         self._writer: MessageWriter | None = None
+
+    def prepare_batch(self, rendered: RenderedIssue, config: Config, subscribers: list[Subscriber],
+                      personaliser: Personaliser, *, batch_id: str, options: Any) -> Prepared:
+        return self.prepare(rendered, config, [Recipient(s, personaliser(s)) for s in subscribers], batch_id=batch_id,
+                            options=options)
 
     def prepare(self, rendered: RenderedIssue, config: Config, recipients: list[Recipient], *,
                 batch_id: str, options: Any) -> Prepared:

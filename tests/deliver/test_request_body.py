@@ -1,0 +1,109 @@
+"""A send's batches are written by bulk_request_body: the very request request_body writes from each
+reader's Personal values and headers, whatever the readers, the issue and the configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from mailer.compose.build import build_issue
+from mailer.config import SENDGRID_MANAGED, load_config
+from mailer.deliver.backends import Recipient
+from mailer.deliver.backends import sendgrid as sendgrid_backend
+from mailer.deliver.backends.sendgrid import SendGridOptions, bulk_request_body, request_body
+from mailer.deliver.message import Personaliser
+from mailer.deliver.subscribers import Subscriber
+from tests.conftest import SAMPLE_ISSUE
+from tests.fake_sendgrid import validate_mail_send
+
+PLAIN = [Subscriber(f"Reader{n:05d}@Example.com", f"Reader {n}", "Bench", ("weekly",), n + 2) for n in range(40)]
+VARIED = [
+    Subscriber("ada@example.com", "Ada", "Lovelace"),
+    Subscriber("nobody@example.com"),  # no name: the issue's fallback, and no "name" in `to`
+    Subscriber("li.lei@example.cn", "李雷", "韩"),
+    Subscriber("noor@example.com", "نور", "الهدى"),
+    Subscriber("party@example.com", "Zoë 🎉", "Ångström"),
+    Subscriber("comma@example.com", "Smith, John", "Jr; III"),  # SendGrid refuses , and ; in a name
+    Subscriber("kunde@bücher.example", "Jürgen", ""),
+    Subscriber("Reader123456@example.com", "Reader 123456", "Bench"),  # longer than its placeholder, still fits
+]
+LONG_NAME = [Subscriber("maria@example.com", "Maria-Magdalena Alexandrina von Hohenzollern-Sigmaringen", "X")]
+TO_ESCAPE = [Subscriber("tom@example.com", "Tom & <Jerry>", "")]
+
+
+@pytest.fixture
+def issue(workspace: Path):
+    config = load_config(workspace)
+    return build_issue(workspace / SAMPLE_ISSUE, config), config
+
+
+def both_ways(rendered, config, subscribers, monkeypatch: pytest.MonkeyPatch, *, batch_id: str = "run:00001",
+              options: SendGridOptions | None = None) -> tuple[str, str, bool]:
+    """What bulk_request_body and request_body write for `subscribers`, and whether the bulk writer wrote it
+    itself rather than handing the batch to request_body."""
+    options = options or SendGridOptions()
+    personaliser = Personaliser(rendered, config, b"secret")
+    handed_over = []
+    monkeypatch.setattr(sendgrid_backend, "request_body",
+                        lambda *args, **kwargs: handed_over.append(1) or request_body(*args, **kwargs))
+    bulk = bulk_request_body(rendered, config, subscribers, personaliser, batch_id=batch_id, options=options)
+    monkeypatch.undo()
+    recipients = [Recipient(subscriber, personaliser(subscriber)) for subscriber in subscribers]
+    return bulk, request_body(rendered, config, recipients, batch_id=batch_id, options=options), not handed_over
+
+
+@pytest.mark.parametrize("readers", [PLAIN, VARIED, PLAIN + VARIED], ids=["plain", "varied", "mixed"])
+def test_a_plain_batch_is_written_by_the_bulk_writer_as_request_body_writes_it(issue, readers, monkeypatch) -> None:
+    rendered, config = issue
+    bulk, general, written_in_bulk = both_ways(rendered, config, readers, monkeypatch)
+    assert written_in_bulk
+    assert bulk == general
+    body = json.loads(bulk)
+    assert validate_mail_send(body) == []
+    assert [p["to"][0]["email"] for p in body["personalizations"]] == [s.email for s in readers]
+
+
+def test_every_option_of_the_request_is_kept(issue, monkeypatch) -> None:
+    rendered, config = issue
+    from datetime import UTC, datetime, timedelta
+
+    options = SendGridOptions(send_at=datetime.now(UTC) + timedelta(hours=2), schedule_id="batch-1", sandbox=True)
+    config = dataclasses.replace(config, reply_to="editor@example.com")
+    bulk, general, written_in_bulk = both_ways(rendered, config, VARIED, monkeypatch, options=options)
+    assert written_in_bulk and bulk == general
+    assert json.loads(bulk)["mail_settings"] == {"sandbox_mode": {"enable": True}}
+
+
+def test_an_issue_in_another_language_uses_its_own_fallback_name(workspace: Path, monkeypatch) -> None:
+    config = load_config(workspace)
+    rendered = build_issue(workspace / "issues" / "2020-12-13-zh.yaml", config)
+    readers = [*PLAIN[:3], Subscriber("nobody@example.com"), Subscriber("li.lei@example.cn", "李雷", "韩")]
+    bulk, general, written_in_bulk = both_ways(rendered, config, readers, monkeypatch)
+    assert written_in_bulk and bulk == general
+    nobody = json.loads(bulk)["personalizations"][3]
+    assert nobody["substitutions"]["-first_name-"] == "朋友"
+
+
+@pytest.mark.parametrize("case", ["long name", "to escape", "unsubscribe link to escape", "value in a link",
+                                  "managed by SendGrid"])
+def test_a_batch_that_needs_more_goes_through_request_body(issue, case, monkeypatch) -> None:
+    rendered, config = issue
+    readers = PLAIN[:3]
+    if case == "long name":  # its paragraph is wrapped again for this reader
+        readers += LONG_NAME
+    elif case == "to escape":  # -first_name_html- beside -first_name-
+        readers += TO_ESCAPE
+    elif case == "unsubscribe link to escape":
+        config = dataclasses.replace(config, unsubscribe_url="https://newsletter.example.com/u?list=weekly&lang=en")
+    elif case == "value in a link":  # -email_url-: percent-encoded
+        rendered = dataclasses.replace(rendered, html=rendered.html.replace(
+            "</body>", '<a href="https://survey.example.com/?who=-email_url-">Survey</a></body>'))
+    else:
+        config = dataclasses.replace(config, unsubscribe=SENDGRID_MANAGED)
+    bulk, general, written_in_bulk = both_ways(rendered, config, readers, monkeypatch)
+    assert not written_in_bulk
+    assert bulk == general
+    assert validate_mail_send(json.loads(bulk)) == []
