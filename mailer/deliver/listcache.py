@@ -215,8 +215,13 @@ def _store(entry: Path, key: str, result: SubscriberList) -> None:
     try:
         if spool.path is None:  # the folder refused the file (the spool went to TMPDIR): no copy
             return
-        for subscriber in result.subscribers:
-            spool.add(subscriber)
+        if isinstance(result.subscribers, SpooledSubscribers):
+            for rows in result.subscribers.rows():
+                for row in rows:
+                    spool.add(row)
+        else:
+            for subscriber in result.subscribers:
+                spool.add(subscriber.as_row())
         spool.finish()
         # The rows as the list gives them (a large list's repeats already passed over): none to skip.
         _keep_spool(entry, key, result, SpooledSubscribers(spool, set()),

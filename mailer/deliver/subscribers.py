@@ -145,11 +145,11 @@ def read_subscribers(
                                             invalid=invalid, warnings=result.warnings, seen=seen)
                     if large:
                         spool = Spool(label, folder=spool_dir)
-                        for subscriber in rows:
-                            spool.add(subscriber)
+                        for row in rows:
+                            spool.add(row)
                         spool.finish()
                     else:
-                        result.subscribers.extend(rows)
+                        result.subscribers.extend(Subscriber(*row) for row in rows)
                 except UnicodeError:  # UnicodeDecodeError, or a UTF-16 file without its byte-order mark
                     raise _decode_error(path, label, encoding) from None
         if problems:
@@ -380,8 +380,9 @@ class Spool:
             self.path.unlink(missing_ok=True)
             self.path = None
 
-    def add(self, subscriber: Subscriber) -> None:
-        self._pending.append(subscriber.as_row())
+    def add(self, row: tuple[str, str, str, tuple[str, ...], int]) -> None:
+        """One subscriber, as its row (Subscriber.as_row)."""
+        self._pending.append(row)
         if len(self._pending) >= self.CHUNK:
             self._flush()
 
@@ -441,9 +442,10 @@ def _stamp(path: Path) -> tuple[int, int]:
 def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str | None, problems: list[Problem],
                      skipped: list[Skipped], invalid: list[int], warnings: list[Problem],
                      seen: _MemorySeen | _HashSeen, header: list[str] | None = None, lines_before: int = 0,
-                     raise_unreadable: bool = False) -> Iterator[Subscriber]:
-    """The subscribers to mail, row by row; what is wrong or left out goes into the lists given (`invalid`:
-    the lines of the rows skipped for a problem).
+                     raise_unreadable: bool = False) -> Iterator[tuple[str, str, str, tuple[str, ...], int]]:
+    """The subscribers to mail, row by row, as their rows (Subscriber.as_row: what is spooled, a million times
+    for a large list); what is wrong or left out goes into the lists given (`invalid`: the lines of the rows
+    skipped for a problem).
 
     A block of a file (_check_block) comes with the file's `header`, and `lines_before` it; a row that is
     not readable CSV raises csv.Error there (`raise_unreadable`) instead of being told."""
@@ -515,7 +517,7 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
             if segment is not None and segment not in tags:
                 skipped.append(Skipped(line, email, f"not tagged {segment!r}"))
                 continue
-            yield Subscriber(email, first_name, last_name, tags, line)
+            yield email, first_name, last_name, tags, line
     except csv.Error as err:
         if raise_unreadable:
             raise
@@ -645,11 +647,11 @@ def _check_block(block: bytes, lines_before: int, header: list[str], label: str,
     problems: list[Problem] = []
     chunks, pending = [], []
     try:
-        for subscriber in _subscriber_rows(csv.reader(io.StringIO(text, newline=""), strict=True), label,
-                                           skip_invalid=skip_invalid, segment=segment, problems=problems,
-                                           skipped=skipped, invalid=invalid, warnings=[], seen=seen, header=header,
-                                           lines_before=lines_before, raise_unreadable=True):
-            pending.append(subscriber.as_row())
+        for row in _subscriber_rows(csv.reader(io.StringIO(text, newline=""), strict=True), label,
+                                    skip_invalid=skip_invalid, segment=segment, problems=problems, skipped=skipped,
+                                    invalid=invalid, warnings=[], seen=seen, header=header,
+                                    lines_before=lines_before, raise_unreadable=True):
+            pending.append(row)
             if len(pending) >= Spool.CHUNK:
                 chunks.append((marshal.dumps(pending), len(pending)))
                 pending = []
