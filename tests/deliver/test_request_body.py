@@ -4,6 +4,7 @@ reader's Personal values and headers, whatever the readers, the issue and the co
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -47,10 +48,12 @@ def both_ways(rendered, config, subscribers, monkeypatch: pytest.MonkeyPatch, *,
     options = options or SendGridOptions()
     personaliser = Personaliser(rendered, config, b"secret")
     handed_over = []
-    monkeypatch.setattr(sendgrid_backend, "request_body",
-                        lambda *args, **kwargs: handed_over.append(1) or request_body(*args, **kwargs))
-    bulk = bulk_request_body(rendered, config, subscribers, personaliser, batch_id=batch_id, options=options)
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        for name in ("request_body", "_request_body"):
+            original = getattr(sendgrid_backend, name)
+            patched.setattr(sendgrid_backend, name, lambda *args, _original=original, **kwargs:
+                            handed_over.append(1) or _original(*args, **kwargs))
+        bulk = bulk_request_body(rendered, config, subscribers, personaliser, batch_id=batch_id, options=options)
     recipients = [Recipient(subscriber, personaliser(subscriber)) for subscriber in subscribers]
     return bulk, request_body(rendered, config, recipients, batch_id=batch_id, options=options), not handed_over
 
@@ -64,6 +67,36 @@ def test_a_plain_batch_is_written_by_the_bulk_writer_as_request_body_writes_it(i
     body = json.loads(bulk)
     assert validate_mail_send(body) == []
     assert [p["to"][0]["email"] for p in body["personalizations"]] == [s.email for s in readers]
+
+
+def test_the_readers_requests_are_the_bytes_mailer_wrote_before_the_bulk_writer(issue, monkeypatch) -> None:
+    # Both writers share _shared, _request, _to and _recipient_id: a mistake there would show on both sides
+    # of the test above. The readers' part of the request, as request_body wrote it before (e70504d).
+    rendered, config = issue
+    bulk, _, written_in_bulk = both_ways(rendered, config, PLAIN + VARIED, monkeypatch)
+    assert written_in_bulk
+    readers_part = bulk[:bulk.index('], "from": ')]
+    assert hashlib.sha256(readers_part.encode()).hexdigest() == (
+        "eb82c314a0caf719b665605eedf06214016c14e9d3c2ce0ba7860823da04f1a6"), "the sample's mailer.yaml changed?"
+    ada = json.loads(bulk)["personalizations"][len(PLAIN)]
+    token = "YWRhQGV4YW1wbGUuY29t.2zHsjSqZZbWi2GTmcPdxw3qf"
+    assert ada == {
+        "to": [{"email": "ada@example.com", "name": "Ada Lovelace"}],
+        "substitutions": {"-first_name-": "Ada", "-email-": "ada@example.com",
+                          "-unsubscribe_url-": f"https://newsletter.example.com/unsubscribe?token={token}"},
+        "headers": {"List-Unsubscribe": f"<https://newsletter.example.com/unsubscribe?token={token}>, "
+                                        f"<mailto:newsletter@example.com?subject=unsubscribe%20{token}>"},
+        "custom_args": {"mailer_recipient": "b5fc85e55755f9e0d030"}}
+
+
+def test_an_unsubscribe_link_with_a_query_is_written_by_the_bulk_writer_too(issue, monkeypatch) -> None:
+    # `…?list=weekly&token=…`: its & is escaped in the HTML part (-unsubscribe_url_html-), every batch.
+    rendered, config = issue
+    config = dataclasses.replace(config, unsubscribe_url="https://newsletter.example.com/u?list=weekly")
+    bulk, general, written_in_bulk = both_ways(rendered, config, PLAIN + VARIED, monkeypatch)
+    assert written_in_bulk and bulk == general
+    ada = json.loads(bulk)["personalizations"][len(PLAIN)]["substitutions"]
+    assert ada["-unsubscribe_url_html-"] == ada["-unsubscribe_url-"].replace("&", "&amp;")
 
 
 def test_every_option_of_the_request_is_kept(issue, monkeypatch) -> None:
@@ -87,7 +120,7 @@ def test_an_issue_in_another_language_uses_its_own_fallback_name(workspace: Path
     assert nobody["substitutions"]["-first_name-"] == "朋友"
 
 
-@pytest.mark.parametrize("case", ["long name", "to escape", "unsubscribe link to escape", "value in a link",
+@pytest.mark.parametrize("case", ["long name", "to escape", "link and name to escape", "value in a link",
                                   "managed by SendGrid"])
 def test_a_batch_that_needs_more_goes_through_request_body(issue, case, monkeypatch) -> None:
     rendered, config = issue
@@ -96,8 +129,9 @@ def test_a_batch_that_needs_more_goes_through_request_body(issue, case, monkeypa
         readers += LONG_NAME
     elif case == "to escape":  # -first_name_html- beside -first_name-
         readers += TO_ESCAPE
-    elif case == "unsubscribe link to escape":
+    elif case == "link and name to escape":
         config = dataclasses.replace(config, unsubscribe_url="https://newsletter.example.com/u?list=weekly&lang=en")
+        readers += TO_ESCAPE
     elif case == "value in a link":  # -email_url-: percent-encoded
         rendered = dataclasses.replace(rendered, html=rendered.html.replace(
             "</body>", '<a href="https://survey.example.com/?who=-email_url-">Survey</a></body>'))
