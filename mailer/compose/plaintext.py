@@ -97,6 +97,34 @@ class NamedParagraph:
             held.append(line)
         return tuple(held)
 
+    def grows_for_any(self, columns: Mapping[str, Sequence[str]]) -> bool:
+        """Whether grows() is true for some reader of a batch, given the batch's values by name (each a list
+        in the readers' order, all of the same length).
+
+        A paragraph of one name whose lines with it are printable ASCII (_ascii_fit) is decided for the
+        whole batch at once when every value is printable ASCII with no space at either end and none
+        doubled: none grows if the longest fits (a reader's check was a third of preparing their request).
+        """
+        fit = self._ascii_fit
+        if fit is not None:
+            column = columns[self.names[0]]
+            flat, lines = "".join(column), "\n".join(column)
+            if (flat.isascii() and flat.isprintable() and "  " not in flat and " \n" not in lines
+                    and "\n " not in lines and lines[:1] != " " and lines[-1:] != " "
+                    and max(map(len, column), default=0) <= fit):
+                return False
+        names = list(columns)
+        return any(self.grows(dict(zip(names, values, strict=True))) for values in zip(*columns.values(), strict=True))
+
+    @cached_property
+    def _ascii_fit(self) -> int | None:
+        """For a paragraph of one name whose lines with it are counted (_ascii_lines): the longest printable
+        ASCII value that keeps every such line within the width (grows() is false for any value no longer,
+        with no space at either end and none doubled)."""
+        if len(self.names) != 1 or not self._ascii_lines:
+            return None
+        return min((self.width - width) // len(held) for width, held in self._ascii_lines)
+
     @cached_property
     def _ascii_lines(self) -> tuple[tuple[int, tuple[str, ...]], ...] | None:
         """For each line of _lines_with_values, its length without placeholders and the names of those in it,

@@ -235,5 +235,32 @@ def test_an_ascii_name_is_measured_as_filling_the_line_and_measuring_it_would(wo
     assert answers == {True, False}
 
 
+def test_a_batch_of_readers_is_measured_at_once_as_one_at_a_time(workspace: Path) -> None:
+    # grows_for_any() decides a batch from its longest value where it can: it must answer as asking
+    # grows() of each reader does, whatever the batch holds.
+    writer = TextWriter()
+    for k in range(30, 75, 4):
+        writer.wrap("a" * k + " -first_name- tail of the sentence, and more words after it to wrap")
+        writer.wrap("Hi " + "b" * (k - 20) + " -first_name- hello there, welcome -first_name-, dear reader")
+        writer.wrap("Dear " + "d" * (k - 30) + " -email- and hello -first_name- again, with words")
+        writer.wrap("Ça " + "é" * (k - 25) + " -first_name- vous souhaite la bienvenue, chers lecteurs de la liste")
+    paragraphs = writer.named + list(build_issue(workspace / "issues" / "2020-12-13.yaml",
+                                                 load_config(workspace)).text_named)
+    assert any(p._ascii_fit is not None for p in paragraphs) and any(p._ascii_fit is None for p in paragraphs)
+    plain = [f"Reader {n}" for n in range(1, 400, 7)]
+    odd = ["Reader  12345 double", " Reader 123456", "Reader 123456 ", "Zoë Ångström-Lindqvist",
+           "Tab\tin the name", "A" * 30, "Al", "Reader 123456", "Reader 1234567890123"]
+    batches = [plain, [*plain, "A" * 14], *([*plain[:5], name, *plain[5:9]] for name in odd)]
+    answers = set()
+    for paragraph in paragraphs:
+        for batch in batches:
+            columns = {"first_name": batch, "email": [f"reader{n}@example.com" for n in range(len(batch))]}
+            one_by_one = any(paragraph.grows({"first_name": name, "email": email}) for name, email
+                             in zip(columns["first_name"], columns["email"], strict=True))
+            assert paragraph.grows_for_any(columns) == one_by_one, (paragraph.wrapped, batch)
+            answers.add(one_by_one)
+    assert answers == {True, False}
+
+
 def test_underline_counts_wide_characters() -> None:
     assert TextWriter().underline("数据集 😎") == "=" * 9

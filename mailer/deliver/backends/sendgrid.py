@@ -296,25 +296,26 @@ class _Shared:
     substitutions: list[tuple[str, str, Callable[[str], str] | None]]
 
 
-def _shared(rendered: RenderedIssue, config: Config, values: list[Mapping[str, str]]) -> _Shared:
-    """What a request for readers with these values (each one's Personal.values) shares."""
+def _shared(rendered: RenderedIssue, config: Config, first: Mapping[str, str], columns: dict[str, list[str]]
+            ) -> _Shared:
+    """What a request shares, for readers whose values (Personal.values) are `first` for the first of them
+    and `columns` by name for all of them: their first names and addresses, in order."""
     # SendGrid fills one value into both parts, but `Tom & Jerry` must be escaped in the HTML and
     # not in the text. Where some recipient of this batch has such a value, the HTML part gets its
     # own placeholder (-first_name_html-) with an escaped value; elsewhere one value serves both.
-    first = values[0]
     # The web version's address is the same for everyone: filled here, not sent 1000 times.
     web_url = first["web_url"]
     per_recipient = [name for name in placeholders.ALL if name != "web_url"]
     # One search through all of the batch's values of a name, joined (the pattern is single characters), not
     # one per reader. The unsubscribe URL differs only by a URL-safe token, so its first value tells for all.
-    escaped = {name for name in ("first_name", "email") if _NEEDS_ESCAPE.search("".join([v[name] for v in values]))}
+    escaped = {name for name in ("first_name", "email") if _NEEDS_ESCAPE.search("".join(columns[name]))}
     if _NEEDS_ESCAPE.search(first["unsubscribe_url"]) and not config.managed_unsubscribe:
         escaped.add("unsubscribe_url")
     content_html = rendered.html.replace(placeholders.WEB_URL, html.escape(web_url, quote=True))
     # A text paragraph that some reader's long name would push past the line width goes as a
     # value of its own, wrapped for each reader (see plaintext.NamedParagraph).
     rewrapped = [(f"-text_paragraph_{number}-", paragraph) for number, paragraph in enumerate(
-        p for p in rendered.text_named if any(p.grows(v) for v in values))]
+        p for p in rendered.text_named if p.grows_for_any(columns))]
     content_text = rendered.text
     for tag, paragraph in rewrapped:
         content_text = content_text.replace(paragraph.wrapped, tag)
@@ -340,7 +341,8 @@ def _shared(rendered: RenderedIssue, config: Config, values: list[Mapping[str, s
 def request_body(rendered: RenderedIssue, config: Config, recipients: list[Recipient], *, batch_id: str,
                  options: SendGridOptions) -> str:
     """The Mail Send request for these recipients, as JSON text (ASCII: every other character escaped)."""
-    shared = _shared(rendered, config, [recipient.personal.values for recipient in recipients])
+    values = [recipient.personal.values for recipient in recipients]
+    shared = _shared(rendered, config, values[0], {name: [v[name] for v in values] for name in ("first_name", "email")})
     return _request_body(rendered, config, recipients, shared, batch_id, options)
 
 
@@ -387,8 +389,10 @@ def bulk_request_body(rendered: RenderedIssue, config: Config, subscribers: list
     shared = None
     if personaliser.managed_tag is None:
         link = personaliser.unsubscribe(subscribers[0].key)[0]  # tells for all (see _shared)
-        shared = _shared(rendered, config, [{"first_name": s.first_name or fallback, "email": s.email,
-                                             "unsubscribe_url": link, "web_url": web_url} for s in subscribers])
+        first = {"first_name": subscribers[0].first_name or fallback, "email": subscribers[0].email,
+                 "unsubscribe_url": link, "web_url": web_url}
+        shared = _shared(rendered, config, first, {"first_name": [s.first_name or fallback for s in subscribers],
+                                                   "email": [s.email for s in subscribers]})
     if shared is None or shared.rewrapped or shared.substitutions not in (_PLAIN, _PLAIN_LINK_ESCAPED):
         recipients = [Recipient(s, personaliser(s)) for s in subscribers]
         if shared is None:
