@@ -244,21 +244,30 @@ def test_a_batch_of_readers_is_measured_at_once_as_one_at_a_time(workspace: Path
         writer.wrap("Hi " + "b" * (k - 20) + " -first_name- hello there, welcome -first_name-, dear reader")
         writer.wrap("Dear " + "d" * (k - 30) + " -email- and hello -first_name- again, with words")
         writer.wrap("Ça " + "é" * (k - 25) + " -first_name- vous souhaite la bienvenue, chers lecteurs de la liste")
+        writer.wrap("Your address " + "c" * (k - 20) + " -email- is on our list, and we write to it every week")
     paragraphs = writer.named + list(build_issue(workspace / "issues" / "2020-12-13.yaml",
                                                  load_config(workspace)).text_named)
     assert any(p._ascii_fit is not None for p in paragraphs) and any(p._ascii_fit is None for p in paragraphs)
+    assert any(p.names == ("email",) and p._ascii_fit is not None for p in paragraphs)
     plain = [f"Reader {n}" for n in range(1, 400, 7)]
-    odd = ["Reader  12345 double", " Reader 123456", "Reader 123456 ", "Zoë Ångström-Lindqvist",
-           "Tab\tin the name", "A" * 30, "Al", "Reader 123456", "Reader 1234567890123"]
-    batches = [plain, [*plain, "A" * 14], *([*plain[:5], name, *plain[5:9]] for name in odd)]
+    # Each odd one first, in the middle and last of a batch: spaces at a value's ends, a doubled one, wide
+    # characters whose length fits and whose width does not, a tab, values too long or short.
+    odd = ["Reader  12345 double", " Reader 123456", "Reader 123456 ", "山田太郎山田太郎山田太郎",
+           "Zoë Ångström-Lindqvist", "Tab\tin the name", "A" * 30, "Al", "Reader 123456", "Reader 1234567890123"]
+    batches = [plain, [*plain, "A" * 14]]
+    batches += [batch for name in odd
+                for batch in ([name, *plain[:9]], [*plain[:5], name, *plain[5:9]], [*plain[:9], name])]
+    addresses = [f"reader{n}@example.com" for n in range(10)]
+    long_addresses = [f"a-rather-long-address-of-reader-{n}@example.com" for n in range(10)]
     answers = set()
     for paragraph in paragraphs:
         for batch in batches:
-            columns = {"first_name": batch, "email": [f"reader{n}@example.com" for n in range(len(batch))]}
-            one_by_one = any(paragraph.grows({"first_name": name, "email": email}) for name, email
-                             in zip(columns["first_name"], columns["email"], strict=True))
-            assert paragraph.grows_for_any(columns) == one_by_one, (paragraph.wrapped, batch)
-            answers.add(one_by_one)
+            for emails in (addresses, long_addresses, [*addresses[:9], "山田@例え.jp"]):
+                columns = {"first_name": batch, "email": (emails * 10)[:len(batch)]}
+                one_by_one = any(paragraph.grows({"first_name": name, "email": email}) for name, email
+                                 in zip(columns["first_name"], columns["email"], strict=True))
+                assert paragraph.grows_for_any(columns) == one_by_one, (paragraph.wrapped, columns)
+                answers.add(one_by_one)
     assert answers == {True, False}
 
 
