@@ -205,19 +205,26 @@ def test_a_name_that_still_fits_its_line_is_filled_in_place_as_wrapping_again_wo
          "web_url": "https://x.example/"})
 
 
+def named_paragraphs(workspace: Path) -> list:
+    """The sample's paragraphs with a reader's value, and others with placeholders anywhere in a line, twice in
+    one, beside other placeholders, alone in a paragraph (the address), in lines that are not ASCII."""
+    writer = TextWriter()
+    for k in range(30, 75, 3):
+        writer.wrap("a" * k + " -first_name- tail of the sentence, and more words after it to wrap")
+        writer.wrap("Hi " + "b" * (k - 20) + " -first_name- (-email-) hello there, welcome -first_name-, dear reader")
+        writer.wrap("Hi " + "b" * (k - 20) + " -first_name- hello there, welcome -first_name-, dear reader")
+        writer.wrap("Dear " + "d" * (k - 30) + " -email- see -web_url- and hello -first_name- again, with words")
+        writer.wrap("Ça " + "é" * (k - 25) + " -first_name- vous souhaite la bienvenue, chers lecteurs de la liste")
+        writer.wrap("Your address " + "c" * (k - 20) + " -email- is on our list, and we write to it every week")
+    return writer.named + list(build_issue(workspace / "issues" / "2020-12-13.yaml", load_config(workspace)).text_named)
+
+
 def test_an_ascii_name_is_measured_as_filling_the_line_and_measuring_it_would(workspace: Path) -> None:
     # grows() counts an ASCII line's width instead of filling it: it must answer as filling does, for
     # placeholders anywhere in a line, with other placeholders beside them, in lines that are not ASCII.
     import dataclasses
 
-    writer = TextWriter()
-    for k in range(30, 75, 3):
-        writer.wrap("a" * k + " -first_name- tail of the sentence, and more words after it to wrap")
-        writer.wrap("Hi " + "b" * (k - 20) + " -first_name- (-email-) hello there, welcome -first_name-, dear reader")
-        writer.wrap("Dear " + "d" * (k - 30) + " -email- see -web_url- and hello -first_name- again, with words")
-        writer.wrap("Ça " + "é" * (k - 25) + " -first_name- vous souhaite la bienvenue, chers lecteurs de la liste")
-    paragraphs = writer.named + list(build_issue(workspace / "issues" / "2020-12-13.yaml",
-                                                 load_config(workspace)).text_named)
+    paragraphs = named_paragraphs(workspace)
     counted_paragraphs = [p for p in paragraphs if p._ascii_lines is not None]
     assert 0 < len(counted_paragraphs) < len(paragraphs)  # both kinds of paragraph are in the test
     answers = set()
@@ -238,15 +245,7 @@ def test_an_ascii_name_is_measured_as_filling_the_line_and_measuring_it_would(wo
 def test_a_batch_of_readers_is_measured_at_once_as_one_at_a_time(workspace: Path) -> None:
     # grows_for_any() decides a batch from its longest value where it can: it must answer as asking
     # grows() of each reader does, whatever the batch holds.
-    writer = TextWriter()
-    for k in range(30, 75, 4):
-        writer.wrap("a" * k + " -first_name- tail of the sentence, and more words after it to wrap")
-        writer.wrap("Hi " + "b" * (k - 20) + " -first_name- hello there, welcome -first_name-, dear reader")
-        writer.wrap("Dear " + "d" * (k - 30) + " -email- and hello -first_name- again, with words")
-        writer.wrap("Ça " + "é" * (k - 25) + " -first_name- vous souhaite la bienvenue, chers lecteurs de la liste")
-        writer.wrap("Your address " + "c" * (k - 20) + " -email- is on our list, and we write to it every week")
-    paragraphs = writer.named + list(build_issue(workspace / "issues" / "2020-12-13.yaml",
-                                                 load_config(workspace)).text_named)
+    paragraphs = named_paragraphs(workspace)
     assert any(p._ascii_fit is not None for p in paragraphs) and any(p._ascii_fit is None for p in paragraphs)
     assert any(p.names == ("email",) and p._ascii_fit is not None for p in paragraphs)
     plain = [f"Reader {n}" for n in range(1, 400, 7)]
