@@ -5,6 +5,7 @@ The sending machinery is imported inside the functions, so that `mailer --help` 
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sys
@@ -306,7 +307,7 @@ def _graceful_ctrl_c() -> Iterator[threading.Event]:
         if interrupt.is_set():
             raise KeyboardInterrupt
         interrupt.set()
-        click.echo("\nStopping after the requests in flight (Ctrl-C again to stop at once)…", err=True)
+        _log("\nStopping after the requests in flight (Ctrl-C again to stop at once)…")
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -358,6 +359,18 @@ def _confirm(rendered: RenderedIssue, subscribers: SubscriberList, backend: str,
         raise UsageError("Not sent.")
 
 
+def _log(line: str, *, fg: str | None = None) -> None:
+    """A progress line on stderr. Once its reader has gone (`mailer send … 2>&1 | head`), stderr goes to
+    /dev/null and the send goes on: a closed pipe raising in the middle of a send would stop it between
+    its requests and their records, and leave their readers uncertain."""
+    try:
+        click.secho(line, err=True, fg=fg)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
+        os.close(devnull)
+
+
 def _progress() -> Progress:
     from mailer.deliver.send import Progress
 
@@ -368,17 +381,17 @@ def _progress() -> Progress:
 
         def logged(count: int, outcome: str) -> None:
             if outcome != "accepted":
-                click.echo(f"batch of {count}: {outcome}", err=True)
+                _log(f"batch of {count}: {outcome}")
                 return
             before = done["accepted"]
             done["accepted"] += count
             if done["accepted"] // LOG_EVERY > before // LOG_EVERY or count >= LOG_EVERY:
-                click.echo(f"accepted so far: {done['accepted']}", err=True)
+                _log(f"accepted so far: {done['accepted']}")
 
         return Progress(
-            on_start=lambda total: click.echo(f"sending to {total} recipient(s)", err=True),
+            on_start=lambda total: _log(f"sending to {total} recipient(s)"),
             on_batch=logged,
-            on_note=lambda message: click.secho(f"note: {message}", fg="yellow", err=True),
+            on_note=lambda message: _log(f"note: {message}", fg="yellow"),
         )
     from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeRemainingColumn
     from rich.progress import Progress as Bar

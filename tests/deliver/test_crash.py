@@ -91,3 +91,22 @@ def test_ctrl_c_mid_send_records_everyone_and_resumes(workspace: Path, tmp_path:
     resumed.communicate(timeout=120)
     assert resumed.returncode == 0
     assert len(fake.accepted) == len(set(fake.accepted)) == 6000
+
+
+@pytest.mark.parametrize("slow_sendgrid", [0.1], indirect=True)
+def test_a_log_pipe_closed_mid_send_stops_the_lines_not_the_send(workspace: Path, tmp_path: Path,
+                                                                 slow_sendgrid) -> None:
+    # `mailer send … --live 2>&1 | head`: the reader of the progress lines goes away while batches are on the
+    # wire. The send must go on and record every answer, not stop between a request and its record.
+    fake, env = slow_sendgrid
+    subscribers = make_subscribers(workspace, 8000)
+    process = run_send(workspace, env, subscribers)
+    assert process.stderr is not None
+    wait_for_first_delivery(fake, process)
+    process.stderr.close()  # the next progress line meets a closed pipe
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 0
+    assert "accepted                        8000" in out  # the report, on stdout, which is still read
+    assert len(fake.accepted) == len(set(fake.accepted)) == 8000
+    ledger = Counter(state for (state,) in read_ledger(tmp_path / "state", "SELECT state FROM deliveries"))
+    assert ledger == {"accepted": 8000}
