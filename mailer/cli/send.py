@@ -5,6 +5,7 @@ The sending machinery is imported inside the functions, so that `mailer --help` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -259,7 +260,10 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     with _graceful_ctrl_c() as interrupt:
         report = send_issue(rendered, config, subscribers, backend, options, progress=_progress(), schedule=schedule,
                             interrupt=interrupt)
-    _print_report(report, rendered.issue.slug)
+    try:
+        _print_report(report, rendered.issue.slug)
+    except BrokenPipeError:  # `… | head`: the send is done and recorded; its exit code still says how it went
+        _silence(sys.stdout)
     if not report.complete:
         sys.exit(ExitStatus.DELIVERY_FAILED)
 
@@ -304,10 +308,11 @@ def _graceful_ctrl_c() -> Iterator[threading.Event]:
     interrupt = threading.Event()
 
     def on_sigint(signum: int, frame: object) -> None:
+        # Nothing is written here: the handler can run in the middle of a write to the same stream, which
+        # would then fail (a reentrant call) and stop the send. The send tells Progress.on_stopping.
         if interrupt.is_set():
             raise KeyboardInterrupt
         interrupt.set()
-        _log("\nStopping after the requests in flight (Ctrl-C again to stop at once)…")
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -359,16 +364,29 @@ def _confirm(rendered: RenderedIssue, subscribers: SubscriberList, backend: str,
         raise UsageError("Not sent.")
 
 
+STOPPING = "\nStopping after the requests in flight (Ctrl-C again to stop at once)…"
+
+
 def _log(line: str, *, fg: str | None = None) -> None:
-    """A progress line on stderr. Once its reader has gone (`mailer send … 2>&1 | head`), stderr goes to
-    /dev/null and the send goes on: a closed pipe raising in the middle of a send would stop it between
-    its requests and their records, and leave their readers uncertain."""
+    """A progress line on stderr. Once it cannot be written (its reader has gone, `mailer send … 2>&1 |
+    head`, or a full disk under `2>log`), stderr goes to /dev/null and the send goes on: an error raised
+    in the middle of a send would stop it between its requests and their records, and leave their
+    readers uncertain."""
     try:
         click.secho(line, err=True, fg=fg)
-    except BrokenPipeError:
+    except OSError:
+        _silence(sys.stderr)
+
+
+def _silence(stream: TextIO) -> None:
+    """Point `stream`'s file descriptor at /dev/null: what is still buffered, and anything written later, goes
+    nowhere instead of failing again (at exit too)."""
+    with contextlib.suppress(OSError):
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stderr.fileno())
-        os.close(devnull)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
 
 
 def _progress() -> Progress:
@@ -392,6 +410,7 @@ def _progress() -> Progress:
             on_start=lambda total: _log(f"sending to {total} recipient(s)"),
             on_batch=logged,
             on_note=lambda message: _log(f"note: {message}", fg="yellow"),
+            on_stopping=lambda: _log(STOPPING),
         )
     from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeRemainingColumn
     from rich.progress import Progress as Bar
@@ -418,7 +437,8 @@ def _progress() -> Progress:
         if outcome != "accepted":
             bar.console.print(f"[yellow]batch of {count}: {outcome}")
 
-    return Progress(on_start=start, on_batch=batch, on_note=lambda m: bar.console.print(f"[yellow]note: {m}"))
+    return Progress(on_start=start, on_batch=batch, on_note=lambda m: bar.console.print(f"[yellow]note: {m}"),
+                    on_stopping=lambda: bar.console.print(STOPPING))
 
 
 def _table(rows: list[tuple[str, int]]) -> str:

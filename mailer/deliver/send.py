@@ -133,6 +133,8 @@ class Progress:
     on_start: Callable[[int], None] = lambda total: None
     on_batch: Callable[[int, str], None] = lambda count, outcome: None
     on_note: Callable[[str], None] = lambda message: None
+    # The send saw `interrupt` set: no new request starts, the ones in flight are finished and recorded.
+    on_stopping: Callable[[], None] = lambda: None
 
 
 def content_hash(rendered: RenderedIssue) -> str:
@@ -674,19 +676,21 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
 
     interrupted = False
 
-    def settle_some() -> None:
+    def notice_interrupt() -> None:
         nonlocal interrupted
-        settle(wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED).done)
         if interrupt.is_set() and not interrupted:
             interrupted = True
             stop.set()
+            progress.on_stopping()  # told here, in this thread: never from the signal handler
+
+    def settle_some() -> None:
+        settle(wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED).done)
+        notice_interrupt()
 
     try:
         for number, batch in enumerate(_rebatched(to_send, backend.max_batch), start=1):
             limiter.acquire(len(batch))
-            if interrupt.is_set():
-                interrupted = True
-                stop.set()
+            notice_interrupt()
             if stop.is_set():
                 break
             submit(batch, f"{run_id}:{number:05d}")

@@ -82,6 +82,7 @@ def test_ctrl_c_mid_send_records_everyone_and_resumes(workspace: Path, tmp_path:
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
+    assert "Stopping after the requests in flight (Ctrl-C again to stop at once)" in err
     assert "run the same command again to resume" in err
     ledger = Counter(state for (state,) in read_ledger(tmp_path / "state", "SELECT state FROM deliveries"))
     # In-flight requests were waited for and recorded: nothing is left `sending` or unknown.
@@ -107,6 +108,25 @@ def test_a_log_pipe_closed_mid_send_stops_the_lines_not_the_send(workspace: Path
     out, _ = process.communicate(timeout=120)
     assert process.returncode == 0
     assert "accepted                        8000" in out  # the report, on stdout, which is still read
+    assert len(fake.accepted) == len(set(fake.accepted)) == 8000
+    ledger = Counter(state for (state,) in read_ledger(tmp_path / "state", "SELECT state FROM deliveries"))
+    assert ledger == {"accepted": 8000}
+
+
+@pytest.mark.parametrize("slow_sendgrid", [0.1], indirect=True)
+def test_a_pipe_closed_mid_send_for_the_lines_and_the_report_keeps_the_exit_code(workspace: Path, tmp_path: Path,
+                                                                                  slow_sendgrid) -> None:
+    # `mailer send … --live 2>&1 | head`: one pipe for the lines and the report, gone mid-send. The report is
+    # lost; the exit code still says every reader was accepted.
+    fake, env = slow_sendgrid
+    subscribers = make_subscribers(workspace, 8000)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "send", ISSUE, "--subscribers", str(subscribers), "--live", "--yes",
+         "--force", "--workers", "2"], cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    wait_for_first_delivery(fake, process)
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0
     assert len(fake.accepted) == len(set(fake.accepted)) == 8000
     ledger = Counter(state for (state,) in read_ledger(tmp_path / "state", "SELECT state FROM deliveries"))
     assert ledger == {"accepted": 8000}
