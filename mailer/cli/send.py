@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -228,7 +228,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         if finished:
             click.echo(f"Nothing left to send: every reader on {label} is accepted (sent, or scheduled) or skipped, "
                        f"as the ledger recorded at {finished.finished_at}, unchanged since.", err=True)
-            _print_report(finished, issue_slug(issue_file))
+            _after_the_work(lambda: _print_report(finished, issue_slug(issue_file)))
             return
     rendered = _build(issue_file, config)
     _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
@@ -252,7 +252,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     assert subscribers is not None
     if not live:
         report = dry_run(rendered, config, subscribers, backend, options)
-        _print_dry_run(report, rendered, name, subscribers_path, config)
+        _after_the_work(lambda: _print_dry_run(report, rendered, name, subscribers_path, config))
         return
     check_approved(rendered, config, options)  # before asking: a yes must not be met by a refusal
     _confirm(rendered, subscribers, name, when, yes, sandbox)
@@ -260,10 +260,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     with _graceful_ctrl_c() as interrupt:
         report = send_issue(rendered, config, subscribers, backend, options, progress=_progress(), schedule=schedule,
                             interrupt=interrupt)
-    try:
-        _print_report(report, rendered.issue.slug)
-    except BrokenPipeError:  # `… | head`: the send is done and recorded; its exit code still says how it went
-        _silence(sys.stdout)
+    _after_the_work(lambda: _print_report(report, rendered.issue.slug))
     if not report.complete:
         sys.exit(ExitStatus.DELIVERY_FAILED)
 
@@ -376,6 +373,15 @@ def _log(line: str, *, fg: str | None = None) -> None:
         click.secho(line, err=True, fg=fg)
     except OSError:
         _silence(sys.stderr)
+
+
+def _after_the_work(show: Callable[[], None]) -> None:
+    """Print a report once the work is done and recorded: if its reader has gone (`… | head`), the report
+    is lost, but the exit code still says how the work went (a closed pipe is not bad input, exit 1)."""
+    try:
+        show()
+    except BrokenPipeError:
+        _silence(sys.stdout)
 
 
 def _silence(stream: TextIO) -> None:

@@ -70,3 +70,18 @@ def test_help_does_not_import_the_heavy_libraries() -> None:
 def test_python_dash_m_works() -> None:
     out = subprocess.run([sys.executable, "-m", "mailer", "--help"], capture_output=True, text=True, check=True)
     assert "Usage: mailer" in out.stdout
+
+
+def test_a_dry_run_read_by_a_pipe_that_closes_still_exits_0(workspace: Path, tmp_path: Path) -> None:
+    # `mailer send ISSUE --subscribers FILE | head -1`: the outbox is written before the report, which then
+    # meets the closed pipe. The work is done: the exit code says so, not "bad input".
+    import os
+
+    process = subprocess.Popen([sys.executable, "-m", "mailer", "send", "issues/2020-12-13.yaml", "--subscribers",
+                                "subscribers.example.csv"], cwd=workspace, env=os.environ.copy(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the report: the process takes longer than this to start
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert (tmp_path / "state" / "outbox" / "2020-12-13" / "manifest.jsonl").is_file()
