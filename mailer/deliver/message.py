@@ -173,17 +173,20 @@ class Personaliser:
         link = self._unsubscribe_prefix + token
         return link, f"<{link}>, <{self._mailto_prefix}{token}>"
 
+    def first_name(self, subscriber: Subscriber) -> str:
+        """What -first_name- is for this reader: their first name, or the issue language's fallback."""
+        return subscriber.first_name or self.fallback
+
     def __call__(self, subscriber: Subscriber, *, test_copy: bool = False) -> Personal:
-        email = subscriber.email
         if self.managed_tag is not None:
-            values = {"first_name": subscriber.first_name or self.fallback, "email": email,
-                      "unsubscribe_url": self.managed_tag, "web_url": self.web_url}
-            return Personal(values, dict(self.shared_headers))
-        # A test copy looks the same but its link names nobody (TEST_COPY).
-        link, header = self.unsubscribe(TEST_COPY if test_copy else subscriber.key)
-        values = {"first_name": subscriber.first_name or self.fallback, "email": email, "unsubscribe_url": link,
+            link, headers = self.managed_tag, dict(self.shared_headers)
+        else:
+            # A test copy looks the same but its link names nobody (TEST_COPY).
+            link, header = self.unsubscribe(TEST_COPY if test_copy else subscriber.key)
+            headers = {"List-Unsubscribe": header, **self.shared_headers}
+        values = {"first_name": self.first_name(subscriber), "email": subscriber.email, "unsubscribe_url": link,
                   "web_url": self.web_url}
-        return Personal(values, {"List-Unsubscribe": header, **self.shared_headers})
+        return Personal(values, headers)
 
 
 def personalise(subscriber: Subscriber, rendered: RenderedIssue, config: Config, secret: bytes, *,

@@ -385,14 +385,13 @@ def bulk_request_body(rendered: RenderedIssue, config: Config, subscribers: list
     address HTML-escaped, a value percent-encoded, a paragraph wrapped again for someone, SendGrid's
     own unsubscribe links) goes through request_body.
     """
-    fallback, web_url = personaliser.fallback, personaliser.web_url
     shared = None
+    first_names = [personaliser.first_name(s) for s in subscribers]
     if personaliser.managed_tag is None:
         link = personaliser.unsubscribe(subscribers[0].key)[0]  # tells for all (see _shared)
-        first = {"first_name": subscribers[0].first_name or fallback, "email": subscribers[0].email,
-                 "unsubscribe_url": link, "web_url": web_url}
-        shared = _shared(rendered, config, first, {"first_name": [s.first_name or fallback for s in subscribers],
-                                                   "email": [s.email for s in subscribers]})
+        first = {"first_name": first_names[0], "email": subscribers[0].email, "unsubscribe_url": link,
+                 "web_url": personaliser.web_url}
+        shared = _shared(rendered, config, first, {"first_name": first_names, "email": [s.email for s in subscribers]})
     if shared is None or shared.rewrapped or shared.substitutions not in (_PLAIN, _PLAIN_LINK_ESCAPED):
         recipients = [Recipient(s, personaliser(s)) for s in subscribers]
         if shared is None:
@@ -403,13 +402,14 @@ def bulk_request_body(rendered: RenderedIssue, config: Config, subscribers: list
     unsubscribe = personaliser.unsubscribe
     personalizations = []
     append = personalizations.append
-    for subscriber in subscribers:  # as _request_body's loop writes it, for these substitutions and own headers
+    # As _request_body's loop writes it, for these substitutions and own headers.
+    for subscriber, first_name in zip(subscribers, first_names, strict=True):
         key = subscriber.key
         link, header = unsubscribe(key)
         email = _json(subscriber.email)
         link_html = f", {link_html_key}{_json(_escape_html(link))}" if link_html_key else ""
         append(f'{{"to": [{_to(subscriber, email)}], "substitutions": {{{first_name_key}'
-               f'{_json(subscriber.first_name or fallback)}, {email_key}{email}, {link_key}{_json(link)}{link_html}}}, '
+               f'{_json(first_name)}, {email_key}{email}, {link_key}{_json(link)}{link_html}}}, '
                f'"headers": {{"List-Unsubscribe": {_json(header)}}}, "custom_args": '
                f'{{"mailer_recipient": "{_recipient_id(key)}"}}}}')
     return _request(rendered, config, shared, personalizations, personaliser.shared_headers, batch_id, options)
