@@ -111,10 +111,10 @@ def _variants(options: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _keys(path: Path, variants: list[dict[str, Any]]) -> tuple[str, ...]:
     digests = [_digest(variant) for variant in variants]
+    fed = _Digests(digests)
     with path.open("rb") as data:
         while block := data.read(1 << 20):
-            for digest in digests:
-                digest.update(block)
+            fed.update(block)
     return tuple(digest.hexdigest() for digest in digests)
 
 

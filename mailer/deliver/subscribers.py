@@ -249,6 +249,10 @@ class _BlockSeen(_HashSeen):
         self._lines.append(line)
         return None
 
+    def as_bytes(self) -> tuple[bytes, bytes]:
+        """The hashes and lines seen, for the parent's _HashSeen.extend."""
+        return self._hashes.tobytes(), self._lines.tobytes()
+
 
 def _settle_duplicates(duplicates: list[tuple[int, str, int]], result: SubscriberList, label: str) -> None:
     """Record the duplicates found after the read, as a list held in memory records them while reading.
@@ -630,8 +634,6 @@ def _rows_end(block: bytes) -> int:
     return 0
 
 
-
-
 def _check_block(block: bytes, lines_before: int, header: list[str], label: str, skip_invalid: bool,
                  segment: str | None) -> tuple | None:
     """In a worker process: the rows of `block` checked, as marshal'ed chunks of Spool rows, their keys'
@@ -659,7 +661,7 @@ def _check_block(block: bytes, lines_before: int, header: list[str], label: str,
         return None
     if pending:
         chunks.append((marshal.dumps(pending), len(pending)))
-    return chunks, seen._hashes.tobytes(), seen._lines.tobytes(), skipped, invalid, problems
+    return chunks, *seen.as_bytes(), skipped, invalid, problems
 
 
 def _header_problem(column: str, value: str) -> str | None:
