@@ -133,6 +133,9 @@ class FakeSendGrid:
     raw_requests: list[bytes] = field(default_factory=list)  # each Mail Send body as it arrived (keep_bodies)
     paths: list[str] = field(default_factory=list)
     auth_headers: list[str] = field(default_factory=list)
+    post_headers: list[dict[str, str]] = field(default_factory=list)  # every POST's headers, as they arrived
+    # Where the API is mounted (a proxy's path, as in SENDGRID_API_HOST=https://proxy.example/sendgrid).
+    path_prefix: str = ""
     scheduled: dict[str, str] = field(default_factory=dict)
     keep_bodies: bool = True
     # Addresses SendGrid calls invalid: a request naming one is refused whole, the field saying which.
@@ -179,7 +182,7 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
             if self.headers.get("Authorization") != f"Bearer {API_KEY}":
                 self._answer(401, UNAUTHORIZED)
                 return
-            url = urlsplit(self.path)
+            url = urlsplit(self.path.removeprefix(fake.path_prefix) if self.path.startswith(fake.path_prefix) else "")
             query = parse_qs(url.query, keep_blank_values=True)
             if url.path not in PAGINATED and url.path != GROUP_SUPPRESSIONS:
                 self._answer(404, {"errors": [{"field": None, "message": "not found"}]})
@@ -225,6 +228,11 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
             with fake.lock:
                 fake.paths.append(self.path)
                 fake.auth_headers.append(self.headers.get("Authorization", ""))
+                fake.post_headers.append(dict(self.headers.items()))
+            if not self.path.startswith(fake.path_prefix):
+                self._answer(404, {"errors": [{"message": "not found"}]})
+                return
+            self.path = self.path.removeprefix(fake.path_prefix)
             if self.headers.get("Authorization") != f"Bearer {API_KEY}":
                 self._answer(401, {"errors": [{"field": None, "message": "The provided authorization grant is "
                                                "invalid, expired, or revoked"}]})

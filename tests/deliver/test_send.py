@@ -12,13 +12,14 @@ from collections import Counter, deque
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from mailer.compose.build import build_issue
 from mailer.config import load_config
-from mailer.deliver.backends.sendgrid import SendGridBackend
-from mailer.deliver.ledger import Ledger, issue_lock
+from mailer.deliver.backends.sendgrid import JSON_CONTENT_TYPE, SendGridBackend
+from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.send import SendOptions, send_issue
 from mailer.deliver.subscribers import read_subscribers
@@ -402,6 +403,31 @@ def test_the_request_is_the_json_the_sendgrid_library_would_write(workspace: Pat
         person = got[f"reader{i}@example.com"]
         assert person["substitutions"]["-first_name-"] == name
         assert person["to"][0]["name"] == f"{name} Ö".replace(",", " ").replace(";", " ")
+
+
+def test_requests_go_where_and_as_the_sendgrid_library_would_post_them(workspace: Path, start_sendgrid,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    # mailer posts Mail Send itself, not through the library's call (which formats every body into a
+    # debug line first): the URL, under an API host with a path of its own too, and the headers must
+    # be the library's.
+    from sendgrid import SendGridAPIClient
+
+    fake, url = start_sendgrid(FakeSendGrid(path_prefix="/sendgrid"))
+    monkeypatch.setenv("SENDGRID_API_HOST", f"{url}/sendgrid")
+    report = core_send(workspace, make_subscribers(workspace, 1200))
+    assert report.complete and sorted(fake.accepted) == [f"reader{i:05d}@example.com" for i in range(1200)]
+    library = SendGridAPIClient(api_key=API_KEY, host=f"{url}/sendgrid").client
+    assert fake.paths == [urlsplit(library.mail.send._build_url(None)).path] * 2 == ["/sendgrid/v3/mail/send"] * 2
+    for headers in fake.post_headers:
+        assert headers["User-Agent"] == library.request_headers["User-Agent"]
+        assert headers["User-Agent"].startswith("sendgrid/") and headers["Content-Type"] == JSON_CONTENT_TYPE
+        assert headers["Authorization"] == f"Bearer {API_KEY}" and headers["Accept"] == "application/json"
+    ledger = Ledger(ledger_path(tmp_path / "state"))
+    try:  # each batch's X-Message-Id, read from the answer's headers
+        assert {row.message_id for row in ledger.rows(ledger.issues()[0], ["accepted"])} == {"msg-1", "msg-2"}
+    finally:
+        ledger.close()
 
 
 def test_throttling_and_server_errors_are_retried(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:

@@ -141,9 +141,26 @@ class SendGridBackend:
         return self._client
 
     def send(self, payload: Request) -> Accepted:
-        response = self._call(lambda client: client.client.mail.send.post(request_body=payload.body,
-                                                                          timeout=self._timeout))
-        return Accepted(response.headers.get("X-Message-Id"))
+        headers = self._call(lambda client: self._post(client.client, "/mail/send", payload.body))
+        return Accepted(headers.get("X-Message-Id"))
+
+    def _post(self, client: Any, path: str, body: str) -> Any:
+        """POST JSON text to the v3 API as `client.mail.send.post` would (its URL, its headers, its
+        errors), and return the answer's headers. Not through the library's own call: before looking
+        at its log level it formats every body into a DEBUG line, the repr of a 0.7 MB request of a
+        thousand recipients, 5 ms under the GIL each time: a fifth of a send's preparing and posting."""
+        import urllib.request
+
+        from python_http_client.exceptions import handle_error
+
+        request = urllib.request.Request(f"{client.host}/v3{path}", data=body.encode("utf-8"),
+                                         headers=client.request_headers, method="POST")
+        try:
+            with urllib.request.build_opener().open(request, timeout=self._timeout) as response:
+                response.read()  # the whole answer, as the library reads it, before its headers are trusted
+                return response.headers
+        except urllib.error.HTTPError as err:
+            raise handle_error(err) from None
 
     def create_schedule_id(self) -> str:
         """Ask SendGrid for a batch id that groups a scheduled send so that it can be cancelled."""
