@@ -376,26 +376,31 @@ class Ledger:
 
     # -- the send itself -----------------------------------------------------------------------
 
-    def mark_sending(self, issue: str, keys: list[str], batch: str) -> None:
-        changed = self._set(issue, keys, SENDING, batch=batch, count_attempt=True)
-        if changed != len(keys):  # a request must never leave for someone without a row saying so
-            raise StateError(f"{self.path}: {len(keys) - changed} of {len(keys)} recipients of batch {batch} have "
-                             "no row in the ledger: nothing of this batch was sent\n"
+    def mark_sending(self, issue: str, recipients: list[tuple[str, str]], batch: str) -> None:
+        """Record (key, email) pairs as `sending` in `batch`, queued or not before: a send queues its
+        readers as it reaches them (one statement a batch instead of two), and the ones it did not
+        reach when it stops (Ledger.queue)."""
+        stamp = now()
+        changed = self._statement(
+            "INSERT INTO deliveries (issue, recipient, email, state, batch, attempts, created_at, updated_at) "
+            "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'sending', ?, 1, ?, ? "
+            "FROM json_each(?) WHERE true "  # `WHERE true`: SQLite's rule for an upsert fed by a SELECT
+            "ON CONFLICT (issue, recipient) DO UPDATE SET state='sending', batch=excluded.batch, error=NULL, "
+            "attempts=attempts+1, updated_at=excluded.updated_at",
+            (issue, batch, stamp, stamp, json.dumps(recipients, ensure_ascii=False))).rowcount
+        if changed != len(recipients):  # a request must never leave for someone without a row saying so
+            raise StateError(f"{self.path}: {len(recipients) - changed} of {len(recipients)} recipients of batch "
+                             f"{batch} could not be recorded: nothing of this batch was sent\n"
                              "    hint: run the same command again")
 
     def mark(self, issue: str, keys: list[str], state: str, *, message_id: str | None = None,
              error: str | None = None) -> None:
-        self._set(issue, keys, state, message_id=message_id, error=error)
-
-    def _set(self, issue: str, keys: list[str], state: str, *, batch: str | None = None,
-             message_id: str | None = None, error: str | None = None, count_attempt: bool = False) -> int:
         # One statement for the whole batch (its keys as one JSON array): half the time of a
-        # statement per recipient, which a send of 100,000 does 200,000 times.
-        return self._statement(
-            "UPDATE deliveries SET state=?, batch=COALESCE(?, batch), message_id=COALESCE(?, message_id), "
-            "error=?, attempts=attempts+?, updated_at=? "
+        # statement per recipient, which a send of 100,000 does 100,000 times.
+        self._statement(
+            "UPDATE deliveries SET state=?, message_id=COALESCE(?, message_id), error=?, updated_at=? "
             "WHERE issue=? AND recipient IN (SELECT value FROM json_each(?))",
-            (state, batch, message_id, error, int(count_attempt), now(), issue, json.dumps(keys))).rowcount
+            (state, message_id, error, now(), issue, json.dumps(keys)))
 
     # -- a send with nothing left to do --------------------------------------------------------
 

@@ -476,8 +476,11 @@ def send_issue(
             def states_of(keys: list[str]) -> dict[str, str]:
                 return ledger.states_of(key, keys)
 
-            # The list is planned a chunk at a time, never held whole: everyone due is queued (the
-            # totals come from this), then the list is read on again for them as the batches go out.
+            # The list is planned a chunk at a time, never held whole (the totals come from this), then
+            # read on again for those due as the batches go out. A reader's row is written as their
+            # batch leaves (Ledger.mark_sending), and the rows of those a stopped send did not reach
+            # as it stops (_run_batches): queueing everyone first held the first request back by a
+            # second for 100,000 readers.
             planned = PlanTotals()
             ledger.start_due()
             # The tally at the end: the states of the intended recipients not sent to now cannot change
@@ -490,7 +493,6 @@ def send_issue(
 
             def record(chunk: list[Subscriber], part: Plan, states: dict[str, str]) -> None:
                 if part.to_send:
-                    ledger.queue(key, ((s.key, s.email) for s in part.to_send))
                     ledger.add_due([s.key for s in part.to_send])
                 if len(part.to_send) == len(chunk):
                     due_flags.append(None)
@@ -531,7 +533,7 @@ def send_issue(
             payload_options = _payload_options(options, run_id)
             progress.on_start(planned.due)
             if planned.due:
-                # Exactly those the planning above queued: it is not done again (a reader the
+                # Exactly those the planning above found due: it is not done again (a reader the
                 # suppression list let go of meanwhile waits for the next run).
                 _run_batches(rendered, config, backend, ledger, key, _due(subscribers.subscribers, due_flags), options,
                              payload_options, secret, run_id, report, progress, interrupt or threading.Event())
@@ -625,7 +627,8 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
         return deliver(backend, payload, options.retry, stop)
 
     def submit(batch: list[Subscriber], batch_id: str) -> None:
-        ledger.mark_sending(key, [s.key for s in batch], batch_id)  # committed before the request can leave
+        # Committed before the request can leave.
+        ledger.mark_sending(key, [(s.key, s.email) for s in batch], batch_id)
         report.batches += 1
         in_flight[pool.submit(prepare_and_deliver, batch, batch_id)] = (batch_id, batch)
 
@@ -687,8 +690,10 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
         settle(wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED).done)
         notice_interrupt()
 
+    batches = _rebatched(to_send, backend.max_batch)
+    batch: list[Subscriber] = []  # the one taken last: sent, or not when the send stopped before it
     try:
-        for number, batch in enumerate(_rebatched(to_send, backend.max_batch), start=1):
+        for number, batch in enumerate(batches, start=1):
             limiter.acquire(len(batch))
             notice_interrupt()
             if stop.is_set():
@@ -698,13 +703,20 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
                 settle_some()
         while in_flight:
             settle_some()
+        if stop.is_set() and report.batches:
+            _queue_unreached(ledger, key, itertools.chain([batch], batches))
     except KeyboardInterrupt:
         # Let the requests already on the wire finish and record them; waiting retries stop at once.
         # A second Ctrl-C leaves their rows `sending`, which the next run turns into `uncertain`.
+        # The CLI's second Ctrl-C comes this way too, `interrupt` set by its first: it stops at once,
+        # the readers not reached left without a row (the next run plans them, as after a crash).
+        first = not interrupt.is_set()
         interrupted = True
         stop.set()
         while in_flight:
             settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+        if report.batches and first:
+            _queue_unreached(ledger, key, itertools.chain([batch], batches))
     except StateError as err:
         # The ledger cannot be written (a full disk): no new request; say exactly what may have left.
         stop.set()
@@ -726,6 +738,15 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
                           "resume (nobody already accepted is sent again)")
     if fatal:
         raise SendError(f"{fatal}\n    nothing more was sent; the same command resumes once this is fixed")
+
+
+def _queue_unreached(ledger: Ledger, key: str, batches: Iterable[list[Subscriber]]) -> None:
+    """Give the readers a send stopped after its first request did not reach their `queued` row (a
+    send writes a reader's row as it reaches them; one stopped before its first request leaves the
+    ledger as it was): `mailer status` counts them as not sent, the report too. A row already
+    written (the last batch taken may have left) is left as it is."""
+    for part in _rebatched(batches, 5000):
+        ledger.queue(key, ((s.key, s.email) for s in part))
 
 
 def _unrecorded_message(err: StateError, in_flight: list[tuple[Future[Outcome], tuple[str, list[Subscriber]]]],

@@ -88,6 +88,8 @@ def test_ctrl_c_mid_send_records_everyone_and_resumes(workspace: Path, tmp_path:
     # In-flight requests were waited for and recorded: nothing is left `sending` or unknown.
     assert ledger["sending"] == 0 and ledger["uncertain"] == 0
     assert ledger["accepted"] == len(fake.accepted) < 6000
+    # The readers not reached (their rows are written as a send reaches them) are queued as it stops.
+    assert ledger["queued"] == 6000 - ledger["accepted"] and sum(ledger.values()) == 6000
     resumed = run_send(workspace, env, subscribers)
     resumed.communicate(timeout=120)
     assert resumed.returncode == 0
