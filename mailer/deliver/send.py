@@ -473,8 +473,13 @@ def send_issue(
             report.suppressions_pulled_at = screener.pulled_at
             waiting = _waiting_for_events(ledger, key)
 
+            # A first send of the issue (every new issue's) has no row to look up, and each row there is
+            # when it ends is one it wrote (the issue is locked): its planning asks the ledger nothing,
+            # and its tally is the issue's counts (1.3 s of a first send of a million).
+            first_send = not ledger.has_rows(key)
+
             def states_of(keys: list[str]) -> dict[str, str]:
-                return ledger.states_of(key, keys)
+                return {} if first_send else ledger.states_of(key, keys)
 
             # The list is planned a chunk at a time, never held whole (the totals come from this), then
             # read on again for those due as the batches go out. A reader's row is written as their
@@ -482,17 +487,18 @@ def send_issue(
             # as it stops (_run_batches): queueing everyone first held the first request back by a
             # second for 100,000 readers.
             planned = PlanTotals()
-            ledger.start_due()
+            if not first_send:
+                ledger.start_due()
             # The tally at the end: the states of the intended recipients not sent to now cannot change
             # during the run (the issue is locked), so they are counted here; those sent to are counted
-            # in the ledger afterwards, from a temporary table of their keys.
+            # in the ledger afterwards, from a temporary table of their keys (in a first send, all rows).
             unchanged: Counter[str] = Counter()
 
             # Which of each chunk's subscribers are due, for the pass that sends (_due): None when all are.
             due_flags: list[bytes | None] = []
 
             def record(chunk: list[Subscriber], part: Plan, states: dict[str, str]) -> None:
-                if part.to_send:
+                if part.to_send and not first_send:
                     ledger.add_due([s.key for s in part.to_send])
                 if len(part.to_send) == len(chunk):
                     due_flags.append(None)
@@ -535,9 +541,10 @@ def send_issue(
             if planned.due:
                 # Exactly those the planning above found due: it is not done again (a reader the
                 # suppression list let go of meanwhile waits for the next run).
-                _run_batches(rendered, config, backend, ledger, key, _due(subscribers.subscribers, due_flags), options,
-                             payload_options, secret, run_id, report, progress, interrupt or threading.Event())
-            tally = unchanged + Counter(ledger.due_states(key))
+                _run_batches(rendered, config, backend, ledger, key, lambda: _due(subscribers.subscribers, due_flags),
+                             options, payload_options, secret, run_id, report, progress,
+                             interrupt or threading.Event())
+            tally = unchanged + Counter(ledger.counts(key) if first_send else ledger.due_states(key))
             report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before
             report.failed = tally[ledger_states.FAILED]
             report.uncertain = tally[ledger_states.UNCERTAIN]
@@ -602,8 +609,11 @@ def _payload_options(options: SendOptions, schedule_id: str) -> Any:
 
 
 def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledger: Ledger, key: str,
-                 to_send: Iterable[list[Subscriber]], options: SendOptions, payload_options: Any, secret: bytes,
-                 run_id: str, report: SendReport, progress: Progress, interrupt: threading.Event) -> None:
+                 due: Callable[[], Iterable[list[Subscriber]]], options: SendOptions, payload_options: Any,
+                 secret: bytes, run_id: str, report: SendReport, progress: Progress,
+                 interrupt: threading.Event) -> None:
+    """Send to those due, batch by batch, recording each; `due` makes a pass over them (one to send,
+    and another for the readers not reached when the send stops: see _queue_unreached)."""
     stop = threading.Event()  # tells workers waiting to retry to give up; set on interrupt too
     limiter = RateLimiter(options.rate, sleep=lambda seconds: interrupt.wait(seconds))
     # SMTP: one connection unless asked for more, as many servers limit a client's connections.
@@ -612,8 +622,8 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
     consecutive_failures = 0
     fatal: str | None = None
     # Prepared in the sending threads, not in worker processes as a dry run's are: measured, the
-    # processes made a send of 100,000 no faster (its pace is the ledger's, in this thread) and
-    # took 80 MiB more.
+    # processes made a send of 100,000 no faster (the processes' start and the pickling cost more
+    # than the GIL they free) and took 80 MiB more.
     job = PrepareJob(rendered, config, backend, payload_options, secret)
     pool = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="mailer-send")
 
@@ -690,10 +700,11 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
         settle(wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED).done)
         notice_interrupt()
 
-    batches = _rebatched(to_send, backend.max_batch)
-    batch: list[Subscriber] = []  # the one taken last: sent, or not when the send stopped before it
     try:
-        for number, batch in enumerate(batches, start=1):
+        for number, batch in enumerate(_rebatched(due(), backend.max_batch), start=1):
+            notice_interrupt()
+            if stop.is_set():
+                break
             limiter.acquire(len(batch))
             notice_interrupt()
             if stop.is_set():
@@ -704,19 +715,17 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
         while in_flight:
             settle_some()
         if stop.is_set() and report.batches:
-            _queue_unreached(ledger, key, itertools.chain([batch], batches))
+            _queue_unreached(ledger, key, due(), progress)
     except KeyboardInterrupt:
         # Let the requests already on the wire finish and record them; waiting retries stop at once.
-        # A second Ctrl-C leaves their rows `sending`, which the next run turns into `uncertain`.
-        # The CLI's second Ctrl-C comes this way too, `interrupt` set by its first: it stops at once,
-        # the readers not reached left without a row (the next run plans them, as after a crash).
-        first = not interrupt.is_set()
+        # A Ctrl-C while they are waited for or the readers not reached are queued stops at once: rows
+        # left `sending` the next run turns into `uncertain`, readers left without a row it plans again.
         interrupted = True
         stop.set()
         while in_flight:
             settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
-        if report.batches and first:
-            _queue_unreached(ledger, key, itertools.chain([batch], batches))
+        if report.batches:
+            _queue_unreached(ledger, key, due(), progress)
     except StateError as err:
         # The ledger cannot be written (a full disk): no new request; say exactly what may have left.
         stop.set()
@@ -740,13 +749,19 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
         raise SendError(f"{fatal}\n    nothing more was sent; the same command resumes once this is fixed")
 
 
-def _queue_unreached(ledger: Ledger, key: str, batches: Iterable[list[Subscriber]]) -> None:
+def _queue_unreached(ledger: Ledger, key: str, due: Iterable[list[Subscriber]], progress: Progress) -> None:
     """Give the readers a send stopped after its first request did not reach their `queued` row (a
     send writes a reader's row as it reaches them; one stopped before its first request leaves the
-    ledger as it was): `mailer status` counts them as not sent, the report too. A row already
-    written (the last batch taken may have left) is left as it is."""
-    for part in _rebatched(batches, 5000):
-        ledger.queue(key, ((s.key, s.email) for s in part))
+    ledger as it was): `mailer status` counts them as not sent, the report too. `due` is a new pass
+    over all those due (the send's own may have died with a Ctrl-C inside it); a row already written
+    is left as it is. Nothing is lost if this fails: the next run plans everyone without a row."""
+    try:
+        for part in _rebatched(due, PLAN_CHUNK):
+            ledger.queue(key, ((s.key, s.email) for s in part))
+    except MailerError as err:  # the ledger cannot be written, or the list read again
+        progress.on_note(f"the readers this send did not reach could not be recorded as not sent yet "
+                         f"({str(err).splitlines()[0]}): `mailer status` leaves them out; the same command "
+                         "sends to them")
 
 
 def _unrecorded_message(err: StateError, in_flight: list[tuple[Future[Outcome], tuple[str, list[Subscriber]]]],
@@ -906,7 +921,7 @@ def _plan_in_chunks(subscribers: Iterable[Subscriber], states_of: Callable[[list
 
 
 def _due(subscribers: Iterable[Subscriber], due_flags: list[bytes | None]) -> Iterator[list[Subscriber]]:
-    """The subscribers the planning queued for this run, read on from the list in order: the planning's
+    """The subscribers the planning found due in this run, read on from the list in order: the planning's
     chunks again, each with its flags (None: all of it is due). The list is the one planned: held in
     memory, or read back from its temporary file, the same rows in the same order."""
     for chunk, flags in zip(_batches(subscribers, PLAN_CHUNK), due_flags, strict=True):
