@@ -544,11 +544,14 @@ def send_issue(
                 _run_batches(rendered, config, backend, ledger, key, lambda: _due(subscribers.subscribers, due_flags),
                              options, payload_options, secret, run_id, report, progress,
                              interrupt or threading.Event())
-            tally = unchanged + Counter(ledger.counts(key) if first_send else ledger.due_states(key))
+            rows = Counter(ledger.counts(key) if first_send else ledger.due_states(key))
+            tally = unchanged + rows
             report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before
             report.failed = tally[ledger_states.FAILED]
             report.uncertain = tally[ledger_states.UNCERTAIN]
-            report.not_sent = tally[ledger_states.QUEUED] + tally[ledger_states.CANCELLED]
+            # Those due without a row: a stopped send that could not write them down (see _queue_unreached).
+            report.not_sent = (tally[ledger_states.QUEUED] + tally[ledger_states.CANCELLED]
+                               + planned.due - sum(rows.values()))
             if report.complete and subscribers.key is not None:
                 # Nobody on this list is left: the same command again answers from this (finished_send).
                 suppressed = [address_key(skipped.email) for skipped in planned.suppressed]
@@ -700,6 +703,7 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
         settle(wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED).done)
         notice_interrupt()
 
+    reached = 0  # readers of the batches submitted, in the order of `due`: those not reached come after
     try:
         for number, batch in enumerate(_rebatched(due(), backend.max_batch), start=1):
             notice_interrupt()
@@ -710,22 +714,19 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
             if stop.is_set():
                 break
             submit(batch, f"{run_id}:{number:05d}")
+            reached += len(batch)
             while len(in_flight) >= senders:
                 settle_some()
         while in_flight:
             settle_some()
-        if stop.is_set() and report.batches:
-            _queue_unreached(ledger, key, due(), progress)
     except KeyboardInterrupt:
         # Let the requests already on the wire finish and record them; waiting retries stop at once.
-        # A Ctrl-C while they are waited for or the readers not reached are queued stops at once: rows
-        # left `sending` the next run turns into `uncertain`, readers left without a row it plans again.
+        # A Ctrl-C while they are waited for stops at once: rows left `sending` the next run turns into
+        # `uncertain`, and the readers not reached are left without a row (it plans them again).
         interrupted = True
         stop.set()
         while in_flight:
             settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
-        if report.batches:
-            _queue_unreached(ledger, key, due(), progress)
     except StateError as err:
         # The ledger cannot be written (a full disk): no new request; say exactly what may have left.
         stop.set()
@@ -742,26 +743,35 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
     finally:
         pool.shutdown(wait=True)
         backend.close()
+    # Out of the `try`: a Ctrl-C while the readers not reached are queued stops it at once, leaving
+    # them without a row, which the next run plans again.
+    recorded = not (stop.is_set() and report.batches) or _queue_unreached(ledger, key, due(), reached, progress)
     if interrupted:
-        raise Interrupted("interrupted: every recipient's state is recorded; run the same command again to "
-                          "resume (nobody already accepted is sent again)")
+        raise Interrupted(("interrupted: every recipient's state is recorded" if recorded else
+                           "interrupted: every recipient reached is recorded") +
+                          "; run the same command again to resume (nobody already accepted is sent again)")
     if fatal:
         raise SendError(f"{fatal}\n    nothing more was sent; the same command resumes once this is fixed")
 
 
-def _queue_unreached(ledger: Ledger, key: str, due: Iterable[list[Subscriber]], progress: Progress) -> None:
+def _queue_unreached(ledger: Ledger, key: str, due: Iterable[list[Subscriber]], reached: int,
+                     progress: Progress) -> bool:
     """Give the readers a send stopped after its first request did not reach their `queued` row (a
     send writes a reader's row as it reaches them; one stopped before its first request leaves the
-    ledger as it was): `mailer status` counts them as not sent, the report too. `due` is a new pass
-    over all those due (the send's own may have died with a Ctrl-C inside it); a row already written
-    is left as it is. Nothing is lost if this fails: the next run plans everyone without a row."""
+    ledger as it was), so that `mailer status` counts them as not sent. `due` is a new pass over all
+    those due (the send's own may have died with a Ctrl-C inside it), of which the first `reached`
+    were submitted; a row already written is left as it is. False, and a note, when the ledger
+    cannot be written: nothing is lost, the next run plans everyone without a row."""
+    unreached = itertools.islice(itertools.chain.from_iterable(due), reached, None)
     try:
-        for part in _rebatched(due, PLAN_CHUNK):
+        for part in _batches(unreached, PLAN_CHUNK):
             ledger.queue(key, ((s.key, s.email) for s in part))
-    except MailerError as err:  # the ledger cannot be written, or the list read again
+    except StateError as err:
         progress.on_note(f"the readers this send did not reach could not be recorded as not sent yet "
                          f"({str(err).splitlines()[0]}): `mailer status` leaves them out; the same command "
                          "sends to them")
+        return False
+    return True
 
 
 def _unrecorded_message(err: StateError, in_flight: list[tuple[Future[Outcome], tuple[str, list[Subscriber]]]],

@@ -616,7 +616,69 @@ def test_consecutive_failures_stop_the_send(workspace: Path, sendgrid: FakeSendG
     report = core_send(workspace, make_subscribers(workspace, 8000), max_consecutive_failures=3, workers=1)
     assert report.stopped and "3 failed batches in a row" in report.stopped
     assert ledger_states(tmp_path / "state") == {"failed": 3000, "queued": 5000}
+    assert (report.failed, report.not_sent, report.accepted) == (3000, 5000, 0)
     assert sendgrid.accepted == []
+
+
+def test_a_stopping_send_does_not_wait_for_its_rate_before_it_stops(workspace: Path, sendgrid: FakeSendGrid,
+                                                                    tmp_path: Path) -> None:
+    # --rate 200 gives each batch of 1,000 a five-second slot: a send stopped by its first batch's
+    # failure must stop then, not wait for the next slot first.
+    class Waits(threading.Event):
+        def __init__(self) -> None:
+            super().__init__()
+            self.asked: list[float | None] = []
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.asked.append(timeout)
+            return super().wait(0)
+
+    sendgrid.default = "500"
+    config = load_config(workspace)
+    interrupt = Waits()
+    options = SendOptions(live=True, force=True, workers=1, rate=200, max_consecutive_failures=1,
+                          retry=RetryPolicy(attempts=2, base_seconds=0.01, cap_seconds=0.02))
+    report = send_issue(build_issue(workspace / ISSUE, config), config,
+                        read_subscribers(make_subscribers(workspace, 3000)), SendGridBackend(), options,
+                        interrupt=interrupt)
+    assert report.stopped and report.failed == 1000 and report.not_sent == 2000
+    assert interrupt.asked == []  # the limiter never waited
+
+
+def test_a_stopped_send_that_cannot_queue_the_readers_not_reached_says_so_and_counts_them(
+        workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
+    # The ledger's file cannot grow once the third failed batch is recorded (RLIMIT_FSIZE, as a full
+    # disk): the readers not reached get no row, the send says so, and its report still counts them.
+    import resource
+    import signal
+
+    from mailer.deliver.send import Progress
+
+    sendgrid.default = "500"
+    notes: list[str] = []
+    failed = []
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal's kill
+
+    def full_after_the_third(count: int, outcome: str) -> None:
+        failed.append(count)
+        if len(failed) == 3:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1024, limits[1]))
+
+    config = load_config(workspace)
+    rendered = build_issue(workspace / ISSUE, config)
+    options = SendOptions(live=True, force=True, workers=1, max_consecutive_failures=3,
+                          retry=RetryPolicy(attempts=2, base_seconds=0.01, cap_seconds=0.02))
+    try:
+        report = send_issue(rendered, config, read_subscribers(make_subscribers(workspace, 8000)), SendGridBackend(),
+                            options, progress=Progress(on_batch=full_after_the_third, on_note=notes.append))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, previous)
+    assert report.stopped and (report.failed, report.not_sent, report.accepted) == (3000, 5000, 0)
+    assert ledger_states(tmp_path / "state") == {"failed": 3000}
+    told = [note for note in notes if "did not reach" in note]
+    assert len(told) == 1 and "could not be recorded as not sent yet" in told[0] and "disk I/O error" in told[0], notes
 
 
 def test_addresses_sendgrid_refuses_fail_alone_and_the_rest_of_their_batch_is_sent(
