@@ -405,9 +405,7 @@ def bulk_request_body(rendered: RenderedIssue, config: Config, subscribers: list
     shared = None
     first_names = [personaliser.first_name(s) for s in subscribers]
     if personaliser.managed_tag is None:
-        link = personaliser.unsubscribe(subscribers[0].key)[0]  # tells for all (see _shared)
-        first = {"first_name": first_names[0], "email": subscribers[0].email, "unsubscribe_url": link,
-                 "web_url": personaliser.web_url}
+        first = personaliser(subscribers[0]).values  # its link tells for all (see _shared)
         shared = _shared(rendered, config, first, {"first_name": first_names, "email": [s.email for s in subscribers]})
     if shared is None or shared.rewrapped or shared.substitutions not in (_PLAIN, _PLAIN_LINK_ESCAPED):
         recipients = [Recipient(s, personaliser(s)) for s in subscribers]
