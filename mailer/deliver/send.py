@@ -692,26 +692,27 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
 
     interrupted = False
 
-    def notice_interrupt() -> None:
+    def stopping() -> bool:
+        """Whether no new request may start: the send was stopped, or `interrupt` is set (told here, in
+        this thread: never from the signal handler)."""
         nonlocal interrupted
         if interrupt.is_set() and not interrupted:
             interrupted = True
             stop.set()
-            progress.on_stopping()  # told here, in this thread: never from the signal handler
+            progress.on_stopping()
+        return stop.is_set()
 
     def settle_some() -> None:
         settle(wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED).done)
-        notice_interrupt()
+        stopping()
 
     reached = 0  # readers of the batches submitted, in the order of `due`: those not reached come after
     try:
         for number, batch in enumerate(_rebatched(due(), backend.max_batch), start=1):
-            notice_interrupt()
-            if stop.is_set():
+            if stopping():
                 break
             limiter.acquire(len(batch))
-            notice_interrupt()
-            if stop.is_set():
+            if stopping():  # asked again: a Ctrl-C cuts the wait for --rate short
                 break
             submit(batch, f"{run_id}:{number:05d}")
             reached += len(batch)
