@@ -473,10 +473,8 @@ def send_issue(
             report.suppressions_pulled_at = screener.pulled_at
             waiting = _waiting_for_events(ledger, key)
 
-            # A first send of the issue (every new issue's) has no row to look up, and each row there is
-            # when it ends is one it wrote (the issue is locked): its planning asks the ledger nothing,
-            # and its tally is the issue's counts (1.3 s of a first send of a million).
-            first_send = not ledger.has_rows(key)
+            # A first send of the issue (every new issue's) has no row to look up (Ledger.start_due).
+            first_send = ledger.start_due(key)
 
             def states_of(keys: list[str]) -> dict[str, str]:
                 return {} if first_send else ledger.states_of(key, keys)
@@ -487,19 +485,17 @@ def send_issue(
             # as it stops (_run_batches): queueing everyone first held the first request back by a
             # second for 100,000 readers.
             planned = PlanTotals()
-            if not first_send:
-                ledger.start_due()
             # The tally at the end: the states of the intended recipients not sent to now cannot change
             # during the run (the issue is locked), so they are counted here; those sent to are counted
-            # in the ledger afterwards, from a temporary table of their keys (in a first send, all rows).
+            # in the ledger afterwards, from the list of those due (Ledger.start_due).
             unchanged: Counter[str] = Counter()
 
             # Which of each chunk's subscribers are due, for the pass that sends (_due): None when all are.
             due_flags: list[bytes | None] = []
 
             def record(chunk: list[Subscriber], part: Plan, states: dict[str, str]) -> None:
-                if part.to_send and not first_send:
-                    ledger.add_due([s.key for s in part.to_send])
+                if part.to_send:
+                    ledger.add_due(s.key for s in part.to_send)
                 if len(part.to_send) == len(chunk):
                     due_flags.append(None)
                 else:
@@ -544,7 +540,7 @@ def send_issue(
                 _run_batches(rendered, config, backend, ledger, key, lambda: _due(subscribers.subscribers, due_flags),
                              options, payload_options, secret, run_id, report, progress,
                              interrupt or threading.Event())
-            rows = Counter(ledger.counts(key) if first_send else ledger.due_states(key))
+            rows = Counter(ledger.due_states(key))
             tally = unchanged + rows
             report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before
             report.failed = tally[ledger_states.FAILED]
