@@ -430,6 +430,80 @@ def test_requests_go_where_and_as_the_sendgrid_library_would_post_them(workspace
         ledger.close()
 
 
+class EndlessAnswers:
+    """A host that is not SendGrid: it answers each Mail Send with `status` and a body that never ends
+    (GETs, the suppression pull, with an empty list), until stopped."""
+
+    def __init__(self, status: str):
+        import socket
+
+        self.status, self.stopped = status, threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            connection, _ = self.server.accept()
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection) -> None:
+        with connection, connection.makefile("rb") as request:
+            method = request.readline().split(b" ")[0]
+            length = 0
+            while (line := request.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            request.read(length)
+            try:
+                if method == b"GET":
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                       b"Content-Length: 2\r\nConnection: close\r\n\r\n[]")
+                    return
+                connection.sendall(f"HTTP/1.1 {self.status}\r\nX-Message-Id: endless-1\r\n"
+                                   "Content-Type: application/json\r\nConnection: close\r\n\r\n".encode())
+                chunk = b'{"errors": [' + b" " * 65536
+                while not self.stopped.is_set():
+                    connection.sendall(chunk)
+            except OSError:  # the client hung up: what it should do once it has read enough
+                pass
+
+
+@pytest.mark.parametrize("status", ["202 Accepted", "400 Bad Request"])
+def test_an_answer_that_never_ends_is_read_no_further_than_a_message_needs(workspace: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          status: str) -> None:
+    # A wrong SENDGRID_API_HOST may answer with a body that never ends: the send must neither read it
+    # forever nor hold it; an accepted batch is accepted, a refused one fails with a short message.
+    host = EndlessAnswers(status)
+    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+    monkeypatch.setenv("SENDGRID_API_HOST", host.url)
+    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
+    done: list = []
+    sending = threading.Thread(target=lambda: done.append(core_send(workspace, make_subscribers(workspace, 10))),
+                               daemon=True)
+    sending.start()
+    sending.join(20)
+    host.stopped.set()
+    assert not sending.is_alive(), "the send is still reading the answer"
+    (report,) = done
+    if status.startswith("202"):
+        assert report.complete and ledger_states(tmp_path / "state") == {"accepted": 10}
+        assert {row.message_id for row in read_ledger_rows(tmp_path)} == {"endless-1"}
+    else:
+        assert report.failed == 10 and ledger_states(tmp_path / "state") == {"failed": 10}
+        (error,) = {row.error for row in read_ledger_rows(tmp_path)}
+        assert error.startswith("SendGrid rejected the request (400)") and len(error) < 1000, error[:300]
+
+
+def read_ledger_rows(tmp_path: Path) -> list:
+    ledger = Ledger(ledger_path(tmp_path / "state"))
+    try:
+        return ledger.rows(ledger.issues()[0], ["accepted", "failed"])
+    finally:
+        ledger.close()
+
+
 def test_throttling_and_server_errors_are_retried(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
     sendgrid.script = deque(["429", "500", "429"])
     report = core_send(workspace, make_subscribers(workspace, 1500))

@@ -44,6 +44,9 @@ DEFAULT_HOST = "https://api.sendgrid.com"
 MAX_PERSONALIZATIONS = 1000
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 TIMEOUT_SECONDS = 30.0  # the library sets none: a stalled request would hang the send forever
+# Of an answer to Mail Send, no more is read than this: SendGrid's are empty or a few errors; a host that
+# is not SendGrid (a wrong SENDGRID_API_HOST) could send an endless one.
+MAX_ANSWER_BYTES = 1 << 20
 
 # python_http_client logs every request's headers, Authorization included, at DEBUG level.
 # Secrets must never reach a log: that library's logger is kept at WARNING.
@@ -151,16 +154,19 @@ class SendGridBackend:
         thousand recipients, 5 ms under the GIL each time: a fifth of a send's preparing and posting."""
         import urllib.request
 
-        from python_http_client.exceptions import handle_error
+        from python_http_client.exceptions import HTTPError, err_dict
 
         request = urllib.request.Request(f"{client.host}/v3{path}", data=body.encode("utf-8"),
                                          headers=client.request_headers, method="POST")
         try:
             with urllib.request.build_opener().open(request, timeout=self._timeout) as response:
-                response.read()  # the whole answer, as the library reads it, before its headers are trusted
+                response.read(MAX_ANSWER_BYTES)  # the answer in, before its headers are trusted
                 return response.headers
         except urllib.error.HTTPError as err:
-            raise handle_error(err) from None
+            # As the library's handle_error makes it, but with no more of the body than a message needs.
+            with err:
+                raise err_dict.get(err.code, HTTPError)(err.code, err.reason, err.read(MAX_ANSWER_BYTES),
+                                                        err.hdrs) from None
 
     def create_schedule_id(self) -> str:
         """Ask SendGrid for a batch id that groups a scheduled send so that it can be cancelled."""
