@@ -517,7 +517,7 @@ def fetch_suppressions(*, key: str | None = None, host: str | None = None, timeo
 
 
 class _Client:
-    """GET requests through the official library, with SendGrid's pagination and a retry policy."""
+    """GET requests to SendGrid as its library makes them (api_request), with its pagination and retries."""
 
     def __init__(self, key: str, host: str, timeout: float, retry: RetryPolicy, progress: PullProgress,
                  stop: threading.Event):
@@ -549,17 +549,14 @@ class _Client:
         """One GET, retried on 429, 5xx and network errors (a GET is safe to repeat)."""
         from python_http_client import exceptions as http
 
-        from mailer.deliver.backends.sendgrid import _errors, _retry_after
+        from mailer.deliver.backends.sendgrid import _errors, _retry_after, api_request
 
         shown = f"GET /v3/{path}" + (f"?limit={query['limit']}&offset={query['offset']}" if query else "")
         last = ""
         for attempt in range(self.retry.attempts):
             retry_after: float | None = None
-            request = self._sendgrid.client
-            for segment in path.split("/"):
-                request = request._(segment)
             try:
-                response = request.get(query_params=query, timeout=self.timeout)
+                _, answer = api_request(self._sendgrid.client, "GET", f"/{path}", query=query, timeout=self.timeout)
             except (http.UnauthorizedError, http.ForbiddenError) as err:
                 raise PullError(f"SendGrid refused the API key ({err.status_code}) for {shown}: {_errors(err)}\n"
                                 f"    hint: {SCOPE_HINT}. The local suppression list is unchanged.") from None
@@ -575,7 +572,7 @@ class _Client:
                 shown_reason = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
                 last = f"no answer from SendGrid at {self.host}: {shown_reason}"
             else:
-                return _json_list(response.body, shown)
+                return _json_list(answer, shown)
             if attempt + 1 == self.retry.attempts:
                 break
             delay = self.retry.delay(attempt, retry_after)

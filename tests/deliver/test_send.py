@@ -434,10 +434,10 @@ class EndlessAnswers:
     """A host that is not SendGrid: it answers each Mail Send with `status` and a body that never ends
     (GETs, the suppression pull, with an empty list), until stopped."""
 
-    def __init__(self, status: str):
+    def __init__(self, status: str, *, endless_get: bool = False):
         import socket
 
-        self.status, self.stopped = status, threading.Event()
+        self.status, self.endless_get, self.stopped = status, endless_get, threading.Event()
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
@@ -456,7 +456,7 @@ class EndlessAnswers:
                     length = int(line.split(b":")[1])
             request.read(length)
             try:
-                if method == b"GET":
+                if method == b"GET" and not self.endless_get:
                     connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                        b"Content-Length: 2\r\nConnection: close\r\n\r\n[]")
                     return
@@ -494,6 +494,22 @@ def test_an_answer_that_never_ends_is_read_no_further_than_a_message_needs(works
         assert report.failed == 10 and ledger_states(tmp_path / "state") == {"failed": 10}
         (error,) = {row.error for row in read_ledger_rows(tmp_path)}
         assert error.startswith("SendGrid rejected the request (400)") and len(error) < 1000, error[:300]
+
+
+def test_a_suppression_page_that_never_ends_stops_the_pull_with_a_message(workspace: Path, run_cli,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    host = EndlessAnswers("200 OK", endless_get=True)
+    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+    monkeypatch.setenv("SENDGRID_API_HOST", host.url)
+    done: list = []
+    pulling = threading.Thread(target=lambda: done.append(run_cli("suppressions", "pull")), daemon=True)
+    pulling.start()
+    pulling.join(20)
+    host.stopped.set()
+    assert not pulling.is_alive(), "the pull is still reading the page"
+    (result,) = done
+    assert result.exit_code == 3 and "Traceback" not in result.stderr
+    assert "is not a list of suppressions" in result.stderr and "local suppression list is unchanged" in result.stderr
 
 
 def read_ledger_rows(tmp_path: Path) -> list:

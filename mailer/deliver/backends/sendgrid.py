@@ -44,9 +44,9 @@ DEFAULT_HOST = "https://api.sendgrid.com"
 MAX_PERSONALIZATIONS = 1000
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 TIMEOUT_SECONDS = 30.0  # the library sets none: a stalled request would hang the send forever
-# Of an answer to Mail Send, no more is read than this: SendGrid's are empty or a few errors; a host that
-# is not SendGrid (a wrong SENDGRID_API_HOST) could send an endless one.
-MAX_ANSWER_BYTES = 1 << 20
+# Of an answer, no more is read than this (see api_request): a page of 500 suppressions is about 100 KB,
+# Mail Send's answers are empty or a few errors.
+MAX_ANSWER_BYTES = 8 << 20
 
 # python_http_client logs every request's headers, Authorization included, at DEBUG level.
 # Secrets must never reach a log: that library's logger is kept at WARNING.
@@ -144,38 +144,19 @@ class SendGridBackend:
         return self._client
 
     def send(self, payload: Request) -> Accepted:
-        headers = self._call(lambda client: self._post(client.client, "/mail/send", payload.body))
+        headers, _ = self._call(lambda client: api_request(client.client, "POST", "/mail/send", body=payload.body,
+                                                           timeout=self._timeout))
         return Accepted(headers.get("X-Message-Id"))
-
-    def _post(self, client: Any, path: str, body: str) -> Any:
-        """POST JSON text to the v3 API as `client.mail.send.post` would (its URL, its headers, its
-        errors), and return the answer's headers. Not through the library's own call: before looking
-        at its log level it formats every body into a DEBUG line, the repr of a 0.7 MB request of a
-        thousand recipients, 5 ms under the GIL each time: a fifth of a send's preparing and posting."""
-        import urllib.request
-
-        from python_http_client.exceptions import HTTPError, err_dict
-
-        request = urllib.request.Request(f"{client.host}/v3{path}", data=body.encode("utf-8"),
-                                         headers=client.request_headers, method="POST")
-        try:
-            with urllib.request.build_opener().open(request, timeout=self._timeout) as response:
-                response.read(MAX_ANSWER_BYTES)  # the answer in, before its headers are trusted
-                return response.headers
-        except urllib.error.HTTPError as err:
-            # As the library's handle_error makes it, but with no more of the body than a message needs.
-            with err:
-                raise err_dict.get(err.code, HTTPError)(err.code, err.reason, err.read(MAX_ANSWER_BYTES),
-                                                        err.hdrs) from None
 
     def create_schedule_id(self) -> str:
         """Ask SendGrid for a batch id that groups a scheduled send so that it can be cancelled."""
-        response = self._call(lambda client: client.client.mail.batch.post(timeout=self._timeout))
-        return json.loads(response.body)["batch_id"]
+        _, answer = self._call(lambda client: api_request(client.client, "POST", "/mail/batch",
+                                                          timeout=self._timeout))
+        return json.loads(answer)["batch_id"]
 
     def cancel_schedule(self, schedule_id: str) -> None:
-        self._call(lambda client: client.client.user.scheduled_sends.post(
-            request_body=json.dumps({"batch_id": schedule_id, "status": "cancel"}), timeout=self._timeout))
+        self._call(lambda client: api_request(client.client, "POST", "/user/scheduled_sends", timeout=self._timeout,
+                                              body=json.dumps({"batch_id": schedule_id, "status": "cancel"})))
 
     def _call(self, request: Any) -> Any:
         from python_http_client import exceptions as http
@@ -269,6 +250,35 @@ def _refused_positions(err: Any) -> tuple[int, ...]:
     if not matches or not all(matches):
         return ()
     return tuple(sorted({int(m.group(1)) for m in matches if m}))
+
+
+def api_request(client: Any, method: str, path: str, *, timeout: float, body: str | None = None,
+                query: Mapping[str, int] | None = None) -> tuple[Any, bytes]:
+    """One request to the v3 API as the sendgrid library makes it, given its python_http_client Client
+    (`SendGridAPIClient(…).client`): the URL under its host, its headers, and for an error answer its
+    exception classes, as its handle_error makes them; the answer's headers and body are returned.
+
+    Not through the library's own calls, for two reasons. It formats every body into a DEBUG line before
+    it looks at the log level: the repr of a 0.7 MB request of a thousand recipients, 5 ms under the GIL
+    each time, a fifth of a send's preparing and posting. And it reads an answer to its end: a host that
+    is not SendGrid (a wrong SENDGRID_API_HOST) could send one that never ends. No more than
+    MAX_ANSWER_BYTES is read here.
+    """
+    import urllib.request
+    from urllib.parse import urlencode
+
+    from python_http_client.exceptions import HTTPError, err_dict
+
+    url = f"{client.host}/v3{path}" + (f"?{urlencode(sorted(query.items()))}" if query else "")
+    request = urllib.request.Request(url, data=None if body is None else body.encode("utf-8"),
+                                     headers=client.request_headers, method=method)
+    try:
+        with urllib.request.build_opener().open(request, timeout=timeout) as response:
+            return response.headers, response.read(MAX_ANSWER_BYTES)
+    except urllib.error.HTTPError as err:
+        with err:
+            raise err_dict.get(err.code, HTTPError)(err.code, err.reason, err.read(MAX_ANSWER_BYTES),
+                                                    err.hdrs) from None
 
 
 def _retry_after(err: Any) -> float | None:
