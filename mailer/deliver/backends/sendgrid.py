@@ -1,4 +1,4 @@
-"""SendGrid v3 Mail Send through the official library: one request per batch of up to 1000 recipients."""
+"""SendGrid v3 Mail Send, made as the official library makes its requests: one per batch of up to 1000 recipients."""
 
 from __future__ import annotations
 
