@@ -276,6 +276,18 @@ def _drop_state_index(db: sqlite3.Connection) -> None:
     db.execute("DROP INDEX IF EXISTS deliveries_state")
 
 
+def _pairs_json(recipients: Iterable[tuple[str, str]]) -> str:
+    """(key, email) pairs as one JSON array, for one statement over json_each (a third faster than
+    executemany): the key alone where it is the address as sent, as it is for most readers (a key is
+    the address in lower case), else [key, email]; _PAIR_KEY and _PAIR_EMAIL read either back. A
+    quarter less of a send's first ledger write than pairs throughout."""
+    return json.dumps([key if key == email else (key, email) for key, email in recipients], ensure_ascii=False)
+
+
+_PAIR_KEY = "CASE type WHEN 'text' THEN value ELSE json_extract(value, '$[0]') END"
+_PAIR_EMAIL = "CASE type WHEN 'text' THEN value ELSE json_extract(value, '$[1]') END"
+
+
 class Ledger:
     def __init__(self, path: Path):
         self.path = path
@@ -382,11 +394,10 @@ class Ledger:
     def queue(self, issue: str, recipients: Iterable[tuple[str, str]]) -> None:
         """Record (key, email) pairs as queued; existing rows are left as they are."""
         stamp = now()
-        # One statement, the pairs as one JSON array (as in mark): a third faster than executemany.
         self._statement(
             "INSERT OR IGNORE INTO deliveries (issue, recipient, email, state, created_at, updated_at) "
-            "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'queued', ?, ? FROM json_each(?)",
-            (issue, stamp, stamp, json.dumps(list(recipients), ensure_ascii=False)))
+            f"SELECT ?, {_PAIR_KEY}, {_PAIR_EMAIL}, 'queued', ?, ? FROM json_each(?)",
+            (issue, stamp, stamp, _pairs_json(recipients)))
 
     # -- the send itself -----------------------------------------------------------------------
 
@@ -397,11 +408,11 @@ class Ledger:
         stamp = now()
         self._statement(
             "INSERT INTO deliveries (issue, recipient, email, state, batch, attempts, created_at, updated_at) "
-            "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'sending', ?, 1, ?, ? "
+            f"SELECT ?, {_PAIR_KEY}, {_PAIR_EMAIL}, 'sending', ?, 1, ?, ? "
             "FROM json_each(?) WHERE true "  # `WHERE true`: SQLite's rule for an upsert fed by a SELECT
             "ON CONFLICT (issue, recipient) DO UPDATE SET state='sending', batch=excluded.batch, error=NULL, "
             "attempts=attempts+1, updated_at=excluded.updated_at",
-            (issue, batch, stamp, stamp, json.dumps(recipients, ensure_ascii=False)))
+            (issue, batch, stamp, stamp, _pairs_json(recipients)))
 
     def mark(self, issue: str, keys: list[str], state: str, *, message_id: str | None = None,
              error: str | None = None) -> None:

@@ -292,6 +292,27 @@ def test_a_finished_record_holds_while_the_issues_rows_are_as_many_and_all_accep
         ledger.close()
 
 
+def test_the_ledger_keeps_each_address_as_sent_beside_its_key(tmp_path: Path) -> None:
+    # Most keys are the address itself and are written once; the others keep both, in either write.
+    pairs = [("ada@example.com", "Ada@Example.COM"), ("zoë@example.com", "zoë@example.com"),
+             ("[1,2]@example.com", "[1,2]@example.com"), ("محمد@مثال.example", "محمد@مثال.example")]
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.mark_sending("2020-12-13", pairs[:2], "run:00001")
+        ledger.queue("2020-12-13", [("ada@example.com", "ADA@example.com"), *pairs[2:]])  # a row kept as it is
+        ledger.mark_sending("2020-12-13", [("bob@example.com", "Bob@example.com")], "run:00002")
+    finally:
+        ledger.close()
+    db = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    rows = db.execute("SELECT recipient, email, state FROM deliveries").fetchall()
+    db.close()
+    assert sorted(rows) == sorted([("ada@example.com", "Ada@Example.COM", "sending"),
+                                   ("zoë@example.com", "zoë@example.com", "sending"),
+                                   ("[1,2]@example.com", "[1,2]@example.com", "queued"),
+                                   ("محمد@مثال.example", "محمد@مثال.example", "queued"),
+                                   ("bob@example.com", "Bob@example.com", "sending")])
+
+
 def test_one_address_in_two_unicode_forms_is_one_recipient(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                            tmp_path: Path) -> None:
     # "josé" composed (NFC, as most tools write it) or decomposed (NFD, as macOS exports often do)
