@@ -78,16 +78,27 @@ class TokenSigner:
         self._outer = hashlib.sha256(key.translate(_OPAD))
         self._prefix = f"{list_id}\n".encode()
 
-    def signature(self, who: str) -> bytes:
+    def _mac(self, who: str) -> bytes:
         inner = self._inner.copy()
         inner.update(self._prefix + who.encode())
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return outer.digest()[:18]
+        return outer.digest()
+
+    def signature(self, who: str) -> bytes:
+        return self._mac(who)[:18]
 
     def token(self, key: str) -> str:
+        return self.token_and_id(key)[0]
+
+    def token_and_id(self, key: str) -> tuple[str, str]:
+        """The token of the reader keyed `key`, and their opaque id: the signature's bytes 18 to 28, which
+        the token does not carry, in hex. Only the list's secret links an id to its address (the plain
+        SHA-256 of the address that it was before, anyone holding an address could check), and one
+        signature makes both."""
         who = _b64(key.encode())
-        return f"{who}.{_b64(self.signature(who))}"
+        mac = self._mac(who)
+        return f"{who}.{_b64(mac[:18])}", mac[18:28].hex()
 
 
 _SHA256_BLOCK = 64
@@ -138,10 +149,12 @@ def list_id(config: Config) -> str:
 
 @dataclass(slots=True)
 class Personal:
-    """What differs per recipient: placeholder values and the unsubscribe headers."""
+    """What differs per recipient: placeholder values, the unsubscribe headers, and the opaque id that
+    lets the provider's events be told apart without an address (TokenSigner.token_and_id)."""
 
     values: dict[str, str]
     headers: dict[str, str]
+    recipient_id: str
 
 
 class Personaliser:
@@ -163,30 +176,31 @@ class Personaliser:
         self.shared_headers = ({"List-Id": self.list_id} if self.managed_tag is not None else
                                {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click", "List-Id": self.list_id})
 
-    def unsubscribe(self, key: str) -> tuple[str, str]:
-        """The unsubscribe link of the reader keyed `key` and their List-Unsubscribe header.
+    def unsubscribe(self, key: str) -> tuple[str, str, str]:
+        """The unsubscribe link of the reader keyed `key`, their List-Unsubscribe header and their opaque id.
 
         The token (see unsubscribe_token) is URL-safe base64 and a dot, so it needs no escaping in a
         URL or a mailto: subject.
         """
-        token = self._signer.token(key)
+        token, opaque = self._signer.token_and_id(key)
         link = self._unsubscribe_prefix + token
-        return link, f"<{link}>, <{self._mailto_prefix}{token}>"
+        return link, f"<{link}>, <{self._mailto_prefix}{token}>", opaque
 
     def first_name(self, subscriber: Subscriber) -> str:
         """What -first_name- is for this reader: their first name, or the issue language's fallback."""
         return subscriber.first_name or self.fallback
 
     def __call__(self, subscriber: Subscriber, *, test_copy: bool = False) -> Personal:
+        # A test copy looks the same but its link, and its id, name nobody (TEST_COPY).
+        key = TEST_COPY if test_copy else subscriber.key
         if self.managed_tag is not None:
-            link, headers = self.managed_tag, dict(self.shared_headers)
+            link, headers, opaque = self.managed_tag, dict(self.shared_headers), self._signer.token_and_id(key)[1]
         else:
-            # A test copy looks the same but its link names nobody (TEST_COPY).
-            link, header = self.unsubscribe(TEST_COPY if test_copy else subscriber.key)
+            link, header, opaque = self.unsubscribe(key)
             headers = {"List-Unsubscribe": header, **self.shared_headers}
         values = {"first_name": self.first_name(subscriber), "email": subscriber.email, "unsubscribe_url": link,
                   "web_url": self.web_url}
-        return Personal(values, headers)
+        return Personal(values, headers, opaque)
 
 
 def personalise(subscriber: Subscriber, rendered: RenderedIssue, config: Config, secret: bytes, *,

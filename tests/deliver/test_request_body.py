@@ -3,9 +3,12 @@ reader's Personal values and headers, whatever the readers, the issue and the co
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+import hmac
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ from mailer.config import SENDGRID_MANAGED, load_config
 from mailer.deliver.backends import Recipient
 from mailer.deliver.backends import sendgrid as sendgrid_backend
 from mailer.deliver.backends.sendgrid import SendGridOptions, bulk_request_body, request_body
-from mailer.deliver.message import Personaliser
+from mailer.deliver.message import Personaliser, list_id
 from mailer.deliver.subscribers import Subscriber
 from tests.conftest import SAMPLE_ISSUE
 from tests.fake_sendgrid import validate_mail_send
@@ -70,13 +73,20 @@ def test_a_plain_batch_is_written_by_the_bulk_writer_as_request_body_writes_it(i
 
 
 def test_the_readers_requests_are_the_bytes_mailer_wrote_before_the_bulk_writer(issue, monkeypatch) -> None:
-    # Both writers share _shared, _request, _to and _recipient_id: a mistake there would show on both sides
-    # of the test above. The readers' part of the request, as request_body wrote it before (e70504d).
+    # Both writers share _shared, _request and _to: a mistake there would show on both sides of the test
+    # above. The readers' part of the request, as request_body wrote it before (e70504d), but for the
+    # opaque ids: a SHA-256 of the address then, which anyone holding the address could check.
     rendered, config = issue
-    bulk, _, written_in_bulk = both_ways(rendered, config, PLAIN + VARIED, monkeypatch)
+    readers = PLAIN + VARIED
+    bulk, _, written_in_bulk = both_ways(rendered, config, readers, monkeypatch)
     assert written_in_bulk
     readers_part = bulk[:bulk.index('], "from": ')]
-    assert hashlib.sha256(readers_part.encode()).hexdigest() == (
+    ids = re.findall(r'"mailer_recipient": "([0-9a-f]{20})"', readers_part)
+    assert ids == [opaque_id(s.key, list_id(config), b"secret") for s in readers]
+    before = readers_part
+    for reader, opaque in zip(readers, ids, strict=True):
+        before = before.replace(opaque, hashlib.sha256(reader.key.encode()).hexdigest()[:20], 1)
+    assert hashlib.sha256(before.encode()).hexdigest() == (
         "eb82c314a0caf719b665605eedf06214016c14e9d3c2ce0ba7860823da04f1a6"), "the sample's mailer.yaml changed?"
     ada = json.loads(bulk)["personalizations"][len(PLAIN)]
     token = "YWRhQGV4YW1wbGUuY29t.2zHsjSqZZbWi2GTmcPdxw3qf"
@@ -86,7 +96,31 @@ def test_the_readers_requests_are_the_bytes_mailer_wrote_before_the_bulk_writer(
                           "-unsubscribe_url-": f"https://newsletter.example.com/unsubscribe?token={token}"},
         "headers": {"List-Unsubscribe": f"<https://newsletter.example.com/unsubscribe?token={token}>, "
                                         f"<mailto:newsletter@example.com?subject=unsubscribe%20{token}>"},
-        "custom_args": {"mailer_recipient": "b5fc85e55755f9e0d030"}}
+        "custom_args": {"mailer_recipient": ids[len(PLAIN)]}}
+
+
+def opaque_id(key: str, list_id: str, secret: bytes) -> str:
+    """A reader's mailer_recipient, made here as RFC 2104 makes it: the bytes of their token's HMAC that
+    the token leaves out."""
+    who = base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    return hmac.digest(secret, f"{list_id}\n{who}".encode(), "sha256")[18:28].hex()
+
+
+def test_a_readers_opaque_id_names_them_only_to_whoever_holds_the_secret(issue, monkeypatch) -> None:
+    rendered, config = issue
+    ada = [VARIED[0]]
+    first, _, _ = both_ways(rendered, config, ada, monkeypatch)
+    opaque = json.loads(first)["personalizations"][0]["custom_args"]["mailer_recipient"]
+    assert re.fullmatch(r"[0-9a-f]{20}", opaque)
+    assert opaque not in hashlib.sha256(b"ada@example.com").hexdigest()
+    assert opaque not in first.split('"custom_args": {"mailer_recipient"')[0]  # no part of the token
+    other_secret = Personaliser(rendered, config, b"another secret")
+    again = bulk_request_body(rendered, config, ada, other_secret, batch_id="run:00001", options=SendGridOptions())
+    assert json.loads(again)["personalizations"][0]["custom_args"]["mailer_recipient"] != opaque
+    # The same reader in a test copy is nobody: the copy's id is not theirs.
+    test_copy = Personaliser(rendered, config, b"secret")(VARIED[0], test_copy=True)
+    assert test_copy.recipient_id != opaque and test_copy.recipient_id == opaque_id("test-copy", list_id(config),
+                                                                                    b"secret")
 
 
 def test_an_unsubscribe_link_with_a_query_is_written_by_the_bulk_writer_too(issue, monkeypatch) -> None:

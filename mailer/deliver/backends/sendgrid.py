@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import logging
@@ -397,7 +396,7 @@ def _request_body(rendered: RenderedIssue, config: Config, recipients: list[Reci
         headers = (f', "headers": {{"List-Unsubscribe": {_json(recipient.personal.headers["List-Unsubscribe"])}}}'
                    if own_headers else "")
         append(f'{{"to": [{_to(subscriber, _json(subscriber.email))}], "substitutions": {{{", ".join(filled)}}}'
-               f'{headers}, "custom_args": {{"mailer_recipient": "{_recipient_id(subscriber.key)}"}}}}')
+               f'{headers}, "custom_args": {{"mailer_recipient": "{recipient.personal.recipient_id}"}}}}')
     shared_headers = {k: v for k, v in recipients[0].personal.headers.items() if k != "List-Unsubscribe"}
     return _request(rendered, config, shared, personalizations, shared_headers, batch_id, options)
 
@@ -435,14 +434,13 @@ def bulk_request_body(rendered: RenderedIssue, config: Config, subscribers: list
     append = personalizations.append
     # As _request_body's loop writes it, for these substitutions and own headers.
     for subscriber, first_name in zip(subscribers, first_names, strict=True):
-        key = subscriber.key
-        link, header = unsubscribe(key)
+        link, header, opaque = unsubscribe(subscriber.key)
         email = _json(subscriber.email)
         link_html = f", {link_html_key}{_json(_escape_html(link))}" if link_html_key else ""
         append(f'{{"to": [{_to(subscriber, email)}], "substitutions": {{{first_name_key}'
                f'{_json(first_name)}, {email_key}{email}, {link_key}{_json(link)}{link_html}}}, '
                f'"headers": {{"List-Unsubscribe": {_json(header)}}}, "custom_args": '
-               f'{{"mailer_recipient": "{_recipient_id(key)}"}}}}')
+               f'{{"mailer_recipient": "{opaque}"}}}}')
     return _request(rendered, config, shared, personalizations, personaliser.shared_headers, batch_id, options)
 
 
@@ -453,11 +451,6 @@ def _to(subscriber: Subscriber, email: str) -> str:
     if not name:
         return f'{{"email": {email}}}'
     return f'{{"email": {email}, "name": {_json(name.replace(",", " ").replace(";", " "))}}}'
-
-
-def _recipient_id(key: str) -> str:
-    """custom_args' mailer_recipient: opaque, it lets webhook events be matched to a recipient without personal data."""
-    return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def _request(rendered: RenderedIssue, config: Config, shared: _Shared, personalizations: list[str],
