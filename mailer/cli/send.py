@@ -300,8 +300,12 @@ def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: Rendered
 
 @contextmanager
 def _graceful_ctrl_c() -> Iterator[threading.Event]:
-    """First Ctrl-C: finish and record the requests in flight, then stop. Second: stop at once
-    (their recipients are then reported as uncertain by the next run)."""
+    """First Ctrl-C: no new request; the ones in flight are finished and recorded, then the send stops.
+
+    A second one cannot stop it sooner (the process ends only when the requests on the wire do, within
+    their timeout), so it changes nothing while they are waited for; while the readers not reached are
+    written down it stops that (the next run plans them again). Another while the answers are waited
+    for stops the recording: their readers stay `sending`, which the next run calls uncertain."""
     interrupt = threading.Event()
 
     def on_sigint(signum: int, frame: object) -> None:
@@ -361,7 +365,7 @@ def _confirm(rendered: RenderedIssue, subscribers: SubscriberList, backend: str,
         raise UsageError("Not sent.")
 
 
-STOPPING = "\nStopping after the requests in flight (Ctrl-C again to stop at once)…"
+STOPPING = "\nStopping after the requests in flight: their answers are recorded, nobody is sent anything twice…"
 
 
 def _log(line: str, *, fg: str | None = None) -> None:

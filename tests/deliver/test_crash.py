@@ -82,7 +82,7 @@ def test_ctrl_c_mid_send_records_everyone_and_resumes(workspace: Path, tmp_path:
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
-    assert "Stopping after the requests in flight (Ctrl-C again to stop at once)" in err
+    assert "Stopping after the requests in flight: their answers are recorded" in err
     assert "run the same command again to resume" in err
     ledger = Counter(state for (state,) in read_ledger(tmp_path / "state", "SELECT state FROM deliveries"))
     # In-flight requests were waited for and recorded: nothing is left `sending` or unknown.
