@@ -11,6 +11,7 @@ transaction: a pull that fails or is interrupted leaves the previous list exactl
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import urllib.request
@@ -472,6 +473,9 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
     if not _is_export(export):
         raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export (a field is missing or "
                         "of the wrong kind)")
+    if not _all_text(data, export):
+        raise PullError(f"the answer from {base}{EXPORT_PATH} holds {_NOT_TEXT}: is {SERVE_URL_ENV} the "
+                        "mailer serve's address?")
     return export
 
 
@@ -592,7 +596,29 @@ def _json_list(body: bytes | str, shown: str) -> list[dict[str, Any]]:
     if not isinstance(data, list) or not all(isinstance(item, dict) and item.get("email") for item in data):
         raise PullError(f"SendGrid's answer to {shown} is not a list of suppressions: {str(body)[:200]}\n"
                         "    The local suppression list is unchanged.")
+    if not _all_text(body, data):
+        raise PullError(f"SendGrid's answer to {shown} holds {_NOT_TEXT}: is SENDGRID_API_HOST SendGrid's?\n"
+                        "    The local suppression list is unchanged.")
     return data
+
+
+# JSON may escape half of a surrogate pair on its own (\ud800), which no text holds: the sqlite3 module
+# cannot store it, and a pull that met one stopped on a UnicodeEncodeError's traceback.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_NOT_TEXT = "half of a surrogate pair (an escape from \\ud800 to \\udfff without its other half), which is no text"
+
+
+def _all_text(body: bytes | str, data: Any) -> bool:
+    """Whether `data`, read as JSON from `body`, holds only text UTF-8 can store. Only an answer with such
+    an escape in it is looked at closely (an emoji's pair is one too): a page of 500 rows costs nothing."""
+    raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
+    if not _ESCAPED_SURROGATE.search(raw):
+        return True
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _suppression(source: str, row: dict[str, Any]) -> Suppression:

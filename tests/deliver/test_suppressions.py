@@ -195,6 +195,30 @@ def test_a_500_mid_pagination_leaves_the_previous_list_intact(sendgrid: FakeSend
         assert suppressions.reasons("bounced05001@example.com") == []
 
 
+def test_text_that_is_not_unicode_in_an_answer_is_a_clear_error_and_changes_nothing(
+        sendgrid: FakeSendGrid, state_dir: Path, workspace: Path, run_cli) -> None:
+    # JSON can escape half of a surrogate pair, which no UTF-8 text holds: SendGrid never sends one, a
+    # wrong SENDGRID_API_HOST may. Pairs that make a character are an emoji like any other.
+    first = pull(state_dir)
+    before = rows_in_file(state_dir)
+    sendgrid.suppressions[SPAM] = [{"created": 1_443_651_154, "email": "party\U0001f389@example.org"},
+                                   {"created": 1_443_651_155, "email": "angry@example.org", "reason": "x\ud800y"}]
+    with pytest.raises(PullError) as failed:
+        pull(state_dir)
+    message = str(failed.value)
+    assert "/v3/suppression/spam_reports" in message and "half of a surrogate pair" in message
+    assert "unchanged" in message
+    assert rows_in_file(state_dir) == before
+    with SuppressionList.open(state_dir) as suppressions:
+        assert suppressions.last_pull().pulled_at == first.pulled_at
+    result = run_cli("suppressions", "pull")
+    assert result.exit_code == 3 and "Traceback" not in result.stderr and "half of a surrogate pair" in result.stderr
+    sendgrid.suppressions[SPAM] = sendgrid.suppressions[SPAM][:1]
+    pull(state_dir)
+    with SuppressionList.open(state_dir) as suppressions:
+        assert suppressions.reasons("party\U0001f389@example.org")
+
+
 def test_an_interrupted_pull_leaves_the_previous_list_intact(sendgrid: FakeSendGrid, state_dir: Path) -> None:
     pull(state_dir)
     before = rows_in_file(state_dir)

@@ -107,6 +107,17 @@ def test_an_export_that_is_not_mailers_fails_the_pull_cleanly(sendgrid: FakeSend
     assert result.exit_code == 3 and "is not mailer's export" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_export_holding_half_a_surrogate_pair_fails_the_pull_cleanly(sendgrid: FakeSendGrid, run_cli,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Well formed but for one escape no text holds: once a UnicodeEncodeError's traceback from SQLite.
+    port, _ = _serve_once(b'{"store": "s", "unsubscribes": [{"email": "a\\udc80@example.com", "how": "page", '
+                          b'"list_id": "x", "created_at": "2026-12-06T10:00:00+00:00"}], "reported": []}')
+    monkeypatch.setenv("MAILER_SERVE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MAILER_EXPORT_TOKEN", EXPORT_TOKEN)
+    result = run_cli("suppressions", "pull")
+    assert result.exit_code == 3 and "half of a surrogate pair" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_an_empty_export_never_wipes_the_kept_copy(remote: Running, sendgrid: FakeSendGrid, run_cli,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     assert remote.post_form(f"/unsubscribe?token={token_for(ADA)}", "List-Unsubscribe=One-Click")[0] == 200
