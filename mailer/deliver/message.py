@@ -85,9 +85,6 @@ class TokenSigner:
         outer.update(inner.digest())
         return outer.digest()
 
-    def signature(self, who: str) -> bytes:
-        return self._mac(who)[:18]
-
     def token(self, key: str) -> str:
         return self.token_and_id(key)[0]
 

@@ -718,8 +718,9 @@ def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledg
             settle_some()
     except KeyboardInterrupt:
         # Let the requests already on the wire finish and record them; waiting retries stop at once.
-        # A Ctrl-C while they are waited for stops at once: rows left `sending` the next run turns into
-        # `uncertain`, and the readers not reached are left without a row (it plans them again).
+        # A Ctrl-C while they are waited for stops the recording (the threads still end with their
+        # requests): rows left `sending` the next run turns into `uncertain`, and the readers not
+        # reached are left without a row (it plans them again).
         interrupted = True
         stop.set()
         while in_flight:

@@ -467,13 +467,14 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
     if len(data) > MAX_EXPORT_BYTES:
         raise PullError(f"the export from {base} is larger than {MAX_EXPORT_BYTES // 1024 // 1024} MB")
     try:
-        export = json.loads(data)
-    except ValueError:
-        raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export (not JSON)") from None
+        text = _utf8(data)
+        export = json.loads(text)
+    except ValueError:  # UnicodeDecodeError is one
+        raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export (not JSON in UTF-8)") from None
     if not _is_export(export):
         raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export (a field is missing or "
                         "of the wrong kind)")
-    if not _all_text(data, export):
+    if not _all_text(text, export):
         raise PullError(f"the answer from {base}{EXPORT_PATH} holds {_NOT_TEXT}: is {SERVE_URL_ENV} the "
                         "mailer serve's address?")
     return export
@@ -590,29 +591,36 @@ class _Client:
 def _json_list(body: bytes | str, shown: str) -> list[dict[str, Any]]:
     """The documented answer: a JSON list of objects with an `email`."""
     try:
-        data = json.loads(body or b"[]")
-    except ValueError:
-        data = None
+        text = _utf8(body)
+        data = json.loads(text or "[]")
+    except ValueError:  # UnicodeDecodeError is one
+        text, data = "", None
     if not isinstance(data, list) or not all(isinstance(item, dict) and item.get("email") for item in data):
         raise PullError(f"SendGrid's answer to {shown} is not a list of suppressions: {str(body)[:200]}\n"
                         "    The local suppression list is unchanged.")
-    if not _all_text(body, data):
+    if not _all_text(text, data):
         raise PullError(f"SendGrid's answer to {shown} holds {_NOT_TEXT}: is SENDGRID_API_HOST SendGrid's?\n"
                         "    The local suppression list is unchanged.")
     return data
 
 
+def _utf8(body: bytes | str) -> str:
+    """An answer's text: JSON is UTF-8 (RFC 8259). Decoded strictly here, as json.loads would not: given
+    bytes it also reads UTF-16 and UTF-32, and lets a surrogate encoded in UTF-8 through."""
+    return body.decode("utf-8") if isinstance(body, bytes) else body
+
+
 # JSON may escape half of a surrogate pair on its own (\ud800), which no text holds: the sqlite3 module
 # cannot store it, and a pull that met one stopped on a UnicodeEncodeError's traceback.
-_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 _NOT_TEXT = "half of a surrogate pair (an escape from \\ud800 to \\udfff without its other half), which is no text"
 
 
-def _all_text(body: bytes | str, data: Any) -> bool:
-    """Whether `data`, read as JSON from `body`, holds only text UTF-8 can store. Only an answer with such
-    an escape in it is looked at closely (an emoji's pair is one too): a page of 500 rows costs nothing."""
-    raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
-    if not _ESCAPED_SURROGATE.search(raw):
+def _all_text(text: str, data: Any) -> bool:
+    """Whether `data`, read as JSON from `text` (strict UTF-8: _utf8), holds only text UTF-8 can store.
+    Only an answer with such an escape in it is looked at closely (an emoji's pair is one too): a page
+    of 500 rows costs nothing."""
+    if not _ESCAPED_SURROGATE.search(text):
         return True
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")

@@ -59,6 +59,8 @@ def test_the_token_signer_signs_as_hmac_does_for_any_secret(secret_length: int) 
         expected = hmac.digest(secret, f"The NLP Cypher <the-nlp-cypher.example.com>\n{who}".encode(), "sha256")
         signature = base64.urlsafe_b64encode(expected[:18]).decode()
         assert signer.token(key) == f"{who}.{signature}"
+        # The reader's opaque id: bytes of the same hash that the token leaves out.
+        assert signer.token_and_id(key) == (f"{who}.{signature}", expected[18:28].hex())
         if key:  # (an empty address names nobody: the service refuses its token)
             assert verify_unsubscribe_token(signer.token(key), "The NLP Cypher <the-nlp-cypher.example.com>",
                                             secret) == key

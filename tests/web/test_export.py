@@ -107,15 +107,44 @@ def test_an_export_that_is_not_mailers_fails_the_pull_cleanly(sendgrid: FakeSend
     assert result.exit_code == 3 and "is not mailer's export" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_an_export_holding_half_a_surrogate_pair_fails_the_pull_cleanly(sendgrid: FakeSendGrid, run_cli,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    # Well formed but for one escape no text holds: once a UnicodeEncodeError's traceback from SQLite.
-    port, _ = _serve_once(b'{"store": "s", "unsubscribes": [{"email": "a\\udc80@example.com", "how": "page", '
-                          b'"list_id": "x", "created_at": "2026-12-06T10:00:00+00:00"}], "reported": []}')
+# Answers no text holds, from either end of a pull: once a UnicodeEncodeError's traceback from SQLite.
+NOT_TEXT = {
+    # Well-formed JSON but for one escape of half a surrogate pair.
+    "escaped": ('"a\\udc80@example.com"', "half of a surrogate pair"),
+    # A surrogate encoded in UTF-8 (json.loads would take it) and a whole answer in UTF-16 (json.loads reads that too).
+    "encoded": ('"a\udc80@example.com"', "UTF-8"),
+    "utf-16": ('"a@example.com"', "UTF-8"),
+}
+
+
+def _not_text_answer(kind: str, document: str) -> bytes:
+    email, _ = NOT_TEXT[kind]
+    text = document.replace('"EMAIL"', email)
+    return text.encode("utf-16") if kind == "utf-16" else text.encode("utf-8", "surrogatepass")
+
+
+@pytest.mark.parametrize("kind", NOT_TEXT)
+def test_an_export_that_is_no_text_fails_the_pull_cleanly(sendgrid: FakeSendGrid, run_cli, kind: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    port, _ = _serve_once(_not_text_answer(kind, '{"store": "s", "unsubscribes": [{"email": "EMAIL", "how": "page", '
+                                                 '"list_id": "x", "created_at": "2026-12-06T10:00:00+00:00"}], '
+                                                 '"reported": []}'))
     monkeypatch.setenv("MAILER_SERVE_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("MAILER_EXPORT_TOKEN", EXPORT_TOKEN)
     result = run_cli("suppressions", "pull")
-    assert result.exit_code == 3 and "half of a surrogate pair" in result.stderr and "Traceback" not in result.stderr
+    assert result.exit_code == 3 and NOT_TEXT[kind][1] in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("kind", NOT_TEXT)
+def test_a_suppression_page_that_is_no_text_fails_the_pull_cleanly(run_cli, kind: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    port, _ = _serve_once(_not_text_answer(kind, '[{"created": 1443651141, "email": "EMAIL"}]'))
+    monkeypatch.setenv("SENDGRID_API_HOST", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.not-a-real-key")
+    result = run_cli("suppressions", "pull")
+    expected = "half of a surrogate pair" if kind == "escaped" else "is not a list of suppressions"
+    assert result.exit_code == 3 and expected in result.stderr and "unchanged" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_an_empty_export_never_wipes_the_kept_copy(remote: Running, sendgrid: FakeSendGrid, run_cli,
