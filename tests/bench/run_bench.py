@@ -109,17 +109,18 @@ def bench_pull(count: int = 50_000) -> list[tuple[str, float, str, str]]:
                for i in range(count)]
     fake = fake_sendgrid.FakeSendGrid(suppressions={"/v3/suppression/bounces": bounces})
     server, url = fake_sendgrid.start(fake)
-
-    def pull() -> None:
-        with tempfile.TemporaryDirectory() as folder, SuppressionList.open(Path(folder)) as stored:
-            pulled = stored.pull(key=fake_sendgrid.API_KEY, host=url)
-        if pulled.addresses != count:
-            raise SystemExit(f"the pull kept {pulled.addresses} addresses, expected {count}")
-
+    times = []
     try:
-        elapsed = median_ms(pull, runs=5, warmup=1) / 1000
+        for _ in range(5):  # each into a list of its own, the pull alone timed
+            with tempfile.TemporaryDirectory() as folder, SuppressionList.open(Path(folder)) as stored:
+                start = time.perf_counter()
+                pulled = stored.pull(key=fake_sendgrid.API_KEY, host=url)
+                times.append(time.perf_counter() - start)
+            if pulled.addresses != count:
+                raise SystemExit(f"the pull kept {pulled.addresses} addresses, expected {count}")
     finally:
         server.shutdown()
+    elapsed = statistics.median(times)
     return [(f"pull before a send: {count:,} suppressions, local SendGrid (median of 5)", elapsed, "s", "< 1")]
 
 
