@@ -40,6 +40,10 @@ CAREFUL_TEXT = """<html><head><meta charset="utf-8">
 <meta property="og:title" content="می&#8204;خواهم: family 👨&#8205;👩&#8205;👧 and AT&amp;amp;T">
 <meta property="og:description" content="What does &amp;nbsp; mean? a=1&amp;copy=2">
 <meta property="og:site_name" content="arXiv"></head><body>x</body></html>"""
+# Metadata in JSON-LD that escapes half of a surrogate pair: JSON allows the escape, no text holds it.
+HALF_SURROGATE = """<html><head><meta charset="utf-8"><title>Half a pair</title>
+<script type="application/ld+json">{"description": "Bad \\ud800 text", "publisher": "Site \\udfff"}</script>
+</head><body>x</body></html>"""
 BIG_HEAD = b'<!doctype html><html><head><meta property="og:title" content="A very big page"></head><body>'
 BIG_SIZE = 20 * 1024 * 1024
 
@@ -86,6 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/comment-only": (200, "text/html", b"<!-- nothing here -->"),
             "/piped-title": (200, "text/html; charset=utf-8", PIPED_TITLE.encode()),
             "/careful-text": (200, "text/html; charset=utf-8", CAREFUL_TEXT.encode()),
+            "/half-surrogate": (200, "text/html; charset=utf-8", HALF_SURROGATE.encode()),
         }
         if path in routes:
             status, content_type, body = routes[path]

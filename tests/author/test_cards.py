@@ -197,6 +197,17 @@ def test_fetched_text_is_cleaned() -> None:
     assert html.unescape(meta.description) == meta.description
 
 
+def test_metadata_escaping_half_a_surrogate_pair_is_written_without_it(workspace: Path, pages: PagesServer,
+                                                                        run_cli) -> None:
+    path = issue_with_cards(workspace, f"      - url: {pages.url('/half-surrogate')}")
+    result = run_cli("cards", str(path))
+    # The page's JSON-LD escapes half a pair in two fields: once a UnicodeEncodeError's traceback.
+    assert result.exit_code == 0, result.stderr
+    text = path.read_text(encoding="utf-8")
+    assert "title: Half a pair\n        description: Bad text\n        site: Site\n" in text
+    assert "left out what the page escaped as half of a surrogate pair" in result.stdout + result.stderr
+
+
 def test_a_card_without_a_title_is_a_check_error_with_the_fix(workspace: Path, run_cli) -> None:
     path = issue_with_cards(workspace, "      - url: https://example.org/a")
     result = run_cli("check", str(path))
