@@ -10,6 +10,7 @@ concern: SendGrid itself will not deliver to those addresses again.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,8 +51,8 @@ def read_batch(items: Any) -> Batch:
     batch = Batch()
     for item in items if isinstance(items, list) else []:
         email, kind = _text(item, "email"), _text(item, "event")
-        if not email or not kind:
-            batch.skipped += 1
+        if not email or not kind or _HALF_PAIR.search(str(item.get("email"))):
+            batch.skipped += 1  # (an address with half of a surrogate pair in it is nobody's: see _text)
             continue
         at = _when(item.get("timestamp"))
         detail = " ".join(part for part in (_text(item, "status"), _text(item, "reason"), _text(item, "type")) if part)
@@ -92,8 +93,16 @@ def _suppression_source(kind: str, item: dict[str, Any]) -> str | None:
 
 
 def _text(item: Any, key: str) -> str:
+    """A field as text. JSON may escape half of a surrogate pair (\\ud800), which no text holds and SQLite
+    cannot store (a batch holding one was answered 500, and SendGrid would retry it for days): it becomes
+    U+FFFD, as a decoder shows what it cannot read."""
     value = item.get(key) if isinstance(item, dict) else None
-    return value.strip() if isinstance(value, str) else str(value) if isinstance(value, int) else ""
+    if isinstance(value, str):
+        return _HALF_PAIR.sub("\ufffd", value).strip()
+    return str(value) if isinstance(value, int) else ""
+
+
+_HALF_PAIR = re.compile("[\ud800-\udfff]")
 
 
 def _when(timestamp: Any) -> str:

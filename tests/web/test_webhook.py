@@ -110,6 +110,25 @@ def test_forged_stale_and_broken_batches_are_refused_and_change_nothing(
     assert event_counts(state_dir) == {} and service.reasons(ALAN) == []
 
 
+def test_a_signed_batch_escaping_half_a_surrogate_pair_is_recorded_without_it(service: Running, events: EventWebhook,
+                                                                              state_dir: Path) -> None:
+    # JSON allows the escape, no text holds it, SQLite cannot store it: the whole batch was answered 500 (and
+    # SendGrid retries a batch for days). A reason keeps U+FFFD where the half was; an address with one in it
+    # is nobody's, and its event is left out.
+    stamp = 1_700_000_000
+    batch = [{"email": "a\ud800@example.com", "event": "bounce", "sg_event_id": "e1", "timestamp": stamp,
+              "mailer_issue": "2020-12-13"},
+             {"email": ALAN, "event": "bounce", "sg_event_id": "e2", "timestamp": stamp, "mailer_issue": "2020-12-13",
+              "status": "5.1.1", "reason": "550 no such user \udfff"},
+             {"email": LI_LEI, "event": "delivered", "sg_event_id": "e3", "timestamp": stamp,
+              "mailer_issue": "2020-12-13"}]
+    body = json.dumps(batch).encode()
+    assert b"\\ud800" in body and post(service, events, body)[0] == 200
+    assert event_counts(state_dir) == {"bounce": (1, 1), "delivered": (1, 1)}
+    assert service.reasons(ALAN) == ["bounce (550 no such user \ufffd, via the event webhook)"]
+    assert service.reasons("a@example.com") == []
+
+
 def test_without_a_key_there_is_no_webhook(workspace: Path, state_dir: Path, events: EventWebhook) -> None:
     with serving(workspace, state_dir) as running:
         body = b"[]"
