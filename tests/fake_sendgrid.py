@@ -264,6 +264,9 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
                 self._answer(400, {"errors": [{"field": "content.1.value", "message": "The content value must be "
                                                "a string at least one character in length."}]})
                 return
+            if behaviour == "400-not-text":  # what a host that is not SendGrid may say: escapes, half a pair
+                self._answer(400, {"errors": [{"field": "from", "message": "\x1b[2J\x1b[31mcleared \ud800 screen"}]})
+                return
             if behaviour == "413":
                 self._answer(413, {"errors": [{"field": None, "message": "Payload too large"}]})
                 return

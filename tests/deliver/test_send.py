@@ -640,6 +640,21 @@ def test_a_batch_sendgrid_rejects_fails_at_once_with_its_message(workspace: Path
             "must be a string") in status.stdout
 
 
+def test_an_error_message_with_terminal_escapes_or_half_a_surrogate_pair_is_shown_as_text(
+        workspace: Path, sendgrid: FakeSendGrid, run_cli, tmp_path: Path) -> None:
+    # A wrong SENDGRID_API_HOST's "error": an escape that clears the editor's terminal, and half of a surrogate
+    # pair, which stopped the send on a UnicodeEncodeError's traceback as the ledger recorded the failure.
+    approve(run_cli)
+    path = make_subscribers(workspace, 1200)
+    sendgrid.script = deque(["400-not-text"])
+    result = send_live(run_cli, path, "--workers", "1")
+    assert result.exit_code == 3 and "Traceback" not in result.stderr
+    assert ledger_states(tmp_path / "state") == {"failed": 1000, "accepted": 200}
+    shown = "from: \\x1b[2J\\x1b[31mcleared \\ud800 screen"
+    status = run_cli("status", ISSUE)
+    assert shown in status.stdout and "\x1b" not in status.stdout + result.stderr
+
+
 def test_a_request_too_large_stops_the_send_and_loses_nobody(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                              tmp_path: Path) -> None:
     approve(run_cli)

@@ -222,7 +222,9 @@ def _sendgrid_errors(err: Any) -> list[dict[str, Any]] | None:
 
 def _errors(err: Any) -> str:
     """SendGrid's own error messages from a failed response body, or a readable word on what answered instead."""
-    messages = [f"{e.get('field') + ': ' if e.get('field') else ''}{e.get('message', '')}"
+    # Shown as printable text, as the other branch: a host that is not SendGrid may send terminal escapes,
+    # or half of a surrogate pair, which the ledger (UTF-8) could not record.
+    messages = [printable(f"{e.get('field') + ': ' if e.get('field') else ''}{e.get('message', '')}")
                 for e in _sendgrid_errors(err) or []]
     if any(messages):
         return "; ".join(m for m in messages if m)
