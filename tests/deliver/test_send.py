@@ -149,6 +149,17 @@ def test_test_send_is_one_message_identical_but_for_recipient_and_subject(worksp
     assert ledger_states(tmp_path / "state") == Counter()  # a test send is not a delivery
 
 
+def test_a_message_id_with_terminal_escapes_is_shown_and_kept_as_text(workspace: Path, sendgrid: FakeSendGrid,
+                                                                        run_cli) -> None:
+    # A host that is not SendGrid answers 202 with an X-Message-Id that would clear the editor's screen.
+    sendgrid.script = deque(["202-odd-id"])
+    result = run_cli("send", ISSUE, "--test-to", "me@example.com", "--live")
+    assert result.exit_code == 0, result.stderr
+    assert "message id \\x1b[2J\\x1b[31mxxx" in result.stdout and "\x1b" not in result.stdout
+    shown = result.stdout.split("message id ", 1)[1].split(".", 1)[0]
+    assert len(shown) <= 200 + 2 * len("\\x1b") and shown.endswith("x")
+
+
 def test_test_send_defaults_to_the_first_subscriber_and_matches_their_real_message(workspace: Path,
                                                                                    sendgrid: FakeSendGrid,
                                                                                    run_cli) -> None:

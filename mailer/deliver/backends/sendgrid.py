@@ -145,7 +145,7 @@ class SendGridBackend:
     def send(self, payload: Request) -> Accepted:
         headers, _ = self._call(lambda client: api_request(client.client, "POST", "/mail/send", body=payload.body,
                                                            timeout=self._timeout))
-        return Accepted(headers.get("X-Message-Id"))
+        return Accepted(_message_id(headers.get("X-Message-Id")))
 
     def create_schedule_id(self) -> str:
         """Ask SendGrid for a batch id that groups a scheduled send so that it can be cancelled."""
@@ -209,6 +209,12 @@ def _body(err: Any) -> tuple[str, Any]:
         return text, json.loads(text)
     except ValueError:
         return text, None
+
+
+def _message_id(value: str | None) -> str | None:
+    """SendGrid's X-Message-Id (22 characters or so) as it is shown and recorded: printable, at most 200
+    characters. A host that is not SendGrid could answer with terminal escapes, or 64 KB of them."""
+    return printable(value[:200]) if value else value
 
 
 def _sendgrid_errors(err: Any) -> list[dict[str, Any]] | None:
