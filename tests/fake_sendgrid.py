@@ -137,6 +137,7 @@ class FakeSendGrid:
     # Where the API is mounted (a proxy's path, as in SENDGRID_API_HOST=https://proxy.example/sendgrid).
     path_prefix: str = ""
     scheduled: dict[str, str] = field(default_factory=dict)
+    batch_answer: Any = None  # what /v3/mail/batch answers instead of a batch id (a host that is not SendGrid)
     keep_bodies: bool = True
     # Addresses SendGrid calls invalid: a request naming one is refused whole, the field saying which.
     refuse_addresses: set[str] = field(default_factory=set)
@@ -238,7 +239,8 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
                                                "invalid, expired, or revoked"}]})
                 return
             if self.path == "/v3/mail/batch":
-                self._answer(201, {"batch_id": f"batch-{next(fake._ids)}"})
+                self._answer(201, fake.batch_answer if fake.batch_answer is not None else
+                             {"batch_id": f"batch-{next(fake._ids)}"})
                 return
             if self.path == "/v3/user/scheduled_sends":
                 body = json.loads(raw)

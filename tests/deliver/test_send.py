@@ -1085,6 +1085,22 @@ def test_schedule_refused_by_sendgrid_is_exit_3_with_its_message(workspace: Path
     assert ledger_states(tmp_path / "state") == Counter()  # stopped before its first request: no row written
 
 
+@pytest.mark.parametrize("answer", [{"id": "b1"}, {"batch_id": 5}, {"batch_id": "\x1b[2Jb1"}, ["b1"], "b1"])
+def test_a_schedule_answered_without_a_batch_id_is_exit_3_and_sends_nothing(workspace: Path, sendgrid: FakeSendGrid,
+                                                                            run_cli, tmp_path: Path, answer) -> None:
+    # A host that is not SendGrid: a traceback (KeyError, TypeError…), or an id that would reach every request.
+    approve(run_cli)
+    sendgrid.batch_answer = answer
+    when = (datetime.now(UTC) + timedelta(hours=10)).strftime("%Y-%m-%d %H:%M")
+    result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes",
+                     "--at", f"{when} UTC")
+    assert result.exit_code == 3 and "Traceback" not in result.stderr
+    assert "SendGrid gave no batch id for the scheduled send" in result.stderr
+    assert "holds no batch id" in result.stderr and "\x1b" not in result.stderr
+    assert [path for path in sendgrid.paths[1:] if path.startswith("/v3/mail")] == ["/v3/mail/batch"]
+    assert ledger_states(tmp_path / "state") == Counter()
+
+
 @pytest.mark.parametrize(("offset", "message"), [(-1, "is in the past"), (80, "more than 72 hours ahead")])
 def test_schedule_outside_sendgrids_window_is_refused(workspace: Path, sendgrid, run_cli, offset, message) -> None:
     when = (datetime.now(UTC) + timedelta(hours=offset)).isoformat(timespec="minutes")

@@ -151,7 +151,16 @@ class SendGridBackend:
         """Ask SendGrid for a batch id that groups a scheduled send so that it can be cancelled."""
         _, answer = self._call(lambda client: api_request(client.client, "POST", "/mail/batch",
                                                           timeout=self._timeout))
-        return json.loads(answer)["batch_id"]
+        # The id goes into every request of the send, the ledger and the cancel: only one as SendGrid makes them.
+        try:
+            batch_id = json.loads(answer).get("batch_id")
+        except (ValueError, AttributeError):  # not JSON (UnicodeDecodeError is a ValueError), or not an object
+            batch_id = None
+        if not isinstance(batch_id, str) or not _BATCH_ID.fullmatch(batch_id):
+            words = printable(" ".join(answer.decode("utf-8", "replace").split())[:120]) or "an empty body"
+            raise FatalError(f"the answer to POST /v3/mail/batch holds no batch id ({words}): is "
+                             f"{API_HOST_ENV} SendGrid's?")
+        return batch_id
 
     def cancel_schedule(self, schedule_id: str) -> None:
         self._call(lambda client: api_request(client.client, "POST", "/user/scheduled_sends", timeout=self._timeout,
@@ -209,6 +218,9 @@ def _body(err: Any) -> tuple[str, Any]:
         return text, json.loads(text)
     except ValueError:
         return text, None
+
+
+_BATCH_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")  # SendGrid's: URL-safe base64, about 40 characters
 
 
 def _message_id(value: str | None) -> str | None:
