@@ -138,6 +138,7 @@ class FakeSendGrid:
     path_prefix: str = ""
     scheduled: dict[str, str] = field(default_factory=dict)
     batch_answer: Any = None  # what /v3/mail/batch answers instead of a batch id (a host that is not SendGrid)
+    redirect_to: str = ""  # where the "302" behaviour sends a Mail Send request
     keep_bodies: bool = True
     # Addresses SendGrid calls invalid: a request naming one is refused whole, the field saying which.
     refuse_addresses: set[str] = field(default_factory=set)
@@ -265,6 +266,20 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
             if behaviour == "400":  # SendGrid refuses this batch as it is: retrying cannot help
                 self._answer(400, {"errors": [{"field": "content.1.value", "message": "The content value must be "
                                                "a string at least one character in length."}]})
+                return
+            if behaviour == "302":  # a host that is not SendGrid sends the request elsewhere
+                self._answer(302, None, {"Location": fake.redirect_to})
+                return
+            if behaviour == "400-odd-field":  # SendGrid's shape, other types
+                self._answer(400, {"errors": [{"field": 1, "message": ["not", "a", "string"]}]})
+                return
+            if behaviour == "400-deep":  # deeper than any JSON parser goes
+                data = b"[" * 100_000 + b"]" * 100_000
+                self.send_response(400)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
                 return
             if behaviour == "400-not-text":  # what a host that is not SendGrid may say: escapes, half a pair
                 self._answer(400, {"errors": [{"field": "from", "message": "\x1b[2J\x1b[31mcleared \ud800 screen"}]})

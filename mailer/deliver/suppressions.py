@@ -469,7 +469,7 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
     try:
         text = _utf8(data)
         export = json.loads(text)
-    except ValueError:  # UnicodeDecodeError is one
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; JSON nested too deep
         raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export (not JSON in UTF-8)") from None
     if not _is_export(export):
         raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export (a field is missing or "
@@ -593,7 +593,7 @@ def _json_list(body: bytes | str, shown: str) -> list[dict[str, Any]]:
     try:
         text = _utf8(body)
         data = json.loads(text or "[]")
-    except ValueError:  # UnicodeDecodeError is one
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; JSON nested too deep
         text, data = "", None
     if not isinstance(data, list) or not all(isinstance(item, dict) and item.get("email") for item in data):
         raise PullError(f"SendGrid's answer to {shown} is not a list of suppressions: {str(body)[:200]}\n"

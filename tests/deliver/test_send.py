@@ -666,6 +666,35 @@ def test_an_error_message_with_terminal_escapes_or_half_a_surrogate_pair_is_show
     assert shown in status.stdout and "\x1b" not in status.stdout + result.stderr
 
 
+@pytest.mark.parametrize("answer", ["400-odd-field", "400-deep"])
+def test_an_error_answer_of_odd_json_fails_its_batch_and_the_send_goes_on(workspace: Path, sendgrid: FakeSendGrid,
+                                                                          run_cli, tmp_path: Path, answer) -> None:
+    # A field that is a number, a message that is a list, JSON nested past the parser's depth: each was a
+    # TypeError's or RecursionError's traceback mid-send, every batch in flight left `sending`.
+    approve(run_cli)
+    path = make_subscribers(workspace, 1200)
+    sendgrid.script = deque([answer])
+    result = send_live(run_cli, path, "--workers", "1")
+    assert result.exit_code == 3 and "Traceback" not in result.stderr
+    assert ledger_states(tmp_path / "state") == {"failed": 1000, "accepted": 200}
+
+
+def test_a_redirect_is_never_followed_with_the_key_or_counted_as_accepted(workspace: Path, sendgrid: FakeSendGrid,
+                                                                          start_sendgrid, run_cli,
+                                                                          tmp_path: Path) -> None:
+    # urllib re-sent a redirected POST as a GET, the API key with it, and a 2xx there counted as accepted.
+    elsewhere, url = start_sendgrid(FakeSendGrid(), environment=False)
+    approve(run_cli)
+    path = make_subscribers(workspace, 1200)
+    sendgrid.script = deque(["302"])
+    sendgrid.redirect_to = f"{url}/v3/mail/send"
+    result = send_live(run_cli, path, "--workers", "1")
+    assert result.exit_code == 3 and "answered 302" in result.stderr and "Traceback" not in result.stderr
+    assert elsewhere.paths == [] and elsewhere.gets == [] and elsewhere.auth_headers == []
+    states = ledger_states(tmp_path / "state")
+    assert states["accepted"] == 0 and states["sending"] == 0 and states["uncertain"] == 0
+
+
 def test_a_request_too_large_stops_the_send_and_loses_nobody(workspace: Path, sendgrid: FakeSendGrid, run_cli,
                                                              tmp_path: Path) -> None:
     approve(run_cli)

@@ -9,6 +9,7 @@ import os
 import re
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -154,7 +155,7 @@ class SendGridBackend:
         # The id goes into every request of the send, the ledger and the cancel: only one as SendGrid makes them.
         try:
             batch_id = json.loads(answer).get("batch_id")
-        except (ValueError, AttributeError):  # not JSON (UnicodeDecodeError is a ValueError), or not an object
+        except (ValueError, AttributeError, RecursionError):  # not JSON (as _body), or not an object
             batch_id = None
         if not isinstance(batch_id, str) or not _BATCH_ID.fullmatch(batch_id):
             words = printable(" ".join(answer.decode("utf-8", "replace").split())[:120]) or "an empty body"
@@ -216,7 +217,7 @@ def _body(err: Any) -> tuple[str, Any]:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body if body is not None else err)
     try:
         return text, json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         return text, None
 
 
@@ -242,7 +243,7 @@ def _errors(err: Any) -> str:
     """SendGrid's own error messages from a failed response body, or a readable word on what answered instead."""
     # Shown as printable text, as the other branch: a host that is not SendGrid may send terminal escapes,
     # or half of a surrogate pair, which the ledger (UTF-8) could not record.
-    messages = [printable(f"{e.get('field') + ': ' if e.get('field') else ''}{e.get('message', '')}")
+    messages = [printable(f"{str(e.get('field')) + ': ' if e.get('field') else ''}{e.get('message', '')}")
                 for e in _sendgrid_errors(err) or []]
     if any(messages):
         return "; ".join(m for m in messages if m)
@@ -283,7 +284,6 @@ def api_request(client: Any, method: str, path: str, *, timeout: float, body: st
     is not SendGrid (a wrong SENDGRID_API_HOST) could send one that never ends. No more than
     MAX_ANSWER_BYTES is read here.
     """
-    import urllib.request
     from urllib.parse import urlencode
 
     from python_http_client.exceptions import HTTPError, err_dict
@@ -292,12 +292,19 @@ def api_request(client: Any, method: str, path: str, *, timeout: float, body: st
     request = urllib.request.Request(url, data=None if body is None else body.encode("utf-8"),
                                      headers=client.request_headers, method=method)
     try:
-        with urllib.request.build_opener().open(request, timeout=timeout) as response:
+        # No redirect is followed (SendGrid's API answers none): urllib would carry the API key to wherever
+        # a 3xx points, and re-send a POST as a GET whose 2xx would count as accepted. A 3xx is an error.
+        with urllib.request.build_opener(_NoRedirects).open(request, timeout=timeout) as response:
             return response.headers, response.read(MAX_ANSWER_BYTES)
     except urllib.error.HTTPError as err:
         with err:
             raise err_dict.get(err.code, HTTPError)(err.code, err.reason, err.read(MAX_ANSWER_BYTES),
                                                     err.hdrs) from None
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx surfaces as an HTTPError
 
 
 def _retry_after(err: Any) -> float | None:
