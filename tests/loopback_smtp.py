@@ -19,6 +19,7 @@ class Recorder:
         self.messages: list[tuple[str, list[str], bytes, list[str]]] = []
         self.sessions: set[int] = set()
         self.refuse: set[str] = set()
+        self.refusal = "550 5.1.1 no such user"  # what a refused recipient is told
         self.refuse_at_data: set[str] = set()  # said 250 to RCPT, refused later (aiosmtpd: DATA gets 503)
         self.hang_up_after: int | None = None
         self.relay_denied = False  # refuse every recipient, the way a misconfigured relay does
@@ -30,7 +31,7 @@ class Recorder:
         if self.relay_denied:
             return "550 5.7.1 Relaying denied"
         if address in self.refuse:
-            return "550 5.1.1 no such user"
+            return self.refusal
         if address in self.refuse_at_data:
             return "250 OK"  # not added to the envelope: the DATA command is then refused
         envelope.rcpt_tos.append(address)

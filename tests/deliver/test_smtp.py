@@ -111,6 +111,19 @@ def test_a_refused_recipient_fails_alone_and_the_others_get_it_on_the_same_conne
     assert f"gone@example.com: {reason}" in run_cli("status", SAMPLE_ISSUE).stdout
 
 
+def test_a_servers_reply_with_terminal_escapes_is_recorded_and_shown_as_text(workspace: Path, smtp_server: Recorder,
+                                                                             run_cli, state_dir: Path) -> None:
+    # The server's words reach the ledger and every `mailer status`: an escape there cleared the screen.
+    smtp_server.refuse = {"gone@example.com"}
+    smtp_server.refusal = "550 5.1.1 no such user \x1b[2J\x1b]0;owned\x07"
+    result = send_to_list(run_cli, readers(workspace, "a@example.com", "gone@example.com"))
+    assert result.exit_code == 3 and "\x1b" not in result.stderr
+    (error,) = [error for (error,) in read_ledger(state_dir, "SELECT error FROM deliveries WHERE error IS NOT NULL")]
+    assert error.endswith("550 5.1.1 no such user \\x1b[2J\\x1b]0;owned\\x07")
+    status = run_cli("status", SAMPLE_ISSUE).stdout
+    assert "no such user \\x1b[2J" in status and "\x1b" not in status
+
+
 def test_many_dead_mailboxes_in_a_row_do_not_stop_the_send(workspace: Path, smtp_server: Recorder,
                                                             run_cli) -> None:
     # A list sorted by sign-up date can hold a run of long-gone addresses: each refusal is about

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from mailer.addresses import printable
 from mailer.config import Config
 from mailer.deliver.backends import (
     Accepted,
@@ -284,7 +285,9 @@ _MAILBOX_STATUS = re.compile(r"\s*5\.[12]\.\d{1,3}\b")
 
 
 def _refused(code: int, reply: bytes, step: str, *, about_the_recipient: bool = False) -> Exception:
-    text = reply.decode("utf-8", "replace")
+    # The server's words as printable text: they go to the ledger and the terminal, and a server may put
+    # terminal escapes in them (a multi-line reply's line breaks are shown as \n).
+    text = printable(reply.decode("utf-8", "replace"))
     if 400 <= code < 500:
         return TransientError(f"{step}: the server answered {code} {text} (temporary)")
     mailbox = about_the_recipient and _MAILBOX_STATUS.match(text)
