@@ -201,6 +201,10 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
             if behaviour == "500":
                 self._answer(500, {"errors": [{"field": None, "message": "internal error"}]})
                 return
+            if behaviour == "400-markup":  # words a terminal library could read as its own markup
+                self._answer(400, {"errors": [{"field": None, "message": "bad [/x] request [link=https://evil"
+                                               ".example]click[/link]"}]})
+                return
             if behaviour == "drop":
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True

@@ -422,6 +422,7 @@ def _progress() -> Progress:
             on_note=lambda message: _log(f"note: {message}", fg="yellow"),
             on_stopping=lambda: _log(STOPPING),
         )
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeRemainingColumn
     from rich.progress import Progress as Bar
     from rich.text import Text
@@ -445,10 +446,12 @@ def _progress() -> Progress:
         if bar.finished:
             bar.stop()
         if outcome != "accepted":
-            bar.console.print(f"[yellow]batch of {count}: {outcome}")
+            bar.console.print(f"[yellow]batch of {count}: {escape(outcome)}")
 
-    return Progress(on_start=start, on_batch=batch, on_note=lambda m: bar.console.print(f"[yellow]note: {m}"),
-                    on_stopping=lambda: bar.console.print(STOPPING))
+    # escape: a note can quote a server's words, which rich would read as its markup ("[/x]" raised an error).
+    return Progress(on_start=start, on_batch=batch,
+                    on_note=lambda m: bar.console.print(f"[yellow]note: {escape(m)}"),
+                    on_stopping=lambda: bar.console.print(escape(STOPPING)))
 
 
 def _table(rows: list[tuple[str, int]]) -> str:

@@ -53,6 +53,23 @@ def test_a_live_send_on_a_terminal_shows_progress_rate_and_eta(workspace: Path, 
     assert "batch of 1000: accepted" not in screen  # the plain log lines are for pipes, not terminals
 
 
+def test_a_note_quoting_a_server_is_shown_as_written_not_read_as_markup(workspace: Path, state_dir: Path,
+                                                                         start_sendgrid) -> None:
+    # The pull fails with SendGrid's words, which hold "[/x]": the progress bar's library read them as its
+    # markup and stopped the send with a MarkupError's traceback before its first request.
+    fake, url = start_sendgrid(FakeSendGrid(keep_bodies=False), environment=False)
+    env = sendgrid_env(url, state_dir, COLUMNS="200", TERM="xterm")
+    subscribers = str(make_subscribers(workspace, 20))
+    assert subprocess.run([sys.executable, "-m", "mailer", "suppressions", "pull"], cwd=workspace, env=env,
+                          capture_output=True).returncode == 0  # a fresh list: the send goes on without a pull
+    fake.get_default = "400-markup"
+    code, screen = run_on_a_terminal(["send", ISSUE, "--subscribers", subscribers, "--live", "--yes", "--force"],
+                                     workspace, env)
+    assert code == 0, screen
+    assert "Traceback" not in screen and "bad [/x] request [link=https://evil.example]click[/link]" in screen
+    assert len(fake.accepted) == 20
+
+
 def test_check_colours_its_findings_on_a_terminal_and_not_in_a_pipe(workspace: Path, tmp_path: Path) -> None:
     env = {**os.environ, "MAILER_STATE_DIR": str(tmp_path / "state"), "TERM": "xterm"}
     code, coloured = run_on_a_terminal(["check", "issues/"], workspace, env, keep_colours=True)
