@@ -22,7 +22,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mailer.addresses import address_key
+from mailer.addresses import address_key, printable
 from mailer.deliver.ledger import open_database, state_transaction
 from mailer.deliver.retry import RetryPolicy
 from mailer.errors import ExitStatus, MailerError
@@ -129,10 +129,12 @@ class Suppression(NamedTuple):
         """'bounce (550 mailbox unavailable)', 'group unsubscribe (Weekly News, group 12)'…"""
         label = LABELS[self.source]
         if self.source == GROUP_UNSUBSCRIBE:
-            detail = ", ".join(part for part in (self.group_name, f"group {self.group_id}") if part)
+            group = f"group {self.group_id}" if self.group_id is not None else None
+            detail = ", ".join(part for part in (self.group_name, group) if part)
         else:
             detail = _shorten(self.reason or self.status or "")
-        return f"{label} ({detail})" if detail else label
+        # printable: a bounce's reason is the reader's mail server's own words, which may hold terminal escapes.
+        return printable(f"{label} ({detail})" if detail else label)
 
 
 @dataclass(frozen=True)
@@ -635,7 +637,10 @@ def _suppression(source: str, row: dict[str, Any]) -> Suppression:
     created = get("created_at" if source == GROUP_UNSUBSCRIBE else "created")
     group_id = get("group_id")
     if group_id is not None:  # absent from every list but the group unsubscribes
-        group_id = int(group_id) if isinstance(group_id, int) or str(group_id).isdigit() else None
+        # isdecimal, not isdigit ("²" is a digit int() refuses); SQLite's integers are 64-bit.
+        group_id = int(group_id) if isinstance(group_id, int) or str(group_id).isdecimal() else None
+        if group_id is not None and not 0 <= group_id < 2**63:
+            group_id = None
     return Suppression(str(row["email"]).strip(), source, _text(get("reason")), _text(get("status")), group_id,
                        _text(get("group_name")), _timestamp(created))
 

@@ -304,6 +304,24 @@ def test_pull_command_prints_counts_and_where_and_list_explains(workspace: Path,
     assert len(every.stdout.splitlines()) == 7 + 1704
 
 
+def test_odd_fields_from_sendgrid_are_kept_readable_and_never_stop_the_pull(sendgrid: FakeSendGrid,
+                                                                           run_cli) -> None:
+    # A bounce's reason is the reader's mail server's own words; a group id SendGrid never sends stopped the pull
+    # on a traceback ("²" is a digit int() refuses; SQLite's integers are 64-bit).
+    sendgrid.suppressions[BOUNCES] = [{"created": 1_700_000_000, "email": "gone@example.com",
+                                       "reason": "550 no such user \x1b[2J\x1b]0;owned\x07", "status": "5.1.1"}]
+    sendgrid.suppressions[GROUPS] = [
+        {"email": "two@example.net", "group_id": "²", "group_name": "Weekly News", "created_at": 1_410_986_704},
+        {"email": "huge@example.net", "group_id": 10**30, "group_name": "Daily News", "created_at": 1_411_493_671}]
+    pulled = run_cli("suppressions", "pull")
+    assert pulled.exit_code == 0, pulled.stderr
+    why = run_cli("suppressions", "list", "--email", "gone@example.com").stdout
+    assert "bounce (550 no such user \\x1b[2J\\x1b]0;owned\\x07)" in why and "\x1b" not in why
+    every = run_cli("suppressions", "list", "--all").stdout
+    assert "two@example.net" in every and "huge@example.net" in every and "\x1b" not in every
+    assert "group unsubscribe (Weekly News)" in run_cli("suppressions", "list", "--email", "two@example.net").stdout
+
+
 def test_pull_command_errors_and_exit_codes(workspace: Path, sendgrid: FakeSendGrid, run_cli, monkeypatch) -> None:
     assert run_cli("suppressions", "pull").exit_code == 0
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked-key-never-shown")
