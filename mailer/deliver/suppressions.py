@@ -576,7 +576,7 @@ class _Client:
                 last, retry_after = f"SendGrid answered {err.status_code}: {_errors(err)}", _retry_after(err)
             except (HTTPException, OSError) as err:  # URLError, timeouts, a connection that broke off
                 reason = getattr(err, "reason", None) or err  # URLError wraps what went wrong
-                shown_reason = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
+                shown_reason = printable(reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}")
                 last = f"no answer from SendGrid at {self.host}: {shown_reason}"
             else:
                 return _json_list(answer, shown)

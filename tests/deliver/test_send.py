@@ -679,6 +679,46 @@ def test_an_error_answer_of_odd_json_fails_its_batch_and_the_send_goes_on(worksp
     assert ledger_states(tmp_path / "state") == {"failed": 1000, "accepted": 200}
 
 
+def test_a_broken_status_line_with_terminal_escapes_is_uncertain_and_shown_as_text(
+        workspace: Path, sendgrid: FakeSendGrid, run_cli, tmp_path: Path, monkeypatch) -> None:
+    # http.client's BadStatusLine carries the server's own line: it reached the ledger and every status raw.
+    import socket
+    import threading
+
+    approve(run_cli)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve() -> None:  # the pull's GETs get empty lists; Mail Send gets a status line no client can read
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.settimeout(5)
+                received = connection.recv(65536)
+                if received.startswith(b"GET"):
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+                                       b"Connection: close\r\n\r\n[]")
+                    continue
+                length = int(re.search(rb"Content-Length: (\d+)", received).group(1))
+                while len(received.split(b"\r\n\r\n", 1)[-1]) < length:
+                    received += connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 2\x1b[2J00 OK\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("SENDGRID_API_HOST", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    result = run_cli("send", ISSUE, "--subscribers", str(make_subscribers(workspace, 3)), "--live", "--yes",
+                     "--force")
+    assert result.exit_code == 3 and "Traceback" not in result.stderr and "\x1b" not in result.stderr
+    assert ledger_states(tmp_path / "state") == {"uncertain": 3}
+    listener.close()
+    status = run_cli("status", ISSUE).stdout
+    assert "BadStatusLine" in status and "\\x1b[2J" in status and "\x1b" not in status
+
+
 def test_a_redirect_is_never_followed_with_the_key_or_counted_as_accepted(workspace: Path, sendgrid: FakeSendGrid,
                                                                           start_sendgrid, run_cli,
                                                                           tmp_path: Path) -> None:

@@ -204,8 +204,9 @@ class SendGridBackend:
         except TimeoutError as err:
             raise UncertainError(f"no answer from SendGrid within {self._timeout:g} s: {err}") from None
         except (HTTPException, ConnectionError, OSError) as err:
+            # printable: a BadStatusLine's text is the server's own status line, escapes and all.
             raise UncertainError(f"the connection to SendGrid broke after the request was sent: "
-                                 f"{type(err).__name__}: {err}") from None
+                                 f"{type(err).__name__}: {printable(str(err)[:200])}") from None
 
     def close(self) -> None:
         self._client = None
