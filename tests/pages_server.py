@@ -92,6 +92,11 @@ class _Handler(BaseHTTPRequestHandler):
             "/careful-text": (200, "text/html; charset=utf-8", CAREFUL_TEXT.encode()),
             "/half-surrogate": (200, "text/html; charset=utf-8", HALF_SURROGATE.encode()),
         }
+        if path == "/escaped-reason":  # the server's own status phrase, with a terminal escape in it
+            self.send_response(404, "\x1b]0;owned\x07Not Found")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if path in routes:
             status, content_type, body = routes[path]
             self._send(status, content_type, body)

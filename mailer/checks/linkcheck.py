@@ -26,6 +26,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
+from mailer.addresses import printable
 from mailer.compose import placeholders
 
 # Browser-like, because some sites refuse Python's default User-Agent, and naming mailer, so a
@@ -284,21 +285,21 @@ class _Checker:
                     reason = f"too many redirects (more than {self.max_redirects})"
                     return _Outcome(LinkResult(url, Verdict.BROKEN, status, final_url, reason, method=method))
                 if urlsplit(target).scheme.lower() not in FETCHED_SCHEMES:
-                    reason = f"redirects to {target}, which is not fetched"
+                    reason = f"redirects to {printable(target)}, which is not fetched"
                     return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, target, reason, method=method))
                 if local is None:
                     local = host_is_private(urlsplit(url).hostname or "", self.timeout)
                 # A public link must not steer the checker into this machine or its network (an
                 # admin page on 127.0.0.1, a cloud metadata address): only a local link may go there.
                 if not local and host_is_private(urlsplit(target).hostname or "", self.timeout):
-                    reason = f"redirects to {target}, a private or local address, which is not fetched"
+                    reason = f"redirects to {printable(target)}, a private or local address, which is not fetched"
                     return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, target, reason, method=method))
                 if target in seen:
                     if answer.headers.get("Set-Cookie"):
                         # A cookie wall: a browser would come back with the cookie and get through.
                         reason = "redirects to itself until a cookie is kept (cookies are not kept)"
                         return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, final_url, reason, method=method))
-                    reason = f"redirect loop (back to {target})"
+                    reason = f"redirect loop (back to {printable(target)})"
                     return _Outcome(LinkResult(url, Verdict.BROKEN, status, final_url, reason, method=method))
                 seen.add(target)
                 current = target
@@ -311,7 +312,7 @@ class _Checker:
                 if retry_after.isdigit():
                     reason += f"; the site asks to wait {retry_after} s"
                 return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, final_url, reason, method=method))
-            reason = f"HTTP {status} {answer.phrase}".rstrip()
+            reason = f"HTTP {status} {printable(answer.phrase)}".rstrip()  # the server's words
             # Many servers refuse or mishandle HEAD (405, 501, 403, even 404 or 500) yet serve GET.
             return _Outcome(LinkResult(url, Verdict.BROKEN, status, final_url, reason, method=method),
                             try_get=method == "HEAD" and status >= 400)

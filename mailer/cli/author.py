@@ -70,6 +70,7 @@ def cards(issue_file: Path, refresh: bool, timeout: float) -> None:
     instant and offline. A page that fails (timeout, 404, not HTML…) leaves its card as it was and is
     listed; the exit code is then 3.
     """
+    from mailer.addresses import printable
     from mailer.author.cards import PageCache, fill_cards
     from mailer.author.pagemeta import PageFetcher
     from mailer.config import find_workspace, load_config
@@ -85,7 +86,9 @@ def cards(issue_file: Path, refresh: bool, timeout: float) -> None:
     for card, note in report.notes:
         click.secho(f"  ! {label}:{card.line}  {note}", fg="yellow")
     for card, reason in report.failed:
-        click.secho(f"  ✗ {label}:{card.line}  {card.url}\n      {reason}: the card is left as it was", fg="red")
+        # printable: a reason can quote the server (its status phrase, a redirect's target, a content type).
+        click.secho(f"  ✗ {label}:{card.line}  {card.url}\n      {printable(reason)}: the card is left as it was",
+                    fg="red")
     cards_word = "card" if len(report.filled) == 1 else "cards"
     pages_word = "page" if report.fetched == 1 else "pages"
     summary = (f"{label}: {len(report.filled)} {cards_word} filled ({report.fetched} {pages_word} fetched, "

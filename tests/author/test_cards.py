@@ -208,6 +208,14 @@ def test_metadata_escaping_half_a_surrogate_pair_is_written_without_it(workspace
     assert "left out what the page escaped as half of a surrogate pair" in result.stdout + result.stderr
 
 
+def test_a_servers_status_phrase_with_an_escape_is_shown_as_text(workspace: Path, pages: PagesServer,
+                                                                   run_cli) -> None:
+    path = issue_with_cards(workspace, f"      - url: {pages.url('/escaped-reason')}")
+    result = run_cli("cards", str(path))
+    assert result.exit_code == 3 and "\x1b" not in result.stdout + result.stderr
+    assert "\\x1b]0;owned\\x07Not Found" in result.stdout + result.stderr
+
+
 def test_a_card_without_a_title_is_a_check_error_with_the_fix(workspace: Path, run_cli) -> None:
     path = issue_with_cards(workspace, "      - url: https://example.org/a")
     result = run_cli("check", str(path))

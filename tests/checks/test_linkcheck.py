@@ -136,6 +136,10 @@ def serve(site: Site, *, tls: bool = False) -> ThreadingHTTPServer:
                 self.answer(200)
             elif path == "/rate-limited":
                 self.answer(429, {"Retry-After": "30"})
+            elif path == "/odd-status":  # a status of no standard, the server's own words with an escape
+                self.send_response(599, "\x1b[2JGone away")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             else:
                 self.answer(404)
 
@@ -248,6 +252,14 @@ def test_redirects_are_capped(site: Site) -> None:
     assert result.reason == "too many redirects (more than 3)"
     assert result.final_url == f"{site.url}/chain/3"
     assert site.hits[("HEAD", "/chain/4")] == 0
+
+
+def test_a_servers_own_words_in_a_reason_are_shown_as_text(site: Site) -> None:
+    # A reason phrase and a redirect's target come from the server: an escape in them reached the terminal.
+    odd = check_one(f"{site.url}/odd-status")
+    assert odd.verdict is Verdict.BROKEN and odd.reason == "HTTP 599 \\x1b[2JGone away"
+    elsewhere = check_one(f"{site.url}/to?mailto:%1B%5B2Jeditor@example.com")
+    assert elsewhere.reason == "redirects to mailto:\\x1b[2Jeditor@example.com, which is not fetched"
 
 
 def test_a_cookie_wall_is_a_warning_not_a_broken_link(site: Site) -> None:
