@@ -103,3 +103,9 @@ def printable(text: str) -> str:
         return text
     return "".join(char if char.isprintable() or char == " " else char.encode("unicode_escape").decode("ascii")
                    for char in text)
+
+
+# Half of a surrogate pair: JSON may escape one on its own ("\\ud800"), and json.loads returns it as it is.
+# No text holds it, and nothing written in UTF-8 (SQLite, a file) can take it: what reads JSON from
+# outside drops it or shows U+FFFD in its place (printable shows it escaped).
+HALF_PAIR = re.compile("[\ud800-\udfff]")

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from mailer.addresses import HALF_PAIR
 from mailer.checks.linkcheck import describe_failure, host_is_private, not_fetched
 from mailer.compose.linebreak import display_width
 
@@ -44,9 +45,6 @@ LIMITS = {"title": 120, "description": 200, "site": 60}
 _INVISIBLE = re.compile("[\u00ad\u200b\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 # What a page that escapes its metadata twice leaves after one decoding ("AT&amp;T").
 _ESCAPED_TWICE = re.compile(r"&(?:amp|quot|lt|gt|#39|#x27);")
-# Half of a surrogate pair: JSON-LD may escape one (\ud800), which json.loads returns as it is. No text
-# holds it, and the page cache and the issue file, in UTF-8, cannot be written with it.
-_HALF_PAIR = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -295,9 +293,9 @@ def _clean(text: str | None, field: str, notes: list[str]) -> str | None:
 
     from mailer.checks.textcheck import find_mojibake
 
-    if _HALF_PAIR.search(text):
+    if HALF_PAIR.search(text):
         notes.append(f"{field}: left out what the page escaped as half of a surrogate pair, which is no text")
-        text = _HALF_PAIR.sub("", text)
+        text = HALF_PAIR.sub("", text)
     if _ESCAPED_TWICE.search(text):  # a page that escaped its metadata twice: "AT&amp;T" once decoded
         text = html.unescape(text)
     repaired = ftfy.fix_encoding(text)

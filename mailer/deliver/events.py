@@ -10,13 +10,12 @@ concern: SendGrid itself will not deliver to those addresses again.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mailer.addresses import address_key
+from mailer.addresses import HALF_PAIR, address_key
 from mailer.deliver.ledger import Ledger, ledger_path
 from mailer.deliver.suppressions import (
     BOUNCE,
@@ -51,7 +50,7 @@ def read_batch(items: Any) -> Batch:
     batch = Batch()
     for item in items if isinstance(items, list) else []:
         email, kind = _text(item, "email"), _text(item, "event")
-        if not email or not kind or _HALF_PAIR.search(str(item.get("email"))):
+        if not email or not kind or HALF_PAIR.search(str(item.get("email"))):
             batch.skipped += 1  # (an address with half of a surrogate pair in it is nobody's: see _text)
             continue
         at = _when(item.get("timestamp"))
@@ -98,11 +97,9 @@ def _text(item: Any, key: str) -> str:
     U+FFFD, as a decoder shows what it cannot read."""
     value = item.get(key) if isinstance(item, dict) else None
     if isinstance(value, str):
-        return _HALF_PAIR.sub("\ufffd", value).strip()
+        return HALF_PAIR.sub("\ufffd", value).strip()
     return str(value) if isinstance(value, int) else ""
 
-
-_HALF_PAIR = re.compile("[\ud800-\udfff]")
 
 
 def _when(timestamp: Any) -> str:

@@ -14,7 +14,6 @@ import json
 import re
 import sqlite3
 import threading
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mailer.addresses import address_key, printable
+from mailer.addresses import HALF_PAIR, address_key, printable
 from mailer.deliver.ledger import open_database, state_transaction
 from mailer.deliver.retry import RetryPolicy
 from mailer.errors import ExitStatus, MailerError
@@ -442,7 +441,10 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
     """A remote `mailer serve`'s lists (MAILER_SERVE_URL, with MAILER_EXPORT_TOKEN), or None when none is set."""
     import os
     import urllib.error
+    import urllib.request
     from urllib.parse import urlsplit
+
+    from mailer.deliver.backends.sendgrid import NoRedirects
 
     base = os.environ.get(SERVE_URL_ENV, "").strip().rstrip("/")
     if not base:
@@ -457,7 +459,7 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
     request = urllib.request.Request(base + EXPORT_PATH, headers={"Authorization": f"Bearer {token}",
                                                                    "Accept": "application/json"})
     # No redirects: urllib would carry the bearer token to wherever a redirect points, http included.
-    opener = urllib.request.build_opener(_NoRedirects)
+    opener = urllib.request.build_opener(NoRedirects)
     try:
         with opener.open(request, timeout=timeout) as answer:
             data = answer.read(MAX_EXPORT_BYTES + 1)
@@ -480,11 +482,6 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
         raise PullError(f"the answer from {base}{EXPORT_PATH} holds {_NOT_TEXT}: is {SERVE_URL_ENV} the "
                         "mailer serve's address?")
     return export
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 3xx then surfaces as an HTTPError: reported, and the token went nowhere else
 
 
 def _is_export(export: Any) -> bool:
@@ -622,13 +619,7 @@ def _all_text(text: str, data: Any) -> bool:
     """Whether `data`, read as JSON from `text` (strict UTF-8: _utf8), holds only text UTF-8 can store.
     Only an answer with such an escape in it is looked at closely (an emoji's pair is one too): a page
     of 500 rows costs nothing."""
-    if not _ESCAPED_SURROGATE.search(text):
-        return True
-    try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return not _ESCAPED_SURROGATE.search(text) or not HALF_PAIR.search(json.dumps(data, ensure_ascii=False))
 
 
 def _suppression(source: str, row: dict[str, Any]) -> Suppression:

@@ -295,7 +295,7 @@ def api_request(client: Any, method: str, path: str, *, timeout: float, body: st
     try:
         # No redirect is followed (SendGrid's API answers none): urllib would carry the API key to wherever
         # a 3xx points, and re-send a POST as a GET whose 2xx would count as accepted. A 3xx is an error.
-        with urllib.request.build_opener(_NoRedirects).open(request, timeout=timeout) as response:
+        with urllib.request.build_opener(NoRedirects).open(request, timeout=timeout) as response:
             return response.headers, response.read(MAX_ANSWER_BYTES)
     except urllib.error.HTTPError as err:
         with err:
@@ -303,9 +303,12 @@ def api_request(client: Any, method: str, path: str, *, timeout: float, body: st
                                                     err.hdrs) from None
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    """For an opener that follows no redirect: the 3xx surfaces as an HTTPError (reported), and the key or
+    token the request carries goes nowhere else (used by the remote export's pull too)."""
+
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 3xx surfaces as an HTTPError
+        return None
 
 
 def _retry_after(err: Any) -> float | None:
