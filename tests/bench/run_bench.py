@@ -303,7 +303,7 @@ def bench_send(count: int = 100_000, *, million: bool = False,
                     raise SystemExit(f"the live send delivered {len(fake.accepted)} messages, expected {count}")
                 sends.append((wall, peak, None if million else _posting_floor(workspace, csv, url)))
             walls = [wall for wall, _, _ in sends]
-            runs = "" if million else f" (median of {', '.join(f'{wall:.2f}' for wall in walls)})"
+            runs = "" if million else f" (median of {_runs(walls)})"
             rows.append((f"live send, {count:,} to a local SendGrid-like server{runs}", statistics.median(walls), "s",
                          targets["live"]))
             rows.append((f"live send, {count:,}: peak memory, all processes", max(peak for _, peak, _ in sends), "MiB",
@@ -317,13 +317,18 @@ def bench_send(count: int = 100_000, *, million: bool = False,
                 floors = [floor for _, _, floor in sends]
                 ratios = [wall / floor for wall, _, floor in sends]
                 rows.append((f"  floor: the same {count // 1000} request bodies, posted by 4 plain threads, each "
-                             f"right after a live send (median of {', '.join(f'{f:.2f}' for f in floors)})",
+                             f"right after a live send (median of {_runs(floors)})",
                              statistics.median(floors), "s", ""))
-                rows.append((f"  live send ÷ the floor after it (median of {', '.join(f'{r:.2f}' for r in ratios)}; "
+                rows.append((f"  live send ÷ the floor after it (median of {_runs(ratios)}; "
                              "the rest is mailer's own work)", statistics.median(ratios), "×", "< 1.5"))
         finally:
             server.shutdown()
     return rows
+
+
+def _runs(values: list[float]) -> str:
+    """The runs a median was taken from, for its row: '2.09, 2.30, 2.33'."""
+    return ", ".join(f"{value:.2f}" for value in values)
 
 
 def bench_cards(links: int = 40, latency: float = 0.1) -> list[tuple[str, float, str, str]]:
