@@ -101,6 +101,18 @@ CREATE TABLE IF NOT EXISTS unsubscribes (
 SCHEMA += _IDENTITY_INDEX + ";\n"
 
 
+UNSUBSCRIBE, RESUBSCRIBE = "unsubscribe", "resubscribe"
+
+
+class Click(NamedTuple):
+    """A reader's click on the unsubscribe page, or their mail client's one-click request."""
+
+    action: str  # UNSUBSCRIBE or RESUBSCRIBE
+    email: str
+    how: str = ""  # an unsubscribe's: 'one-click' (RFC 8058, from the mail client) or 'page' (the button)
+    list_id: str = ""  # the newsletter the link came from
+
+
 class PullError(MailerError):
     """A pull could not finish; the local list is unchanged."""
 
@@ -268,12 +280,23 @@ class SuppressionList:
 
     # -- a reader's own click (mailer serve) ------------------------------------------------------
 
-    def unsubscribe(self, email: str, *, how: str, list_id: str) -> bool:
-        """Record that the reader of `email` unsubscribed; False when they already had (a second click is fine)."""
+    def record_clicks(self, clicks: Iterable[Click]) -> list[bool]:
+        """Record readers' clicks in order, in one transaction; for each, whether its address is suppressed after it.
+
+        One transaction for many clicks: a burst of one-click requests costs one disk flush, not one
+        each. An unsubscribe already recorded is kept as it was (a second click is fine); a
+        resubscribe undoes only the reader's own click, and SendGrid's reasons may still hold them.
+        """
+        clicks = list(clicks)
         with self._transaction() as db:
-            cursor = db.execute("INSERT OR IGNORE INTO unsubscribes VALUES (?, ?, ?, ?, ?)",
-                                (address_key(email), email, how, list_id, now()))
-            return cursor.rowcount == 1
+            stamp = now()
+            for click in clicks:
+                if click.action == RESUBSCRIBE:
+                    db.execute("DELETE FROM unsubscribes WHERE address=?", (address_key(click.email),))
+                else:
+                    db.execute("INSERT OR IGNORE INTO unsubscribes VALUES (?, ?, ?, ?, ?)",
+                               (address_key(click.email), click.email, click.how, click.list_id, stamp))
+        return [click.action != RESUBSCRIBE or bool(self.reasons(click.email)) for click in clicks]
 
     def record_reported(self, items: Iterable[Suppression]) -> int:
         """Add what the Event Webhook reported (a bounce, a spam report…); the same address and source once."""

@@ -1,4 +1,4 @@
-"""`mailer serve`: the public service behind `unsubscribe_url`, an ASGI app (Starlette) for uvicorn.
+"""`mailer serve`: the public service behind `unsubscribe_url`, an ASGI app (Starlette) for mailer.web.server.
 
 GET shows, POST acts: mail scanners and link previews follow every GET, so a GET only shows the
 page with its button; the button, and a mail client's RFC 8058 one-click request
@@ -7,12 +7,16 @@ state folder's suppression list at once (`unsubscribes`, never replaced by a pul
 `mailer send` skips them; a second POST is fine, and "Resubscribe" undoes a mistaken click.
 
 Every request is treated as hostile: bodies over a few kilobytes are refused before they are read
-in full, tokens are checked before anything in them is used, errors are short pages that name no
-file and show no traceback, and nothing with a token in it is logged.
+in full, and a body that does not arrive whole within BODY_SECONDS is answered 408 (the server
+times out slow headers; see mailer.web.server); a body that cannot be read changes nothing; tokens
+are checked before anything in them is used; errors are short pages that name no file and show no
+traceback; no answer is built from the Host header; and nothing with a token in it is logged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +25,21 @@ from urllib.parse import parse_qs, urlsplit
 
 from mailer.config import Config
 from mailer.deliver.message import TEST_COPY, list_id, unsubscribe_secret, verify_unsubscribe_token
-from mailer.deliver.suppressions import EXPORT_PATH, EXPORT_TOKEN_ENV, SuppressionList, suppressions_path
+from mailer.deliver.suppressions import (
+    EXPORT_PATH,
+    EXPORT_TOKEN_ENV,
+    RESUBSCRIBE,
+    UNSUBSCRIBE,
+    Click,
+    SuppressionList,
+    suppressions_path,
+)
+from mailer.web.clicks import ClickWriter
 from mailer.web.pages import pages
 
 MAX_BODY_BYTES = 4096  # a one-click body is 26 bytes; the page's form a few dozen
+BODY_SECONDS = 10  # for a body to arrive whole, once the headers are in: a trickling client is cut off
+WEBHOOK_BODY_SECONDS = 30  # SendGrid's batches are up to 768 KB
 ONE_CLICK = "One-Click"  # RFC 8058: the body says List-Unsubscribe=One-Click
 SECURITY_HEADERS = {
     # The token is in the address: never sent on to another site, never kept in a shared cache.
@@ -54,6 +69,7 @@ class Service:
     state_dir: Path
     suppressions_path: Path
     unsubscribe_path: str
+    clicks: ClickWriter
     webhook_key: Any = None  # the account's Event Webhook key; None: no webhook here
 
 
@@ -88,10 +104,12 @@ def create_app(config: Config) -> Any:
     from starlette.routing import Route
 
     # Managed by SendGrid, there are no links of ours to check: only the webhook may be served.
+    stored = suppressions_path(config.state_dir)
     service = Service(newsletter=config.name, list_id=list_id(config),
                       secret=unsubscribe_secret(live=not config.managed_unsubscribe),
-                      state_dir=config.state_dir, suppressions_path=suppressions_path(config.state_dir),
-                      unsubscribe_path=urlsplit(config.unsubscribe_url).path or "/", webhook_key=webhook_key())
+                      state_dir=config.state_dir, suppressions_path=stored,
+                      unsubscribe_path=urlsplit(config.unsubscribe_url).path or "/", clicks=ClickWriter(stored),
+                      webhook_key=webhook_key())
 
     async def unsubscribe(request: Any) -> Any:
         return await _unsubscribe(service, request)
@@ -116,7 +134,11 @@ def create_app(config: Config) -> Any:
 
     routes = [Route("/healthz", health, methods=["GET"])]
     if not config.managed_unsubscribe:
-        routes.append(Route(service.unsubscribe_path, unsubscribe, methods=["GET", "POST"]))
+        # The same page with and without a final slash: a link copied either way works, and no
+        # redirect is ever made (Starlette's would build its Location from the Host header).
+        bare = service.unsubscribe_path.rstrip("/") or "/"
+        for path in dict.fromkeys((bare, bare.rstrip("/") + "/")):
+            routes.append(Route(path, unsubscribe, methods=["GET", "POST"]))
     if service.webhook_key is not None:
         routes.append(Route(WEBHOOK_PATH, webhook, methods=["POST"]))
     export_token = os.environ.get(EXPORT_TOKEN_ENV, "").strip()
@@ -131,27 +153,28 @@ def create_app(config: Config) -> Any:
             return await _export(service, request, export_token)
 
         routes.append(Route(EXPORT_PATH, export, methods=["GET"]))
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={404: not_found, 405: not_allowed, 500: server_error, Exception: server_error},
     )
+    app.router.redirect_slashes = False  # see above: a 404 page, never a redirect to wherever Host says
+    return app
 
 
 async def _unsubscribe(service: Service, request: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
     form: dict[str, str] = {}
     if request.method == "POST":
         body = await _read_body(request)
-        if body is None:
-            return _page(413, "too-large", service, title="Request too large",
-                         message="This address takes a short form, nothing more.")
-        form = _form(body, request.headers.get("content-type", ""))
-        if form is None and not request.query_params.get("token"):
-            return _invalid(service)
-        # RFC 8058: the URL's token is what counts; a body we cannot read (another encoding, a mail
-        # client's multipart form) still means the one-click POST, never a failed unsubscribe.
-        form = form if form is not None else {"List-Unsubscribe": ONE_CLICK}
+        if isinstance(body, Refused):
+            return _refused(service, body)
+        read = _form(body, request.headers.get("content-type", ""))
+        if read is None:
+            # Another encoding, more fields than the page sends, bytes that are not a form: nobody's click
+            # can be read from it, so nothing is done (taking it for a one-click turned a reader's
+            # Resubscribe into an unsubscribe).
+            return _page(400, "unreadable", service, title="This request could not be read",
+                         message="Nothing was changed. Open the link from the email again and use its button.")
+        form = read
     token = form.get("token") or request.query_params.get("token", "")
     email = verify_unsubscribe_token(token, service.list_id, service.secret)
     if email is None:
@@ -162,13 +185,13 @@ async def _unsubscribe(service: Service, request: Any) -> Any:
     if email == TEST_COPY:  # the editor clicked in a test copy: show the page, unsubscribe nobody
         return _page(200, "test-copy", service, title="This was a test copy", **context)
     if form.get("action") == "resubscribe":
-        still = await run_in_threadpool(_store, service, "resubscribe", email, "")
+        still = await service.clicks.record(Click(RESUBSCRIBE, email))
         if still:  # SendGrid's own lists (an unsubscribe there, a spam report) are not this page's to undo
             return _page(200, "still-suppressed", service, title="Your click here is undone", **context)
         return _page(200, "resubscribed", service, title=f"You are subscribed to {service.newsletter} again",
                      **context)
     how = "one-click" if form.get("List-Unsubscribe") == ONE_CLICK else "page"
-    await run_in_threadpool(_store, service, "unsubscribe", email, how)
+    await service.clicks.record(Click(UNSUBSCRIBE, email, how, service.list_id))
     return _page(200, "unsubscribed", service, title=f"You are unsubscribed from {service.newsletter}", **context)
 
 
@@ -186,9 +209,10 @@ async def _webhook(service: Service, request: Any) -> Any:
         return PlainTextResponse("bad signature", status_code=403)
     if abs(time.time() - int(timestamp)) > MAX_WEBHOOK_AGE_SECONDS:
         return PlainTextResponse("stale timestamp", status_code=403)
-    body = await _read_body(request, limit=MAX_WEBHOOK_BYTES)
-    if body is None:
-        return PlainTextResponse("too large", status_code=413)
+    body = await _read_body(request, limit=MAX_WEBHOOK_BYTES, seconds=WEBHOOK_BODY_SECONDS)
+    if isinstance(body, Refused):  # SendGrid retries a batch that was not taken
+        return PlainTextResponse("too slow" if body is Refused.TOO_SLOW else "too large", status_code=body.value,
+                                 headers={"Connection": "close"})
     if not _signed(service, body, signature, timestamp):
         return PlainTextResponse("bad signature", status_code=403)
     try:
@@ -236,16 +260,6 @@ def _signed(service: Service, body: bytes, signature: str, timestamp: str) -> bo
         return False
 
 
-def _store(service: Service, action: str, email: str, how: str) -> bool:
-    """Record the click; for a resubscribe, whether the address is still suppressed for another reason."""
-    with SuppressionList(service.suppressions_path) as suppressions:
-        if action == "resubscribe":
-            suppressions.resubscribe(email)
-            return bool(suppressions.reasons(email))
-        suppressions.unsubscribe(email, how=how, list_id=service.list_id)
-        return True
-
-
 def _form(body: bytes, content_type: str) -> dict[str, str] | None:
     """A form body as a dict (urlencoded, or a mail client's multipart one-click); None when it cannot be read."""
     if content_type.lower().startswith("multipart/form-data"):
@@ -257,23 +271,44 @@ def _form(body: bytes, content_type: str) -> dict[str, str] | None:
         return None
 
 
-async def _read_body(request: Any, *, limit: int = MAX_BODY_BYTES) -> bytes | None:
-    """The body, or None when it is larger than `limit` (refused before it is read in full)."""
+class Refused(enum.Enum):
+    """Why a body was not read: each gets its own answer, and none of them is used."""
+
+    TOO_LARGE = 413
+    TOO_SLOW = 408
+    GONE = 499  # the client hung up mid-body: nobody is left to answer
+
+
+async def _read_body(request: Any, *, limit: int = MAX_BODY_BYTES,
+                     seconds: float = BODY_SECONDS) -> bytes | Refused:
+    """The body, read whole within `seconds` and at most `limit` bytes (refused before it is read in full)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        return None
+        return Refused.TOO_LARGE
     from starlette.requests import ClientDisconnect
 
     chunks, size = [], 0
     try:
-        async for chunk in request.stream():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                return None
-    except ClientDisconnect:  # the client hung up mid-body: nobody to answer, nothing to log
-        return None
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    return Refused.TOO_LARGE
+    except TimeoutError:
+        return Refused.TOO_SLOW
+    except ClientDisconnect:
+        return Refused.GONE
     return b"".join(chunks)
+
+
+def _refused(service: Service, refused: Refused) -> Any:
+    # Connection: close: the rest of the body may still be on its way; the connection is not reused.
+    if refused is Refused.TOO_SLOW:
+        return _page(408, "too-slow", service, title="Request timed out", headers={"Connection": "close"},
+                     message="The request took too long to arrive. Nothing was changed; please try again.")
+    return _page(413, "too-large", service, title="Request too large", headers={"Connection": "close"},
+                 message="This address takes a short form, nothing more.")
 
 
 def _invalid(service: Service) -> Any:

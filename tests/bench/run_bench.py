@@ -124,19 +124,15 @@ def bench_pull(count: int = 50_000) -> list[tuple[str, float, str, str]]:
     return [(f"pull before a send: {count:,} suppressions, local SendGrid (median of 5)", elapsed, "s", "< 1")]
 
 
-def bench_events(batches: int = 10, size: int = 1000) -> list[tuple[str, float, str, str]]:
-    """The Event Webhook into a running `mailer serve`: signed batches of 1,000 events, end to end over HTTP."""
+@contextlib.contextmanager
+def _serving(**env_extra: str) -> Iterator[int]:
+    """`mailer serve` on the sample workspace in a temporary folder, ready: its port."""
     import http.client
-    import json
     import os
     import shutil
     import socket
     import tempfile
 
-    sys.path.insert(0, str(REPO))
-    from tests.fake_sendgrid import EventWebhook
-
-    signer = EventWebhook()
     with tempfile.TemporaryDirectory() as tmp, socket.socket() as probe:
         workspace = Path(tmp)
         for name in ("mailer.yaml", "layouts", "issues"):
@@ -146,7 +142,7 @@ def bench_events(batches: int = 10, size: int = 1000) -> list[tuple[str, float, 
         port = probe.getsockname()[1]
         probe.close()
         env = {**os.environ, "MAILER_STATE_DIR": str(workspace / "state"), "MAILER_UNSUBSCRIBE_SECRET": "bench",
-               "SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_key}
+               **env_extra}
         process = subprocess.Popen([sys.executable, "-m", "mailer", "serve", "--port", str(port)], cwd=workspace,
                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -159,24 +155,105 @@ def bench_events(batches: int = 10, size: int = 1000) -> list[tuple[str, float, 
                         break
                 except OSError:
                     time.sleep(0.05)
-            bodies = []
-            for batch in range(batches):
-                events = [{"email": f"reader{batch * size + i:06d}@example.com", "event": "delivered",
-                           "timestamp": int(time.time()), "sg_event_id": f"bench-{batch}-{i}",
-                           "mailer_issue": "2020-12-13", "mailer_recipient": "opaque"} for i in range(size)]
-                bodies.append(json.dumps(events).encode())
-            start = time.perf_counter()
-            for body in bodies:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                connection.request("POST", "/webhooks/sendgrid", body, signer.signed(body))
-                answer = connection.getresponse()
-                if answer.status != 200 or json.loads(answer.read())["new"] != size:
-                    raise SystemExit(f"the webhook answered {answer.status}")
-            elapsed = time.perf_counter() - start
+            yield port
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def bench_events(batches: int = 10, size: int = 1000) -> list[tuple[str, float, str, str]]:
+    """The Event Webhook into a running `mailer serve`: signed batches of 1,000 events, end to end over HTTP."""
+    import http.client
+    import json
+
+    sys.path.insert(0, str(REPO))
+    from tests.fake_sendgrid import EventWebhook
+
+    signer = EventWebhook()
+    with _serving(SENDGRID_WEBHOOK_PUBLIC_KEY=signer.public_key) as port:
+        bodies = []
+        for batch in range(batches):
+            events = [{"email": f"reader{batch * size + i:06d}@example.com", "event": "delivered",
+                       "timestamp": int(time.time()), "sg_event_id": f"bench-{batch}-{i}",
+                       "mailer_issue": "2020-12-13", "mailer_recipient": "opaque"} for i in range(size)]
+            bodies.append(json.dumps(events).encode())
+        start = time.perf_counter()
+        for body in bodies:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("POST", "/webhooks/sendgrid", body, signer.signed(body))
+            answer = connection.getresponse()
+            if answer.status != 200 or json.loads(answer.read())["new"] != size:
+                raise SystemExit(f"the webhook answered {answer.status}")
+        elapsed = time.perf_counter() - start
     return [(f"event webhook: {batches * size:,} events in batches of {size:,}", elapsed, "s", "< 2")]
+
+
+def bench_serve(burst_size: int = 500) -> list[tuple[str, float, str, str]]:
+    """`mailer serve` itself: latency on a kept-alive connection, requests/s, and bursts of one-click requests.
+
+    The load comes from one Python process on the same two cores (tests/web/serve_load.py): the figures
+    are what the service gives with a client competing for the CPU, a floor for a real server.
+    """
+    import asyncio
+
+    sys.path.insert(0, str(REPO))
+    from mailer.deliver.message import unsubscribe_token
+    from mailer.web.server import raise_open_files_limit
+    from tests.web import serve_load
+
+    raise_open_files_limit()
+    list_id = "The NLP Cypher <the-nlp-cypher.newsletter.example.com>"
+    health = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    async def latency(port: int, count: int = 500) -> float:
+        reader, writer = await asyncio.open_connection(serve_load.HOST, port)
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            writer.write(health)
+            await serve_load.read_answer(reader)
+            times.append(time.perf_counter() - start)
+        writer.close()
+        return statistics.median(times) * 1000
+
+    async def rate(port: int, connections: int = 8, each: int = 400) -> float:
+        async def client() -> None:
+            reader, writer = await asyncio.open_connection(serve_load.HOST, port)
+            for _ in range(each):
+                writer.write(health)
+                if (await serve_load.read_answer(reader))[0] != 200:
+                    raise SystemExit("mailer serve did not answer 200 to /healthz")
+            writer.close()
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(connections)))
+        return connections * each / (time.perf_counter() - start)
+
+    async def one_clicks(port: int, first: int) -> float:
+        requests = [serve_load.one_click_request(
+            f"/unsubscribe?token={unsubscribe_token(f'reader{n}@example.com', list_id, b'bench')}")
+            for n in range(first, first + burst_size)]
+        answers = await serve_load.burst(port, requests, timeout=60)
+        if any(answer.status != 200 for answer in answers):
+            raise SystemExit(f"mailer serve refused {sum(a.status != 200 for a in answers)} one-click requests")
+        return serve_load.percentile([answer.seconds for answer in answers], 0.99)
+
+    async def one_clicks_under_attack(port: int) -> float:
+        idle = await serve_load.open_clients(port, 1000)
+        slow = await serve_load.open_clients(port, 200, serve_load.SLOW_BODY.format(target="/unsubscribe").encode())
+        try:
+            return await one_clicks(port, burst_size)
+        finally:
+            serve_load.close_all(idle + slow)
+
+    with _serving() as port:
+        rows = [("mailer serve: GET on a kept-alive connection (median of 500)", asyncio.run(latency(port)), "ms",
+                 "< 5"),
+                ("mailer serve: requests/s, 8 kept-alive connections", asyncio.run(rate(port)), "req/s", "> 1000"),
+                (f"mailer serve: {burst_size} one-click unsubscribes at once, p99", asyncio.run(one_clicks(port, 0)),
+                 "s", "< 2"),
+                ("  the same while 1,000 idle and 200 slow clients hold connections, p99",
+                 asyncio.run(one_clicks_under_attack(port)), "s", "< 2")]
+    return rows
 
 
 def bench_startup() -> tuple[str, float, str, str]:
@@ -545,7 +622,7 @@ def main() -> int:
 
     compileall.compile_dir(REPO / "mailer", quiet=1)
     rows = [*bench_build(), *bench_check(), bench_startup(), *bench_suppressions(), *bench_pull(),
-            *bench_events(), *bench_cards(), *bench_smtp()]
+            *bench_events(), *bench_serve(), *bench_cards(), *bench_smtp()]
     sent = bench_send()
     small_peak = next(value for name, value, unit, _ in sent if name.startswith("dry run") and unit == "MiB")
     rows += [*sent, *bench_send(1_000_000, million=True, small_peak=small_peak)]

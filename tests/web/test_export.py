@@ -54,6 +54,19 @@ def test_the_export_needs_the_token(remote: Running) -> None:
     status, _, body = remote.request("GET", "/export/suppressions",
                                      headers={"Authorization": f"Bearer {EXPORT_TOKEN}"})
     assert status == 200 and body.startswith('{"store":')
+    for other in ("Basic", "Token", ""):
+        assert remote.request("GET", "/export/suppressions",
+                              headers={"Authorization": f"{other} {EXPORT_TOKEN}"})[0] == 401
+    assert remote.request("GET", "/export/suppressions",
+                          headers={"Authorization": f"Bearer {EXPORT_TOKEN.upper()}"})[0] == 401
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_schemes_name_is_case_insensitive(remote: Running, scheme: str) -> None:
+    # RFC 9110 11.1: a client (or a proxy) may write the scheme in any case; the token itself is exact.
+    status, _, body = remote.request("GET", "/export/suppressions",
+                                     headers={"Authorization": f"{scheme} {EXPORT_TOKEN}"})
+    assert status == 200 and body.startswith('{"store":')
 
 
 def test_a_short_export_token_stops_serve(workspace: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:

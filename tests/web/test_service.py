@@ -181,18 +181,42 @@ def test_serve_on_a_taken_port_says_so(workspace: Path, run_cli, monkeypatch: py
     assert result.exit_code == 1 and "cannot listen on 127.0.0.1:" in result.stderr and "--port" in result.stderr
 
 
-def test_a_one_click_body_the_service_cannot_read_still_unsubscribes(service: Running) -> None:
-    # RFC 8058 allows multipart/form-data; and the URL's token is the proof, whatever the body holds.
+def test_a_multipart_one_click_unsubscribes(service: Running) -> None:
+    # RFC 8058 allows multipart/form-data; the URL's token is the proof.
     boundary = "mailer-test-boundary"
     multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
                  f"One-Click\r\n--{boundary}--\r\n").encode()
     status, _, _ = service.request("POST", f"/unsubscribe?token={token_for(ADA)}", multipart,
                                    {"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert status == 200 and service.reasons(ADA) == ["unsubscribed (one-click, from the mail client)"]
-    other = "alan.turing@example.com"
-    status, _, _ = service.request("POST", f"/unsubscribe?token={token_for(other)}", "Ö=Ö".encode("latin-1"),
-                                   {"Content-Type": "application/x-www-form-urlencoded"})
-    assert status == 200 and service.reasons(other) == ["unsubscribed (one-click, from the mail client)"]
+
+
+@pytest.mark.parametrize("body", [
+    "Ö=Ö".encode("latin-1"),  # not ASCII
+    "token={token}&action=resubscribe&caf\u00e9=1".encode(),  # a non-ASCII byte in a Resubscribe
+    "&".join(["token={token}", "action=resubscribe"] + [f"f{n}=1" for n in range(10)]).encode(),  # 12 fields
+], ids=["latin-1", "non-ascii-resubscribe", "twelve-fields-resubscribe"])
+def test_a_body_that_cannot_be_read_changes_nothing(service: Running, body: bytes) -> None:
+    # It used to be taken for a one-click request: a reader's Resubscribe became an unsubscribe.
+    target = f"/unsubscribe?token={token_for(ADA)}"
+    body = body.replace(b"{token}", token_for(ADA).encode())
+    status, _, page = service.request("POST", target, body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400 and "Nothing was changed" in page
+    assert service.reasons(ADA) == []
+    assert service.post_form("/unsubscribe", f"token={token_for(ADA)}&action=unsubscribe")[0] == 200
+    status, _, _ = service.request("POST", target, body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400 and service.reasons(ADA) == ["unsubscribed (the unsubscribe page)"]
+
+
+def test_a_final_slash_gets_the_same_page_and_nothing_is_built_from_the_host(service: Running) -> None:
+    for target in (f"/unsubscribe/?token={token_for(ADA)}", f"/unsubscribe?token={token_for(ADA)}"):
+        status, headers, page = service.request("GET", target, headers={"Host": "evil.example"})
+        assert status == 200 and "location" not in headers and "evil.example" not in page
+        assert "a•••@example.com" in page and headers["referrer-policy"] == "no-referrer"
+    status, headers, _ = service.post_form(f"/unsubscribe/?token={token_for(ADA)}", "List-Unsubscribe=One-Click")
+    assert status == 200 and service.reasons(ADA) == ["unsubscribed (one-click, from the mail client)"]
+    status, headers, page = service.request("GET", "/healthz/", headers={"Host": "evil.example"})
+    assert status == 404 and "location" not in headers and "evil.example" not in page
 
 
 def test_resubscribe_says_so_when_another_list_still_holds_the_reader(service: Running) -> None:
