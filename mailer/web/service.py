@@ -236,8 +236,10 @@ async def _export(service: Service, request: Any, token: str) -> Any:
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse, PlainTextResponse
 
-    given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {token}".encode()):
+    # RFC 9110 11.1: the scheme's name is case-insensitive ("bearer", "BEARER"); the token is not.
+    scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8", "replace"),
+                                                             token.encode()):
         return PlainTextResponse("unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     def read() -> dict[str, Any]:
