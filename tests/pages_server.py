@@ -6,6 +6,7 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 OG = """<!doctype html><html><head><meta charset="utf-8"><title>Fallback title</title>
 <meta property="og:title" content="Sharded Training &amp; Half the Memory">
@@ -51,15 +52,15 @@ BIG_SIZE = 20 * 1024 * 1024
 class PagesServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, latency: float = 0.0):
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, latency: float = 0.0, address: tuple[str, int] = ("127.0.0.1", 0)):
+        super().__init__(address, _Handler)
         self.latency = latency
         self.hits: Counter[str] = Counter()
         self.big_bytes_sent = 0
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"http://{self.server_address[0]}:{self.server_address[1]}"
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -107,6 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect(301, "/redirect/2")
         elif path == "/redirect/2":
             self._redirect(302, self.server.url("/og"))
+        elif path.startswith("/to?"):  # a redirect to wherever the query says
+            self._redirect(302, unquote(path.split("?", 1)[1]))
         elif path == "/loop":
             self._redirect(302, "/loop")
         elif path == "/to-localhost":
@@ -155,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.big_bytes_sent = sent
 
 
-def start_pages_server(latency: float = 0.0) -> PagesServer:
-    server = PagesServer(latency)
+def start_pages_server(latency: float = 0.0, address: tuple[str, int] = ("127.0.0.1", 0)) -> PagesServer:
+    server = PagesServer(latency, address)
     threading.Thread(target=server.serve_forever, name="pages-server", daemon=True).start()
     return server

@@ -1,7 +1,8 @@
 """A web page's title, description, site name and picture, for `mailer cards`.
 
-Fetched with httpx (timeouts, a size limit, proxies from the environment, redirects followed one at
-a time so that a public link cannot lead into this machine's network), decoded as a browser would
+Fetched with httpx (timeouts, a size limit, redirects followed one at a time so that a public link
+cannot lead into this machine's network: each host is looked up once, judged, and connected to at
+the addresses judged; no proxy, which would look names up again itself), decoded as a browser would
 (the HTTP charset, then the page's own <meta charset>, then a guess: w3lib), and read by trafilatura,
 which knows OpenGraph, Twitter cards, JSON-LD and the plain <title>/<meta name=description>, with
 fallbacks between them. Returns results; never prints.
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
-import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -23,7 +24,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from mailer.addresses import HALF_PAIR
-from mailer.checks.linkcheck import describe_failure, host_is_private, not_fetched
+from mailer.checks.linkcheck import DEFAULT_PORTS, AddressGuard, PrivateAddress, describe_failure, not_fetched
 from mailer.compose.linebreak import display_width
 
 USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -87,14 +88,12 @@ class PageFetcher:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.concurrency = concurrency
-        # trust_env: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE from the environment, as curl reads them.
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=True,
-                                    headers=REQUEST_HEADERS)
-        self._private: dict[str, bool] = {}
-        self._lock = threading.Lock()
+        # SSL_CERT_FILE and SSL_CERT_DIR from the environment, as curl reads them. Not HTTP(S)_PROXY: a
+        # proxy looks each name up again itself, where the guard cannot judge the address (README).
+        self._tls = httpx.create_ssl_context(trust_env=True)
 
     def close(self) -> None:
-        self._client.close()
+        """Nothing to close: each request has its own connection, closed with it (kept for `with`)."""
 
     def __enter__(self) -> PageFetcher:
         return self
@@ -129,24 +128,38 @@ class PageFetcher:
     def _fetch(self, url: str) -> Fetched:
         import httpx
 
+        from mailer.author.pinned import PinnedTransport
+
         deadline = time.monotonic() + self.timeout
         current = url
-        local = self._is_private(url)
+        guard = AddressGuard(timeout=self.timeout)
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise _Deadline
-                # The whole fetch has `timeout` seconds: each hop gets what is left of them.
-                with self._client.stream("GET", current, timeout=httpx.Timeout(left)) as response:
+                where = httpx.URL(current)
+                host, port = where.raw_host.decode("ascii"), where.port or DEFAULT_PORTS[where.scheme]
+                try:
+                    # One lookup, every address judged; the connection goes to those addresses.
+                    addresses = guard.addresses(host, port, timeout=left)
+                except PrivateAddress:  # only ever a redirect: the link itself may be local
+                    return Fetched(url, reason=f"redirects to {current}, a private or local address")
+                except OSError as err:  # fail closed: a name that does not resolve here is not fetched
+                    if time.monotonic() >= deadline:
+                        raise _Deadline from err
+                    return Fetched(url, reason=self._network_reason(err, current))
+                transport = PinnedTransport(host=host, port=port, addresses=addresses, ssl_context=self._tls)
+                # trust_env=False: no proxy and no ~/.netrc credentials sent to a page's host.
+                with httpx.Client(transport=transport, headers=REQUEST_HEADERS, follow_redirects=False,
+                                  trust_env=False) as client, \
+                        client.stream("GET", current, timeout=httpx.Timeout(left)) as response:
+                    # The whole fetch has `timeout` seconds: each hop gets what is left of them.
                     if response.is_redirect and response.headers.get("Location"):
                         target = urljoin(current, response.headers["Location"].strip())
                         if urlsplit(target).scheme.lower() not in ("http", "https"):
                             return Fetched(url, reason=f"redirects to {target}, which is not a web page")
-                        # A public link must not steer the fetch into this machine or its network.
-                        if not local and self._is_private(target):
-                            return Fetched(url, reason=f"redirects to {target}, a private or local address")
-                        current = target
+                        current = target  # judged by the guard before anything is sent there
                         continue
                     if response.status_code >= 400:
                         return Fetched(url, reason=_status_reason(response.status_code, response.reason_phrase))
@@ -169,9 +182,14 @@ class PageFetcher:
         while cause.__cause__ or cause.__context__:
             cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
         try:
-            return describe_failure(cause, host=urlsplit(url).hostname or "", timeout=self.timeout)  # type: ignore[arg-type]
+            reason = describe_failure(cause, host=urlsplit(url).hostname or "", timeout=self.timeout)  # type: ignore[arg-type]
         except BaseException:  # not a network or address problem it knows
             return f"could not fetch: {err}"
+        proxy = next((name for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                                        "all_proxy") if os.environ.get(name)), None)
+        if proxy:  # where the web is reachable only through one, say why it was not used
+            reason += f" ({proxy} is set and not used: a proxy would look the name up past the address check)"
+        return reason
 
     def _read(self, response: Any, deadline: float) -> bytes:
         """At most max_bytes of the body, within the whole fetch's time limit (a slow drip stops too)."""
@@ -185,16 +203,6 @@ class PageFetcher:
             if time.monotonic() > deadline:
                 raise _Deadline
         return b"".join(chunks)[: self.max_bytes]
-
-    def _is_private(self, url: str) -> bool:
-        host = urlsplit(url).hostname or ""
-        with self._lock:
-            known = self._private.get(host)
-        if known is None:
-            known = host_is_private(host, self.timeout)
-            with self._lock:
-                self._private[host] = known
-        return known
 
 
 class _Deadline(Exception):

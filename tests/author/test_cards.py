@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -168,12 +170,98 @@ def test_an_interrupted_run_leaves_the_file_as_it_was(workspace: Path, pages: Pa
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
 
 
-def test_a_public_link_may_not_redirect_into_this_machine(pages: PagesServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    # As if 127.0.0.1 were a public site: its redirect to localhost must not be followed.
-    monkeypatch.setattr(pagemeta, "host_is_private", lambda host, timeout: host == "localhost")
+@pytest.fixture
+def public_site(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[PagesServer, Counter[str]]]:
+    """A pages server on 127.0.0.2 standing for a public site, `news.example` (there is no DNS here).
+
+    The guard's lookup (linkcheck._resolve) answers 127.0.0.2 for news.example and counts the lookups
+    of each name; 127.0.0.2 is judged a public address. Every other name and address is looked up and
+    judged as the real code does.
+    """
+    from mailer.checks import linkcheck
+
+    server = start_pages_server(address=("127.0.0.2", 0))
+    lookups: Counter[str] = Counter()
+    resolve, is_private = linkcheck._resolve, linkcheck._is_private_address
+
+    def counted(host: str, port: int, timeout: float) -> list:
+        lookups[host] += 1
+        return resolve("127.0.0.2" if host == "news.example" else host, port, timeout)
+
+    monkeypatch.setattr(linkcheck, "_resolve", counted)
+    monkeypatch.setattr(linkcheck, "_is_private_address", lambda address: str(address) != "127.0.0.2"
+                        and is_private(address))
+    yield server, lookups
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[PagesServer]:
+    """A proxy from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) that records what it is asked."""
+    server = start_pages_server()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, server.base)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_public_link_may_not_lead_into_this_machine_by_any_name(pages: PagesServer, public_site, proxy) -> None:
+    news, lookups = public_site
+    port = news.server_address[1]
+    private = [pages.url("/og"), f"http://localhost:{pages.server_address[1]}/og", "http://localhost./",
+               "http://127.0.0.1./", f"http://[::1]:{pages.server_address[1]}/", "http://2130706433/",
+               "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/"]
+    # Names this machine cannot look up: once fetched through a proxy (which looked them up itself).
+    unresolved = ["http://metadata.google.internal/computeMetadata/v1/", "http://127.0.0.1.nip.io/"]
     with PageFetcher(timeout=2) as fetcher:
-        result = fetcher.fetch(pages.url("/to-localhost"))
-    assert result.meta is None and "a private or local address" in (result.reason or "")
+        assert fetcher.fetch(f"http://news.example:{port}/og").meta is not None  # the public site itself
+        for target in private + unresolved:
+            result = fetcher.fetch(f"http://news.example:{port}/to?{target}")
+            assert result.meta is None, target
+            if target in private:
+                assert result.reason == f"redirects to {target}, a private or local address", target
+            else:
+                assert (result.reason or "").startswith(f"name not resolved: {urlsplit(target).hostname} "), target
+    assert sum(pages.hits.values()) == 0 and sum(proxy.hits.values()) == 0
+    assert "HTTPS_PROXY is set and not used" in (result.reason or "")
+
+
+def test_the_address_checked_is_the_address_connected_to(public_site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.checks import linkcheck
+
+    news, _ = public_site
+    port = news.server_address[1]
+    # A rebinding name: public (127.0.0.2) the first time a fetch asks, 127.0.0.1 every time after,
+    # where another server listens on the same port.
+    inside = start_pages_server(address=("127.0.0.1", port))
+    asked: list[str] = []
+    resolve = linkcheck._resolve
+
+    def rebinding(host: str, p: int, timeout: float) -> list:
+        if host == "news.example":
+            asked.append(host)
+            return resolve(host if len(asked) == 1 else "127.0.0.1", p, timeout)
+        return resolve(host, p, timeout)
+
+    monkeypatch.setattr(linkcheck, "_resolve", rebinding)
+    try:
+        with PageFetcher(timeout=2) as fetcher:
+            fetched = fetcher.fetch(f"http://news.example:{port}/og")
+            asked_for_it = len(asked)
+            asked.clear()
+            # A redirect to the same name is a new connection: looked up again, and judged again.
+            redirected = fetcher.fetch(f"http://news.example:{port}/redirect/1")
+    finally:
+        inside.shutdown()
+        inside.server_close()
+    assert fetched.meta is not None and fetched.meta.title == "Sharded Training & Half the Memory"
+    assert asked_for_it == 1 and news.hits["/og"] == 1
+    assert redirected.reason == f"redirects to http://news.example:{port}/redirect/2, a private or local address"
+    assert news.hits["/redirect/1"] == 1 and sum(inside.hits.values()) == 0
 
 
 def test_a_card_written_on_one_line_is_reported_not_rewritten(workspace: Path, pages: PagesServer, run_cli) -> None:
