@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote
 
 OG = """<!doctype html><html><head><meta charset="utf-8"><title>Fallback title</title>
@@ -52,15 +54,22 @@ BIG_SIZE = 20 * 1024 * 1024
 class PagesServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, latency: float = 0.0, address: tuple[str, int] = ("127.0.0.1", 0)):
+    def __init__(self, latency: float = 0.0, address: tuple[str, int] = ("127.0.0.1", 0), tls: bool = False):
         super().__init__(address, _Handler)
         self.latency = latency
         self.hits: Counter[str] = Counter()
+        self.host_headers: list[str] = []
         self.big_bytes_sent = 0
+        self.scheme = "http"
+        if tls:  # the certificate names 127.0.0.1 only, and nothing trusts it unless told to
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(Path(__file__).parent / "selfsigned-127.0.0.1.pem")
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
 
     @property
     def base(self) -> str:
-        return f"http://{self.server_address[0]}:{self.server_address[1]}"
+        return f"{self.scheme}://{self.server_address[0]}:{self.server_address[1]}"
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -75,6 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         path = self.path
         self.server.hits[path] += 1
+        self.server.host_headers.append(self.headers.get("Host", ""))
         if self.server.latency:
             time.sleep(self.server.latency)
         routes = {
@@ -158,7 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.big_bytes_sent = sent
 
 
-def start_pages_server(latency: float = 0.0, address: tuple[str, int] = ("127.0.0.1", 0)) -> PagesServer:
-    server = PagesServer(latency, address)
+def start_pages_server(latency: float = 0.0, address: tuple[str, int] = ("127.0.0.1", 0),
+                       tls: bool = False) -> PagesServer:
+    server = PagesServer(latency, address, tls)
     threading.Thread(target=server.serve_forever, name="pages-server", daemon=True).start()
     return server

@@ -13,7 +13,7 @@ import pytest
 
 from mailer.author import pagemeta
 from mailer.author.pagemeta import PageFetcher
-from tests.conftest import write
+from tests.conftest import SELF_SIGNED_CERT, write
 from tests.pages_server import PagesServer, start_pages_server
 
 
@@ -262,6 +262,29 @@ def test_the_address_checked_is_the_address_connected_to(public_site, monkeypatc
     assert asked_for_it == 1 and news.hits["/og"] == 1
     assert redirected.reason == f"redirects to http://news.example:{port}/redirect/2, a private or local address"
     assert news.hits["/redirect/1"] == 1 and sum(inside.hits.values()) == 0
+    assert set(news.host_headers) == {f"news.example:{port}"}  # the name, not the address connected to
+
+
+def test_tls_is_checked_for_the_name_not_the_address_connected_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.checks import linkcheck
+
+    secure = start_pages_server(tls=True)  # on 127.0.0.1, with a certificate for 127.0.0.1 only
+    port = secure.server_address[1]
+    monkeypatch.setenv("SSL_CERT_FILE", str(SELF_SIGNED_CERT))
+    resolve = linkcheck._resolve
+    monkeypatch.setattr(linkcheck, "_resolve", lambda host, p, timeout: resolve(
+        "127.0.0.1" if host == "cert.example" else host, p, timeout))
+    try:
+        with PageFetcher(timeout=2) as fetcher:
+            trusted = fetcher.fetch(secure.url("/og"))
+            named = fetcher.fetch(f"https://cert.example:{port}/og")  # connected to 127.0.0.1, checked as its name
+    finally:
+        secure.shutdown()
+        secure.server_close()
+    assert trusted.meta is not None and trusted.meta.title == "Sharded Training & Half the Memory"
+    assert named.meta is None and named.reason == ("TLS certificate problem: Hostname mismatch, certificate is not "
+                                                   "valid for 'cert.example'.")
+    assert secure.hits == {"/og": 1}
 
 
 def test_a_card_written_on_one_line_is_reported_not_rewritten(workspace: Path, pages: PagesServer, run_cli) -> None:
