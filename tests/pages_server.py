@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import gzip
 import ssl
 import threading
 import time
+import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,6 +52,19 @@ HALF_SURROGATE = """<html><head><meta charset="utf-8"><title>Half a pair</title>
 </head><body>x</body></html>"""
 BIG_HEAD = b'<!doctype html><html><head><meta property="og:title" content="A very big page"></head><body>'
 BIG_SIZE = 20 * 1024 * 1024
+BOMB_SIZE = 64 * 1024 * 1024  # what the compressed pages below inflate to
+
+
+@functools.cache
+def bombs() -> tuple[bytes, bytes]:
+    """A page that inflates to 64 MB from 64 KB of gzip, and that gzip compressed again (to about 1 KB)."""
+    once = gzip.compress(BIG_HEAD + b" " * (BOMB_SIZE - len(BIG_HEAD)), compresslevel=9, mtime=0)
+    return once, gzip.compress(once, compresslevel=9, mtime=0)
+
+
+def raw_deflate(data: bytes) -> bytes:
+    squeeze = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return squeeze.compress(data) + squeeze.flush()
 
 
 class PagesServer(ThreadingHTTPServer):
@@ -133,12 +149,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "text/html", OG.encode())
         elif path == "/big":
             self._big()
+        elif path in ("/gzip", "/deflate", "/raw-deflate", "/gzip-bomb", "/gzip-gzip", "/brotli"):
+            encoded = {"/gzip": ("gzip", lambda: gzip.compress(OG.encode())),
+                       "/deflate": ("deflate", lambda: zlib.compress(OG.encode())),
+                       "/raw-deflate": ("deflate", lambda: raw_deflate(OG.encode())),
+                       "/gzip-bomb": ("gzip", lambda: bombs()[0]),
+                       "/gzip-gzip": ("gzip, gzip", lambda: bombs()[1]),
+                       "/brotli": ("br", lambda: b"\x1b\x00\x00")}
+            coding, body = encoded[path]
+            self._send(200, "text/html; charset=utf-8", body(), {"Content-Encoding": coding})
         else:
             self._send(404, "text/html", b"<html><title>Not found</title></html>")
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

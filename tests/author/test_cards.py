@@ -138,6 +138,38 @@ def test_a_twenty_megabyte_page_is_read_only_as_far_as_its_metadata(pages: Pages
     assert pages.big_bytes_sent < 10 * 1024 * 1024
 
 
+def test_a_compressed_page_is_inflated_only_as_far_as_the_cap_and_never_twice(pages: PagesServer) -> None:
+    import tracemalloc
+
+    from tests.pages_server import bombs
+
+    bombs()  # made before memory is measured: 64 MB of page, gzipped (64 KB), and gzipped again (1 KB)
+
+    def fetch_measured(path: str) -> tuple[pagemeta.Fetched, float]:
+        tracemalloc.start()
+        try:
+            with PageFetcher(timeout=10) as fetcher:
+                fetched = fetcher.fetch(pages.url(path))
+            return fetched, tracemalloc.get_traced_memory()[1] / 2**20
+        finally:
+            tracemalloc.stop()
+
+    bomb, bomb_peak = fetch_measured("/gzip-bomb")
+    twice, twice_peak = fetch_measured("/gzip-gzip")
+    assert bomb.meta is not None and bomb.meta.title == "A very big page"
+    assert twice.meta is None and twice.reason == ("not read: compressed more than once (Content-Encoding: gzip, "
+                                                   "gzip), so a few KB could stand for gigabytes")
+    # Reading 2 MB of page and its metadata takes about 24 MB. Before, each 64 KB read was inflated
+    # whole (64 MB) before the cap looked at it: 85 MB; and through both decoders when gzipped twice: 141 MB.
+    assert bomb_peak < 48 and twice_peak < 4, (bomb_peak, twice_peak)
+    with PageFetcher(timeout=10) as fetcher:
+        for path in ("/gzip", "/deflate", "/raw-deflate"):
+            meta = fetcher.fetch(pages.url(path)).meta
+            assert meta is not None and meta.title == "Sharded Training & Half the Memory", path
+        brotli = fetcher.fetch(pages.url("/brotli"))
+    assert brotli.reason == "not read: compressed as br, which was not asked for"
+
+
 def test_a_rerun_is_served_from_the_cache_offline_and_refresh_fetches_again(workspace: Path, pages: PagesServer,
                                                                            run_cli) -> None:
     path = issue_with_cards(workspace, f"      - url: {pages.url('/og')}\n      - url: {pages.url('/cjk')}")
