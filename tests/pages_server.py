@@ -50,6 +50,10 @@ CAREFUL_TEXT = """<html><head><meta charset="utf-8">
 HALF_SURROGATE = """<html><head><meta charset="utf-8"><title>Half a pair</title>
 <script type="application/ld+json">{"description": "Bad \\ud800 text", "publisher": "Site \\udfff"}</script>
 </head><body>x</body></html>"""
+# A title of one letter carrying 100,000 combining accents, then words: measuring its width again
+# after every character took 36 s.
+STACKED_TITLE = ("<html><head><meta charset='utf-8'><title>Z" + "\u0301" * 100_000 + " " + "then words " * 20
+                 + "</title></head><body>x</body></html>")
 BIG_HEAD = b'<!doctype html><html><head><meta property="og:title" content="A very big page"></head><body>'
 BIG_SIZE = 20 * 1024 * 1024
 BOMB_SIZE = 64 * 1024 * 1024  # what the compressed pages below inflate to
@@ -118,6 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/piped-title": (200, "text/html; charset=utf-8", PIPED_TITLE.encode()),
             "/careful-text": (200, "text/html; charset=utf-8", CAREFUL_TEXT.encode()),
             "/half-surrogate": (200, "text/html; charset=utf-8", HALF_SURROGATE.encode()),
+            "/stacked-title": (200, "text/html; charset=utf-8", STACKED_TITLE.encode()),
         }
         if path == "/escaped-reason":  # the server's own status phrase, with a terminal escape in it
             self.send_response(404, "\x1b]0;owned\x07Not Found")

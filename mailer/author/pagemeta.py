@@ -42,6 +42,10 @@ MAX_REDIRECTS = 5
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # How much of each the layout shows before the card turns into a wall of text (display columns).
 LIMITS = {"title": 120, "description": 200, "site": 60}
+# Characters per column: what is read of a field before it is cleaned (white space collapses), and what is
+# kept after. Scripts that stack marks take 2 or 3 per column (Devanagari, Thai, Tibetan); a page
+# stacking 100,000 on one letter gets 8, and the cleaning stays linear in what the page sent.
+READ_PER_COLUMN, KEPT_PER_COLUMN = 32, 8
 # Characters that show nothing and mean nothing in a title: soft hyphens, zero-width spaces, bidi
 # overrides and isolates, word joiners, byte-order marks. ZWJ and ZWNJ stay (emoji sequences,
 # Persian and Indic spelling), as do the left-to-right and right-to-left marks.
@@ -173,7 +177,8 @@ class PageFetcher:
                         body = self._read(response, inflater, deadline)
                     except _Unreadable as err:
                         return Fetched(url, reason=f"not read: {err}")
-                    return Fetched(url, meta=read_page(url, str(response.url), content_type, body))
+                    return Fetched(url, meta=read_page(url, str(response.url), content_type, body,
+                                                       deadline=deadline))
             return Fetched(url, reason=f"too many redirects (more than {MAX_REDIRECTS})")
         except _Deadline:
             return Fetched(url, reason=f"timed out after {self.timeout:g} s")
@@ -266,14 +271,24 @@ class _Deadline(Exception):
     pass
 
 
-def read_page(url: str, final_url: str, content_type: str | None, body: bytes) -> PageMeta:
-    """The metadata of a fetched page (`body`: its first bytes), cleaned for a card."""
+def read_page(url: str, final_url: str, content_type: str | None, body: bytes, *,
+              deadline: float | None = None) -> PageMeta:
+    """The metadata of a fetched page (`body`: its first bytes), cleaned for a card.
+
+    Past `deadline` (a time.monotonic() value: the fetch's own, `--timeout` after it started) it stops
+    between steps with _Deadline, so reading a page counts against the same limit as fetching it.
+    """
     from lxml import etree as lxml_etree
     from lxml import html as lxml_html
     from trafilatura.metadata import extract_metadata
     from w3lib.encoding import html_to_unicode
 
+    def in_time() -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise _Deadline
+
     _, text = html_to_unicode(content_type, body, auto_detect_fun=_guess_encoding)
+    in_time()
     tree = None
     if text.strip():
         # Bytes, with the charset named: lxml refuses a str that carries an <?xml encoding?> declaration.
@@ -282,18 +297,25 @@ def read_page(url: str, final_url: str, content_type: str | None, body: bytes) -
             tree = lxml_html.fromstring(text.encode("utf-8", "surrogatepass"), parser=parser)
         except (ValueError, TypeError, lxml_etree.ParserError):
             tree = None  # a page of nothing but a comment, say: no metadata
-    found = extract_metadata(tree, default_url=final_url) if tree is not None else None
+    in_time()
+    # extensive=False: no search of the whole text for a date, which a card never shows (regexes over
+    # 2 MB of page took seconds).
+    found = extract_metadata(tree, default_url=final_url, extensive=False) if tree is not None else None
+    in_time()
     notes: list[str] = []
     # The page's own tags first, as written: trafilatura's heuristics split "Python 3.13 released |
     # Python Insider", may take an <h1> over <title>, recase "arXiv" and decode entities a second time.
     # Its fallbacks (JSON-LD headline, the picture) come after.
     title = _clean(_meta(tree, "og:title", "twitter:title") or _page_title(tree) or getattr(found, "title", None),
                    "title", notes)
+    in_time()
     description = _clean(_meta(tree, "og:description", "twitter:description", "description")
                          or getattr(found, "description", None) or _json_ld(tree, "description"), "description", notes)
+    in_time()
     where = urlsplit(final_url)
     hosts = {(where.hostname or "").lower().removeprefix("www."), where.netloc.lower().removeprefix("www.")}
     site = _clean(_meta(tree, "og:site_name", "application-name") or _json_ld(tree, "publisher"), "site", notes)
+    in_time()
     if site and site.lower().removeprefix("www.") in hosts:
         site = None  # the card shows the domain anyway
     image = getattr(found, "image", None)
@@ -351,13 +373,19 @@ def _json_ld(tree: Any, field: str) -> str | None:
 
 
 def _clean(text: str | None, field: str, notes: list[str]) -> str | None:
-    """One line of readable text: entities decoded, mojibake repaired, invisible characters gone, trimmed at a word."""
+    """One line of readable text: entities decoded, mojibake repaired, invisible characters gone, trimmed at a word.
+
+    Linear in the page's text, whatever it holds: at most READ_PER_COLUMN characters per column the
+    card shows are read, and at most KEPT_PER_COLUMN kept.
+    """
     if not text:
         return None
     import ftfy
 
     from mailer.checks.textcheck import find_mojibake
 
+    limit = LIMITS[field]
+    text = text[: limit * READ_PER_COLUMN]
     if HALF_PAIR.search(text):
         notes.append(f"{field}: left out what the page escaped as half of a surrogate pair, which is no text")
         text = HALF_PAIR.sub("", text)
@@ -372,19 +400,32 @@ def _clean(text: str | None, field: str, notes: list[str]) -> str | None:
     text = " ".join(text.split())
     if find_mojibake(text):
         notes.append(f"{field}: looks like mojibake that could not be repaired: check it against the page")
-    limit = LIMITS[field]
-    if display_width(text) > limit:
-        text = _trim(text, limit)
+    kept = limit * KEPT_PER_COLUMN
+    if len(text) > kept and display_width(text[:kept]) < limit:
+        notes.append(f"{field}: stacks more than {kept} characters in {display_width(text[:kept])} columns "
+                     "(combining marks?): cut")
+    if len(text) > kept or display_width(text) > limit:
+        text = _trim(text[:kept], limit)
     return text or None
 
 
 def _trim(text: str, limit: int) -> str:
     """Cut to `limit` columns with '…', at a space when there is one near the end (Chinese has none)."""
-    out = ""
-    for char in text:
-        if display_width(out + char) > limit - 1:
-            break
-        out += char
+    room = limit - 1
+    if display_width(text) <= room:
+        out = text
+    else:
+        # The longest start that fits, by halving: about a dozen measurements, where measuring the
+        # start again after every character took time in the square of its length (36 s for a title
+        # of 100,000 combining marks, each adding no width). Width only grows as characters are added.
+        fits, over = 0, len(text)
+        while over - fits > 1:
+            middle = (fits + over) // 2
+            if display_width(text[:middle]) <= room:
+                fits = middle
+            else:
+                over = middle
+        out = text[:fits]
     space = out.rfind(" ")
     if space > len(out) * 0.6:
         out = out[:space]

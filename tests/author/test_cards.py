@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import html
 import re
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -357,6 +360,34 @@ def test_a_servers_status_phrase_with_an_escape_is_shown_as_text(workspace: Path
     result = run_cli("cards", str(path))
     assert result.exit_code == 3 and "\x1b" not in result.stdout + result.stderr
     assert "\\x1b]0;owned\\x07Not Found" in result.stdout + result.stderr
+
+
+def test_a_title_of_a_hundred_thousand_combining_marks_gets_its_card(workspace: Path, pages: PagesServer) -> None:
+    # In a child process, with a generous limit of its own: before, the title took 36 s and more (the
+    # width measured again after every character), past --timeout, which did not cover reading a page.
+    path = issue_with_cards(workspace, f"      - url: {pages.url('/stacked-title')}")
+    result = subprocess.run([sys.executable, "-m", "mailer", "cards", str(path), "--timeout", "10"], cwd=workspace,
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    title = re.search(r"\n        title: (.*)\n", path.read_text(encoding="utf-8"))
+    assert title is not None and title.group(1).startswith("Z\u0301") and title.group(1).endswith("…")
+    assert len(title.group(1)) <= 8 * 120 + 1  # at most 8 characters a column of the card's 120
+    assert "title: stacks more than 960 characters in 1 columns (combining marks?): cut" in result.stdout
+
+
+def test_reading_a_page_counts_against_the_timeout(pages: PagesServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trafilatura.metadata
+
+    extract = trafilatura.metadata.extract_metadata
+
+    def slow(*args, **kwargs):  # stands for any step of reading a page that takes long
+        time.sleep(1)
+        return extract(*args, **kwargs)
+
+    monkeypatch.setattr(trafilatura.metadata, "extract_metadata", slow)
+    with PageFetcher(timeout=0.5) as fetcher:
+        result = fetcher.fetch(pages.url("/og"))
+    assert result.meta is None and result.reason == "timed out after 0.5 s"
 
 
 def test_a_card_without_a_title_is_a_check_error_with_the_fix(workspace: Path, run_cli) -> None:
