@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import gzip
+import ssl
 import threading
 import time
+import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
 
 OG = """<!doctype html><html><head><meta charset="utf-8"><title>Fallback title</title>
 <meta property="og:title" content="Sharded Training &amp; Half the Memory">
@@ -44,22 +50,46 @@ CAREFUL_TEXT = """<html><head><meta charset="utf-8">
 HALF_SURROGATE = """<html><head><meta charset="utf-8"><title>Half a pair</title>
 <script type="application/ld+json">{"description": "Bad \\ud800 text", "publisher": "Site \\udfff"}</script>
 </head><body>x</body></html>"""
+# A title of one letter carrying 100,000 combining accents, then words: measuring its width again
+# after every character took 36 s.
+STACKED_TITLE = ("<html><head><meta charset='utf-8'><title>Z" + "\u0301" * 100_000 + " " + "then words " * 20
+                 + "</title></head><body>x</body></html>")
 BIG_HEAD = b'<!doctype html><html><head><meta property="og:title" content="A very big page"></head><body>'
 BIG_SIZE = 20 * 1024 * 1024
+BOMB_SIZE = 64 * 1024 * 1024  # what the compressed pages below inflate to
+
+
+@functools.cache
+def bombs() -> tuple[bytes, bytes]:
+    """A page that inflates to 64 MB from 64 KB of gzip, and that gzip compressed again (to about 1 KB)."""
+    once = gzip.compress(BIG_HEAD + b" " * (BOMB_SIZE - len(BIG_HEAD)), compresslevel=9, mtime=0)
+    return once, gzip.compress(once, compresslevel=9, mtime=0)
+
+
+def raw_deflate(data: bytes) -> bytes:
+    squeeze = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return squeeze.compress(data) + squeeze.flush()
 
 
 class PagesServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, latency: float = 0.0):
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, latency: float = 0.0, address: tuple[str, int] = ("127.0.0.1", 0), tls: bool = False):
+        super().__init__(address, _Handler)
         self.latency = latency
         self.hits: Counter[str] = Counter()
+        self.host_headers: list[str] = []
         self.big_bytes_sent = 0
+        self.scheme = "http"
+        if tls:  # the certificate names 127.0.0.1 only, and nothing trusts it unless told to
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(Path(__file__).parent / "selfsigned-127.0.0.1.pem")
+            self.socket = context.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://{self.server_address[0]}:{self.server_address[1]}"
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -74,6 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         path = self.path
         self.server.hits[path] += 1
+        self.server.host_headers.append(self.headers.get("Host", ""))
         if self.server.latency:
             time.sleep(self.server.latency)
         routes = {
@@ -91,6 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/piped-title": (200, "text/html; charset=utf-8", PIPED_TITLE.encode()),
             "/careful-text": (200, "text/html; charset=utf-8", CAREFUL_TEXT.encode()),
             "/half-surrogate": (200, "text/html; charset=utf-8", HALF_SURROGATE.encode()),
+            "/stacked-title": (200, "text/html; charset=utf-8", STACKED_TITLE.encode()),
         }
         if path == "/escaped-reason":  # the server's own status phrase, with a terminal escape in it
             self.send_response(404, "\x1b]0;owned\x07Not Found")
@@ -107,6 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect(301, "/redirect/2")
         elif path == "/redirect/2":
             self._redirect(302, self.server.url("/og"))
+        elif path.startswith("/to?"):  # a redirect to wherever the query says
+            self._redirect(302, unquote(path.split("?", 1)[1]))
         elif path == "/loop":
             self._redirect(302, "/loop")
         elif path == "/to-localhost":
@@ -120,12 +154,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "text/html", OG.encode())
         elif path == "/big":
             self._big()
+        elif path in ("/gzip", "/deflate", "/raw-deflate", "/gzip-bomb", "/gzip-gzip", "/brotli"):
+            encoded = {"/gzip": ("gzip", lambda: gzip.compress(OG.encode())),
+                       "/deflate": ("deflate", lambda: zlib.compress(OG.encode())),
+                       "/raw-deflate": ("deflate", lambda: raw_deflate(OG.encode())),
+                       "/gzip-bomb": ("gzip", lambda: bombs()[0]),
+                       "/gzip-gzip": ("gzip, gzip", lambda: bombs()[1]),
+                       "/brotli": ("br", lambda: b"\x1b\x00\x00")}
+            coding, body = encoded[path]
+            self._send(200, "text/html; charset=utf-8", body(), {"Content-Encoding": coding})
         else:
             self._send(404, "text/html", b"<html><title>Not found</title></html>")
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -155,7 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.big_bytes_sent = sent
 
 
-def start_pages_server(latency: float = 0.0) -> PagesServer:
-    server = PagesServer(latency)
+def start_pages_server(latency: float = 0.0, address: tuple[str, int] = ("127.0.0.1", 0),
+                       tls: bool = False) -> PagesServer:
+    server = PagesServer(latency, address, tls)
     threading.Thread(target=server.serve_forever, name="pages-server", daemon=True).start()
     return server

@@ -1,7 +1,8 @@
 """A web page's title, description, site name and picture, for `mailer cards`.
 
-Fetched with httpx (timeouts, a size limit, proxies from the environment, redirects followed one at
-a time so that a public link cannot lead into this machine's network), decoded as a browser would
+Fetched with httpx (timeouts, a size limit, redirects followed one at a time so that a public link
+cannot lead into this machine's network: each host is looked up once, judged, and connected to at
+the addresses judged; no proxy, which would look names up again itself), decoded as a browser would
 (the HTTP charset, then the page's own <meta charset>, then a guess: w3lib), and read by trafilatura,
 which knows OpenGraph, Twitter cards, JSON-LD and the plain <title>/<meta name=description>, with
 fallbacks between them. Returns results; never prints.
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
-import threading
 import time
 import unicodedata
+import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -23,7 +25,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from mailer.addresses import HALF_PAIR
-from mailer.checks.linkcheck import describe_failure, host_is_private, not_fetched
+from mailer.checks.linkcheck import DEFAULT_PORTS, AddressGuard, PrivateAddress, describe_failure, not_fetched
 from mailer.compose.linebreak import display_width
 
 USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -32,6 +34,7 @@ REQUEST_HEADERS = {
     "User-Agent": USER_AGENT,
     "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
     "Accept-Language": "en;q=0.9, *;q=0.5",
+    "Accept-Encoding": "gzip, deflate",  # what _Inflater reads; nothing else is asked for
 }
 # What is read of a page: its metadata sits in the <head>, a few KB in; a 20 MB page stops here.
 MAX_BYTES = 2 * 1024 * 1024
@@ -39,6 +42,10 @@ MAX_REDIRECTS = 5
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # How much of each the layout shows before the card turns into a wall of text (display columns).
 LIMITS = {"title": 120, "description": 200, "site": 60}
+# Characters per column: what is read of a field before it is cleaned (white space collapses), and what is
+# kept after. Scripts that stack marks take 2 or 3 per column (Devanagari, Thai, Tibetan); a page
+# stacking 100,000 on one letter gets 8, and the cleaning stays linear in what the page sent.
+READ_PER_COLUMN, KEPT_PER_COLUMN = 32, 8
 # Characters that show nothing and mean nothing in a title: soft hyphens, zero-width spaces, bidi
 # overrides and isolates, word joiners, byte-order marks. ZWJ and ZWNJ stay (emoji sequences,
 # Persian and Indic spelling), as do the left-to-right and right-to-left marks.
@@ -87,14 +94,12 @@ class PageFetcher:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.concurrency = concurrency
-        # trust_env: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE from the environment, as curl reads them.
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=True,
-                                    headers=REQUEST_HEADERS)
-        self._private: dict[str, bool] = {}
-        self._lock = threading.Lock()
+        # SSL_CERT_FILE and SSL_CERT_DIR from the environment, as curl reads them. Not HTTP(S)_PROXY: a
+        # proxy looks each name up again itself, where the guard cannot judge the address (README).
+        self._tls = httpx.create_ssl_context(trust_env=True)
 
     def close(self) -> None:
-        self._client.close()
+        """Nothing to close: each request has its own connection, closed with it (kept for `with`)."""
 
     def __enter__(self) -> PageFetcher:
         return self
@@ -129,32 +134,51 @@ class PageFetcher:
     def _fetch(self, url: str) -> Fetched:
         import httpx
 
+        from mailer.author.pinned import PinnedTransport
+
         deadline = time.monotonic() + self.timeout
         current = url
-        local = self._is_private(url)
+        guard = AddressGuard(timeout=self.timeout)
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise _Deadline
-                # The whole fetch has `timeout` seconds: each hop gets what is left of them.
-                with self._client.stream("GET", current, timeout=httpx.Timeout(left)) as response:
+                where = httpx.URL(current)
+                host, port = where.raw_host.decode("ascii"), where.port or DEFAULT_PORTS[where.scheme]
+                try:
+                    # One lookup, every address judged; the connection goes to those addresses.
+                    addresses = guard.addresses(host, port, timeout=left)
+                except PrivateAddress:  # only ever a redirect: the link itself may be local
+                    return Fetched(url, reason=f"redirects to {current}, a private or local address")
+                except OSError as err:  # fail closed: a name that does not resolve here is not fetched
+                    if time.monotonic() >= deadline:
+                        raise _Deadline from err
+                    return Fetched(url, reason=self._network_reason(err, current))
+                transport = PinnedTransport(host=host, port=port, addresses=addresses, ssl_context=self._tls)
+                # trust_env=False: no proxy and no ~/.netrc credentials sent to a page's host.
+                with httpx.Client(transport=transport, headers=REQUEST_HEADERS, follow_redirects=False,
+                                  trust_env=False) as client, \
+                        client.stream("GET", current, timeout=httpx.Timeout(left)) as response:
+                    # The whole fetch has `timeout` seconds: each hop gets what is left of them.
                     if response.is_redirect and response.headers.get("Location"):
                         target = urljoin(current, response.headers["Location"].strip())
                         if urlsplit(target).scheme.lower() not in ("http", "https"):
                             return Fetched(url, reason=f"redirects to {target}, which is not a web page")
-                        # A public link must not steer the fetch into this machine or its network.
-                        if not local and self._is_private(target):
-                            return Fetched(url, reason=f"redirects to {target}, a private or local address")
-                        current = target
+                        current = target  # judged by the guard before anything is sent there
                         continue
                     if response.status_code >= 400:
                         return Fetched(url, reason=_status_reason(response.status_code, response.reason_phrase))
                     content_type = response.headers.get("Content-Type", "")
                     if content_type and content_type.split(";")[0].strip().lower() not in HTML_TYPES:
                         return Fetched(url, reason=f"not a web page ({content_type.split(';')[0].strip()})")
-                    body = self._read(response, deadline)
-                    return Fetched(url, meta=read_page(url, str(response.url), content_type, body))
+                    try:
+                        inflater = _Inflater(", ".join(response.headers.get_list("Content-Encoding")))
+                        body = self._read(response, inflater, deadline)
+                    except _Unreadable as err:
+                        return Fetched(url, reason=f"not read: {err}")
+                    return Fetched(url, meta=read_page(url, str(response.url), content_type, body,
+                                                       deadline=deadline))
             return Fetched(url, reason=f"too many redirects (more than {MAX_REDIRECTS})")
         except _Deadline:
             return Fetched(url, reason=f"timed out after {self.timeout:g} s")
@@ -169,46 +193,102 @@ class PageFetcher:
         while cause.__cause__ or cause.__context__:
             cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
         try:
-            return describe_failure(cause, host=urlsplit(url).hostname or "", timeout=self.timeout)  # type: ignore[arg-type]
+            reason = describe_failure(cause, host=urlsplit(url).hostname or "", timeout=self.timeout)  # type: ignore[arg-type]
         except BaseException:  # not a network or address problem it knows
             return f"could not fetch: {err}"
+        proxy = next((name for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                                        "all_proxy") if os.environ.get(name)), None)
+        if proxy:  # where the web is reachable only through one, say why it was not used
+            reason += f" ({proxy} is set and not used: a proxy would look the name up past the address check)"
+        return reason
 
-    def _read(self, response: Any, deadline: float) -> bytes:
-        """At most max_bytes of the body, within the whole fetch's time limit (a slow drip stops too)."""
+    def _read(self, response: Any, inflater: _Inflater, deadline: float) -> bytes:
+        """At most max_bytes of the body, decoded, within the whole fetch's time limit (a slow drip stops too).
+
+        Read as it comes off the wire (at most max_bytes of it) and decoded here, max_bytes at most.
+        """
         chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
+        size = wire = 0
+        for raw in response.iter_raw():
+            wire += len(raw)
+            chunk = inflater.feed(raw, self.max_bytes - size)
             chunks.append(chunk)
             size += len(chunk)
-            if size >= self.max_bytes:
+            if size >= self.max_bytes or wire >= self.max_bytes:
                 break
             if time.monotonic() > deadline:
                 raise _Deadline
-        return b"".join(chunks)[: self.max_bytes]
+        return b"".join(chunks)
 
-    def _is_private(self, url: str) -> bool:
-        host = urlsplit(url).hostname or ""
-        with self._lock:
-            known = self._private.get(host)
-        if known is None:
-            known = host_is_private(host, self.timeout)
-            with self._lock:
-                self._private[host] = known
-        return known
+
+class _Unreadable(Exception):
+    """A body that is not decoded: compressed twice, in a way not asked for, or damaged."""
+
+
+# The codings asked for in Accept-Encoding, as zlib's window bits: a gzip header, or zlib's.
+_ZLIB_WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+
+
+class _Inflater:
+    """Undoes a page's Content-Encoding, never making more than it is asked for.
+
+    httpx decodes each chunk whole, through every coding listed, before its reader sees a byte: 1,831
+    bytes of `Content-Encoding: gzip, gzip` became 2.1 GB on their way to a 2 MB cap. Here zlib's
+    max_length bounds every step, and a body compressed twice is not read at all (no server does that
+    but to make a small download big).
+    """
+
+    def __init__(self, header: str):
+        codings = [c for c in (c.strip().lower() for c in header.split(",")) if c and c != "identity"]
+        if len(codings) > 1:
+            raise _Unreadable(f"compressed more than once (Content-Encoding: {header.strip()}), so a few KB "
+                              "could stand for gigabytes")
+        if codings and codings[0] not in _ZLIB_WBITS:
+            raise _Unreadable(f"compressed as {codings[0]}, which was not asked for")
+        self.coding = codings[0] if codings else None
+        self._zlib = zlib.decompressobj(_ZLIB_WBITS[self.coding]) if self.coding else None
+        self._started = False
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """What `data` decodes to, `room` bytes of it at most (the rest is not wanted)."""
+        if room <= 0:  # zlib reads a max_length of 0 as "no limit"
+            return b""
+        if self._zlib is None:
+            return data[:room]
+        try:
+            out = self._zlib.decompress(data, room)
+        except zlib.error as err:
+            if self.coding == "deflate" and not self._started:
+                # Raw deflate, without zlib's header: servers send both under this name (httpx reads both).
+                self._zlib, self._started = zlib.decompressobj(-zlib.MAX_WBITS), True
+                return self.feed(data, room)
+            raise _Unreadable(f"its {self.coding} data is damaged") from err
+        self._started = True
+        return out
 
 
 class _Deadline(Exception):
     pass
 
 
-def read_page(url: str, final_url: str, content_type: str | None, body: bytes) -> PageMeta:
-    """The metadata of a fetched page (`body`: its first bytes), cleaned for a card."""
+def read_page(url: str, final_url: str, content_type: str | None, body: bytes, *,
+              deadline: float | None = None) -> PageMeta:
+    """The metadata of a fetched page (`body`: its first bytes), cleaned for a card.
+
+    Past `deadline` (a time.monotonic() value: the fetch's own, `--timeout` after it started) it stops
+    between steps with _Deadline, so reading a page counts against the same limit as fetching it.
+    """
     from lxml import etree as lxml_etree
     from lxml import html as lxml_html
     from trafilatura.metadata import extract_metadata
     from w3lib.encoding import html_to_unicode
 
+    def in_time() -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise _Deadline
+
     _, text = html_to_unicode(content_type, body, auto_detect_fun=_guess_encoding)
+    in_time()
     tree = None
     if text.strip():
         # Bytes, with the charset named: lxml refuses a str that carries an <?xml encoding?> declaration.
@@ -217,18 +297,25 @@ def read_page(url: str, final_url: str, content_type: str | None, body: bytes) -
             tree = lxml_html.fromstring(text.encode("utf-8", "surrogatepass"), parser=parser)
         except (ValueError, TypeError, lxml_etree.ParserError):
             tree = None  # a page of nothing but a comment, say: no metadata
-    found = extract_metadata(tree, default_url=final_url) if tree is not None else None
+    in_time()
+    # extensive=False: no search of the whole text for a date, which a card never shows (regexes over
+    # 2 MB of page took seconds).
+    found = extract_metadata(tree, default_url=final_url, extensive=False) if tree is not None else None
+    in_time()
     notes: list[str] = []
     # The page's own tags first, as written: trafilatura's heuristics split "Python 3.13 released |
     # Python Insider", may take an <h1> over <title>, recase "arXiv" and decode entities a second time.
     # Its fallbacks (JSON-LD headline, the picture) come after.
     title = _clean(_meta(tree, "og:title", "twitter:title") or _page_title(tree) or getattr(found, "title", None),
                    "title", notes)
+    in_time()
     description = _clean(_meta(tree, "og:description", "twitter:description", "description")
                          or getattr(found, "description", None) or _json_ld(tree, "description"), "description", notes)
+    in_time()
     where = urlsplit(final_url)
     hosts = {(where.hostname or "").lower().removeprefix("www."), where.netloc.lower().removeprefix("www.")}
     site = _clean(_meta(tree, "og:site_name", "application-name") or _json_ld(tree, "publisher"), "site", notes)
+    in_time()
     if site and site.lower().removeprefix("www.") in hosts:
         site = None  # the card shows the domain anyway
     image = getattr(found, "image", None)
@@ -286,13 +373,19 @@ def _json_ld(tree: Any, field: str) -> str | None:
 
 
 def _clean(text: str | None, field: str, notes: list[str]) -> str | None:
-    """One line of readable text: entities decoded, mojibake repaired, invisible characters gone, trimmed at a word."""
+    """One line of readable text: entities decoded, mojibake repaired, invisible characters gone, trimmed at a word.
+
+    Linear in the page's text, whatever it holds: at most READ_PER_COLUMN characters per column the
+    card shows are read, and at most KEPT_PER_COLUMN kept.
+    """
     if not text:
         return None
     import ftfy
 
     from mailer.checks.textcheck import find_mojibake
 
+    limit = LIMITS[field]
+    text = text[: limit * READ_PER_COLUMN]
     if HALF_PAIR.search(text):
         notes.append(f"{field}: left out what the page escaped as half of a surrogate pair, which is no text")
         text = HALF_PAIR.sub("", text)
@@ -307,19 +400,32 @@ def _clean(text: str | None, field: str, notes: list[str]) -> str | None:
     text = " ".join(text.split())
     if find_mojibake(text):
         notes.append(f"{field}: looks like mojibake that could not be repaired: check it against the page")
-    limit = LIMITS[field]
-    if display_width(text) > limit:
-        text = _trim(text, limit)
+    kept = limit * KEPT_PER_COLUMN
+    if len(text) > kept and display_width(text[:kept]) < limit:
+        notes.append(f"{field}: stacks more than {kept} characters in {display_width(text[:kept])} columns "
+                     "(combining marks?): cut")
+    if len(text) > kept or display_width(text) > limit:
+        text = _trim(text[:kept], limit)
     return text or None
 
 
 def _trim(text: str, limit: int) -> str:
     """Cut to `limit` columns with '…', at a space when there is one near the end (Chinese has none)."""
-    out = ""
-    for char in text:
-        if display_width(out + char) > limit - 1:
-            break
-        out += char
+    room = limit - 1
+    if display_width(text) <= room:
+        out = text
+    else:
+        # The longest start that fits, by halving: about a dozen measurements, where measuring the
+        # start again after every character took time in the square of its length (36 s for a title
+        # of 100,000 combining marks, each adding no width). Width only grows as characters are added.
+        fits, over = 0, len(text)
+        while over - fits > 1:
+            middle = (fits + over) // 2
+            if display_width(text[:middle]) <= room:
+                fits = middle
+            else:
+                over = middle
+        out = text[:fits]
     space = out.rfind(" ")
     if space > len(out) * 0.6:
         out = out[:space]

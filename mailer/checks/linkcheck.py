@@ -12,6 +12,7 @@ warning that we could not or would not judge the link (429 rate limiting, mailto
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import ipaddress
 import socket
@@ -266,11 +267,16 @@ class _Checker:
         """Request `url`, following redirects with the same method, up to `max_redirects` of them."""
         seen = {url}
         current = url
-        local: bool | None = None  # is the link itself on this machine or a private network? (asked once)
+        guard = AddressGuard(timeout=self.timeout)
+        try:
+            addresses = guard.addresses(*_origin(url)[1:])
+        except (OSError, ValueError) as err:  # the name does not resolve: nothing to ask
+            reason = describe_failure(err, host=urlsplit(url).hostname or "", timeout=self.timeout)
+            return _Outcome(LinkResult(url, Verdict.BROKEN, method=method, reason=reason))
         for hop in range(self.max_redirects + 1):
             final_url = current if current != url else None
             try:
-                answer = self._request(method, current)
+                answer = self._request(method, current, addresses)
             except Exception as err:  # narrowed by describe_failure, which re-raises anything unexpected
                 # Some servers drop the connection on HEAD instead of answering 405.
                 refused_head = method == "HEAD" and isinstance(err, ConnectionResetError | http.client.BadStatusLine)
@@ -287,13 +293,6 @@ class _Checker:
                 if urlsplit(target).scheme.lower() not in FETCHED_SCHEMES:
                     reason = f"redirects to {printable(target)}, which is not fetched"
                     return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, target, reason, method=method))
-                if local is None:
-                    local = host_is_private(urlsplit(url).hostname or "", self.timeout)
-                # A public link must not steer the checker into this machine or its network (an
-                # admin page on 127.0.0.1, a cloud metadata address): only a local link may go there.
-                if not local and host_is_private(urlsplit(target).hostname or "", self.timeout):
-                    reason = f"redirects to {printable(target)}, a private or local address, which is not fetched"
-                    return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, target, reason, method=method))
                 if target in seen:
                     if answer.headers.get("Set-Cookie"):
                         # A cookie wall: a browser would come back with the cookie and get through.
@@ -301,6 +300,16 @@ class _Checker:
                         return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, final_url, reason, method=method))
                     reason = f"redirect loop (back to {printable(target)})"
                     return _Outcome(LinkResult(url, Verdict.BROKEN, status, final_url, reason, method=method))
+                # A public link must not steer the checker into this machine or its network (an
+                # admin page on 127.0.0.1, a cloud metadata address): only a local link may go there.
+                try:
+                    addresses = guard.addresses(*_origin(target)[1:])
+                except PrivateAddress:
+                    reason = f"redirects to {printable(target)}, a private or local address, which is not fetched"
+                    return _Outcome(LinkResult(url, Verdict.UNCHECKED, status, target, reason, method=method))
+                except (OSError, ValueError) as err:  # fail closed: a name that does not resolve is not asked
+                    reason = describe_failure(err, host=urlsplit(target).hostname or "", timeout=self.timeout)
+                    return _Outcome(LinkResult(url, Verdict.BROKEN, final_url=target, reason=reason, method=method))
                 seen.add(target)
                 current = target
                 continue
@@ -318,8 +327,11 @@ class _Checker:
                             try_get=method == "HEAD" and status >= 400)
         raise AssertionError("unreachable: the last hop returns")  # pragma: no cover
 
-    def _request(self, method: str, url: str) -> _Answer:
-        """One request, no redirects followed, holding one of the host's slots; the body is not kept."""
+    def _request(self, method: str, url: str, addresses: tuple[str, ...]) -> _Answer:
+        """One request to the checked `addresses`, no redirects followed, holding one of the host's slots.
+
+        The body is not kept.
+        """
         parts = urlsplit(url)
         scheme, host, port = _origin(url)  # a redirect's port may be malformed: ValueError
         if not host:
@@ -333,7 +345,9 @@ class _Checker:
             conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.tls)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
-        conn._create_connection = self._connect  # type: ignore[attr-defined] # bounded name lookup, below
+        # The connection goes to the addresses the guard checked, not to a second lookup of the name (the
+        # host name stays what TLS checks the certificate against and what the Host header says).
+        conn._create_connection = functools.partial(_connect_to, addresses)  # type: ignore[attr-defined]
         with self._slot((scheme, host, port)):
             try:
                 conn.request(method, target, headers=REQUEST_HEADERS)
@@ -353,33 +367,72 @@ class _Checker:
                 self._slots[origin] = threading.BoundedSemaphore(self.per_host)
             return self._slots[origin]
 
-    def _connect(self, address: tuple[str, int], timeout: float, source_address: Any = None) -> socket.socket:
-        """Like socket.create_connection, but a name lookup that hangs gives up after `timeout`."""
-        host, port = address
-        last_error: OSError | None = None
-        for *_, sockaddr in _resolve(host, port, self.timeout):
-            try:
-                return socket.create_connection(sockaddr[:2], timeout, source_address)
-            except OSError as err:
-                last_error = err
-        raise last_error or OSError(f"no address for {host}")
 
 
-def host_is_private(host: str, timeout: float) -> bool:
-    """Whether `host` is this machine or a private network: localhost, such an address, or a name resolving to one."""
-    host = host.strip("[]").lower()
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
+def _connect_to(addresses: tuple[str, ...], address: tuple[str, int], timeout: float,
+                source_address: Any = None) -> socket.socket:
+    """Like socket.create_connection for `address`, but to its checked `addresses` only (no lookup)."""
+    last_error: OSError | None = None
+    for ip in addresses:
+        try:
+            return socket.create_connection((ip, address[1]), timeout, source_address)
+        except OSError as err:
+            last_error = err
+    raise last_error or OSError(f"no address for {address[0]}")
+
+
+class PrivateAddress(Exception):
+    """A link that is not itself local leads to this machine or a private network: not fetched."""
+
+
+@dataclass
+class AddressGuard:
+    """One fetch's guard: a public link may not lead into this machine or its network.
+
+    Shared by `mailer check --links` and `mailer cards`. Each host on the way is looked up once, every
+    address it resolves to is judged, and the caller connects to those very addresses (`addresses`
+    returns them to pin the connection): a name asked twice could answer a public address to the
+    check and 127.0.0.1 to the connection (DNS rebinding). A name that does not resolve is never
+    fetched (the lookup's error is raised). The link itself may be local (a page on this machine or
+    an intranet, every address of it private); then its redirects may go anywhere too.
+    """
+
+    timeout: float
+    link_is_local: bool | None = None  # known once the link's own host is looked up
+
+    def addresses(self, host: str, port: int, *, timeout: float | None = None) -> tuple[str, ...]:
+        """The checked addresses of the next host on the way; raises PrivateAddress, or OSError from the lookup."""
+        if not host.strip("[]"):
+            raise ValueError("no host name")
+        first = self.link_is_local is None
+        if not first and not self.link_is_local and is_local_name(host):
+            raise PrivateAddress(host)  # said by its name: no lookup needed (`localhost.` may resolve nowhere here)
+        infos = _resolve(host.strip("[]"), port, self.timeout if timeout is None else timeout)
+        addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, f"no address for {host}")
+        private = [_is_private_address(ipaddress.ip_address(address.split("%")[0])) for address in addresses]
+        if first:
+            # Local only when every address is: a name answering one public and one private address
+            # is a public link, and may not lead further in.
+            self.link_is_local = is_local_name(host) or all(private)
+        elif not self.link_is_local and any(private):
+            raise PrivateAddress(host)
+        return addresses
+
+
+def is_local_name(host: str) -> bool:
+    """Whether a host is this machine or a private network by its name alone: localhost, or such an address.
+
+    A trailing dot names the same place (`localhost.`, `127.0.0.1.`), and is ignored.
+    """
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        addresses = [ipaddress.ip_address(host)]
+        return _is_private_address(ipaddress.ip_address(name.split("%")[0]))
     except ValueError:
-        try:
-            addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in _resolve(host, 443, timeout)]
-        except (OSError, ValueError):
-            return False  # no answer: the request itself will say so
-    return any(_is_private_address(address) for address in addresses)
+        return False
 
 
 def _is_private_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

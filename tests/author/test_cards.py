@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import html
 import re
+import subprocess
+import sys
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from mailer.author import pagemeta
 from mailer.author.pagemeta import PageFetcher
-from tests.conftest import write
+from tests.conftest import SELF_SIGNED_CERT, write
 from tests.pages_server import PagesServer, start_pages_server
 
 
@@ -136,6 +141,38 @@ def test_a_twenty_megabyte_page_is_read_only_as_far_as_its_metadata(pages: Pages
     assert pages.big_bytes_sent < 10 * 1024 * 1024
 
 
+def test_a_compressed_page_is_inflated_only_as_far_as_the_cap_and_never_twice(pages: PagesServer) -> None:
+    import tracemalloc
+
+    from tests.pages_server import bombs
+
+    bombs()  # made before memory is measured: 64 MB of page, gzipped (64 KB), and gzipped again (1 KB)
+
+    def fetch_measured(path: str) -> tuple[pagemeta.Fetched, float]:
+        tracemalloc.start()
+        try:
+            with PageFetcher(timeout=10) as fetcher:
+                fetched = fetcher.fetch(pages.url(path))
+            return fetched, tracemalloc.get_traced_memory()[1] / 2**20
+        finally:
+            tracemalloc.stop()
+
+    bomb, bomb_peak = fetch_measured("/gzip-bomb")
+    twice, twice_peak = fetch_measured("/gzip-gzip")
+    assert bomb.meta is not None and bomb.meta.title == "A very big page"
+    assert twice.meta is None and twice.reason == ("not read: compressed more than once (Content-Encoding: gzip, "
+                                                   "gzip), so a few KB could stand for gigabytes")
+    # Reading 2 MB of page and its metadata takes about 24 MB. Before, each 64 KB read was inflated
+    # whole (64 MB) before the cap looked at it: 85 MB; and through both decoders when gzipped twice: 141 MB.
+    assert bomb_peak < 48 and twice_peak < 4, (bomb_peak, twice_peak)
+    with PageFetcher(timeout=10) as fetcher:
+        for path in ("/gzip", "/deflate", "/raw-deflate"):
+            meta = fetcher.fetch(pages.url(path)).meta
+            assert meta is not None and meta.title == "Sharded Training & Half the Memory", path
+        brotli = fetcher.fetch(pages.url("/brotli"))
+    assert brotli.reason == "not read: compressed as br, which was not asked for"
+
+
 def test_a_rerun_is_served_from_the_cache_offline_and_refresh_fetches_again(workspace: Path, pages: PagesServer,
                                                                            run_cli) -> None:
     path = issue_with_cards(workspace, f"      - url: {pages.url('/og')}\n      - url: {pages.url('/cjk')}")
@@ -168,12 +205,121 @@ def test_an_interrupted_run_leaves_the_file_as_it_was(workspace: Path, pages: Pa
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
 
 
-def test_a_public_link_may_not_redirect_into_this_machine(pages: PagesServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    # As if 127.0.0.1 were a public site: its redirect to localhost must not be followed.
-    monkeypatch.setattr(pagemeta, "host_is_private", lambda host, timeout: host == "localhost")
+@pytest.fixture
+def public_site(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[PagesServer, Counter[str]]]:
+    """A pages server on 127.0.0.2 standing for a public site, `news.example` (there is no DNS here).
+
+    The guard's lookup (linkcheck._resolve) answers 127.0.0.2 for news.example and counts the lookups
+    of each name; 127.0.0.2 is judged a public address. Every other name and address is looked up and
+    judged as the real code does.
+    """
+    from mailer.checks import linkcheck
+
+    server = start_pages_server(address=("127.0.0.2", 0))
+    lookups: Counter[str] = Counter()
+    resolve, is_private = linkcheck._resolve, linkcheck._is_private_address
+
+    def counted(host: str, port: int, timeout: float) -> list:
+        lookups[host] += 1
+        return resolve("127.0.0.2" if host == "news.example" else host, port, timeout)
+
+    monkeypatch.setattr(linkcheck, "_resolve", counted)
+    monkeypatch.setattr(linkcheck, "_is_private_address", lambda address: str(address) != "127.0.0.2"
+                        and is_private(address))
+    yield server, lookups
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[PagesServer]:
+    """A proxy from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) that records what it is asked."""
+    server = start_pages_server()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, server.base)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_public_link_may_not_lead_into_this_machine_by_any_name(pages: PagesServer, public_site, proxy) -> None:
+    news, lookups = public_site
+    port = news.server_address[1]
+    private = [pages.url("/og"), f"http://localhost:{pages.server_address[1]}/og", "http://localhost./",
+               "http://127.0.0.1./", f"http://[::1]:{pages.server_address[1]}/", "http://2130706433/",
+               "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/"]
+    # Names this machine cannot look up: once fetched through a proxy (which looked them up itself).
+    unresolved = ["http://metadata.google.internal/computeMetadata/v1/", "http://127.0.0.1.nip.io/"]
     with PageFetcher(timeout=2) as fetcher:
-        result = fetcher.fetch(pages.url("/to-localhost"))
-    assert result.meta is None and "a private or local address" in (result.reason or "")
+        assert fetcher.fetch(f"http://news.example:{port}/og").meta is not None  # the public site itself
+        for target in private + unresolved:
+            result = fetcher.fetch(f"http://news.example:{port}/to?{target}")
+            assert result.meta is None, target
+            if target in private:
+                assert result.reason == f"redirects to {target}, a private or local address", target
+            else:
+                assert (result.reason or "").startswith(f"name not resolved: {urlsplit(target).hostname} "), target
+    assert sum(pages.hits.values()) == 0 and sum(proxy.hits.values()) == 0
+    assert "HTTPS_PROXY is set and not used" in (result.reason or "")
+
+
+def test_the_address_checked_is_the_address_connected_to(public_site, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.checks import linkcheck
+
+    news, _ = public_site
+    port = news.server_address[1]
+    # A rebinding name: public (127.0.0.2) the first time a fetch asks, 127.0.0.1 every time after,
+    # where another server listens on the same port.
+    inside = start_pages_server(address=("127.0.0.1", port))
+    asked: list[str] = []
+    resolve = linkcheck._resolve
+
+    def rebinding(host: str, p: int, timeout: float) -> list:
+        if host == "news.example":
+            asked.append(host)
+            return resolve(host if len(asked) == 1 else "127.0.0.1", p, timeout)
+        return resolve(host, p, timeout)
+
+    monkeypatch.setattr(linkcheck, "_resolve", rebinding)
+    try:
+        with PageFetcher(timeout=2) as fetcher:
+            fetched = fetcher.fetch(f"http://news.example:{port}/og")
+            asked_for_it = len(asked)
+            asked.clear()
+            # A redirect to the same name is a new connection: looked up again, and judged again.
+            redirected = fetcher.fetch(f"http://news.example:{port}/redirect/1")
+    finally:
+        inside.shutdown()
+        inside.server_close()
+    assert fetched.meta is not None and fetched.meta.title == "Sharded Training & Half the Memory"
+    assert asked_for_it == 1 and news.hits["/og"] == 1
+    assert redirected.reason == f"redirects to http://news.example:{port}/redirect/2, a private or local address"
+    assert news.hits["/redirect/1"] == 1 and sum(inside.hits.values()) == 0
+    assert set(news.host_headers) == {f"news.example:{port}"}  # the name, not the address connected to
+
+
+def test_tls_is_checked_for_the_name_not_the_address_connected_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.checks import linkcheck
+
+    secure = start_pages_server(tls=True)  # on 127.0.0.1, with a certificate for 127.0.0.1 only
+    port = secure.server_address[1]
+    monkeypatch.setenv("SSL_CERT_FILE", str(SELF_SIGNED_CERT))
+    resolve = linkcheck._resolve
+    monkeypatch.setattr(linkcheck, "_resolve", lambda host, p, timeout: resolve(
+        "127.0.0.1" if host == "cert.example" else host, p, timeout))
+    try:
+        with PageFetcher(timeout=2) as fetcher:
+            trusted = fetcher.fetch(secure.url("/og"))
+            named = fetcher.fetch(f"https://cert.example:{port}/og")  # connected to 127.0.0.1, checked as its name
+    finally:
+        secure.shutdown()
+        secure.server_close()
+    assert trusted.meta is not None and trusted.meta.title == "Sharded Training & Half the Memory"
+    assert named.meta is None and named.reason == ("TLS certificate problem: Hostname mismatch, certificate is not "
+                                                   "valid for 'cert.example'.")
+    assert secure.hits == {"/og": 1}
 
 
 def test_a_card_written_on_one_line_is_reported_not_rewritten(workspace: Path, pages: PagesServer, run_cli) -> None:
@@ -214,6 +360,34 @@ def test_a_servers_status_phrase_with_an_escape_is_shown_as_text(workspace: Path
     result = run_cli("cards", str(path))
     assert result.exit_code == 3 and "\x1b" not in result.stdout + result.stderr
     assert "\\x1b]0;owned\\x07Not Found" in result.stdout + result.stderr
+
+
+def test_a_title_of_a_hundred_thousand_combining_marks_gets_its_card(workspace: Path, pages: PagesServer) -> None:
+    # In a child process, with a generous limit of its own: before, the title took 36 s and more (the
+    # width measured again after every character), past --timeout, which did not cover reading a page.
+    path = issue_with_cards(workspace, f"      - url: {pages.url('/stacked-title')}")
+    result = subprocess.run([sys.executable, "-m", "mailer", "cards", str(path), "--timeout", "10"], cwd=workspace,
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    title = re.search(r"\n        title: (.*)\n", path.read_text(encoding="utf-8"))
+    assert title is not None and title.group(1).startswith("Z\u0301") and title.group(1).endswith("…")
+    assert len(title.group(1)) <= 8 * 120 + 1  # at most 8 characters a column of the card's 120
+    assert "title: stacks more than 960 characters in 1 columns (combining marks?): cut" in result.stdout
+
+
+def test_reading_a_page_counts_against_the_timeout(pages: PagesServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trafilatura.metadata
+
+    extract = trafilatura.metadata.extract_metadata
+
+    def slow(*args, **kwargs):  # stands for any step of reading a page that takes long
+        time.sleep(1)
+        return extract(*args, **kwargs)
+
+    monkeypatch.setattr(trafilatura.metadata, "extract_metadata", slow)
+    with PageFetcher(timeout=0.5) as fetcher:
+        result = fetcher.fetch(pages.url("/og"))
+    assert result.meta is None and result.reason == "timed out after 0.5 s"
 
 
 def test_a_card_without_a_title_is_a_check_error_with_the_fix(workspace: Path, run_cli) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -56,7 +56,7 @@ class Site:
         return sum(self.hits.values())
 
 
-def serve(site: Site, *, tls: bool = False) -> ThreadingHTTPServer:
+def serve(site: Site, *, tls: bool = False, address: tuple[str, int] = ("127.0.0.1", 0)) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -143,7 +143,7 @@ def serve(site: Site, *, tls: bool = False) -> ThreadingHTTPServer:
             else:
                 self.answer(404)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(address, Handler)
     server.daemon_threads = True
     scheme = "http"
     if tls:
@@ -151,7 +151,7 @@ def serve(site: Site, *, tls: bool = False) -> ThreadingHTTPServer:
         context.load_cert_chain(SELF_SIGNED_CERT)
         server.socket = context.wrap_socket(server.socket, server_side=True)
         scheme = "https"
-    site.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    site.url = f"{scheme}://{server.server_address[0]}:{server.server_address[1]}"
     # A short poll interval: shutdown() waits for it, in every test's teardown.
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server
@@ -163,8 +163,9 @@ def make_site() -> Iterator[Callable[..., Site]]:
 
     def make(**options: Any) -> Site:
         tls = options.pop("tls", False)
+        address = options.pop("address", ("127.0.0.1", 0))
         site = Site(**options)
-        started.append((site, serve(site, tls=tls)))
+        started.append((site, serve(site, tls=tls, address=address)))
         return site
 
     yield make
@@ -268,25 +269,69 @@ def test_a_cookie_wall_is_a_warning_not_a_broken_link(site: Site) -> None:
     assert result.reason == "redirects to itself until a cookie is kept (cookies are not kept)"
 
 
-def test_a_public_link_redirecting_to_a_private_address_is_not_followed(
-        make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def news(make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> tuple[Site, list[str]]:
+    """A site on 127.0.0.2 standing for a public one, `news.example` (there is no DNS here).
+
+    The guard's lookup (linkcheck._resolve) answers 127.0.0.2 for news.example and lists each name it
+    is asked; 127.0.0.2 is judged a public address. Every other name and address is looked up and
+    judged as the real code does.
+    """
     from mailer.checks import linkcheck
 
-    news, admin = make_site(), make_site()  # admin: what must stay unreachable, e.g. a router's page
-    port = int(news.url.rsplit(":", 1)[1])
-    # news.example stands for a public site (there is no DNS here): it answers from loopback, but the
-    # checker is told it is public; every other name and address is judged as the real code judges it.
-    resolve, is_private = linkcheck._resolve, linkcheck.host_is_private
-    monkeypatch.setattr(linkcheck, "_resolve", lambda host, p, timeout: resolve(
-        "127.0.0.1" if host == "news.example" else host, p, timeout))
-    monkeypatch.setattr(linkcheck, "host_is_private", lambda host, timeout: host != "news.example" and is_private(
-        host, timeout))
+    site = make_site(address=("127.0.0.2", 0))
+    asked: list[str] = []
+    resolve, is_private = linkcheck._resolve, linkcheck._is_private_address
+
+    def listed(host: str, port: int, timeout: float) -> Any:
+        asked.append(host)
+        return resolve("127.0.0.2" if host == "news.example" else host, port, timeout)
+
+    monkeypatch.setattr(linkcheck, "_resolve", listed)
+    monkeypatch.setattr(linkcheck, "_is_private_address", lambda address: str(address) != "127.0.0.2"
+                        and is_private(address))
+    return site, asked
+
+
+def test_a_public_link_redirecting_to_a_private_address_is_not_followed(
+        make_site: Callable[..., Site], news: tuple[Site, list[str]]) -> None:
+    admin = make_site()  # what must stay unreachable, e.g. a router's page
+    port = int(news[0].url.rsplit(":", 1)[1])
     for private in (f"{admin.url}/ok", "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/",
-                    "http://[::1]/", "http://localhost/"):
+                    "http://[::1]/", "http://localhost/", "http://localhost./", "http://127.0.0.1./",
+                    f"http://2130706433:{port}/ok"):
         result = check_one(f"http://news.example:{port}/to?{private}")
         assert result.verdict is Verdict.UNCHECKED, private
         assert result.reason == f"redirects to {private}, a private or local address, which is not fetched"
+    # A name this machine cannot look up is not asked (a resolver elsewhere may know it).
+    for unresolved in ("http://metadata.google.internal/", "http://127.0.0.1.nip.io/"):
+        result = check_one(f"http://news.example:{port}/to?{unresolved}")
+        assert result.verdict is Verdict.BROKEN and result.final_url == unresolved
+        assert (result.reason or "").startswith(f"name not resolved: {urlsplit(unresolved).hostname}"), result.reason
     assert admin.total_hits() == 0
+
+
+def test_the_address_checked_is_the_address_connected_to(make_site: Callable[..., Site],
+                                                         news: tuple[Site, list[str]],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.checks import linkcheck
+
+    site, _ = news
+    port = int(site.url.rsplit(":", 1)[1])
+    inside = make_site(address=("127.0.0.1", port))  # where a second lookup of a name would lead
+    # Rebinding names: public (127.0.0.2) the first time each is asked, 127.0.0.1 every time after.
+    asked: Counter[str] = Counter()
+    resolve = linkcheck._resolve
+
+    def rebinding(host: str, p: int, timeout: float) -> Any:
+        asked[host] += 1
+        return resolve("127.0.0.2" if asked[host] == 1 else "127.0.0.1", p, timeout)
+
+    monkeypatch.setattr(linkcheck, "_resolve", rebinding)
+    result = check_one(f"http://news.example:{port}/to?http://cdn.example:{port}/ok")
+    assert result.verdict is Verdict.OK and result.final_url == f"http://cdn.example:{port}/ok"
+    assert site.hits[("HEAD", "/ok")] == 1 and inside.total_hits() == 0
+    assert asked == {"news.example": 1, "cdn.example": 1}
 
 
 def test_a_local_link_may_redirect_within_this_machine(make_site: Callable[..., Site]) -> None:
