@@ -192,6 +192,10 @@ class Int(Type):
         if not re.fullmatch(r"[+-]?\d+", text.strip()):
             out.add(node, path, f"must be a whole number, not {text!r}")
             return MISSING
+        digits = len(text.strip().lstrip("+-"))
+        if digits > 18:  # Python refuses to read past 4,300 digits; no count of anything here has 19
+            out.add(node, path, f"is a number of {digits:,} digits; at most 18 fit", hint="shorten it")
+            return MISSING
         value = int(text)
         if self.minimum is not None and value < self.minimum:
             out.add(node, path, f"must be at least {self.minimum}")
@@ -426,10 +430,70 @@ def _escape(source: str, index: int) -> tuple[int, bool]:
     return 2, False  # an escaped line break joins the lines
 
 
+def read_yaml(path: Path, file_label: str) -> tuple[str, yaml.Node | None]:
+    """A YAML file's text and node tree: every reader of issue files comes through here.
+
+    Refuses (InputError, with line and column) what no reader could take: bytes that are not UTF-8,
+    a syntax error. Values are left as written: PyYAML's own reading of a scalar (`2026-02-30` as a
+    date, 5,000 digits as a number) would raise ValueError.
+    """
+    text = read_utf8(path, file_label)
+    return text, compose_yaml(text, file_label)
+
+
+def values_yaml_cannot_build(root: yaml.Node, file_label: str) -> list[Problem]:
+    """The scalars a YAML library would fail to turn into values (for a reader that loads, as ruamel.yaml does).
+
+    `2026-02-30` and `0000-01-01` read as dates that do not exist, a number past 4,300 digits is past what
+    Python reads, `!!float abc` is no float: PyYAML and ruamel.yaml raise ValueError (or worse) for them,
+    naming no line.
+    """
+    constructor = yaml.constructor.SafeConstructor()
+    problems = []
+    for path, node in all_nodes(root):
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in _BUILT:
+            continue
+        try:
+            constructor.construct_object(node)
+        except (ValueError, KeyError, yaml.YAMLError) as err:
+            kind = node.tag.rsplit(":", 1)[-1]
+            if kind == "timestamp":
+                message = f"{node.value!r} reads as a date, and there is no such day ({err})"
+                hint = "write a real date as YYYY-MM-DD, or put the text in quotes"
+            elif kind == "int" and re.fullmatch(r"[+-]?[\d_]+", node.value):
+                message = f"a number of {len(node.value):,} digits is more than YAML can read"
+                hint = "put it in quotes to keep it as text, or shorten it"
+            else:
+                message = f"{node.value!r} is not {_KINDS.get(kind, kind)}, as '!!{kind}' says"
+                hint = f"remove the '!!{kind}' before it, or put the text in quotes"
+            problems.append(Problem(file_label, message, node.start_mark.line + 1, node.start_mark.column + 1,
+                                    path or None, hint))
+    return problems
+
+
+_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "binary": "base64"}
+_BUILT = {f"tag:yaml.org,2002:{name}" for name in ("timestamp", *_KINDS)}
+
+
+def all_nodes(root: yaml.Node) -> list[tuple[str, yaml.Node]]:
+    """Every node of a tree (keys included) with its field path, in the file's order."""
+    found = []
+    stack: list[tuple[str, yaml.Node]] = [("", root)]
+    while stack:
+        path, node = stack.pop()
+        found.append((path, node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                stack += [(path, key), (f"{path}.{name}" if path else str(name), value)]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(f"{path}[{index}]", value) for index, value in enumerate(node.value)]
+    return sorted(found, key=lambda item: (item[1].start_mark.line, item[1].start_mark.column))
+
+
 def load_document(path: Path, schema: Record, *, file_label: str) -> Any:
     """Read, parse and validate one YAML file; raise InputError with every problem found."""
-    text = read_utf8(path, file_label)
-    root = compose_yaml(text, file_label)
+    text, root = read_yaml(path, file_label)
     out = Collector(file_label, text)
     if root is None:
         out.add(None, None, "the file is empty", hint="see the issue format in the README")

@@ -191,3 +191,58 @@ def test_terminal_escapes_in_a_list_never_reach_the_terminal(workspace: Path, ru
     assert "skip esc\\x1b[2J@example.com (line 3): invalid email address" in output
     assert "(line 4): first_name contains the control character U+001B" in output
     assert "would send to: ok@example.com" in output
+
+
+# -- one bad file must not stop the others -------------------------------------------------------------
+
+DRAFT = "issues/2026-03-01.yaml"  # the latest file in issues/: what `mailer new` would start from
+# Values PyYAML and ruamel.yaml turn into a ValueError (a day that does not exist, a year 0, more digits
+# than Python reads), and a `!!set` where the sections go; each with the line and column it is written at.
+BAD_VALUES = {
+    "impossible date": ("date: 2020-12-13", "date: 2026-02-30", "3:7: date: "),
+    "year 0000": ("date: 2020-12-13", "date: 0000-01-01", "3:7: date: "),
+    "5,000 digits": ("lang: en", "lang: en\nnumber: " + "9" * 5000, "6:9: number: "),
+    "!!set sections": ("sections:\n", "sections: !!set {a, b}\nold_sections:\n", "17:11: sections: "),
+}
+
+
+def write_draft(workspace: Path, kind: str) -> None:
+    old, new, _ = BAD_VALUES[kind]
+    text = (workspace / ISSUE).read_text(encoding="utf-8").replace(old, new, 1)
+    (workspace / DRAFT).write_text(text.replace("date: 2020-12-13", "date: 2026-03-01", 1), encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", list(BAD_VALUES))
+def test_a_bad_draft_beside_the_issue_stops_no_command_on_it(workspace: Path, run_cli, sendgrid, kind: str) -> None:
+    write_draft(workspace, kind)
+    for args in (["check", ISSUE], ["send", ISSUE, "--subscribers", "subscribers.example.csv"],
+                 ["send", ISSUE, "--test-to", "editor@example.com", "--live"],
+                 ["send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes"]):
+        result = run_cli(*args)
+        assert result.exit_code == 0, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stdout + result.stderr
+    assert len(sendgrid.accepted) > 1  # the test send and the whole list
+    new = run_cli("new", "2021-01-03")
+    assert new.exit_code == 0, new.stderr
+    assert "← the structure of issues/2020-12-13.yaml" in new.stdout
+    assert f"warning: left out: {DRAFT}:" in new.stderr  # the draft it did not start from, named
+    running = start(workspace)
+    try:
+        pages = [get(running, target) for target in ("/", "/preview/2020-12-13", "/preview/2026-03-01")]
+    finally:
+        running.shutdown()
+        running.server_close()
+    assert [status for status, _, _ in pages] == [200, 200, 200]
+
+
+@pytest.mark.parametrize("kind", list(BAD_VALUES))
+def test_a_bad_value_in_the_issue_itself_is_an_error_with_its_line_and_column(workspace: Path, run_cli,
+                                                                             kind: str) -> None:
+    write_draft(workspace, kind)
+    where = f"{DRAFT}:{BAD_VALUES[kind][2]}"
+    for args in (["build", DRAFT], ["check", DRAFT], ["new", "2026-03-08", "--from", DRAFT]):
+        result = run_cli(*args)
+        output = result.stdout + result.stderr
+        assert result.exit_code == 1, (args, output)
+        assert where in output and "Traceback" not in output, (args, output)
+    assert not (workspace / "issues/2026-03-08.yaml").exists() and not (workspace / "build").exists()
