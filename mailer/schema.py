@@ -83,10 +83,10 @@ def read_utf8(path: Path, file_label: str) -> str:
 
 
 def compose_yaml(text: str, file_label: str) -> yaml.Node | None:
-    """Parse YAML into a node tree; a syntax error becomes a Problem with line and column."""
+    """Parse YAML into a node tree; a syntax error or an alias becomes a Problem with line and column."""
     loader = _Loader(text)
     try:
-        return loader.get_single_node()
+        root = loader.get_single_node()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         message = "invalid YAML: " + " ".join(p for p in (err.context, err.problem) if p)
@@ -106,6 +106,56 @@ def compose_yaml(text: str, file_label: str) -> yaml.Node | None:
         raise InputError([Problem(file_label, f"invalid YAML: {err}")]) from None
     finally:
         loader.dispose()
+    if root is not None and _has_alias(root):
+        raise InputError(_alias_problems(text, file_label))
+    return root
+
+
+def _has_alias(root: yaml.Node) -> bool:
+    """Whether a node is reached twice: the composer makes an alias (`*name`) the very node it names."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return False
+
+
+def _alias_problems(text: str, file_label: str) -> list[Problem]:
+    """Each anchor's first alias, with the line of the anchor and how often it is used.
+
+    Aliases are refused rather than expanded: each is the whole value it names, so a 3 KB file of
+    aliases of aliases stands for millions of values, and every reader of the file (the checks, the
+    build, the preview, mailer new and cards) would walk all of them.
+    """
+    anchors: dict[str, int] = {}
+    first: dict[str, yaml.Mark] = {}
+    uses: dict[str, int] = {}
+    loader = _Loader(text)
+    try:
+        while (event := loader.get_event()) is not None and not isinstance(event, yaml.StreamEndEvent):
+            if isinstance(event, yaml.AliasEvent):
+                first.setdefault(event.anchor, event.start_mark)
+                uses[event.anchor] = uses.get(event.anchor, 0) + 1
+            elif getattr(event, "anchor", None):
+                anchors.setdefault(event.anchor, event.start_mark.line + 1)
+    finally:
+        loader.dispose()
+    problems = []
+    for name, mark in first.items():
+        times = f" ({uses[name]} uses in the file)" if uses[name] > 1 else ""
+        problems.append(Problem(file_label, f"'*{name}' repeats the value marked '&{name}' on line "
+                                f"{anchors.get(name, '?')}{times}: mailer does not read YAML aliases",
+                                mark.line + 1, mark.column + 1,
+                                hint=f"write the value out in full where '*{name}' stands, and remove "
+                                f"'&{name}'"))
+    return problems
 
 
 # --- field types -----------------------------------------------------------------------------
@@ -434,8 +484,8 @@ def read_yaml(path: Path, file_label: str) -> tuple[str, yaml.Node | None]:
     """A YAML file's text and node tree: every reader of issue files comes through here.
 
     Refuses (InputError, with line and column) what no reader could take: bytes that are not UTF-8,
-    a syntax error. Values are left as written: PyYAML's own reading of a scalar (`2026-02-30` as a
-    date, 5,000 digits as a number) would raise ValueError.
+    a syntax error, an alias. Values are left as written: PyYAML's own
+    reading of a scalar (`2026-02-30` as a date, 5,000 digits as a number) would raise ValueError.
     """
     text = read_utf8(path, file_label)
     return text, compose_yaml(text, file_label)
@@ -476,7 +526,7 @@ _BUILT = {f"tag:yaml.org,2002:{name}" for name in ("timestamp", *_KINDS)}
 
 
 def all_nodes(root: yaml.Node) -> list[tuple[str, yaml.Node]]:
-    """Every node of a tree (keys included) with its field path, in the file's order."""
+    """Every node of a tree (keys included) with its field path, in the file's order; the tree holds no alias."""
     found = []
     stack: list[tuple[str, yaml.Node]] = [("", root)]
     while stack:

@@ -5,6 +5,8 @@ docs/hostile-input.md lists what the suite tries and what each input gets.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -246,3 +248,42 @@ def test_a_bad_value_in_the_issue_itself_is_an_error_with_its_line_and_column(wo
         assert result.exit_code == 1, (args, output)
         assert where in output and "Traceback" not in output, (args, output)
     assert not (workspace / "issues/2026-03-08.yaml").exists() and not (workspace / "build").exists()
+
+
+def run_mailer(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`mailer ARGS…` as a child process, stopped after 30 s: the input below used to run for minutes."""
+    return subprocess.run([sys.executable, "-m", "mailer", *args], cwd=workspace, capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+def test_yaml_aliases_are_refused_with_their_line_not_expanded(workspace: Path) -> None:
+    # 2.5 KB standing for 200 sections × 200 list items × 200 links: 8 million links once expanded.
+    def repeated(name: str) -> str:
+        return ", *".join([""] + [name] * 199)
+
+    link = "&l {label: L, url: 'https://example.com/'}"
+    item = f"&i {{title: T, links: [{link}{repeated('l')}]}}"
+    section = f"&s {{heading: H, list: [{item}{repeated('i')}]}}"
+    text = f"subject: Aliases\ndate: 2026-03-01\npreheader: Eight million links\nsections: [{section}{repeated('s')}]\n"
+    (workspace / DRAFT).write_text(text, encoding="utf-8")
+    refused = f"{DRAFT}:4:101: '*l' repeats the value marked '&l' on line 4 (199 uses in the file): mailer does " \
+              "not read YAML aliases"
+    for args in (["check", DRAFT], ["build", DRAFT], ["new", "2026-03-08", "--from", DRAFT], ["cards", DRAFT]):
+        result = run_mailer(workspace, *args)
+        assert result.returncode == 1 and refused in result.stdout + result.stderr, (args, result)
+        assert "hint: write the value out in full where '*l' stands" in result.stdout + result.stderr
+    # Beside this week's issue: named, and this week's check and the new file go on.
+    check = run_mailer(workspace, "check", ISSUE)
+    assert check.returncode == 0, check.stdout
+    assert f"{DRAFT}:4:101: not compared with this issue for a repeated subject or date: '*l' repeats" in check.stdout
+    new = run_mailer(workspace, "new", "2021-01-03")
+    assert new.returncode == 0 and f"warning: left out: {DRAFT}:4:101: '*l' repeats" in new.stderr
+    running = start(workspace)
+    try:
+        page = get(running, "/preview/2026-03-01")
+        sample = get(running, "/preview/2020-12-13")
+    finally:
+        running.shutdown()
+        running.server_close()
+    assert page[0] == 200 and b"mailer does not read YAML aliases" in page[2]
+    assert sample[0] == 200

@@ -94,14 +94,12 @@ def cards_needing(text: str, label: str) -> tuple[list[Card], int]:
     found: list[Card] = []
     complete = 0
     problems: list[Problem] = []
-    seen: set[int] = set()
     for s, section in enumerate(_items(_child(root, "sections"))):
         for c, card in enumerate(_items(_child(section, "cards"))):
             path = f"sections[{s}].cards[{c}]"
             url = _child(card, "url")
-            if not (isinstance(url, yaml.ScalarNode) and url.tag.endswith(":str")) or id(card) in seen:
-                continue  # not a card; or a YAML alias of one already seen (filled once, where it is written)
-            seen.add(id(card))
+            if not (isinstance(url, yaml.ScalarNode) and url.tag.endswith(":str")):
+                continue  # not a card
             keys = {name.value: (name, value) for name, value in card.value if isinstance(name, yaml.ScalarNode)}
             # An empty field (`title:` or `title: ""`) is a slot to fill, and the build refuses it anyway.
             empty = {name: (keys[name][0].start_mark.line, keys[name][0].start_mark.column)
