@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,14 +57,33 @@ class Collector:
             raise InputError(self.problems)
 
 
-def read_utf8(path: Path, file_label: str) -> str:
-    """Read a text file as UTF-8 (a BOM is allowed), naming the line of any undecodable byte."""
+# A file far larger than any issue (the sample is 12 KB, forty cards about 23 KB; a whole message of 512 KB
+# is already a `mailer check` warning): past this, reading, checking and building it would take minutes
+# and gigabytes, for every command and every preview page that reads the issues folder.
+MAX_FILE_BYTES = 1_000_000
+
+
+def read_limited(path: Path, file_label: str) -> bytes:
+    """A file's bytes, refused past MAX_FILE_BYTES (a special file such as /dev/zero included)."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            data = b"" if size > MAX_FILE_BYTES else handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise InputError([Problem(file_label, "file not found", hint="check the path")]) from None
     except OSError as err:
         raise InputError([Problem(file_label, f"cannot read the file: {err.strerror}")]) from err
+    if size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:
+        shown = f"{size / 1_000_000:,.1f} MB" if size > MAX_FILE_BYTES else "more than 1 MB"
+        raise InputError([Problem(file_label, f"the file is {shown}; mailer reads files of at most 1 MB",
+                                  hint="an issue is a few KB (the sample is 12 KB): is this the right file? "
+                                  "Pictures go in files beside it (img/…), not in the YAML")])
+    return data
+
+
+def read_utf8(path: Path, file_label: str) -> str:
+    """Read a text file (at most MAX_FILE_BYTES) as UTF-8, a BOM allowed, naming the line of an undecodable byte."""
+    data = read_limited(path, file_label)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -483,8 +503,8 @@ def _escape(source: str, index: int) -> tuple[int, bool]:
 def read_yaml(path: Path, file_label: str) -> tuple[str, yaml.Node | None]:
     """A YAML file's text and node tree: every reader of issue files comes through here.
 
-    Refuses (InputError, with line and column) what no reader could take: bytes that are not UTF-8,
-    a syntax error, an alias. Values are left as written: PyYAML's own
+    Refuses (InputError, with line and column) what no reader could take: a file past MAX_FILE_BYTES,
+    bytes that are not UTF-8, a syntax error, an alias. Values are left as written: PyYAML's own
     reading of a scalar (`2026-02-30` as a date, 5,000 digits as a number) would raise ValueError.
     """
     text = read_utf8(path, file_label)

@@ -287,3 +287,25 @@ def test_yaml_aliases_are_refused_with_their_line_not_expanded(workspace: Path) 
         running.server_close()
     assert page[0] == 200 and b"mailer does not read YAML aliases" in page[2]
     assert sample[0] == 200
+
+
+def test_an_issue_file_over_1_mb_is_refused_naming_its_size(workspace: Path, run_cli) -> None:
+    text = (workspace / ISSUE).read_text(encoding="utf-8").replace("date: 2020-12-13", "date: 2026-03-01", 1)
+    paragraph = "      " + "A sentence about research that goes on for a while. " * 20 + "\n\n"
+    big = text.replace("    body: |\n", "    body: |\n" + paragraph * 1500, 1)  # 1.6 MB: a pasted log, say
+    (workspace / DRAFT).write_text(big, encoding="utf-8")
+    refused = f"{DRAFT}: the file is 1.6 MB; mailer reads files of at most 1 MB"
+    for args in (["check", DRAFT], ["build", DRAFT], ["new", "2026-03-08", "--from", DRAFT], ["cards", DRAFT]):
+        result = run_cli(*args)
+        assert result.exit_code == 1 and refused in result.stdout + result.stderr, (args, result)
+    check = run_cli("check", ISSUE)
+    assert check.exit_code == 0 and f"{DRAFT}: not compared with this issue" in check.stdout
+    new = run_cli("new", "2021-01-03")
+    assert new.exit_code == 0 and f"warning: left out: {refused}" in new.stderr
+    running = start(workspace)
+    try:
+        page, index = get(running, "/preview/2026-03-01"), get(running, "/")
+    finally:
+        running.shutdown()
+        running.server_close()
+    assert page[0] == index[0] == 200 and b"mailer reads files of at most 1 MB" in page[2]

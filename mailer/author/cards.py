@@ -26,7 +26,7 @@ from typing import Any
 from mailer.author.pagemeta import Fetched, PageFetcher, PageMeta
 from mailer.errors import InputError, Problem
 from mailer.files import write_atomic
-from mailer.schema import compose_yaml, display_path, read_utf8
+from mailer.schema import compose_yaml, display_path, read_limited, read_utf8
 
 FILLED = ("title", "description", "site")  # in the order they are written after the card's keys
 
@@ -139,7 +139,7 @@ def fill_cards(issue: Path, *, cache: PageCache, fetcher_factory: Callable[[], P
                progress: Callable[[Fetched], None] | None = None) -> CardsReport:
     """Fetch what the issue's cards lack and write it into the file; returns what happened to each card."""
     label = display_path(issue)
-    raw = issue.read_bytes()
+    raw = read_limited(issue, label)
     try:
         text = raw.decode("utf-8")  # a byte-order mark stays in the text, so it is written back
     except UnicodeDecodeError:
