@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,14 +57,33 @@ class Collector:
             raise InputError(self.problems)
 
 
-def read_utf8(path: Path, file_label: str) -> str:
-    """Read a text file as UTF-8 (a BOM is allowed), naming the line of any undecodable byte."""
+# A file far larger than any issue (the sample is 12 KB, forty cards about 23 KB; a whole message of 512 KB
+# is already a `mailer check` warning): past this, reading, checking and building it would take minutes
+# and gigabytes, for every command and every preview page that reads the issues folder.
+MAX_FILE_BYTES = 1_000_000
+
+
+def read_limited(path: Path, file_label: str) -> bytes:
+    """A file's bytes, refused past MAX_FILE_BYTES (a special file such as /dev/zero included)."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            data = b"" if size > MAX_FILE_BYTES else handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise InputError([Problem(file_label, "file not found", hint="check the path")]) from None
     except OSError as err:
         raise InputError([Problem(file_label, f"cannot read the file: {err.strerror}")]) from err
+    if size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:
+        shown = f"{size / 1_000_000:,.1f} MB" if size > MAX_FILE_BYTES else "more than 1 MB"
+        raise InputError([Problem(file_label, f"the file is {shown}; mailer reads files of at most 1 MB",
+                                  hint="an issue is a few KB (the sample is 12 KB): is this the right file? "
+                                  "Pictures go in files beside it (img/…), not in the YAML")])
+    return data
+
+
+def read_utf8(path: Path, file_label: str) -> str:
+    """Read a text file (at most MAX_FILE_BYTES) as UTF-8, a BOM allowed, naming the line of an undecodable byte."""
+    data = read_limited(path, file_label)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -83,10 +103,10 @@ def read_utf8(path: Path, file_label: str) -> str:
 
 
 def compose_yaml(text: str, file_label: str) -> yaml.Node | None:
-    """Parse YAML into a node tree; a syntax error becomes a Problem with line and column."""
+    """Parse YAML into a node tree; a syntax error or an alias becomes a Problem with line and column."""
     loader = _Loader(text)
     try:
-        return loader.get_single_node()
+        root = loader.get_single_node()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         message = "invalid YAML: " + " ".join(p for p in (err.context, err.problem) if p)
@@ -106,6 +126,56 @@ def compose_yaml(text: str, file_label: str) -> yaml.Node | None:
         raise InputError([Problem(file_label, f"invalid YAML: {err}")]) from None
     finally:
         loader.dispose()
+    if root is not None and _has_alias(root):
+        raise InputError(_alias_problems(text, file_label))
+    return root
+
+
+def _has_alias(root: yaml.Node) -> bool:
+    """Whether a node is reached twice: the composer makes an alias (`*name`) the very node it names."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return False
+
+
+def _alias_problems(text: str, file_label: str) -> list[Problem]:
+    """Each anchor's first alias, with the line of the anchor and how often it is used.
+
+    Aliases are refused rather than expanded: each is the whole value it names, so a 3 KB file of
+    aliases of aliases stands for millions of values, and every reader of the file (the checks, the
+    build, the preview, mailer new and cards) would walk all of them.
+    """
+    anchors: dict[str, int] = {}
+    first: dict[str, yaml.Mark] = {}
+    uses: dict[str, int] = {}
+    loader = _Loader(text)
+    try:
+        while (event := loader.get_event()) is not None and not isinstance(event, yaml.StreamEndEvent):
+            if isinstance(event, yaml.AliasEvent):
+                first.setdefault(event.anchor, event.start_mark)
+                uses[event.anchor] = uses.get(event.anchor, 0) + 1
+            elif getattr(event, "anchor", None):
+                anchors.setdefault(event.anchor, event.start_mark.line + 1)
+    finally:
+        loader.dispose()
+    problems = []
+    for name, mark in first.items():
+        times = f" ({uses[name]} uses in the file)" if uses[name] > 1 else ""
+        problems.append(Problem(file_label, f"'*{name}' repeats the value marked '&{name}' on line "
+                                f"{anchors.get(name, '?')}{times}: mailer does not read YAML aliases",
+                                mark.line + 1, mark.column + 1,
+                                hint=f"write the value out in full where '*{name}' stands, and remove "
+                                f"'&{name}'"))
+    return problems
 
 
 # --- field types -----------------------------------------------------------------------------
@@ -191,6 +261,10 @@ class Int(Type):
             return MISSING
         if not re.fullmatch(r"[+-]?\d+", text.strip()):
             out.add(node, path, f"must be a whole number, not {text!r}")
+            return MISSING
+        digits = len(text.strip().lstrip("+-"))
+        if digits > 18:  # Python refuses to read past 4,300 digits; no count of anything here has 19
+            out.add(node, path, f"is a number of {digits:,} digits; at most 18 fit", hint="shorten it")
             return MISSING
         value = int(text)
         if self.minimum is not None and value < self.minimum:
@@ -426,10 +500,70 @@ def _escape(source: str, index: int) -> tuple[int, bool]:
     return 2, False  # an escaped line break joins the lines
 
 
+def read_yaml(path: Path, file_label: str) -> tuple[str, yaml.Node | None]:
+    """A YAML file's text and node tree: every reader of issue files comes through here.
+
+    Refuses (InputError, with line and column) what no reader could take: a file past MAX_FILE_BYTES,
+    bytes that are not UTF-8, a syntax error, an alias. Values are left as written: PyYAML's own
+    reading of a scalar (`2026-02-30` as a date, 5,000 digits as a number) would raise ValueError.
+    """
+    text = read_utf8(path, file_label)
+    return text, compose_yaml(text, file_label)
+
+
+def values_yaml_cannot_build(root: yaml.Node, file_label: str) -> list[Problem]:
+    """The scalars a YAML library would fail to turn into values (for a reader that loads, as ruamel.yaml does).
+
+    `2026-02-30` and `0000-01-01` read as dates that do not exist, a number past 4,300 digits is past what
+    Python reads, `!!float abc` is no float: PyYAML and ruamel.yaml raise ValueError (or worse) for them,
+    naming no line.
+    """
+    constructor = yaml.constructor.SafeConstructor()
+    problems = []
+    for path, node in all_nodes(root):
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in _BUILT:
+            continue
+        try:
+            constructor.construct_object(node)
+        except (ValueError, KeyError, yaml.YAMLError) as err:
+            kind = node.tag.rsplit(":", 1)[-1]
+            if kind == "timestamp":
+                message = f"{node.value!r} reads as a date, and there is no such day ({err})"
+                hint = "write a real date as YYYY-MM-DD, or put the text in quotes"
+            elif kind == "int" and re.fullmatch(r"[+-]?[\d_]+", node.value):
+                message = f"a number of {len(node.value):,} digits is more than YAML can read"
+                hint = "put it in quotes to keep it as text, or shorten it"
+            else:
+                message = f"{node.value!r} is not {_KINDS.get(kind, kind)}, as '!!{kind}' says"
+                hint = f"remove the '!!{kind}' before it, or put the text in quotes"
+            problems.append(Problem(file_label, message, node.start_mark.line + 1, node.start_mark.column + 1,
+                                    path or None, hint))
+    return problems
+
+
+_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "binary": "base64"}
+_BUILT = {f"tag:yaml.org,2002:{name}" for name in ("timestamp", *_KINDS)}
+
+
+def all_nodes(root: yaml.Node) -> list[tuple[str, yaml.Node]]:
+    """Every node of a tree (keys included) with its field path, in the file's order; the tree holds no alias."""
+    found = []
+    stack: list[tuple[str, yaml.Node]] = [("", root)]
+    while stack:
+        path, node = stack.pop()
+        found.append((path, node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                stack += [(path, key), (f"{path}.{name}" if path else str(name), value)]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(f"{path}[{index}]", value) for index, value in enumerate(node.value)]
+    return sorted(found, key=lambda item: (item[1].start_mark.line, item[1].start_mark.column))
+
+
 def load_document(path: Path, schema: Record, *, file_label: str) -> Any:
     """Read, parse and validate one YAML file; raise InputError with every problem found."""
-    text = read_utf8(path, file_label)
-    root = compose_yaml(text, file_label)
+    text, root = read_yaml(path, file_label)
     out = Collector(file_label, text)
     if root is None:
         out.add(None, None, "the file is empty", hint="see the issue format in the README")

@@ -5,6 +5,8 @@ docs/hostile-input.md lists what the suite tries and what each input gets.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,119 @@ def test_terminal_escapes_in_a_list_never_reach_the_terminal(workspace: Path, ru
     assert "skip esc\\x1b[2J@example.com (line 3): invalid email address" in output
     assert "(line 4): first_name contains the control character U+001B" in output
     assert "would send to: ok@example.com" in output
+
+
+# -- one bad file must not stop the others -------------------------------------------------------------
+
+DRAFT = "issues/2026-03-01.yaml"  # the latest file in issues/: what `mailer new` would start from
+# Values PyYAML and ruamel.yaml turn into a ValueError (a day that does not exist, a year 0, more digits
+# than Python reads), and a `!!set` where the sections go; each with the line and column it is written at.
+BAD_VALUES = {
+    "impossible date": ("date: 2020-12-13", "date: 2026-02-30", "3:7: date: "),
+    "year 0000": ("date: 2020-12-13", "date: 0000-01-01", "3:7: date: "),
+    "5,000 digits": ("lang: en", "lang: en\nnumber: " + "9" * 5000, "6:9: number: "),
+    "!!set sections": ("sections:\n", "sections: !!set {a, b}\nold_sections:\n", "17:11: sections: "),
+}
+
+
+def write_draft(workspace: Path, kind: str) -> None:
+    old, new, _ = BAD_VALUES[kind]
+    text = (workspace / ISSUE).read_text(encoding="utf-8").replace(old, new, 1)
+    (workspace / DRAFT).write_text(text.replace("date: 2020-12-13", "date: 2026-03-01", 1), encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", list(BAD_VALUES))
+def test_a_bad_draft_beside_the_issue_stops_no_command_on_it(workspace: Path, run_cli, sendgrid, kind: str) -> None:
+    write_draft(workspace, kind)
+    for args in (["check", ISSUE], ["send", ISSUE, "--subscribers", "subscribers.example.csv"],
+                 ["send", ISSUE, "--test-to", "editor@example.com", "--live"],
+                 ["send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes"]):
+        result = run_cli(*args)
+        assert result.exit_code == 0, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stdout + result.stderr
+    assert len(sendgrid.accepted) > 1  # the test send and the whole list
+    new = run_cli("new", "2021-01-03")
+    assert new.exit_code == 0, new.stderr
+    assert "← the structure of issues/2020-12-13.yaml" in new.stdout
+    assert f"warning: left out: {DRAFT}:" in new.stderr  # the draft it did not start from, named
+    running = start(workspace)
+    try:
+        pages = [get(running, target) for target in ("/", "/preview/2020-12-13", "/preview/2026-03-01")]
+    finally:
+        running.shutdown()
+        running.server_close()
+    assert [status for status, _, _ in pages] == [200, 200, 200]
+
+
+@pytest.mark.parametrize("kind", list(BAD_VALUES))
+def test_a_bad_value_in_the_issue_itself_is_an_error_with_its_line_and_column(workspace: Path, run_cli,
+                                                                             kind: str) -> None:
+    write_draft(workspace, kind)
+    where = f"{DRAFT}:{BAD_VALUES[kind][2]}"
+    for args in (["build", DRAFT], ["check", DRAFT], ["new", "2026-03-08", "--from", DRAFT]):
+        result = run_cli(*args)
+        output = result.stdout + result.stderr
+        assert result.exit_code == 1, (args, output)
+        assert where in output and "Traceback" not in output, (args, output)
+    assert not (workspace / "issues/2026-03-08.yaml").exists() and not (workspace / "build").exists()
+
+
+def run_mailer(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`mailer ARGS…` as a child process, stopped after 30 s: the input below used to run for minutes."""
+    return subprocess.run([sys.executable, "-m", "mailer", *args], cwd=workspace, capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+def test_yaml_aliases_are_refused_with_their_line_not_expanded(workspace: Path) -> None:
+    # 2.5 KB standing for 200 sections × 200 list items × 200 links: 8 million links once expanded.
+    def repeated(name: str) -> str:
+        return ", *".join([""] + [name] * 199)
+
+    link = "&l {label: L, url: 'https://example.com/'}"
+    item = f"&i {{title: T, links: [{link}{repeated('l')}]}}"
+    section = f"&s {{heading: H, list: [{item}{repeated('i')}]}}"
+    text = f"subject: Aliases\ndate: 2026-03-01\npreheader: Eight million links\nsections: [{section}{repeated('s')}]\n"
+    (workspace / DRAFT).write_text(text, encoding="utf-8")
+    refused = f"{DRAFT}:4:101: '*l' repeats the value marked '&l' on line 4 (199 uses in the file): mailer does " \
+              "not read YAML aliases"
+    for args in (["check", DRAFT], ["build", DRAFT], ["new", "2026-03-08", "--from", DRAFT], ["cards", DRAFT]):
+        result = run_mailer(workspace, *args)
+        assert result.returncode == 1 and refused in result.stdout + result.stderr, (args, result)
+        assert "hint: write the value out in full where '*l' stands" in result.stdout + result.stderr
+    # Beside this week's issue: named, and this week's check and the new file go on.
+    check = run_mailer(workspace, "check", ISSUE)
+    assert check.returncode == 0, check.stdout
+    assert f"{DRAFT}:4:101: not compared with this issue for a repeated subject or date: '*l' repeats" in check.stdout
+    new = run_mailer(workspace, "new", "2021-01-03")
+    assert new.returncode == 0 and f"warning: left out: {DRAFT}:4:101: '*l' repeats" in new.stderr
+    running = start(workspace)
+    try:
+        page = get(running, "/preview/2026-03-01")
+        sample = get(running, "/preview/2020-12-13")
+    finally:
+        running.shutdown()
+        running.server_close()
+    assert page[0] == 200 and b"mailer does not read YAML aliases" in page[2]
+    assert sample[0] == 200
+
+
+def test_an_issue_file_over_1_mb_is_refused_naming_its_size(workspace: Path, run_cli) -> None:
+    text = (workspace / ISSUE).read_text(encoding="utf-8").replace("date: 2020-12-13", "date: 2026-03-01", 1)
+    paragraph = "      " + "A sentence about research that goes on for a while. " * 20 + "\n\n"
+    big = text.replace("    body: |\n", "    body: |\n" + paragraph * 1500, 1)  # 1.6 MB: a pasted log, say
+    (workspace / DRAFT).write_text(big, encoding="utf-8")
+    refused = f"{DRAFT}: the file is 1.6 MB; mailer reads files of at most 1 MB"
+    for args in (["check", DRAFT], ["build", DRAFT], ["new", "2026-03-08", "--from", DRAFT], ["cards", DRAFT]):
+        result = run_cli(*args)
+        assert result.exit_code == 1 and refused in result.stdout + result.stderr, (args, result)
+    check = run_cli("check", ISSUE)
+    assert check.exit_code == 0 and f"{DRAFT}: not compared with this issue" in check.stdout
+    new = run_cli("new", "2021-01-03")
+    assert new.exit_code == 0 and f"warning: left out: {refused}" in new.stderr
+    running = start(workspace)
+    try:
+        page, index = get(running, "/preview/2026-03-01"), get(running, "/")
+    finally:
+        running.shutdown()
+        running.server_close()
+    assert page[0] == index[0] == 200 and b"mailer reads files of at most 1 MB" in page[2]

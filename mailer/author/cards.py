@@ -26,7 +26,7 @@ from typing import Any
 from mailer.author.pagemeta import Fetched, PageFetcher, PageMeta
 from mailer.errors import InputError, Problem
 from mailer.files import write_atomic
-from mailer.schema import compose_yaml, display_path, read_utf8
+from mailer.schema import compose_yaml, display_path, read_limited, read_utf8
 
 FILLED = ("title", "description", "site")  # in the order they are written after the card's keys
 
@@ -94,14 +94,12 @@ def cards_needing(text: str, label: str) -> tuple[list[Card], int]:
     found: list[Card] = []
     complete = 0
     problems: list[Problem] = []
-    seen: set[int] = set()
     for s, section in enumerate(_items(_child(root, "sections"))):
         for c, card in enumerate(_items(_child(section, "cards"))):
             path = f"sections[{s}].cards[{c}]"
             url = _child(card, "url")
-            if not (isinstance(url, yaml.ScalarNode) and url.tag.endswith(":str")) or id(card) in seen:
-                continue  # not a card; or a YAML alias of one already seen (filled once, where it is written)
-            seen.add(id(card))
+            if not (isinstance(url, yaml.ScalarNode) and url.tag.endswith(":str")):
+                continue  # not a card
             keys = {name.value: (name, value) for name, value in card.value if isinstance(name, yaml.ScalarNode)}
             # An empty field (`title:` or `title: ""`) is a slot to fill, and the build refuses it anyway.
             empty = {name: (keys[name][0].start_mark.line, keys[name][0].start_mark.column)
@@ -141,7 +139,7 @@ def fill_cards(issue: Path, *, cache: PageCache, fetcher_factory: Callable[[], P
                progress: Callable[[Fetched], None] | None = None) -> CardsReport:
     """Fetch what the issue's cards lack and write it into the file; returns what happened to each card."""
     label = display_path(issue)
-    raw = issue.read_bytes()
+    raw = read_limited(issue, label)
     try:
         text = raw.decode("utf-8")  # a byte-order mark stays in the text, so it is written back
     except UnicodeDecodeError:

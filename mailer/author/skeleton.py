@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from mailer.errors import InputError, Problem
-from mailer.schema import display_path, read_utf8
+from mailer.schema import all_nodes, display_path, node_value, read_yaml, values_yaml_cannot_build
 
 TODO_TEXT = "TODO"
 # Formats a date is written in, in subjects and titles ("The NLP Cypher | 12.13.20").
@@ -47,6 +47,7 @@ class NewIssue:
     text: str
     source: Path
     kept_headings: tuple[str, ...]
+    left_out: tuple[Problem, ...] = ()  # files in issues/ that do not read as an issue, and why
 
 
 def next_sunday(today: date) -> date:
@@ -58,18 +59,21 @@ def new_issue(issues_dir: Path, *, on: date, source: Path | None = None) -> NewI
     """Next week's issue text from `source` (default: the latest issue); raises InputError if it cannot be written."""
     from ruamel.yaml import YAML  # imported here: the CLI's --help must stay fast
 
-    issues = _dated_issues(issues_dir)
+    issues, left_out = _dated_issues(issues_dir)
     if source is None:
         if not issues:
             raise InputError([Problem(display_path(issues_dir), "no issue to start from",
-                                      hint="write the first one by hand: the README's issue format is an example")])
+                                      hint="write the first one by hand: the README's issue format is an example"),
+                              *left_out])
         # The newsletter's own edition: a file named for its date alone (a translation is 2020-12-13-zh.yaml),
         # unless there is none.
         primary = [path for path, read in issues.items() if path.stem == read.date.isoformat()] or list(issues)
         source = max(primary, key=lambda path: (issues[path].date, -len(path.name)))
     elif not source.is_file():
         raise InputError([Problem(display_path(source), "no such issue file", hint="give an issue file in issues/")])
-    summary = issues.get(source) or _summary(source)
+    source_text, root = read_yaml(source, display_path(source))
+    _refuse_what_ruamel_cannot_take(root, display_path(source))
+    summary = issues.get(source) or _summary(root)
     old_date = summary.date if summary else None
     # 2020-12-13-zh.yaml → DATE-zh.yaml: a translation's next issue stays a translation.
     dated = old_date is not None and source.stem.startswith(old_date.isoformat())
@@ -83,22 +87,18 @@ def new_issue(issues_dir: Path, *, on: date, source: Path | None = None) -> NewI
     round_trip.preserve_quotes = True
     round_trip.width = 4096  # never fold a long line the editor wrote on one
     round_trip.indent(mapping=2, sequence=4, offset=2)
-    source_text = read_utf8(source, display_path(source))
     try:
         data = round_trip.load(source_text)
     except Exception as err:  # ruamel.yaml's errors have no common base worth naming
         raise InputError([Problem(display_path(source), f"does not read as YAML: {err}",
                                   hint="mailer check names the problem")]) from None
-    if not hasattr(data, "get") or not hasattr(data, "lc"):
-        raise InputError([Problem(display_path(source), "is not an issue (a mapping of subject, date, sections…)",
-                                  hint="start from an issue file in issues/")])
     spacing = _blank_lines_before(data, source_text)
     recurring = _recurring_headings(issues, source, summary)
     kept = _make_next(data, old_date=old_date, on=on, recurring=recurring)
     out = io.StringIO()
     round_trip.dump(data, out)
     text = _with_blank_lines(out.getvalue(), spacing, round_trip)
-    return NewIssue(target, text, source, tuple(kept))
+    return NewIssue(target, text, source, tuple(kept), tuple(left_out))
 
 
 def write_new_issue(new: NewIssue) -> None:
@@ -222,26 +222,71 @@ class _Summary(NamedTuple):
     headings: frozenset[str]
 
 
-def _dated_issues(issues_dir: Path) -> dict[Path, _Summary]:
-    found = {}
+def _dated_issues(issues_dir: Path) -> tuple[dict[Path, _Summary], list[Problem]]:
+    """Every issue in the folder with what mailer new needs of it; and the files left out, with why."""
+    found, left_out = {}, []
     for path in sorted(issues_dir.glob("*.yaml")):
-        read = _summary(path)
+        label = display_path(path)
+        try:
+            _, root = read_yaml(path, label)
+            _refuse_what_ruamel_cannot_take(root, label)  # as a source it would stop mailer new
+        except InputError as err:
+            left_out.append(err.problems[0])
+            continue
+        read = _summary(root)
         if read:
             found[path] = read
-    return found
+            continue
+        written = node_value(root, "date") if isinstance(root, yaml.MappingNode) else None
+        if written is None:
+            left_out.append(Problem(label, "has no date, so it is not an issue to start from", field="date"))
+        else:
+            left_out.append(Problem(label, f"{_text(written)!r} is not a date (YYYY-MM-DD)",
+                                    written.start_mark.line + 1, written.start_mark.column + 1, "date"))
+    return found, left_out
 
 
-def _summary(path: Path) -> _Summary | None:
-    """An issue's date, language and headings, or None for a file that does not read as an issue."""
+def _summary(root: yaml.Node | None) -> _Summary | None:
+    """An issue's date, language and headings, as written; None for a file that does not read as an issue."""
+    if not isinstance(root, yaml.MappingNode):
+        return None
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        day = date.fromisoformat(_text(node_value(root, "date")))
+    except ValueError:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("date"), date):
-        return None
-    sections = data.get("sections") if isinstance(data.get("sections"), list) else []
-    headings = frozenset(str(s.get("heading")).strip() for s in sections if isinstance(s, dict))
-    return _Summary(data["date"], str(data.get("lang") or "en"), headings)
+    sections = node_value(root, "sections")
+    headings = frozenset(_text(node_value(section, "heading"))
+                         for section in (sections.value if isinstance(sections, yaml.SequenceNode) else ())
+                         if isinstance(section, yaml.MappingNode))
+    return _Summary(day, _text(node_value(root, "lang")) or "en", headings)
+
+
+def _text(node: yaml.Node | None) -> str:
+    return node.value.strip() if isinstance(node, yaml.ScalarNode) else ""
+
+
+def _refuse_what_ruamel_cannot_take(root: yaml.Node | None, label: str) -> None:
+    """The source's problems that would stop ruamel.yaml's reading or the rewrite, with line and column."""
+    if not isinstance(root, yaml.MappingNode) or root.tag != _MAP:  # a list, a `!!set`…
+        where = (root.start_mark.line + 1, root.start_mark.column + 1) if root else (None, None)
+        raise InputError([Problem(label, "is not an issue (a mapping of subject, date, sections…)", *where,
+                                  hint="start from an issue file in issues/")])
+    problems = values_yaml_cannot_build(root, label)
+    # ruamel.yaml builds these as sets and ordered maps, and writes a set in a list as YAML it cannot read back.
+    problems += [Problem(label, f"a YAML {node.tag.replace('tag:yaml.org,2002:', '!!')}: an issue holds "
+                         "mappings and lists only", node.start_mark.line + 1, node.start_mark.column + 1, path or None,
+                         hint="remove the tag, and write a list ('- ' items) or a mapping (key: value lines)")
+                 for path, node in all_nodes(root) if node.tag in _SPECIAL]
+    sections = node_value(root, "sections")
+    if sections is not None and sections.tag not in (_SEQ, _NULL, *_SPECIAL):  # a mapping, a text…
+        problems.append(Problem(label, "must be a list (items starting with '- ')", sections.start_mark.line + 1,
+                                sections.start_mark.column + 1, "sections"))
+    if problems:
+        raise InputError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
+
+
+_MAP, _SEQ, _NULL = (f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "null"))
+_SPECIAL = {f"tag:yaml.org,2002:{name}" for name in ("set", "omap", "pairs")}
 
 
 def _recurring_headings(issues: dict[Path, _Summary], source: Path, summary: _Summary | None) -> set[str]:

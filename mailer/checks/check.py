@@ -26,7 +26,7 @@ from mailer.compose.issue import load_issue
 from mailer.compose.linebreak import display_width
 from mailer.config import CONFIG_NAME, Config
 from mailer.errors import InputError, MailerError, Problem
-from mailer.schema import compose_yaml, display_path, position_in_value, read_utf8
+from mailer.schema import display_path, node_value, position_in_value, read_yaml
 
 SEVERITIES = ("error", "warning", "info")
 # The checks, in the order they are reported; a report lists those that found nothing as passed.
@@ -135,8 +135,7 @@ def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | N
         return report
     report.rendered = rendered
     report.checks = ("input", "size", "images", "links", "text", "compliance", "markup")
-    text = read_utf8(issue_path, label)
-    root = compose_yaml(text, label)
+    text, root = read_yaml(issue_path, label)
     scalars = list(_scalars(root, "")) if root is not None else []
     source = _Source(label, issue_path.parent, text, scalars)
     report.findings += source.findings(rendered, config)
@@ -148,35 +147,45 @@ def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | N
 
 def _same_as_another_issue(rendered: RenderedIssue, issue_path: Path, config: Config,
                            source: _Source) -> list[Finding]:
-    """Last week's file copied and not updated: the same subject (any language) or date (same language)."""
+    """Last week's file copied and not updated: the same subject (any language) or date (same language).
+
+    The other files are read as written (their text, not YAML's guess at a date or a number), so a
+    draft with a date that does not exist is compared like any other; one that cannot be read at all
+    is a warning naming it, and this issue's check goes on.
+    """
     issue = rendered.issue
     found: list[Finding] = []
     for other_path in sorted(config.issues_dir.glob("*.yaml")):
         if other_path.resolve() == issue_path.resolve():
             continue
-        try:
-            other = yaml.load(other_path.read_text(encoding="utf-8-sig"), Loader=_FastLoader)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue  # its own check reports it
-        if not isinstance(other, dict):
-            continue
         shown = display_path(other_path)
-        if str(other.get("subject", "")).strip() == issue.subject:
+        try:
+            _, other = read_yaml(other_path, shown)
+        except InputError as err:
+            problem = err.problems[0]
+            found.append(Finding("warning", "text", "text.other-issue-unread",
+                                 f"not compared with this issue for a repeated subject or date: {problem.message}",
+                                 shown, problem.line, problem.column, problem.field,
+                                 f"mailer check {shown} says what to fix there"))
+            continue
+        if not isinstance(other, yaml.MappingNode):
+            continue
+        if _top_level_text(other, "subject") == issue.subject:
             found.append(source.at("warning", "text", "text.same-subject", "subject", source.by_path.get("subject"),
                                    f"{shown} has the same subject: readers and the archive would see two issues "
                                    "as one", "give this week's issue its own subject"))
-        same_language = str(other.get("lang", "en")).strip().lower() == issue.lang.lower()
-        if str(other.get("date", "")).strip() == issue.date.isoformat() and same_language:
+        same_language = (_top_level_text(other, "lang") or "en").lower() == issue.lang.lower()
+        if _top_level_text(other, "date") == issue.date.isoformat() and same_language:
             found.append(source.at("warning", "text", "text.same-date", "date", source.by_path.get("date"),
                                    f"{shown} has the same date: a copy of last week's file, not updated?",
                                    "set this issue's date (a translation is told apart by its lang)"))
     return found
 
 
-try:  # the C loader: every other issue file is read on each check
-    from yaml import CSafeLoader as _FastLoader
-except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as _FastLoader  # type: ignore[assignment]
+def _top_level_text(root: yaml.MappingNode, key: str) -> str:
+    """The text written for a top-level key ('' when it is missing or not a single value)."""
+    value = node_value(root, key)
+    return value.value.strip() if isinstance(value, yaml.ScalarNode) else ""
 
 
 def _from_problem(problem: Problem, check: str, code: str) -> Finding:

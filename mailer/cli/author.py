@@ -41,6 +41,8 @@ def new(on: object, source: Path | None) -> None:
     except FileExistsError as err:
         raise InputError([Problem(display_path(issue.path), "already exists: mailer new never overwrites an issue",
                                   hint="edit that file, or give another date")]) from err
+    for problem in issue.left_out:  # a draft that does not read is no reason to stop: it is named
+        click.secho(f"warning: left out: {problem}", fg="yellow", err=True)
     click.echo(f"{display_path(issue.path)} ← the structure of {display_path(issue.source)}")
     if issue.kept_headings:
         click.echo("  kept headings: " + ", ".join(issue.kept_headings))

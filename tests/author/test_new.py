@@ -121,7 +121,7 @@ def test_a_source_that_is_not_an_issue_is_a_clear_error(workspace: Path, run_cli
     (workspace / "drafts" / "latin1.yaml").write_bytes("subject: Caf\u00e9\n".encode("latin-1"))
     latin1 = run_cli("new", "2026-12-06", "--from", "drafts/latin1.yaml")
     assert latin1.exit_code == 1 and "drafts/latin1.yaml:1:13: not valid UTF-8 (byte 0xe9)" in latin1.stderr
-    for name in ("broken", "list"):
+    for name, where in (("broken", "2:1: invalid YAML"), ("list", "1:1: is not an issue")):
         result = run_cli("new", "2026-12-06", "--from", f"drafts/{name}.yaml")
         assert result.exit_code == 1 and "Traceback" not in result.stderr
-        assert f"drafts/{name}.yaml: " in result.stderr
+        assert f"drafts/{name}.yaml:{where}" in result.stderr

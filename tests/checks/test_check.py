@@ -595,3 +595,13 @@ def test_last_weeks_file_copied_and_not_updated_is_a_warning(workspace: Path) ->
     assert not codes(check(workspace, updated, name="2020-12-20.yaml")) & {"text.same-subject", "text.same-date"}
     shipped = check_issue(workspace / "issues" / "2020-12-13-zh.yaml", load_config(workspace)).findings
     assert not codes(shipped) & {"text.same-subject", "text.same-date"}
+
+
+def test_another_file_that_does_not_read_is_named_and_the_check_goes_on(workspace: Path) -> None:
+    write(workspace / "issues" / "draft.yaml", "subject: [unclosed\n")
+    findings = check_issue(workspace / "issues" / "2020-12-13.yaml", load_config(workspace)).findings
+    unread = only(findings, "text.other-issue-unread")
+    assert unread.severity == "warning" and (unread.file, unread.line, unread.column) == ("issues/draft.yaml", 2, 1)
+    assert unread.message.startswith("not compared with this issue for a repeated subject or date: invalid YAML")
+    assert unread.hint == "mailer check issues/draft.yaml says what to fix there"
+    assert not [finding for finding in findings if finding.severity == "error"]
