@@ -126,25 +126,41 @@ def compose_yaml(text: str, file_label: str) -> yaml.Node | None:
         raise InputError([Problem(file_label, f"invalid YAML: {err}")]) from None
     finally:
         loader.dispose()
-    if root is not None and _has_alias(root):
-        raise InputError(_alias_problems(text, file_label))
+    if root is not None:
+        shape = _shape(root)
+        if shape == "alias":
+            raise InputError(_alias_problems(text, file_label))
+        if shape == "too many":
+            raise InputError([Problem(file_label, f"the file holds more than {MAX_NODES:,} values (keys, texts, "
+                                      "list items); mailer reads issues of at most that many",
+                                      hint="an issue of 40 link cards holds about 1,000: split this one, or "
+                                      "remove what was pasted in by mistake")])
     return root
 
 
-def _has_alias(root: yaml.Node) -> bool:
-    """Whether a node is reached twice: the composer makes an alias (`*name`) the very node it names."""
+# Values (keys, texts, list items) an issue may hold: the sample holds 381, an issue of 40 link cards
+# about 1,000. Each costs the checks, the build and the preview a little; 38,000 tiny sections in a
+# file under MAX_FILE_BYTES took 37 s and 340 MB to build.
+MAX_NODES = 10_000
+
+
+def _shape(root: yaml.Node) -> str | None:
+    """'alias' when a node is reached twice (the composer makes an alias, `*name`, the very node it
+    names), 'too many' past MAX_NODES nodes, None for a tree mailer reads."""
     seen: set[int] = set()
     stack = [root]
     while stack:
         node = stack.pop()
         if id(node) in seen:
-            return True
+            return "alias"
         seen.add(id(node))
+        if len(seen) > MAX_NODES:
+            return "too many"
         if isinstance(node, yaml.MappingNode):
             stack.extend(part for pair in node.value for part in pair)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
-    return False
+    return None
 
 
 def _alias_problems(text: str, file_label: str) -> list[Problem]:
