@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mailer.compose.build import RenderedIssue, build_issue
 from mailer.config import Config
-from mailer.files import files_under, source_digest, write_atomic
+from mailer.files import PRIVATE_FILE, files_under, private_folder, source_digest, tighten, write_atomic
 
 FORMAT = b"mailer-build-cache 1"
 LIBRARIES = ("mjml-python", "premailer", "cssutils", "jinja2", "markupsafe", "markdown-it-py", "wcwidth", "pyyaml",
@@ -35,13 +35,16 @@ def build_issue_cached(issue_path: Path, config: Config, cache_dir: Path) -> Ren
         with path.open("rb") as cached:
             rendered = pickle.load(cached)  # noqa: S301 (our own file in the user's own state folder)
         if isinstance(rendered, RenderedIssue):
+            for old in (cache_dir, path):  # as an older release may have left them (see private_folder)
+                tighten(old)
             return rendered
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
         pass
     rendered = build_issue(issue_path, config)
     try:
         if cache_key(issue_path, config) == key:  # else something changed while it was built: not kept
-            write_atomic(path, pickle.dumps(rendered, protocol=pickle.HIGHEST_PROTOCOL), mode=0o600)
+            private_folder(cache_dir, within=cache_dir.parent)
+            write_atomic(path, pickle.dumps(rendered, protocol=pickle.HIGHEST_PROTOCOL), mode=PRIVATE_FILE)
             _prune(cache_dir)
     except Exception:  # a full disk, or something that does not pickle: no cache (and no half file)
         pass
