@@ -1084,3 +1084,4 @@ class _TestOptions:
     sandbox: bool = False
     send_at: datetime | None = None
     schedule_id: str | None = None
+    test_copy: bool = True  # its events are not the (see backends.sendgrid._request)

@@ -58,6 +58,7 @@ class SendGridOptions:
     send_at: datetime | None = None
     schedule_id: str | None = None  # SendGrid's batch_id, for cancelling a scheduled send
     sandbox: bool = False
+    test_copy: bool = False  # a `--test-to` copy: its events are told apart from the list's (see _request)
 
 
 @dataclass(frozen=True)
@@ -497,6 +498,15 @@ def _request(rendered: RenderedIssue, config: Config, shared: _Shared, personali
         "categories": ["mailer", f"issue-{rendered.issue.slug}"[:255]],
         "custom_args": {"mailer_issue": rendered.issue.slug, "mailer_batch": batch_id},
     }
+    if getattr(options, "test_copy", False):
+        # Every event SendGrid posts back carries these. A test copy's delivery, opens, clicks and complaints
+        # are not the issue's, and its delivery must not resolve a list reader of the same address whose
+        # copy is uncertain (they would never get it): mailer_test marks it for mailer.deliver.events, and
+        # its own issue key and category keep it apart for a reader that predates the mark, and in
+        # SendGrid's statistics.
+        body["categories"] = ["mailer", f"test-{rendered.issue.slug}"[:255]]
+        body["custom_args"] = {"mailer_issue": f"{rendered.issue.slug}@test", "mailer_batch": batch_id,
+                               "mailer_test": "1"}
     if config.reply_to:
         body["reply_to"] = {"email": config.reply_to}
     if config.managed_unsubscribe and config.unsubscribe_group:
