@@ -105,6 +105,22 @@ def printable(text: str) -> str:
                    for char in text)
 
 
+def shown_url(url: str) -> str:
+    """`url` (a setting's: SENDGRID_API_HOST, MAILER_SERVE_URL) to show or record: a user name and password
+    in it (`https://user:pass@host`) replaced by `***`, and printable.
+
+    Everything between the scheme and the last `@` goes, even past a `/`: a password may hold one
+    unencoded (the URL is then no URL, and is shown in the error that says so). A path with an `@` in
+    it is hidden too; a setting's URL has no reason to hold one.
+    """
+    head, separator, rest = url.partition("//")
+    if not separator:
+        head, rest = "", url
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return printable(head + separator + rest)
+
+
 # Half of a surrogate pair: JSON may escape one on its own ("\\ud800"), and json.loads returns it as it is.
 # No text holds it, and nothing written in UTF-8 (SQLite, a file) can take it: what reads JSON from
 # outside drops it or shows U+FFFD in its place (printable shows it escaped).

@@ -1,5 +1,6 @@
-"""Files: written so that each is either the old one or the new one, never half of one; listed in a
-stable order; mailer's own source as a digest, for the caches in the state folder."""
+"""Files: written so that each is either the old one or the new one, never half of one; the state folder's
+readable by their owner alone; listed in a stable order; mailer's own source as a digest, for the caches in
+the state folder."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import sys
 import tempfile
 from functools import cache
 from pathlib import Path
+from typing import IO, Any
+
+# The state folder holds the subscriber list (its copies, the ledger, the outbox) and the suppression list:
+# every folder in it is its owner's alone and every file too, whatever the umask says.
+PRIVATE_FOLDER = 0o700
+PRIVATE_FILE = 0o600
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, sync: bool = False) -> Path:
@@ -32,6 +39,62 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, sync: bool = Fal
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def private_folder(folder: Path, *, within: Path | None = None) -> Path:
+    """Make `folder` (and every folder missing above it) 0700 whatever the umask; return it.
+
+    Folders that exist from `within` (the state folder; default: `folder` itself) down to `folder`, made
+    by an older release with the umask's 0755, lose their group's and others' permissions (see tighten).
+    """
+    missing = []
+    for parent in [folder, *folder.parents]:
+        if parent.is_dir():
+            break
+        missing.append(parent)
+    for parent in reversed(missing):
+        try:
+            parent.mkdir(mode=PRIVATE_FOLDER)
+        except FileExistsError:  # made meanwhile by another process (or a file there: the caller's error)
+            continue
+        os.chmod(parent, PRIVATE_FOLDER)  # mkdir's mode is masked by the umask
+    current = within if within is not None and folder.is_relative_to(within) else folder
+    tighten(current)
+    for part in folder.relative_to(current).parts:
+        current = current / part
+        tighten(current)
+    return folder
+
+
+def tighten(path: Path) -> None:
+    """Take the group's and others' permissions off `path`, a file or folder of the state folder that an
+    older release made with the umask's 0644 or 0755. The owner's are kept (a folder the user made
+    read-only stays so); missing, or someone else's: left as it is, never an error."""
+    try:
+        status = os.stat(path)
+        if status.st_mode & 0o077:
+            os.chmod(path, status.st_mode & 0o700)
+    except OSError:
+        pass
+
+
+def open_private(path: Path, mode: str = "wb", **kwargs: Any) -> IO[Any]:
+    """open(path, mode) to write a file of the state folder: 0600 whatever the umask, an old one tightened."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    descriptor = os.open(path, flags, PRIVATE_FILE)
+    try:
+        if os.fstat(descriptor).st_mode & 0o777 != PRIVATE_FILE:  # the umask took bits off, or an old file
+            os.fchmod(descriptor, PRIVATE_FILE)
+        return os.fdopen(descriptor, mode, **kwargs)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to a state file made 0600 (see open_private): an outbox's samples and requests."""
+    with open_private(path) as out:
+        out.write(data)
 
 
 def issue_slug(path: Path) -> str:

@@ -7,7 +7,15 @@ import random
 import email_validator
 import pytest
 
-from mailer.addresses import SPECIAL_USE_TLDS, AddressError, address_key, address_problem, parse_address, printable
+from mailer.addresses import (
+    SPECIAL_USE_TLDS,
+    AddressError,
+    address_key,
+    address_problem,
+    parse_address,
+    printable,
+    shown_url,
+)
 from mailer.deliver.message import unsubscribe_token, verify_unsubscribe_token
 
 
@@ -100,3 +108,17 @@ def test_settings_addresses_use_the_same_grammar(workspace, run_cli) -> None:
     result = run_cli("build", "issues/2020-12-13.yaml")
     assert result.exit_code == 1
     assert "mailer.yaml:7:11: reply_to: invalid email address 'x:editor@example.com'" in result.stderr
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://user:pass@proxy.example:8443/base", "https://***@proxy.example:8443/base"),
+    ("http://user@127.0.0.1:8080", "http://***@127.0.0.1:8080"),
+    ("https://user:p@ss@host", "https://***@host"),  # an @ in the password, unencoded
+    ("https://user:p/ss@host:443", "https://***@host:443"),  # a / in it: no URL, but hidden all the same
+    ("user:pass@host/x", "***@host/x"),
+    ("https://user:pass@[::1", "https://***@[::1"),
+    ("https://api.sendgrid.com", "https://api.sendgrid.com"),
+    ("http://host\x1b[2J", "http://host\\x1b[2J"),
+])
+def test_a_settings_url_is_shown_without_its_user_and_password(url: str, shown: str) -> None:
+    assert shown_url(url) == shown

@@ -25,7 +25,7 @@ from typing import Any
 
 from mailer.author.pagemeta import Fetched, PageFetcher, PageMeta
 from mailer.errors import InputError, Problem
-from mailer.files import write_atomic
+from mailer.files import PRIVATE_FILE, private_folder, tighten, write_atomic
 from mailer.schema import compose_yaml, display_path, read_limited, read_utf8
 
 FILLED = ("title", "description", "site")  # in the order they are written after the card's keys
@@ -75,10 +75,14 @@ class PageCache:
             meta = PageMeta.from_json(data)
         except (OSError, ValueError, TypeError):
             return None  # missing or unreadable: fetched again
+        for old in (self.folder, self._path(url)):  # as an older release may have left them (see private_folder)
+            tighten(old)
         return meta if meta.url == url else None
 
     def put(self, meta: PageMeta) -> None:
-        write_atomic(self._path(meta.url), json.dumps(meta.to_json(), ensure_ascii=False, indent=1).encode("utf-8"))
+        private_folder(self.folder, within=self.folder.parent)  # in the state folder, as its other files
+        write_atomic(self._path(meta.url), json.dumps(meta.to_json(), ensure_ascii=False, indent=1).encode("utf-8"),
+                     mode=PRIVATE_FILE)
 
 
 def cards_needing(text: str, label: str) -> tuple[list[Card], int]:

@@ -5,20 +5,31 @@ what a rerun of a finished send has to do. The cache key covers everything a bui
 file, every file beside it (its pictures: size and time), the layouts (their bytes), the settings,
 mailer's own code, and the versions of the libraries that render. Anything else means a fresh build;
 an unreadable or unwritable cache is no cache, never an error.
+
+The build is kept as JSON and read back field by field into the types RenderedIssue declares: a file
+in the state folder is never code. (It was a pickle, which runs whatever the file says when it is
+loaded, and `mailer serve`, facing the internet, shares the state folder with the sends.) A file that
+is not what this module writes, whatever it holds, is a miss: the issue is built again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import pickle
+import types
+import typing
+from datetime import date
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from mailer.compose.build import RenderedIssue, build_issue
 from mailer.config import Config
-from mailer.files import files_under, source_digest, write_atomic
+from mailer.files import PRIVATE_FILE, files_under, private_folder, source_digest, tighten, write_atomic
 
-FORMAT = b"mailer-build-cache 1"
+FORMAT = "mailer-build-cache 2"
 LIBRARIES = ("mjml-python", "premailer", "cssutils", "jinja2", "markupsafe", "markdown-it-py", "wcwidth", "pyyaml",
              "email-validator", "ftfy", "lxml", "cssselect")
 KEEP = 16  # builds kept; the oldest go
@@ -30,28 +41,85 @@ def build_issue_cached(issue_path: Path, config: Config, cache_dir: Path) -> Ren
         key = cache_key(issue_path, config)
     except OSError:
         return build_issue(issue_path, config)  # the build reports what is missing
-    path = cache_dir / f"{key}.pickle"
+    path = cache_dir / f"{key}.json"
     try:
-        with path.open("rb") as cached:
-            rendered = pickle.load(cached)  # noqa: S301 (our own file in the user's own state folder)
-        if isinstance(rendered, RenderedIssue):
-            return rendered
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
+        rendered = _read(path.read_bytes(), key)
+        for old in (cache_dir, path):  # as an older release may have left them (see private_folder)
+            tighten(old)
+        return rendered
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):  # missing, damaged or not ours: a miss
         pass
     rendered = build_issue(issue_path, config)
     try:
         if cache_key(issue_path, config) == key:  # else something changed while it was built: not kept
-            write_atomic(path, pickle.dumps(rendered, protocol=pickle.HIGHEST_PROTOCOL), mode=0o600)
-            _prune(cache_dir)
-    except Exception:  # a full disk, or something that does not pickle: no cache (and no half file)
+            data = json.dumps({"format": FORMAT, "key": key, "rendered": _to_json(rendered)},
+                              ensure_ascii=False).encode("utf-8")
+            if _read(data, key) == rendered:  # read back as it is, or not kept
+                private_folder(cache_dir, within=cache_dir.parent)
+                write_atomic(path, data, mode=PRIVATE_FILE)
+                _prune(cache_dir)
+    except Exception:  # a full disk, or a value JSON does not keep: no cache (and no half file)
         pass
     return rendered
 
 
+def _read(data: bytes, key: str) -> RenderedIssue:
+    kept = json.loads(data.decode("utf-8"))
+    if not isinstance(kept, dict) or kept.get("format") != FORMAT or kept.get("key") != key:
+        raise ValueError("not a build this release kept under this key")
+    return _from_json(RenderedIssue, kept["rendered"])
+
+
+def _to_json(value: Any) -> Any:
+    """A RenderedIssue (its Issue, sections, cards…) as JSON values: each dataclass an object of its fields."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: _to_json(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_to_json(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    if type(value) is date:
+        return value.isoformat()
+    if value is None or type(value) in (str, int):
+        return value
+    raise TypeError(f"{type(value).__name__} is not kept in the build cache")
+
+
+def _from_json(kind: Any, value: Any) -> Any:
+    """`value` read as the type `kind` (a field's annotation), as _to_json wrote it; TypeError when it is
+    not. Nothing but RenderedIssue's own field types is ever made."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(kind):
+            return None
+        (other,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        return _from_json(other, value)
+    if typing.get_origin(kind) is tuple:
+        item, more = typing.get_args(kind)
+        if more is not Ellipsis or not isinstance(value, list):
+            raise TypeError(f"not a list for {kind}")
+        return tuple(_from_json(item, element) for element in value)
+    if dataclasses.is_dataclass(kind):
+        names = [field.name for field in dataclasses.fields(kind) if field.init]
+        if not isinstance(value, dict) or sorted(value) != sorted(names):
+            raise TypeError(f"not the fields of {kind.__name__}")
+        hints = _hints(kind)
+        return kind(**{name: _from_json(hints[name], value[name]) for name in names})
+    if kind in (Path, date) and type(value) is str:
+        return Path(value) if kind is Path else date.fromisoformat(value)
+    if kind in (str, int) and type(value) is kind:
+        return value
+    raise TypeError(f"{type(value).__name__} where {kind} belongs")
+
+
+@cache
+def _hints(kind: type) -> dict[str, Any]:
+    return typing.get_type_hints(kind)
+
+
 def cache_key(issue_path: Path, config: Config) -> str:
-    digest = hashlib.sha256(FORMAT)
+    digest = hashlib.sha256(FORMAT.encode())
     digest.update(_code_and_libraries())
-    digest.update(pickle.dumps(config, protocol=4))
+    digest.update(pickle.dumps(config, protocol=4))  # only ever written, to be hashed: never loaded
     digest.update(str(issue_path.resolve()).encode())
     digest.update(issue_path.read_bytes())
     for root, name, path in files_under(issue_path.parent):
@@ -78,6 +146,7 @@ def _code_and_libraries() -> bytes:
 
 
 def _prune(cache_dir: Path) -> None:
-    builds = sorted(cache_dir.glob("*.pickle"), key=lambda path: path.stat().st_mtime_ns, reverse=True)
-    for old in [*builds[KEEP:], *cache_dir.glob(".*.tmp")]:  # and what a killed run left
+    builds = sorted(cache_dir.glob("*.json"), key=lambda path: path.stat().st_mtime_ns, reverse=True)
+    # And what a killed run left, and an older release's pickles (never read).
+    for old in [*builds[KEEP:], *cache_dir.glob(".*.tmp"), *cache_dir.glob("*.pickle")]:
         old.unlink(missing_ok=True)

@@ -3,7 +3,9 @@
 The webhook posts batches of JSON events; `mailer serve` checks their signature, then hands the
 parsed batch here. Events of `mailer`'s own sends carry the custom_args it sent (`mailer_issue`,
 and an opaque `mailer_recipient`); they are recorded per issue and recipient, once each
-(`sg_event_id`: SendGrid retries a batch until it gets a 2xx). Bounces, drops for a bad address,
+(`sg_event_id`: SendGrid retries a batch until it gets a 2xx). A test copy's events (`mailer_test`,
+or the batch `test` of a copy sent before the mark) are not the issue's: they are not recorded, so
+they count in no figure and resolve no list reader's uncertain copy. Bounces, drops for a bad address,
 spam reports and unsubscribes go on the suppression list whichever mail of the account they
 concern: SendGrid itself will not deliver to those addresses again.
 """
@@ -43,6 +45,7 @@ class Batch:
     events: list[tuple[str, str, str, str, str, str | None]] = field(default_factory=list)
     suppressions: list[Suppression] = field(default_factory=list)
     skipped: int = 0
+    test_copies: int = 0  # events of a `--test-to` copy: not the issue's
 
 
 def read_batch(items: Any) -> Batch:
@@ -56,7 +59,9 @@ def read_batch(items: Any) -> Batch:
         at = _when(item.get("timestamp"))
         detail = " ".join(part for part in (_text(item, "status"), _text(item, "reason"), _text(item, "type")) if part)
         issue, event_id = _text(item, "mailer_issue"), _text(item, "sg_event_id")
-        if issue and event_id and kind in TRACKED:
+        if _text(item, "mailer_test") == "1" or _text(item, "mailer_batch") == "test":
+            batch.test_copies += 1  # (its suppression, below, stands: SendGrid will not mail the address either)
+        elif issue and event_id and kind in TRACKED:
             batch.events.append((event_id[:100], issue[:200], address_key(email), kind, at, detail[:500] or None))
         source = _suppression_source(kind, item)
         if source:

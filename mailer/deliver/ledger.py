@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mailer.errors import ExitStatus, MailerError
+from mailer.files import PRIVATE_FILE, private_folder, tighten
 
 QUEUED, SENDING, ACCEPTED, FAILED, UNCERTAIN, CANCELLED = (
     "queued", "sending", "accepted", "failed", "uncertain", "cancelled")
@@ -143,13 +144,14 @@ def open_database(path: Path, schema: str, migrations: tuple[Callable[[sqlite3.C
     `migrations[n]` brings a database written by an older release to version n + 1 (PRAGMA
     user_version); each runs once, in its own transaction, whichever process opens the file first.
     A file that exists but is empty, is not SQLite, or lacks `table` is damaged (StateError), never
-    a fresh start; a folder that cannot be written is a StateError too.
+    a fresh start; a folder that cannot be written is a StateError too. The folder is 0700 and the
+    files 0600 (see mailer.files.private_folder), an older release's 0644 tightened.
     """
     if path.is_dir():
         raise damaged(path, "a folder where the database should be")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        private_folder(path.parent)
+        lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     except OSError as err:
         raise state_failure(path, err) from None
     try:
@@ -167,6 +169,14 @@ def _open_locked(path: Path, schema: str, migrations: tuple[Callable[[sqlite3.Co
     if existed and path.stat().st_size == 0 and not _has_content(Path(f"{path}-wal")):
         raise damaged(path, "the file is empty")
     try:
+        if existed:
+            for side in ("", "-wal", "-shm", "-journal", ".lock"):
+                tighten(Path(f"{path}{side}"))
+        else:
+            # Made 0600 before SQLite opens it: SQLite gives its -wal, -shm and -journal files the mode of
+            # the database file (the umask's 0644 otherwise, the addresses readable by every local user).
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+            os.chmod(path, PRIVATE_FILE)
         db = sqlite3.connect(path, isolation_level=None, timeout=30)
     except (OSError, sqlite3.Error) as err:
         raise state_failure(path, err) from None
@@ -560,8 +570,8 @@ def issue_lock(state_dir: Path, issue: str) -> Iterator[None]:
     """
     lock_dir = state_dir / "locks"
     try:
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        handle = os.open(lock_dir / f"{issue}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        private_folder(lock_dir, within=state_dir)
+        handle = os.open(lock_dir / f"{issue}.lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     except OSError as err:
         raise state_failure(lock_dir, err) from None
     try:

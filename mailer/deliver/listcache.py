@@ -41,7 +41,7 @@ from mailer.deliver.subscribers import (
     read_subscribers,
 )
 from mailer.errors import Problem
-from mailer.files import source_digest
+from mailer.files import private_folder, source_digest, tighten
 
 FORMAT = "mailer-checked-list 4"
 KEEP = 4  # list files kept; the least recently used go
@@ -153,7 +153,7 @@ def _has_room(cache_dir: Path, path: Path) -> bool:
     copy takes up to three times the file's size (a list of short addresses only); with less room than
     four times that and 64 MB, a large list is spooled in TMPDIR and no copy is kept."""
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(cache_dir, within=cache_dir.parent)  # the copies hold addresses: see private_folder
         return shutil.disk_usage(cache_dir).free > 4 * path.stat().st_size + (64 << 20)
     except OSError:
         return False
@@ -192,6 +192,8 @@ def _load(entry: Path, keys: tuple[str, ...], label: str) -> SubscriberList | No
             result.subscribers = [Subscriber(*row) for chunk in spool.chunks() for row in chunk]
             file.close()
         os.utime(entry)  # recently used: pruned last
+        for old in (entry.parent, entry):  # as an older release may have left them (see private_folder)
+            tighten(old)
     except Exception:  # damaged, or written by something else: read the list afresh
         file.close()
         return None

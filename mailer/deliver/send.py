@@ -45,6 +45,7 @@ from mailer.deliver.subscribers import Skipped, SpooledSubscribers, Subscriber, 
 from mailer.deliver.suppressions import Screener, screen_recipients
 from mailer.deliver.workers import PrepareJob
 from mailer.errors import ExitStatus, MailerError
+from mailer.files import open_private, private_folder, write_private
 
 if TYPE_CHECKING:  # the renderer is not needed to send what it built
     from mailer.compose.build import RenderedIssue
@@ -839,15 +840,15 @@ def dry_run(
         to_send = _plan_rows_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, planned)
         if outbox.exists():
             shutil.rmtree(outbox)
-        (outbox / "eml").mkdir(parents=True)
+        private_folder(outbox / "eml", within=config.state_dir)  # the outbox holds addresses: 0700, files 0600
         report.outbox_dir = outbox
         if backend.name == "sendgrid":
-            (outbox / "sendgrid").mkdir()
+            private_folder(outbox / "sendgrid")
         job = _DryRunJob(rendered, config, backend, _payload_options(options, "dry-run"), secret, outbox=outbox)
         first_rows: list[tuple] = []
         sends = outbox / ".manifest-sends.jsonl"
         batches = _first_kept(_rebatched(to_send, backend.max_batch), first_rows, 10)
-        with sends.open("w", encoding="utf-8", newline="\n") as manifest:
+        with open_private(sends, "w", encoding="utf-8", newline="\n") as manifest:
             for lines, size in _run_dry_batches(job, batches):
                 manifest.write(lines)
                 report.request_bytes.append(size)
@@ -856,7 +857,7 @@ def dry_run(
         _apply_suppressed(planned, report)
         report.skipped.extend(planned.held_back)
         report.held_back = len(planned.held_back)
-        with (outbox / "manifest.jsonl").open("w", encoding="utf-8", newline="\n") as manifest:
+        with open_private(outbox / "manifest.jsonl", "w", encoding="utf-8", newline="\n") as manifest:
             for skipped in report.skipped:
                 manifest.write(json.dumps({"email": skipped.email, "line": skipped.line, "action": "skip",
                                            "reason": skipped.reason}, ensure_ascii=False) + "\n")
@@ -867,7 +868,7 @@ def dry_run(
         personal = Personaliser(rendered, config, secret)
         for number, subscriber in enumerate(first[:EML_SAMPLES], start=1):
             message = build_mime(rendered, config, subscriber, personal(subscriber))
-            (outbox / "eml" / f"{number:02d}-{_safe(subscriber.email)}.eml").write_bytes(bytes(message))
+            write_private(outbox / "eml" / f"{number:02d}-{_safe(subscriber.email)}.eml", bytes(message))
     except OSError as err:  # a full disk or a read-only state folder: said plainly, nothing was sent
         raise state_failure(outbox, err) from None
     finally:
@@ -960,7 +961,7 @@ class _DryRunJob(PrepareJob):
             size = 0
             if self.backend.name == "sendgrid":
                 data = self.prepare(batch, f"dry-run:{number:05d}").body.encode("ascii")  # what a live send posts
-                (self.outbox / "sendgrid" / f"request-{number:05d}.json").write_bytes(data)
+                write_private(self.outbox / "sendgrid" / f"request-{number:05d}.json", data)
                 size = len(data)
             results.append((lines, size))
         return results
@@ -1047,10 +1048,10 @@ def test_send(
     recipient = Recipient(dataclasses.replace(subscriber, email=to), personal)
     if not options.live:
         outbox = config.state_dir / "outbox" / rendered.issue.slug / "test"
-        outbox.mkdir(parents=True, exist_ok=True)
+        private_folder(outbox, within=config.state_dir)
         message = build_mime(test_rendered, config, subscriber, personal, to=to)
         report.eml_path = outbox / f"{_safe(to)}.eml"
-        report.eml_path.write_bytes(bytes(message))
+        write_private(report.eml_path, bytes(message))
         return report
     payload = backend.prepare(test_rendered, config, [recipient], batch_id="test",
                               options=_TestOptions(to=to, sandbox=options.sandbox))
@@ -1083,3 +1084,4 @@ class _TestOptions:
     sandbox: bool = False
     send_at: datetime | None = None
     schedule_id: str | None = None
+    test_copy: bool = True  # its events are not the issue's (see backends.sendgrid._request)

@@ -21,7 +21,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mailer.addresses import HALF_PAIR, address_key, printable
+from mailer.addresses import HALF_PAIR, address_key, printable, shown_url
 from mailer.deliver.ledger import open_database, state_transaction
 from mailer.deliver.retry import RetryPolicy
 from mailer.errors import ExitStatus, MailerError
@@ -473,10 +473,21 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
     if not base:
         return None
     token = os.environ.get(EXPORT_TOKEN_ENV, "").strip()
-    parts = urlsplit(base)
-    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    shown = shown_url(base)  # in every message: never a user name or password
+    try:
+        parts = urlsplit(base)
+        local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:  # an unclosed [ of an IPv6 address, a port that is no number
+        raise PullError(f"{SERVE_URL_ENV} is not a URL: {shown!r}") from None
     if parts.scheme != "https" and not (parts.scheme == "http" and local):
         raise PullError(f"{SERVE_URL_ENV} must be an https address (the export carries readers' addresses)")
+    if "@" in base:
+        # urllib would try to reach a host named `user:pass@host`: they can only fail, or leak. An @ past
+        # the host (a password with a / in it) is one too: the part before it would be taken for the host.
+        raise PullError(f"{SERVE_URL_ENV} holds a user name or password ({shown}): mailer sends them nowhere, "
+                        f"and the export is opened by {EXPORT_TOKEN_ENV} instead\n"
+                        f"    hint: export {SERVE_URL_ENV}={shown.replace('***@', '', 1)}")
     if not token:
         raise PullError(f"{SERVE_URL_ENV} is set but {EXPORT_TOKEN_ENV} is not: the service only answers with it")
     request = urllib.request.Request(base + EXPORT_PATH, headers={"Authorization": f"Bearer {token}",
@@ -488,21 +499,21 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
             data = answer.read(MAX_EXPORT_BYTES + 1)
     except urllib.error.HTTPError as err:
         hint = f"; check {EXPORT_TOKEN_ENV} (the same value on both machines)" if err.code in (401, 403) else ""
-        raise PullError(f"the mailer serve at {base} answered {err.code} to the export{hint}") from None
+        raise PullError(f"the mailer serve at {shown} answered {err.code} to the export{hint}") from None
     except (urllib.error.URLError, OSError, HTTPException) as err:
-        raise PullError(f"cannot reach the mailer serve at {base}: {getattr(err, 'reason', err)}") from None
+        raise PullError(f"cannot reach the mailer serve at {shown}: {getattr(err, 'reason', err)}") from None
     if len(data) > MAX_EXPORT_BYTES:
-        raise PullError(f"the export from {base} is larger than {MAX_EXPORT_BYTES // 1024 // 1024} MB")
+        raise PullError(f"the export from {shown} is larger than {MAX_EXPORT_BYTES // 1024 // 1024} MB")
     try:
         text = _utf8(data)
         export = json.loads(text)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; JSON nested too deep
-        raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export (not JSON in UTF-8)") from None
+        raise PullError(f"the answer from {shown}{EXPORT_PATH} is not mailer's export (not JSON in UTF-8)") from None
     if not _is_export(export):
-        raise PullError(f"the answer from {base}{EXPORT_PATH} is not mailer's export (a field is missing or "
+        raise PullError(f"the answer from {shown}{EXPORT_PATH} is not mailer's export (a field is missing or "
                         "of the wrong kind)")
     if not _all_text(text, export):
-        raise PullError(f"the answer from {base}{EXPORT_PATH} holds {_NOT_TEXT}: is {SERVE_URL_ENV} the "
+        raise PullError(f"the answer from {shown}{EXPORT_PATH} holds {_NOT_TEXT}: is {SERVE_URL_ENV} the "
                         "mailer serve's address?")
     return export
 
@@ -527,10 +538,11 @@ def fetch_suppressions(*, key: str | None = None, host: str | None = None, timeo
                        retry: RetryPolicy | None = None, progress: PullProgress = PullProgress(),
                        stop: threading.Event | None = None) -> list[Suppression]:
     """Every page of every source, or PullError; nothing is kept of a pull that did not finish."""
-    from mailer.deliver.backends.sendgrid import api_host, api_key
+    from mailer.deliver.backends.sendgrid import api_host, api_key, checked_host
 
     key = key or api_key("pulling the suppression list needs a SendGrid API key", f", a key with the {SCOPE}")
-    client = _Client(key, host or api_host(), timeout, retry or RetryPolicy(), progress, stop or threading.Event())
+    client = _Client(key, checked_host(host) if host else api_host(), timeout, retry or RetryPolicy(), progress,
+                     stop or threading.Event())
     fetched: list[Suppression] = []
     for source in SOURCES:
         path, paginated = ENDPOINTS[source]
@@ -551,7 +563,7 @@ class _Client:
         from sendgrid import SendGridAPIClient  # imported on first use only, as the backend does
 
         self._sendgrid = SendGridAPIClient(api_key=key, host=host)
-        self.host = host
+        self.host = shown_url(host)  # as it is shown: never a user name or password
         self.timeout = timeout
         self.retry = retry
         self.progress = progress

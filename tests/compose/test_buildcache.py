@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -57,8 +58,8 @@ def test_a_damaged_or_unwritable_cache_is_no_cache(workspace: Path, builds: list
     cache = workspace / ".mailer" / "builds"
     config = load_config(workspace)
     expected = buildcache.build_issue_cached(issue, config, cache)
-    (kept,) = cache.glob("*.pickle")
-    kept.write_bytes(b"not a pickle")
+    (kept,) = cache.glob("*.json")
+    kept.write_bytes(b"not a build")
     assert buildcache.build_issue_cached(issue, config, cache) == expected and len(builds) == 2
     blocked = workspace / "blocked"
     blocked.write_text("a file where the cache folder would go", encoding="utf-8")
@@ -78,3 +79,59 @@ def test_layouts_linked_from_elsewhere_are_part_of_the_key(workspace: Path, buil
                       encoding="utf-8")
     again = buildcache.build_issue_cached(issue, load_config(workspace), cache)
     assert len(builds) == 2 and "Thank you!" in again.html and "Thank you!" not in first.html
+
+
+class _RunsCode:
+    """A pickle that, loaded, runs a shell command: what anyone who can write the state folder could plant."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def test_a_planted_pickle_is_never_run_and_the_issue_is_built_again(workspace: Path, tmp_path: Path,
+                                                                    builds: list[Path]) -> None:
+    import pickle
+
+    issue = workspace / "issues" / "2020-12-13.yaml"
+    cache = workspace / ".mailer" / "builds"
+    config = load_config(workspace)
+    expected = buildcache.build_issue_cached(issue, config, cache)
+    marker = tmp_path / "code-ran"
+    key = buildcache.cache_key(issue, config)
+    planted = pickle.dumps(_RunsCode(marker))
+    for name in (f"{key}.pickle", f"{key}.json"):  # where an older release kept it, and where this one does
+        (cache / name).write_bytes(planted)
+    again = buildcache.build_issue_cached(issue, config, cache)
+    assert not marker.exists()
+    assert again == expected and len(builds) == 2  # a miss: built again, and kept as JSON
+    assert not (cache / f"{key}.pickle").exists()  # an older release's pickles are removed, never read
+    assert buildcache.build_issue_cached(issue, config, cache) == expected and len(builds) == 2
+
+
+@pytest.mark.parametrize("kept", [
+    '{"format": "mailer-build-cache 2", "key": "KEY", "rendered": {"issue": 1}}',
+    '{"format": "mailer-build-cache 2", "key": "KEY", "rendered": null}',
+    '{"format": "mailer-build-cache 2", "key": "other", "rendered": RENDERED}',
+    '{"format": "mailer-build-cache 2", "key": "KEY", "rendered": WRONG}',  # a card's title a number, deep inside
+    '{"format": "mailer-build-cache 1", "key": "KEY", "rendered": RENDERED}',
+    '[' * 100_000,
+    '"\\ud800"',
+])
+def test_a_build_that_is_not_what_this_release_wrote_is_a_miss(workspace: Path, builds: list[Path],
+                                                                kept: str) -> None:
+    import json
+
+    issue = workspace / "issues" / "2020-12-13.yaml"
+    cache = workspace / ".mailer" / "builds"
+    config = load_config(workspace)
+    expected = buildcache.build_issue_cached(issue, config, cache)
+    key = buildcache.cache_key(issue, config)
+    path = cache / f"{key}.json"
+    rendered = json.dumps(json.loads(path.read_text(encoding="utf-8"))["rendered"])
+    wrong = re.sub(r'("cards": \[\{"url": "[^"]*", "title": )"[^"]*"', r"\g<1>7", rendered, count=1)
+    assert wrong != rendered
+    path.write_text(kept.replace("KEY", key).replace("RENDERED", rendered).replace("WRONG", wrong), encoding="utf-8")
+    assert buildcache.build_issue_cached(issue, config, cache) == expected and len(builds) == 2

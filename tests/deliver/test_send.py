@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -170,8 +171,13 @@ def test_test_send_defaults_to_the_first_subscriber_and_matches_their_real_messa
     assert sent.exit_code == 0, sent.stderr
     test_body, list_body = sendgrid.requests
     assert test_body["subject"] == "[TEST] " + list_body["subject"]
-    for part in ("from", "reply_to", "content", "headers", "categories"):
+    for part in ("from", "reply_to", "content", "headers"):
         assert test_body[part] == list_body[part], part
+    # Told apart in SendGrid's statistics and in every event it posts back (see tests/web/test_webhook.py).
+    assert (test_body["categories"], list_body["categories"]) == (["mailer", "test-2020-12-13"],
+                                                                  ["mailer", "issue-2020-12-13"])
+    assert test_body["custom_args"] == {"mailer_issue": "2020-12-13@test", "mailer_batch": "test", "mailer_test": "1"}
+    assert list_body["custom_args"]["mailer_issue"] == "2020-12-13" and "mailer_test" not in list_body["custom_args"]
     (as_sent_to_me,) = test_body["personalizations"]
     ada = next(p for p in list_body["personalizations"] if p["to"][0]["email"] == "ada.lovelace@example.com")
     assert as_sent_to_me["to"] == [{"email": "me@example.com", "name": "Ada Lovelace"}]
@@ -1363,6 +1369,42 @@ def test_a_malformed_sendgrid_api_host_stops_before_anything_is_marked(workspace
     result = send_live(run_cli, make_subscribers(workspace, 200))
     assert result.exit_code == 1 and "SENDGRID_API_HOST is not an http(s) address" in result.stderr
     assert ledger_states(tmp_path / "state") == Counter()  # nobody queued, nobody called uncertain
+
+
+def test_a_user_and_password_in_sendgrid_api_host_are_never_shown_nor_sent(
+        workspace: Path, sendgrid: FakeSendGrid, run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.deliver.backends import BackendConfigError
+    from mailer.deliver.suppressions import fetch_suppressions
+
+    approve(run_cli)
+    assert run_cli("suppressions", "pull").exit_code == 0  # a list pulled: a send goes on if the next pull fails
+    sendgrid.requests.clear()
+    sendgrid.paths.clear()
+    port = urlsplit(os.environ["SENDGRID_API_HOST"]).port
+    # urllib took `mailer-user:s3cret-pw@127.0.0.1` for a host name: every request failed, and each retry
+    # note and error showed the password, and the ledger's failed rows kept it.
+    for host in (f"http://mailer-user:s3cret-pw@127.0.0.1:{port}x", "ftp://mailer-user:s3cret-pw@127.0.0.1",
+                 f"http://mailer-user:s3c/ret-pw@127.0.0.1:{port}", f"http://mailer-user:s3cret-pw@127.0.0.1:{port}",
+                 f"https://mailer-user:s3cret-pw@127.0.0.1:{port}/"):
+        monkeypatch.setenv("SENDGRID_API_HOST", host)
+        for command in (["send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes"],
+                        ["send", ISSUE, "--test-to", "editor@example.com", "--live"],
+                        ["send", ISSUE, "--subscribers", "subscribers.example.csv"],
+                        ["suppressions", "pull"]):
+            result = run_cli(*command)
+            said = result.stdout + result.stderr
+            assert result.exit_code == 1 and "SENDGRID_API_HOST" in said and "Traceback" not in said, (host, said)
+            assert "mailer-user" not in said and "s3c" not in said, said
+            assert "***@127.0.0.1" in said, said
+    assert sendgrid.requests == [] and sendgrid.paths == []
+    assert f"hint: export SENDGRID_API_HOST=https://127.0.0.1:{port}\n" in said
+    for given in (lambda host: SendGridBackend(host=host), lambda host: fetch_suppressions(key=API_KEY, host=host)):
+        with pytest.raises(BackendConfigError) as refused:
+            given(f"http://mailer-user:s3cret-pw@127.0.0.1:{port}")
+        assert "s3cret" not in str(refused.value) and "mailer-user" not in str(refused.value)
+    run_cli("status", ISSUE)
+    for path in (tmp_path / "state").rglob("*"):
+        assert not path.is_file() or b"s3c" not in path.read_bytes(), path
 
 
 def test_a_host_that_is_not_sendgrid_is_one_readable_error_not_six_pages_of_bytes(

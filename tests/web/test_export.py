@@ -171,3 +171,26 @@ def test_an_empty_export_never_wipes_the_kept_copy(remote: Running, sendgrid: Fa
     result = run_cli("suppressions", "pull")
     assert result.exit_code == 3 and "was its state folder reset or replaced?" in result.stderr
     assert "unsubscribed" in run_cli("suppressions", "list", "--email", ADA).stdout
+
+
+def test_a_user_and_password_in_mailer_serve_url_are_never_shown_nor_sent(
+        sendgrid: FakeSendGrid, run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import approve
+
+    approve(run_cli)
+    port, seen = _serve_once(b"{}")
+    monkeypatch.setenv("MAILER_EXPORT_TOKEN", EXPORT_TOKEN)
+    for url in ("https://mailer-user:s3cret-pw@[::1", f"https://mailer-user:s3c/ret-pw@127.0.0.1:{port}",
+                f"http://mailer-user:s3cret-pw@127.0.0.1:{port}"):
+        monkeypatch.setenv("MAILER_SERVE_URL", url)
+        for command in (["suppressions", "pull"],
+                        ["send", "issues/2020-12-13.yaml", "--subscribers", "subscribers.example.csv", "--live",
+                         "--yes"]):
+            result = run_cli(*command)
+            said = result.stdout + result.stderr
+            assert result.exit_code != 0 and "MAILER_SERVE_URL" in said and "Traceback" not in said, (url, said)
+            assert "mailer-user" not in said and "s3c" not in said, said
+    assert seen == []  # nothing was asked of the service, the token included
+    assert f"holds a user name or password (http://***@127.0.0.1:{port})" in run_cli("suppressions", "pull").stderr
+    for path in (tmp_path / "state").rglob("*"):
+        assert not path.is_file() or b"s3c" not in path.read_bytes(), path

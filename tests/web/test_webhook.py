@@ -182,6 +182,40 @@ def test_uncertain_recipients_are_resolved_from_events_and_only_the_unheard_are_
     assert len(received) == 1200 and max(received.values()) == 1  # nobody twice, nobody missed
 
 
+def test_a_test_copys_events_count_nowhere_and_resolve_no_list_reader(
+        service: Running, events: EventWebhook, sendgrid: FakeSendGrid, run_cli, state_dir: Path) -> None:
+    from collections import deque
+
+    from tests.conftest import ledger_states, read_ledger
+
+    # The editor test-sends to addresses that are on the list too (their own, a colleague's).
+    for to in (ALAN, LI_LEI):
+        assert run_cli("send", SAMPLE_ISSUE, "--test-to", to, "--live").exit_code == 0
+    copies = events.events(sendgrid, ("processed", "delivered", "open", "click"), only={ALAN})
+    copies += events.events(sendgrid, ("delivered", "spamreport"), only={LI_LEI})
+    # As a copy sent before test copies were marked carries them: the issue's own key, the batch `test`.
+    older = [{key: value for key, value in {**event, "mailer_issue": "2020-12-13",
+                                            "sg_event_id": event["sg_event_id"] + "-old"}.items()
+              if key != "mailer_test"} for event in copies]
+    sendgrid.script = deque(["drop"])  # the list's one request arrives; its answer never does
+    live = ("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert run_cli(*live).exit_code == 3 and ledger_states(state_dir) == {"uncertain": 18}
+
+    status, answer = post(service, events, json.dumps(copies + older).encode())
+    assert status == 200 and json.loads(answer)["new"] == 0
+    assert event_counts(state_dir) == {}
+    assert json.loads(run_cli("status", SAMPLE_ISSUE, "--format", "json").stdout)["events"] is None
+    dry_run = run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv", "--resend-uncertain")
+    assert "resolved by events" not in dry_run.stdout, dry_run.stdout
+    assert run_cli(*live, "--resend-uncertain").exit_code == 0
+    # Alan gets the issue: their test copy's delivery did not pass for their list copy (it had: a silent miss).
+    assert sendgrid.accepted.count(ALAN) == 2  # the test copy, then the list's
+    assert read_ledger(state_dir, "SELECT state FROM deliveries WHERE recipient=?", ALAN) == [("accepted",)]
+    # SendGrid will not mail a complainant again, whichever copy they reported: neither will mailer.
+    assert service.reasons(LI_LEI) == ["spam report (via the event webhook)"]
+    assert {(event["mailer_issue"], event["mailer_test"]) for event in copies} == {("2020-12-13@test", "1")}
+
+
 def test_status_counts_the_events_and_complaints_stop_the_next_send(
         service: Running, events: EventWebhook, sent: FakeSendGrid, run_cli) -> None:
     batch = events.events(sent, ("processed", "delivered"))

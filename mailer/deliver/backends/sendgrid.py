@@ -18,7 +18,7 @@ from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mailer.addresses import printable
+from mailer.addresses import printable, shown_url
 from mailer.compose import placeholders
 from mailer.config import Config
 from mailer.deliver.backends import (
@@ -58,6 +58,7 @@ class SendGridOptions:
     send_at: datetime | None = None
     schedule_id: str | None = None  # SendGrid's batch_id, for cancelling a scheduled send
     sandbox: bool = False
+    test_copy: bool = False  # a `--test-to` copy: its events are told apart from the list's (see _request)
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,12 @@ def api_key(purpose: str = "a live SendGrid send needs an API key with Mail Send
 def api_host() -> str:
     """SendGrid's address: https://api.sendgrid.com, or SENDGRID_API_HOST (a proxy, a test server), checked."""
     host = os.environ.get(API_HOST_ENV, "").strip().rstrip("/")
-    if not host:
-        return DEFAULT_HOST
+    return checked_host(host) if host else DEFAULT_HOST
+
+
+def checked_host(host: str) -> str:
+    """`host` if it is an http(s) address mailer can send to; else BackendConfigError, the value shown as
+    shown_url shows it (never a user name or password in it)."""
     try:
         parts = urlsplit(host)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
@@ -98,8 +103,16 @@ def api_host() -> str:
         parts = None
     if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query
             or parts.fragment or any(c.isspace() or not c.isprintable() for c in host)):
-        raise BackendConfigError(f"{API_HOST_ENV} is not an http(s) address: {printable(host)!r}\n"
+        raise BackendConfigError(f"{API_HOST_ENV} is not an http(s) address: {shown_url(host)!r}\n"
                                  f"    hint: unset it to use {DEFAULT_HOST}, or give a URL like https://proxy.example:8443")
+    if "@" in host:
+        # urllib would try to reach a host named `user:pass@host` (or give them to a proxy in the request
+        # line): they can only fail, or leak. SendGrid's requests carry the API key instead. An @ past
+        # the host (a password with a / in it) is one too: the part before it would be taken for the host.
+        raise BackendConfigError(
+            f"{API_HOST_ENV} holds a user name or password ({shown_url(host)}): mailer sends them nowhere, "
+            "and SendGrid's requests carry the API key instead\n"
+            f"    hint: export {API_HOST_ENV}={shown_url(host).replace('***@', '', 1)}")
     return host
 
 
@@ -109,7 +122,8 @@ class SendGridBackend:
 
     def __init__(self, *, key: str | None = None, host: str | None = None, timeout: float = TIMEOUT_SECONDS):
         self._key = key
-        self._host = host or api_host()
+        self._host = checked_host(host) if host else api_host()
+        self._shown_host = shown_url(self._host)  # for messages: never a user name or password
         self._timeout = timeout
         self._client: Any = None
 
@@ -185,7 +199,7 @@ class SendGridBackend:
         except http.HTTPError as err:
             if int(err.status_code) in (404, 405, 501) or not _is_sendgrid_answer(err) and int(err.status_code) < 500:
                 # Every request would get the same: a wrong SENDGRID_API_HOST or a proxy in the way. Stop.
-                raise FatalError(f"{self._host} answered {err.status_code}: {_errors(err)}\n"
+                raise FatalError(f"{self._shown_host} answered {err.status_code}: {_errors(err)}\n"
                                  f"    hint: is {API_HOST_ENV} right? Unset, it is {DEFAULT_HOST}") from None
             if int(err.status_code) == 504:
                 # A gateway timeout: the proxy gave up waiting for the server that had the request,
@@ -198,9 +212,9 @@ class SendGridBackend:
             raise RejectedError(f"SendGrid answered {err.status_code}: {_errors(err)}") from None
         except urllib.error.URLError as err:
             # urlopen wraps errors raised while connecting: the request never left.
-            raise TransientError(f"cannot reach SendGrid at {self._host}: {err.reason}") from None
+            raise TransientError(f"cannot reach SendGrid at {self._shown_host}: {err.reason}") from None
         except ValueError as err:  # http.client.InvalidURL and friends: raised before anything is sent
-            raise FatalError(f"the request to {self._host} could not be made (nothing was sent): {err}") from None
+            raise FatalError(f"the request to {self._shown_host} could not be made (nothing was sent): {err}") from None
         except TimeoutError as err:
             raise UncertainError(f"no answer from SendGrid within {self._timeout:g} s: {err}") from None
         except (HTTPException, ConnectionError, OSError) as err:
@@ -497,6 +511,15 @@ def _request(rendered: RenderedIssue, config: Config, shared: _Shared, personali
         "categories": ["mailer", f"issue-{rendered.issue.slug}"[:255]],
         "custom_args": {"mailer_issue": rendered.issue.slug, "mailer_batch": batch_id},
     }
+    if getattr(options, "test_copy", False):
+        # Every event SendGrid posts back carries these. A test copy's delivery, opens, clicks and complaints
+        # are not the issue's, and its delivery must not resolve a list reader of the same address whose
+        # copy is uncertain (they would never get it): mailer_test marks it for mailer.deliver.events, and
+        # its own issue key and category keep it apart for a reader that predates the mark, and in
+        # SendGrid's statistics.
+        body["categories"] = ["mailer", f"test-{rendered.issue.slug}"[:255]]
+        body["custom_args"] = {"mailer_issue": f"{rendered.issue.slug}@test", "mailer_batch": batch_id,
+                               "mailer_test": "1"}
     if config.reply_to:
         body["reply_to"] = {"email": config.reply_to}
     if config.managed_unsubscribe and config.unsubscribe_group:
