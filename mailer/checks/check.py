@@ -478,8 +478,8 @@ def _sizes(rendered: RenderedIssue, message: Any) -> dict[str, int]:
 
 def _sample_message(rendered: RenderedIssue, config: Config) -> Any:
     """The message one reader would get (a made-up reader: sizes and headers do not depend on who)."""
+    from mailer.audience.subscribers import Subscriber
     from mailer.deliver.message import Personaliser, build_mime
-    from mailer.deliver.subscribers import Subscriber
 
     reader = Subscriber("reader@example.com", "Reader")
     return build_mime(rendered, config, reader, Personaliser(rendered, config, b"check")(reader))
@@ -553,12 +553,12 @@ def check_subscribers(path: Path, *, encoding: str | None = None,
     """Check a subscribers CSV: invalid rows (errors), duplicates (warnings), who will be skipped (info).
 
     `suppressed` maps addresses (case-folded) to why they are in the local suppression list.
-    `cache_dir`: the state folder's checked lists (mailer.deliver.listcache): a list with no invalid row
+    `cache_dir`: the state folder's checked lists (mailer.audience.listcache): a list with no invalid row
     checked here is not checked again by a send of the same bytes named the same way (the same path as
     errors show it), nor here the second time.
     """
-    from mailer.deliver.listcache import read_subscribers_cached
-    from mailer.deliver.subscribers import read_subscribers
+    from mailer.audience.listcache import read_subscribers_cached
+    from mailer.audience.subscribers import read_subscribers
 
     label = display_path(path)
     report = CheckReport("subscribers", label, checks=("subscribers",))

@@ -23,10 +23,10 @@ import click
 from mailer.errors import ExitStatus, MailerError
 
 if TYPE_CHECKING:  # the commands import the sending machinery when they run, so --help stays fast
+    from mailer.audience.subscribers import Subscriber, SubscriberList
     from mailer.compose.build import RenderedIssue
     from mailer.config import Config
     from mailer.deliver.send import Progress, SendOptions, SendReport
-    from mailer.deliver.subscribers import Subscriber, SubscriberList
 
 
 EPILOG_SEND = """\b
@@ -187,7 +187,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
              sandbox: bool, rate: float | None, workers: int | None, resend_uncertain: bool, retry_failed: bool,
              segment: str | None, skip_invalid: bool, encoding: str | None, despite_complaints: bool = False) -> None:
     from mailer.addresses import AddressError, parse_address
-    from mailer.deliver import listcache
+    from mailer.audience import listcache
     from mailer.deliver.send import (
         SendOptions,
         check_approved,
@@ -324,8 +324,8 @@ def _graceful_ctrl_c() -> Iterator[threading.Event]:
 
 def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: SubscriberList | None, to: str,
                    as_email: str | None, backend, options: SendOptions) -> None:
+    from mailer.audience.subscribers import Subscriber
     from mailer.deliver.send import test_send
-    from mailer.deliver.subscribers import Subscriber
     from mailer.schema import display_path
 
     subscriber: Subscriber | None

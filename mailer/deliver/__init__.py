@@ -1,1 +1,1 @@
-"""Deliver: the subscriber list, suppressions, per-recipient messages, the ledger, and the send through a backend."""
+"""Deliver: suppressions, per-recipient messages, the ledger, and the send through a backend."""

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mailer.addresses import address_key
+from mailer.audience.subscribers import Subscriber
 from mailer.compose import placeholders
 from mailer.config import Config
-from mailer.deliver.subscribers import Subscriber
 from mailer.errors import ConfigError
 
 if TYPE_CHECKING:  # the renderer is not needed to send what it built

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailer.addresses import address_key
+from mailer.audience.subscribers import Skipped, SpooledSubscribers, Subscriber, SubscriberList, row_chunks
 from mailer.config import Config
 from mailer.deliver import ledger as ledger_states
 from mailer.deliver import workers
@@ -41,7 +42,6 @@ from mailer.deliver.backends import (
 from mailer.deliver.ledger import Ledger, StateError, issue_lock, ledger_path, state_failure
 from mailer.deliver.message import Personaliser, build_mime, list_id, personalise, unsubscribe_secret
 from mailer.deliver.retry import RetryPolicy
-from mailer.deliver.subscribers import Skipped, SpooledSubscribers, Subscriber, SubscriberList, row_chunks
 from mailer.deliver.suppressions import Screener, screen_recipients
 from mailer.deliver.workers import PrepareJob
 from mailer.errors import ExitStatus, MailerError

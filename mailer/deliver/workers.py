@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailer import children
+from mailer.audience.subscribers import Subscriber
 from mailer.config import Config
 from mailer.deliver.backends import Backend
 from mailer.deliver.message import Personaliser
-from mailer.deliver.subscribers import Subscriber
 
 if TYPE_CHECKING:  # the renderer is not needed to send what it built
     from mailer.compose.build import RenderedIssue

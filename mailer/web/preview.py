@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
+from mailer.audience.subscribers import read_subscribers
 from mailer.compose import placeholders
 from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue
 from mailer.config import CONFIG_NAME, Config, load_config
-from mailer.deliver.subscribers import read_subscribers
 from mailer.errors import InputError, MailerError, Problem
 from mailer.schema import display_path
 from mailer.web.listening import LOOPBACK_HOSTS, listen_error

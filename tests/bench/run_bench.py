@@ -458,12 +458,12 @@ def _posting_floor(workspace: Path, csv: Path, url: str, threads: int = 4) -> fl
     import threading
     from urllib.parse import urlsplit
 
+    from mailer.audience.subscribers import read_subscribers
     from mailer.compose.build import build_issue
     from mailer.config import load_config
     from mailer.deliver.backends import Recipient
     from mailer.deliver.backends.sendgrid import SendGridOptions, request_body
     from mailer.deliver.message import Personaliser
-    from mailer.deliver.subscribers import read_subscribers
     from tests import fake_sendgrid
 
     config = load_config(workspace)

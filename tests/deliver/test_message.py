@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mailer.audience.subscribers import Subscriber
 from mailer.compose.build import build_issue
 from mailer.config import load_config
 from mailer.deliver.message import (
@@ -21,7 +22,6 @@ from mailer.deliver.message import (
     unsubscribe_token,
     verify_unsubscribe_token,
 )
-from mailer.deliver.subscribers import Subscriber
 from tests.loopback_smtp import parse
 
 SECRET = b"the newsletter's secret"

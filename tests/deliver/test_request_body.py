@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from mailer.audience.subscribers import Subscriber
 from mailer.compose.build import build_issue
 from mailer.config import SENDGRID_MANAGED, load_config
 from mailer.deliver.backends import Recipient
 from mailer.deliver.backends import sendgrid as sendgrid_backend
 from mailer.deliver.backends.sendgrid import SendGridOptions, bulk_request_body, request_body
 from mailer.deliver.message import Personaliser, list_id
-from mailer.deliver.subscribers import Subscriber
 from tests.conftest import SAMPLE_ISSUE
 from tests.fake_sendgrid import validate_mail_send
 

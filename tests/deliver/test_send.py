@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from mailer.audience.subscribers import read_subscribers
 from mailer.compose.build import build_issue
 from mailer.config import load_config
 from mailer.deliver.backends.sendgrid import JSON_CONTENT_TYPE, SendGridBackend
 from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.send import SendOptions, send_issue
-from mailer.deliver.subscribers import read_subscribers
 from tests.conftest import SAMPLE_ISSUE, UNSUBSCRIBE_SECRET, approve, ledger_states, make_subscribers, read_ledger
 from tests.fake_sendgrid import API_KEY, FakeSendGrid, validate_mail_send
 
@@ -1464,7 +1464,7 @@ def test_a_send_time_mailer_cannot_read_shows_the_form_it_can(workspace: Path, r
 
 def test_a_list_read_from_its_file_sends_and_resumes_as_one_held_in_memory(
         workspace: Path, sendgrid: FakeSendGrid, run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mailer.deliver import subscribers as subscribers_module
+    from mailer.audience import subscribers as subscribers_module
 
     approve(run_cli)
     path = make_subscribers(workspace, 2500, extra="reader00007@example.com,Again,,subscribed,\n"
@@ -1490,7 +1490,7 @@ def test_a_list_read_from_its_file_sends_and_resumes_as_one_held_in_memory(
 
 def test_a_list_file_changed_during_a_send_leaves_the_send_as_it_was_checked(
         workspace: Path, sendgrid: FakeSendGrid, run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mailer.deliver import subscribers as subscribers_module
+    from mailer.audience import subscribers as subscribers_module
     from mailer.deliver.ledger import Ledger
 
     approve(run_cli)

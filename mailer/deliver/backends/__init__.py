@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from mailer.audience.subscribers import Subscriber
 from mailer.config import Config
 from mailer.deliver.message import Personal, Personaliser
-from mailer.deliver.subscribers import Subscriber
 from mailer.errors import ExitStatus, MailerError
 
 if TYPE_CHECKING:  # the renderer is not needed to send what it built

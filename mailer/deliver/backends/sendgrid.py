@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mailer.addresses import printable, shown_url
+from mailer.audience.subscribers import Subscriber
 from mailer.compose import placeholders
 from mailer.config import Config
 from mailer.deliver.backends import (
@@ -31,7 +32,6 @@ from mailer.deliver.backends import (
     UncertainError,
 )
 from mailer.deliver.message import Personaliser
-from mailer.deliver.subscribers import Subscriber
 
 if TYPE_CHECKING:  # the renderer is not needed to send what it built
     from mailer.compose.build import RenderedIssue

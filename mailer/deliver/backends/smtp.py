@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from mailer.addresses import printable
+from mailer.audience.subscribers import Subscriber
 from mailer.config import Config
 from mailer.deliver.backends import (
     Accepted,
@@ -25,7 +26,6 @@ from mailer.deliver.backends import (
     UncertainError,
 )
 from mailer.deliver.message import POLICY, POLICY_UTF8, MessageWriter, Personaliser, build_mime
-from mailer.deliver.subscribers import Subscriber
 
 if TYPE_CHECKING:  # the renderer is not needed to send what it built
     from mailer.compose.build import RenderedIssue

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mailer.deliver import listcache
-from mailer.deliver import subscribers as subscribers_module
-from mailer.deliver.listcache import read_subscribers_cached
-from mailer.deliver.subscribers import read_subscribers
+from mailer.audience import listcache
+from mailer.audience import subscribers as subscribers_module
+from mailer.audience.listcache import read_subscribers_cached
+from mailer.audience.subscribers import read_subscribers
 from mailer.errors import InputError
 from tests.conftest import SAMPLE_ISSUE
-from tests.deliver.test_subscribers import LARGE_LIST_CASES, FullDisk
+from tests.audience.test_subscribers import LARGE_LIST_CASES, FullDisk
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from mailer.deliver.subscribers import (
+from mailer.audience.subscribers import (
     Skipped,
     Spool,
     SpooledSubscribers,

@@ -64,7 +64,7 @@ class SubscriberList:
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     invalid: int = 0  # rows left out for a problem (skip_invalid): with none, the list reads the same without it
-    # Read through mailer.deliver.listcache: the key of its bytes and how they were read. A send that
+    # Read through mailer.audience.listcache: the key of its bytes and how they were read. A send that
     # leaves nobody on the list to send to records it, and the same command again answers from that.
     key: str | None = None
 
@@ -319,7 +319,7 @@ class SpooledSubscribers:
 class Spool:
     """Checked subscribers in a file of their own, as marshal'ed chunks of plain tuples: an anonymous
     temporary file (gone once closed, or with the process), or a named one that the list cache keeps
-    (mailer/deliver/listcache.py). Chunks are read at their offsets (os.pread), so that any number of
+    (mailer/audience/listcache.py). Chunks are read at their offsets (os.pread), so that any number of
     passes may read at once."""
 
     CHUNK = 5000

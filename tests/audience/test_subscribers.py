@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mailer.deliver import subscribers as subscribers_module
-from mailer.deliver.subscribers import read_subscribers
+from mailer.audience import subscribers as subscribers_module
+from mailer.audience.subscribers import read_subscribers
 from mailer.errors import InputError
 from tests.conftest import REPO
 
