@@ -12,8 +12,8 @@ from mailer.audience import subscribers as subscribers_module
 from mailer.audience.listcache import read_subscribers_cached
 from mailer.audience.subscribers import read_subscribers
 from mailer.errors import InputError
-from tests.conftest import SAMPLE_ISSUE
 from tests.audience.test_subscribers import LARGE_LIST_CASES, FullDisk
+from tests.conftest import SAMPLE_ISSUE
 
 
 @pytest.fixture
