@@ -1,0 +1,340 @@
+"""The subscriber store: readers who joined (the sign-up form), were imported or added by the editor.
+
+`<state_dir>/subscribers.sqlite3`, the embedded default: nothing to start or install. Every SQL
+statement about readers lives in this module, so that a shared database for several machines can
+take its place later behind the same methods.
+
+Each reader has an address (the list's grammar and key: mailer.addresses), name fields, tags (the
+segments), a status and where they came from, and every consent they gave is kept with the exact
+text they were shown. A status only moves away from `confirmed` on the reader's own word (an
+unsubscribe, a complaint) or their mail server's (a bounce); an import or an editor's add never
+brings a reader back from those. A reader who asks to be forgotten leaves only a keyed hash of
+their address, so that nothing but their own confirmation can add them back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mailer.addresses import address_key
+from mailer.statedb import open_database, state_transaction
+
+PENDING, CONFIRMED, UNSUBSCRIBED, BOUNCED, COMPLAINED = "pending", "confirmed", "unsubscribed", "bounced", "complained"
+STATUSES = (PENDING, CONFIRMED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+LEFT = (UNSUBSCRIBED, BOUNCED, COMPLAINED)  # the reader (or their server) said no: only they can undo it
+FORM, IMPORT, EDITOR = "form", "import", "editor"
+SOURCES = (FORM, IMPORT, EDITOR)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readers (
+    address       TEXT PRIMARY KEY,      -- mailer.addresses.address_key: one row per mailbox
+    email         TEXT NOT NULL,         -- as given (parse_address): what servers are sent
+    first_name    TEXT NOT NULL DEFAULT '',
+    last_name     TEXT NOT NULL DEFAULT '',
+    tags          TEXT NOT NULL DEFAULT '',   -- ';'-separated, as the CSV's tags column: the segments
+    status        TEXT NOT NULL CHECK (status IN ('pending','confirmed','unsubscribed','bounced','complained')),
+    source        TEXT NOT NULL CHECK (source IN ('form','import','editor')),
+    status_reason TEXT NOT NULL DEFAULT '',   -- why the status is what it is ('one-click', 'spam report', …)
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    confirmed_at  TEXT
+);
+CREATE INDEX IF NOT EXISTS readers_by_status ON readers (status);
+-- Every consent a reader gave, as they gave it: kept while the reader is, gone when they are forgotten.
+CREATE TABLE IF NOT EXISTS consents (
+    address       TEXT NOT NULL,
+    given_at      TEXT NOT NULL,
+    form          TEXT NOT NULL,         -- where: 'subscribe' (the service's page), an import's file, 'editor'
+    text          TEXT NOT NULL,         -- the exact consent text shown
+    version       TEXT NOT NULL,         -- the consent text's version (settings), or what the import said
+    ip            TEXT                   -- only when the settings ask for it
+);
+CREATE INDEX IF NOT EXISTS consents_by_address ON consents (address);
+-- Readers who asked to be forgotten: a keyed hash of the address, nothing else.
+CREATE TABLE IF NOT EXISTS forgotten (
+    hash          TEXT PRIMARY KEY,
+    forgotten_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key           TEXT PRIMARY KEY,
+    value         TEXT NOT NULL
+);
+"""
+
+
+def store_path(state_dir: Path) -> Path:
+    return state_dir / "subscribers.sqlite3"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One reader of the store."""
+
+    email: str
+    first_name: str
+    last_name: str
+    tags: tuple[str, ...]
+    status: str
+    source: str
+    status_reason: str
+    created_at: str
+    updated_at: str
+    confirmed_at: str | None
+
+    @property
+    def key(self) -> str:
+        return address_key(self.email)
+
+
+@dataclass(frozen=True)
+class Consent:
+    given_at: str
+    form: str
+    text: str
+    version: str
+    ip: str | None = None
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A reader as an import or the editor gives them: what to add, or to update."""
+
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    tags: tuple[str, ...] = ()
+    unsubscribed: bool = False  # the row says so (a CSV's status column): recorded as their unsubscribe
+    line: int = 0
+
+
+@dataclass
+class ImportOutcome:
+    """What an import did, reader by reader: (line, email, why) for those not simply added."""
+
+    added: list[tuple[int, str]]
+    updated: list[tuple[int, str, str]]  # what changed
+    unchanged: list[tuple[int, str, str]]  # why, where the row asked for more than was done ('' otherwise)
+    refused: list[tuple[int, str, str]]  # why
+
+
+_COLUMNS = "email, first_name, last_name, tags, status, source, status_reason, created_at, updated_at, confirmed_at"
+
+
+def _reader(row: tuple) -> Reader:
+    email, first, last, tags, status, source, reason, created, updated, confirmed = row
+    return Reader(email, first, last, tuple(tag for tag in tags.split(";") if tag), status, source, reason, created,
+                  updated, confirmed)
+
+
+def _tags(tags: Iterable[str]) -> str:
+    return ";".join(dict.fromkeys(tag for tag in tags if tag))
+
+
+class SubscriberStore:
+    """The store in SQLite (WAL: a send reads it while the service writes sign-ups)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._db = open_database(path, SCHEMA, table="readers")
+        self._key = self._forget_key()
+
+    @classmethod
+    def open(cls, state_dir: Path) -> SubscriberStore:
+        return cls(store_path(state_dir))
+
+    @classmethod
+    def open_existing(cls, state_dir: Path) -> SubscriberStore | None:
+        """The store, if one was ever made here (None: this newsletter's list is a CSV; nothing is created)."""
+        path = store_path(state_dir)
+        return cls(path) if path.exists() else None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SubscriberStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _transaction(self, mode: str = "IMMEDIATE") -> Any:
+        return state_transaction(self._db, self.path, mode)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, email: str) -> Reader | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM readers WHERE address=?", (address_key(email),)).fetchone()
+        return _reader(row) if row else None
+
+    def consents(self, email: str) -> list[Consent]:
+        return [Consent(*row) for row in self._db.execute(
+            "SELECT given_at, form, text, version, ip FROM consents WHERE address=? ORDER BY rowid",
+            (address_key(email),))]
+
+    def counts(self) -> dict[str, int]:
+        """Readers by status, every status named (0 where none)."""
+        found = dict(self._db.execute("SELECT status, COUNT(*) FROM readers GROUP BY status").fetchall())
+        return {status: found.get(status, 0) for status in STATUSES}
+
+    def readers(self, *, status: str | None = None) -> Iterator[Reader]:
+        """Every reader (of `status`), in the order they joined."""
+        where, params = ("WHERE status=?", (status,)) if status else ("", ())
+        for row in self._db.execute(f"SELECT {_COLUMNS} FROM readers {where} ORDER BY rowid", params):  # noqa: S608
+            yield _reader(row)
+
+    def confirmed_rows(self, chunk: int = 5000) -> Iterator[list[tuple[str, str, str, tuple[str, ...], int]]]:
+        """The confirmed readers as the list's rows (audience.subscribers.Subscriber.as_row: the store's row
+        number in place of a file's line), a chunk at a time, in the order they joined; one read transaction."""
+        with self._transaction("DEFERRED") as db:
+            cursor = db.execute("SELECT email, first_name, last_name, tags, rowid FROM readers "
+                                "WHERE status='confirmed' ORDER BY rowid")
+            while rows := cursor.fetchmany(chunk):
+                yield [(email, first, last, tuple(tag for tag in tags.split(";") if tag), rowid)
+                       for email, first, last, tags, rowid in rows]
+
+    def is_forgotten(self, email: str) -> bool:
+        return self._db.execute("SELECT 1 FROM forgotten WHERE hash=?", (self._forget_hash(email),)).fetchone() \
+            is not None
+
+    # -- the editor's changes -------------------------------------------------------------------
+
+    def import_readers(self, incoming: Iterable[Incoming], *, form: str, dry_run: bool = False) -> ImportOutcome:
+        """Add or update readers from a list, in one transaction (all or nothing; `dry_run`: then rolled back).
+
+        A new address is added as confirmed (or unsubscribed, when its row says so), with a consent
+        record naming `form` (the file); a forgotten one is refused. A known reader gets the row's
+        names and tags; their status moves only from pending or confirmed to unsubscribed (the row
+        says so) or from pending to confirmed, never back from unsubscribed, bounced or complained.
+        """
+        outcome = ImportOutcome([], [], [], [])
+        stamp = now()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for item in incoming:
+                self._import_one(item, form, stamp, outcome)
+            self._db.execute("ROLLBACK" if dry_run else "COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return outcome
+
+    def _import_one(self, item: Incoming, form: str, stamp: str, outcome: ImportOutcome) -> None:
+        key = address_key(item.email)
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM readers WHERE address=?", (key,)).fetchone()
+        if row is None:
+            if self._db.execute("SELECT 1 FROM forgotten WHERE hash=?", (self._forget_hash(item.email),)).fetchone():
+                outcome.refused.append((item.line, item.email, "asked to be forgotten: only their own sign-up and "
+                                        "confirmation can add them back"))
+                return
+            status = UNSUBSCRIBED if item.unsubscribed else CONFIRMED
+            self._db.execute(
+                "INSERT INTO readers (address, email, first_name, last_name, tags, status, source, status_reason, "
+                "created_at, updated_at, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, item.email, item.first_name, item.last_name, _tags(item.tags), status, IMPORT,
+                 "unsubscribed in the imported list" if item.unsubscribed else "", stamp, stamp,
+                 None if item.unsubscribed else stamp))
+            if not item.unsubscribed:
+                self._db.execute("INSERT INTO consents VALUES (?, ?, ?, ?, ?, NULL)",
+                                 (key, stamp, form, "imported: consent given where the list came from", "import"))
+            outcome.added.append((item.line, item.email))
+            return
+        reader = _reader(row)
+        changes, status, reason, confirmed_at = [], reader.status, reader.status_reason, reader.confirmed_at
+        kept = ""
+        if item.unsubscribed and reader.status in (PENDING, CONFIRMED):
+            status, reason = UNSUBSCRIBED, "unsubscribed in the imported list"
+            changes.append(f"status {reader.status} → unsubscribed")
+        elif not item.unsubscribed and reader.status == PENDING:
+            status, confirmed_at = CONFIRMED, stamp
+            changes.append("status pending → confirmed")
+        elif not item.unsubscribed and reader.status in LEFT:
+            kept = (f"stays {reader.status} ({reader.status_reason or '-'}): an import never subscribes again "
+                    "someone who left")
+        names = (item.first_name, item.last_name, _tags(item.tags))
+        if names != (reader.first_name, reader.last_name, _tags(reader.tags)):
+            changes.append("names and tags")
+        if not changes:
+            outcome.unchanged.append((item.line, item.email, kept))
+            return
+        changes += [kept] if kept else []
+        self._db.execute("UPDATE readers SET first_name=?, last_name=?, tags=?, status=?, status_reason=?, "
+                         "confirmed_at=?, updated_at=? WHERE address=?", (*names, status, reason, confirmed_at,
+                                                                          stamp, key))
+        outcome.updated.append((item.line, item.email, ", ".join(changes)))
+
+    def add(self, item: Incoming, *, consent: Consent) -> str:
+        """The editor adds one reader (confirmed, source editor); what happened, in a few words."""
+        key = address_key(item.email)
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM forgotten WHERE hash=?", (self._forget_hash(item.email),)).fetchone():
+                return "forgotten"
+            row = db.execute(f"SELECT {_COLUMNS} FROM readers WHERE address=?", (key,)).fetchone()
+            if row is not None:
+                return _reader(row).status
+            stamp = now()
+            db.execute("INSERT INTO readers (address, email, first_name, last_name, tags, status, source, "
+                       "created_at, updated_at, confirmed_at) VALUES (?, ?, ?, ?, ?, 'confirmed', 'editor', ?, ?, ?)",
+                       (key, item.email, item.first_name, item.last_name, _tags(item.tags), stamp, stamp, stamp))
+            db.execute("INSERT INTO consents VALUES (?, ?, ?, ?, ?, ?)",
+                       (key, consent.given_at, consent.form, consent.text, consent.version, consent.ip))
+            return "added"
+
+    def forget(self, email: str) -> bool:
+        """Erase the reader and their consents, keeping only a keyed hash of the address; whether they were here."""
+        key = address_key(email)
+        with self._transaction() as db:
+            found = db.execute("DELETE FROM readers WHERE address=?", (key,)).rowcount == 1
+            db.execute("DELETE FROM consents WHERE address=?", (key,))
+            db.execute("INSERT OR IGNORE INTO forgotten VALUES (?, ?)", (self._forget_hash(email), now()))
+        return found
+
+    # -- what readers and their servers said ------------------------------------------------------
+
+    def set_status(self, changes: Iterable[tuple[str, str, str]]) -> int:
+        """Record (email, status, reason) for readers who are in the store; how many changed.
+
+        Unsubscribes, bounces and complaints (from the service, the webhook, a pull) move a reader away
+        from pending or confirmed, a complaint over anything; `confirmed` (a resubscribe on the
+        service's page) moves back only a reader whose status is `unsubscribed`.
+        """
+        stamp, changed = now(), 0
+        with self._transaction() as db:
+            for email, status, reason in changes:
+                if status == CONFIRMED:
+                    where = "status='unsubscribed'"
+                elif status == COMPLAINED:
+                    where = "status<>'complained'"
+                else:
+                    where = "status IN ('pending','confirmed')"
+                changed += db.execute(
+                    f"UPDATE readers SET status=?, status_reason=?, updated_at=? WHERE address=? AND {where}",  # noqa: S608
+                    (status, reason, stamp, address_key(email))).rowcount
+        return changed
+
+    # -- the keyed hash of a forgotten address ----------------------------------------------------
+
+    def _forget_hash(self, email: str) -> str:
+        return hmac.new(self._key, address_key(email).encode(), hashlib.sha256).hexdigest()
+
+    def _forget_key(self) -> bytes:
+        """This store's own random key, made with the store: its hashes name nobody to whoever lacks the store."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='forget_key'").fetchone()
+        if row is None:
+            with contextlib.suppress(sqlite3.OperationalError):  # read-only: nobody was forgotten here either
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('forget_key', ?)", (secrets.token_hex(32),))
+            row = self._db.execute("SELECT value FROM meta WHERE key='forget_key'").fetchone() or ("",)
+        return bytes.fromhex(row[0])
