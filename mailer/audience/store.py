@@ -116,8 +116,9 @@ class Incoming:
     first_name: str = ""
     last_name: str = ""
     tags: tuple[str, ...] = ()
-    unsubscribed: bool = False  # the row says so (a CSV's status column): recorded as their unsubscribe
+    status: str = CONFIRMED  # what the row says (a CSV's status column): one of STATUSES
     line: int = 0
+    names_known: bool = True  # False: a row that is not mailed, read for its status only (names left as they are)
 
 
 @dataclass
@@ -214,9 +215,9 @@ class SubscriberStore:
     def import_readers(self, incoming: Iterable[Incoming], *, form: str, dry_run: bool = False) -> ImportOutcome:
         """Add or update readers from a list, in one transaction (all or nothing; `dry_run`: then rolled back).
 
-        A new address is added as confirmed (or unsubscribed, when its row says so), with a consent
-        record naming `form` (the file); a forgotten one is refused. A known reader gets the row's
-        names and tags; their status moves only from pending or confirmed to unsubscribed (the row
+        A new address is added in the row's status (confirmed: with a consent record naming `form`,
+        the file); a forgotten one is refused. A known reader gets the row's names and tags; their
+        status moves only from pending or confirmed to unsubscribed, bounced or complained (the row
         says so) or from pending to confirmed, never back from unsubscribed, bounced or complained.
         """
         outcome = ImportOutcome([], [], [], [])
@@ -240,14 +241,14 @@ class SubscriberStore:
                 outcome.refused.append((item.line, item.email, "asked to be forgotten: only their own sign-up and "
                                         "confirmation can add them back"))
                 return
-            status = UNSUBSCRIBED if item.unsubscribed else CONFIRMED
+            confirmed = item.status == CONFIRMED
             self._db.execute(
                 "INSERT INTO readers (address, email, first_name, last_name, tags, status, source, status_reason, "
                 "created_at, updated_at, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, item.email, item.first_name, item.last_name, _tags(item.tags), status, IMPORT,
-                 "unsubscribed in the imported list" if item.unsubscribed else "", stamp, stamp,
-                 None if item.unsubscribed else stamp))
-            if not item.unsubscribed:
+                (key, item.email, item.first_name, item.last_name, _tags(item.tags), item.status, IMPORT,
+                 "" if confirmed else f"{item.status} in the imported list", stamp, stamp,
+                 stamp if confirmed else None))
+            if confirmed:
                 self._db.execute("INSERT INTO consents VALUES (?, ?, ?, ?, ?, NULL)",
                                  (key, stamp, form, "imported: consent given where the list came from", "import"))
             outcome.added.append((item.line, item.email))
@@ -255,16 +256,17 @@ class SubscriberStore:
         reader = _reader(row)
         changes, status, reason, confirmed_at = [], reader.status, reader.status_reason, reader.confirmed_at
         kept = ""
-        if item.unsubscribed and reader.status in (PENDING, CONFIRMED):
-            status, reason = UNSUBSCRIBED, "unsubscribed in the imported list"
-            changes.append(f"status {reader.status} → unsubscribed")
-        elif not item.unsubscribed and reader.status == PENDING:
+        if item.status in LEFT and reader.status in (PENDING, CONFIRMED):
+            status, reason = item.status, f"{item.status} in the imported list"
+            changes.append(f"status {reader.status} → {item.status}")
+        elif item.status == CONFIRMED and reader.status == PENDING:
             status, confirmed_at = CONFIRMED, stamp
             changes.append("status pending → confirmed")
-        elif not item.unsubscribed and reader.status in LEFT:
+        elif item.status == CONFIRMED and reader.status in LEFT:
             kept = (f"stays {reader.status} ({reader.status_reason or '-'}): an import never subscribes again "
                     "someone who left")
-        names = (item.first_name, item.last_name, _tags(item.tags))
+        names = (item.first_name, item.last_name, _tags(item.tags)) if item.names_known else \
+            (reader.first_name, reader.last_name, _tags(reader.tags))
         if names != (reader.first_name, reader.last_name, _tags(reader.tags)):
             changes.append("names and tags")
         if not changes:

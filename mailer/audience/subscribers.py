@@ -22,7 +22,12 @@ from mailer.errors import InputError, Problem
 from mailer.headers import header_problem
 
 COLUMNS = ("email", "first_name", "last_name", "status", "tags")
-STATUSES = ("subscribed", "unsubscribed")
+# `mailer subscribers export` also writes these: read back without a warning, and not used.
+EXPORT_COLUMNS = ("source", "created_at", "confirmed_at")
+MAILED = ("subscribed", "confirmed")  # a row of either is mailed; "confirmed" is the subscriber store's word
+# Not mailed, each left out with its status as the reason (the store's statuses, as an export writes them).
+NOT_MAILED = ("unsubscribed", "pending", "bounced", "complained")
+STATUSES = MAILED + NOT_MAILED
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is slow, and there are 100,000s
 class Subscriber:
@@ -488,7 +493,8 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
             first_name, last_name = row[i_first].strip(), row[i_last].strip()
             status = row[i_status].strip().lower() or "subscribed"
             if problem is None and status not in STATUSES:
-                problem = f"status must be 'subscribed' or 'unsubscribed', not {printable(row[i_status].strip())!r}"
+                problem = (f"status must be one of {', '.join(STATUSES)} (blank: subscribed), not "
+                           f"{printable(row[i_status].strip())!r}")
             names = first_name + last_name
             if problem is None and not (names.isprintable() and "=?" not in names):
                 # Names go into the To header and, through -first_name-, the subject. (Printable text
@@ -515,8 +521,8 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
                                         line))
                 skipped.append(Skipped(line, email, f"duplicate of line {first}"))
                 continue
-            if status == "unsubscribed":
-                skipped.append(Skipped(line, email, "unsubscribed"))
+            if status not in MAILED:
+                skipped.append(Skipped(line, email, status))
                 continue
             if segment is not None and segment not in tags:
                 skipped.append(Skipped(line, email, f"not tagged {segment!r}"))
@@ -750,6 +756,8 @@ def _check_header(header: list[str], label: str, problems: list[Problem], warnin
             if name in columns:
                 problems.append(Problem(label, f"column {name!r} appears twice in the header", 1))
             columns[name] = index
+        elif name in EXPORT_COLUMNS:
+            continue
         elif name:
             close = difflib.get_close_matches(name, COLUMNS, n=1, cutoff=0.6)
             if close and close[0] not in [h.strip().lower() for h in header]:

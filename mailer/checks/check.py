@@ -558,7 +558,7 @@ def check_subscribers(path: Path, *, encoding: str | None = None,
     errors show it), nor here the second time.
     """
     from mailer.audience.listcache import read_subscribers_cached
-    from mailer.audience.subscribers import read_subscribers
+    from mailer.audience.subscribers import NOT_MAILED, read_subscribers
 
     label = display_path(path)
     report = CheckReport("subscribers", label, checks=("subscribers",))
@@ -571,10 +571,12 @@ def check_subscribers(path: Path, *, encoding: str | None = None,
         report.findings += [_from_problem(problem, "subscribers", "subscribers.unreadable")
                             for problem in err.problems]
         return report
-    unsubscribed: list[int] = []
+    not_mailed: list[int] = []
+    statuses: dict[str, int] = {}
     for skipped in found.skipped:
-        if skipped.reason == "unsubscribed":
-            unsubscribed.append(skipped.line)
+        if skipped.reason in NOT_MAILED:
+            not_mailed.append(skipped.line)
+            statuses[skipped.reason] = statuses.get(skipped.reason, 0) + 1
         elif not skipped.reason.startswith("duplicate"):
             report.findings.append(Finding("error", "subscribers", "subscribers.invalid", skipped.reason, label,
                                            skipped.line, hint="fix or delete the row: `mailer send` stops on it "
@@ -583,12 +585,16 @@ def check_subscribers(path: Path, *, encoding: str | None = None,
         report.findings.append(Finding("warning", "subscribers", "subscribers.duplicate", warning.message, label,
                                        warning.line, hint="delete the extra row; if the names differ, keep the "
                                        "right one first"))
-    if unsubscribed:
+    if not_mailed:
+        what = ", ".join(f"{count} {status}" for status, count in statuses.items())
+        if list(statuses) == ["unsubscribed"]:
+            what = f"{len(not_mailed)} unsubscribed {_plural(len(not_mailed), 'row')}"
+        else:
+            what = f"{len(not_mailed)} {_plural(len(not_mailed), 'row')} not subscribed ({what})"
         report.findings.append(Finding("info", "subscribers", "subscribers.unsubscribed",
-                                       f"{len(unsubscribed)} unsubscribed {_plural(len(unsubscribed), 'row')} "
-                                       f"will not be mailed (lines {_lines(unsubscribed)})", label))
+                                       f"{what} will not be mailed (lines {_lines(not_mailed)})", label))
     report.facts["subscribed"] = len(found.subscribers)
-    report.facts["unsubscribed"] = len(unsubscribed)
+    report.facts["unsubscribed"] = len(not_mailed)
     if suppressed is not None:
         reasons = suppressed([subscriber.key for subscriber in found.subscribers])
         hit = [subscriber for subscriber in found.subscribers if subscriber.key in reasons]

@@ -21,7 +21,8 @@ ADA, ALAN = "ada.lovelace@example.com", "alan.turing@example.com"
 def test_an_import_adds_updates_and_never_brings_back_a_reader_who_left(tmp_path: Path) -> None:
     with SubscriberStore.open(tmp_path) as store:
         first = store.import_readers([Incoming(ADA, "Ada", tags=("nlp",), line=2), Incoming(ALAN, "Alan", line=3),
-                                      Incoming("li.lei@example.com", "李雷", unsubscribed=True, line=4)], form="a.csv")
+                                      Incoming("li.lei@example.com", "李雷", status=UNSUBSCRIBED, line=4)],
+                                     form="a.csv")
         assert [email for _, email in first.added] == [ADA, ALAN, "li.lei@example.com"]
         assert store.counts() == {"pending": 0, "confirmed": 2, "unsubscribed": 1, "bounced": 0, "complained": 0}
         assert store.set_status([(ALAN, UNSUBSCRIBED, "one-click"), (ADA, BOUNCED, "550 no such user")]) == 2

@@ -51,7 +51,8 @@ def test_every_invalid_row_is_reported_at_once(tmp_path: Path) -> None:
     lines = str(info.value).splitlines()[1:]
     assert lines == [
         "subscribers.csv:3: invalid email address 'bob@': there must be something after the @-sign",
-        "subscribers.csv:4: status must be 'subscribed' or 'unsubscribed', not 'maybe'",
+        "subscribers.csv:4: status must be one of subscribed, confirmed, unsubscribed, pending, bounced, complained "
+        "(blank: subscribed), not 'maybe'",
         "subscribers.csv:5: missing email address",
         "subscribers.csv:6: invalid email address 'd e@example.com': the email address contains invalid "
         "characters before the @-sign: SPACE",
