@@ -327,6 +327,23 @@ class SubscriberStore:
                     (status, reason, stamp, address_key(email))).rowcount
         return changed
 
+    def apply_suppressed(self, suppressed: dict[str, tuple[str, str]]) -> int:
+        """Move the pending and confirmed readers among `suppressed` (address key: (status, reason), the
+        suppression list as it stands) to that status in one statement; how many moved."""
+        if not suppressed:
+            return 0
+        with self._transaction() as db:
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS suppressed "
+                       "(address TEXT PRIMARY KEY, status TEXT, reason TEXT)")
+            db.execute("DELETE FROM temp.suppressed")
+            db.executemany("INSERT OR REPLACE INTO temp.suppressed VALUES (?, ?, ?)",
+                           ((key, status, reason) for key, (status, reason) in suppressed.items()))
+            moved = db.execute(
+                "UPDATE readers SET status=s.status, status_reason=s.reason, updated_at=? FROM temp.suppressed AS s "
+                "WHERE readers.address=s.address AND readers.status IN ('pending','confirmed')", (now(),)).rowcount
+            db.execute("DELETE FROM temp.suppressed")
+        return moved
+
     # -- the keyed hash of a forgotten address ----------------------------------------------------
 
     def _forget_hash(self, email: str) -> str:

@@ -14,6 +14,7 @@ from mailer.cli.check import check
 from mailer.cli.preview import preview
 from mailer.cli.send import cancel, send, status
 from mailer.cli.serve import serve
+from mailer.cli.subscribers import subscribers
 from mailer.cli.suppressions import suppressions
 from mailer.errors import ExitStatus, MailerError
 
@@ -37,7 +38,7 @@ def cli() -> None:
     """
 
 
-for command in (new, cards, build, check, preview, send, status, cancel, suppressions, serve):
+for command in (new, cards, build, check, preview, send, status, cancel, suppressions, subscribers, serve):
     cli.add_command(command)
 
 

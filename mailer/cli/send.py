@@ -51,7 +51,8 @@ Environment (a live send; a dry run needs none of it):
 @click.command(epilog=EPILOG_SEND)
 @click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--subscribers", "subscribers_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="The subscribers CSV (columns: email, first_name, last_name, status, tags).")
+              help="The subscribers CSV (columns: email, first_name, last_name, status, tags). Without it: the "
+                   "subscriber store's confirmed readers (mailer subscribers).")
 @click.option("--live", is_flag=True, help="Really send. Without it, nothing leaves the machine (dry run).")
 @click.option("--test-to", metavar="ADDRESS", help="Send one [TEST] message to ADDRESS only, never to the list.")
 @click.option("--as", "as_email", metavar="EMAIL",
@@ -200,8 +201,6 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     from mailer.files import issue_slug
     from mailer.schema import display_path
 
-    if test_to is None and subscribers_path is None:
-        raise UsageError("--subscribers FILE is required (or --test-to ADDRESS for a single test message)")
     if test_to is not None:
         try:
             test_to = parse_address(test_to)
@@ -245,6 +244,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
                                               skip_invalid=skip_invalid, segment=segment)
         for warning in subscribers.warnings:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
+    else:
+        subscribers = _store_list(config, segment=segment, needed=test_to is None)
     backend = _backend(name, live=live)
     if test_to is not None:
         _run_test_send(rendered, config, subscribers, test_to, as_email, backend, options)
@@ -331,7 +332,8 @@ def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: Subscri
     subscriber: Subscriber | None
     if as_email:
         if subscribers is None:
-            raise UsageError("--as needs --subscribers to find that subscriber")
+            raise UsageError("--as needs a list to find that subscriber in: --subscribers FILE, or readers in the "
+                             "subscriber store (mailer subscribers)")
         subscriber = subscribers.find(as_email)
         if subscriber is None:
             raise UsageError(f"--as {as_email}: not a subscribed address in {subscribers.file_label}")
@@ -459,7 +461,23 @@ def _table(rows: list[tuple[str, int]]) -> str:
     return "\n".join(f"  {label:<{width}}  {value:>8}" for label, value in rows)
 
 
-def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, subscribers_path: Path,
+def _store_list(config: Config, *, segment: str | None, needed: bool) -> SubscriberList | None:
+    """The subscriber store's confirmed readers, brought in line with the suppression list first; None when
+    there are none and a list is not `needed` (a test send then renders as a made-up reader)."""
+    from mailer.audience.roster import store_subscribers
+    from mailer.deliver.suppressions import sync_store
+    from mailer.errors import InputError
+
+    sync_store(config.state_dir)
+    try:
+        return store_subscribers(config.state_dir, segment=segment)
+    except InputError:
+        if needed:
+            raise
+        return None
+
+
+def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, subscribers_path: Path | None,
                    config: Config) -> None:
     from mailer.schema import display_path
 
@@ -487,14 +505,15 @@ def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, su
         more = report.not_sent - len(report.first_recipients)
         click.echo("  would send to: " + ", ".join(report.first_recipients) + (f" and {more} more" if more else ""))
     for skipped in report.skipped[:20]:
-        click.echo(f"  skip {skipped.email or '(no address)'} (line {skipped.line}): {skipped.reason}")
+        where = f" (line {skipped.line})" if subscribers_path is not None else ""  # the store's readers have none
+        click.echo(f"  skip {skipped.email or '(no address)'}{where}: {skipped.reason}")
     if len(report.skipped) > 20:
         click.echo(f"  … and {len(report.skipped) - 20} more skipped (see the manifest)")
     click.echo(f"Outbox: {display_path(report.outbox_dir)}/ (eml/ samples, manifest.jsonl"
                + (", sendgrid/ request bodies)" if backend == "sendgrid" else ")"))
+    the_list = f" --subscribers {display_path(subscribers_path)}" if subscribers_path is not None else ""
     click.echo(f"To send for real: mailer send {display_path(rendered.issue.source_path)} --test-to YOU@example.com "
-               f"--live, then mailer send {display_path(rendered.issue.source_path)} --subscribers "
-               f"{display_path(subscribers_path)} --live")
+               f"--live, then mailer send {display_path(rendered.issue.source_path)}{the_list} --live")
 
 
 def _suppression_note(report: SendReport) -> str:

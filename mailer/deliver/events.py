@@ -27,6 +27,7 @@ from mailer.deliver.suppressions import (
     SPAM_REPORT,
     Suppression,
     SuppressionList,
+    mark_in_store,
     suppressions_path,
 )
 
@@ -83,6 +84,7 @@ def record(state_dir: Path, batch: Batch) -> tuple[int, int]:
     if batch.suppressions:
         with SuppressionList(suppressions_path(state_dir)) as suppressions:
             new_suppressions = suppressions.record_reported(batch.suppressions)
+        mark_in_store(state_dir, batch.suppressions)  # a reader who bounced or complained is no longer confirmed
     return new_events, new_suppressions
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mailer.addresses import HALF_PAIR, address_key, printable, shown_url
+from mailer.audience import store
 from mailer.deliver.ledger import open_database, state_transaction
 from mailer.deliver.retry import RetryPolicy
 from mailer.errors import ExitStatus, MailerError
@@ -320,6 +321,19 @@ class SuppressionList:
                                                        "ORDER BY address"):
             yield _unsubscribed(email, how, created_at)
 
+    def keyed(self) -> Iterator[tuple[str, Suppression]]:
+        """Every reason, with its address key as stored (no address parsed again): SendGrid's lists, the readers'
+        own unsubscribes, then what the Event Webhook reported."""
+        with self._transaction("DEFERRED") as db:
+            for row in db.execute(f"SELECT address, {_COLUMNS} FROM suppressions"):
+                yield row[0], Suppression(*row[1:])
+            for address, email, how, created_at in db.execute(
+                    "SELECT address, email, how, created_at FROM unsubscribes"):
+                yield address, _unsubscribed(email, how, created_at)
+            for address, email, source, reason, created_at in db.execute(
+                    "SELECT address, email, source, reason, created_at FROM reported"):
+                yield address, Suppression(email, source, reason=reason, created_at=created_at)
+
     def unsubscribed_here(self) -> int:
         """How many readers unsubscribed through `mailer serve` (a pull leaves them alone)."""
         with self._transaction("DEFERRED") as db:
@@ -358,7 +372,9 @@ class SuppressionList:
         remote = fetch_remote_export(timeout=timeout)  # before anything is replaced: all of it or none of it
         if remote is not None:
             self.replace_readers_own(remote)
-        return self.replace(fetched)
+        pulled = self.replace(fetched)
+        sync_store(self.path.parent)
+        return pulled
 
     # -- what a `mailer serve` elsewhere holds ----------------------------------------------------
 
@@ -406,7 +422,8 @@ class SuppressionList:
 
 
 _COLUMNS = "email, source, reason, status, group_id, group_name, created_at, pulled_at"
-_HOW = {"one-click": "one-click, from the mail client", "page": "the unsubscribe page"}
+_HOW = {"one-click": "one-click, from the mail client", "page": "the unsubscribe page",
+        "editor": "removed by the editor: mailer subscribers remove"}
 
 
 def _unsubscribed(email: str, how: str, created_at: str) -> Suppression:
@@ -687,3 +704,34 @@ def _shorten(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
+
+
+# What each reason to suppress an address makes of a reader in the subscriber store.
+STORE_STATUS = {GLOBAL_UNSUBSCRIBE: store.UNSUBSCRIBED, GROUP_UNSUBSCRIBE: store.UNSUBSCRIBED,
+                UNSUBSCRIBED: store.UNSUBSCRIBED, BOUNCE: store.BOUNCED, INVALID_EMAIL: store.BOUNCED,
+                SPAM_REPORT: store.COMPLAINED}
+
+
+def mark_in_store(state_dir: Path, suppressions: Iterable[Suppression]) -> int:
+    """The subscriber store's readers among `suppressions` take their status (no store: nothing is made)."""
+    readers = store.SubscriberStore.open_existing(state_dir)
+    if readers is None:
+        return 0
+    with readers:
+        return readers.set_status((item.email, STORE_STATUS[item.source], item.describe())
+                                  for item in suppressions if item.source in STORE_STATUS)
+
+
+def sync_store(state_dir: Path) -> int:
+    """Bring the subscriber store in line with the whole suppression list (after a pull, before the store is
+    read): a pending or confirmed reader who is suppressed takes the status of the reason. No store: nothing."""
+    readers = store.SubscriberStore.open_existing(state_dir)
+    if readers is None:
+        return 0
+    suppressed: dict[str, tuple[str, str]] = {}
+    with SuppressionList.open(state_dir) as suppressions:
+        for address, item in suppressions.keyed():
+            if item.source in STORE_STATUS and address not in suppressed:
+                suppressed[address] = (STORE_STATUS[item.source], item.describe())
+    with readers:
+        return readers.apply_suppressed(suppressed)

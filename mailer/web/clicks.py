@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from mailer.deliver.suppressions import Click, SuppressionList
+from mailer.audience.store import CONFIRMED, UNSUBSCRIBED, SubscriberStore
+from mailer.deliver.suppressions import UNSUBSCRIBE, Click, SuppressionList
 
 
 class ClickWriter:
@@ -50,7 +51,17 @@ class ClickWriter:
 
     def _commit(self, clicks: list[Click]) -> list[bool]:
         with SuppressionList(self.path) as suppressions:
-            return suppressions.record_clicks(clicks)
+            results = suppressions.record_clicks(clicks)
+        # The subscriber store (where there is one) follows: an unsubscribe there, a resubscribe undoing it.
+        readers = SubscriberStore.open_existing(self.path.parent)
+        if readers is not None:
+            with readers:
+                readers.set_status(
+                    (click.email, UNSUBSCRIBED, f"unsubscribed ({click.how})") if click.action == UNSUBSCRIBE
+                    else (click.email, CONFIRMED, "resubscribed on the unsubscribe page")
+                    for click, still in zip(clicks, results, strict=True)
+                    if click.action == UNSUBSCRIBE or not still)  # another list still holding them: not back
+        return results
 
 
 def _retrieved(done: asyncio.Future[bool]) -> None:
