@@ -256,3 +256,18 @@ def test_serve_off_loopback_warns_that_tls_must_end_in_front_and_stops_cleanly_o
     assert process.returncode == 0 and "Traceback" not in err
     assert f"http://0.0.0.0:{port}/unsubscribe" in out
     assert "warning: listening on 0.0.0.0 without TLS" in err and "reverse proxy" in err
+
+
+def test_a_click_moves_the_reader_in_the_subscriber_store_and_resubscribe_moves_them_back(service: Running) -> None:
+    from mailer.audience.store import Incoming, SubscriberStore
+
+    with SubscriberStore.open(service.state_dir) as store:
+        store.import_readers([Incoming(ADA, "Ada", line=2)], form="subscribers.example.csv")
+    token = token_for(ADA)
+    assert service.post_form(f"/unsubscribe?token={token}", "List-Unsubscribe=One-Click")[0] == 200
+    with SubscriberStore.open(service.state_dir) as store:
+        reader = store.get(ADA)
+        assert (reader.status, reader.status_reason) == ("unsubscribed", "unsubscribed (one-click)")
+    assert service.post_form("/unsubscribe", f"token={token}&action=resubscribe")[0] == 200
+    with SubscriberStore.open(service.state_dir) as store:
+        assert store.get(ADA).status == "confirmed"

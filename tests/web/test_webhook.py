@@ -267,3 +267,20 @@ def test_a_key_of_another_kind_stops_serve(workspace: Path, run_cli, monkeypatch
     monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", base64.b64encode(der).decode())
     result = run_cli("serve", "--port", "1")
     assert result.exit_code == 1 and "is not an ECDSA public key" in result.stderr
+
+
+def test_a_bounce_and_a_complaint_move_readers_of_the_subscriber_store(
+        service: Running, events: EventWebhook, sent: FakeSendGrid, state_dir: Path, run_cli) -> None:
+    from mailer.audience.store import SubscriberStore
+
+    assert run_cli("subscribers", "import", "subscribers.example.csv").exit_code == 0
+    batch = events.events(sent, ("bounce",), only={ALAN}, type="bounce", status="5.1.1",
+                          reason="550 5.1.1 mailbox unavailable")
+    batch += events.events(sent, ("spamreport",), only={LI_LEI})
+    assert post(service, events, json.dumps(batch).encode())[0] == 200
+    with SubscriberStore.open(state_dir) as store:
+        assert store.get(ALAN).status == "bounced" and "550 5.1.1" in store.get(ALAN).status_reason
+        assert store.get(LI_LEI).status == "complained"
+        assert store.counts()["confirmed"] == 16
+    again = run_cli("subscribers", "import", "subscribers.example.csv")  # the list still says subscribed
+    assert "stays bounced" in again.stdout and "stays complained" in again.stdout
