@@ -344,6 +344,54 @@ class SubscriberStore:
             db.execute("DELETE FROM temp.suppressed")
         return moved
 
+    # -- a `mailer serve` on another machine -------------------------------------------------------
+
+    def export_confirmed(self) -> list[dict[str, Any]]:
+        """The confirmed readers with their consents, for the sending machine's pull (JSON-ready)."""
+        consents: dict[str, list[dict[str, Any]]] = {}
+        with self._transaction("DEFERRED") as db:
+            for address, given_at, form, text, version, ip in db.execute(
+                    "SELECT c.address, c.given_at, c.form, c.text, c.version, c.ip FROM consents AS c "
+                    "JOIN readers AS r ON r.address=c.address WHERE r.status='confirmed' ORDER BY c.rowid"):
+                consents.setdefault(address, []).append(
+                    {"given_at": given_at, "form": form, "text": text, "version": version, "ip": ip})
+            return [{"email": email, "first_name": first, "last_name": last, "tags": tags.split(";") if tags else [],
+                     "confirmed_at": confirmed_at or "", "consents": consents.get(address, [])}
+                    for address, email, first, last, tags, confirmed_at in db.execute(
+                        "SELECT address, email, first_name, last_name, tags, confirmed_at FROM readers "
+                        "WHERE status='confirmed' ORDER BY rowid")]
+
+    def merge_confirmed(self, readers: Iterable[dict[str, Any]]) -> int:
+        """Take in the readers a remote service confirmed (its export_confirmed), in one transaction; how many
+        are new or newly confirmed here. A reader who left here stays out; one forgotten here comes back
+        only with a confirmation given after they were forgotten (their own, again)."""
+        stamp, changed = now(), 0
+        with self._transaction() as db:
+            for reader in readers:
+                email, key = reader["email"], address_key(reader["email"])
+                confirmed_at = reader["confirmed_at"] or stamp
+                forgotten = db.execute("SELECT forgotten_at FROM forgotten WHERE hash=?",
+                                       (self._forget_hash(email),)).fetchone()
+                if forgotten and confirmed_at <= forgotten[0]:
+                    continue
+                row = db.execute("SELECT status FROM readers WHERE address=?", (key,)).fetchone()
+                if row is not None and row[0] != PENDING:
+                    continue  # confirmed already, or left: their word here stands
+                if row is None:
+                    db.execute("INSERT INTO readers (address, email, first_name, last_name, tags, status, source, "
+                               "created_at, updated_at, confirmed_at) VALUES (?, ?, ?, ?, ?, 'confirmed', 'form', "
+                               "?, ?, ?)", (key, email, reader["first_name"], reader["last_name"],
+                                            _tags(reader["tags"]), stamp, stamp, confirmed_at))
+                else:
+                    db.execute("UPDATE readers SET status='confirmed', confirmed_at=?, updated_at=? WHERE address=?",
+                               (confirmed_at, stamp, key))
+                db.execute("DELETE FROM forgotten WHERE hash=?", (self._forget_hash(email),))
+                db.executemany("INSERT INTO consents VALUES (?, ?, ?, ?, ?, ?)",
+                               ((key, c["given_at"], c["form"], c["text"], c["version"], c.get("ip"))
+                                for c in reader["consents"]))
+                changed += 1
+        return changed
+
     # -- the keyed hash of a forgotten address ----------------------------------------------------
 
     def _forget_hash(self, email: str) -> str:

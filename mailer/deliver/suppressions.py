@@ -21,11 +21,12 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mailer.addresses import HALF_PAIR, address_key, printable, shown_url
+from mailer.addresses import HALF_PAIR, AddressError, address_key, parse_address, printable, shown_url
 from mailer.audience import store
 from mailer.deliver.ledger import open_database, state_transaction
 from mailer.deliver.retry import RetryPolicy
 from mailer.errors import ExitStatus, MailerError
+from mailer.headers import header_problem
 
 GLOBAL_UNSUBSCRIBE, GROUP_UNSUBSCRIBE, BOUNCE, SPAM_REPORT, INVALID_EMAIL = (
     "global_unsubscribe", "group_unsubscribe", "bounce", "spam_report", "invalid_email")
@@ -372,6 +373,9 @@ class SuppressionList:
         remote = fetch_remote_export(timeout=timeout)  # before anything is replaced: all of it or none of it
         if remote is not None:
             self.replace_readers_own(remote)
+            if remote.get("readers"):  # who signed up and confirmed there is a reader here too
+                with store.SubscriberStore.open(self.path.parent) as readers:
+                    readers.merge_confirmed(remote["readers"])
         pulled = self.replace(fetched)
         sync_store(self.path.parent)
         return pulled
@@ -541,11 +545,29 @@ def _is_export(export: Any) -> bool:
         return (isinstance(item, dict) and all(isinstance(item.get(key), str) for key in keys)
                 and all(item.get(key) is None or isinstance(item.get(key), str) for key in optional))
 
+    def reader(item: Any) -> bool:  # a confirmed reader of the service's subscriber store, with their consents
+        return (strings(item, ("email", "first_name", "last_name", "confirmed_at"))
+                and isinstance(item.get("tags"), list) and all(isinstance(tag, str) for tag in item["tags"])
+                and isinstance(item.get("consents"), list)
+                and all(strings(c, ("given_at", "form", "text", "version"), ("ip",)) for c in item["consents"])
+                and _valid_address(item["email"])
+                and not any(header_problem(item[name]) for name in ("first_name", "last_name")))
+
     return (isinstance(export, dict) and isinstance(export.get("store"), str)
             and isinstance(export.get("unsubscribes"), list)
             and isinstance(export.get("reported"), list)
             and all(strings(u, ("email", "how", "created_at"), ("list_id",)) for u in export["unsubscribes"])
-            and all(strings(r, ("email", "source", "created_at"), ("reason",)) for r in export["reported"]))
+            and all(strings(r, ("email", "source", "created_at"), ("reason",)) for r in export["reported"])
+            and isinstance(export.get("readers", []), list)
+            and all(reader(item) for item in export.get("readers", [])))
+
+
+def _valid_address(text: str) -> bool:
+    """Whether `text` is an address exactly as mailer's grammar gives it (a remote store's readers are mailed)."""
+    try:
+        return parse_address(text) == text and header_problem(text) is None
+    except AddressError:
+        return False
 
 
 # -- fetching from SendGrid --------------------------------------------------------------------

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from mailer.audience.store import SubscriberStore
 from mailer.config import Config
 from mailer.deliver.message import TEST_COPY, list_id, unsubscribe_secret, verify_unsubscribe_token
 from mailer.deliver.suppressions import (
@@ -244,7 +245,12 @@ async def _export(service: Service, request: Any, token: str) -> Any:
 
     def read() -> dict[str, Any]:
         with SuppressionList(service.suppressions_path) as suppressions:
-            return suppressions.export()
+            export = suppressions.export()
+        readers = SubscriberStore.open_existing(service.state_dir)  # sign-ups confirmed here, for the sends
+        if readers is not None:
+            with readers:
+                export["readers"] = readers.export_confirmed()
+        return export
 
     return JSONResponse(await run_in_threadpool(read), headers={"Cache-Control": "no-store"})
 

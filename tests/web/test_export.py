@@ -110,7 +110,17 @@ def test_the_token_never_follows_a_redirect(sendgrid: FakeSendGrid, run_cli, mon
 
 @pytest.mark.parametrize("answer", [b'{"unsubscribes": [{"email": "a@example.com"}], "reported": []}',
                                     b'{"unsubscribes": [], "reported": [{"email": 1, "source": "bounce"}]}',
-                                    b'{"unsubscribes": "none"}', b"[]"])
+                                    b'{"unsubscribes": "none"}', b"[]",
+                                    # a reader whose address smtplib would cut to another's, or a consent not text
+                                    b'{"store": "s", "unsubscribes": [], "reported": [], "readers": [{"email": '
+                                    b'"x:victim@example.net", "first_name": "", "last_name": "", "tags": [], '
+                                    b'"confirmed_at": "", "consents": []}]}',
+                                    b'{"store": "s", "unsubscribes": [], "reported": [], "readers": [{"email": '
+                                    b'"a@example.com", "first_name": "", "last_name": "", "tags": [], '
+                                    b'"confirmed_at": "", "consents": [{"given_at": 1}]}]}',
+                                    b'{"store": "s", "unsubscribes": [], "reported": [], "readers": [{"email": '
+                                    b'"a@example.com", "first_name": "A\\r\\nBcc: x@evil.example", "last_name": "", '
+                                    b'"tags": [], "confirmed_at": "", "consents": []}]}'])
 def test_an_export_that_is_not_mailers_fails_the_pull_cleanly(sendgrid: FakeSendGrid, run_cli, answer: bytes,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     port, _ = _serve_once(answer)
@@ -194,3 +204,29 @@ def test_a_user_and_password_in_mailer_serve_url_are_never_shown_nor_sent(
     assert f"holds a user name or password (http://***@127.0.0.1:{port})" in run_cli("suppressions", "pull").stderr
     for path in (tmp_path / "state").rglob("*"):
         assert not path.is_file() or b"s3c" not in path.read_bytes(), path
+
+
+def test_readers_confirmed_at_the_remote_service_are_sent_to_from_the_sending_machine(
+        remote: Running, sendgrid: FakeSendGrid, run_cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        state_dir: Path) -> None:
+    from mailer.audience.store import Consent, Incoming, SubscriberStore
+
+    with SubscriberStore.open(remote.state_dir) as there:  # two readers confirmed there (a sign-up, say)
+        for email in (ADA, "grace.hopper@example.com"):
+            there.add(Incoming(email, "Ada" if email == ADA else "Grace", tags=("weekly",)),
+                      consent=Consent("2026-12-07T08:00:00+00:00", "subscribe", "Send me the weekly digest.", "v1"))
+    with SubscriberStore.open(state_dir) as here:  # here, Ada left already: her word stands
+        here.import_readers([Incoming(ADA, status="unsubscribed", line=2)], form="old.csv")
+    monkeypatch.setenv("MAILER_SERVE_URL", f"http://127.0.0.1:{remote.port}")
+    monkeypatch.setenv("MAILER_EXPORT_TOKEN", EXPORT_TOKEN)
+    assert run_cli("suppressions", "pull").exit_code == 0
+    with SubscriberStore.open(state_dir) as here:
+        grace = here.get("grace.hopper@example.com")
+        assert (grace.status, grace.source, grace.first_name, grace.tags) == ("confirmed", "form", "Grace", ("weekly",))
+        assert [c.text for c in here.consents("grace.hopper@example.com")] == ["Send me the weekly digest."]
+        assert here.get(ADA).status == "unsubscribed"
+    dry_run = run_cli("send", "issues/2020-12-13.yaml")
+    assert dry_run.exit_code == 0 and "would send to: grace.hopper@example.com\n" in dry_run.stdout
+    assert run_cli("suppressions", "pull").exit_code == 0  # again: nothing doubles
+    with SubscriberStore.open(state_dir) as here:
+        assert here.counts()["confirmed"] == 1 and len(here.consents("grace.hopper@example.com")) == 1
