@@ -8,6 +8,7 @@ changes nothing.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -25,6 +26,7 @@ from mailer.audience.subscribers import (
     SpooledSubscribers,
     SubscriberList,
     read_subscribers,
+    row_chunks,
 )
 from mailer.errors import InputError, Problem
 
@@ -40,15 +42,21 @@ def import_list(path: Path, state_dir: Path, *, file_label: str, encoding: str |
     refuses it, unless `skip_invalid`: then they are reported as refused and the rest imported.
     """
     found = read_subscribers(path, file_label=file_label, encoding=encoding, skip_invalid=skip_invalid)
-    incoming = [Incoming(s.email, s.first_name, s.last_name, s.tags, CONFIRMED, s.line) for s in found.subscribers]
-    incoming += [Incoming(skipped.email, status=skipped.reason, line=skipped.line, names_known=False)
-                 for skipped in found.skipped if skipped.reason in NOT_MAILED]
-    incoming.sort(key=lambda item: item.line)
+
+    def incoming() -> Iterator[Incoming]:  # a large list streams from its spool: never all in memory
+        for chunk in row_chunks(found.subscribers, 5000):
+            for email, first_name, last_name, tags, line in chunk:
+                yield Incoming(email, first_name, last_name, tags, CONFIRMED, line)
+        for skipped in found.skipped:
+            if skipped.reason in NOT_MAILED:
+                yield Incoming(skipped.email, status=skipped.reason, line=skipped.line, names_known=False)
+
     with SubscriberStore.open(state_dir) as store:
-        outcome = store.import_readers(incoming, form=f"import of {file_label}", dry_run=dry_run)
-    outcome.refused += [(skipped.line, skipped.email, skipped.reason) for skipped in found.skipped
-                        if skipped.reason not in NOT_MAILED and not skipped.reason.startswith("duplicate")]
-    outcome.refused.sort()
+        outcome = store.import_readers(incoming(), form=f"import of {file_label}", dry_run=dry_run)
+    for skipped in found.skipped:
+        if skipped.reason not in NOT_MAILED and not skipped.reason.startswith("duplicate"):
+            outcome.note("refused", skipped.line, skipped.email, skipped.reason)
+    outcome.notes["refused"].sort()
     return outcome, found
 
 

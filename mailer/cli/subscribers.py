@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+SHOWN = 50  # readers shown by name for each kind of note; the counts are always whole
 STATUS_CHOICE = click.Choice(["pending", "confirmed", "unsubscribed", "bounced", "complained"])
 
 EPILOG_SUBSCRIBERS = """\b
@@ -62,17 +63,16 @@ def subscribers_import(csv_file: Path, encoding: str | None, skip_invalid: bool,
                              dry_run=dry_run)
     if not dry_run:
         sync_store(state_dir)  # who is on the suppression list already is no longer confirmed
-    for line, email, why in outcome.updated:
-        click.echo(f"  updated   {printable(email)} (line {line}): {why}")
-    for line, email, why in outcome.unchanged:
-        if why:
-            click.echo(f"  unchanged {printable(email)} (line {line}): {why}")
-    for line, email, why in outcome.refused:
-        click.secho(f"  refused   {printable(email)} (line {line}): {why}", fg="yellow")
-    unchanged = len(outcome.unchanged)
+    for kind in ("updated", "unchanged", "refused"):
+        notes = outcome.notes[kind]
+        for line, email, why in notes[:SHOWN]:
+            click.secho(f"  {kind:<9} {printable(email)} (line {line}): {printable(why)}",
+                        fg="yellow" if kind == "refused" else None)
+        if len(notes) > SHOWN:
+            click.echo(f"  … and more {kind} (mailer subscribers list --email ADDRESS shows one reader)")
     verb = "would be" if dry_run else "were"
-    click.echo(f"{label}: {len(outcome.added)} added, {len(outcome.updated)} updated, {unchanged} unchanged, "
-               f"{len(outcome.refused)} refused" + (f" ({verb} imported: nothing was changed)" if dry_run else "."))
+    click.echo(f"{label}: {outcome.added} added, {outcome.updated} updated, {outcome.unchanged} unchanged, "
+               f"{outcome.refused} refused" + (f" ({verb} imported: nothing was changed)" if dry_run else "."))
     if dry_run:
         click.echo(f"To import for real: mailer subscribers import {label}"
                    + (f" --encoding {encoding}" if encoding else "") + (" --skip-invalid" if skip_invalid else ""))

@@ -23,16 +23,16 @@ def test_an_import_adds_updates_and_never_brings_back_a_reader_who_left(tmp_path
         first = store.import_readers([Incoming(ADA, "Ada", tags=("nlp",), line=2), Incoming(ALAN, "Alan", line=3),
                                       Incoming("li.lei@example.com", "李雷", status=UNSUBSCRIBED, line=4)],
                                      form="a.csv")
-        assert [email for _, email in first.added] == [ADA, ALAN, "li.lei@example.com"]
+        assert (first.added, first.updated, first.unchanged, first.refused) == (3, 0, 0, 0)
         assert store.counts() == {"pending": 0, "confirmed": 2, "unsubscribed": 1, "bounced": 0, "complained": 0}
         assert store.set_status([(ALAN, UNSUBSCRIBED, "one-click"), (ADA, BOUNCED, "550 no such user")]) == 2
         again = store.import_readers([Incoming(ADA, "Ada", tags=("nlp",), line=2), Incoming(ALAN, "Al", line=3),
                                       Incoming("li.lei@example.com", "李雷", line=4)], form="b.csv")
-        assert again.added == [] and again.updated == [
+        assert (again.added, again.updated, again.unchanged) == (0, 1, 2) and again.notes["updated"] == [
             (3, ALAN, "names and tags, stays unsubscribed (one-click): an import never subscribes again someone who "
                       "left")]
         assert (2, ADA, "stays bounced (550 no such user): an import never subscribes again someone who left") \
-            in again.unchanged
+            in again.notes["unchanged"]
         assert store.get(ALAN).status == UNSUBSCRIBED and store.get(ALAN).first_name == "Al"
         assert store.get("li.lei@example.com").status == UNSUBSCRIBED
         assert store.get(ADA).status == BOUNCED
@@ -41,7 +41,7 @@ def test_an_import_adds_updates_and_never_brings_back_a_reader_who_left(tmp_path
 def test_a_dry_run_import_changes_nothing(tmp_path: Path) -> None:
     with SubscriberStore.open(tmp_path) as store:
         outcome = store.import_readers([Incoming(ADA, line=2)], form="a.csv", dry_run=True)
-        assert len(outcome.added) == 1 and store.get(ADA) is None and store.counts()["confirmed"] == 0
+        assert outcome.added == 1 and store.get(ADA) is None and store.counts()["confirmed"] == 0
 
 
 def test_a_forgotten_reader_leaves_a_keyed_hash_only_and_no_import_or_editor_adds_them_back(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_a_forgotten_reader_leaves_a_keyed_hash_only_and_no_import_or_editor_add
         assert store.forget("Ada.Lovelace@EXAMPLE.com")
     with SubscriberStore.open(tmp_path) as store:  # the key outlives the process that made it
         assert store.get(ADA) is None and store.consents(ADA) == [] and store.is_forgotten(ADA)
-        refused = store.import_readers([Incoming(ADA, "Ada", line=7)], form="b.csv").refused
+        refused = store.import_readers([Incoming(ADA, "Ada", line=7)], form="b.csv").notes["refused"]
         assert refused and refused[0][:2] == (7, ADA) and "asked to be forgotten" in refused[0][2]
         consent = Consent("2026-12-07T10:00:00+00:00", "editor", "added by the editor", "editor")
         assert store.add(Incoming(ADA), consent=consent) == "forgotten" and store.get(ADA) is None
