@@ -14,6 +14,7 @@ transactions; the queue of emails to send is the store itself, so a restart lose
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import json
 import logging
@@ -42,6 +43,10 @@ class SignupWriter:
         self.per_ip_hourly = per_ip_hourly
         self._waiting: list[tuple[SignupRequest, asyncio.Future[str]]] = []
         self._writing: asyncio.Task[None] | None = None
+        # One thread, and in it one connection to the store, kept: opening the store for every batch
+        # (a lock file, the schema, its key) was a third of a sign-up's cost in a burst.
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailer-signups")
+        self._store: SubscriberStore | None = None
 
     async def record(self, request: SignupRequest) -> str:
         """The store's decision for `request` (QUEUED: a confirmation email will go), once committed."""
@@ -57,7 +62,8 @@ class SignupWriter:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                results = await asyncio.to_thread(self._commit, [request for request, _ in batch])
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._commit, [request for request, _ in batch])
             except Exception as err:  # a full disk, a damaged file: every waiting request answers 500
                 for _, done in batch:
                     if not done.done():
@@ -68,8 +74,14 @@ class SignupWriter:
                         done.set_result(result)
 
     def _commit(self, requests: list[SignupRequest]) -> list[str]:
-        with SubscriberStore(self.path) as store:
-            return store.request_confirmations(requests, per_ip_hourly=self.per_ip_hourly)
+        if self._store is None:
+            self._store = SubscriberStore(self.path)
+        try:
+            return self._store.request_confirmations(requests, per_ip_hourly=self.per_ip_hourly)
+        except Exception:
+            self._store.close()  # a fault of the file: the next batch opens it afresh
+            self._store = None
+            raise
 
 
 def _retrieved(done: asyncio.Future[Any]) -> None:
@@ -117,18 +129,17 @@ class ConfirmationSender:
                 log.exception("sending the sign-up confirmations failed")
 
     def _send_queued(self) -> None:
-        while not self._stop.is_set():
-            with SubscriberStore(self.path) as store:
+        with SubscriberStore(self.path) as store:
+            while not self._stop.is_set():
                 claimed = store.claim_confirmations()
-            if not claimed:
-                return
-            for email, requested in claimed:
-                error = self._send(email, requested)
-                if error is not None:
-                    # No address in the log: the error may name it (an SMTP refusal does).
-                    log.warning("a sign-up's confirmation email was not sent: %s",
-                                error.replace(email, "<the address>"))
-                with SubscriberStore(self.path) as store:
+                if not claimed:
+                    return
+                for email, requested in claimed:
+                    error = self._send(email, requested)
+                    if error is not None:
+                        # No address in the log: the error may name it (an SMTP refusal does).
+                        log.warning("a sign-up's confirmation email was not sent: %s",
+                                    error.replace(email, "<the address>"))
                     store.confirmation_sent(email, requested, ok=error is None)
 
     def _send(self, email: str, requested: float) -> str | None:
