@@ -191,6 +191,7 @@ def create_app(config: Config) -> Any:
         finally:
             if signup is not None:
                 signup.sender.stop()
+                signup.writer.close()
 
     app = Starlette(
         routes=routes,

@@ -73,6 +73,13 @@ class SignupWriter:
                     if not done.done():
                         done.set_result(result)
 
+    def close(self) -> None:
+        """Close the kept connection in its own thread (SQLite's connections stay on theirs), then the thread."""
+        if self._store is not None:
+            self._thread.submit(self._store.close).result(timeout=10)
+            self._store = None
+        self._thread.shutdown(wait=True)
+
     def _commit(self, requests: list[SignupRequest]) -> list[str]:
         if self._store is None:
             self._store = SubscriberStore(self.path)
