@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mailer.addresses import address_problem
 from mailer.errors import ConfigError
 from mailer.schema import (
+    Bool,
     Choice,
     Int,
     Key,
+    ListOf,
     PerLanguage,
     Record,
     Str,
     check_http_url,
+    check_lang,
     display_path,
     for_language,
     load_document,
@@ -37,6 +42,22 @@ class Sender:
 
 
 @dataclass(frozen=True)
+class Signup:
+    """The sign-up form `mailer serve` answers (the `signup:` section of mailer.yaml)."""
+
+    consent: str  # the exact text shown beside the box the reader ticks; kept with their consent
+    consent_version: str  # changes whenever the text does: each consent records the version it agreed to
+    description: str  # what readers will get, in a sentence: on the form and in the confirmation email
+    enabled: bool = True
+    url: str | None = None  # the form's public address; default: unsubscribe_url's host + /subscribe
+    lang: str | None = None  # the pages' and the confirmation email's language; default: the latest issue's
+    cors_origins: tuple[str, ...] = ()  # the editor's own sites, which may post the form from a script
+    per_ip_hourly: int = 20  # sign-ups an hour from one address (IP)
+    trusted_proxies: tuple[str, ...] = ()  # only their X-Forwarded-For is believed (IPs or networks)
+    record_ip: bool = False  # keep the IP with each consent (off: privacy by default)
+
+
+@dataclass(frozen=True)
 class Config:
     workspace: Path
     name: str
@@ -51,6 +72,7 @@ class Config:
     backend: str = "sendgrid"
     unsubscribe: str = SELF_HOSTED  # or SENDGRID_MANAGED: SendGrid fills the links and records the unsubscribes
     unsubscribe_group: int | None = None  # SendGrid's unsubscribe group (ASM) for SENDGRID_MANAGED
+    signup: Signup | None = None  # None: no sign-up form (no `signup:` section, or `enabled: false`)
 
     @property
     def first_name_fallback(self) -> str:
@@ -99,6 +121,38 @@ class Config:
         return f"{self.web_base_url}{slug}/"
 
 
+def _check_origin(text: str) -> str | None:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") or parts.query \
+            or parts.fragment or "@" in parts.netloc or any(c.isspace() for c in text):
+        return f"must be a site's origin like https://www.example.com (scheme and host, no path), not {text!r}"
+    return None
+
+
+def _check_network(text: str) -> str | None:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return f"must be an IP address or network (127.0.0.1, 10.0.0.0/8, ::1), not {text!r}"
+    return None
+
+
+def _signup_schema() -> Record:
+    url = Str(label="a URL", one_line=True, validate=check_http_url)
+    return Record(Signup, {
+        "enabled": Key(Bool(), default=True),
+        "url": Key(url),
+        "consent": Key(Str(max_length=1000), True),
+        "consent_version": Key(Str(one_line=True, max_length=100), True),
+        "description": Key(Str(max_length=500), True),
+        "lang": Key(Str(one_line=True, validate=check_lang)),
+        "cors_origins": Key(ListOf(Str(one_line=True, validate=_check_origin)), default=()),
+        "per_ip_hourly": Key(Int(minimum=1), default=20),
+        "trusted_proxies": Key(ListOf(Str(one_line=True, validate=_check_network)), default=()),
+        "record_ip": Key(Bool(), default=False),
+    })
+
+
 def _config_schema() -> Record:
     url = Str(label="a URL", one_line=True, validate=check_http_url)
     email = Str(label="an email address", one_line=True, validate=address_problem)
@@ -116,6 +170,7 @@ def _config_schema() -> Record:
             "unsubscribe_email": Key(email),
             "first_name_fallback": Key(PerLanguage(Str(one_line=True)), default={"": "there"}),
             "backend": Key(Choice("sendgrid", "smtp"), default="sendgrid"),
+            "signup": Key(_signup_schema()),
         },
     )
 
@@ -152,6 +207,16 @@ def load_config(workspace: Path) -> Config:
     if fields["unsubscribe_group"] and fields["unsubscribe"] != SENDGRID_MANAGED:
         raise ConfigError(f"{label}: unsubscribe_group is SendGrid's unsubscribe group: it needs "
                           "`unsubscribe: sendgrid`")
+    signup = fields["signup"]
+    if signup is not None and not signup.enabled:
+        signup = None
+    if signup is not None and not signup.url:
+        if not fields["unsubscribe_url"]:
+            raise ConfigError(f"{label}: signup.url is missing: the confirmation email's link points next to it, "
+                              "and there is no unsubscribe_url to take the host from\n"
+                              "    hint: add `url: https://…/subscribe` (where `mailer serve` answers) to `signup:`")
+        parts = urlsplit(fields["unsubscribe_url"])
+        signup = replace(signup, url=f"{parts.scheme}://{parts.netloc}/subscribe")
     return Config(
         workspace=workspace,
         name=fields["name"],
@@ -165,5 +230,6 @@ def load_config(workspace: Path) -> Config:
         backend=fields["backend"],
         unsubscribe=fields["unsubscribe"],
         unsubscribe_group=fields["unsubscribe_group"],
+        signup=signup,
     )
 

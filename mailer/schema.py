@@ -289,6 +289,21 @@ class Int(Type):
         return value
 
 
+class Bool(Type):
+    label = "true or false"
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        text = _scalar_text(node, path, out, self.label)
+        if text is MISSING:
+            return MISSING
+        value = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}.get(
+            text.strip().lower())
+        if value is None:
+            out.add(node, path, f"must be true or false, not {text!r}")
+            return MISSING
+        return value
+
+
 class Date(Type):
     label = "a date (YYYY-MM-DD)"
 

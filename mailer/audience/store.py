@@ -19,7 +19,8 @@ import hashlib
 import hmac
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +69,27 @@ CREATE TABLE IF NOT EXISTS meta (
     key           TEXT PRIMARY KEY,
     value         TEXT NOT NULL
 );
+-- Sign-up (the form of `mailer serve`): one row per address that asked for a confirmation email and has
+-- not confirmed yet, holding the consent they will give by confirming; gone when they confirm.
+CREATE TABLE IF NOT EXISTS confirmations (
+    address       TEXT PRIMARY KEY,      -- address_key
+    email         TEXT NOT NULL,
+    first_name    TEXT NOT NULL DEFAULT '',
+    requested     REAL NOT NULL,         -- when its email was granted (epoch s): at most one a day an address
+    state         TEXT NOT NULL CHECK (state IN ('queued','sending','sent','failed')),
+    sent          REAL,
+    consent_text  TEXT NOT NULL,
+    consent_version TEXT NOT NULL,
+    consent_ip    TEXT                   -- only when the settings ask for it
+);
+CREATE INDEX IF NOT EXISTS confirmations_by_state ON confirmations (state, requested);
+-- Sign-ups from one client address in the last hour, for the per-IP limit: a keyed hash, never the IP.
+CREATE TABLE IF NOT EXISTS signup_attempts (
+    ip_hash       TEXT NOT NULL,
+    at            REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signup_attempts_by_ip ON signup_attempts (ip_hash, at);
+CREATE INDEX IF NOT EXISTS signup_attempts_by_time ON signup_attempts (at);
 """
 
 
@@ -346,6 +368,7 @@ class SubscriberStore:
         with self._transaction() as db:
             found = db.execute("DELETE FROM readers WHERE address=?", (key,)).rowcount == 1
             db.execute("DELETE FROM consents WHERE address=?", (key,))
+            db.execute("DELETE FROM confirmations WHERE address=?", (key,))  # a sign-up not yet confirmed
             db.execute("INSERT OR IGNORE INTO forgotten VALUES (?, ?)", (self._forget_hash(email), now()))
         return found
 
@@ -450,3 +473,135 @@ class SubscriberStore:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('forget_key', ?)", (secrets.token_hex(32),))
             row = self._db.execute("SELECT value FROM meta WHERE key='forget_key'").fetchone() or ("",)
         return bytes.fromhex(row[0])
+
+    # -- sign-up: the service's form and the reader's own confirmation (mailer.audience.signup) ---------
+
+    def request_confirmations(self, requests: Sequence[SignupRequest], *, per_ip_hourly: int,
+                              at: float | None = None) -> list[str]:
+        """Decide, in one transaction, which sign-ups are sent a confirmation email; each one's outcome.
+
+        QUEUED: a confirmation is waiting for the sender (claim_confirmations); otherwise nothing is sent:
+        RATE_LIMITED (this client's IP made `per_ip_hourly` sign-ups in the last hour), KNOWN (a confirmed
+        reader), STOPPED (bounced or complained: their word, or their server's, stands), RECENT (an email
+        went to this address in the last 24 hours, whichever IP asked). A new address becomes a pending
+        reader; an unsubscribed one stays unsubscribed, and a forgotten one stays absent, until they
+        confirm. The decisions are made one after the other under the write lock, so however many
+        processes and requests ask at once, an address gets at most one email a day.
+        """
+        at = time.time() if at is None else at
+        with self._transaction() as db:
+            db.execute("DELETE FROM signup_attempts WHERE at < ?", (at - HOUR,))
+            # Past a token's life nothing can be confirmed with it: the row only held the address.
+            db.execute("DELETE FROM confirmations WHERE requested < ? AND state <> 'queued'",
+                       (at - CONFIRMATION_SECONDS - DAY,))
+            return [self._request_one(db, request, per_ip_hourly, at) for request in requests]
+
+    def _request_one(self, db: sqlite3.Connection, request: SignupRequest, per_ip_hourly: int, at: float) -> str:
+        if request.ip:
+            ip_hash = hmac.new(self._key, b"ip\n" + request.ip.encode(), hashlib.sha256).hexdigest()[:32]
+            count = db.execute("SELECT COUNT(*) FROM signup_attempts WHERE ip_hash=? AND at>=?",
+                               (ip_hash, at - HOUR)).fetchone()[0]
+            if count >= per_ip_hourly:
+                return RATE_LIMITED
+            db.execute("INSERT INTO signup_attempts VALUES (?, ?)", (ip_hash, at))
+        key = address_key(request.email)
+        row = db.execute("SELECT status FROM readers WHERE address=?", (key,)).fetchone()
+        if row is not None and row[0] == CONFIRMED:
+            return KNOWN
+        if row is not None and row[0] in (BOUNCED, COMPLAINED):
+            return STOPPED
+        prior = db.execute("SELECT requested, state FROM confirmations WHERE address=?", (key,)).fetchone()
+        if prior is not None and prior[1] != "failed" and prior[0] > at - DAY:
+            return RECENT
+        db.execute("INSERT OR REPLACE INTO confirmations (address, email, first_name, requested, state, sent, "
+                   "consent_text, consent_version, consent_ip) VALUES (?, ?, ?, ?, 'queued', NULL, ?, ?, ?)",
+                   (key, request.email, request.first_name, at, request.consent_text, request.consent_version,
+                    request.consent_ip))
+        if row is None and not db.execute("SELECT 1 FROM forgotten WHERE hash=?",
+                                          (self._forget_hash(request.email),)).fetchone():
+            stamp = _iso(at)
+            db.execute("INSERT INTO readers (address, email, first_name, status, source, status_reason, created_at, "
+                       "updated_at) VALUES (?, ?, ?, 'pending', 'form', 'waiting for their confirmation', ?, ?)",
+                       (key, request.email, request.first_name, stamp, stamp))
+        return QUEUED
+
+    def claim_confirmations(self, limit: int = 50) -> list[tuple[str, float]]:
+        """(email, requested) of the queued confirmations, oldest first, marked as being sent."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT address, email, requested FROM confirmations WHERE state='queued' "
+                              "ORDER BY requested LIMIT ?", (limit,)).fetchall()
+            db.executemany("UPDATE confirmations SET state='sending' WHERE address=?", [(r[0],) for r in rows])
+        return [(email, requested) for _, email, requested in rows]
+
+    def confirmation_sent(self, email: str, requested: float, *, ok: bool) -> None:
+        """Record how sending a claimed confirmation went; a failed one frees the address's day for a new try."""
+        with self._transaction() as db:
+            db.execute("UPDATE confirmations SET state=?, sent=? WHERE address=? AND requested=?",
+                       ("sent" if ok else "failed", time.time() if ok else None, address_key(email), requested))
+
+    def abandon_interrupted_confirmations(self) -> int:
+        """Confirmations a stopped service was sending: failed, never sent again (one may have left); how many."""
+        with self._transaction() as db:
+            return db.execute("UPDATE confirmations SET state='failed' WHERE state='sending'").rowcount
+
+    def confirmation_state(self, email: str) -> str | None:
+        row = self._db.execute("SELECT state FROM confirmations WHERE address=?", (address_key(email),)).fetchone()
+        return row[0] if row else None
+
+    def confirm(self, email: str, *, at: float | None = None) -> str:
+        """The reader's own confirmation (the POST of its link's page); what it did.
+
+        CONFIRMED: they are a confirmed reader now, with the consent they were shown kept (a forgotten
+        address is added back, its hash removed; an unsubscribed one subscribes again). KNOWN: already
+        confirmed, nothing to do. STOPPED: bounced or complained since; nothing changes. GONE: no sign-up
+        waits for this address (forgotten or removed since, or its row outlived): nothing changes.
+        """
+        at = time.time() if at is None else at
+        key = address_key(email)
+        with self._transaction() as db:
+            waiting = db.execute("SELECT email, first_name, requested, consent_text, consent_version, consent_ip "
+                                 "FROM confirmations WHERE address=?", (key,)).fetchone()
+            row = db.execute("SELECT status FROM readers WHERE address=?", (key,)).fetchone()
+            if waiting is None:
+                return KNOWN if row is not None and row[0] == CONFIRMED else GONE
+            if row is not None and row[0] in (BOUNCED, COMPLAINED):
+                return STOPPED
+            given, first_name, requested, text, version, ip = waiting
+            stamp = _iso(at)
+            if row is None:
+                db.execute("INSERT INTO readers (address, email, first_name, status, source, status_reason, "
+                           "created_at, updated_at, confirmed_at) VALUES (?, ?, ?, 'confirmed', 'form', "
+                           "'confirmed by the reader', ?, ?, ?)", (key, given, first_name, stamp, stamp, stamp))
+                db.execute("DELETE FROM forgotten WHERE hash=?", (self._forget_hash(email),))
+            elif row[0] != CONFIRMED:
+                db.execute("UPDATE readers SET status='confirmed', status_reason='confirmed by the reader', "
+                           "confirmed_at=?, updated_at=? WHERE address=?", (stamp, stamp, key))
+            db.execute("INSERT INTO consents VALUES (?, ?, ?, ?, ?, ?)",
+                       (key, _iso(requested), SIGNUP_FORM, text, version, ip))
+            db.execute("DELETE FROM confirmations WHERE address=?", (key,))
+            return CONFIRMED
+
+
+# -- sign-up ------------------------------------------------------------------------------------------
+
+HOUR, DAY = 3600.0, 86400.0
+CONFIRMATION_SECONDS = 7 * DAY  # a confirmation link's life (mailer.audience.signup)
+SIGNUP_FORM = "subscribe"  # the consent's form: the service's sign-up page (or its embedded copy)
+QUEUED, RATE_LIMITED, KNOWN, RECENT, GONE = "queued", "rate-limited", "known", "recent", "gone"
+STOPPED = "stopped"  # bounced or complained; CONFIRMED (now confirmed) is the status's own word
+
+
+@dataclass(frozen=True)
+class SignupRequest:
+    """One submission of the sign-up form, checked (mailer.audience.signup): who, and what they were shown."""
+
+    email: str
+    consent_text: str
+    consent_version: str
+    first_name: str = ""
+    ip: str | None = None  # the client's address, for the per-IP limit (only its keyed hash is kept)
+    consent_ip: str | None = None  # the IP to keep with the consent (only when the settings ask for it)
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")

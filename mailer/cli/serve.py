@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 
@@ -13,8 +12,14 @@ Examples:
   mailer serve --host 0.0.0.0 --port 8080
 
 \b
+Sign-up (with a `signup:` section in mailer.yaml; README "Sign-up"):
+  GET/POST /subscribe        the form (double opt-in), or the same fields as JSON from your own site
+  GET/POST /confirm/TOKEN    the emailed link: a page with a button; the button confirms
+
+\b
 Environment:
-  MAILER_UNSUBSCRIBE_SECRET  the key the send signed the links with (the same value)
+  MAILER_UNSUBSCRIBE_SECRET  the key the send signed the links with (the same value); also signs,
+                             for a purpose of its own, the sign-up form and its confirmation links
   MAILER_STATE_DIR           where the suppression list is (the same folder the sends use)
   SENDGRID_WEBHOOK_PUBLIC_KEY  SendGrid's Event Webhook key: serves POST /webhooks/sendgrid
   MAILER_EXPORT_TOKEN        32+ characters: serves GET /export/suppressions to a sending machine
@@ -26,11 +31,13 @@ Environment:
               help="Address to listen on; behind a reverse proxy (TLS), keep 127.0.0.1.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 def serve(host: str, port: int) -> None:
-    """Serve the unsubscribe page behind unsubscribe_url, and record readers who leave.
+    """Serve the unsubscribe page behind unsubscribe_url, and the sign-up form; record readers who leave or join.
 
     GET shows the page with its button (a link scanner opening it unsubscribes nobody); POST, the
     button or a mail client's one-click request, puts the reader on the local suppression list at
-    once, so the next `mailer send` skips them. Stop with Ctrl-C.
+    once, so the next `mailer send` skips them. With a `signup:` section in mailer.yaml it also
+    serves the sign-up form at /subscribe: a confirmation email goes through the backend, and the
+    reader is in the subscriber store once they press its link's button. Stop with Ctrl-C.
     """
     from mailer.config import find_workspace, load_config
     from mailer.web import server
@@ -41,9 +48,11 @@ def serve(host: str, port: int) -> None:
     app = create_app(config)  # refuses to start without MAILER_UNSUBSCRIBE_SECRET
     listening = server.listen(host, port)  # bound here, so that a taken port is our error (exit 1)
     server.raise_open_files_limit()
-    shown = urlsplit(config.unsubscribe_url).path or "/"
-    click.echo(f"Serving {config.name}'s unsubscribe page at http://{host}:{port}{shown} "
-               f"(public address: {config.unsubscribe_url}). Press Ctrl-C to stop.")
+    public = {"unsubscribe": config.unsubscribe_url, "sign-up": config.signup.url if config.signup else None}
+    click.echo(f"Serving {config.name} on http://{host}:{port}. Press Ctrl-C to stop.")
+    for what, path in app.state.endpoints:
+        shown = f" (public address: {public[what]})" if public.get(what) else ""
+        click.echo(f"  {what + ':':13} http://{host}:{port}{path}{shown}")
     if host not in LOOPBACK_HOSTS:
         # The service times out slow clients itself (mailer.web.server), but it speaks plain HTTP:
         # readers' links are https, so TLS ends in front of it.

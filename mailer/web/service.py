@@ -16,6 +16,7 @@ traceback; no answer is built from the Host header; and nothing with a token in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import os
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ class Service:
     unsubscribe_path: str
     clicks: ClickWriter
     webhook_key: Any = None  # the account's Event Webhook key; None: no webhook here
+    signup: Any = None  # mailer.web.signup.SignupService; None: no sign-up form here
 
 
 def webhook_key() -> Any:
@@ -106,11 +108,20 @@ def create_app(config: Config) -> Any:
 
     # Managed by SendGrid, there are no links of ours to check: only the webhook may be served.
     stored = suppressions_path(config.state_dir)
+    signup = None
+    if config.signup is not None:
+        from mailer.web.signup import signup_service
+
+        signup = signup_service(config, list_id(config))  # refuses to start without the secret or the backend
     service = Service(newsletter=config.name, list_id=list_id(config),
                       secret=unsubscribe_secret(live=not config.managed_unsubscribe),
                       state_dir=config.state_dir, suppressions_path=stored,
                       unsubscribe_path=urlsplit(config.unsubscribe_url).path or "/", clicks=ClickWriter(stored),
-                      webhook_key=webhook_key())
+                      webhook_key=webhook_key(), signup=signup)
+    endpoints: list[tuple[str, str]] = []  # (what, path) of each endpoint that is on: `mailer serve` lists them
+
+    def page(status: int, kind: str, **values: Any) -> Any:
+        return _page(status, kind, service, **values)
 
     async def unsubscribe(request: Any) -> Any:
         return await _unsubscribe(service, request)
@@ -134,14 +145,28 @@ def create_app(config: Config) -> Any:
         return await _webhook(service, request)
 
     routes = [Route("/healthz", health, methods=["GET"])]
+    if signup is not None:
+        from mailer.web import signup as signup_pages
+
+        async def subscribe(request: Any) -> Any:
+            return await signup_pages.subscribe(signup, request, page, _read_body)
+
+        async def confirm(request: Any) -> Any:
+            return await signup_pages.confirm(signup, request, page, _read_body, mask)
+
+        routes.append(Route(signup.path, subscribe, methods=["GET", "POST", "OPTIONS"]))
+        routes.append(Route(signup.confirm_path + "{token}", confirm, methods=["GET", "POST"]))
+        endpoints.append(("sign-up", f"{signup.path} and {signup.confirm_path}…"))
     if not config.managed_unsubscribe:
         # The same page with and without a final slash: a link copied either way works, and no
         # redirect is ever made (Starlette's would build its Location from the Host header).
         bare = service.unsubscribe_path.rstrip("/") or "/"
         for path in dict.fromkeys((bare, bare.rstrip("/") + "/")):
             routes.append(Route(path, unsubscribe, methods=["GET", "POST"]))
+        endpoints.insert(0, ("unsubscribe", bare))
     if service.webhook_key is not None:
         routes.append(Route(WEBHOOK_PATH, webhook, methods=["POST"]))
+        endpoints.append(("webhook", WEBHOOK_PATH))
     export_token = os.environ.get(EXPORT_TOKEN_ENV, "").strip()
     if export_token:
         if len(export_token) < 32:
@@ -154,11 +179,27 @@ def create_app(config: Config) -> Any:
             return await _export(service, request, export_token)
 
         routes.append(Route(EXPORT_PATH, export, methods=["GET"]))
+        endpoints.append(("export", EXPORT_PATH))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        # The confirmation emails' sender runs while the server does (and sends what a restart left queued).
+        if signup is not None:
+            signup.sender.start()
+        try:
+            yield
+        finally:
+            if signup is not None:
+                signup.sender.stop()
+                signup.writer.close()
+
     app = Starlette(
         routes=routes,
         exception_handlers={404: not_found, 405: not_allowed, 500: server_error, Exception: server_error},
+        lifespan=lifespan,
     )
     app.router.redirect_slashes = False  # see above: a 404 page, never a redirect to wherever Host says
+    app.state.endpoints = endpoints
     return app
 
 
@@ -337,5 +378,5 @@ def _page(status: int, kind: str, service: Service, *, title: str, headers: dict
 
     template = pages().get_template("service.html.j2")
     html = template.render(kind=kind, title=title, newsletter=service.newsletter, action=service.unsubscribe_path,
-                           **{"message": None, "token": None, "masked": None, **values})
+                           **{"message": None, "token": None, "masked": None, "note": None, **values})
     return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})

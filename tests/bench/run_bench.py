@@ -125,8 +125,9 @@ def bench_pull(count: int = 50_000) -> list[tuple[str, float, str, str]]:
 
 
 @contextlib.contextmanager
-def _serving(**env_extra: str) -> Iterator[int]:
-    """`mailer serve` on the sample workspace in a temporary folder, ready: its port."""
+def _serving(settings: str = "", **env_extra: str) -> Iterator[int]:
+    """`mailer serve` on the sample workspace in a temporary folder (`settings` added to its mailer.yaml), ready:
+    its port."""
     import http.client
     import os
     import shutil
@@ -138,6 +139,8 @@ def _serving(**env_extra: str) -> Iterator[int]:
         for name in ("mailer.yaml", "layouts", "issues"):
             source = REPO / name
             (shutil.copytree if source.is_dir() else shutil.copy)(source, workspace / name)
+        with (workspace / "mailer.yaml").open("a", encoding="utf-8") as yaml_file:
+            yaml_file.write(settings)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
         probe.close()
@@ -254,6 +257,56 @@ def bench_serve(burst_size: int = 500) -> list[tuple[str, float, str, str]]:
                 ("  the same while 1,000 idle and 200 slow clients hold connections, p99",
                  asyncio.run(one_clicks_under_attack(port)), "s", "< 2")]
     return rows
+
+
+def bench_signup(count: int = 2000, clients: int = 8) -> list[tuple[str, float, str, str]]:
+    """`POST /subscribe` on loopback: sign-ups a second and their p99, `clients` at a time, each a new address
+    and a new connection (the confirmation emails go to the local SendGrid stand-in meanwhile)."""
+    import asyncio
+    import json
+
+    sys.path.insert(0, str(REPO))
+    from mailer.audience import signup as rules
+    from tests import fake_sendgrid
+    from tests.web import serve_load
+
+    list_id = "The NLP Cypher <the-nlp-cypher.newsletter.example.com>"
+    key = rules.signup_key(environ={rules.SECRET_ENV: "bench"})
+    settings = ("signup:\n  description: Weekly.\n  consent: I want it.\n  consent_version: v1\n"
+                "  per_ip_hourly: 1000\n  trusted_proxies: [127.0.0.1]\n")
+
+    def request(n: int, stamp: str) -> bytes:
+        body = json.dumps({"email": f"reader{n}@example.com", "consent": True, "stamp": stamp}).encode()
+        return (f"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"X-Forwarded-For: 198.51.100.{n % 200}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n").encode() + body
+
+    async def sign_ups(port: int) -> tuple[float, float]:
+        stamp = rules.form_stamp(key, list_id, at=time.time() - 3)
+        gate = asyncio.Semaphore(clients)
+
+        async def one(n: int) -> serve_load.Answer:
+            async with gate:
+                return await serve_load.ask(port, request(n, stamp), timeout=60)
+
+        start = time.perf_counter()
+        answers = await asyncio.gather(*(one(n) for n in range(count)))
+        elapsed = time.perf_counter() - start
+        if any(answer.status != 202 for answer in answers):
+            raise SystemExit(f"mailer serve refused {sum(a.status != 202 for a in answers)} sign-ups")
+        return count / elapsed, serve_load.percentile([a.seconds for a in answers], 0.99) * 1000
+
+    fake = fake_sendgrid.FakeSendGrid()
+    server, url = fake_sendgrid.start(fake)
+    try:
+        with _serving(settings, SENDGRID_API_KEY=fake_sendgrid.API_KEY, SENDGRID_API_HOST=url) as port:
+            rate, p99 = asyncio.run(sign_ups(port))
+    finally:
+        server.shutdown()
+        server.server_close()
+    return [(f"mailer serve: POST /subscribe, {count:,} new addresses, {clients} at a time", rate, "sign-ups/s",
+             "> 200"),
+            ("  the same, p99", p99, "ms", "< 100")]
 
 
 def bench_startup() -> tuple[str, float, str, str]:
@@ -650,7 +703,7 @@ def main() -> int:
 
     compileall.compile_dir(REPO / "mailer", quiet=1)
     rows = [*bench_build(), *bench_check(), bench_startup(), *bench_suppressions(), *bench_pull(),
-            *bench_events(), *bench_serve(), *bench_cards(), *bench_smtp()]
+            *bench_events(), *bench_serve(), *bench_signup(), *bench_cards(), *bench_smtp()]
     sent = bench_send()
     small_peak = next(value for name, value, unit, _ in sent if name.startswith("dry run") and unit == "MiB")
     rows += [*sent, *bench_send(1_000_000, million=True, small_peak=small_peak), *bench_store()]
