@@ -97,6 +97,31 @@ def write_private(path: Path, data: bytes) -> None:
         out.write(data)
 
 
+class NotARegularFile(OSError):
+    """A FIFO, a device, a folder where a file was expected: not read (a FIFO would wait for a writer forever)."""
+
+
+def read_regular(path: Path, limit: int, *, follow: bool = True) -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` + 1 of them (the caller judges a longer one).
+
+    Opened without blocking and checked before a byte is read, so that a FIFO planted where a file was
+    expected (it would wait for a writer forever) or a link to /dev/zero (it never ends) is an OSError
+    (NotARegularFile), never a hang. `follow=False` refuses a symbolic link too (files mailer wrote itself).
+    """
+    import stat
+
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    descriptor = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise NotARegularFile(f"{path} is not a regular file")
+        os.set_blocking(descriptor, True)
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            return handle.read(limit + 1)
+    finally:
+        os.close(descriptor)
+
+
 def issue_slug(path: Path) -> str:
     """An issue's name in the ledger, the outbox and the site: its file's name without `.yaml`."""
     return path.stem

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from mailer.errors import InputError, Problem
+from mailer.files import NotARegularFile, read_regular
 from mailer.headers import header_problem
 
 try:  # the C loader is about ten times faster; fall back where libyaml is missing
@@ -66,11 +66,13 @@ MAX_FILE_BYTES = 1_000_000
 def read_limited(path: Path, file_label: str) -> bytes:
     """A file's bytes, refused past MAX_FILE_BYTES (a special file such as /dev/zero included)."""
     try:
-        with path.open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            data = b"" if size > MAX_FILE_BYTES else handle.read(MAX_FILE_BYTES + 1)
+        size = path.stat().st_size
+        data = b"" if size > MAX_FILE_BYTES else read_regular(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise InputError([Problem(file_label, "file not found", hint="check the path")]) from None
+    except NotARegularFile:
+        raise InputError([Problem(file_label, "is not a regular file (a pipe, a device or a folder)",
+                                  hint="an issue is a YAML file: is this the right path?")]) from None
     except OSError as err:
         raise InputError([Problem(file_label, f"cannot read the file: {err.strerror}")]) from err
     if size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:

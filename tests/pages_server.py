@@ -50,6 +50,9 @@ CAREFUL_TEXT = """<html><head><meta charset="utf-8">
 HALF_SURROGATE = """<html><head><meta charset="utf-8"><title>Half a pair</title>
 <script type="application/ld+json">{"description": "Bad \\ud800 text", "publisher": "Site \\udfff"}</script>
 </head><body>x</body></html>"""
+# A good title beside a JSON-LD block nested 100,000 deep: the parser's RecursionError lost the whole page.
+DEEP_JSON_LD = ("<html><head><meta charset='utf-8'><title>Deep but fine</title><script type='application/ld+json'>"
+                + "[" * 100_000 + "]" * 100_000 + "</script></head><body>x</body></html>")
 # A title of one letter carrying 100,000 combining accents, then words: measuring its width again
 # after every character took 36 s.
 STACKED_TITLE = ("<html><head><meta charset='utf-8'><title>Z" + "\u0301" * 100_000 + " " + "then words " * 20
@@ -122,6 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/piped-title": (200, "text/html; charset=utf-8", PIPED_TITLE.encode()),
             "/careful-text": (200, "text/html; charset=utf-8", CAREFUL_TEXT.encode()),
             "/half-surrogate": (200, "text/html; charset=utf-8", HALF_SURROGATE.encode()),
+            "/deep-json-ld": (200, "text/html; charset=utf-8", DEEP_JSON_LD.encode()),
             "/stacked-title": (200, "text/html; charset=utf-8", STACKED_TITLE.encode()),
         }
         if path == "/escaped-reason":  # the server's own status phrase, with a terminal escape in it

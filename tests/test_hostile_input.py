@@ -324,3 +324,45 @@ def test_an_issue_file_over_1_mb_is_refused_naming_its_size(workspace: Path, run
         running.shutdown()
         running.server_close()
     assert page[0] == index[0] == 200 and b"mailer reads files of at most 1 MB" in page[2]
+
+
+def test_a_pipe_where_a_draft_or_a_cached_build_should_be_stops_nothing(workspace: Path, state_dir: Path) -> None:
+    # A FIFO waits for a writer forever, and a link to /dev/zero never ends: both hung every command that
+    # read them (and /dev/zero took gigabytes). Each is now named as not a regular file, or is a cache miss.
+    import os
+
+    os.mkfifo(workspace / DRAFT)
+    for args in (["check", ISSUE], ["send", ISSUE, "--subscribers", "subscribers.example.csv"],
+                 ["new", "2026-12-06"]):
+        result = run_mailer(workspace, *args)  # a timeout here (a hang) fails the test
+        assert result.returncode == 0, (args, result.stderr)
+    assert "is not a regular file" in run_mailer(workspace, "check", ISSUE).stdout
+    refused = run_mailer(workspace, "build", DRAFT)
+    assert refused.returncode == 1 and f"{DRAFT}: is not a regular file" in refused.stderr
+    (workspace / DRAFT).unlink()
+    (workspace / "issues/2026-12-06.yaml").unlink()
+    builds = state_dir / "builds"
+    assert list(builds.glob("*.json")), "the sends above keep their build: what is planted here replaces it"
+    for plant in ("fifo", "zero"):
+        for cached in builds.glob("*.json"):
+            cached.unlink()
+            if plant == "fifo":
+                os.mkfifo(cached)
+            else:
+                cached.symlink_to("/dev/zero")
+        for args in (["status", ISSUE], ["send", ISSUE, "--subscribers", "subscribers.example.csv"]):
+            result = run_mailer(workspace, *args)
+            assert result.returncode == 0 and "Traceback" not in result.stderr, (plant, args, result.stderr)
+
+
+def test_mailer_new_refuses_a_number_it_could_not_write_one_more_of(workspace: Path) -> None:
+    # ruamel.yaml reads 0x… of any length; the next issue's number was a ValueError's traceback.
+    text = (workspace / ISSUE).read_text(encoding="utf-8").replace("date: 2020-12-13", "date: 2026-03-01", 1)
+    (workspace / DRAFT).write_text(text.replace("date: 2026-03-01", "date: 2026-03-01\nnumber: 0x" + "f" * 5000, 1),
+                                   encoding="utf-8")
+    started = run_mailer(workspace, "new", "2026-12-06")  # the draft is left out, with its line
+    assert started.returncode == 0 and f"left out: {DRAFT}:4:9: number: must be a whole number of at most 18 " \
+        "digits" in started.stderr
+    refused = run_mailer(workspace, "new", "2026-12-13", "--from", DRAFT)
+    assert refused.returncode == 1 and f"{DRAFT}:4:9: number: must be a whole number" in refused.stderr
+    assert "Traceback" not in started.stderr + refused.stderr

@@ -359,7 +359,7 @@ def _json_ld(tree: Any, field: str) -> str | None:
     for script in tree.xpath('//script[@type="application/ld+json"]'):
         try:
             data = json.loads(script.text or "")
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth: that block alone
             continue
         items = data if isinstance(data, list) else [data]
         items += [item for entry in list(items) if isinstance(entry, dict) for item in entry.get("@graph", [])]

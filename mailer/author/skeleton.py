@@ -277,6 +277,14 @@ def _refuse_what_ruamel_cannot_take(root: yaml.Node | None, label: str) -> None:
                          "mappings and lists only", node.start_mark.line + 1, node.start_mark.column + 1, path or None,
                          hint="remove the tag, and write a list ('- ' items) or a mapping (key: value lines)")
                  for path, node in all_nodes(root) if node.tag in _SPECIAL]
+    number = node_value(root, "number")
+    if isinstance(number, yaml.ScalarNode) and number.tag != _NULL and \
+            not re.fullmatch(r"[+-]?\d{1,18}", str(number.value).strip()):
+        # ruamel.yaml reads 0x…, 0o… and numbers of any length, which the new file's number (one more) could
+        # not be written from (Python's limit of 4,300 digits): what build and check take, nothing else.
+        problems.append(Problem(label, f"must be a whole number of at most 18 digits, not "
+                                f"{_shortened(str(number.value))!r}", number.start_mark.line + 1,
+                                number.start_mark.column + 1, "number", hint="write the issue's number, e.g. 42"))
     sections = node_value(root, "sections")
     if sections is not None and sections.tag not in (_SEQ, _NULL, *_SPECIAL):  # a mapping, a text…
         problems.append(Problem(label, "must be a list (items starting with '- ')", sections.start_mark.line + 1,
@@ -286,6 +294,10 @@ def _refuse_what_ruamel_cannot_take(root: yaml.Node | None, label: str) -> None:
 
 
 _MAP, _SEQ, _NULL = (f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "null"))
+
+
+def _shortened(text: str, limit: int = 30) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 _SPECIAL = {f"tag:yaml.org,2002:{name}" for name in ("set", "omap", "pairs")}
 
 

@@ -286,7 +286,12 @@ class _Checker:
             status = answer.status
             location = answer.headers.get("Location")
             if status in REDIRECT_STATUSES and location:
-                target = _without_fragment(urljoin(current, location.strip()))
+                try:
+                    target = _without_fragment(urljoin(current, location.strip()))
+                    urlsplit(target).port  # noqa: B018 - parsed here, where a malformed one can be told
+                except ValueError:  # "http://[::1", a port that is no number: any site can answer so
+                    reason = f"redirects to {printable(location.strip()[:200])}, which is not a valid address"
+                    return _Outcome(LinkResult(url, Verdict.BROKEN, status, final_url, reason, method=method))
                 if hop == self.max_redirects:
                     reason = f"too many redirects (more than {self.max_redirects})"
                     return _Outcome(LinkResult(url, Verdict.BROKEN, status, final_url, reason, method=method))
@@ -435,10 +440,19 @@ def is_local_name(host: str) -> bool:
         return False
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def _is_private_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # An IPv4 address carried inside an IPv6 one (::ffff:127.0.0.1, 6to4's 2002:7f00:1::, Teredo,
+        # NAT64's 64:ff9b::7f00:1) reaches that IPv4 address: it is judged as that one.
+        teredo = address.teredo
+        embedded = address.ipv4_mapped or address.sixtofour or (teredo[1] if teredo else None)
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _is_private_address(embedded) or address.is_private
     return (address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
             or address.is_multicast or address.is_unspecified)
 

@@ -27,9 +27,18 @@ from typing import Any
 
 from mailer.compose.build import RenderedIssue, build_issue
 from mailer.config import Config
-from mailer.files import PRIVATE_FILE, files_under, private_folder, source_digest, tighten, write_atomic
+from mailer.files import (
+    PRIVATE_FILE,
+    files_under,
+    private_folder,
+    read_regular,
+    source_digest,
+    tighten,
+    write_atomic,
+)
 
 FORMAT = "mailer-build-cache 2"
+MAX_CACHE_BYTES = 16 * 1024 * 1024  # a build of the largest issue (1 MB of YAML) is well under this
 LIBRARIES = ("mjml-python", "premailer", "cssutils", "jinja2", "markupsafe", "markdown-it-py", "wcwidth", "pyyaml",
              "email-validator", "ftfy", "lxml", "cssselect")
 KEEP = 16  # builds kept; the oldest go
@@ -43,7 +52,12 @@ def build_issue_cached(issue_path: Path, config: Config, cache_dir: Path) -> Ren
         return build_issue(issue_path, config)  # the build reports what is missing
     path = cache_dir / f"{key}.json"
     try:
-        rendered = _read(path.read_bytes(), key)
+        # A regular file of mailer's own, within reason: anything planted there (a FIFO, a link to /dev/zero)
+        # is a miss, never a hang or gigabytes read.
+        data = read_regular(path, MAX_CACHE_BYTES, follow=False)
+        if len(data) > MAX_CACHE_BYTES:
+            raise ValueError("larger than any build")
+        rendered = _read(data, key)
         for old in (cache_dir, path):  # as an older release may have left them (see private_folder)
             tighten(old)
         return rendered
@@ -121,13 +135,13 @@ def cache_key(issue_path: Path, config: Config) -> str:
     digest.update(_code_and_libraries())
     digest.update(pickle.dumps(config, protocol=4))  # only ever written, to be hashed: never loaded
     digest.update(str(issue_path.resolve()).encode())
-    digest.update(issue_path.read_bytes())
+    digest.update(read_regular(issue_path, MAX_CACHE_BYTES))  # a FIFO is an OSError: the build says what it is
     for root, name, path in files_under(issue_path.parent):
         status = path.lstat()
         digest.update(f"{root}/{name}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
     for root, name, path in files_under(config.layouts_dir, follow=True):  # Jinja follows links: so does the key
         digest.update(f"{root}/{name}\0".encode())
-        digest.update(path.read_bytes())
+        digest.update(read_regular(path, MAX_CACHE_BYTES))
     return digest.hexdigest()[:40]
 
 

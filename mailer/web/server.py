@@ -67,10 +67,63 @@ def raise_open_files_limit(wanted: int = WANTED_OPEN_FILES) -> int:
     return soft
 
 
+def limit_headers(app: Any) -> Any:
+    """`app`, with a request whose line and headers add up past MAX_HEADER_BYTES answered 431 before it is used.
+
+    Hypercorn bounds only the headers it is still waiting for (h11_max_incomplete_size): 60 KB sent in
+    one packet, or 6,000 short headers, arrived whole and were handed on.
+    """
+    refusal = b"Request headers too large.\n"
+
+    async def limited(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and (
+                len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+                + sum(len(name) + len(value) + 4 for name, value in scope["headers"]) > MAX_HEADER_BYTES):
+            await send({"type": "http.response.start", "status": 431, "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(refusal)).encode()),
+                (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": refusal})
+            return
+        await app(scope, receive, send)
+
+    return limited
+
+
+class _NoHTTP2:
+    """Stands in for Hypercorn's HTTP/2 protocol, which a cleartext client can switch to (`PRI * HTTP/2.0`, or
+    `Upgrade: h2c`): the connection is closed at once. Its idle timer restarts on every frame, so a client
+    sending a PING every few seconds, or streams it never ends, kept a connection for as long as it liked;
+    nothing here needs HTTP/2 (mail clients and SendGrid post HTTP/1.1, a proxy in front speaks either)."""
+
+    def __init__(self, *args: Any) -> None:
+        self._send = args[-1]  # Hypercorn gives the protocol its send as the last argument
+
+    async def initiate(self, *args: Any) -> None:
+        from hypercorn.events import Closed
+
+        await self._send(Closed())
+
+    async def handle(self, event: Any) -> None:
+        from hypercorn.events import Closed
+
+        await self._send(Closed())
+
+
+def _http1_only() -> None:
+    import hypercorn.protocol
+
+    if not hasattr(hypercorn.protocol, "H2Protocol"):  # a Hypercorn that moved it: refuse to run unguarded
+        raise RuntimeError("this Hypercorn has no hypercorn.protocol.H2Protocol to turn off: check its version")
+    hypercorn.protocol.H2Protocol = _NoHTTP2  # type: ignore[attr-defined,misc]
+
+
 def run(app: Any, listening: socket.socket) -> None:
     """Serve `app` on the bound socket until SIGINT or SIGTERM (Hypercorn finishes the requests in flight)."""
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
+
+    _http1_only()
+    app = limit_headers(app)
 
     settings = Config()
     settings.bind = [f"fd://{listening.fileno()}"]

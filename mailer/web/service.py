@@ -309,15 +309,34 @@ def _signed(service: Service, body: bytes, signature: str, timestamp: str) -> bo
         return False
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")  # RFC 8058 section 3.1, and the page's
+FORM_CHARSETS = ("", "utf-8", "us-ascii")
+
+
 def _form(body: bytes, content_type: str) -> dict[str, str] | None:
-    """A form body as a dict (urlencoded, or a mail client's multipart one-click); None when it cannot be read."""
-    if content_type.lower().startswith("multipart/form-data"):
-        one_click = b'name="List-Unsubscribe"' in body and ONE_CLICK.encode() in body
-        return {"List-Unsubscribe": ONE_CLICK} if one_click else None
-    try:
-        return {key: values[-1] for key, values in parse_qs(body.decode("ascii"), max_num_fields=10).items()}
-    except (UnicodeDecodeError, ValueError):
+    """A form body as a dict (urlencoded, or a mail client's multipart one-click); None when it cannot be read.
+
+    Only the two form types RFC 8058 names (none given: the page's urlencoded), in UTF-8 or ASCII, with
+    every field a `name=value` pair of printable ASCII: JSON, plain text, UTF-16 (whose NUL bytes pass an
+    ASCII decode) and a field without '=' (which parse_qs would drop, leaving the rest to pass) are not
+    a form, so nobody's click can be read from them.
+    """
+    kind, _, parameters = content_type.partition(";")
+    kind = kind.strip().lower() or FORM_TYPES[0]
+    charset = next((value.strip().strip('"').lower() for name, _, value in
+                    (part.strip().partition("=") for part in parameters.split(";")) if name.lower() == "charset"), "")
+    if kind not in FORM_TYPES or charset not in FORM_CHARSETS:
         return None
+    if kind == FORM_TYPES[1]:
+        one_click = b'name="List-Unsubscribe"' in body and ONE_CLICK.encode() in body and b"\0" not in body
+        return {"List-Unsubscribe": ONE_CLICK} if one_click else None
+    if not all(32 < byte < 127 for byte in body):  # printable ASCII only: no NUL, no space, no line break
+        return None
+    try:
+        fields = parse_qs(body.decode("ascii"), max_num_fields=10, strict_parsing=bool(body))
+    except ValueError:
+        return None
+    return {key: values[-1] for key, values in fields.items()}
 
 
 class Refused(enum.Enum):
@@ -325,7 +344,7 @@ class Refused(enum.Enum):
 
     TOO_LARGE = 413
     TOO_SLOW = 408
-    GONE = 499  # the client hung up mid-body: nobody is left to answer
+    GONE = 400  # the client hung up mid-body: likely nobody is left to read the answer
 
 
 async def _read_body(request: Any, *, limit: int = MAX_BODY_BYTES,
@@ -356,6 +375,9 @@ def _refused(service: Service, refused: Refused) -> Any:
     if refused is Refused.TOO_SLOW:
         return _page(408, "too-slow", service, title="Request timed out", headers={"Connection": "close"},
                      message="The request took too long to arrive. Nothing was changed; please try again.")
+    if refused is Refused.GONE:
+        return _page(400, "incomplete", service, title="The request was cut short", headers={"Connection": "close"},
+                     message="Only part of it arrived. Nothing was changed; please try again.")
     return _page(413, "too-large", service, title="Request too large", headers={"Connection": "close"},
                  message="This address takes a short form, nothing more.")
 

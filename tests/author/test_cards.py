@@ -354,6 +354,14 @@ def test_metadata_escaping_half_a_surrogate_pair_is_written_without_it(workspace
     assert "left out what the page escaped as half of a surrogate pair" in result.stdout + result.stderr
 
 
+def test_a_json_ld_block_nested_past_the_parsers_depth_is_passed_over(workspace: Path, pages: PagesServer,
+                                                                        run_cli) -> None:
+    path = issue_with_cards(workspace, f"      - url: {pages.url('/deep-json-ld')}")
+    result = run_cli("cards", str(path))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "title: Deep but fine\n" in path.read_text(encoding="utf-8")
+
+
 def test_a_servers_status_phrase_with_an_escape_is_shown_as_text(workspace: Path, pages: PagesServer,
                                                                    run_cli) -> None:
     path = issue_with_cards(workspace, f"      - url: {pages.url('/escaped-reason')}")

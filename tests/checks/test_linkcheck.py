@@ -299,7 +299,9 @@ def test_a_public_link_redirecting_to_a_private_address_is_not_followed(
     port = int(news[0].url.rsplit(":", 1)[1])
     for private in (f"{admin.url}/ok", "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/",
                     "http://[::1]/", "http://localhost/", "http://localhost./", "http://127.0.0.1./",
-                    f"http://2130706433:{port}/ok"):
+                    f"http://2130706433:{port}/ok",
+                    # 127.0.0.1 inside IPv6 addresses: 6to4, NAT64, Teredo (6to4's was tried as public)
+                    "http://[2002:7f00:1::]/", "http://[64:ff9b::7f00:1]/", "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/"):
         result = check_one(f"http://news.example:{port}/to?{private}")
         assert result.verdict is Verdict.UNCHECKED, private
         assert result.reason == f"redirects to {private}, a private or local address, which is not fetched"
@@ -338,6 +340,13 @@ def test_a_local_link_may_redirect_within_this_machine(make_site: Callable[..., 
     site, other = make_site(), make_site()
     result = check_one(f"{site.url}/to?{other.url}/ok")
     assert result.verdict is Verdict.OK and other.hits[("HEAD", "/ok")] == 1
+
+
+@pytest.mark.parametrize("location", ["http://[::1", "http://[evil/x", "http://example.com:port/"])
+def test_a_malformed_redirect_is_a_broken_link_not_a_traceback(site: Site, location: str) -> None:
+    # urljoin's ValueError ("Invalid IPv6 URL") stopped the whole check: any site can answer so.
+    result = check_one(f"{site.url}/to?{location}")
+    assert result.verdict is Verdict.BROKEN and "which is not a valid address" in (result.reason or "")
 
 
 def test_a_redirect_to_mailto_is_not_followed(site: Site) -> None:

@@ -211,6 +211,64 @@ def test_a_body_that_cannot_be_read_changes_nothing(service: Running, body: byte
     assert status == 400 and service.reasons(ADA) == ["unsubscribed (the unsubscribe page)"]
 
 
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("application/json", b'{"List-Unsubscribe": "One-Click"}'),
+    ("text/plain", b"List-Unsubscribe=One-Click"),
+    ("application/x-www-form-urlencoded; charset=utf-16", "List-Unsubscribe=One-Click".encode("utf-16-le")),
+    ("application/x-www-form-urlencoded", "List-Unsubscribe=One-Click".encode("utf-16-le")),  # NULs, no charset
+    ("application/x-www-form-urlencoded", b"List-Unsubscribe=One-Click\x00"),
+    ("application/x-www-form-urlencoded", b"hello world"),  # not name=value: parse_qs dropped it
+    ("application/x-www-form-urlencoded", b"List-Unsubscribe=One-Click&stray"),
+], ids=["json", "text-plain", "utf-16-declared", "utf-16", "nul", "no-equals", "stray-field"])
+def test_a_body_of_another_kind_or_encoding_changes_nothing(service: Running, content_type: str, body: bytes) -> None:
+    # Each was taken for a one-click request by a reader who had not asked (the URL's token is valid).
+    status, _, page = service.request("POST", f"/unsubscribe?token={token_for(ADA)}", body,
+                                      {"Content-Type": content_type})
+    assert status == 400 and "Nothing was changed" in page and service.reasons(ADA) == []
+
+
+def test_a_body_cut_short_changes_nothing_and_is_told_so(service: Running) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as client:
+        client.sendall(f"POST /unsubscribe?token={token_for(ADA)} HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                       "application/x-www-form-urlencoded\r\nContent-Length: 26\r\n\r\nList-Unsub".encode())
+        client.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and b"The request was cut short" in answer
+    assert service.reasons(ADA) == []
+
+
+def test_headers_past_16_kb_are_refused_however_they_arrive(service: Running) -> None:
+    # Hypercorn bounds only headers still incomplete: one of 60 KB in a packet, or 6,000 short ones, went through.
+    big = {"X-Padding": "x" * 60_000}
+    assert service.request("GET", "/healthz", headers=big)[0] == 431
+    many = {f"X-H{n}": "y" for n in range(3000)}
+    assert service.request("GET", "/healthz", headers=many)[0] == 431
+    assert service.request("GET", "/healthz", headers={"X-Padding": "x" * 8000})[0] == 200
+
+
+@pytest.mark.parametrize("opening", [
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # HTTP/2 with prior knowledge
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+], ids=["prior-knowledge", "h2c-upgrade"])
+def test_http2_is_not_spoken_and_the_connection_closes_at_once(service: Running, opening: bytes) -> None:
+    # Over HTTP/2 a PING every few seconds kept a connection open for good: its idle timer restarted on each frame.
+    import socket
+
+    with socket.create_connection(("127.0.0.1", service.port), timeout=5) as client:
+        client.sendall(opening)
+        started, answer = time.monotonic(), b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        assert time.monotonic() - started < 3  # closed by the service, not by the 5 s timeout (which raises)
+    assert b"\x00\x00" not in answer[:9]  # no HTTP/2 SETTINGS frame came back
+    assert service.request("GET", "/healthz")[0] == 200
+
+
 def test_a_final_slash_gets_the_same_page_and_nothing_is_built_from_the_host(service: Running) -> None:
     for target in (f"/unsubscribe/?token={token_for(ADA)}", f"/unsubscribe?token={token_for(ADA)}"):
         status, headers, page = service.request("GET", target, headers={"Host": "evil.example"})
