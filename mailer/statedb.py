@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,12 +38,26 @@ def state_failure(path: Path, err: BaseException) -> StateError:
                       "writable by this user; nothing was sent")
 
 
+# What starting afresh from each state database would do, and the way out: why a damaged one stops mailer.
+_AFRESH = {
+    "ledger.sqlite3": ("send every issue it records to everyone again",
+                       "once you know who already received what, move it aside (mv '{path}' '{path}.broken') and "
+                       "send only to those who did not"),
+    "suppressions.sqlite3": ("mail readers who unsubscribed, bounced or complained",
+                             "move it aside (mv '{path}' '{path}.broken') and pull again (mailer suppressions pull); "
+                             "readers who unsubscribed through mailer serve are only in the old file"),
+    "subscribers.sqlite3": ("lose the readers, their statuses and their consent records",
+                            "move it aside (mv '{path}' '{path}.broken') and import the last export "
+                            "(mailer subscribers import FILE.csv)"),
+}
+
+
 def damaged(path: Path, reason: str) -> StateError:
+    consequence, way_out = _AFRESH.get(path.name, ("lose what it records",
+                                                   "move it aside (mv '{path}' '{path}.broken')"))
     return StateError(
-        f"{path} is damaged ({reason}): mailer will not start afresh from it, since that would send every "
-        "issue it records to everyone again\n"
-        f"    hint: restore it from a backup; or, once you know who already received what, move it aside "
-        f"(mv '{path}' '{path}.broken') and send only to those who did not")
+        f"{path} is damaged ({reason}): mailer will not start afresh from it, since that would {consequence}\n"
+        f"    hint: restore it from a backup; or {way_out.format(path=path)}")
 
 
 def open_database(path: Path, schema: str, migrations: tuple[Callable[[sqlite3.Connection], None], ...] = (), *,
@@ -74,6 +89,8 @@ def open_database(path: Path, schema: str, migrations: tuple[Callable[[sqlite3.C
 def _open_locked(path: Path, schema: str, migrations: tuple[Callable[[sqlite3.Connection], None], ...],
                  table: str) -> sqlite3.Connection:
     existed = path.exists()
+    if existed and not stat.S_ISREG(path.stat().st_mode):  # a pipe would hang SQLite, a device never end
+        raise damaged(path, "not a regular file (a pipe, a device or a link to one)")
     if existed and path.stat().st_size == 0 and not _has_content(Path(f"{path}-wal")):
         raise damaged(path, "the file is empty")
     try:

@@ -21,6 +21,7 @@ from mailer.audience.store import (
 from mailer.audience.subscribers import (
     COLUMNS,
     EXPORT_COLUMNS,
+    FORMULA_STARTS,
     NOT_MAILED,
     Spool,
     SpooledSubscribers,
@@ -67,10 +68,18 @@ def export_list(state_dir: Path, out: TextIO, *, status: str | None = None) -> i
     count = 0
     with SubscriberStore.open(state_dir) as store:
         for reader in store.readers(status=status):
-            writer.writerow((reader.email, reader.first_name, reader.last_name, reader.status, ";".join(reader.tags),
-                             reader.source, reader.created_at, reader.confirmed_at or ""))
+            writer.writerow((reader.email, as_cell(reader.first_name), as_cell(reader.last_name), reader.status,
+                             as_cell(";".join(reader.tags)), reader.source, reader.created_at,
+                             reader.confirmed_at or ""))
             count += 1
     return count
+
+
+def as_cell(text: str) -> str:
+    """A name as a spreadsheet shows it and does not run: one starting like a formula (`=HYPERLINK(…)`, a
+    name typed by a stranger into the sign-up form) gets a leading apostrophe, which the list reader takes
+    off again (audience.subscribers.FORMULA_GUARD), so that importing an export changes nothing."""
+    return f"'{text}" if text[:1] in FORMULA_STARTS else text
 
 
 def store_subscribers(state_dir: Path, *, segment: str | None = None) -> SubscriberList:

