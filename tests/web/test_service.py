@@ -56,6 +56,20 @@ def token_for(email: str, *, secret: str = UNSUBSCRIBE_SECRET, list_id: str = LI
     return unsubscribe_token(email, list_id, secret.encode())
 
 
+def wait_until_serving(running: Running) -> None:
+    """Until `mailer serve` answers /healthz (20 s at most, and not after its process ended)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if running.request("GET", "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        assert running.process.poll() is None, running.process.communicate()
+        assert time.monotonic() < deadline, "mailer serve did not start"
+        time.sleep(0.05)
+
+
 @contextmanager
 def serving(workspace: Path, state_dir: Path, **env: str) -> Iterator[Running]:
     """`mailer serve` as a child process on a free port, ready; on exit, its logs hold no secret or token."""
@@ -65,16 +79,7 @@ def serving(workspace: Path, state_dir: Path, **env: str) -> Iterator[Running]:
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     running = Running(port, process, state_dir)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if running.request("GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "mailer serve did not start"
-            time.sleep(0.05)
+        wait_until_serving(running)
         yield running
     finally:
         process.terminate()
@@ -302,15 +307,7 @@ def test_serve_off_loopback_warns_that_tls_must_end_in_front_and_stops_cleanly_o
     env = {**os.environ, "MAILER_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET, "MAILER_STATE_DIR": str(state_dir)}
     process = subprocess.Popen([sys.executable, "-m", "mailer", "serve", "--host", "0.0.0.0", "--port", str(port)],
                                cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    running = Running(port, process, state_dir)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if running.request("GET", "/healthz")[0] == 200:
-                break
-        except OSError:
-            assert time.monotonic() < deadline, "mailer serve did not start"
-            time.sleep(0.05)
+    wait_until_serving(Running(port, process, state_dir))
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=15)
     assert process.returncode == 0 and "Traceback" not in err
