@@ -20,7 +20,7 @@ import hmac
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -548,11 +548,13 @@ class SubscriberStore:
         row = self._db.execute("SELECT state FROM confirmations WHERE address=?", (address_key(email),)).fetchone()
         return row[0] if row else None
 
-    def confirm(self, email: str, *, at: float | None = None) -> str:
+    def confirm(self, email: str, *, at: float | None = None, before_commit: Callable[[], None] | None = None) -> str:
         """The reader's own confirmation (the POST of its link's page); what it did.
 
         CONFIRMED: they are a confirmed reader now, with the consent they were shown kept (a forgotten
-        address is added back, its hash removed; an unsubscribed one subscribes again). KNOWN: already
+        address is added back, its hash removed; an unsubscribed one subscribes again), and
+        `before_commit` has run (lifting their unsubscribe from the suppression list: if it fails,
+        nothing here changes, so the reader may press again). KNOWN: already
         confirmed, nothing to do. STOPPED: bounced or complained since; nothing changes. GONE: no sign-up
         waits for this address (forgotten or removed since, or its row outlived): nothing changes.
         """
@@ -579,6 +581,8 @@ class SubscriberStore:
             db.execute("INSERT INTO consents VALUES (?, ?, ?, ?, ?, ?)",
                        (key, _iso(requested), SIGNUP_FORM, text, version, ip))
             db.execute("DELETE FROM confirmations WHERE address=?", (key,))
+            if before_commit is not None:
+                before_commit()
             return CONFIRMED
 
 

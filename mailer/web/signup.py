@@ -29,6 +29,7 @@ from mailer.audience import signup as rules
 from mailer.audience.store import CONFIRMED, GONE, KNOWN, QUEUED, SignupRequest, SubscriberStore, store_path
 from mailer.config import Config
 from mailer.deliver.notice import notice_backend, notice_payload, send_notice
+from mailer.deliver.suppressions import RESUBSCRIBE, Click, SuppressionList, suppressions_path
 
 MAX_SIGNUP_BYTES = 8192  # the form's five fields; a name of 100 characters percent-encoded is ~900 bytes
 LATEST_SECONDS = 60.0  # how long the latest issue (the link after confirming) is kept before looking again
@@ -364,15 +365,12 @@ async def confirm(service: SignupService, request: Any, page: Any, read_body: An
         return page(200, "confirm-signup", title=f"Confirm your subscription to {service.config.name}",
                     masked=mask(email), form_action=action)
 
-    def record() -> str:
-        with SubscriberStore(store_path(service.config.state_dir)) as store:
-            return store.confirm(email)
-
-    outcome = await run_in_threadpool(record)
+    outcome, still = await run_in_threadpool(record_confirmation, service.config.state_dir, email)
     if outcome in (CONFIRMED, KNOWN):
         latest = await run_in_threadpool(service.latest_url)
         return page(200, "signup-confirmed", title=f"You are subscribed to {service.config.name}",
-                    masked=mask(email), latest=latest, archive=service.config.web_base_url, again=outcome == KNOWN)
+                    masked=mask(email), latest=latest, archive=service.config.web_base_url, again=outcome == KNOWN,
+                    still=still)
     if outcome == GONE:
         return page(400, "signup-expired", title="This link is no longer valid", signup_path=service.config.signup.url,
                     message="There is no sign-up waiting for it any more. Sign up again and a new link will be "
@@ -380,3 +378,24 @@ async def confirm(service: SignupService, request: Any, page: Any, read_body: An
     return page(200, "signup-stopped", title="This address cannot be subscribed here", masked=mask(email),
                 message="Mail to it bounced, or it was reported as spam: nothing will be sent to it. Reply to "
                         "any issue to ask for it to be lifted.")
+
+
+def record_confirmation(state_dir: Path, email: str) -> tuple[str, bool]:
+    """The store's outcome of the reader's confirmation, and whether the sending service's own lists still hold them.
+
+    Confirming is the reader's own word, as the unsubscribe page's Resubscribe is: their own
+    unsubscribe (one-click, the page, `mailer subscribers remove`) is lifted from the suppression
+    list in the same step, or the next `mailer send` (deliver.suppressions.sync_store) would move
+    them back to unsubscribed. SendGrid's lists (a bounce, a spam report, its global unsubscribe)
+    are not this page's to lift: they are said on the page.
+    """
+    still = False
+
+    def lift_own_unsubscribe() -> None:
+        nonlocal still
+        with SuppressionList(suppressions_path(state_dir)) as suppressions:
+            (still,) = suppressions.record_clicks([Click(RESUBSCRIBE, email)])
+
+    with SubscriberStore(store_path(state_dir)) as store:
+        outcome = store.confirm(email, before_commit=lift_own_unsubscribe)
+    return outcome, still

@@ -397,3 +397,33 @@ def test_the_start_line_names_each_endpoint_that_is_on(workspace: Path, state_di
     assert f"sign-up:      http://127.0.0.1:{port}/subscribe and /confirm/…" in lines
     assert "(public address: https://newsletter.example.com/subscribe)" in lines
     assert f"export:       http://127.0.0.1:{port}/export/suppressions" in lines
+
+
+def test_signing_up_again_after_unsubscribing_lifts_the_readers_own_unsubscribe(signup_service,
+                                                                               state_dir: Path) -> None:
+    from mailer.audience.store import Consent, Incoming
+    from mailer.deliver.suppressions import BOUNCE, Suppression, SuppressionList, sync_store
+    from tests.web.test_service import token_for
+
+    service, fake = signup_service
+    with SubscriberStore.open(state_dir) as store:
+        for address in ("ada@example.com", "bob@example.com"):
+            store.add(Incoming(address), consent=Consent("2026-01-01", "editor", "added", "editor"))
+    for address in ("ada@example.com", "bob@example.com"):
+        assert service.post_form(f"/unsubscribe?token={token_for(address)}", "List-Unsubscribe=One-Click")[0] == 200
+    with SuppressionList.open(state_dir) as suppressions:  # and SendGrid's own list holds bob's address
+        suppressions.record_reported([Suppression("bob@example.com", BOUNCE, reason="550 no such user")])
+    for address in ("ada@example.com", "bob@example.com"):
+        service.request("POST", "/subscribe", form(address), {**FORM, "X-Forwarded-For": "192.0.2.9"})
+    wait_for(lambda: len(fake.requests) == 2)
+    links = {body["personalizations"][0]["to"][0]["email"]: link_in(body["content"][0]["value"])
+             for body in fake.requests}
+    status, _, page = service.post_form(links["ada@example.com"], "")
+    assert status == 200 and "You are subscribed" in page and "sending service" not in page
+    status, _, page = service.post_form(links["bob@example.com"], "")
+    assert status == 200 and "sending service's own list" in page  # said, not hidden
+    assert service.reasons("ada@example.com") == []
+    assert service.reasons("bob@example.com") == ["bounce (550 no such user)"]
+    sync_store(state_dir)  # what the next `mailer subscribers list` or `mailer send` does
+    assert reader(state_dir, "ada@example.com")[0].status == "confirmed"
+    assert reader(state_dir, "bob@example.com")[0].status == "bounced"  # SendGrid's list is not lifted here
