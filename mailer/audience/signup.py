@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mailer.addresses import HALF_PAIR, AddressError, address_key, parse_address
 from mailer.audience.store import CONFIRMATION_SECONDS, SignupRequest
@@ -101,37 +101,53 @@ def check_stamp(stamp: Any, key: bytes, list_id: str, *, at: float | None = None
 # -- the confirmation link ----------------------------------------------------------------------------
 
 
-def confirmation_token(key: bytes, list_id: str, email: str, *, at: float | None = None) -> str:
-    """`who.issued.signature`: the address (its key), when the link was made, signed with this newsletter's id."""
+def confirmation_token(key: bytes, list_id: str, email: str, *, nonce: str, at: float | None = None) -> str:
+    """`who.issued.nonce.signature`: the address (its key), when the link was made and the request's nonce (the
+    store's: only the latest request's link confirms), signed with this newsletter's id."""
     who = _b64(address_key(email).encode())
     issued = str(int(time.time() if at is None else at))
-    return f"{who}.{issued}.{_mac(key, 'confirm', list_id, who, issued)}"
+    if not nonce:  # a confirmation waiting from the release before nonces: its link as it was sent
+        return f"{who}.{issued}.{_mac(key, 'confirm', list_id, who, issued)}"
+    return f"{who}.{issued}.{nonce}.{_mac(key, 'confirm', list_id, who, issued, nonce)}"
 
 
 TOKEN_OK, TOKEN_EXPIRED, TOKEN_INVALID = "ok", "expired", "invalid"
 
 
-def read_confirmation_token(token: Any, key: bytes, list_id: str, *, at: float | None = None) -> tuple[str, str | None]:
-    """(TOKEN_OK, address), (TOKEN_EXPIRED, None) for a real link past CONFIRMATION_SECONDS, or (TOKEN_INVALID,
-    None): cut, tampered, forged, another newsletter's. Nothing in a token is used before its signature holds."""
+class Link(NamedTuple):
+    """What a confirmation link says once its signature holds: TOKEN_OK with the address and nonce, or why not."""
+
+    verdict: str
+    email: str | None = None
+    nonce: str = ""
+
+
+def read_confirmation_token(token: Any, key: bytes, list_id: str, *, at: float | None = None) -> Link:
+    """Link(TOKEN_OK, address, nonce), Link(TOKEN_EXPIRED) for a real link past CONFIRMATION_SECONDS, or
+    Link(TOKEN_INVALID): cut, tampered, forged, another newsletter's. Nothing in a token is used before its
+    signature holds. A link of the release before nonces (`who.issued.signature`) reads with nonce '', which
+    only a confirmation waiting from then has."""
     if not isinstance(token, str) or not 5 <= len(token) <= MAX_TOKEN_CHARS or not token.isascii():
-        return TOKEN_INVALID, None
+        return Link(TOKEN_INVALID)
     parts = token.split(".")
-    if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 12:
-        return TOKEN_INVALID, None
-    who, issued, signature = parts
-    if not hmac.compare_digest(signature, _mac(key, "confirm", list_id, who, issued)):
-        return TOKEN_INVALID, None
+    if len(parts) == 3:
+        parts.insert(2, "")
+    if len(parts) != 4 or not parts[1].isdigit() or len(parts[1]) > 12:
+        return Link(TOKEN_INVALID)
+    who, issued, nonce, signature = parts
+    signed = (who, issued, nonce) if nonce else (who, issued)
+    if not hmac.compare_digest(signature, _mac(key, "confirm", list_id, *signed)):
+        return Link(TOKEN_INVALID)
     age = (time.time() if at is None else at) - int(issued)
     if age < -300:
-        return TOKEN_INVALID, None
+        return Link(TOKEN_INVALID)
     if age > CONFIRMATION_SECONDS:
-        return TOKEN_EXPIRED, None
+        return Link(TOKEN_EXPIRED)
     raw = _unb64(who)
     try:
-        return (TOKEN_OK, raw.decode("utf-8")) if raw else (TOKEN_INVALID, None)
+        return Link(TOKEN_OK, raw.decode("utf-8"), nonce) if raw else Link(TOKEN_INVALID)
     except UnicodeDecodeError:
-        return TOKEN_INVALID, None
+        return Link(TOKEN_INVALID)
 
 
 # -- a submission ------------------------------------------------------------------------------------

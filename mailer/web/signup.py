@@ -18,6 +18,7 @@ import concurrent.futures
 import ipaddress
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 from mailer.audience import signup as rules
 from mailer.audience.store import CONFIRMED, GONE, KNOWN, QUEUED, SignupRequest, SubscriberStore, store_path
 from mailer.config import Config
-from mailer.deliver.notice import notice_backend, notice_payload, send_notice
+from mailer.deliver.notice import NOT_SENT, SENT, Sent, notice_backend, notice_payload, send_notice
 from mailer.deliver.suppressions import RESUBSCRIBE, Click, SuppressionList, suppressions_path
 
 MAX_SIGNUP_BYTES = 8192  # the form's five fields; a name of 100 characters percent-encoded is ~900 bytes
@@ -92,6 +93,12 @@ class SignupWriter:
             raise
 
 
+def scrub(text: str, email: str) -> str:
+    """`text` (a mail server's or the provider's words) without the address, whatever its case, nor any other."""
+    text = re.sub(re.escape(email), "<the address>", text, flags=re.IGNORECASE)
+    return re.sub(r"[^\s<>\"'()\[\],;:]*@[^\s<>\"'()\[\],;:]*", "<an address>", text)
+
+
 def _retrieved(done: asyncio.Future[Any]) -> None:
     if not done.cancelled():
         done.exception()
@@ -142,16 +149,19 @@ class ConfirmationSender:
                 claimed = store.claim_confirmations()
                 if not claimed:
                     return
-                for email, requested in claimed:
-                    error = self._send(email, requested)
-                    if error is not None:
+                for email, requested, nonce in claimed:
+                    outcome = self._send(email, requested, nonce)
+                    if outcome.state != SENT:
                         # No address in the log: the error may name it (an SMTP refusal does).
-                        log.warning("a sign-up's confirmation email was not sent: %s",
-                                    error.replace(email, "<the address>"))
-                    store.confirmation_sent(email, requested, ok=error is None)
+                        log.warning("a sign-up's confirmation email was not sent%s: %s",
+                                    "" if outcome.state == NOT_SENT else " (or may have been: counted as sent)",
+                                    scrub(outcome.error or outcome.state, email))
+                    # An uncertain send (the request may have left) keeps the address's day: only one that
+                    # surely did not leave lets the reader ask again at once.
+                    store.confirmation_sent(email, requested, ok=outcome.state != NOT_SENT)
 
-    def _send(self, email: str, requested: float) -> str | None:
-        token = rules.confirmation_token(self.key, self.list_id, email, at=requested)
+    def _send(self, email: str, requested: float, nonce: str) -> Sent:
+        token = rules.confirmation_token(self.key, self.list_id, email, nonce=nonce, at=requested)
         subject, page, text = self.email.for_reader(email, self.confirm_base + token)
         payload = notice_payload(self.backend, self.config, to=email, subject=subject, html=page, text=text)
         return send_notice(self.backend, payload, self._stop)
@@ -352,7 +362,7 @@ async def confirm(service: SignupService, request: Any, page: Any, read_body: An
         body = await read_body(request, limit=MAX_SIGNUP_BYTES)
         if not isinstance(body, bytes):
             return _refusal(False, page, body.value, {})
-    verdict, email = rules.read_confirmation_token(token, service.key, service.list_id)
+    verdict, email, nonce = rules.read_confirmation_token(token, service.key, service.list_id)
     if verdict == rules.TOKEN_EXPIRED:
         return page(400, "signup-expired", title="This link has expired", signup_path=service.config.signup.url,
                     message="Confirmation links work for 7 days. Sign up again and a new one will be sent.")
@@ -365,7 +375,7 @@ async def confirm(service: SignupService, request: Any, page: Any, read_body: An
         return page(200, "confirm-signup", title=f"Confirm your subscription to {service.config.name}",
                     masked=mask(email), form_action=action)
 
-    outcome, still = await run_in_threadpool(record_confirmation, service.config.state_dir, email)
+    outcome, still = await run_in_threadpool(record_confirmation, service.config.state_dir, email, nonce)
     if outcome in (CONFIRMED, KNOWN):
         latest = await run_in_threadpool(service.latest_url)
         return page(200, "signup-confirmed", title=f"You are subscribed to {service.config.name}",
@@ -380,7 +390,7 @@ async def confirm(service: SignupService, request: Any, page: Any, read_body: An
                         "any issue to ask for it to be lifted.")
 
 
-def record_confirmation(state_dir: Path, email: str) -> tuple[str, bool]:
+def record_confirmation(state_dir: Path, email: str, nonce: str) -> tuple[str, bool]:
     """The store's outcome of the reader's confirmation, and whether the sending service's own lists still hold them.
 
     Confirming is the reader's own word, as the unsubscribe page's Resubscribe is: their own
@@ -397,5 +407,5 @@ def record_confirmation(state_dir: Path, email: str) -> tuple[str, bool]:
             (still,) = suppressions.record_clicks([Click(RESUBSCRIBE, email)])
 
     with SubscriberStore(store_path(state_dir)) as store:
-        outcome = store.confirm(email, before_commit=lift_own_unsubscribe)
+        outcome = store.confirm(email, nonce=nonce, before_commit=lift_own_unsubscribe)
     return outcome, still

@@ -230,12 +230,12 @@ def test_a_bad_confirmation_link_is_a_400_page_and_changes_nothing(signup_servic
     service.request("POST", "/subscribe", form("ada@example.com"), FORM)
     wait_for(lambda: fake.requests)
     good = link_in(fake.requests[0]["content"][0]["value"]).rsplit("/", 1)[1]
-    who, issued, signature = good.split(".")
+    who, issued, nonce, signature = good.split(".")
     token = {
         "forged": rules.confirmation_token(rules.signup_key(environ={rules.SECRET_ENV: "guess"}), LIST_ID,
-                                           "ada@example.com"),
-        "tampered": f"{rules._b64(b'eve@example.com')}.{issued}.{signature}",
-        "other newsletter": rules.confirmation_token(KEY, "Other <other.example.com>", "ada@example.com"),
+                                           "ada@example.com", nonce=nonce),
+        "tampered": f"{rules._b64(b'eve@example.com')}.{issued}.{nonce}.{signature}",
+        "other newsletter": rules.confirmation_token(KEY, "Other <other.example.com>", "ada@example.com", nonce=nonce),
         "cut": good[:-4],
         "junk": "%00..%C3%A9" + "x" * 600,
     }[case]
@@ -249,7 +249,7 @@ def test_a_bad_confirmation_link_is_a_400_page_and_changes_nothing(signup_servic
 
 def test_an_expired_link_offers_to_sign_up_again(signup_service, state_dir: Path) -> None:
     service, _ = signup_service
-    old = rules.confirmation_token(KEY, LIST_ID, "ada@example.com", at=time.time() - 8 * 86400)
+    old = rules.confirmation_token(KEY, LIST_ID, "ada@example.com", nonce="x", at=time.time() - 8 * 86400)
     for method in ("GET", "POST"):
         status, _, page = service.request(method, f"/confirm/{old}", b"" if method == "POST" else None)
         assert status == 400 and "This link has expired" in page
@@ -427,3 +427,52 @@ def test_signing_up_again_after_unsubscribing_lifts_the_readers_own_unsubscribe(
     sync_store(state_dir)  # what the next `mailer subscribers list` or `mailer send` does
     assert reader(state_dir, "ada@example.com")[0].status == "confirmed"
     assert reader(state_dir, "bob@example.com")[0].status == "bounced"  # SendGrid's list is not lifted here
+
+
+def test_an_uncertain_send_counts_as_sent_and_a_refused_one_does_not(signup_service) -> None:
+    service, fake = signup_service
+    fake.default = "accept_drop"  # accepted, then the connection dropped: the email may well have left
+    service.request("POST", "/subscribe", form("ada@example.com"), {**FORM, "X-Forwarded-For": "192.0.2.1"})
+    wait_for(lambda: len(fake.requests) == 1)
+    fake.default = "400"  # refused: surely not sent
+    service.request("POST", "/subscribe", form("bob@example.com"), {**FORM, "X-Forwarded-For": "192.0.2.1"})
+    wait_for(lambda: len(fake.paths) == 2)  # refused: not among the requests taken
+    time.sleep(0.5)  # the sender records each outcome
+    fake.default = "accept"
+    for address in ("ada@example.com", "bob@example.com"):
+        service.request("POST", "/subscribe", form(address), {**FORM, "X-Forwarded-For": "192.0.2.2"})
+    wait_for(lambda: len(fake.paths) == 3)
+    time.sleep(1)
+    assert len(fake.paths) == 3 and sent_to(fake) == ["ada@example.com", "bob@example.com"]
+
+
+def test_no_second_email_within_a_day_after_confirming_unsubscribing_or_forgetting(signup_service,
+                                                                                  state_dir: Path) -> None:
+    from tests.web.test_service import token_for
+
+    service, fake = signup_service
+    service.request("POST", "/subscribe", form("ada@example.com"), {**FORM, "X-Forwarded-For": "192.0.2.1"})
+    service.request("POST", "/subscribe", form("bob@example.com"), {**FORM, "X-Forwarded-For": "192.0.2.1"})
+    wait_for(lambda: len(fake.requests) == 2)
+    links = {body["personalizations"][0]["to"][0]["email"]: link_in(body["content"][0]["value"])
+             for body in fake.requests}
+    assert "You are subscribed" in service.post_form(links["ada@example.com"], "")[2]
+    service.post_form(f"/unsubscribe?token={token_for('ada@example.com')}", "List-Unsubscribe=One-Click")
+    with SubscriberStore.open(state_dir) as store:  # `mailer subscribers remove --forget bob@example.com`
+        store.forget("bob@example.com")
+    for n in range(3):  # anyone, from anywhere
+        for address in ("ada@example.com", "BOB@example.com"):
+            service.request("POST", "/subscribe", form(address), {**FORM, "X-Forwarded-For": f"192.0.2.{n + 2}"})
+    time.sleep(1.5)
+    assert len(fake.requests) == 2
+    status, _, page = service.post_form(links["bob@example.com"], "")  # the link from before the forget
+    assert status == 400 and "no longer valid" in page
+    assert reader(state_dir, "bob@example.com")[0] is None
+
+
+def test_a_mail_servers_words_reach_the_log_without_any_address_whatever_its_case() -> None:
+    from mailer.web.signup import scrub
+
+    said = "550 5.1.1 <ADA@EXAMPLE.COM>: Recipient address rejected (Ada@Example.com; see postmaster@mx.example)"
+    assert scrub(said, "ada@example.com") == ("550 5.1.1 <<the address>>: Recipient address rejected (<the address>; "
+                                             "see <an address>)")
