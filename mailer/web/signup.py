@@ -228,7 +228,10 @@ def client_ip(service: SignupService, request: Any) -> str | None:
         return peer
     if address is None or not any(address in network for network in service.trusted):
         return peer
-    hops = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",") if hop.strip()]
+    # Every X-Forwarded-For line, joined in order (RFC 9110 section 5.3): a proxy that adds a line of its
+    # own after the client's (HAProxy's `option forwardfor`) puts the address it saw last.
+    lines = request.headers.getlist("x-forwarded-for")
+    hops = [hop.strip() for hop in ",".join(lines).split(",") if hop.strip()]
     for hop in reversed(hops[-20:]):
         try:
             candidate = ipaddress.ip_address(hop)

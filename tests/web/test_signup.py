@@ -476,3 +476,20 @@ def test_a_mail_servers_words_reach_the_log_without_any_address_whatever_its_cas
     said = "550 5.1.1 <ADA@EXAMPLE.COM>: Recipient address rejected (Ada@Example.com; see postmaster@mx.example)"
     assert scrub(said, "ada@example.com") == ("550 5.1.1 <<the address>>: Recipient address rejected (<the address>; "
                                              "see <an address>)")
+
+
+def test_the_per_ip_limit_reads_every_x_forwarded_for_line_of_the_trusted_proxy(workspace: Path, state_dir: Path,
+                                                                                  start_sendgrid) -> None:
+    fake, url = start_sendgrid()
+    enable_signup(workspace, "  per_ip_hourly: 3\n")
+    with serving(workspace, state_dir, SENDGRID_API_HOST=url) as service:
+        requests = []
+        for n in range(6):  # the client's own line varies; the proxy's line, added after it, is the real IP
+            payload = json.dumps({"email": f"r{n}@example.com", "consent": True, "stamp": stamp()}).encode()
+            requests.append((f"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                             f"X-Forwarded-For: 198.51.100.{n + 1}\r\nX-Forwarded-For: 203.0.113.7\r\n"
+                             f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload)
+        answers = asyncio.run(serve_load.burst(service.port, requests, timeout=30))
+        assert {answer.status for answer in answers} == {202}
+        time.sleep(1.5)
+        assert len(fake.requests) == 3
