@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from mailer.audience import signup as rules
 from mailer.audience.store import CONFIRMED, GONE, KNOWN, QUEUED, SignupRequest, SubscriberStore, store_path
@@ -249,12 +249,30 @@ def cors_headers(service: SignupService, request: Any) -> dict[str, str]:
     return {"Vary": "Origin"} if service.origins else {}
 
 
+FORM_TYPE, JSON_TYPE = "application/x-www-form-urlencoded", "application/json"
+
+
+def body_type(request: Any) -> str | None:
+    """FORM_TYPE or JSON_TYPE, as a POST's Content-Type says (in UTF-8, or no charset named, and no
+    Content-Encoding); None for anything else: another type, none, a compressed body."""
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    kind, _, parameters = request.headers.get("content-type", "").partition(";")
+    kind = kind.strip().lower()
+    charset = next((value.strip().strip('"').lower() for name, _, value in
+                    (part.strip().partition("=") for part in parameters.split(";")) if name.strip().lower() ==
+                    "charset"), "")
+    if coding not in ("", "identity") or kind not in (FORM_TYPE, JSON_TYPE) or charset not in ("", "utf-8", "us-ascii"):
+        return None
+    return kind
+
+
 def wants_json(request: Any) -> bool:
-    content_type = request.headers.get("content-type", "").lower()
-    if request.method == "POST":
-        return content_type.startswith("application/json")
+    if request.method == "POST" and body_type(request) == JSON_TYPE:
+        return True
     accept = request.headers.get("accept", "").lower()
-    return "application/json" in accept and "text/html" not in accept
+    content_type = request.headers.get("content-type", "").lower()
+    return ("application/json" in accept and "text/html" not in accept) or (
+        request.method == "POST" and "json" in content_type)
 
 
 SAME_ANSWER = {"status": "check-your-inbox",
@@ -279,10 +297,13 @@ async def subscribe(service: SignupService, request: Any, page: Any, read_body: 
         if json_client:
             return JSONResponse(form_fields(service), headers={**cors, "Cache-Control": "no-store"})
         return _form_page(service, page, 200, cors)
+    kind = body_type(request)
+    if kind is None:  # answered before the body is read: it is never used
+        return _refusal(json_client, page, 415, cors)
     body = await read_body(request, limit=MAX_SIGNUP_BYTES)
     if not isinstance(body, bytes):
         return _refusal(json_client, page, body.value, cors)
-    fields = _fields(body, json_client)
+    fields = read_fields(body, kind)
     if fields is None:
         if json_client:
             return JSONResponse({"error": "unreadable", "message": "Send a JSON object with the form's fields."},
@@ -321,27 +342,42 @@ def form_fields(service: SignupService) -> dict[str, Any]:
             "min_seconds": rules.MIN_FORM_SECONDS, "action": service.config.signup.url}
 
 
-def _fields(body: bytes, json_client: bool) -> dict[str, Any] | None:
+def read_fields(body: bytes, kind: str) -> dict[str, Any] | None:
+    """The body's fields (a JSON object, or a form); None when it cannot be read: not UTF-8, a percent-escape
+    that is not UTF-8, a field without '=', a field given twice, more than 10 fields."""
     try:
-        if json_client:
-            value = json.loads(body)
+        text = body.decode("utf-8")
+        if kind == JSON_TYPE:
+            value = json.loads(text, object_pairs_hook=_no_repeats)
             return value if isinstance(value, dict) and len(value) <= 10 else None
-        return {key: values[-1] for key, values in parse_qs(body.decode("utf-8"), max_num_fields=10,
-                                                            strict_parsing=False).items()}
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=10,
+                          encoding="utf-8", errors="strict")
+        fields = dict(pairs)
+        return fields if len(fields) == len(pairs) else None
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ValueError("a key given twice")
+    return value
 
 
 def _refusal(json_client: bool, page: Any, status: int, cors: dict[str, str]) -> Any:
     from starlette.responses import JSONResponse
 
-    message = ("The request took too long to arrive." if status == 408 else
-               "This address takes a short form, nothing more.")
+    error, title, message = {
+        408: ("too-slow", "Request timed out", "The request took too long to arrive."),
+        415: ("unsupported", "This request could not be read",
+              "Send the form (application/x-www-form-urlencoded) or JSON (application/json), in UTF-8 and not "
+              "compressed. Nothing was done."),
+    }.get(status, ("too-large", "Request too large", "This address takes a short form, nothing more."))
     if json_client:
-        return JSONResponse({"error": "too-slow" if status == 408 else "too-large", "message": message},
-                            status_code=status, headers={**cors, "Connection": "close"})
-    return page(status, "too-large", title="Request too large" if status == 413 else "Request timed out",
-                message=message, headers={**cors, "Connection": "close"})
+        return JSONResponse({"error": error, "message": message}, status_code=status,
+                            headers={**cors, "Connection": "close"})
+    return page(status, "too-large", title=title, message=message, headers={**cors, "Connection": "close"})
 
 
 def _form_page(service: SignupService, page: Any, status: int, cors: dict[str, str], *,

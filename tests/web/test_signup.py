@@ -493,3 +493,31 @@ def test_the_per_ip_limit_reads_every_x_forwarded_for_line_of_the_trusted_proxy(
         assert {answer.status for answer in answers} == {202}
         time.sleep(1.5)
         assert len(fake.requests) == 3
+
+
+def test_a_body_that_is_not_plainly_the_form_or_json_is_refused_and_nothing_is_sent(signup_service,
+                                                                                    state_dir: Path) -> None:
+    service, fake = signup_service
+    good = form("ada@example.com")
+    payload = json.dumps({"email": "ada@example.com", "consent": True, "stamp": stamp()}).encode()
+    answers = {
+        "undecodable escape": service.request("POST", "/subscribe", form("%FF@example.com").replace(b"%25FF", b"%FF"),
+                                              FORM),
+        "a field twice": service.request("POST", "/subscribe", good + b"&email=bob%40example.com", FORM),
+        "a JSON key twice": service.request("POST", "/subscribe", payload[:-1] + b', "email": "bob@example.com"}',
+                                            JSON),
+        "text/plain": service.request("POST", "/subscribe", good, {"Content-Type": "text/plain"}),
+        "no type": service.request("POST", "/subscribe", good),
+        "application/jsonx": service.request("POST", "/subscribe", payload, {"Content-Type": "application/jsonx"}),
+        "UTF-16 form": service.request("POST", "/subscribe", good, {"Content-Type": FORM["Content-Type"] +
+                                                                    "; charset=utf-16"}),
+        "gzip": service.request("POST", "/subscribe", good, {**FORM, "Content-Encoding": "gzip"}),
+    }
+    assert form("%FF@example.com").count(b"%25FF") == 1  # the test's own encoding, undone above
+    statuses = {name: status for name, (status, _, _) in answers.items()}
+    assert statuses == {"undecodable escape": 400, "a field twice": 400, "a JSON key twice": 400,
+                        **{name: 415 for name in list(answers)[3:]}}
+    time.sleep(1)
+    assert fake.requests == []
+    with SubscriberStore.open(state_dir) as store:
+        assert store.counts()["pending"] == 0
