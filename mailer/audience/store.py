@@ -566,7 +566,13 @@ class SubscriberStore:
     def _signup_hash(self, email: str) -> str:
         return hmac.new(self._key, b"signup email\n" + address_key(email).encode(), hashlib.sha256).hexdigest()
 
-    def confirm(self, email: str, *, nonce: str, at: float | None = None,
+    def waiting_name(self, email: str, *, nonce: str) -> str | None:
+        """The name given with the sign-up the link of `nonce` answers (None: no such sign-up waits)."""
+        row = self._db.execute("SELECT first_name FROM confirmations WHERE address=? AND nonce=?",
+                               (address_key(email), nonce)).fetchone()
+        return row[0] if row else None
+
+    def confirm(self, email: str, *, nonce: str, first_name: str | None = None, at: float | None = None,
                 before_commit: Callable[[], None] | None = None) -> str:
         """The reader's own confirmation (the POST of its link's page); what it did.
 
@@ -588,8 +594,12 @@ class SubscriberStore:
                 return KNOWN if row is not None and row[0] == CONFIRMED else GONE
             if row is not None and row[0] in (BOUNCED, COMPLAINED):
                 return STOPPED
-            given, first_name, requested, text, version, ip = waiting
+            given, asked_name, requested, text, version, ip = waiting
+            # The name the reader confirmed on the link's page (the sign-up's was typed by whoever signed up).
+            first_name = asked_name if first_name is None else first_name
             stamp = _iso(at)
+            if row is not None and (row[0] == PENDING or first_name):
+                db.execute("UPDATE readers SET first_name=? WHERE address=?", (first_name, key))
             if row is None:
                 db.execute("INSERT INTO readers (address, email, first_name, status, source, status_reason, "
                            "created_at, updated_at, confirmed_at) VALUES (?, ?, ?, 'confirmed', 'form', "

@@ -397,10 +397,13 @@ async def confirm(service: SignupService, request: Any, page: Any, read_body: An
     from starlette.concurrency import run_in_threadpool
 
     token = request.path_params.get("token", "")
+    fields: dict[str, Any] | None = {}
     if request.method == "POST":
         body = await read_body(request, limit=MAX_SIGNUP_BYTES)
         if not isinstance(body, bytes):
             return _refusal(False, page, body.value, {})
+        if body:  # the page's form (an empty POST is a button without the name field: no name)
+            fields = read_fields(body, FORM_TYPE) if body_type(request) == FORM_TYPE else None
     verdict, email, nonce = rules.read_confirmation_token(token, service.key, service.list_id)
     if verdict == rules.TOKEN_EXPIRED:
         return page(400, "signup-expired", title="This link has expired", signup_path=service.config.signup.url,
@@ -410,11 +413,25 @@ async def confirm(service: SignupService, request: Any, page: Any, read_body: An
                     message="It may have been cut off when it was copied. Open it again from the email, or sign "
                             "up again.")
     action = service.confirm_path + token
-    if request.method == "GET":
-        return page(200, "confirm-signup", title=f"Confirm your subscription to {service.config.name}",
-                    masked=mask(email), form_action=action)
 
-    outcome, still = await run_in_threadpool(record_confirmation, service.config.state_dir, email, nonce)
+    def confirm_page(status: int, first_name: str, problem: str | None = None) -> Any:
+        return page(status, "confirm-signup", title=f"Confirm your subscription to {service.config.name}",
+                    masked=mask(email), form_action=action, first_name=first_name, problem=problem)
+
+    if request.method == "GET":
+        # The name given at sign-up is shown, in a field the reader may change or empty: it was typed by
+        # whoever signed the address up, and only what the reader confirms here goes into the issues.
+        waiting = await run_in_threadpool(waiting_name, service.config.state_dir, email, nonce)
+        return confirm_page(200, waiting or "")
+    if fields is None:
+        return page(400, "unreadable", title="This request could not be read",
+                    message="Nothing was changed. Open the link from the email again and use its button.")
+    first_name = fields.get("first_name", "")
+    first_name = first_name.strip() if isinstance(first_name, str) else ""
+    if problem := rules.name_problem(first_name):
+        return confirm_page(400, first_name, problem)
+    outcome, still = await run_in_threadpool(record_confirmation, service.config.state_dir, email, nonce,
+                                             first_name)
     if outcome in (CONFIRMED, KNOWN):
         latest = await run_in_threadpool(service.latest_url)
         return page(200, "signup-confirmed", title=f"You are subscribed to {service.config.name}",
@@ -429,7 +446,12 @@ async def confirm(service: SignupService, request: Any, page: Any, read_body: An
                         "any issue to ask for it to be lifted.")
 
 
-def record_confirmation(state_dir: Path, email: str, nonce: str) -> tuple[str, bool]:
+def waiting_name(state_dir: Path, email: str, nonce: str) -> str | None:
+    with SubscriberStore(store_path(state_dir)) as store:
+        return store.waiting_name(email, nonce=nonce)
+
+
+def record_confirmation(state_dir: Path, email: str, nonce: str, first_name: str) -> tuple[str, bool]:
     """The store's outcome of the reader's confirmation, and whether the sending service's own lists still hold them.
 
     Confirming is the reader's own word, as the unsubscribe page's Resubscribe is: their own
@@ -446,5 +468,5 @@ def record_confirmation(state_dir: Path, email: str, nonce: str) -> tuple[str, b
             (still,) = suppressions.record_clicks([Click(RESUBSCRIBE, email)])
 
     with SubscriberStore(store_path(state_dir)) as store:
-        outcome = store.confirm(email, nonce=nonce, before_commit=lift_own_unsubscribe)
+        outcome = store.confirm(email, nonce=nonce, first_name=first_name, before_commit=lift_own_unsubscribe)
     return outcome, still

@@ -224,9 +224,13 @@ def test_the_honeypot_and_a_fast_form_are_bots_and_a_missing_stamp_shows_the_for
     ({"first_name": "A\x1b[31m"}, "first_name"),
     ({"first_name": "A" * 101}, "first_name"),
     ({"first_name": 5}, "first_name"),
+    ({"first_name": "Ada \u202eexample.com"}, "first_name"),
+    ({"first_name": "Ada\u2066x\u2069"}, "first_name"),
+    ({"first_name": "A\u200bda"}, "first_name"),
+    ({"first_name": "\ufeffAda"}, "first_name"),
     ({"consent": None}, "consent"),
 ], ids=["crlf", "encoded-word", "colon", "long-address", "list", "name-crlf", "name-encoded-word", "name-escape",
-        "long-name", "name-number", "no-consent"])
+        "long-name", "name-number", "name-rlo", "name-isolate", "name-zero-width-space", "name-bom", "no-consent"])
 def test_hostile_fields_are_refused_with_the_field_named(values: dict[str, object], field: str) -> None:
     submission = read(**values)
     assert submission.request is None and field in dict(submission.problems)
@@ -316,3 +320,10 @@ def test_a_store_of_the_release_before_keeps_its_waiting_links_and_its_day(tmp_p
     with SubscriberStore(path) as store:
         assert store.request_confirmations([ask(ip="192.0.2.2")], per_ip_hourly=20) == [RECENT]
         assert store.confirm(ADA, nonce=link.nonce) == CONFIRMED
+
+
+def test_names_keep_the_joiners_scripts_and_emoji_need() -> None:
+    persian, emoji, devanagari = ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "\U0001F469\u200d\U0001F4BB Ada",
+                                  "\u0905\u0930\u094d\u200d\u0925")
+    for name in (persian, emoji, devanagari):
+        assert read(first_name=name).request.first_name == name

@@ -102,8 +102,9 @@ def test_a_visitor_signs_up_and_confirms_from_the_email(signup_service, state_di
     assert reader_before.status == "pending"
     status, _, page = service.request("GET", path)  # a mail scanner: shows the button, confirms nobody
     assert status == 200 and ">Yes, subscribe me</button>" in page and "a•••@example.com" in page
+    assert 'name="first_name" value="Ada"' in page  # the name to greet them by, theirs to change
     assert reader(state_dir, "ada@example.com")[0].status == "pending"
-    status, _, page = service.post_form(path, "")
+    status, _, page = service.post_form(path, "first_name=Ada")
     assert status == 200 and "You are subscribed to The NLP Cypher" in page
     assert 'href="https://newsletter.example.com/2020-12-13/"' in page  # the latest issue's web version
     confirmed, (consent,) = reader(state_dir, "ada@example.com")
@@ -521,3 +522,26 @@ def test_a_body_that_is_not_plainly_the_form_or_json_is_refused_and_nothing_is_s
     assert fake.requests == []
     with SubscriberStore.open(state_dir) as store:
         assert store.counts()["pending"] == 0
+
+
+def test_the_name_a_stranger_typed_is_shown_on_the_confirm_page_and_only_the_readers_own_is_kept(
+        signup_service, state_dir: Path) -> None:
+    service, fake = signup_service
+    name = "Visit <evil.example> — claim your prize"
+    assert service.request("POST", "/subscribe", form("ada@example.com", first_name="Ada\u202egro.live"),
+                           FORM)[0] == 400  # a bidi override: refused
+    for address in ("ada@example.com", "bob@example.com", "cy@example.com"):
+        service.request("POST", "/subscribe", form(address, first_name=name), {**FORM, "X-Forwarded-For": "192.0.2.1"})
+    wait_for(lambda: len(fake.requests) == 3)
+    links = {body["personalizations"][0]["to"][0]["email"]: link_in(body["content"][0]["value"])
+             for body in fake.requests}
+    page = service.request("GET", links["ada@example.com"])[2]
+    assert "We will greet you as" in page and 'value="Visit &lt;evil.example&gt; — claim your prize"' in page
+    status, _, page = service.post_form(links["ada@example.com"], "first_name=Ada%E2%80%AE")
+    assert status == 400 and "cannot go into an email" in page
+    assert reader(state_dir, "ada@example.com")[0].status == "pending"
+    assert service.post_form(links["ada@example.com"], "first_name=Ada")[0] == 200  # changed by the reader
+    assert service.post_form(links["bob@example.com"], "")[0] == 200  # a POST without the field: no name
+    assert service.post_form(links["cy@example.com"], urlencode({"first_name": name}))[0] == 200  # kept, seen
+    assert [reader(state_dir, a)[0].first_name for a in ("ada@example.com", "bob@example.com", "cy@example.com")] == [
+        "Ada", "", name]
