@@ -31,6 +31,7 @@ from mailer.audience.store import CONFIRMED, GONE, KNOWN, QUEUED, SignupRequest,
 from mailer.config import Config
 from mailer.deliver.notice import NOT_SENT, SENT, Sent, notice_backend, notice_payload, send_notice
 from mailer.deliver.suppressions import RESUBSCRIBE, Click, SuppressionList, suppressions_path
+from mailer.statedb import StateError
 
 MAX_SIGNUP_BYTES = 8192  # the form's five fields; a name of 100 characters percent-encoded is ~900 bytes
 LATEST_SECONDS = 60.0  # how long the latest issue (the link after confirming) is kept before looking again
@@ -135,12 +136,19 @@ class ConfirmationSender:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        said = ""  # the store's fault last logged: said once, not every round while it lasts
         while not self._stop.is_set():
             self._wake.wait(timeout=30)
             self._wake.clear()
             try:
                 self._send_queued()
-            except Exception:  # a damaged store, a bug: logged, and the thread keeps going
+                said = ""
+            except StateError as err:  # a damaged store, a full disk: one line, and the thread keeps going
+                line = str(err).splitlines()[0]
+                if line != said:
+                    log.error("the sign-up confirmations cannot be sent: %s", line)
+                said = line
+            except Exception:  # a bug: its traceback, and the thread keeps going
                 log.exception("sending the sign-up confirmations failed")
 
     def _send_queued(self) -> None:

@@ -545,3 +545,24 @@ def test_the_name_a_stranger_typed_is_shown_on_the_confirm_page_and_only_the_rea
     assert service.post_form(links["cy@example.com"], urlencode({"first_name": name}))[0] == 200  # kept, seen
     assert [reader(state_dir, a)[0].first_name for a in ("ada@example.com", "bob@example.com", "cy@example.com")] == [
         "Ada", "", name]
+
+
+def test_a_store_damaged_while_serving_gets_the_short_500_page_and_no_traceback(
+        workspace: Path, state_dir: Path, start_sendgrid) -> None:
+    fake, url = start_sendgrid()
+    enable_signup(workspace)
+    with serving(workspace, state_dir, SENDGRID_API_HOST=url) as service:
+        service.request("POST", "/subscribe", form("ada@example.com"), FORM)
+        wait_for(lambda: fake.requests)
+        path = link_in(fake.requests[0]["content"][0]["value"])
+        with (state_dir / "subscribers.sqlite3").open("r+b") as file:  # overwritten in place, under the service
+            file.write(b"\x8f" * 8192)
+        for n in range(2):
+            status, _, page = service.request("POST", "/subscribe", form("bob@example.com"),
+                                              {**FORM, "X-Forwarded-For": f"192.0.2.{n + 7}"})
+            assert status == 500 and "Something went wrong" in page and "sqlite" not in page
+        status, _, page = service.post_form(path, "")
+        assert status == 500 and "Something went wrong" in page
+        time.sleep(0.5)
+    # On leaving, `serving` checks the log holds no traceback (Starlette's handler logged one per request, and
+    # the sender thread one each round): each fault is one line naming the file.
