@@ -217,6 +217,11 @@ def load_config(workspace: Path) -> Config:
                               "    hint: add `url: https://…/subscribe` (where `mailer serve` answers) to `signup:`")
         parts = urlsplit(fields["unsubscribe_url"])
         signup = replace(signup, url=f"{parts.scheme}://{parts.netloc}/subscribe")
+    if signup is not None and urlsplit(signup.url).path in ("", "/"):
+        # A host alone: the form is served at /subscribe, and every link to it (the JSON's action, the
+        # expired page's "Sign up again") must say so, not point at the site's home page.
+        parts = urlsplit(signup.url)
+        signup = replace(signup, url=f"{parts.scheme}://{parts.netloc}/subscribe")
     return Config(
         workspace=workspace,
         name=fields["name"],

@@ -72,3 +72,9 @@ def test_without_unsubscribe_url_the_form_needs_its_own_address(tmp_path: Path) 
     signup = load_config(settings(tmp_path / "b", GOOD + "  url: https://join.example.com/nl/subscribe\n",
                                   unsubscribe_url=False)).signup
     assert signup.url == "https://join.example.com/nl/subscribe"
+
+
+@pytest.mark.parametrize("url", ["https://join.example.com", "https://join.example.com/"])
+def test_a_signup_url_without_a_path_is_the_hosts_subscribe_page(tmp_path: Path, url: str) -> None:
+    signup = load_config(settings(tmp_path, GOOD + f"  url: {url}\n")).signup
+    assert signup.url == "https://join.example.com/subscribe"

@@ -20,11 +20,12 @@ import html
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mailer.addresses import HALF_PAIR, AddressError, address_key, parse_address
 from mailer.audience.store import CONFIRMATION_SECONDS, SignupRequest
@@ -101,37 +102,53 @@ def check_stamp(stamp: Any, key: bytes, list_id: str, *, at: float | None = None
 # -- the confirmation link ----------------------------------------------------------------------------
 
 
-def confirmation_token(key: bytes, list_id: str, email: str, *, at: float | None = None) -> str:
-    """`who.issued.signature`: the address (its key), when the link was made, signed with this newsletter's id."""
+def confirmation_token(key: bytes, list_id: str, email: str, *, nonce: str, at: float | None = None) -> str:
+    """`who.issued.nonce.signature`: the address (its key), when the link was made and the request's nonce (the
+    store's: only the latest request's link confirms), signed with this newsletter's id."""
     who = _b64(address_key(email).encode())
     issued = str(int(time.time() if at is None else at))
-    return f"{who}.{issued}.{_mac(key, 'confirm', list_id, who, issued)}"
+    if not nonce:  # a confirmation waiting from the release before nonces: its link as it was sent
+        return f"{who}.{issued}.{_mac(key, 'confirm', list_id, who, issued)}"
+    return f"{who}.{issued}.{nonce}.{_mac(key, 'confirm', list_id, who, issued, nonce)}"
 
 
 TOKEN_OK, TOKEN_EXPIRED, TOKEN_INVALID = "ok", "expired", "invalid"
 
 
-def read_confirmation_token(token: Any, key: bytes, list_id: str, *, at: float | None = None) -> tuple[str, str | None]:
-    """(TOKEN_OK, address), (TOKEN_EXPIRED, None) for a real link past CONFIRMATION_SECONDS, or (TOKEN_INVALID,
-    None): cut, tampered, forged, another newsletter's. Nothing in a token is used before its signature holds."""
+class Link(NamedTuple):
+    """What a confirmation link says once its signature holds: TOKEN_OK with the address and nonce, or why not."""
+
+    verdict: str
+    email: str | None = None
+    nonce: str = ""
+
+
+def read_confirmation_token(token: Any, key: bytes, list_id: str, *, at: float | None = None) -> Link:
+    """Link(TOKEN_OK, address, nonce), Link(TOKEN_EXPIRED) for a real link past CONFIRMATION_SECONDS, or
+    Link(TOKEN_INVALID): cut, tampered, forged, another newsletter's. Nothing in a token is used before its
+    signature holds. A link of the release before nonces (`who.issued.signature`) reads with nonce '', which
+    only a confirmation waiting from then has."""
     if not isinstance(token, str) or not 5 <= len(token) <= MAX_TOKEN_CHARS or not token.isascii():
-        return TOKEN_INVALID, None
+        return Link(TOKEN_INVALID)
     parts = token.split(".")
-    if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 12:
-        return TOKEN_INVALID, None
-    who, issued, signature = parts
-    if not hmac.compare_digest(signature, _mac(key, "confirm", list_id, who, issued)):
-        return TOKEN_INVALID, None
+    if len(parts) == 3:
+        parts.insert(2, "")
+    if len(parts) != 4 or not parts[1].isdigit() or len(parts[1]) > 12:
+        return Link(TOKEN_INVALID)
+    who, issued, nonce, signature = parts
+    signed = (who, issued, nonce) if nonce else (who, issued)
+    if not hmac.compare_digest(signature, _mac(key, "confirm", list_id, *signed)):
+        return Link(TOKEN_INVALID)
     age = (time.time() if at is None else at) - int(issued)
     if age < -300:
-        return TOKEN_INVALID, None
+        return Link(TOKEN_INVALID)
     if age > CONFIRMATION_SECONDS:
-        return TOKEN_EXPIRED, None
+        return Link(TOKEN_EXPIRED)
     raw = _unb64(who)
     try:
-        return (TOKEN_OK, raw.decode("utf-8")) if raw else (TOKEN_INVALID, None)
+        return Link(TOKEN_OK, raw.decode("utf-8"), nonce) if raw else Link(TOKEN_INVALID)
     except UnicodeDecodeError:
-        return TOKEN_INVALID, None
+        return Link(TOKEN_INVALID)
 
 
 # -- a submission ------------------------------------------------------------------------------------
@@ -150,6 +167,27 @@ class Submission:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+# Zero-width non-joiner and joiner are format characters (Cf) that names need: Persian and the Indic scripts
+# join and part letters with them, and emoji sequences are made with the joiner. They reorder nothing.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def name_problem(first: str) -> str | None:
+    """Why `first` (stripped) cannot be a reader's name, or None.
+
+    Beside line breaks, encoded words and control characters, every format character (Unicode
+    category Cf) but the joiners is refused: the bidi overrides and isolates (U+202E turns
+    `moc.elpmaxe` into an address on screen), zero-width spaces, the BOM. The name is typed by
+    whoever signs the address up and goes into every issue the reader gets.
+    """
+    if len(first) > MAX_NAME_CHARS:
+        return f"Please shorten your name to {MAX_NAME_CHARS} characters."
+    if _CONTROL.search(first) or HALF_PAIR.search(first) or header_problem(first) or "=?" in first or any(
+            unicodedata.category(char) == "Cf" and char not in _JOINERS for char in first):
+        return "The name holds characters that cannot go into an email."
+    return None
 
 
 def read_submission(fields: Mapping[str, Any], signup: Signup, key: bytes, list_id: str, *, ip: str | None,
@@ -183,10 +221,8 @@ def read_submission(fields: Mapping[str, Any], signup: Signup, key: bytes, list_
     if typed["first_name"] is not None and not isinstance(typed["first_name"], str):
         problems.append(("first_name", "The name must be text."))
     first = first.strip()
-    if len(first) > MAX_NAME_CHARS:
-        problems.append(("first_name", f"Please shorten your name to {MAX_NAME_CHARS} characters."))
-    elif _CONTROL.search(first) or HALF_PAIR.search(first) or header_problem(first) or "=?" in first:
-        problems.append(("first_name", "The name holds characters that cannot go into an email."))
+    if problem := name_problem(first):
+        problems.append(("first_name", problem))
     if typed["consent"] not in (True, "yes", "on", "true", "1"):
         problems.append(("consent", "Please tick the box to say you want the emails."))
     if problems:

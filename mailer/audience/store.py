@@ -20,11 +20,11 @@ import hmac
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mailer.addresses import address_key
 from mailer.statedb import open_database, state_transaction
@@ -183,7 +183,7 @@ class SubscriberStore:
 
     def __init__(self, path: Path):
         self.path = path
-        self._db = open_database(path, SCHEMA, table="readers")
+        self._db = open_database(path, SCHEMA + SIGNUP_SCHEMA, MIGRATIONS, table="readers")
         self._key = self._forget_key()
 
     @classmethod
@@ -487,18 +487,26 @@ class SubscriberStore:
         QUEUED: a confirmation is waiting for the sender (claim_confirmations); otherwise nothing is sent:
         RATE_LIMITED (this client's IP made `per_ip_hourly` sign-ups in the last hour), KNOWN (a confirmed
         reader), STOPPED (bounced or complained: their word, or their server's, stands), RECENT (an email
-        went to this address in the last 24 hours, whichever IP asked). A new address becomes a pending
-        reader; an unsubscribed one stays unsubscribed, and a forgotten one stays absent, until they
-        confirm. The decisions are made one after the other under the write lock, so however many
-        processes and requests ask at once, an address gets at most one email a day.
+        went to this address in the last 24 hours, whichever IP asked, and whatever happened since:
+        a confirmation, an unsubscribe, a forget). A new address becomes a pending reader; an
+        unsubscribed one stays unsubscribed, and a forgotten one stays absent, until they confirm.
+        The decisions are made one after the other under the write lock, so however many processes
+        and requests ask at once, an address gets at most one email a day.
         """
         at = time.time() if at is None else at
         with self._transaction() as db:
-            db.execute("DELETE FROM signup_attempts WHERE at < ?", (at - HOUR,))
-            # Past a token's life nothing can be confirmed with it: the row only held the address.
-            db.execute("DELETE FROM confirmations WHERE requested < ? AND state <> 'queued'",
-                       (at - CONFIRMATION_SECONDS - DAY,))
+            self._purge_signups(db, at)
             return [self._request_one(db, request, per_ip_hourly, at) for request in requests]
+
+    def _purge_signups(self, db: sqlite3.Connection, at: float) -> None:
+        db.execute("DELETE FROM signup_attempts WHERE at < ?", (at - HOUR,))
+        db.execute("DELETE FROM signup_emails WHERE at <= ?", (at - DAY,))
+        # A day past a link's life nothing can be confirmed with it: the pending reader it made (a name and
+        # an address typed by anyone) goes with it, unless they confirmed, left or came some other way.
+        cutoff = at - CONFIRMATION_SECONDS - DAY
+        db.execute("DELETE FROM readers WHERE status='pending' AND source='form' AND address IN "
+                   "(SELECT address FROM confirmations WHERE requested < ?)", (cutoff,))
+        db.execute("DELETE FROM confirmations WHERE requested < ?", (cutoff,))
 
     def _request_one(self, db: sqlite3.Connection, request: SignupRequest, per_ip_hourly: int, at: float) -> str:
         if request.ip:
@@ -514,13 +522,15 @@ class SubscriberStore:
             return KNOWN
         if row is not None and row[0] in (BOUNCED, COMPLAINED):
             return STOPPED
-        prior = db.execute("SELECT requested, state FROM confirmations WHERE address=?", (key,)).fetchone()
-        if prior is not None and prior[1] != "failed" and prior[0] > at - DAY:
+        emailed = self._signup_hash(request.email)
+        if db.execute("SELECT 1 FROM signup_emails WHERE hash=? AND at > ?", (emailed, at - DAY)).fetchone():
             return RECENT
+        db.execute("INSERT OR REPLACE INTO signup_emails VALUES (?, ?)", (emailed, at))
+        # A fresh nonce per request, in its link: only the latest request's link confirms.
         db.execute("INSERT OR REPLACE INTO confirmations (address, email, first_name, requested, state, sent, "
-                   "consent_text, consent_version, consent_ip) VALUES (?, ?, ?, ?, 'queued', NULL, ?, ?, ?)",
+                   "consent_text, consent_version, consent_ip, nonce) VALUES (?, ?, ?, ?, 'queued', NULL, ?, ?, ?, ?)",
                    (key, request.email, request.first_name, at, request.consent_text, request.consent_version,
-                    request.consent_ip))
+                    request.consent_ip, secrets.token_urlsafe(9)))
         if row is None and not db.execute("SELECT 1 FROM forgotten WHERE hash=?",
                                           (self._forget_hash(request.email),)).fetchone():
             stamp = _iso(at)
@@ -529,22 +539,27 @@ class SubscriberStore:
                        (key, request.email, request.first_name, stamp, stamp))
         return QUEUED
 
-    def claim_confirmations(self, limit: int = 50) -> list[tuple[str, float]]:
-        """(email, requested) of the queued confirmations, oldest first, marked as being sent."""
+    def claim_confirmations(self, limit: int = 50, *, at: float | None = None) -> list[Claimed]:
+        """The queued confirmations, oldest first, marked as being sent (what has outlived its use purged first)."""
         with self._transaction() as db:
-            rows = db.execute("SELECT address, email, requested FROM confirmations WHERE state='queued' "
+            self._purge_signups(db, time.time() if at is None else at)
+            rows = db.execute("SELECT address, email, requested, nonce FROM confirmations WHERE state='queued' "
                               "ORDER BY requested LIMIT ?", (limit,)).fetchall()
             db.executemany("UPDATE confirmations SET state='sending' WHERE address=?", [(r[0],) for r in rows])
-        return [(email, requested) for _, email, requested in rows]
+        return [Claimed(email, requested, nonce) for _, email, requested, nonce in rows]
 
     def confirmation_sent(self, email: str, requested: float, *, ok: bool) -> None:
-        """Record how sending a claimed confirmation went; a failed one frees the address's day for a new try."""
+        """Record how sending a claimed confirmation went. `ok`: it left, or may have (an uncertain send
+        counts as sent); not `ok`: it surely did not leave, which frees the address's day for a new try."""
         with self._transaction() as db:
             db.execute("UPDATE confirmations SET state=?, sent=? WHERE address=? AND requested=?",
                        ("sent" if ok else "failed", time.time() if ok else None, address_key(email), requested))
+            if not ok:
+                db.execute("DELETE FROM signup_emails WHERE hash=? AND at=?", (self._signup_hash(email), requested))
 
     def abandon_interrupted_confirmations(self) -> int:
-        """Confirmations a stopped service was sending: failed, never sent again (one may have left); how many."""
+        """Confirmations a stopped service was sending: never sent again, and their day kept (one may have
+        left); how many."""
         with self._transaction() as db:
             return db.execute("UPDATE confirmations SET state='failed' WHERE state='sending'").rowcount
 
@@ -552,26 +567,43 @@ class SubscriberStore:
         row = self._db.execute("SELECT state FROM confirmations WHERE address=?", (address_key(email),)).fetchone()
         return row[0] if row else None
 
-    def confirm(self, email: str, *, at: float | None = None) -> str:
+    def _signup_hash(self, email: str) -> str:
+        return hmac.new(self._key, b"signup email\n" + address_key(email).encode(), hashlib.sha256).hexdigest()
+
+    def waiting_name(self, email: str, *, nonce: str) -> str | None:
+        """The name given with the sign-up the link of `nonce` answers (None: no such sign-up waits)."""
+        row = self._db.execute("SELECT first_name FROM confirmations WHERE address=? AND nonce=?",
+                               (address_key(email), nonce)).fetchone()
+        return row[0] if row else None
+
+    def confirm(self, email: str, *, nonce: str, first_name: str | None = None, at: float | None = None,
+                before_commit: Callable[[], None] | None = None) -> str:
         """The reader's own confirmation (the POST of its link's page); what it did.
 
         CONFIRMED: they are a confirmed reader now, with the consent they were shown kept (a forgotten
-        address is added back, its hash removed; an unsubscribed one subscribes again). KNOWN: already
+        address is added back, its hash removed; an unsubscribed one subscribes again), and
+        `before_commit` has run (lifting their unsubscribe from the suppression list: if it fails,
+        nothing here changes, so the reader may press again). KNOWN: already
         confirmed, nothing to do. STOPPED: bounced or complained since; nothing changes. GONE: no sign-up
-        waits for this address (forgotten or removed since, or its row outlived): nothing changes.
+        waits for this address with this `nonce` (the link's: a later sign-up's link replaces it; forgotten or
+        removed since, or its row outlived): nothing changes.
         """
         at = time.time() if at is None else at
         key = address_key(email)
         with self._transaction() as db:
             waiting = db.execute("SELECT email, first_name, requested, consent_text, consent_version, consent_ip "
-                                 "FROM confirmations WHERE address=?", (key,)).fetchone()
+                                 "FROM confirmations WHERE address=? AND nonce=?", (key, nonce)).fetchone()
             row = db.execute("SELECT status FROM readers WHERE address=?", (key,)).fetchone()
             if waiting is None:
                 return KNOWN if row is not None and row[0] == CONFIRMED else GONE
             if row is not None and row[0] in (BOUNCED, COMPLAINED):
                 return STOPPED
-            given, first_name, requested, text, version, ip = waiting
+            given, asked_name, requested, text, version, ip = waiting
+            # The name the reader confirmed on the link's page (the sign-up's was typed by whoever signed up).
+            first_name = asked_name if first_name is None else first_name
             stamp = _iso(at)
+            if row is not None and (row[0] == PENDING or first_name):
+                db.execute("UPDATE readers SET first_name=? WHERE address=?", (first_name, key))
             if row is None:
                 db.execute("INSERT INTO readers (address, email, first_name, status, source, status_reason, "
                            "created_at, updated_at, confirmed_at) VALUES (?, ?, ?, 'confirmed', 'form', "
@@ -583,6 +615,8 @@ class SubscriberStore:
             db.execute("INSERT INTO consents VALUES (?, ?, ?, ?, ?, ?)",
                        (key, _iso(requested), SIGNUP_FORM, text, version, ip))
             db.execute("DELETE FROM confirmations WHERE address=?", (key,))
+            if before_commit is not None:
+                before_commit()
             return CONFIRMED
 
 
@@ -593,6 +627,42 @@ CONFIRMATION_SECONDS = 7 * DAY  # a confirmation link's life (mailer.audience.si
 SIGNUP_FORM = "subscribe"  # the consent's form: the service's sign-up page (or its embedded copy)
 QUEUED, RATE_LIMITED, KNOWN, RECENT, GONE = "queued", "rate-limited", "known", "recent", "gone"
 STOPPED = "stopped"  # bounced or complained; CONFIRMED (now confirmed) is the status's own word
+
+
+SIGNUP_SCHEMA = """
+-- When an address was last sent a confirmation email (or one may have left), for the one-a-day limit: a keyed
+-- hash of the address, nothing else. Confirming, unsubscribing and forgetting leave it; gone after 24 hours.
+CREATE TABLE IF NOT EXISTS signup_emails (
+    hash          TEXT PRIMARY KEY,
+    at            REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signup_emails_by_time ON signup_emails (at);
+"""
+
+
+def _bind_confirmations(db: sqlite3.Connection) -> None:
+    """Version 1: each confirmation gets its request's nonce (those waiting keep '': their links have none), and
+    the emails of the last 24 hours are counted in signup_emails."""
+    if "nonce" not in {column[1] for column in db.execute("PRAGMA table_info(confirmations)")}:
+        db.execute("ALTER TABLE confirmations ADD COLUMN nonce TEXT NOT NULL DEFAULT ''")
+    key = db.execute("SELECT value FROM meta WHERE key='forget_key'").fetchone()
+    if key is None:
+        return  # a new store: nothing was sent from it yet
+    for address, requested in db.execute("SELECT address, requested FROM confirmations WHERE state<>'failed' "
+                                         "AND requested > ?", (time.time() - DAY,)).fetchall():
+        emailed = hmac.new(bytes.fromhex(key[0]), b"signup email\n" + address.encode(), hashlib.sha256).hexdigest()
+        db.execute("INSERT OR REPLACE INTO signup_emails VALUES (?, ?)", (emailed, requested))
+
+
+MIGRATIONS = (_bind_confirmations,)
+
+
+class Claimed(NamedTuple):
+    """A confirmation the sender is to send: to whom, the request's time and nonce (both in its link)."""
+
+    email: str
+    requested: float
+    nonce: str
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ import threading
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Any
+from typing import Any, NamedTuple
 
 from mailer.config import Config
+from mailer.deliver import ledger
 from mailer.deliver.backends import Backend
 from mailer.deliver.message import POLICY, POLICY_UTF8, _address, _body_part
 from mailer.deliver.retry import RetryPolicy
@@ -76,7 +77,21 @@ def notice_payload(backend: Backend, config: Config, *, to: str, subject: str, h
     return Prepared(message.as_bytes(), str(message["Message-ID"]), config.sender.email, to)
 
 
-def send_notice(backend: Backend, payload: Any, stop: threading.Event) -> str | None:
-    """Send it, retrying what is safe to retry; None when it was accepted, else why not."""
+SENT, NOT_SENT, MAYBE_SENT = "sent", "not sent", "maybe sent"
+
+
+class Sent(NamedTuple):
+    """How sending one notice went: SENT (accepted), NOT_SENT (it surely did not leave: refused, given up
+    on, stopped before it went) or MAYBE_SENT (the request may have left: a dropped connection, a timeout)."""
+
+    state: str
+    error: str | None = None
+
+
+def send_notice(backend: Backend, payload: Any, stop: threading.Event) -> Sent:
+    """Send it, retrying what is safe to retry; how it went."""
     outcome = deliver(backend, payload, RETRY, stop)
-    return None if outcome.state == "accepted" else outcome.error or outcome.state
+    if outcome.state == ledger.ACCEPTED:
+        return Sent(SENT)
+    state = NOT_SENT if outcome.state in (ledger.FAILED, ledger.QUEUED) else MAYBE_SENT
+    return Sent(state, outcome.error or outcome.state)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,11 @@ from mailer.deliver.suppressions import (
     SuppressionList,
     suppressions_path,
 )
+from mailer.statedb import StateError
 from mailer.web.clicks import ClickWriter
 from mailer.web.pages import pages
+
+log = logging.getLogger("mailer.serve")
 
 MAX_BODY_BYTES = 4096  # a one-click body is 26 bytes; the page's form a few dozen
 BODY_SECONDS = 10  # for a body to arrive whole, once the headers are in: a trickling client is cut off
@@ -149,10 +153,16 @@ def create_app(config: Config) -> Any:
         from mailer.web import signup as signup_pages
 
         async def subscribe(request: Any) -> Any:
-            return await signup_pages.subscribe(signup, request, page, _read_body)
+            try:
+                return await signup_pages.subscribe(signup, request, page, _read_body)
+            except StateError as err:
+                return _state_fault(service, err)
 
         async def confirm(request: Any) -> Any:
-            return await signup_pages.confirm(signup, request, page, _read_body, mask)
+            try:
+                return await signup_pages.confirm(signup, request, page, _read_body, mask)
+            except StateError as err:
+                return _state_fault(service, err)
 
         routes.append(Route(signup.path, subscribe, methods=["GET", "POST", "OPTIONS"]))
         routes.append(Route(signup.confirm_path + "{token}", confirm, methods=["GET", "POST"]))
@@ -380,6 +390,14 @@ def _refused(service: Service, refused: Refused) -> Any:
                      message="Only part of it arrived. Nothing was changed; please try again.")
     return _page(413, "too-large", service, title="Request too large", headers={"Connection": "close"},
                  message="This address takes a short form, nothing more.")
+
+
+def _state_fault(service: Service, err: StateError) -> Any:
+    """The short 500 page for a store that cannot be used (damaged, a full disk), and one line for the operator:
+    what is wrong with which file, without a traceback (Starlette's handler would log one per request)."""
+    log.error("answered 500: %s", str(err).splitlines()[0])
+    return _page(500, "error", service, title="Something went wrong",
+                 message="Your request could not be handled. Please try again later.")
 
 
 def _invalid(service: Service) -> Any:

@@ -18,17 +18,20 @@ import concurrent.futures
 import ipaddress
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from mailer.audience import signup as rules
 from mailer.audience.store import CONFIRMED, GONE, KNOWN, QUEUED, SignupRequest, SubscriberStore, store_path
 from mailer.config import Config
-from mailer.deliver.notice import notice_backend, notice_payload, send_notice
+from mailer.deliver.notice import NOT_SENT, SENT, Sent, notice_backend, notice_payload, send_notice
+from mailer.deliver.suppressions import RESUBSCRIBE, Click, SuppressionList, suppressions_path
+from mailer.statedb import StateError
 
 MAX_SIGNUP_BYTES = 8192  # the form's five fields; a name of 100 characters percent-encoded is ~900 bytes
 LATEST_SECONDS = 60.0  # how long the latest issue (the link after confirming) is kept before looking again
@@ -91,6 +94,12 @@ class SignupWriter:
             raise
 
 
+def scrub(text: str, email: str) -> str:
+    """`text` (a mail server's or the provider's words) without the address, whatever its case, nor any other."""
+    text = re.sub(re.escape(email), "<the address>", text, flags=re.IGNORECASE)
+    return re.sub(r"[^\s<>\"'()\[\],;:]*@[^\s<>\"'()\[\],;:]*", "<an address>", text)
+
+
 def _retrieved(done: asyncio.Future[Any]) -> None:
     if not done.cancelled():
         done.exception()
@@ -127,12 +136,19 @@ class ConfirmationSender:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        said = ""  # the store's fault last logged: said once, not every round while it lasts
         while not self._stop.is_set():
             self._wake.wait(timeout=30)
             self._wake.clear()
             try:
                 self._send_queued()
-            except Exception:  # a damaged store, a bug: logged, and the thread keeps going
+                said = ""
+            except StateError as err:  # a damaged store, a full disk: one line, and the thread keeps going
+                line = str(err).splitlines()[0]
+                if line != said:
+                    log.error("the sign-up confirmations cannot be sent: %s", line)
+                said = line
+            except Exception:  # a bug: its traceback, and the thread keeps going
                 log.exception("sending the sign-up confirmations failed")
 
     def _send_queued(self) -> None:
@@ -141,16 +157,19 @@ class ConfirmationSender:
                 claimed = store.claim_confirmations()
                 if not claimed:
                     return
-                for email, requested in claimed:
-                    error = self._send(email, requested)
-                    if error is not None:
+                for email, requested, nonce in claimed:
+                    outcome = self._send(email, requested, nonce)
+                    if outcome.state != SENT:
                         # No address in the log: the error may name it (an SMTP refusal does).
-                        log.warning("a sign-up's confirmation email was not sent: %s",
-                                    error.replace(email, "<the address>"))
-                    store.confirmation_sent(email, requested, ok=error is None)
+                        log.warning("a sign-up's confirmation email was not sent%s: %s",
+                                    "" if outcome.state == NOT_SENT else " (or may have been: counted as sent)",
+                                    scrub(outcome.error or outcome.state, email))
+                    # An uncertain send (the request may have left) keeps the address's day: only one that
+                    # surely did not leave lets the reader ask again at once.
+                    store.confirmation_sent(email, requested, ok=outcome.state != NOT_SENT)
 
-    def _send(self, email: str, requested: float) -> str | None:
-        token = rules.confirmation_token(self.key, self.list_id, email, at=requested)
+    def _send(self, email: str, requested: float, nonce: str) -> Sent:
+        token = rules.confirmation_token(self.key, self.list_id, email, nonce=nonce, at=requested)
         subject, page, text = self.email.for_reader(email, self.confirm_base + token)
         payload = notice_payload(self.backend, self.config, to=email, subject=subject, html=page, text=text)
         return send_notice(self.backend, payload, self._stop)
@@ -217,7 +236,10 @@ def client_ip(service: SignupService, request: Any) -> str | None:
         return peer
     if address is None or not any(address in network for network in service.trusted):
         return peer
-    hops = [hop.strip() for hop in request.headers.get("x-forwarded-for", "").split(",") if hop.strip()]
+    # Every X-Forwarded-For line, joined in order (RFC 9110 section 5.3): a proxy that adds a line of its
+    # own after the client's (HAProxy's `option forwardfor`) puts the address it saw last.
+    lines = request.headers.getlist("x-forwarded-for")
+    hops = [hop.strip() for hop in ",".join(lines).split(",") if hop.strip()]
     for hop in reversed(hops[-20:]):
         try:
             candidate = ipaddress.ip_address(hop)
@@ -235,12 +257,30 @@ def cors_headers(service: SignupService, request: Any) -> dict[str, str]:
     return {"Vary": "Origin"} if service.origins else {}
 
 
+FORM_TYPE, JSON_TYPE = "application/x-www-form-urlencoded", "application/json"
+
+
+def body_type(request: Any) -> str | None:
+    """FORM_TYPE or JSON_TYPE, as a POST's Content-Type says (in UTF-8, or no charset named, and no
+    Content-Encoding); None for anything else: another type, none, a compressed body."""
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    kind, _, parameters = request.headers.get("content-type", "").partition(";")
+    kind = kind.strip().lower()
+    charset = next((value.strip().strip('"').lower() for name, _, value in
+                    (part.strip().partition("=") for part in parameters.split(";")) if name.strip().lower() ==
+                    "charset"), "")
+    if coding not in ("", "identity") or kind not in (FORM_TYPE, JSON_TYPE) or charset not in ("", "utf-8", "us-ascii"):
+        return None
+    return kind
+
+
 def wants_json(request: Any) -> bool:
-    content_type = request.headers.get("content-type", "").lower()
-    if request.method == "POST":
-        return content_type.startswith("application/json")
+    if request.method == "POST" and body_type(request) == JSON_TYPE:
+        return True
     accept = request.headers.get("accept", "").lower()
-    return "application/json" in accept and "text/html" not in accept
+    content_type = request.headers.get("content-type", "").lower()
+    return ("application/json" in accept and "text/html" not in accept) or (
+        request.method == "POST" and "json" in content_type)
 
 
 SAME_ANSWER = {"status": "check-your-inbox",
@@ -265,10 +305,13 @@ async def subscribe(service: SignupService, request: Any, page: Any, read_body: 
         if json_client:
             return JSONResponse(form_fields(service), headers={**cors, "Cache-Control": "no-store"})
         return _form_page(service, page, 200, cors)
+    kind = body_type(request)
+    if kind is None:  # answered before the body is read: it is never used
+        return _refusal(json_client, page, 415, cors)
     body = await read_body(request, limit=MAX_SIGNUP_BYTES)
     if not isinstance(body, bytes):
         return _refusal(json_client, page, body.value, cors)
-    fields = _fields(body, json_client)
+    fields = read_fields(body, kind)
     if fields is None:
         if json_client:
             return JSONResponse({"error": "unreadable", "message": "Send a JSON object with the form's fields."},
@@ -307,27 +350,42 @@ def form_fields(service: SignupService) -> dict[str, Any]:
             "min_seconds": rules.MIN_FORM_SECONDS, "action": service.config.signup.url}
 
 
-def _fields(body: bytes, json_client: bool) -> dict[str, Any] | None:
+def read_fields(body: bytes, kind: str) -> dict[str, Any] | None:
+    """The body's fields (a JSON object, or a form); None when it cannot be read: not UTF-8, a percent-escape
+    that is not UTF-8, a field without '=', a field given twice, more than 10 fields."""
     try:
-        if json_client:
-            value = json.loads(body)
+        text = body.decode("utf-8")
+        if kind == JSON_TYPE:
+            value = json.loads(text, object_pairs_hook=_no_repeats)
             return value if isinstance(value, dict) and len(value) <= 10 else None
-        return {key: values[-1] for key, values in parse_qs(body.decode("utf-8"), max_num_fields=10,
-                                                            strict_parsing=False).items()}
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=10,
+                          encoding="utf-8", errors="strict")
+        fields = dict(pairs)
+        return fields if len(fields) == len(pairs) else None
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ValueError("a key given twice")
+    return value
 
 
 def _refusal(json_client: bool, page: Any, status: int, cors: dict[str, str]) -> Any:
     from starlette.responses import JSONResponse
 
-    message = ("The request took too long to arrive." if status == 408 else
-               "This address takes a short form, nothing more.")
+    error, title, message = {
+        408: ("too-slow", "Request timed out", "The request took too long to arrive."),
+        415: ("unsupported", "This request could not be read",
+              "Send the form (application/x-www-form-urlencoded) or JSON (application/json), in UTF-8 and not "
+              "compressed. Nothing was done."),
+    }.get(status, ("too-large", "Request too large", "This address takes a short form, nothing more."))
     if json_client:
-        return JSONResponse({"error": "too-slow" if status == 408 else "too-large", "message": message},
-                            status_code=status, headers={**cors, "Connection": "close"})
-    return page(status, "too-large", title="Request too large" if status == 413 else "Request timed out",
-                message=message, headers={**cors, "Connection": "close"})
+        return JSONResponse({"error": error, "message": message}, status_code=status,
+                            headers={**cors, "Connection": "close"})
+    return page(status, "too-large", title=title, message=message, headers={**cors, "Connection": "close"})
 
 
 def _form_page(service: SignupService, page: Any, status: int, cors: dict[str, str], *,
@@ -347,11 +405,14 @@ async def confirm(service: SignupService, request: Any, page: Any, read_body: An
     from starlette.concurrency import run_in_threadpool
 
     token = request.path_params.get("token", "")
+    fields: dict[str, Any] | None = {}
     if request.method == "POST":
         body = await read_body(request, limit=MAX_SIGNUP_BYTES)
         if not isinstance(body, bytes):
             return _refusal(False, page, body.value, {})
-    verdict, email = rules.read_confirmation_token(token, service.key, service.list_id)
+        if body:  # the page's form (an empty POST is a button without the name field: no name)
+            fields = read_fields(body, FORM_TYPE) if body_type(request) == FORM_TYPE else None
+    verdict, email, nonce = rules.read_confirmation_token(token, service.key, service.list_id)
     if verdict == rules.TOKEN_EXPIRED:
         return page(400, "signup-expired", title="This link has expired", signup_path=service.config.signup.url,
                     message="Confirmation links work for 7 days. Sign up again and a new one will be sent.")
@@ -360,19 +421,30 @@ async def confirm(service: SignupService, request: Any, page: Any, read_body: An
                     message="It may have been cut off when it was copied. Open it again from the email, or sign "
                             "up again.")
     action = service.confirm_path + token
+
+    def confirm_page(status: int, first_name: str, problem: str | None = None) -> Any:
+        return page(status, "confirm-signup", title=f"Confirm your subscription to {service.config.name}",
+                    masked=mask(email), form_action=action, first_name=first_name, problem=problem)
+
     if request.method == "GET":
-        return page(200, "confirm-signup", title=f"Confirm your subscription to {service.config.name}",
-                    masked=mask(email), form_action=action)
-
-    def record() -> str:
-        with SubscriberStore(store_path(service.config.state_dir)) as store:
-            return store.confirm(email)
-
-    outcome = await run_in_threadpool(record)
+        # The name given at sign-up is shown, in a field the reader may change or empty: it was typed by
+        # whoever signed the address up, and only what the reader confirms here goes into the issues.
+        waiting = await run_in_threadpool(waiting_name, service.config.state_dir, email, nonce)
+        return confirm_page(200, waiting or "")
+    if fields is None:
+        return page(400, "unreadable", title="This request could not be read",
+                    message="Nothing was changed. Open the link from the email again and use its button.")
+    first_name = fields.get("first_name", "")
+    first_name = first_name.strip() if isinstance(first_name, str) else ""
+    if problem := rules.name_problem(first_name):
+        return confirm_page(400, first_name, problem)
+    outcome, still = await run_in_threadpool(record_confirmation, service.config.state_dir, email, nonce,
+                                             first_name)
     if outcome in (CONFIRMED, KNOWN):
         latest = await run_in_threadpool(service.latest_url)
         return page(200, "signup-confirmed", title=f"You are subscribed to {service.config.name}",
-                    masked=mask(email), latest=latest, archive=service.config.web_base_url, again=outcome == KNOWN)
+                    masked=mask(email), latest=latest, archive=service.config.web_base_url, again=outcome == KNOWN,
+                    still=still)
     if outcome == GONE:
         return page(400, "signup-expired", title="This link is no longer valid", signup_path=service.config.signup.url,
                     message="There is no sign-up waiting for it any more. Sign up again and a new link will be "
@@ -380,3 +452,29 @@ async def confirm(service: SignupService, request: Any, page: Any, read_body: An
     return page(200, "signup-stopped", title="This address cannot be subscribed here", masked=mask(email),
                 message="Mail to it bounced, or it was reported as spam: nothing will be sent to it. Reply to "
                         "any issue to ask for it to be lifted.")
+
+
+def waiting_name(state_dir: Path, email: str, nonce: str) -> str | None:
+    with SubscriberStore(store_path(state_dir)) as store:
+        return store.waiting_name(email, nonce=nonce)
+
+
+def record_confirmation(state_dir: Path, email: str, nonce: str, first_name: str) -> tuple[str, bool]:
+    """The store's outcome of the reader's confirmation, and whether the sending service's own lists still hold them.
+
+    Confirming is the reader's own word, as the unsubscribe page's Resubscribe is: their own
+    unsubscribe (one-click, the page, `mailer subscribers remove`) is lifted from the suppression
+    list in the same step, or the next `mailer send` (deliver.suppressions.sync_store) would move
+    them back to unsubscribed. SendGrid's lists (a bounce, a spam report, its global unsubscribe)
+    are not this page's to lift: they are said on the page.
+    """
+    still = False
+
+    def lift_own_unsubscribe() -> None:
+        nonlocal still
+        with SuppressionList(suppressions_path(state_dir)) as suppressions:
+            (still,) = suppressions.record_clicks([Click(RESUBSCRIBE, email)])
+
+    with SubscriberStore(store_path(state_dir)) as store:
+        outcome = store.confirm(email, nonce=nonce, first_name=first_name, before_commit=lift_own_unsubscribe)
+    return outcome, still

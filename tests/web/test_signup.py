@@ -102,8 +102,9 @@ def test_a_visitor_signs_up_and_confirms_from_the_email(signup_service, state_di
     assert reader_before.status == "pending"
     status, _, page = service.request("GET", path)  # a mail scanner: shows the button, confirms nobody
     assert status == 200 and ">Yes, subscribe me</button>" in page and "a•••@example.com" in page
+    assert 'name="first_name" value="Ada"' in page  # the name to greet them by, theirs to change
     assert reader(state_dir, "ada@example.com")[0].status == "pending"
-    status, _, page = service.post_form(path, "")
+    status, _, page = service.post_form(path, "first_name=Ada")
     assert status == 200 and "You are subscribed to The NLP Cypher" in page
     assert 'href="https://newsletter.example.com/2020-12-13/"' in page  # the latest issue's web version
     confirmed, (consent,) = reader(state_dir, "ada@example.com")
@@ -230,12 +231,12 @@ def test_a_bad_confirmation_link_is_a_400_page_and_changes_nothing(signup_servic
     service.request("POST", "/subscribe", form("ada@example.com"), FORM)
     wait_for(lambda: fake.requests)
     good = link_in(fake.requests[0]["content"][0]["value"]).rsplit("/", 1)[1]
-    who, issued, signature = good.split(".")
+    who, issued, nonce, signature = good.split(".")
     token = {
         "forged": rules.confirmation_token(rules.signup_key(environ={rules.SECRET_ENV: "guess"}), LIST_ID,
-                                           "ada@example.com"),
-        "tampered": f"{rules._b64(b'eve@example.com')}.{issued}.{signature}",
-        "other newsletter": rules.confirmation_token(KEY, "Other <other.example.com>", "ada@example.com"),
+                                           "ada@example.com", nonce=nonce),
+        "tampered": f"{rules._b64(b'eve@example.com')}.{issued}.{nonce}.{signature}",
+        "other newsletter": rules.confirmation_token(KEY, "Other <other.example.com>", "ada@example.com", nonce=nonce),
         "cut": good[:-4],
         "junk": "%00..%C3%A9" + "x" * 600,
     }[case]
@@ -249,7 +250,7 @@ def test_a_bad_confirmation_link_is_a_400_page_and_changes_nothing(signup_servic
 
 def test_an_expired_link_offers_to_sign_up_again(signup_service, state_dir: Path) -> None:
     service, _ = signup_service
-    old = rules.confirmation_token(KEY, LIST_ID, "ada@example.com", at=time.time() - 8 * 86400)
+    old = rules.confirmation_token(KEY, LIST_ID, "ada@example.com", nonce="x", at=time.time() - 8 * 86400)
     for method in ("GET", "POST"):
         status, _, page = service.request(method, f"/confirm/{old}", b"" if method == "POST" else None)
         assert status == 400 and "This link has expired" in page
@@ -397,3 +398,171 @@ def test_the_start_line_names_each_endpoint_that_is_on(workspace: Path, state_di
     assert f"sign-up:      http://127.0.0.1:{port}/subscribe and /confirm/…" in lines
     assert "(public address: https://newsletter.example.com/subscribe)" in lines
     assert f"export:       http://127.0.0.1:{port}/export/suppressions" in lines
+
+
+def test_signing_up_again_after_unsubscribing_lifts_the_readers_own_unsubscribe(signup_service,
+                                                                               state_dir: Path) -> None:
+    from mailer.audience.store import Consent, Incoming
+    from mailer.deliver.suppressions import BOUNCE, Suppression, SuppressionList, sync_store
+    from tests.web.test_service import token_for
+
+    service, fake = signup_service
+    with SubscriberStore.open(state_dir) as store:
+        for address in ("ada@example.com", "bob@example.com"):
+            store.add(Incoming(address), consent=Consent("2026-01-01", "editor", "added", "editor"))
+    for address in ("ada@example.com", "bob@example.com"):
+        assert service.post_form(f"/unsubscribe?token={token_for(address)}", "List-Unsubscribe=One-Click")[0] == 200
+    with SuppressionList.open(state_dir) as suppressions:  # and SendGrid's own list holds bob's address
+        suppressions.record_reported([Suppression("bob@example.com", BOUNCE, reason="550 no such user")])
+    for address in ("ada@example.com", "bob@example.com"):
+        service.request("POST", "/subscribe", form(address), {**FORM, "X-Forwarded-For": "192.0.2.9"})
+    wait_for(lambda: len(fake.requests) == 2)
+    links = {body["personalizations"][0]["to"][0]["email"]: link_in(body["content"][0]["value"])
+             for body in fake.requests}
+    status, _, page = service.post_form(links["ada@example.com"], "")
+    assert status == 200 and "You are subscribed" in page and "sending service" not in page
+    status, _, page = service.post_form(links["bob@example.com"], "")
+    assert status == 200 and "sending service's own list" in page  # said, not hidden
+    assert service.reasons("ada@example.com") == []
+    assert service.reasons("bob@example.com") == ["bounce (550 no such user)"]
+    sync_store(state_dir)  # what the next `mailer subscribers list` or `mailer send` does
+    assert reader(state_dir, "ada@example.com")[0].status == "confirmed"
+    assert reader(state_dir, "bob@example.com")[0].status == "bounced"  # SendGrid's list is not lifted here
+
+
+def test_an_uncertain_send_counts_as_sent_and_a_refused_one_does_not(signup_service) -> None:
+    service, fake = signup_service
+    fake.default = "accept_drop"  # accepted, then the connection dropped: the email may well have left
+    service.request("POST", "/subscribe", form("ada@example.com"), {**FORM, "X-Forwarded-For": "192.0.2.1"})
+    wait_for(lambda: len(fake.requests) == 1)
+    fake.default = "400"  # refused: surely not sent
+    service.request("POST", "/subscribe", form("bob@example.com"), {**FORM, "X-Forwarded-For": "192.0.2.1"})
+    wait_for(lambda: len(fake.paths) == 2)  # refused: not among the requests taken
+    time.sleep(0.5)  # the sender records each outcome
+    fake.default = "accept"
+    for address in ("ada@example.com", "bob@example.com"):
+        service.request("POST", "/subscribe", form(address), {**FORM, "X-Forwarded-For": "192.0.2.2"})
+    wait_for(lambda: len(fake.paths) == 3)
+    time.sleep(1)
+    assert len(fake.paths) == 3 and sent_to(fake) == ["ada@example.com", "bob@example.com"]
+
+
+def test_no_second_email_within_a_day_after_confirming_unsubscribing_or_forgetting(signup_service,
+                                                                                  state_dir: Path) -> None:
+    from tests.web.test_service import token_for
+
+    service, fake = signup_service
+    service.request("POST", "/subscribe", form("ada@example.com"), {**FORM, "X-Forwarded-For": "192.0.2.1"})
+    service.request("POST", "/subscribe", form("bob@example.com"), {**FORM, "X-Forwarded-For": "192.0.2.1"})
+    wait_for(lambda: len(fake.requests) == 2)
+    links = {body["personalizations"][0]["to"][0]["email"]: link_in(body["content"][0]["value"])
+             for body in fake.requests}
+    assert "You are subscribed" in service.post_form(links["ada@example.com"], "")[2]
+    service.post_form(f"/unsubscribe?token={token_for('ada@example.com')}", "List-Unsubscribe=One-Click")
+    with SubscriberStore.open(state_dir) as store:  # `mailer subscribers remove --forget bob@example.com`
+        store.forget("bob@example.com")
+    for n in range(3):  # anyone, from anywhere
+        for address in ("ada@example.com", "BOB@example.com"):
+            service.request("POST", "/subscribe", form(address), {**FORM, "X-Forwarded-For": f"192.0.2.{n + 2}"})
+    time.sleep(1.5)
+    assert len(fake.requests) == 2
+    status, _, page = service.post_form(links["bob@example.com"], "")  # the link from before the forget
+    assert status == 400 and "no longer valid" in page
+    assert reader(state_dir, "bob@example.com")[0] is None
+
+
+def test_a_mail_servers_words_reach_the_log_without_any_address_whatever_its_case() -> None:
+    from mailer.web.signup import scrub
+
+    said = "550 5.1.1 <ADA@EXAMPLE.COM>: Recipient address rejected (Ada@Example.com; see postmaster@mx.example)"
+    assert scrub(said, "ada@example.com") == ("550 5.1.1 <<the address>>: Recipient address rejected (<the address>; "
+                                             "see <an address>)")
+
+
+def test_the_per_ip_limit_reads_every_x_forwarded_for_line_of_the_trusted_proxy(workspace: Path, state_dir: Path,
+                                                                                  start_sendgrid) -> None:
+    fake, url = start_sendgrid()
+    enable_signup(workspace, "  per_ip_hourly: 3\n")
+    with serving(workspace, state_dir, SENDGRID_API_HOST=url) as service:
+        requests = []
+        for n in range(6):  # the client's own line varies; the proxy's line, added after it, is the real IP
+            payload = json.dumps({"email": f"r{n}@example.com", "consent": True, "stamp": stamp()}).encode()
+            requests.append((f"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                             f"X-Forwarded-For: 198.51.100.{n + 1}\r\nX-Forwarded-For: 203.0.113.7\r\n"
+                             f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode() + payload)
+        answers = asyncio.run(serve_load.burst(service.port, requests, timeout=30))
+        assert {answer.status for answer in answers} == {202}
+        time.sleep(1.5)
+        assert len(fake.requests) == 3
+
+
+def test_a_body_that_is_not_plainly_the_form_or_json_is_refused_and_nothing_is_sent(signup_service,
+                                                                                    state_dir: Path) -> None:
+    service, fake = signup_service
+    good = form("ada@example.com")
+    payload = json.dumps({"email": "ada@example.com", "consent": True, "stamp": stamp()}).encode()
+    answers = {
+        "undecodable escape": service.request("POST", "/subscribe", form("%FF@example.com").replace(b"%25FF", b"%FF"),
+                                              FORM),
+        "a field twice": service.request("POST", "/subscribe", good + b"&email=bob%40example.com", FORM),
+        "a JSON key twice": service.request("POST", "/subscribe", payload[:-1] + b', "email": "bob@example.com"}',
+                                            JSON),
+        "text/plain": service.request("POST", "/subscribe", good, {"Content-Type": "text/plain"}),
+        "no type": service.request("POST", "/subscribe", good),
+        "application/jsonx": service.request("POST", "/subscribe", payload, {"Content-Type": "application/jsonx"}),
+        "UTF-16 form": service.request("POST", "/subscribe", good, {"Content-Type": FORM["Content-Type"] +
+                                                                    "; charset=utf-16"}),
+        "gzip": service.request("POST", "/subscribe", good, {**FORM, "Content-Encoding": "gzip"}),
+    }
+    assert form("%FF@example.com").count(b"%25FF") == 1  # the test's own encoding, undone above
+    statuses = {name: status for name, (status, _, _) in answers.items()}
+    assert statuses == {"undecodable escape": 400, "a field twice": 400, "a JSON key twice": 400,
+                        **{name: 415 for name in list(answers)[3:]}}
+    time.sleep(1)
+    assert fake.requests == []
+    with SubscriberStore.open(state_dir) as store:
+        assert store.counts()["pending"] == 0
+
+
+def test_the_name_a_stranger_typed_is_shown_on_the_confirm_page_and_only_the_readers_own_is_kept(
+        signup_service, state_dir: Path) -> None:
+    service, fake = signup_service
+    name = "Visit <evil.example> — claim your prize"
+    assert service.request("POST", "/subscribe", form("ada@example.com", first_name="Ada\u202egro.live"),
+                           FORM)[0] == 400  # a bidi override: refused
+    for address in ("ada@example.com", "bob@example.com", "cy@example.com"):
+        service.request("POST", "/subscribe", form(address, first_name=name), {**FORM, "X-Forwarded-For": "192.0.2.1"})
+    wait_for(lambda: len(fake.requests) == 3)
+    links = {body["personalizations"][0]["to"][0]["email"]: link_in(body["content"][0]["value"])
+             for body in fake.requests}
+    page = service.request("GET", links["ada@example.com"])[2]
+    assert "We will greet you as" in page and 'value="Visit &lt;evil.example&gt; — claim your prize"' in page
+    status, _, page = service.post_form(links["ada@example.com"], "first_name=Ada%E2%80%AE")
+    assert status == 400 and "cannot go into an email" in page
+    assert reader(state_dir, "ada@example.com")[0].status == "pending"
+    assert service.post_form(links["ada@example.com"], "first_name=Ada")[0] == 200  # changed by the reader
+    assert service.post_form(links["bob@example.com"], "")[0] == 200  # a POST without the field: no name
+    assert service.post_form(links["cy@example.com"], urlencode({"first_name": name}))[0] == 200  # kept, seen
+    assert [reader(state_dir, a)[0].first_name for a in ("ada@example.com", "bob@example.com", "cy@example.com")] == [
+        "Ada", "", name]
+
+
+def test_a_store_damaged_while_serving_gets_the_short_500_page_and_no_traceback(
+        workspace: Path, state_dir: Path, start_sendgrid) -> None:
+    fake, url = start_sendgrid()
+    enable_signup(workspace)
+    with serving(workspace, state_dir, SENDGRID_API_HOST=url) as service:
+        service.request("POST", "/subscribe", form("ada@example.com"), FORM)
+        wait_for(lambda: fake.requests)
+        path = link_in(fake.requests[0]["content"][0]["value"])
+        with (state_dir / "subscribers.sqlite3").open("r+b") as file:  # overwritten in place, under the service
+            file.write(b"\x8f" * 8192)
+        for n in range(2):
+            status, _, page = service.request("POST", "/subscribe", form("bob@example.com"),
+                                              {**FORM, "X-Forwarded-For": f"192.0.2.{n + 7}"})
+            assert status == 500 and "Something went wrong" in page and "sqlite" not in page
+        status, _, page = service.post_form(path, "")
+        assert status == 500 and "Something went wrong" in page
+        time.sleep(0.5)
+    # On leaving, `serving` checks the log holds no traceback (Starlette's handler logged one per request, and
+    # the sender thread one each round): each fault is one line naming the file.
