@@ -12,13 +12,14 @@ concern: SendGrid itself will not deliver to those addresses again.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mailer.addresses import HALF_PAIR, address_key
-from mailer.deliver.ledger import Ledger, ledger_path
+from mailer.deliver.ledger import Ledger, StateError, ledger_path
 from mailer.deliver.suppressions import (
     BOUNCE,
     GLOBAL_UNSUBSCRIBE,
@@ -30,6 +31,8 @@ from mailer.deliver.suppressions import (
     mark_in_store,
     suppressions_path,
 )
+
+log = logging.getLogger("mailer.serve")  # the service that receives the webhook logs there
 
 TRACKED = ("processed", "delivered", "deferred", "bounce", "dropped", "spamreport", "unsubscribe",
            "group_unsubscribe", "open", "click")
@@ -84,7 +87,12 @@ def record(state_dir: Path, batch: Batch) -> tuple[int, int]:
     if batch.suppressions:
         with SuppressionList(suppressions_path(state_dir)) as suppressions:
             new_suppressions = suppressions.record_reported(batch.suppressions)
-        mark_in_store(state_dir, batch.suppressions)  # a reader who bounced or complained is no longer confirmed
+        try:
+            mark_in_store(state_dir, batch.suppressions)  # a reader who bounced or complained is no longer confirmed
+        except StateError as err:
+            # The batch is recorded where sends look (the suppression list): SendGrid must not retry it for
+            # days over the store, which a send brings in line once it is mended.
+            log.error("the subscriber store could not follow the webhook's report: %s", str(err).splitlines()[0])
     return new_events, new_suppressions
 
 

@@ -735,7 +735,10 @@ STORE_STATUS = {GLOBAL_UNSUBSCRIBE: store.UNSUBSCRIBED, GROUP_UNSUBSCRIBE: store
 
 
 def mark_in_store(state_dir: Path, suppressions: Iterable[Suppression]) -> int:
-    """The subscriber store's readers among `suppressions` take their status (no store: nothing is made)."""
+    """The subscriber store's readers among `suppressions` take their status (no store: nothing is made).
+
+    A damaged store raises StateError; the suppression list, which a send obeys, has them already.
+    """
     readers = store.SubscriberStore.open_existing(state_dir)
     if readers is None:
         return 0

@@ -32,49 +32,28 @@ from mailer.config import Config
 from mailer.deliver.notice import NOT_SENT, SENT, Sent, notice_backend, notice_payload, send_notice
 from mailer.deliver.suppressions import RESUBSCRIBE, Click, SuppressionList, suppressions_path
 from mailer.statedb import StateError
+from mailer.web.clicks import GroupCommit
 
 MAX_SIGNUP_BYTES = 8192  # the form's five fields; a name of 100 characters percent-encoded is ~900 bytes
 LATEST_SECONDS = 60.0  # how long the latest issue (the link after confirming) is kept before looking again
 log = logging.getLogger("mailer.serve")
 
 
-class SignupWriter:
-    """Group commit of sign-ups to the store at `path`, within one event loop (see mailer.web.clicks)."""
+class SignupWriter(GroupCommit[SignupRequest, str]):
+    """Group commit of sign-ups to the store at `path` (see mailer.web.clicks); a sign-up's result: the store's
+    decision (QUEUED: a confirmation email will go)."""
 
     def __init__(self, path: Path, per_ip_hourly: int):
+        super().__init__()
         self.path = path
         self.per_ip_hourly = per_ip_hourly
-        self._waiting: list[tuple[SignupRequest, asyncio.Future[str]]] = []
-        self._writing: asyncio.Task[None] | None = None
         # One thread, and in it one connection to the store, kept: opening the store for every batch
         # (a lock file, the schema, its key) was a third of a sign-up's cost in a burst.
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailer-signups")
         self._store: SubscriberStore | None = None
 
-    async def record(self, request: SignupRequest) -> str:
-        """The store's decision for `request` (QUEUED: a confirmation email will go), once committed."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[str] = loop.create_future()
-        done.add_done_callback(_retrieved)
-        self._waiting.append((request, done))
-        if self._writing is None or self._writing.done():
-            self._writing = loop.create_task(self._write())
-        return await asyncio.shield(done)
-
-    async def _write(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                results = await asyncio.get_running_loop().run_in_executor(
-                    self._thread, self._commit, [request for request, _ in batch])
-            except Exception as err:  # a full disk, a damaged file: every waiting request answers 500
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(err)
-            else:
-                for (_, done), result in zip(batch, results, strict=True):
-                    if not done.done():
-                        done.set_result(result)
+    async def _run(self, commit: Any, requests: list[SignupRequest]) -> list[str]:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, commit, requests)
 
     def close(self) -> None:
         """Close the kept connection in its own thread (SQLite's connections stay on theirs), then the thread."""
@@ -98,11 +77,6 @@ def scrub(text: str, email: str) -> str:
     """`text` (a mail server's or the provider's words) without the address, whatever its case, nor any other."""
     text = re.sub(re.escape(email), "<the address>", text, flags=re.IGNORECASE)
     return re.sub(r"[^\s<>\"'()\[\],;:]*@[^\s<>\"'()\[\],;:]*", "<an address>", text)
-
-
-def _retrieved(done: asyncio.Future[Any]) -> None:
-    if not done.cancelled():
-        done.exception()
 
 
 class ConfirmationSender:

@@ -328,3 +328,12 @@ def test_a_click_moves_the_reader_in_the_subscriber_store_and_resubscribe_moves_
     assert service.post_form("/unsubscribe", f"token={token}&action=resubscribe")[0] == 200
     with SubscriberStore.open(service.state_dir) as store:
         assert store.get(ADA).status == "confirmed"
+
+
+def test_a_damaged_subscriber_store_never_costs_a_reader_their_unsubscribe(service: Running) -> None:
+    # The suppression list, which every send obeys, records the click; the store follows when it can.
+    service.state_dir.mkdir(parents=True, exist_ok=True)
+    (service.state_dir / "subscribers.sqlite3").write_bytes(b"not a database " * 100)
+    status, _, page = service.post_form(f"/unsubscribe?token={token_for(ADA)}", "List-Unsubscribe=One-Click")
+    assert status == 200 and "You are unsubscribed" in page
+    assert service.reasons(ADA) == ["unsubscribed (one-click, from the mail client)"]

@@ -284,3 +284,12 @@ def test_a_bounce_and_a_complaint_move_readers_of_the_subscriber_store(
         assert store.counts()["confirmed"] == 16
     again = run_cli("subscribers", "import", "subscribers.example.csv")  # the list still says subscribed
     assert "stays bounced" in again.stdout and "stays complained" in again.stdout
+
+
+def test_a_damaged_subscriber_store_never_fails_a_webhook_batch(
+        service: Running, events: EventWebhook, sent: FakeSendGrid, state_dir: Path) -> None:
+    # SendGrid retries a batch it got no 2xx for, for days: the store's damage must not cost the bounce.
+    (state_dir / "subscribers.sqlite3").write_bytes(b"not a database " * 100)
+    batch = events.events(sent, ("bounce",), only={ALAN}, type="bounce", status="5.1.1", reason="550 5.1.1 gone")
+    assert post(service, events, json.dumps(batch).encode())[0] == 200
+    assert service.reasons(ALAN) == ["bounce (550 5.1.1 gone, via the event webhook)"]
