@@ -62,15 +62,18 @@ def import_list(path: Path, state_dir: Path, *, file_label: str, encoding: str |
 
 
 def export_list(state_dir: Path, out: TextIO, *, status: str | None = None) -> int:
-    """Write the store's readers (of `status`) as a subscribers CSV with their status, source and dates; how many."""
+    """Write the store's readers (of `status`) as a subscribers CSV with their status, source, dates and latest
+    consent (when, where, the exact text and its version); how many."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_HEADER)
     count = 0
     with SubscriberStore.open(state_dir) as store:
-        for reader in store.readers(status=status):
+        for reader, consent in store.readers_with_consent(status=status):
+            given = (consent.given_at, as_cell(consent.form), as_cell(consent.text), as_cell(consent.version)) \
+                if consent else ("", "", "", "")
             writer.writerow((reader.email, as_cell(reader.first_name), as_cell(reader.last_name), reader.status,
                              as_cell(";".join(reader.tags)), reader.source, reader.created_at,
-                             reader.confirmed_at or ""))
+                             reader.confirmed_at or "", *given))
             count += 1
     return count
 

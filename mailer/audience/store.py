@@ -230,6 +230,17 @@ class SubscriberStore:
         for row in self._db.execute(f"SELECT {_COLUMNS} FROM readers {where} ORDER BY rowid", params):  # noqa: S608
             yield _reader(row)
 
+    def readers_with_consent(self, *, status: str | None = None) -> Iterator[tuple[Reader, Consent | None]]:
+        """Every reader (of `status`) with the latest consent they gave (None: none recorded), in the order
+        they joined; one query, for an export of any size."""
+        where, params = ("WHERE r.status=?", (status,)) if status else ("", ())
+        columns = ", ".join(f"r.{name.strip()}" for name in _COLUMNS.split(","))
+        for row in self._db.execute(
+                f"SELECT {columns}, c.given_at, c.form, c.text, c.version, c.ip FROM readers AS r "  # noqa: S608
+                "LEFT JOIN consents AS c ON c.rowid = (SELECT MAX(rowid) FROM consents WHERE address=r.address) "
+                f"{where} ORDER BY r.rowid", params):
+            yield _reader(row[:10]), (Consent(*row[10:]) if row[10] is not None else None)
+
     def confirmed_rows(self, chunk: int = 5000) -> Iterator[list[tuple[str, str, str, tuple[str, ...], int]]]:
         """The confirmed readers as the list's rows (audience.subscribers.Subscriber.as_row: the store's row
         number in place of a file's line), a chunk at a time, in the order they joined; one read transaction."""

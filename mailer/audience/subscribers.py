@@ -23,7 +23,8 @@ from mailer.headers import header_problem
 
 COLUMNS = ("email", "first_name", "last_name", "status", "tags")
 # `mailer subscribers export` also writes these: read back without a warning, and not used.
-EXPORT_COLUMNS = ("source", "created_at", "confirmed_at")
+EXPORT_COLUMNS = ("source", "created_at", "confirmed_at", "consent_given_at", "consent_form", "consent_text",
+                  "consent_version")
 # A cell a spreadsheet would run as a formula starts with one of these (OWASP's CSV injection); an export
 # writes such a name behind an apostrophe, which reading takes off again.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -50,6 +50,9 @@ def test_an_export_imports_back_unchanged_and_is_a_list_send_reads(workspace: Pa
     rows = list(csv.DictReader(io.StringIO((workspace / "backup.csv").read_text(encoding="utf-8"))))
     assert rows[0]["email"] == ADA and rows[0]["status"] == "unsubscribed" and rows[0]["source"] == "import"
     assert {row["status"] for row in rows[1:]} == {"confirmed", "unsubscribed"} and rows[1]["confirmed_at"]
+    assert (rows[1]["consent_form"], rows[1]["consent_text"], rows[1]["consent_version"]) == (
+        "import of subscribers.example.csv", "imported: consent given where the list came from", "import")
+    assert rows[1]["consent_given_at"] == rows[1]["confirmed_at"]
     again = run_cli("subscribers", "import", "backup.csv")
     assert again.exit_code == 0 and "0 added, 0 updated, 20 unchanged, 0 refused" in again.stdout, again.stdout
     assert "warning" not in again.stderr

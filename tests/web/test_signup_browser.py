@@ -3,6 +3,8 @@ caught by the local SendGrid stand-in; then they are a confirmed reader with a c
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -63,3 +65,8 @@ def test_a_newcomer_signs_up_in_a_browser_confirms_from_the_email_and_is_in_the_
     dry_run = run_cli("send", SAMPLE_ISSUE)  # no --subscribers: the store's confirmed readers
     assert dry_run.exit_code == 0, dry_run.stderr
     assert "newcomer@example.com" in dry_run.stdout
+    exported = run_cli("subscribers", "export")  # the consent as the reader gave it, in the editor's export
+    (row,) = [row for row in csv.DictReader(io.StringIO(exported.stdout)) if row["email"] == "newcomer@example.com"]
+    assert (row["status"], row["source"], row["consent_form"], row["consent_version"]) == (
+        "confirmed", "form", "subscribe", "2026-12-01")
+    assert row["consent_text"] == consent.text and row["consent_given_at"]
