@@ -105,6 +105,17 @@ def browser():
         browser.close()
 
 
+
+@pytest.fixture
+def pages():
+    """The local web pages server (tests/pages_server.py) that `mailer cards` and `check --links` fetch from."""
+    from tests.pages_server import start_pages_server
+
+    server = start_pages_server()
+    yield server
+    server.shutdown()
+    server.server_close()
+
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     """MAILER_STATE_DIR of every test (set by isolated_env): the ledger, suppression list and outbox."""

@@ -11,22 +11,13 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mailer.files import open_private, private_folder
 from tests.conftest import SAMPLE_ISSUE, sendgrid_env, write
-from tests.pages_server import PagesServer, start_pages_server
-
-
-@pytest.fixture
-def pages() -> Iterator[PagesServer]:
-    server = start_pages_server()
-    yield server
-    server.shutdown()
-    server.server_close()
+from tests.pages_server import PagesServer
 
 
 def run_with_umask(workspace: Path, env: dict[str, str], umask: int, *args: str) -> subprocess.CompletedProcess:

@@ -20,14 +20,6 @@ from tests.conftest import SELF_SIGNED_CERT, write
 from tests.pages_server import PagesServer, start_pages_server
 
 
-@pytest.fixture
-def pages() -> Iterator[PagesServer]:
-    server = start_pages_server()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 def issue_with_cards(workspace: Path, cards: str) -> Path:
     return write(workspace / "issues" / "2026-12-06.yaml", f"""\
 # The week's links, pasted on Tuesday.
