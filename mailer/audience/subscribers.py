@@ -114,6 +114,7 @@ def read_subscribers(
     segment: str | None = None,
     spool_dir: Path | None = None,
     digest: Any = None,
+    processes: int | None = None,
 ) -> SubscriberList:
     """Read and validate a subscribers CSV.
 
@@ -124,6 +125,8 @@ def read_subscribers(
     kept in a temporary file as they were checked (see SpooledSubscribers): in `spool_dir` if given
     (named, for the caller to keep: Spool.path), else in TMPDIR (anonymous, gone with the list).
     `digest` (a hashlib object), if given, is fed every byte of the file as it is read and checked.
+    `processes`: how many worker processes check a large list (default CHECK_PROCESSES; 1: this one alone,
+    slower and lighter, for an import whose own work dwarfs the reading).
     """
     label = file_label or str(path)
     large = path.is_file() and path.stat().st_size > IN_MEMORY_BYTES
@@ -135,7 +138,7 @@ def read_subscribers(
     spool: Spool | None = None
     try:
         checked = False
-        if large and encoding is None and CHECK_PROCESSES > 1:
+        if large and encoding is None and (processes or CHECK_PROCESSES) > 1:
             assert isinstance(seen, _HashSeen)
             spool = Spool(label, folder=spool_dir)
             checked = _check_in_processes(path, label, skip_invalid=skip_invalid, segment=segment, spool=spool,
@@ -218,6 +221,18 @@ class _HashSeen:
         self._hashes.frombytes(hashes)
         self._lines.frombytes(lines)
 
+    BUCKETS = 16
+
+    def _buckets(self) -> Iterator[array.array]:
+        """The hashes in BUCKETS arrays by their low bits (equal hashes share one), a bucket at a time."""
+        buckets = [array.array("q") for _ in range(self.BUCKETS)]
+        appends = [bucket.append for bucket in buckets]
+        mask = self.BUCKETS - 1
+        for value in self._hashes:
+            appends[value & mask](value)
+        while buckets:
+            yield buckets.pop()
+
     def duplicates(self, spool: Spool, skipped: list[Skipped]) -> list[tuple[int, str, int]]:
         """(line, email, first line of that address) of every row that repeats an earlier one, by line.
 
@@ -226,10 +241,13 @@ class _HashSeen:
         address, from the spool or the rows skipped (unsubscribed or outside the segment): every row
         given to `first` is in one or the other.
         """
-        seen: set[int] = set()
-        add = seen.add
-        repeated = {value for value in self._hashes if value in seen or add(value)}  # add() is None: falsy
-        del seen
+        repeated: set[int] = set()
+        for bucket in self._buckets():
+            # A set of a sixteenth of the hashes at a time: one of all of them (a million ints and their
+            # table) was 60 MB at a million rows, most of the reading's peak.
+            seen: set[int] = set()
+            add = seen.add
+            repeated.update(value for value in bucket if value in seen or add(value))  # add() is None: falsy
         if not repeated:
             return []
         wanted = {line for value, line in zip(self._hashes, self._lines, strict=True) if value in repeated}
