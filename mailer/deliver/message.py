@@ -225,8 +225,8 @@ def build_mime(
     recipient = to or subscriber.email
     needs_utf8 = not (recipient + config.sender.email).isascii()
     message = EmailMessage(policy=POLICY_UTF8 if needs_utf8 else POLICY)
-    message["From"] = _address(config.sender.name, config.sender.email)
-    message["To"] = _address(subscriber.full_name if not to else "", recipient)
+    message["From"] = address_header(config.sender.name, config.sender.email)
+    message["To"] = address_header(subscriber.full_name if not to else "", recipient)
     if config.reply_to:
         message["Reply-To"] = config.reply_to
     message["Subject"] = subject_for(rendered, personal, test=test)
@@ -236,13 +236,13 @@ def build_mime(
         message[name] = value
     message["MIME-Version"] = "1.0"
     message.make_alternative()
-    message.attach(_body_part(rendered.text_for(personal.values), "plain", message.policy))
-    message.attach(_body_part(placeholders.fill(rendered.html, personal.values, escape_html=True), "html",
+    message.attach(body_part(rendered.text_for(personal.values), "plain", message.policy))
+    message.attach(body_part(placeholders.fill(rendered.html, personal.values, escape_html=True), "html",
                               message.policy))
     return message
 
 
-def _body_part(body: str, subtype: str, policy: Policy) -> EmailMessage:
+def body_part(body: str, subtype: str, policy: Policy) -> EmailMessage:
     """One text/* part in UTF-8: 7bit or 8bit as it is when every line fits SMTP's limit, else encoded at 76."""
     encoded = body.encode("utf-8")
     if max(map(len, encoded.splitlines()), default=0) <= _SMTP_LINE_LIMIT:
@@ -256,7 +256,7 @@ def _body_part(body: str, subtype: str, policy: Policy) -> EmailMessage:
     return part
 
 
-def _address(name: str | None, email: str) -> Address:
+def address_header(name: str | None, email: str) -> Address:
     local, _, domain = email.rpartition("@")
     return Address(display_name=name or "", username=local, domain=domain)
 
@@ -277,7 +277,7 @@ class MessageWriter:
         self.rendered = rendered
         self.config = config
         self._domain = config.sender.email.rpartition("@")[2]
-        fixed = [("From", _address(config.sender.name, config.sender.email))]
+        fixed = [("From", address_header(config.sender.name, config.sender.email))]
         if config.reply_to:
             fixed.append(("Reply-To", config.reply_to))
         self._from = self._folded(*fixed[0])
@@ -299,7 +299,7 @@ class MessageWriter:
             if boundary in body or max(map(len, body.splitlines()), default=0) > _SMTP_LINE_LIMIT:
                 return None
         message_id = make_msgid(domain=self._domain)
-        head = [self._from, self._header("To", str(_address(subscriber.full_name, subscriber.email))),
+        head = [self._from, self._header("To", str(address_header(subscriber.full_name, subscriber.email))),
                 self._reply_to, self._header("Subject", subject_for(self.rendered, personal)),
                 self._header("Date", format_datetime(now or datetime.now(UTC))),
                 self._header("Message-ID", message_id)]

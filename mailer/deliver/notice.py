@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from mailer.config import Config
 from mailer.deliver import ledger
 from mailer.deliver.backends import Backend
-from mailer.deliver.message import POLICY, POLICY_UTF8, _address, _body_part
+from mailer.deliver.message import POLICY, POLICY_UTF8, address_header, body_part
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.send import deliver
 
@@ -62,8 +62,8 @@ def notice_payload(backend: Backend, config: Config, *, to: str, subject: str, h
 
     needs_utf8 = not (to + config.sender.email).isascii()
     message = EmailMessage(policy=POLICY_UTF8 if needs_utf8 else POLICY)
-    message["From"] = _address(config.sender.name, config.sender.email)
-    message["To"] = _address("", to)
+    message["From"] = address_header(config.sender.name, config.sender.email)
+    message["To"] = address_header("", to)
     if config.reply_to:
         message["Reply-To"] = config.reply_to
     message["Subject"] = subject
@@ -72,8 +72,8 @@ def notice_payload(backend: Backend, config: Config, *, to: str, subject: str, h
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a confirmation
     message["MIME-Version"] = "1.0"
     message.make_alternative()
-    message.attach(_body_part(text, "plain", message.policy))
-    message.attach(_body_part(html, "html", message.policy))
+    message.attach(body_part(text, "plain", message.policy))
+    message.attach(body_part(html, "html", message.policy))
     return Prepared(message.as_bytes(), str(message["Message-ID"]), config.sender.email, to)
 
 
