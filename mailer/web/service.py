@@ -39,6 +39,7 @@ from mailer.deliver.suppressions import (
 )
 from mailer.statedb import StateError
 from mailer.web.clicks import ClickWriter
+from mailer.web.forms import TEXT_CHARSETS, media_type
 from mailer.web.pages import pages
 
 log = logging.getLogger("mailer.serve")
@@ -320,7 +321,6 @@ def _signed(service: Service, body: bytes, signature: str, timestamp: str) -> bo
 
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")  # RFC 8058 section 3.1, and the page's
-FORM_CHARSETS = ("", "utf-8", "us-ascii")
 
 
 def _form(body: bytes, content_type: str) -> dict[str, str] | None:
@@ -331,11 +331,9 @@ def _form(body: bytes, content_type: str) -> dict[str, str] | None:
     ASCII decode) and a field without '=' (which parse_qs would drop, leaving the rest to pass) are not
     a form, so nobody's click can be read from them.
     """
-    kind, _, parameters = content_type.partition(";")
-    kind = kind.strip().lower() or FORM_TYPES[0]
-    charset = next((value.strip().strip('"').lower() for name, _, value in
-                    (part.strip().partition("=") for part in parameters.split(";")) if name.lower() == "charset"), "")
-    if kind not in FORM_TYPES or charset not in FORM_CHARSETS:
+    kind, charset = media_type(content_type)
+    kind = kind or FORM_TYPES[0]
+    if kind not in FORM_TYPES or charset not in TEXT_CHARSETS:
         return None
     if kind == FORM_TYPES[1]:
         one_click = b'name="List-Unsubscribe"' in body and ONE_CLICK.encode() in body and b"\0" not in body

@@ -33,6 +33,7 @@ from mailer.deliver.notice import NOT_SENT, SENT, Sent, notice_backend, notice_p
 from mailer.deliver.suppressions import RESUBSCRIBE, Click, SuppressionList, suppressions_path
 from mailer.statedb import StateError
 from mailer.web.clicks import GroupCommit
+from mailer.web.forms import TEXT_CHARSETS, media_type
 
 MAX_SIGNUP_BYTES = 8192  # the form's five fields; a name of 100 characters percent-encoded is ~900 bytes
 LATEST_SECONDS = 60.0  # how long the latest issue (the link after confirming) is kept before looking again
@@ -238,12 +239,8 @@ def body_type(request: Any) -> str | None:
     """FORM_TYPE or JSON_TYPE, as a POST's Content-Type says (in UTF-8, or no charset named, and no
     Content-Encoding); None for anything else: another type, none, a compressed body."""
     coding = request.headers.get("content-encoding", "").strip().lower()
-    kind, _, parameters = request.headers.get("content-type", "").partition(";")
-    kind = kind.strip().lower()
-    charset = next((value.strip().strip('"').lower() for name, _, value in
-                    (part.strip().partition("=") for part in parameters.split(";")) if name.strip().lower() ==
-                    "charset"), "")
-    if coding not in ("", "identity") or kind not in (FORM_TYPE, JSON_TYPE) or charset not in ("", "utf-8", "us-ascii"):
+    kind, charset = media_type(request.headers.get("content-type", ""))
+    if coding not in ("", "identity") or kind not in (FORM_TYPE, JSON_TYPE) or charset not in TEXT_CHARSETS:
         return None
     return kind
 
