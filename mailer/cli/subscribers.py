@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from mailer.cli.suppressions import state_dir_here
+
 SHOWN = 50  # readers shown by name for each kind of note; the counts are always whole
 STATUS_CHOICE = click.Choice(["pending", "confirmed", "unsubscribed", "bounced", "complained"])
 
@@ -56,7 +58,7 @@ def subscribers_import(csv_file: Path, encoding: str | None, skip_invalid: bool,
     from mailer.deliver.suppressions import sync_store
     from mailer.schema import display_path
 
-    state_dir = _state_dir()
+    state_dir = state_dir_here()
     label = display_path(csv_file)
     sync_store(state_dir)  # the store as the suppression list has it: who left is told as such
     outcome, _ = import_list(csv_file, state_dir, file_label=label, encoding=encoding, skip_invalid=skip_invalid,
@@ -97,7 +99,7 @@ def subscribers_export(csv_file: Path | None, status: str | None) -> None:
     from mailer.files import write_private
     from mailer.schema import display_path
 
-    state_dir = _state_dir()
+    state_dir = state_dir_here()
     sync_store(state_dir)
     if csv_file is None:
         export_list(state_dir, sys.stdout, status=status)
@@ -125,7 +127,7 @@ def subscribers_list(status: str | None, email: str | None) -> None:
     from mailer.deliver.suppressions import sync_store
     from mailer.schema import display_path
 
-    state_dir = _state_dir()
+    state_dir = state_dir_here()
     if not store_path(state_dir).exists():
         click.echo(f"No subscriber store yet (no {display_path(store_path(state_dir))}).")
         click.echo("Fill it with: mailer subscribers import FILE.csv (or sign-ups through mailer serve)")
@@ -188,7 +190,7 @@ def subscribers_add(address: str, first_name: str, last_name: str, tags: tuple[s
                 if (problem := header_problem(value))]
     if problems:
         raise InputError(problems)
-    state_dir = _state_dir()
+    state_dir = state_dir_here()
     consent = Consent(now(), "editor", "added by the editor (mailer subscribers add), on the reader's word", "editor")
     with SubscriberStore.open(state_dir) as store:
         done = store.add(Incoming(email, first_name.strip(), last_name.strip(), tuple(t.strip() for t in tags)),
@@ -247,9 +249,3 @@ def subscribers_remove(address: str, forget: bool) -> None:
         click.echo(f"{shown} is not in the store; it is on the suppression list now, so no send mails it.")
     else:
         click.echo(f"Unsubscribed {shown} (was {reader.status}); no send mails it again.")
-
-
-def _state_dir() -> Path:
-    from mailer.config import find_workspace, load_config
-
-    return load_config(find_workspace(Path.cwd())).state_dir

@@ -61,7 +61,8 @@ def suppressions_list(email: str | None, show_all: bool) -> None:
     run_list(email, show_all)
 
 
-def _state_dir() -> Path:
+def state_dir_here() -> Path:
+    """The state folder of the workspace this command runs in (MAILER_STATE_DIR, or its .mailer/)."""
     from mailer.config import find_workspace, load_config
 
     return load_config(find_workspace(Path.cwd())).state_dir
@@ -83,7 +84,7 @@ def run_pull() -> None:
     from mailer.deliver.suppressions import PullProgress, SuppressionList, suppressions_path
     from mailer.schema import display_path
 
-    path = suppressions_path(_state_dir())
+    path = suppressions_path(state_dir_here())
     if sys.stderr.isatty():
         progress = PullProgress(
             on_page=lambda source, fetched: click.echo(f"\r  {PLURALS[source]}: {fetched}…", nl=False, err=True),
@@ -106,7 +107,7 @@ def run_list(email: str | None, show_all: bool) -> None:
     from mailer.deliver.suppressions import SuppressionList, suppressions_path
     from mailer.schema import display_path
 
-    path = suppressions_path(_state_dir())
+    path = suppressions_path(state_dir_here())
     if not path.exists():
         click.echo(f"No suppression list pulled yet (no {display_path(path)}): `mailer send` checks nobody.")
         click.echo("Pull one with: mailer suppressions pull")
