@@ -58,6 +58,18 @@ class Signup:
 
 
 @dataclass(frozen=True)
+class Tracking:
+    """SendGrid's open and click tracking for the sends; None: the account's own setting applies."""
+
+    clicks: bool | None = None
+    opens: bool | None = None
+
+    @property
+    def set(self) -> bool:
+        return self.clicks is not None or self.opens is not None
+
+
+@dataclass(frozen=True)
 class Config:
     workspace: Path
     name: str
@@ -73,6 +85,7 @@ class Config:
     unsubscribe: str = SELF_HOSTED  # or SENDGRID_MANAGED: SendGrid fills the links and records the unsubscribes
     unsubscribe_group: int | None = None  # SendGrid's unsubscribe group (ASM) for SENDGRID_MANAGED
     signup: Signup | None = None  # None: no sign-up form (no `signup:` section, or `enabled: false`)
+    tracking: Tracking = Tracking()  # what SendGrid is asked to track; unset: the account decides
 
     @property
     def first_name_fallback(self) -> str:
@@ -171,6 +184,7 @@ def _config_schema() -> Record:
             "first_name_fallback": Key(PerLanguage(Str(one_line=True)), default={"": "there"}),
             "backend": Key(Choice("sendgrid", "smtp"), default="sendgrid"),
             "signup": Key(_signup_schema()),
+            "tracking": Key(Record(Tracking, {"clicks": Key(Bool()), "opens": Key(Bool())})),
         },
     )
 
@@ -236,5 +250,6 @@ def load_config(workspace: Path) -> Config:
         unsubscribe=fields["unsubscribe"],
         unsubscribe_group=fields["unsubscribe_group"],
         signup=signup,
+        tracking=fields["tracking"] or Tracking(),
     )
 

@@ -355,6 +355,11 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
+BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari"
+APPLE_PROXY = "Mozilla/5.0"  # what Apple Mail Privacy Protection's image proxy says (SendGrid flags its opens)
+GATEWAY = "Mozilla/5.0 (compatible; Barracuda Sentinel (EE))"
+
+
 class EventWebhook:
     """SendGrid's Event Webhook, played from what a FakeSendGrid accepted: signed batches of events.
 
@@ -396,6 +401,23 @@ class EventWebhook:
                                   **extra})
         return found
 
+    def reader_event(self, fake: FakeSendGrid, email: str, kind: str, *, at: float, **fields: Any) -> dict[str, Any]:
+        """One event of `kind` for the reader `email` of a request the fake accepted, as SendGrid posts it:
+        the request's and their personalization's custom_args merged in; an open's or click's own fields
+        (useragent, sg_machine_open, url, url_offset) from `fields`."""
+        for body in fake.requests:
+            for personalization in body["personalizations"]:
+                if personalization["to"][0]["email"] == email:
+                    args = {**body.get("custom_args", {}), **personalization.get("custom_args", {})}
+                    return {"email": email, "event": kind, "timestamp": int(at),
+                            "sg_event_id": f"evt-{next(self._ids):06d}", "sg_message_id": "msg", **args, **fields}
+        raise KeyError(f"the fake accepted no message for {email}")
+
+    def click(self, fake: FakeSendGrid, email: str, index: int, *, at: float, agent: str = BROWSER) -> dict[str, Any]:
+        """A click on the `index`th link SendGrid tracks in the reader's HTML part (url_offset.index)."""
+        return self.reader_event(fake, email, "click", at=at, url=tracked_links(fake, email)[index],
+                                 url_offset={"index": index, "type": "html"}, useragent=agent)
+
     def signed(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
         """The headers SendGrid would send with `body`."""
         import base64
@@ -407,3 +429,31 @@ class EventWebhook:
         signature = self._key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
         return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode("ascii"),
                 "X-Twilio-Email-Event-Webhook-Timestamp": stamp, "Content-Type": "application/json"}
+
+
+
+def tracked_links(fake: FakeSendGrid, email: str) -> list[str]:
+    """The links SendGrid's click tracking rewrites in a reader's HTML part, in document order: every <a> whose
+    href, once the reader's substitutions are made, is an http(s) address. Their positions are url_offset.index."""
+    from html.parser import HTMLParser
+
+    for body in fake.requests:
+        for personalization in body["personalizations"]:
+            if personalization["to"][0]["email"] != email:
+                continue
+            html = next(part["value"] for part in body["content"] if part["type"] == "text/html")
+            for tag, value in personalization.get("substitutions", {}).items():
+                html = html.replace(tag, value)
+            class Links(HTMLParser):
+                found: list[str] = []
+
+                def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+                    href = (dict(attrs).get("href") or "").strip()
+                    if tag == "a" and href.startswith(("http://", "https://")):
+                        self.found.append(href)
+
+            parser = Links()
+            parser.found = []
+            parser.feed(html)
+            return parser.found
+    raise KeyError(f"the fake accepted no message for {email}")

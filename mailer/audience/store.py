@@ -377,6 +377,19 @@ class SubscriberStore:
                        (key, consent.given_at, consent.form, consent.text, consent.version, consent.ip))
             return "added"
 
+    def changes_by_day(self, since: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """Since `since` (ISO 8601): the form's sign-ups confirmed, and the readers lost (unsubscribed, bounced,
+        complained or forgotten), per day as (YYYY-MM-DD, count): mailer report's weekly trend."""
+        gained = self._db.execute(
+            "SELECT substr(confirmed_at, 1, 10), COUNT(*) FROM readers WHERE source='form' AND confirmed_at >= ? "
+            "GROUP BY 1", (since,)).fetchall()
+        lost = self._db.execute(
+            "SELECT day, SUM(n) FROM (SELECT substr(updated_at, 1, 10) AS day, COUNT(*) AS n FROM readers "
+            "WHERE status IN ('unsubscribed', 'bounced', 'complained') AND updated_at >= ? GROUP BY 1 "
+            "UNION ALL SELECT substr(forgotten_at, 1, 10), COUNT(*) FROM forgotten WHERE forgotten_at >= ? "
+            "GROUP BY 1) GROUP BY day", (since, since)).fetchall()
+        return gained, lost
+
     def forget(self, email: str) -> bool:
         """Erase the reader and their consents, keeping only a keyed hash of the address; whether they were here."""
         key = address_key(email)

@@ -12,6 +12,7 @@ from mailer.cli.author import cards, new
 from mailer.cli.build import build
 from mailer.cli.check import check
 from mailer.cli.preview import preview
+from mailer.cli.report import report
 from mailer.cli.send import cancel, send, status
 from mailer.cli.serve import serve
 from mailer.cli.subscribers import subscribers
@@ -32,13 +33,14 @@ def cli() -> None:
       mailer check issues/2020-12-13.yaml               # what would embarrass you, before sending
       mailer build issues/2020-12-13.yaml               # writes build/2020-12-13/email.html and email.txt
       mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv   # a dry run
+      mailer report issues/2020-12-13.yaml              # per card: how many people clicked
 
     Exit codes: 0 success, 1 bad input or check errors (nothing written or sent), 2 wrong usage,
     3 delivery, a suppression pull or (cards) a page failed, 130 interrupted.
     """
 
 
-for command in (new, cards, build, check, preview, send, status, cancel, suppressions, subscribers, serve):
+for command in (new, cards, build, check, preview, send, status, report, cancel, suppressions, subscribers, serve):
     cli.add_command(command)
 
 

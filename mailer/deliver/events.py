@@ -46,7 +46,7 @@ _REPORTED = {"spamreport": SPAM_REPORT, "unsubscribe": GLOBAL_UNSUBSCRIBE, "grou
 class Batch:
     """One webhook batch, read: ledger rows, suppressions, and how many items were not usable."""
 
-    events: list[tuple[str, str, str, str, str, str | None]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)  # Ledger.record_events' rows
     suppressions: list[Suppression] = field(default_factory=list)
     skipped: int = 0
     test_copies: int = 0  # events of a `--test-to` copy: not the issue's
@@ -66,7 +66,8 @@ def read_batch(items: Any) -> Batch:
         if _text(item, "mailer_test") == "1" or _text(item, "mailer_batch") == "test":
             batch.test_copies += 1  # (its suppression, below, stands: SendGrid will not mail the address either)
         elif issue and event_id and kind in TRACKED:
-            batch.events.append((event_id[:100], issue[:200], address_key(email), kind, at, detail[:500] or None))
+            batch.events.append((event_id[:100], issue[:200], address_key(email), kind, at, detail[:500] or None,
+                                 *_engagement(kind, item)))
         source = _suppression_source(kind, item)
         if source:
             said = _text(item, "reason") or _text(item, "status")
@@ -94,6 +95,23 @@ def record(state_dir: Path, batch: Batch) -> tuple[int, int]:
             # days over the store, which a send brings in line once it is mended.
             log.error("the subscriber store could not follow the webhook's report: %s", str(err).splitlines()[0])
     return new_events, new_suppressions
+
+
+def _engagement(kind: str, item: dict[str, Any]) -> tuple[str | None, int | None, str | None, int | None]:
+    """An open's or click's (url, link, agent, machine): what mailer report needs to tell the card a
+    click was on (a URL twice in an issue is told apart by its position, url_offset.index, in the HTML
+    part), and people from machines (SendGrid's sg_machine_open; a security gateway's user agent)."""
+    if kind not in ("open", "click"):
+        return None, None, None, None
+    url = (_text(item, "url")[:2000] or None) if kind == "click" else None
+    offset = item.get("url_offset")
+    link = None
+    if kind == "click" and isinstance(offset, dict) and offset.get("type", "html") == "html":
+        index = offset.get("index")
+        link = index if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < 100_000 else None
+    agent = _text(item, "useragent")[:300] or None
+    machine = 1 if kind == "open" and item.get("sg_machine_open") is True else None
+    return url, link, agent, machine
 
 
 def _suppression_source(kind: str, item: dict[str, Any]) -> str | None:

@@ -37,6 +37,8 @@ QUEUED, SENDING, ACCEPTED, FAILED, UNCERTAIN, CANCELLED = (
     "queued", "sending", "accepted", "failed", "uncertain", "cancelled")
 STATES = (QUEUED, SENDING, ACCEPTED, FAILED, UNCERTAIN, CANCELLED)
 
+EVENT_COLUMNS = "event_id, issue, recipient, event, at, detail, url, link, agent, machine"
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     issue       TEXT NOT NULL,
@@ -65,7 +67,11 @@ CREATE TABLE IF NOT EXISTS events (
     recipient    TEXT NOT NULL,          -- address_key of the event's email
     event        TEXT NOT NULL,          -- processed, delivered, deferred, bounce, dropped, spamreport, …
     at           TEXT NOT NULL,          -- when SendGrid saw it, ISO 8601 UTC
-    detail       TEXT                    -- a bounce's or drop's reason
+    detail       TEXT,                   -- a bounce's or drop's reason
+    url          TEXT,                   -- a click's link, as written in the issue
+    link         INTEGER,                -- a click's position among the HTML part's links (url_offset.index)
+    agent        TEXT,                   -- an open's or click's user agent: security gateways tell themselves
+    machine      INTEGER                 -- 1: an open SendGrid flagged as a machine's (sg_machine_open)
 );
 CREATE INDEX IF NOT EXISTS events_recipient ON events (issue, recipient);
 CREATE TABLE IF NOT EXISTS newsletters (
@@ -80,6 +86,14 @@ CREATE TABLE IF NOT EXISTS finished (
     list         TEXT NOT NULL,          -- the list's key: its bytes and how they were read (listcache)
     rows         INTEGER NOT NULL,       -- the issue's rows in deliveries then, all of them accepted
     report       TEXT NOT NULL,          -- JSON: what that send's report said (send.finished_send)
+    at           TEXT NOT NULL
+);
+-- What a live send asked SendGrid to track (mailer.yaml's `tracking:`); NULL: the account's setting.
+CREATE TABLE IF NOT EXISTS tracking (
+    issue        TEXT PRIMARY KEY,
+    backend      TEXT NOT NULL,
+    clicks       INTEGER,
+    opens        INTEGER,
     at           TEXT NOT NULL
 );
 -- A row removed or re-keyed (a migration, a hand edit) voids the record; a send never does either,
@@ -152,6 +166,17 @@ def _drop_state_index(db: sqlite3.Connection) -> None:
     db.execute("DROP INDEX IF EXISTS deliveries_state")
 
 
+def _event_details(db: sqlite3.Connection) -> None:
+    """Version 4: events keep a click's link and position, a user agent and SendGrid's machine-open flag:
+    what `mailer report` tells people from scanners and cards apart with. Older events have none (NULL)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    for column, kind in (("url", "TEXT"), ("link", "INTEGER"), ("agent", "TEXT"), ("machine", "INTEGER")):
+        if column not in have:
+            db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
+    # mailer report counts each kind of event by reader: this index answers those counts without the table.
+    db.execute("CREATE INDEX IF NOT EXISTS events_by_kind ON events (issue, event, recipient, machine)")
+
+
 def _pairs_json(recipients: Iterable[tuple[str, str]]) -> str:
     """(key, email) pairs as one JSON array, for one statement over json_each (a third faster than
     executemany): the key alone where it is the address as sent, as it is for most readers (a key is
@@ -168,7 +193,8 @@ class Ledger:
     def __init__(self, path: Path):
         self.path = path
         self._due_are_all = False  # see start_due
-        self._db = open_database(path, SCHEMA, migrations=(_rekey, _rekey, _drop_state_index), table="deliveries")
+        self._db = open_database(path, SCHEMA, migrations=(_rekey, _rekey, _drop_state_index, _event_details),
+                                 table="deliveries")
 
     def check_writable(self) -> None:
         check_writable(self._db, self.path)
@@ -345,11 +371,13 @@ class Ledger:
 
     # -- provider events ---------------------------------------------------------------------
 
-    def record_events(self, events: Iterable[tuple[str, str, str, str, str, str | None]]) -> int:
-        """Store (event_id, issue, recipient, event, at, detail) rows, skipping events seen before; count the new."""
+    def record_events(self, events: Iterable[tuple[Any, ...]]) -> int:
+        """Store (event_id, issue, recipient, event, at, detail[, url, link, agent, machine]) rows, skipping
+        events seen before; count the new."""
         with self._transaction() as db:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)", events)
+            db.executemany(f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (tuple(event) + (None,) * (10 - len(event)) for event in events))
             return db.total_changes - before
 
     def event_counts(self, issue: str) -> dict[str, tuple[int, int]]:
@@ -387,6 +415,80 @@ class Ledger:
             return db.execute(
                 "UPDATE deliveries SET state=?, error=NULL, updated_at=? WHERE issue=? AND state=? AND recipient IN "
                 "(SELECT recipient FROM events WHERE issue=?)", (ACCEPTED, now(), issue, UNCERTAIN, issue)).rowcount
+
+    # -- what readers did (mailer report) ---------------------------------------------------------
+
+    def sent_issues(self) -> list[tuple[str, str]]:
+        """(issue, when its live send started) for each issue sent from here, oldest first; test and sandbox
+        keys left out."""
+        return self._query(
+            "SELECT n.issue, COALESCE(t.at, n.claimed_at) AS at FROM newsletters AS n "
+            "LEFT JOIN tracking AS t ON t.issue = n.issue "
+            "WHERE n.issue NOT LIKE '%@%' AND EXISTS (SELECT 1 FROM deliveries AS d WHERE d.issue = n.issue) "
+            "ORDER BY at, n.issue")
+
+    def issues_heard_not_sent(self) -> list[tuple[str, int]]:
+        """Issue keys the provider reported events for that were never sent from here, with their event counts."""
+        return self._query(
+            "SELECT e.issue, COUNT(*) FROM events AS e WHERE NOT EXISTS "
+            "(SELECT 1 FROM deliveries AS d WHERE d.issue = e.issue) GROUP BY e.issue ORDER BY e.issue")
+
+    def bounce_kinds(self, issue: str) -> tuple[int, int]:
+        """Readers whose message bounced for good (hard), and those only refused for now (soft: `blocked`)."""
+        rows = self._query(
+            "SELECT COUNT(DISTINCT CASE WHEN detail LIKE '%blocked' THEN NULL ELSE recipient END), "
+            "COUNT(DISTINCT CASE WHEN detail LIKE '%blocked' THEN recipient END) "
+            "FROM events WHERE issue=? AND event='bounce'", (issue,))
+        return rows[0][0] or 0, rows[0][1] or 0
+
+    def openers(self, issue: str) -> tuple[int, int]:
+        """Readers with an open SendGrid did not flag as a machine's, and readers whose every open it did."""
+        rows = self._query(
+            "SELECT COALESCE(SUM(human), 0), COALESCE(SUM(1 - human), 0) FROM (SELECT MAX(machine IS NULL) AS human "
+            "FROM events WHERE issue=? AND event='open' GROUP BY recipient)", (issue,))
+        return rows[0]
+
+    def human_openers_among(self, issue: str, keys: list[str]) -> set[str]:
+        """Which of these readers (a chunk) opened the issue themselves, by SendGrid's flag."""
+        return {recipient for (recipient,) in self._query(
+            "SELECT DISTINCT recipient FROM events WHERE issue=? AND event='open' AND machine IS NULL "
+            "AND recipient IN (SELECT value FROM json_each(?))", (issue, json.dumps(keys)))}
+
+    def clicks(self, issue: str) -> Iterator[tuple[str, str, str | None, int | None, str | None, str | None]]:
+        """Every click on the issue as (recipient, at, url, link, agent, first delivered at), by reader and time."""
+        try:
+            cursor = self._db.execute(
+                "SELECT c.recipient, c.at, c.url, c.link, c.agent, (SELECT MIN(d.at) FROM events AS d "
+                "WHERE d.issue = c.issue AND d.event = 'delivered' AND d.recipient = c.recipient) "
+                "FROM events AS c WHERE c.issue=? AND c.event='click' ORDER BY c.recipient, c.at", (issue,))
+            yield from cursor
+        except sqlite3.Error as err:
+            raise state_failure(self.path, err) from None
+
+    def readers_unknown(self, issue: str) -> int:
+        """Readers the provider reported events of this issue for whom no delivery was recorded here."""
+        return self._query(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT recipient FROM events WHERE issue=?) AS e WHERE NOT EXISTS "
+            "(SELECT 1 FROM deliveries AS d WHERE d.issue=? AND d.recipient = e.recipient)", (issue, issue))[0][0]
+
+    def received_among(self, issue: str, keys: list[str]) -> set[str]:
+        """Which of these readers (a chunk) the issue was sent to (accepted or uncertain)."""
+        return {recipient for (recipient,) in self._query(
+            "SELECT recipient FROM deliveries WHERE issue=? AND state IN (?, ?) "
+            "AND recipient IN (SELECT value FROM json_each(?))", (issue, ACCEPTED, UNCERTAIN, json.dumps(keys)))}
+
+    def record_tracking(self, issue: str, backend: str, *, clicks: bool | None, opens: bool | None) -> None:
+        """What this live send asked the provider to track (the latest send of an issue wins)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO tracking VALUES (?, ?, ?, ?, ?)", (issue, backend, clicks, opens, now()))
+
+    def tracking(self, issue: str) -> tuple[str, bool | None, bool | None] | None:
+        """(backend, clicks, opens) of the issue's live send; None when it was never sent live here."""
+        rows = self._query("SELECT backend, clicks, opens FROM tracking WHERE issue=?", (issue,))
+        if not rows:
+            return None
+        backend, clicks, opens = rows[0]
+        return backend, None if clicks is None else bool(clicks), None if opens is None else bool(opens)
 
     # -- test sends and schedules --------------------------------------------------------------
 

@@ -465,6 +465,8 @@ def send_issue(
                 progress.on_note(f"{recovered} recipient(s) of an interrupted run are now uncertain: "
                                  "they may have received the issue and will not be sent again")
             _refuse_on_complaints(ledger, key, options)
+            if not options.sandbox:  # what the report can know of opens and clicks (mailer report)
+                ledger.record_tracking(key, backend.name, clicks=config.tracking.clicks, opens=config.tracking.opens)
             _pull_suppressions(config, backend, options, progress, interrupt)
             report.resolved = ledger.resolve_from_events(key)
             if report.resolved:

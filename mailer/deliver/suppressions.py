@@ -340,6 +340,15 @@ class SuppressionList:
         with self._transaction("DEFERRED") as db:
             return db.execute("SELECT COUNT(*) FROM unsubscribes").fetchone()[0]
 
+    def unsubscribed_between(self, start: str, end: str | None) -> list[tuple[str, str]]:
+        """(address key, how) of the readers who unsubscribed through `mailer serve` from `start` until `end`."""
+        with self._transaction("DEFERRED") as db:
+            # julianday: the times are ISO 8601 written to the second here, to the millisecond in the ledger;
+            # an unsubscribe in the send's first second is recorded as that second's start.
+            return db.execute("SELECT address, how FROM unsubscribes WHERE julianday(created_at) >= "
+                              "julianday(?) - 1.0 / 86400 AND (? IS NULL OR julianday(created_at) < julianday(?))",
+                              (start, end, end)).fetchall()
+
     # -- replacing -----------------------------------------------------------------------------
 
     def replace(self, suppressions: Iterable[Suppression], *, pulled_at: str | None = None) -> Pull:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from mailer.addresses import printable, shown_url
 from mailer.audience.subscribers import Subscriber
 from mailer.compose import placeholders
-from mailer.config import Config
+from mailer.config import Config, Tracking
 from mailer.deliver.backends import (
     Accepted,
     BackendConfigError,
@@ -498,6 +498,19 @@ def _to(subscriber: Subscriber, email: str) -> str:
     return f'{{"email": {email}, "name": {_json(name.replace(",", " ").replace(";", " "))}}}'
 
 
+def tracking_settings(tracking: Tracking) -> dict[str, Any]:
+    """SendGrid's click and open tracking as mailer.yaml's `tracking:` sets them; what is unset is left out,
+    so the account's own setting applies to it. Clicks are tracked in the HTML part only: the plain-text
+    part keeps the addresses a reader can read (SendGrid would replace each with its redirect).
+    https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send (tracking_settings)"""
+    settings: dict[str, Any] = {}
+    if tracking.clicks is not None:
+        settings["click_tracking"] = {"enable": tracking.clicks, "enable_text": False}
+    if tracking.opens is not None:
+        settings["open_tracking"] = {"enable": tracking.opens}
+    return settings
+
+
 def _request(rendered: RenderedIssue, config: Config, shared: _Shared, personalizations: list[str],
              shared_headers: dict[str, str], batch_id: str, options: SendGridOptions) -> str:
     """The request's JSON: the readers' personalizations (JSON text each), then what they share."""
@@ -529,6 +542,8 @@ def _request(rendered: RenderedIssue, config: Config, shared: _Shared, personali
         # records the click: https://www.twilio.com/docs/sendgrid/ui/account-and-settings/tracking
         body["tracking_settings"] = {"subscription_tracking": {"enable": True,
                                                                "substitution_tag": config.unsubscribe_tag}}
+    if config.tracking.set:
+        body.setdefault("tracking_settings", {}).update(tracking_settings(config.tracking))
     if options.send_at is not None:
         body["send_at"] = int(options.send_at.timestamp())
     if options.schedule_id:

@@ -1,0 +1,261 @@
+"""One issue's figures: deliveries, people who opened and clicked (per link and per card), scanners
+and machine opens taken out, unsubscribes by route, complaints."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mailer.deliver.events import COMPLAINT_STOP_RATE, COMPLAINT_WARN_RATE
+from mailer.deliver.ledger import ACCEPTED, UNCERTAIN, Ledger
+from mailer.report.links import Link
+from mailer.report.scanners import RULES, Click, scanner_rules
+
+CHUNK = 5_000  # readers asked about at a time: never one set of a million
+FUTURE_SLACK_SECONDS = 3600.0  # a clock a little ahead is a clock; an hour is a wrong timestamp
+
+
+@dataclass(frozen=True)
+class LinkFigure:
+    position: int
+    url: str
+    card: str
+    section: str
+    human_unique: int
+    share: float  # of the issue's human clickers
+
+
+@dataclass(frozen=True)
+class CardFigure:
+    card: str
+    section: str
+    human_unique: int
+    share: float
+
+
+@dataclass
+class IssueFigures:
+    """What one issue's readers did, from the provider's events, people only where it can tell."""
+
+    issue: str
+    sent_at: str | None = None
+    backend: str | None = None
+    tracking: dict[str, bool | None] = field(default_factory=dict)  # clicks, opens: None = the account's setting
+    recipients: int = 0  # accepted by the provider (or uncertain): those the issue was sent to
+    delivered: int = 0
+    deferred: int = 0
+    bounced_hard: int = 0
+    bounced_soft: int = 0
+    dropped: int = 0
+    opens_human: int = 0
+    opens_machine: int = 0
+    clicks_human_unique: int = 0
+    clicks_human: int = 0  # click events kept as people's
+    clicks_scanner: int = 0  # click events taken out
+    scanner_by_rule: dict[str, int] = field(default_factory=dict)
+    links: list[LinkFigure] = field(default_factory=list)
+    cards: list[CardFigure] = field(default_factory=list)
+    unsubscribes: dict[str, int] = field(default_factory=dict)  # by route
+    complaints: int = 0
+    odd: dict[str, int] = field(default_factory=dict)  # what was counted apart, and why (see ODD)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complaint_rate(self) -> float | None:
+        return self.complaints / self.delivered if self.delivered else None
+
+    @property
+    def complaint_level(self) -> str:
+        rate = self.complaint_rate
+        if rate is None:
+            return "unknown"
+        return "over" if rate > COMPLAINT_STOP_RATE else "warn" if rate > COMPLAINT_WARN_RATE else "ok"
+
+    def rate(self, count: int) -> float | None:
+        return count / self.delivered if self.delivered else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "issue": self.issue, "sent_at": self.sent_at, "backend": self.backend, "tracking": self.tracking,
+            "recipients": self.recipients, "delivered": self.delivered, "deferred": self.deferred,
+            "bounced": {"hard": self.bounced_hard, "soft": self.bounced_soft}, "dropped": self.dropped,
+            "opens": {"human": self.opens_human, "machine": self.opens_machine,
+                      "human_rate": self.rate(self.opens_human)},
+            "clicks": {"human_unique": self.clicks_human_unique, "human": self.clicks_human,
+                       "scanner": self.clicks_scanner, "scanner_by_rule": self.scanner_by_rule,
+                       "click_through_rate": self.rate(self.clicks_human_unique),
+                       "links": [{"position": link.position, "url": link.url, "card": link.card,
+                                  "section": link.section, "human_unique": link.human_unique,
+                                  "share": link.share} for link in self.links],
+                       "cards": [{"card": card.card, "section": card.section, "human_unique": card.human_unique,
+                                  "share": card.share} for card in self.cards]},
+            "unsubscribes": self.unsubscribes, "complaints": self.complaints,
+            "complaint_rate": self.complaint_rate, "odd": self.odd, "notes": self.notes,
+        }
+
+
+# What is counted apart from the figures, with the words the report shows.
+ODD = {
+    "click_without_url": "clicks without a link (the provider sent no URL)",
+    "click_not_in_issue": "clicks on links this issue does not hold (edited since it was sent?)",
+    "future": "events dated in the future (counted, at their own time)",
+    "unknown_readers": "readers with events whom this issue was not sent to from here",
+}
+
+
+def issue_figures(ledger: Ledger, issue: str, links: list[Link] | None, *, sent_at: str | None = None,
+                  unsubscribed: list[tuple[str, str]] = ()) -> IssueFigures:
+    """The figures of `issue` from the ledger's events; `links` is the email's link map (links.map_links; None
+    when the issue file is not at hand: clicks are then counted per reader, not per link),
+    `unsubscribed` the (address key, how) of readers who unsubscribed through mailer serve after it."""
+    figures = IssueFigures(issue=issue, sent_at=sent_at)
+    tracked = ledger.tracking(issue)
+    if tracked:
+        figures.backend, clicks, opens = tracked
+        figures.tracking = {"clicks": clicks, "opens": opens}
+    states = ledger.counts(issue)
+    figures.recipients = states.get(ACCEPTED, 0) + states.get(UNCERTAIN, 0)
+    counts = ledger.event_counts(issue)
+
+    def people(*kinds: str) -> int:
+        return sum(counts.get(kind, (0, 0))[1] for kind in kinds)
+
+    figures.delivered, figures.deferred, figures.dropped = people("delivered"), people("deferred"), people("dropped")
+    figures.bounced_hard, figures.bounced_soft = ledger.bounce_kinds(issue)
+    figures.complaints = people("spamreport")
+    if people("unsubscribe"):
+        figures.unsubscribes["SendGrid's unsubscribe link"] = people("unsubscribe")
+    if people("group_unsubscribe"):
+        figures.unsubscribes["SendGrid's group unsubscribe"] = people("group_unsubscribe")
+    for how, count in _unsubscribes_of(ledger, issue, unsubscribed).items():
+        figures.unsubscribes[f"mailer serve ({how})"] = count
+    human_openers, figures.opens_machine = ledger.openers(issue)
+    clickers = _count_clicks(ledger, issue, links, figures)
+    figures.opens_human = human_openers + _clickers_without_open(ledger, issue, clickers)
+    unknown = ledger.readers_unknown(issue)
+    if unknown:
+        figures.odd["unknown_readers"] = unknown
+    _notes(figures, counts)
+    return figures
+
+
+def _count_clicks(ledger: Ledger, issue: str, links: list[Link] | None, figures: IssueFigures) -> set[str]:
+    """Per link and card, readers who clicked; scanners counted apart. The human clickers."""
+    known = links is not None
+    links = links or []
+    by_position = {link.position: link for link in links}
+    by_url: dict[str, Link] = {}
+    for link in links:
+        by_url.setdefault(link.url, link)
+    per_link: dict[int, set[str]] = defaultdict(set)  # readers by the link's position
+    rules: Counter[str] = Counter()
+    clickers: set[str] = set()
+    later = time.time() + FUTURE_SLACK_SECONDS
+    for reader, clicks, delivered_at in _by_reader(ledger.clicks(issue)):
+        figures.odd["future"] = figures.odd.get("future", 0) + sum(click.at > later for click in clicks)
+        for click, rule in zip(clicks, scanner_rules(clicks, delivered_at), strict=True):
+            if rule:
+                rules[rule] += 1
+                continue
+            if not click.url and click.link is None:
+                figures.odd["click_without_url"] = figures.odd.get("click_without_url", 0) + 1
+                continue
+            link = _link_of(click, by_position, by_url)
+            if link is None and not known:
+                figures.clicks_human += 1
+                clickers.add(reader)
+                continue
+            if link is None:  # (a link of an earlier version of the issue, or someone else's event)
+                figures.odd["click_not_in_issue"] = figures.odd.get("click_not_in_issue", 0) + 1
+                continue
+            per_link[link.position].add(reader)
+            figures.clicks_human += 1
+            clickers.add(reader)
+    figures.odd = {key: count for key, count in figures.odd.items() if count}
+    figures.clicks_scanner = sum(rules.values())
+    figures.scanner_by_rule = {rule: rules[rule] for rule in RULES if rules[rule]}
+    figures.clicks_human_unique = len(clickers)
+    total = len(clickers) or 1
+    for link in links:
+        readers = per_link.get(link.position, set())
+        figures.links.append(LinkFigure(link.position, link.url, link.card, link.section, len(readers),
+                                        len(readers) / total))
+    cards: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for link in links:
+        cards[(link.card, link.section)] |= per_link.get(link.position, set())
+    figures.cards = sorted((CardFigure(card, section, len(readers), len(readers) / total)
+                            for (card, section), readers in cards.items()),
+                           key=lambda card: -card.human_unique)
+    return clickers
+
+
+def _link_of(click: Click, by_position: dict[int, Link], by_url: dict[str, Link]) -> Link | None:
+    """The issue's link a click was on: by its position when that position holds its URL (or a reader's own
+    link, which a placeholder stands for), else the first link with its URL."""
+    link = by_position.get(click.link) if click.link is not None else None
+    if link is not None and (click.url is None or link.url == click.url or link.url.startswith("-")):
+        return link
+    return by_url.get(click.url) if click.url else None
+
+
+def _by_reader(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[str, list[Click], float | None]]:
+    """The ledger's clicks (sorted by reader, then time) a reader at a time."""
+    reader, clicks, delivered_at = None, [], None
+    for recipient, at, url, link, agent, delivered in rows:
+        if recipient != reader:
+            if reader is not None:
+                yield reader, clicks, delivered_at
+            reader, clicks = recipient, []
+            delivered_at = _seconds(delivered) if delivered else None
+        clicks.append(Click(_seconds(at), url, link, agent))
+    if reader is not None:
+        yield reader, clicks, delivered_at
+
+
+def _seconds(at: str) -> float:
+    try:
+        return datetime.fromisoformat(at).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _clickers_without_open(ledger: Ledger, issue: str, clickers: set[str]) -> int:
+    """Human clickers with no open of their own on record (opens not tracked, images blocked): they read it."""
+    readers = sorted(clickers)
+    missing = 0
+    for start in range(0, len(readers), CHUNK):
+        chunk = readers[start:start + CHUNK]
+        missing += len(chunk) - len(ledger.human_openers_among(issue, chunk))
+    return missing
+
+
+def _unsubscribes_of(ledger: Ledger, issue: str, unsubscribed: list[tuple[str, str]]) -> Counter[str]:
+    """Of those who unsubscribed through mailer serve after the issue, the issue's readers, by how."""
+    hows: Counter[str] = Counter()
+    for start in range(0, len(unsubscribed), CHUNK):
+        chunk = unsubscribed[start:start + CHUNK]
+        received = ledger.received_among(issue, [address for address, _ in chunk])
+        hows.update(how for address, how in chunk if address in received)
+    return hows
+
+
+def _notes(figures: IssueFigures, counts: dict[str, tuple[int, int]]) -> None:
+    """What the figures cannot say, in words."""
+    if figures.backend == "smtp":
+        figures.notes.append("sent through SMTP: no provider reports deliveries, opens or clicks for it")
+    elif not counts:
+        figures.notes.append("no event of this issue was received: is `mailer serve` receiving SendGrid's Event "
+                             "Webhook (SENDGRID_WEBHOOK_PUBLIC_KEY), or MAILER_SERVE_URL set to reach it?")
+    for kind in ("clicks", "opens"):
+        setting = figures.tracking.get(kind)
+        if setting is False:
+            figures.notes.append(f"{kind} were not tracked (mailer.yaml: tracking.{kind}: false)")
+        elif setting is None and figures.backend != "smtp":
+            figures.notes.append(f"{kind}: tracked only if the SendGrid account tracks them (mailer.yaml sets no "
+                                 f"tracking.{kind})")
+    figures.notes.append("machine opens are a lower bound: SendGrid flags Apple Mail Privacy Protection's opens; "
+                         "other proxies' opens count as people's")

@@ -1,0 +1,124 @@
+"""A report as the CLI asks for it: one issue (its figures, its link map, the email for the click map),
+or the trend over the last issues; read from the state folder's ledger, suppression list and store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mailer.audience.store import SubscriberStore
+from mailer.compose import placeholders
+from mailer.compose.build import build_issue, render_issue, web_values
+from mailer.config import Config
+from mailer.deliver.ledger import Ledger, ledger_path
+from mailer.deliver.send import SendOptions, issue_key, open_ledger
+from mailer.deliver.suppressions import SuppressionList, suppressions_path
+from mailer.report.figures import IssueFigures, issue_figures
+from mailer.report.links import Link, map_links
+from mailer.report.trend import TrendRow, WeekRow, trend, weeks
+
+
+@dataclass
+class IssueReport:
+    figures: IssueFigures
+    title: str
+    subject: str
+    links: list[Link]
+    email_html: str  # the HTML part as sent, with nobody's values in the placeholders: the click map's base
+
+
+@dataclass
+class TrendReport:
+    rows: list[TrendRow]
+    weeks: list[WeekRow] = field(default_factory=list)  # empty: no subscriber store
+    heard_not_sent: list[tuple[str, int]] = field(default_factory=list)  # events for issues not sent from here
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"issues": [row.as_dict() for row in self.rows], "weeks": [row.as_dict() for row in self.weeks],
+                "events_for_issues_not_sent_here": dict(self.heard_not_sent)}
+
+
+def report_issue(config: Config, issue_path: Path) -> IssueReport:
+    """The figures of the issue built from `issue_path`, as its readers' events tell them."""
+    rendered = build_issue(issue_path, config)
+    key = issue_key(rendered.issue.slug, SendOptions())
+    links = map_links(rendered.issue, rendered.html, lambda marked: render_issue(marked, config).html)
+    email_html = placeholders.fill(rendered.html, web_values(rendered.issue, config), escape_html=True)
+    if not ledger_path(config.state_dir).exists():  # nothing sent from here: nothing to create either
+        figures = IssueFigures(issue=key, notes=["nothing was sent from this state folder yet"])
+        return IssueReport(figures, rendered.issue.title, rendered.subject, links, email_html)
+    ledger = open_ledger(config, key, claim=False)
+    try:
+        sent = dict(ledger.sent_issues())
+        following = _next_sent(list(sent.items()), key)
+        figures = issue_figures(ledger, key, links, sent_at=sent.get(key),
+                                unsubscribed=_unsubscribed(config.state_dir, sent.get(key), following))
+        if key not in sent:
+            figures.notes.insert(0, "this issue was not sent live from this state folder")
+    finally:
+        ledger.close()
+    return IssueReport(figures, rendered.issue.title, rendered.subject, links, email_html)
+
+
+def report_trend(config: Config, *, last: int) -> TrendReport:
+    """The last `last` issues sent from the state folder, and the store's weekly sign-ups and losses."""
+    if not ledger_path(config.state_dir).exists():
+        return TrendReport(rows=[])
+    ledger = Ledger(ledger_path(config.state_dir))
+    try:
+        sent = ledger.sent_issues()
+
+        def figures_of(issue: str, sent_at: str, following: str | None) -> IssueFigures:
+            return issue_figures(ledger, issue, _links_of(config, issue), sent_at=sent_at,
+                                 unsubscribed=_unsubscribed(config.state_dir, sent_at, following))
+
+        rows = trend(sent, figures_of, last=last)
+        heard = ledger.issues_heard_not_sent()
+    finally:
+        ledger.close()
+    return TrendReport(rows=rows, weeks=_weeks(config.state_dir, rows), heard_not_sent=heard)
+
+
+def _links_of(config: Config, issue: str) -> list[Link] | None:
+    """The link map of an issue of the trend, when its file is still in issues/ and builds (None: clicks are
+    then counted per reader, a click on a link the issue never had included)."""
+    from mailer.errors import MailerError
+
+    path = config.issues_dir / f"{issue}.yaml"
+    if not path.is_file():
+        return None
+    try:
+        rendered = build_issue(path, config)
+        return map_links(rendered.issue, rendered.html, lambda marked: render_issue(marked, config).html)
+    except MailerError:
+        return None
+
+
+def _next_sent(sent: list[tuple[str, str]], key: str) -> str | None:
+    keys = [issue for issue, _ in sent]
+    if key not in keys or keys.index(key) + 1 >= len(keys):
+        return None
+    return sent[keys.index(key) + 1][1]
+
+
+def _unsubscribed(state_dir: Path, start: str | None, end: str | None) -> list[tuple[str, str]]:
+    if start is None or not suppressions_path(state_dir).exists():
+        return []
+    with SuppressionList(suppressions_path(state_dir)) as suppressions:
+        return suppressions.unsubscribed_between(start, end)
+
+
+def _weeks(state_dir: Path, rows: list[TrendRow]) -> list[WeekRow]:
+    store = SubscriberStore.open_existing(state_dir)
+    if store is None:
+        return []
+    first = rows[0].sent_at if rows and rows[0].sent_at else None
+    try:
+        since = date.fromisoformat(first) if first else datetime.now().date() - timedelta(weeks=8)
+    except ValueError:
+        since = datetime.now().date() - timedelta(weeks=8)
+    with store:
+        gained, lost = store.changes_by_day(since.isoformat())
+    return weeks(gained, lost, since=since)

@@ -1,0 +1,140 @@
+"""`mailer report` after a live send: the SendGrid stand-in's readers open and click (and so do machines and
+link scanners), the events go through `mailer serve` as a running process, and the report says who was a person."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE_ISSUE, approve
+from tests.fake_sendgrid import APPLE_PROXY, BROWSER, GATEWAY, EventWebhook, FakeSendGrid, tracked_links
+from tests.web.test_service import Running, serving, token_for
+
+ADA, ALAN, LI_LEI, MEIMEI = "ada.lovelace@example.com", "alan.turing@example.com", "li.lei@example.com", \
+    "han.meimei@example.org"
+HANAKO, LAYLA, JOSE, ZOE = "hanako.yamada@example.net", "layla.haddad@example.org", "jose.garcia@example.com", \
+    "zoe.muller@example.net"
+NGUYEN, GRACE, SEAN, PRIYA = "n.nguyen@example.com", "grace.hopper@example.net", "sean.obrien@example.com", \
+    "priya.sharma@example.org"
+NEURIPS = "https://www.topbots.com/neurips-2020-nlp-research-papers/"
+DEPIX = "https://github.com/beurtschipper/Depix"
+CROSSNER = "https://github.com/zliucr/CrossNER"  # the dataset: its name, its picture's button and more
+
+
+@pytest.fixture
+def events() -> EventWebhook:
+    return EventWebhook()
+
+
+@pytest.fixture
+def tracked_workspace(workspace: Path) -> Path:
+    with (workspace / "mailer.yaml").open("a", encoding="utf-8") as config:
+        config.write("tracking:\n  clicks: true\n  opens: true\n")
+    return workspace
+
+
+@pytest.fixture
+def service(tracked_workspace: Path, state_dir: Path, events: EventWebhook) -> Iterator[Running]:
+    with serving(tracked_workspace, state_dir, SENDGRID_WEBHOOK_PUBLIC_KEY=events.public_key) as running:
+        yield running
+
+
+@pytest.fixture
+def sent(tracked_workspace: Path, sendgrid: FakeSendGrid, run_cli) -> FakeSendGrid:
+    approve(run_cli)
+    test_copy = list(sendgrid.requests)
+    sendgrid.requests.clear()
+    result = run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
+    assert result.exit_code == 0, result.stderr
+    sendgrid.test_copy = test_copy  # type: ignore[attr-defined]
+    return sendgrid
+
+
+def post(service: Running, events: EventWebhook, batch: list[dict]) -> dict:
+    body = json.dumps(batch).encode()
+    status, _, text = service.request("POST", "/webhooks/sendgrid", body, events.signed(body))
+    assert status == 200, text
+    return json.loads(text)
+
+
+def report_json(run_cli, *args: str) -> dict:
+    result = run_cli("report", *args, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_report_counts_people_per_card_and_takes_scanners_and_machines_out(
+        service: Running, events: EventWebhook, sent: FakeSendGrid, run_cli) -> None:
+    links = tracked_links(sent, ADA)
+    neurips, depix = links.index(NEURIPS), links.index(DEPIX)
+    crossner = [index for index, url in enumerate(links) if url == CROSSNER]
+    assert len(crossner) >= 2  # the same URL twice: only the position tells which link was clicked
+    base = time.time() - 3 * 3600
+    readers = [each["to"][0]["email"] for body in sent.requests for each in body["personalizations"]]
+    batch = [events.reader_event(sent, email, kind, at=base) for email in readers
+             for kind in ("processed", "delivered")]
+    opened = [(ADA, False), (ALAN, False), (LI_LEI, False), (ADA, True), (MEIMEI, True), (HANAKO, True)]
+    batch += [events.reader_event(sent, email, "open", at=base + 2 if machine else base + 600,
+                                  useragent=APPLE_PROXY if machine else BROWSER, sg_machine_open=machine)
+              for email, machine in opened]
+    batch += [
+        events.click(sent, ADA, neurips, at=base + 700),
+        events.click(sent, ALAN, neurips, at=base + 800),
+        events.click(sent, ALAN, depix, at=base + 900),
+        events.click(sent, LI_LEI, crossner[1], at=base + 1000),
+        events.click(sent, JOSE, depix, at=base + 1200),  # no open on record: images off, still a reader
+        events.click(sent, ZOE, neurips, at=base + 3000, agent=GATEWAY),  # rule: agent
+        events.click(sent, NGUYEN, neurips, at=base + 3),  # rule: within seconds of delivery
+        *[events.click(sent, GRACE, index, at=base + 5000 + index / 10) for index in range(1, 6)],  # rule: burst
+        events.reader_event(sent, SEAN, "spamreport", at=base + 4000),
+        events.reader_event(sent, PRIYA, "click", at=base + 4100, url="https://elsewhere.example/", useragent=BROWSER),
+    ]
+    answer = post(service, events, batch)
+    assert answer["new"] == len(batch)
+    assert post(service, events, batch)["new"] == 0  # SendGrid's retry of the same batch changes nothing
+    # The editor's own test copy: opened and clicked, and never counted.
+    test_copy = FakeSendGrid()
+    test_copy.requests = sent.test_copy  # type: ignore[attr-defined]
+    post(service, events, [events.reader_event(test_copy, "editor@example.com", "open", at=base + 50),
+                           events.click(test_copy, "editor@example.com", neurips, at=base + 60)])
+    # A reader unsubscribes with their mail client's one-click button, through the service.
+    status, _, _ = service.post_form(f"/unsubscribe?token={token_for(MEIMEI)}", "List-Unsubscribe=One-Click")
+    assert status == 200
+
+    figures = report_json(run_cli, SAMPLE_ISSUE)
+    assert figures["tracking"] == {"clicks": True, "opens": True}
+    assert figures["recipients"] == len(readers) == figures["delivered"]
+    assert figures["opens"] == {"human": 4, "machine": 2, "human_rate": pytest.approx(4 / len(readers))}
+    assert figures["clicks"]["human_unique"] == 4  # Ada, Alan, Li Lei, José
+    assert figures["clicks"]["scanner"] == 7
+    assert figures["clicks"]["scanner_by_rule"] == {"agent": 1, "early": 1, "burst": 5}
+    by_position = {link["position"]: link for link in figures["clicks"]["links"]}
+    assert by_position[neurips]["human_unique"] == 2
+    assert by_position[neurips]["card"].startswith("NeurIPS 2020: Key Research Papers in Natural Language")
+    assert by_position[neurips]["section"] == "Neural Complications"
+    assert by_position[depix]["human_unique"] == 2 and by_position[depix]["card"] == "beurtschipper/Depix"
+    assert by_position[crossner[1]]["human_unique"] == 1 and by_position[crossner[0]]["human_unique"] == 0
+    assert by_position[crossner[1]]["card"] == "CrossNER"
+    cards = {card["card"]: card["human_unique"] for card in figures["clicks"]["cards"]}
+    assert cards["CrossNER"] == 1 and cards["beurtschipper/Depix"] == 2
+    assert figures["odd"] == {"click_not_in_issue": 1}
+    assert figures["complaints"] == 1
+    assert figures["complaint_rate"] == pytest.approx(1 / len(readers))
+    assert figures["unsubscribes"] == {"mailer serve (one-click)": 1}
+
+    table = run_cli("report", SAMPLE_ISSUE)
+    assert table.exit_code == 0, table.stderr
+    assert "NeurIPS 2020" in table.stdout and "scanner clicks taken out" in table.stdout
+    assert "1 a security gateway's or an HTTP library's user agent" in table.stdout
+    # The editor's test copy counts nowhere: not in status either.
+    status_json = json.loads(run_cli("status", SAMPLE_ISSUE, "--format", "json").stdout)
+    assert status_json["events"]["unique_clicks"] == 4 + 1 + 3  # people and scanners, never the test copy
+
+    trend = report_json(run_cli)
+    (row,) = trend["issues"]
+    assert row["issue"] == "2020-12-13" and row["recipients"] == len(readers)
+    assert row["click_through_rate"] == pytest.approx(4 / len(readers))
