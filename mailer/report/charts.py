@@ -51,6 +51,10 @@ def _chart(kind: str, title: str, **options: object) -> object:
     return getattr(pygal, kind)(**settings)
 
 
+def _short(label: str, width: int = 42) -> str:
+    return label if len(label) <= width else label[:width - 1].rstrip() + "…"
+
+
 def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}" if value >= 0.001 or value == 0 else f"{value:.2%}"
 
@@ -60,7 +64,7 @@ def cards_chart(figures: IssueFigures, *, top: int = 12) -> str:
     cards = [card for card in figures.cards if card.human_unique][:top]
     chart = _chart("HorizontalBar", "Readers who clicked each card (people, not scanners)",
                    show_legend=False, print_values=True, height=max(160, 34 * len(cards) + 90))
-    chart.x_labels = [card.card for card in reversed(cards)]  # type: ignore[attr-defined]
+    chart.x_labels = [_short(card.card) for card in reversed(cards)]  # type: ignore[attr-defined]
     chart.add("readers", [card.human_unique for card in reversed(cards)])  # type: ignore[attr-defined]
     return _svg(chart)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from mailer.audience.store import SubscriberStore
 from mailer.compose import placeholders
-from mailer.compose.build import build_issue, render_issue, web_values
+from mailer.compose.build import RenderedIssue, build_issue, render_issue, web_values
 from mailer.config import Config
 from mailer.deliver.ledger import Ledger, ledger_path
 from mailer.deliver.send import SendOptions, issue_key, open_ledger
@@ -45,7 +45,8 @@ def report_issue(config: Config, issue_path: Path) -> IssueReport:
     rendered = build_issue(issue_path, config)
     key = issue_key(rendered.issue.slug, SendOptions())
     links = map_links(rendered.issue, rendered.html, lambda marked: render_issue(marked, config).html)
-    email_html = placeholders.fill(rendered.html, web_values(rendered.issue, config), escape_html=True)
+    email_html = _with_local_images(placeholders.fill(rendered.html, web_values(rendered.issue, config),
+                                                      escape_html=True), rendered, config)
     if not ledger_path(config.state_dir).exists():  # nothing sent from here: nothing to create either
         figures = IssueFigures(issue=key, notes=["nothing was sent from this state folder yet"])
         return IssueReport(figures, rendered.issue.title, rendered.subject, links, email_html)
@@ -79,6 +80,32 @@ def report_trend(config: Config, *, last: int) -> TrendReport:
     finally:
         ledger.close()
     return TrendReport(rows=rows, weeks=_weeks(config.state_dir, rows), heard_not_sent=heard)
+
+
+MAX_EMBEDDED_IMAGE = 2 * 1024 * 1024
+
+
+def _with_local_images(html: str, rendered: RenderedIssue, config: Config) -> str:
+    """The click map's images from the issue's own files, as data: URLs: the page loads nothing, and the
+    email still looks as sent (an image from elsewhere shows its alt text)."""
+    import base64
+    import html as entities
+    import mimetypes
+
+    for image in rendered.local_images():
+        if image.local_path is None or not image.relative_path:
+            continue
+        try:
+            data = image.local_path.read_bytes() if image.local_path.stat().st_size <= MAX_EMBEDDED_IMAGE else None
+        except OSError:
+            data = None
+        kind = mimetypes.guess_type(image.local_path.name)[0] or ""
+        if data is None or not kind.startswith("image/"):
+            continue
+        published = entities.escape(f"{config.web_url(rendered.issue.slug)}{image.relative_path}", quote=True)
+        inline = f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
+        html = html.replace(f'src="{published}"', f'src="{inline}"')
+    return html
 
 
 def _links_of(config: Config, issue: str) -> list[Link] | None:

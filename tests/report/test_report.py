@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE_ISSUE, approve
+from tests.conftest import ARTIFACTS, SAMPLE_ISSUE, approve
 from tests.fake_sendgrid import APPLE_PROXY, BROWSER, GATEWAY, EventWebhook, FakeSendGrid, tracked_links
 from tests.web.test_service import Running, serving, token_for
 
@@ -67,8 +67,9 @@ def report_json(run_cli, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_the_report_counts_people_per_card_and_takes_scanners_and_machines_out(
-        service: Running, events: EventWebhook, sent: FakeSendGrid, run_cli) -> None:
+@pytest.fixture
+def clicked(service: Running, events: EventWebhook, sent: FakeSendGrid) -> dict[str, object]:
+    """What the stand-in's readers did after the live send, posted through mailer serve: the positions clicked."""
     links = tracked_links(sent, ADA)
     neurips, depix = links.index(NEURIPS), links.index(DEPIX)
     crossner = [index for index, url in enumerate(links) if url == CROSSNER]
@@ -104,7 +105,11 @@ def test_the_report_counts_people_per_card_and_takes_scanners_and_machines_out(
     # A reader unsubscribes with their mail client's one-click button, through the service.
     status, _, _ = service.post_form(f"/unsubscribe?token={token_for(MEIMEI)}", "List-Unsubscribe=One-Click")
     assert status == 200
+    return {"neurips": neurips, "depix": depix, "crossner": crossner, "readers": readers, "links": links}
 
+
+def test_the_report_counts_people_per_card_and_takes_scanners_and_machines_out(clicked: dict, run_cli) -> None:
+    neurips, depix, crossner, readers = (clicked[key] for key in ("neurips", "depix", "crossner", "readers"))
     figures = report_json(run_cli, SAMPLE_ISSUE)
     assert figures["tracking"] == {"clicks": True, "opens": True}
     assert figures["recipients"] == len(readers) == figures["delivered"]
@@ -138,3 +143,42 @@ def test_the_report_counts_people_per_card_and_takes_scanners_and_machines_out(
     (row,) = trend["issues"]
     assert row["issue"] == "2020-12-13" and row["recipients"] == len(readers)
     assert row["click_through_rate"] == pytest.approx(4 / len(readers))
+
+
+@pytest.mark.browser
+def test_the_html_page_shows_the_charts_and_the_click_map_offline(clicked: dict, run_cli, browser,
+                                                                     tmp_path: Path) -> None:
+    page_path = tmp_path / "report.html"
+    result = run_cli("report", SAMPLE_ISSUE, "--html", str(page_path))
+    assert result.exit_code == 0, result.stderr
+    context = browser.new_context(offline=True, viewport={"width": 1200, "height": 900})
+    asked: list[str] = []
+    context.on("request", lambda request: asked.append(request.url))
+    page = context.new_page()
+    try:
+        page.goto(page_path.as_uri())
+        # Both charts are drawn (SVG in the page), the cards chart naming the cards people clicked.
+        assert page.locator("#reach-chart svg").count() == 1
+        assert "beurtschipper/Depix" in page.locator("#cards-chart").inner_text()
+        assert page.locator("#cards-chart svg").bounding_box()["height"] > 100  # drawn, not an empty box
+        assert page.locator("script").count() == 0
+        # The click map: the email as sent, every link badged; the NeurIPS card's link with its 2 readers of 4.
+        email = page.frame_locator("iframe.clickmap")
+        badges = email.locator(".mailer-clickmap-badge")
+        assert badges.count() == len(tracked_links_of(clicked))
+        neurips = email.locator(f".mailer-clickmap-badge[data-position='{clicked['neurips']}']")
+        assert neurips.inner_text() == "2 · 50%"
+        assert neurips.is_visible()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "report-charts.png"))
+        # The click map's first cards in the window (an element screenshot of an iframe comes out blank).
+        page.evaluate("() => window.scrollTo(0, document.querySelector('iframe.clickmap').offsetTop + 400)")
+        page.screenshot(path=str(ARTIFACTS / "report-click-map.png"))
+    finally:
+        context.close()
+    # Nothing but the page itself was asked for: no font, script, image or chart library from the network.
+    assert asked == [page_path.as_uri()] or all(url.startswith(("file:", "about:", "data:")) for url in asked)
+
+
+def tracked_links_of(clicked: dict) -> list[str]:
+    return clicked["links"]  # type: ignore[return-value]
