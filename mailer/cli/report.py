@@ -42,13 +42,18 @@ def report(issue_file: Path | None, output: str, html_path: Path | None, open_pa
     this machine, or from the one at MAILER_SERVE_URL.
     """
     from mailer.config import find_workspace, load_config
+    from mailer.deliver.suppressions import PullError
     from mailer.report.read import report_issue, report_trend
     from mailer.report.remote import pull_events
 
     config = load_config(find_workspace(issue_file.parent if issue_file else Path.cwd()))
-    pulled = pull_events(config.state_dir)
-    if pulled is not None:
-        click.echo(f"{pulled:,} new event(s) from the mailer serve at MAILER_SERVE_URL", err=True)
+    try:
+        pulled = pull_events(config.state_dir)
+    except PullError as err:  # the events already here still make a report: said, not a stop
+        click.secho(f"warning: {err}; the report shows the events copied before", fg="yellow", err=True)
+    else:
+        if pulled is not None:
+            click.echo(f"{pulled:,} new event(s) from the mailer serve at MAILER_SERVE_URL", err=True)
     if issue_file is not None:
         issue_report = report_issue(config, issue_file)
         if output == "json":

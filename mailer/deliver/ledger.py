@@ -104,6 +104,11 @@ END;
 CREATE TRIGGER IF NOT EXISTS finished_void_on_rekey AFTER UPDATE OF issue, recipient ON deliveries BEGIN
     DELETE FROM finished WHERE issue IN (OLD.issue, NEW.issue);
 END;
+-- How far the events of a remote `mailer serve` (MAILER_SERVE_URL) were copied here: its last event's rowid.
+CREATE TABLE IF NOT EXISTS remote_events (
+    source       TEXT PRIMARY KEY,       -- the service's address, without credentials
+    after        INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS schedules (
     issue        TEXT NOT NULL,
     schedule_id  TEXT NOT NULL,          -- SendGrid's batch_id
@@ -476,6 +481,26 @@ class Ledger:
         return {recipient for (recipient,) in self._query(
             "SELECT recipient FROM deliveries WHERE issue=? AND state IN (?, ?) "
             "AND recipient IN (SELECT value FROM json_each(?))", (issue, ACCEPTED, UNCERTAIN, json.dumps(keys)))}
+
+    def events_after(self, rowid: int, limit: int) -> list[tuple[Any, ...]]:
+        """Up to `limit` events recorded after `rowid`, oldest first, as (rowid, *EVENT_COLUMNS): the export a
+        sending machine copies them from (mailer report with MAILER_SERVE_URL)."""
+        return self._query(f"SELECT rowid, {EVENT_COLUMNS} FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",  # noqa: S608
+                           (rowid, limit))
+
+    def remote_cursor(self, source: str) -> int:
+        rows = self._query("SELECT after FROM remote_events WHERE source=?", (source,))
+        return rows[0][0] if rows else 0
+
+    def record_remote_events(self, source: str, events: list[tuple[Any, ...]], after: int) -> int:
+        """Store events copied from a remote service and how far the copy got, in one transaction; count the new."""
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany(f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           events)
+            new = db.total_changes - before
+            db.execute("INSERT OR REPLACE INTO remote_events VALUES (?, ?)", (source, after))
+            return new
 
     def record_tracking(self, issue: str, backend: str, *, clicks: bool | None, opens: bool | None) -> None:
         """What this live send asked the provider to track (the latest send of an issue wins)."""

@@ -11,6 +11,7 @@ transaction: a pull that fails or is interrupted leaves the previous list exactl
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -492,7 +493,19 @@ MAX_EXPORT_BYTES = 64 * 1024 * 1024
 
 def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] | None:
     """A remote `mailer serve`'s lists (MAILER_SERVE_URL, with MAILER_EXPORT_TOKEN), or None when none is set."""
-    import os
+    export = fetch_from_serve(EXPORT_PATH, timeout=timeout)
+    if export is None:
+        return None
+    shown = shown_url(os.environ.get(SERVE_URL_ENV, "").strip().rstrip("/"))
+    if not _is_export(export):
+        raise PullError(f"the answer from {shown}{EXPORT_PATH} is not mailer's export (a field is missing or "
+                        "of the wrong kind)")
+    return export
+
+
+def fetch_from_serve(path: str, *, timeout: float = TIMEOUT_SECONDS) -> Any:
+    """GET `path` (with its query) of the remote `mailer serve` at MAILER_SERVE_URL, opened by MAILER_EXPORT_TOKEN:
+    its JSON, checked to be UTF-8 text throughout; None when MAILER_SERVE_URL is not set. PullError otherwise."""
     import urllib.error
     import urllib.request
     from urllib.parse import urlsplit
@@ -520,8 +533,9 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
                         f"    hint: export {SERVE_URL_ENV}={shown.replace('***@', '', 1)}")
     if not token:
         raise PullError(f"{SERVE_URL_ENV} is set but {EXPORT_TOKEN_ENV} is not: the service only answers with it")
-    request = urllib.request.Request(base + EXPORT_PATH, headers={"Authorization": f"Bearer {token}",
-                                                                   "Accept": "application/json"})
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}",
+                                                           "Accept": "application/json"})
+    shown_path = path.split("?", 1)[0]
     # No redirects: urllib would carry the bearer token to wherever a redirect points, http included.
     opener = urllib.request.build_opener(NoRedirects)
     try:
@@ -529,23 +543,23 @@ def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] |
             data = answer.read(MAX_EXPORT_BYTES + 1)
     except urllib.error.HTTPError as err:
         hint = f"; check {EXPORT_TOKEN_ENV} (the same value on both machines)" if err.code in (401, 403) else ""
-        raise PullError(f"the mailer serve at {shown} answered {err.code} to the export{hint}") from None
+        if err.code == 404 and shown_path != EXPORT_PATH:
+            hint = "; is the mailer serve there older than this mailer? (update it)"
+        what = "the export" if shown_path == EXPORT_PATH else shown_path
+        raise PullError(f"the mailer serve at {shown} answered {err.code} to {what}{hint}") from None
     except (urllib.error.URLError, OSError, HTTPException) as err:
         raise PullError(f"cannot reach the mailer serve at {shown}: {getattr(err, 'reason', err)}") from None
     if len(data) > MAX_EXPORT_BYTES:
-        raise PullError(f"the export from {shown} is larger than {MAX_EXPORT_BYTES // 1024 // 1024} MB")
+        raise PullError(f"the answer from {shown}{shown_path} is larger than {MAX_EXPORT_BYTES // 1024 // 1024} MB")
     try:
         text = _utf8(data)
-        export = json.loads(text)
+        found = json.loads(text)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; JSON nested too deep
-        raise PullError(f"the answer from {shown}{EXPORT_PATH} is not mailer's export (not JSON in UTF-8)") from None
-    if not _is_export(export):
-        raise PullError(f"the answer from {shown}{EXPORT_PATH} is not mailer's export (a field is missing or "
-                        "of the wrong kind)")
-    if not _all_text(text, export):
-        raise PullError(f"the answer from {shown}{EXPORT_PATH} holds {_NOT_TEXT}: is {SERVE_URL_ENV} the "
+        raise PullError(f"the answer from {shown}{shown_path} is not mailer's export (not JSON in UTF-8)") from None
+    if not _all_text(text, found):
+        raise PullError(f"the answer from {shown}{shown_path} holds {_NOT_TEXT}: is {SERVE_URL_ENV} the "
                         "mailer serve's address?")
-    return export
+    return found
 
 
 def _is_export(export: Any) -> bool:

@@ -143,6 +143,15 @@ def issue_figures(ledger: Ledger, issue: str, links: list[Link] | None, *, sent_
     return figures
 
 
+def unsent_figures(issue: str, links: list[Link]) -> IssueFigures:
+    """An issue nothing was sent of from here: its links and cards, every figure zero."""
+    figures = IssueFigures(issue=issue, notes=["nothing was sent from this state folder yet"])
+    figures.links = [LinkFigure(link.position, link.url, link.card, link.section, 0, 0.0) for link in links]
+    cards = dict.fromkeys((link.card, link.section) for link in links)
+    figures.cards = [CardFigure(card, section, 0, 0.0) for card, section in cards]
+    return figures
+
+
 def _count_clicks(ledger: Ledger, issue: str, links: list[Link] | None, figures: IssueFigures) -> set[str]:
     """Per link and card, readers who clicked; scanners counted apart. The human clickers."""
     known = links is not None

@@ -15,7 +15,7 @@ from mailer.config import Config
 from mailer.deliver.ledger import Ledger, ledger_path
 from mailer.deliver.send import SendOptions, issue_key, open_ledger
 from mailer.deliver.suppressions import SuppressionList, suppressions_path
-from mailer.report.figures import IssueFigures, issue_figures
+from mailer.report.figures import IssueFigures, issue_figures, unsent_figures
 from mailer.report.links import Link, map_links
 from mailer.report.trend import TrendRow, WeekRow, trend, weeks
 
@@ -48,7 +48,7 @@ def report_issue(config: Config, issue_path: Path) -> IssueReport:
     email_html = _with_local_images(placeholders.fill(rendered.html, web_values(rendered.issue, config),
                                                       escape_html=True), rendered, config)
     if not ledger_path(config.state_dir).exists():  # nothing sent from here: nothing to create either
-        figures = IssueFigures(issue=key, notes=["nothing was sent from this state folder yet"])
+        figures = unsent_figures(key, links)
         return IssueReport(figures, rendered.issue.title, rendered.subject, links, email_html)
     ledger = open_ledger(config, key, claim=False)
     try:
@@ -66,7 +66,7 @@ def report_issue(config: Config, issue_path: Path) -> IssueReport:
 def report_trend(config: Config, *, last: int) -> TrendReport:
     """The last `last` issues sent from the state folder, and the store's weekly sign-ups and losses."""
     if not ledger_path(config.state_dir).exists():
-        return TrendReport(rows=[])
+        return TrendReport(rows=[], weeks=_weeks(config.state_dir, []))
     ledger = Ledger(ledger_path(config.state_dir))
     try:
         sent = ledger.sent_issues()

@@ -59,6 +59,8 @@ SECURITY_HEADERS = {
 
 
 WEBHOOK_PATH = "/webhooks/sendgrid"
+EVENTS_EXPORT_PATH = "/export/events"
+EVENTS_PAGE = 10_000  # events in one answer of the events export: about 3 MB
 WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 MAX_WEBHOOK_BYTES = 2 * 1024 * 1024  # SendGrid posts batches well under a megabyte
 MAX_WEBHOOK_AGE_SECONDS = 600  # a signed batch older than this is a replay, not SendGrid
@@ -189,8 +191,13 @@ def create_app(config: Config) -> Any:
         async def export(request: Any) -> Any:
             return await _export(service, request, export_token)
 
+        async def export_events(request: Any) -> Any:
+            return await _export_events(service, request, export_token)
+
         routes.append(Route(EXPORT_PATH, export, methods=["GET"]))
+        routes.append(Route(EVENTS_EXPORT_PATH, export_events, methods=["GET"]))
         endpoints.append(("export", EXPORT_PATH))
+        endpoints.append(("events export", EVENTS_EXPORT_PATH))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> Any:
@@ -282,18 +289,59 @@ async def _webhook(service: Service, request: Any) -> Any:
                          "skipped": batch.skipped})
 
 
-async def _export(service: Service, request: Any, token: str) -> Any:
-    """The suppression lists this service keeps, for `mailer suppressions pull` on the sending machine."""
+def _unauthorized(request: Any, token: str) -> Any:
+    """A 401 answer unless the request carries the export's bearer token; None when it does."""
     import hmac
 
-    from starlette.concurrency import run_in_threadpool
-    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.responses import PlainTextResponse
 
     # RFC 9110 11.1: the scheme's name is case-insensitive ("bearer", "BEARER"); the token is not.
     scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8", "replace"),
                                                              token.encode()):
         return PlainTextResponse("unauthorized", status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    return None
+
+
+async def _export_events(service: Service, request: Any, token: str) -> Any:
+    """The provider's events this service received, a page at a time from a rowid: for `mailer report` on the
+    sending machine. `after` and `limit` (at most EVENTS_PAGE) are whole numbers; anything else is a 400."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse, PlainTextResponse
+
+    refused = _unauthorized(request, token)
+    if refused is not None:
+        return refused
+    after, limit = request.query_params.get("after", "0"), request.query_params.get("limit", str(EVENTS_PAGE))
+    if not (after.isascii() and after.isdigit() and len(after) <= 18 and limit.isascii() and limit.isdigit()
+            and 0 < int(limit) <= EVENTS_PAGE):
+        return PlainTextResponse(f"after: a rowid; limit: 1 to {EVENTS_PAGE}", status_code=400)
+
+    def read() -> dict[str, Any]:
+        from mailer.deliver.ledger import Ledger, ledger_path
+
+        path = ledger_path(service.state_dir)
+        if not path.exists():
+            return {"events": [], "next": int(after), "more": False}
+        ledger = Ledger(path)
+        try:
+            rows = ledger.events_after(int(after), int(limit))
+        finally:
+            ledger.close()
+        return {"events": [list(row[1:]) for row in rows], "next": rows[-1][0] if rows else int(after),
+                "more": len(rows) == int(limit)}
+
+    return JSONResponse(await run_in_threadpool(read), headers={"Cache-Control": "no-store"})
+
+
+async def _export(service: Service, request: Any, token: str) -> Any:
+    """The suppression lists this service keeps, for `mailer suppressions pull` on the sending machine."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import JSONResponse
+
+    refused = _unauthorized(request, token)
+    if refused is not None:
+        return refused
 
     def read() -> dict[str, Any]:
         with SuppressionList(service.suppressions_path) as suppressions:

@@ -182,3 +182,37 @@ def test_the_html_page_shows_the_charts_and_the_click_map_offline(clicked: dict,
 
 def tracked_links_of(clicked: dict) -> list[str]:
     return clicked["links"]  # type: ignore[return-value]
+
+
+EXPORT_TOKEN = "export-token-for-tests-0123456789abcdef"
+
+
+def test_events_received_by_a_mailer_serve_elsewhere_are_copied_once(
+        tracked_workspace: Path, sent: FakeSendGrid, events: EventWebhook, tmp_path: Path, run_cli,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    links = tracked_links(sent, ADA)
+    base = time.time() - 3600
+    with serving(tracked_workspace, tmp_path / "remote-state", SENDGRID_WEBHOOK_PUBLIC_KEY=events.public_key,
+                 MAILER_EXPORT_TOKEN=EXPORT_TOKEN) as remote:
+        post(remote, events, [events.reader_event(sent, ADA, "delivered", at=base),
+                              events.click(sent, ADA, links.index(DEPIX), at=base + 600)])
+        monkeypatch.setenv("MAILER_SERVE_URL", f"http://127.0.0.1:{remote.port}")
+        monkeypatch.setenv("MAILER_EXPORT_TOKEN", EXPORT_TOKEN)
+        first = run_cli("report", SAMPLE_ISSUE, "--format", "json")
+        assert first.exit_code == 0, first.stderr
+        assert "2 new event(s) from the mailer serve" in first.stderr
+        assert json.loads(first.stdout)["clicks"]["human_unique"] == 1
+        post(remote, events, [events.click(sent, ALAN, links.index(DEPIX), at=base + 700)])
+        second = run_cli("report", SAMPLE_ISSUE, "--format", "json")
+        assert "1 new event(s)" in second.stderr  # only what is new is copied
+        assert json.loads(second.stdout)["clicks"]["human_unique"] == 2
+        # A wrong token: a warning, and the report of what was copied before.
+        monkeypatch.setenv("MAILER_EXPORT_TOKEN", "y" * 40)
+        third = run_cli("report", SAMPLE_ISSUE, "--format", "json")
+        assert third.exit_code == 0 and "answered 401 to /export/events" in third.stderr
+        assert "y" * 40 not in third.stdout + third.stderr
+        assert json.loads(third.stdout)["clicks"]["human_unique"] == 2
+        assert remote.request("GET", "/export/events?after=0")[0] == 401
+        bad = {"Authorization": f"Bearer {EXPORT_TOKEN}"}
+        for query in ("after=-1", "after=x", "limit=0", "limit=10001", "after=1e3"):
+            assert remote.request("GET", f"/export/events?{query}", headers=bad)[0] == 400, query
