@@ -113,6 +113,11 @@ def validate_mail_send(body: Any, now: float | None = None) -> list[dict[str, st
     if tracking is not None and (not isinstance(tracking.get("enable"), bool)
                                  or not isinstance(tracking.get("substitution_tag", ""), str)):
         err("tracking_settings.subscription_tracking", "enable must be a boolean, substitution_tag a string.")
+    for name, keys in (("click_tracking", ("enable", "enable_text")), ("open_tracking", ("enable",))):
+        setting = body.get("tracking_settings", {}).get(name)
+        if setting is not None and (not isinstance(setting, dict) or not isinstance(setting.get("enable"), bool)
+                                    or any(not isinstance(setting.get(key, False), bool) for key in keys)):
+            err(f"tracking_settings.{name}", f"{', '.join(keys)} must be booleans.")
     if "send_at" in body:
         current = now or time.time()
         if not isinstance(body["send_at"], int) or body["send_at"] > current + 72 * 3600:

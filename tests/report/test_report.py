@@ -54,6 +54,19 @@ def sent(tracked_workspace: Path, sendgrid: FakeSendGrid, run_cli) -> FakeSendGr
     return sendgrid
 
 
+def test_tracking_is_asked_for_as_set_and_left_to_the_account_when_unset(
+        workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
+    approve(run_cli)
+    assert "click_tracking" not in sendgrid.requests[-1].get("tracking_settings", {})
+    with (workspace / "mailer.yaml").open("a", encoding="utf-8") as config:
+        config.write("tracking:\n  clicks: false\n")
+    approve(run_cli)
+    assert sendgrid.requests[-1]["tracking_settings"]["click_tracking"] == {"enable": False, "enable_text": False}
+    assert "open_tracking" not in sendgrid.requests[-1]["tracking_settings"]
+    figures = report_json(run_cli, SAMPLE_ISSUE)  # nothing sent live yet
+    assert figures["clicks"]["human_unique"] == 0 and figures["clicks"]["links"][1]["card"].startswith("NeurIPS")
+
+
 def post(service: Running, events: EventWebhook, batch: list[dict]) -> dict:
     body = json.dumps(batch).encode()
     status, _, text = service.request("POST", "/webhooks/sendgrid", body, events.signed(body))
