@@ -178,3 +178,16 @@ def test_the_trend_counts_the_stores_sign_ups_and_losses_week_by_week(workspace:
     this_week = report["weeks"][-1]
     assert (this_week["signups_confirmed"], this_week["readers_lost"]) == (2, 1)  # the import is no sign-up
     assert "sign-ups confirmed" in run_cli("report").stdout
+
+
+def test_open_writes_the_page_into_build_and_hands_it_to_the_browser(workspace: Path, run_cli, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n', encoding="utf-8")
+    browser.chmod(0o755)
+    monkeypatch.setenv("BROWSER", str(browser))  # what Python's webbrowser runs, as a reader's desktop would
+    result = run_cli("report", SAMPLE_ISSUE, "--open")
+    assert result.exit_code == 0, result.stderr
+    page = workspace / "build" / "reports" / "2020-12-13.html"
+    assert page.is_file() and opened.read_text(encoding="utf-8").strip() == page.as_uri()
