@@ -200,3 +200,21 @@ def approve(run_cli) -> None:
     """The live test send of the sample issue that a live send to the list requires first."""
     result = run_cli("send", SAMPLE_ISSUE, "--test-to", "editor@example.com", "--live")
     assert result.exit_code == 0, result.stderr
+
+
+@pytest.fixture
+def serve_zone(monkeypatch: pytest.MonkeyPatch):
+    """Serve a zone (tests/dns_server.py) on a real DNS server on loopback, and point MAILER_DNS at it."""
+    from tests.dns_server import start_dns
+
+    running = []
+
+    def serve(zone):
+        server = start_dns(zone)
+        running.append(server)
+        monkeypatch.setenv("MAILER_DNS", server.address)
+        return server
+
+    yield serve
+    for server in running:
+        server.stop()

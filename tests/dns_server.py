@@ -153,12 +153,22 @@ def rsa_key(bits: int = 2048):  # noqa: ANN201 - cryptography's private key
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
+def short_public_key(bits: int = 512):  # noqa: ANN201 - cryptography's public key
+    """An RSA public key shorter than cryptography will generate (1024 bits at least): any odd modulus will do
+    for a key that is only published, never used."""
+    import secrets
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.RSAPublicNumbers(65537, secrets.randbits(bits) | (1 << (bits - 1)) | 1).public_key()
+
+
 def dkim_record(key: object) -> str:
-    """The TXT record publishing `key`'s public half (v=DKIM1; k=rsa; p=…)."""
+    """The TXT record publishing `key`'s public half (v=DKIM1; k=rsa; p=…); a private key or a public one."""
     from cryptography.hazmat.primitives import serialization
 
-    public = key.public_key().public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_key = key.public_key() if hasattr(key, "public_key") else key  # type: ignore[attr-defined]
+    public = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode()
 
 

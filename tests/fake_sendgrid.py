@@ -30,6 +30,9 @@ MAX_BYTES = 30 * 1024 * 1024
 PAGINATED = ("/v3/suppression/unsubscribes", "/v3/suppression/bounces", "/v3/suppression/spam_reports",
              "/v3/suppression/invalid_emails", "/v3/suppression/blocks")
 GROUP_SUPPRESSIONS = "/v3/asm/suppressions"
+# Domain authentication: GET /v3/whitelabel/domains lists the account's authenticated domains, paginated with
+# limit and offset, `domain` filtering them (https://www.twilio.com/docs/sendgrid/api-reference/domain-authentication/list-all-authenticated-domains).
+WHITELABEL_DOMAINS = "/v3/whitelabel/domains"
 MAX_LIMIT = 500
 # SendGrid does not document its default page size; a small one here means that a client relying
 # on it, instead of asking for `limit`, would miss rows and fail the tests.
@@ -148,6 +151,7 @@ class FakeSendGrid:
     get_default: str = "ok"
     rate_limit_reset_in: float = 0.0  # a 429's X-RateLimit-Reset (GET and Mail Send): this many seconds from now
     gets: list[str] = field(default_factory=list)  # path and query of every GET
+    whitelabel_domains: list[dict[str, Any]] = field(default_factory=list)  # as authenticated_domain() makes them
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -186,6 +190,9 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
                 return
             url = urlsplit(self.path.removeprefix(fake.path_prefix) if self.path.startswith(fake.path_prefix) else "")
             query = parse_qs(url.query, keep_blank_values=True)
+            if url.path == WHITELABEL_DOMAINS:
+                self._answer_domains(query)
+                return
             if url.path not in PAGINATED and url.path != GROUP_SUPPRESSIONS:
                 self._answer(404, {"errors": [{"field": None, "message": "not found"}]})
                 return
@@ -223,6 +230,17 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
                 self._answer(400, {"errors": [{"field": "limit", "message": f"limit must be between 1 and "
                                                f"{MAX_LIMIT}, and offset at least 0"}]})
                 return
+            self._answer(200, rows[offset:offset + limit])
+
+        def _answer_domains(self, query: dict[str, list[str]]) -> None:
+            try:
+                limit = int(query.get("limit", ["50"])[0])
+                offset = int(query.get("offset", ["0"])[0])
+            except ValueError:
+                self._answer(400, {"errors": [{"field": "limit", "message": "limit and offset must be integers"}]})
+                return
+            rows = [row for row in fake.whitelabel_domains
+                    if not query.get("domain") or query["domain"][0].lower() in row["domain"]]
             self._answer(200, rows[offset:offset + limit])
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -407,3 +425,21 @@ class EventWebhook:
         signature = self._key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
         return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode("ascii"),
                 "X-Twilio-Email-Event-Webhook-Timestamp": stamp, "Content-Type": "application/json"}
+
+
+def authenticated_domain(domain: str, *, user: int = 1234, valid: bool = True, domain_id: int = 1) -> dict[str, Any]:
+    """One authenticated domain as GET /v3/whitelabel/domains documents it, with automated security on: the
+    return path (mail_cname) and both DKIM selectors as CNAMEs into SendGrid's zone, each with its `valid`."""
+    def record(host: str, data: str, ok: bool) -> dict[str, Any]:
+        return {"valid": ok, "type": "cname", "host": host, "data": data}
+
+    return {
+        "id": domain_id, "user_id": user, "subdomain": f"em{user}", "domain": domain, "username": "editor",
+        "ips": [], "custom_spf": False, "default": True, "legacy": False, "automatic_security": True,
+        "valid": valid,
+        "dns": {
+            "mail_cname": record(f"em{user}.{domain}", f"u{user}.wl.sendgrid.net", valid),
+            "dkim1": record(f"s1._domainkey.{domain}", f"s1.domainkey.u{user}.wl.sendgrid.net", True),
+            "dkim2": record(f"s2._domainkey.{domain}", f"s2.domainkey.u{user}.wl.sendgrid.net", True),
+        },
+    }
