@@ -33,10 +33,22 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(scope="session")
+def sample_dns():
+    """A DNS server on loopback serving the sample's domain (example.com) as SendGrid's Sender Authentication
+    sets it up: what a live send's domain check and the README's `mailer doctor` ask, instead of the network."""
+    from tests.dns_server import good_zone, start_dns
+
+    server = start_dns(good_zone())
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test can touch a real state directory, key or SMTP server."""
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sample_dns) -> None:
+    """No test can touch a real state directory, key, SMTP server or DNS resolver."""
     monkeypatch.setenv("MAILER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("MAILER_DNS", sample_dns.address)
     for name in ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "MAILER_SMTP_URL"):
         monkeypatch.delenv(name, raising=False)
 

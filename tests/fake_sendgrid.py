@@ -151,7 +151,8 @@ class FakeSendGrid:
     get_default: str = "ok"
     rate_limit_reset_in: float = 0.0  # a 429's X-RateLimit-Reset (GET and Mail Send): this many seconds from now
     gets: list[str] = field(default_factory=list)  # path and query of every GET
-    whitelabel_domains: list[dict[str, Any]] = field(default_factory=list)  # as authenticated_domain() makes them
+    # The account's authenticated domains, as authenticated_domain() makes them: the sample's, validated.
+    whitelabel_domains: list[dict[str, Any]] = field(default_factory=lambda: [authenticated_domain("example.com")])
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 

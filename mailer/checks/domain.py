@@ -76,6 +76,16 @@ def check_domain(resolver: Resolver, sending: Sending) -> DomainFindings:
     return found
 
 
+def check_authentication(resolver: Resolver, sending: Sending) -> DomainFindings:
+    """SPF, DKIM and DMARC only: what decides whether receivers accept the mail (a live send's first screen)."""
+    found = DomainFindings()
+    check_spf(resolver, sending, found)
+    check_dkim(resolver, sending, found)
+    check_dmarc(resolver, sending, found)
+    found.unreachable = resolver.unreachable
+    return found
+
+
 def _unknown(check: str, title: str, answer: Answer, *, group: str = "domain") -> Row:
     return Row(check, title, UNKNOWN, answer.why_unanswered() + ": not checked",
                "run mailer doctor again when the network is back (MAILER_DNS names the DNS server asked, if set)",
