@@ -45,6 +45,7 @@ Environment (a live send; a dry run needs none of it):
   MAILER_SMTP_URL            --backend smtp: smtp://user:pass@host:587 (STARTTLS), smtps://user:pass@host:465
   MAILER_UNSUBSCRIBE_SECRET  signs each reader's unsubscribe link
   SSL_CERT_FILE              a private CA's certificate, when the SMTP server's is signed by one
+  MAILER_DNS                 HOST:PORT of the DNS server the domain check before a live send asks
 """
 
 
