@@ -33,10 +33,22 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(scope="session")
+def sample_dns():
+    """A DNS server on loopback serving the sample's domain (example.com) as SendGrid's Sender Authentication
+    sets it up: what a live send's domain check and the README's `mailer doctor` ask, instead of the network."""
+    from tests.dns_server import good_zone, start_dns
+
+    server = start_dns(good_zone())
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test can touch a real state directory, key or SMTP server."""
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sample_dns) -> None:
+    """No test can touch a real state directory, key, SMTP server or DNS resolver."""
     monkeypatch.setenv("MAILER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("MAILER_DNS", sample_dns.address)
     for name in ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "MAILER_SMTP_URL"):
         monkeypatch.delenv(name, raising=False)
 
@@ -200,3 +212,21 @@ def approve(run_cli) -> None:
     """The live test send of the sample issue that a live send to the list requires first."""
     result = run_cli("send", SAMPLE_ISSUE, "--test-to", "editor@example.com", "--live")
     assert result.exit_code == 0, result.stderr
+
+
+@pytest.fixture
+def serve_zone(monkeypatch: pytest.MonkeyPatch):
+    """Serve a zone (tests/dns_server.py) on a real DNS server on loopback, and point MAILER_DNS at it."""
+    from tests.dns_server import start_dns
+
+    running = []
+
+    def serve(zone):
+        server = start_dns(zone)
+        running.append(server)
+        monkeypatch.setenv("MAILER_DNS", server.address)
+        return server
+
+    yield serve
+    for server in running:
+        server.stop()

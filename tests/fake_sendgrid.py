@@ -30,6 +30,9 @@ MAX_BYTES = 30 * 1024 * 1024
 PAGINATED = ("/v3/suppression/unsubscribes", "/v3/suppression/bounces", "/v3/suppression/spam_reports",
              "/v3/suppression/invalid_emails", "/v3/suppression/blocks")
 GROUP_SUPPRESSIONS = "/v3/asm/suppressions"
+# Domain authentication: GET /v3/whitelabel/domains lists the account's authenticated domains, paginated with
+# limit and offset, `domain` filtering them (https://www.twilio.com/docs/sendgrid/api-reference/domain-authentication/list-all-authenticated-domains).
+WHITELABEL_DOMAINS = "/v3/whitelabel/domains"
 MAX_LIMIT = 500
 # SendGrid does not document its default page size; a small one here means that a client relying
 # on it, instead of asking for `limit`, would miss rows and fail the tests.
@@ -153,6 +156,8 @@ class FakeSendGrid:
     get_default: str = "ok"
     rate_limit_reset_in: float = 0.0  # a 429's X-RateLimit-Reset (GET and Mail Send): this many seconds from now
     gets: list[str] = field(default_factory=list)  # path and query of every GET
+    # The account's authenticated domains, as authenticated_domain() makes them: the sample's, validated.
+    whitelabel_domains: list[dict[str, Any]] = field(default_factory=lambda: [authenticated_domain("example.com")])
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -191,6 +196,9 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
                 return
             url = urlsplit(self.path.removeprefix(fake.path_prefix) if self.path.startswith(fake.path_prefix) else "")
             query = parse_qs(url.query, keep_blank_values=True)
+            if url.path == WHITELABEL_DOMAINS:
+                self._answer_domains(query)
+                return
             if url.path not in PAGINATED and url.path != GROUP_SUPPRESSIONS:
                 self._answer(404, {"errors": [{"field": None, "message": "not found"}]})
                 return
@@ -228,6 +236,17 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
                 self._answer(400, {"errors": [{"field": "limit", "message": f"limit must be between 1 and "
                                                f"{MAX_LIMIT}, and offset at least 0"}]})
                 return
+            self._answer(200, rows[offset:offset + limit])
+
+        def _answer_domains(self, query: dict[str, list[str]]) -> None:
+            try:
+                limit = int(query.get("limit", ["50"])[0])
+                offset = int(query.get("offset", ["0"])[0])
+            except ValueError:
+                self._answer(400, {"errors": [{"field": "limit", "message": "limit and offset must be integers"}]})
+                return
+            rows = [row for row in fake.whitelabel_domains
+                    if not query.get("domain") or query["domain"][0].lower() in row["domain"]]
             self._answer(200, rows[offset:offset + limit])
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -462,3 +481,19 @@ def tracked_links(fake: FakeSendGrid, email: str) -> list[str]:
             parser.feed(html)
             return parser.found
     raise KeyError(f"the fake accepted no message for {email}")
+def authenticated_domain(domain: str, *, user: int = 1234, valid: bool = True, domain_id: int = 1) -> dict[str, Any]:
+    """One authenticated domain as GET /v3/whitelabel/domains documents it, with automated security on: the
+    return path (mail_cname) and both DKIM selectors as CNAMEs into SendGrid's zone, each with its `valid`."""
+    def record(host: str, data: str, ok: bool) -> dict[str, Any]:
+        return {"valid": ok, "type": "cname", "host": host, "data": data}
+
+    return {
+        "id": domain_id, "user_id": user, "subdomain": f"em{user}", "domain": domain, "username": "editor",
+        "ips": [], "custom_spf": False, "default": True, "legacy": False, "automatic_security": True,
+        "valid": valid,
+        "dns": {
+            "mail_cname": record(f"em{user}.{domain}", f"u{user}.wl.sendgrid.net", valid),
+            "dkim1": record(f"s1._domainkey.{domain}", f"s1.domainkey.u{user}.wl.sendgrid.net", True),
+            "dkim2": record(f"s2._domainkey.{domain}", f"s2.domainkey.u{user}.wl.sendgrid.net", True),
+        },
+    }

@@ -1,9 +1,11 @@
 """Every `mailer` command in the README's examples, run as written in a shell, in a fresh copy of the workspace.
 
 A command that needs SendGrid talks to the local SendGrid-like server (its address and key in the
-environment, as a user's would be); one that runs until Ctrl-C must start and serve; a few end otherwise
-by design, and say so in the README (a live send with no terminal to confirm on, --strict with the sample's
-example addresses). Only `--links` is left out: it asks the internet, which the tests never do.
+environment, as a user's would be), and one that asks DNS (`mailer doctor`, a live send's domain check) the
+local DNS server of the sample's domain (MAILER_DNS, set for every test by conftest's isolated_env; with no
+network at all `mailer doctor` exits 3, "not checked"); one that runs until Ctrl-C must start and serve; a few
+end otherwise by design, and say so in the README (a live send with no terminal to confirm on, --strict with the
+sample's example addresses). Only `--links` is left out: it asks the internet, which the tests never do.
 """
 
 from __future__ import annotations

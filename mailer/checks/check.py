@@ -399,7 +399,7 @@ def _rendered_findings(rendered: RenderedIssue, config: Config, label: str, sour
     """Checks on the built email: what the layouts and settings put around the content."""
     found: list[Finding] = []
     layouts = display_path(config.layouts_dir) + "/"
-    message = _sample_message(rendered, config)
+    message = sample_message(rendered, config)
     sizes = _sizes(rendered, message)
     facts.update(sizes)
     limit_kb = GMAIL_CLIP_BYTES / 1024
@@ -476,7 +476,7 @@ def _sizes(rendered: RenderedIssue, message: Any) -> dict[str, int]:
     }
 
 
-def _sample_message(rendered: RenderedIssue, config: Config) -> Any:
+def sample_message(rendered: RenderedIssue, config: Config) -> Any:
     """The message one reader would get (a made-up reader: sizes and headers do not depend on who)."""
     from mailer.audience.subscribers import Subscriber
     from mailer.deliver.message import Personaliser, build_mime

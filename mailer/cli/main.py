@@ -11,6 +11,7 @@ from mailer import children
 from mailer.cli.author import cards, new
 from mailer.cli.build import build
 from mailer.cli.check import check
+from mailer.cli.doctor import doctor
 from mailer.cli.preview import preview
 from mailer.cli.report import report
 from mailer.cli.send import cancel, send, status
@@ -31,6 +32,7 @@ def cli() -> None:
       mailer cards issues/2026-12-06.yaml               # its cards' titles, from their pages
       mailer preview                                    # watch every issue at http://127.0.0.1:8000/
       mailer check issues/2020-12-13.yaml               # what would embarrass you, before sending
+      mailer doctor                                     # the sending domain's SPF, DKIM and DMARC
       mailer build issues/2020-12-13.yaml               # writes build/2020-12-13/email.html and email.txt
       mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv   # a dry run
       mailer report issues/2020-12-13.yaml              # per card: how many people clicked
@@ -40,7 +42,8 @@ def cli() -> None:
     """
 
 
-for command in (new, cards, build, check, preview, send, status, report, cancel, suppressions, subscribers, serve):
+for command in (new, cards, build, check, doctor, preview, send, status, report, cancel, suppressions, subscribers,
+                serve):
     cli.add_command(command)
 
 

@@ -45,6 +45,7 @@ Environment (a live send; a dry run needs none of it):
   MAILER_SMTP_URL            --backend smtp: smtp://user:pass@host:587 (STARTTLS), smtps://user:pass@host:465
   MAILER_UNSUBSCRIBE_SECRET  signs each reader's unsubscribe link
   SSL_CERT_FILE              a private CA's certificate, when the SMTP server's is signed by one
+  MAILER_DNS                 HOST:PORT of the DNS server the domain check before a live send asks
 """
 
 
@@ -247,6 +248,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     else:
         subscribers = _store_list(config, segment=segment, needed=test_to is None)
     backend = _backend(name, live=live)
+    if live:
+        _check_domain(config, name)
     if test_to is not None:
         _run_test_send(rendered, config, subscribers, test_to, as_email, backend, options)
         return
@@ -264,6 +267,27 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     _after_the_work(lambda: _print_report(report, rendered.issue.slug))
     if not report.complete:
         sys.exit(ExitStatus.DELIVERY_FAILED)
+
+
+def _check_domain(config: Config, backend_name: str) -> None:
+    """The sending domain's SPF, DKIM and DMARC before a live send (kept a day): failures are warnings here; a
+    DMARC p=reject that the mail would fail stops the send. No answer from DNS is a note, never a stop."""
+    from mailer.checks.doctor import sending_of
+    from mailer.checks.presend import TIMEOUT_SECONDS, check_before_send, refusal
+    from mailer.cli.doctor import resolver_from_env, smtp_host_from_env
+
+    sending = sending_of(config, backend=backend_name, smtp_host=smtp_host_from_env(backend_name))
+    verdict = check_before_send(sending, resolver_from_env(timeout=TIMEOUT_SECONDS), config.state_dir)
+    if verdict.blocked:
+        raise refusal(sending, verdict)
+    for row in verdict.failures:
+        _log(f"warning: {sending.domain}: {row.title}: {row.detail}" + (f"\n    fix: {row.fix}" if row.fix else ""),
+             fg="yellow")
+    if verdict.failures:
+        _log(f"warning: receivers may junk or refuse this mail; `mailer doctor` shows every check of {sending.domain}",
+             fg="yellow")
+    if verdict.unknown:
+        _log(f"note: the sending domain {sending.domain} was not checked (DNS did not answer); sending anyway")
 
 
 class CheckFailed(MailerError):
