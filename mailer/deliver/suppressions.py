@@ -95,7 +95,7 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS unsubscribes (
     address     TEXT PRIMARY KEY,        -- address_key
     email       TEXT NOT NULL,
-    how         TEXT NOT NULL,           -- 'one-click' (RFC 8058, from the mail client) or 'page' (the button)
+    how         TEXT NOT NULL,           -- 'one-click' (RFC 8058, from the mail client), 'page' (the button), 'email'
     list_id     TEXT NOT NULL,           -- the newsletter the link came from
     created_at  TEXT NOT NULL
 );
@@ -426,8 +426,10 @@ class SuppressionList:
 
 
 _COLUMNS = "email, source, reason, status, group_id, group_name, created_at, pulled_at"
+EMAIL = "email"  # an unsubscribe's `how` when the reader mailed the List-Unsubscribe address (deliver.inbound)
+BY_EMAIL = "by email, to the List-Unsubscribe address"
 _HOW = {"one-click": "one-click, from the mail client", "page": "the unsubscribe page",
-        "editor": "removed by the editor: mailer subscribers remove"}
+        "editor": "removed by the editor: mailer subscribers remove", EMAIL: BY_EMAIL}
 
 
 def _unsubscribed(email: str, how: str, created_at: str) -> Suppression:
