@@ -37,7 +37,8 @@ CHROMIUM_ARGS = [
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test can touch a real state directory, key or SMTP server."""
     monkeypatch.setenv("MAILER_STATE_DIR", str(tmp_path / "state"))
-    for name in ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "MAILER_SMTP_URL"):
+    for name in ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "MAILER_SMTP_URL", "MAILER_INBOUND_KEY",
+                 "MAILER_MAILBOX_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
