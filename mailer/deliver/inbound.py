@@ -94,6 +94,7 @@ class Outcome:
     complained: int = 0
     ignored: Counter[str] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
+    left_unseen: int = 0  # a mailbox's messages that are not ours to act on: left for a person to read
 
     def add(self, reading: Reading) -> None:
         self.messages += 1

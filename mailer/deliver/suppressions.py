@@ -371,14 +371,25 @@ class SuppressionList:
         """Fetch every list from SendGrid (and a remote `mailer serve`'s, if set), then replace the local copies."""
         fetched = fetch_suppressions(key=key, host=host, timeout=timeout, retry=retry, progress=progress, stop=stop)
         remote = fetch_remote_export(timeout=timeout)  # before anything is replaced: all of it or none of it
+        self._copy_remote(remote)
+        pulled = self.replace(fetched)
+        sync_store(self.path.parent)
+        return pulled
+
+    def pull_remote(self, *, timeout: float = TIMEOUT_SECONDS) -> bool:
+        """Copy a remote `mailer serve`'s lists only (MAILER_SERVE_URL), SendGrid's left as they are: for the SMTP
+        backend, whose mail comes back to a mailbox instead. Whether there was one to copy."""
+        remote = fetch_remote_export(timeout=timeout)
+        self._copy_remote(remote)
+        sync_store(self.path.parent)
+        return remote is not None
+
+    def _copy_remote(self, remote: dict[str, Any] | None) -> None:
         if remote is not None:
             self.replace_readers_own(remote)
             if remote.get("readers"):  # who signed up and confirmed there is a reader here too
                 with store.SubscriberStore.open(self.path.parent) as readers:
                     readers.merge_confirmed(remote["readers"])
-        pulled = self.replace(fetched)
-        sync_store(self.path.parent)
-        return pulled
 
     # -- what a `mailer serve` elsewhere holds ----------------------------------------------------
 
