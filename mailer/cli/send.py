@@ -45,6 +45,9 @@ Environment (a live send; a dry run needs none of it):
   MAILER_SMTP_URL            --backend smtp: smtp://user:pass@host:587 (STARTTLS), smtps://user:pass@host:465
   MAILER_UNSUBSCRIBE_SECRET  signs each reader's unsubscribe link
   SSL_CERT_FILE              a private CA's certificate, when the SMTP server's is signed by one
+  MAILER_INBOUND_KEY         set (mailer serve reads mail via SendGrid's Inbound Parse), or
+  MAILER_MAILBOX_URL         set (mailer suppressions pull reads the mailbox): List-Unsubscribe
+                             offers the mailto: too; with neither, only the https link
 """
 
 
