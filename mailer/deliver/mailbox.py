@@ -23,7 +23,7 @@ from mailer.deliver.suppressions import PullError
 
 MAILBOX_URL_ENV = "MAILER_MAILBOX_URL"
 TIMEOUT_SECONDS = 30.0  # for connecting, and for each answer of the server
-MAX_MESSAGES = 1000  # unseen messages looked at in one pull; the next pull goes on from there
+MAX_MESSAGES = 1000  # unseen messages looked at in one pull: the newest
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 HINT = (f"{MAILBOX_URL_ENV}=imaps://user:password@imap.example.com/INBOX (993 unless a port is given; "
         "imap:// without TLS only to this machine, for tests)")
@@ -108,7 +108,9 @@ def _read(imap: imaplib.IMAP4, settings: MailboxSettings, newsletter: Newsletter
     status, found = imap.uid("SEARCH", "UNSEEN")
     if status != "OK":
         raise PullError(f"{where} did not answer the search for unseen mail: {printable(str(found))[:200]}")
-    uids = [uid for uid in b" ".join(found or []).split() if uid.isdigit()][:MAX_MESSAGES]
+    # The newest first: a mailbox holding thousands of unread mails of the editor's, which stay unseen, must not
+    # keep this week's unsubscribes from being read before the send.
+    uids = sorted((uid for uid in b" ".join(found or []).split() if uid.isdigit()), key=int)[-MAX_MESSAGES:]
     outcome = Outcome()
     readings, handled = [], []
     for uid in uids:
