@@ -28,7 +28,9 @@ $(STAMP): pyproject.toml
 # Playwright cannot download its own browser here: the tests drive Debian's /usr/bin/chromium.
 # The two font packages let screenshots show Chinese text and emoji instead of empty boxes.
 # spamassassin scores the sample as a reader's server receives it (local rules, no network).
-TEST_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji spamassassin
+# dovecot-imapd is the real IMAP server `mailer suppressions pull` reads a mailbox from (tests/imap_server.py
+# starts its own instance on loopback ports; the package's own service is not needed, running or not).
+TEST_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji spamassassin dovecot-imapd
 test-packages:
 	@if ! dpkg -s $(TEST_PACKAGES) >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -86,6 +86,10 @@ class Config:
     unsubscribe_group: int | None = None  # SendGrid's unsubscribe group (ASM) for SENDGRID_MANAGED
     signup: Signup | None = None  # None: no sign-up form (no `signup:` section, or `enabled: false`)
     tracking: Tracking = Tracking()  # what SendGrid is asked to track; unset: the account decides
+    # Whether List-Unsubscribe offers the mailto: too: only when something reads that mailbox (mailer serve's
+    # Inbound Parse, or `mailer suppressions pull`'s IMAP). Not in mailer.yaml: the CLI sets it from the
+    # environment it runs in (mailer.cli.environment.reading_mail), so library code reads no variable for it.
+    unsubscribe_by_mail: bool = False
 
     @property
     def first_name_fallback(self) -> str:

@@ -49,7 +49,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sample_dns) ->
     """No test can touch a real state directory, key, SMTP server or DNS resolver."""
     monkeypatch.setenv("MAILER_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("MAILER_DNS", sample_dns.address)
-    for name in ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "MAILER_SMTP_URL"):
+    for name in ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "MAILER_SMTP_URL", "MAILER_INBOUND_KEY",
+                 "MAILER_MAILBOX_URL"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -46,6 +46,9 @@ Environment (a live send; a dry run needs none of it):
   MAILER_UNSUBSCRIBE_SECRET  signs each reader's unsubscribe link
   SSL_CERT_FILE              a private CA's certificate, when the SMTP server's is signed by one
   MAILER_DNS                 HOST:PORT of the DNS server the domain check before a live send asks
+  MAILER_INBOUND_KEY         set (mailer serve reads mail via SendGrid's Inbound Parse), or
+  MAILER_MAILBOX_URL         set (mailer suppressions pull reads the mailbox): List-Unsubscribe
+                             offers the mailto: too; with neither, only the https link
 """
 
 
@@ -172,9 +175,10 @@ def _load(issue_file: Path) -> tuple[Config, RenderedIssue]:
 
 
 def _config(issue_file: Path) -> Config:
+    from mailer.cli.environment import reading_mail
     from mailer.config import find_workspace, load_config
 
-    return load_config(find_workspace(issue_file.parent))
+    return reading_mail(load_config(find_workspace(issue_file.parent)))
 
 
 def _build(issue_file: Path, config: Config) -> RenderedIssue:

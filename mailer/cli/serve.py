@@ -23,6 +23,8 @@ Environment:
   MAILER_STATE_DIR           where the suppression list is (the same folder the sends use)
   SENDGRID_WEBHOOK_PUBLIC_KEY  SendGrid's Event Webhook key: serves POST /webhooks/sendgrid
   MAILER_EXPORT_TOKEN        32+ characters: serves GET /export/suppressions to a sending machine
+  MAILER_INBOUND_KEY         32+ letters, digits, - and _: serves SendGrid's Inbound Parse at
+                             POST /webhooks/sendgrid-inbound/KEY (unsubscribe mails, bounces, complaints)
 """
 
 
@@ -58,4 +60,18 @@ def serve(host: str, port: int) -> None:
         # readers' links are https, so TLS ends in front of it.
         click.secho(f"warning: listening on {host} without TLS: readers' links are https, so put a reverse proxy "
                     "(or a load balancer) that ends TLS in front, as the README shows", fg="yellow", err=True)
+    _log_to_stderr()
     server.run(app, listening)
+
+
+def _log_to_stderr() -> None:
+    """The service's own lines (what an inbound mail did, a store that failed) on stderr with their time; never
+    an address or a token (see mailer.web.service)."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    logger = logging.getLogger("mailer.serve")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:  # the commands import the suppression store when they run, so --help stays fast
+    from mailer.config import Config
     from mailer.deliver.suppressions import Pull, SuppressionList
 
 PLURALS = {"global_unsubscribe": "global unsubscribes", "group_unsubscribe": "group unsubscribes",
@@ -37,12 +38,23 @@ def suppressions() -> None:
 Examples:
   mailer suppressions pull                           # into .mailer/suppressions.sqlite3
   MAILER_STATE_DIR=/srv/mailer mailer suppressions pull   # another state folder
+  MAILER_MAILBOX_URL=imaps://bounces%40example.com:PASSWORD@imap.example.com/INBOX mailer suppressions pull
+
+\b
+Environment:
+  SENDGRID_API_KEY     a key with the "Suppressions" read scope (backend: sendgrid)
+  MAILER_MAILBOX_URL   imaps://user:password@host[:993]/MAILBOX: the mailbox mail comes back to
+                       (unsubscribe mails, bounces, complaints); imap:// only to this machine
+  MAILER_SERVE_URL     a `mailer serve` on another machine, with MAILER_EXPORT_TOKEN
 """)
 def suppressions_pull() -> None:
-    """Download every SendGrid suppression list and replace the local copy.
+    """Download every SendGrid suppression list and replace the local copy; read the mailbox mail comes back to.
 
     Needs SENDGRID_API_KEY with the "Suppressions" read scope. Every page of every list is
-    fetched before anything is written: a pull that fails keeps the previous list.
+    fetched before anything is written: a pull that fails keeps the previous list. With
+    MAILER_MAILBOX_URL set, the mailbox's unseen unsubscribe mails, bounces (RFC 3464) and
+    complaints (RFC 5965) are acted on first and flagged read; other mail is left unread. With
+    the SMTP backend, the mailbox is all there is to read (and a remote `mailer serve`'s lists).
     """
     run_pull()
 
@@ -81,10 +93,23 @@ def _counts(pull: Pull) -> str:
 
 
 def run_pull() -> None:
+    import os
+
+    from mailer.config import find_workspace, load_config
+    from mailer.deliver.mailbox import MAILBOX_URL_ENV
     from mailer.deliver.suppressions import PullProgress, SuppressionList, suppressions_path
     from mailer.schema import display_path
 
-    path = suppressions_path(state_dir_here())
+    config = load_config(find_workspace(Path.cwd()))
+    path = suppressions_path(config.state_dir)
+    mailbox_url = os.environ.get(MAILBOX_URL_ENV, "").strip()
+    if mailbox_url:
+        _read_mailbox(config, mailbox_url)
+        if config.backend != "sendgrid":  # SMTP: no SendGrid lists to pull, only a remote service's, if any
+            with SuppressionList(path) as stored:
+                if stored.pull_remote():
+                    click.echo("Copied the remote mailer serve's unsubscribes and reports.")
+            return
     if sys.stderr.isatty():
         progress = PullProgress(
             on_page=lambda source, fetched: click.echo(f"\r  {PLURALS[source]}: {fetched}…", nl=False, err=True),
@@ -101,6 +126,27 @@ def run_pull() -> None:
     click.echo(f"Pulled SendGrid's suppression list at {pull.pulled_at}:")
     click.echo(_counts(pull))
     click.echo(f"Saved to {display_path(path)}; `mailer send` skips these addresses.")
+
+
+def _read_mailbox(config: Config, url: str) -> None:
+    """Act on the mailbox's unseen mail; say what was done in counts, and where, without the password."""
+    from mailer.deliver.inbound import Newsletter
+    from mailer.deliver.mailbox import parse_mailbox_url, read_mailbox
+    from mailer.deliver.message import list_id, unsubscribe_secret
+
+    settings = parse_mailbox_url(url)
+    # The key the links were signed with: a self-hosted newsletter's sends need it too; SendGrid's own
+    # unsubscribes carry no token of ours, so none is believed.
+    secret = None if config.managed_unsubscribe else unsubscribe_secret(live=True)
+    click.echo(f"Reading unseen mail in {settings.shown} …")
+    outcome = read_mailbox(settings, Newsletter(list_id(config), secret, config.state_dir))
+    click.echo(f"  {outcome.messages} message(s) read: {outcome.unsubscribed} unsubscribe(s), {outcome.bounced} "
+               f"hard bounce(s), {outcome.complained} complaint(s) recorded")
+    for why, count in sorted(outcome.ignored.items()):
+        click.echo(f"  ignored: {count} {why}")
+    if outcome.left_unseen:
+        click.echo(f"  {outcome.left_unseen} message(s) left unread for you: not an unsubscribe, a bounce or a "
+                   "complaint mailer can act on")
 
 
 def run_list(email: str | None, show_all: bool) -> None:

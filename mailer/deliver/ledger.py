@@ -371,6 +371,18 @@ class Ledger:
             f"SELECT recipient, email, state, message_id, error, updated_at FROM deliveries "  # noqa: S608
             f"WHERE issue=? AND state IN ({marks}) ORDER BY updated_at, recipient", (issue, *wanted))]
 
+    def sent_to(self, keys: Iterable[str]) -> set[str]:
+        """The ones among `keys` (address keys) that some issue's request carried: accepted, uncertain or in
+        flight. (No index on the address alone: a bounce or two at a time, a scan of the table each.)"""
+        keys = sorted(set(keys))
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            found.update(key for (key,) in self._query(
+                f"SELECT DISTINCT recipient FROM deliveries WHERE state IN (?, ?, ?) "  # noqa: S608
+                f"AND recipient IN ({','.join('?' * len(chunk))})", (ACCEPTED, UNCERTAIN, SENDING, *chunk)))
+        return found
+
     def issues(self) -> list[str]:
         return [r[0] for r in self._query("SELECT DISTINCT issue FROM deliveries ORDER BY issue")]
 

@@ -162,14 +162,17 @@ class Personaliser:
         self._signer = TokenSigner(secret, self.list_id)
         separator = "&" if "?" in config.unsubscribe_url else "?"
         self._unsubscribe_prefix = f"{config.unsubscribe_url}{separator}token="
-        self._mailto_prefix = f"mailto:{config.unsubscribe_email}?subject=unsubscribe%20"
+        # The mailto: only where something reads that mail (Config.unsubscribe_by_mail): one nobody reads is
+        # a promise broken. RFC 8058 one-click needs only the https link.
+        self._mailto_prefix = (f"mailto:{config.unsubscribe_email}?subject=unsubscribe%20"
+                               if config.unsubscribe_by_mail else None)
         self.fallback = config.fallback_for(rendered.issue.lang)  # the first name of a reader who gave none
         self.web_url = config.web_url(rendered.issue.slug)
         # Managed by SendGrid: its tag stands where the link goes, and SendGrid adds List-Unsubscribe.
         self.managed_tag = config.unsubscribe_tag if config.managed_unsubscribe else None
         # The headers every reader's message has alike, after their own List-Unsubscribe. RFC 8058 one-click
-        # unsubscribe, required by Gmail and Yahoo for bulk senders since 2024: both an https and a mailto
-        # link, and the List-Unsubscribe-Post header.
+        # unsubscribe, required by Gmail and Yahoo for bulk senders since 2024: the https link (and a mailto:
+        # where mail to it is read), and the List-Unsubscribe-Post header.
         self.shared_headers = ({"List-Id": self.list_id} if self.managed_tag is not None else
                                {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click", "List-Id": self.list_id})
 
@@ -181,6 +184,8 @@ class Personaliser:
         """
         token, opaque = self._signer.token_and_id(key)
         link = self._unsubscribe_prefix + token
+        if self._mailto_prefix is None:
+            return link, f"<{link}>", opaque
         return link, f"<{link}>, <{self._mailto_prefix}{token}>", opaque
 
     def first_name(self, subscriber: Subscriber) -> str:

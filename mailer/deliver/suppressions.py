@@ -96,7 +96,7 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS unsubscribes (
     address     TEXT PRIMARY KEY,        -- address_key
     email       TEXT NOT NULL,
-    how         TEXT NOT NULL,           -- 'one-click' (RFC 8058, from the mail client) or 'page' (the button)
+    how         TEXT NOT NULL,           -- 'one-click' (RFC 8058, from the mail client), 'page' (the button), 'email'
     list_id     TEXT NOT NULL,           -- the newsletter the link came from
     created_at  TEXT NOT NULL
 );
@@ -381,14 +381,25 @@ class SuppressionList:
         """Fetch every list from SendGrid (and a remote `mailer serve`'s, if set), then replace the local copies."""
         fetched = fetch_suppressions(key=key, host=host, timeout=timeout, retry=retry, progress=progress, stop=stop)
         remote = fetch_remote_export(timeout=timeout)  # before anything is replaced: all of it or none of it
+        self._copy_remote(remote)
+        pulled = self.replace(fetched)
+        sync_store(self.path.parent)
+        return pulled
+
+    def pull_remote(self, *, timeout: float = TIMEOUT_SECONDS) -> bool:
+        """Copy a remote `mailer serve`'s lists only (MAILER_SERVE_URL), SendGrid's left as they are: for the SMTP
+        backend, whose mail comes back to a mailbox instead. Whether there was one to copy."""
+        remote = fetch_remote_export(timeout=timeout)
+        self._copy_remote(remote)
+        sync_store(self.path.parent)
+        return remote is not None
+
+    def _copy_remote(self, remote: dict[str, Any] | None) -> None:
         if remote is not None:
             self.replace_readers_own(remote)
             if remote.get("readers"):  # who signed up and confirmed there is a reader here too
                 with store.SubscriberStore.open(self.path.parent) as readers:
                     readers.merge_confirmed(remote["readers"])
-        pulled = self.replace(fetched)
-        sync_store(self.path.parent)
-        return pulled
 
     # -- what a `mailer serve` elsewhere holds ----------------------------------------------------
 
@@ -436,8 +447,10 @@ class SuppressionList:
 
 
 _COLUMNS = "email, source, reason, status, group_id, group_name, created_at, pulled_at"
+EMAIL = "email"  # an unsubscribe's `how` when the reader mailed the List-Unsubscribe address (deliver.inbound)
+BY_EMAIL = "by email, to the List-Unsubscribe address"
 _HOW = {"one-click": "one-click, from the mail client", "page": "the unsubscribe page",
-        "editor": "removed by the editor: mailer subscribers remove"}
+        "editor": "removed by the editor: mailer subscribers remove", EMAIL: BY_EMAIL}
 
 
 def _unsubscribed(email: str, how: str, created_at: str) -> Suppression:

@@ -27,7 +27,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from mailer.audience.store import SubscriberStore
 from mailer.config import Config
-from mailer.deliver.message import TEST_COPY, list_id, unsubscribe_secret, verify_unsubscribe_token
+from mailer.deliver.message import (
+    DRY_RUN_SECRET,
+    TEST_COPY,
+    list_id,
+    unsubscribe_secret,
+    verify_unsubscribe_token,
+)
 from mailer.deliver.suppressions import (
     EXPORT_PATH,
     EXPORT_TOKEN_ENV,
@@ -40,6 +46,7 @@ from mailer.deliver.suppressions import (
 from mailer.statedb import StateError
 from mailer.web.clicks import ClickWriter
 from mailer.web.forms import TEXT_CHARSETS, media_type
+from mailer.web.inbound import inbound_key
 from mailer.web.pages import pages
 
 log = logging.getLogger("mailer.serve")
@@ -180,6 +187,31 @@ def create_app(config: Config) -> Any:
     if service.webhook_key is not None:
         routes.append(Route(WEBHOOK_PATH, webhook, methods=["POST"]))
         endpoints.append(("webhook", WEBHOOK_PATH))
+    key = inbound_key()
+    if key is not None:
+        from mailer.deliver.inbound import Newsletter
+        from mailer.web.inbound import INBOUND_PATH, InboundParse
+
+        # A token is believed only when our own key signed it: not the dry runs' stand-in, which anyone can read.
+        parse = InboundParse(key, Newsletter(service.list_id, None if service.secret == DRY_RUN_SECRET
+                                             else service.secret, service.state_dir))
+
+        async def inbound(request: Any) -> Any:
+            # Any other key is the 404 of an unknown path, whatever the method: nothing tells a guess it came near.
+            if not parse.knows(request.path_params["key"]):
+                return await not_found(request, Exception())
+            if request.method != "POST":
+                return _page(405, "not-allowed", service, title="Not allowed", message="This address takes POST.",
+                             headers={"Allow": "POST"})
+            try:
+                return await parse.receive(request, _read_body)
+            except StateError as err:  # a 500: SendGrid posts the mail again later
+                return _state_fault(service, err)
+
+        # Every method, so that a wrong key's GET is a 404 too (Starlette would say 405: this path exists).
+        routes.append(Route(INBOUND_PATH + "{key}", inbound,
+                            methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]))
+        endpoints.append(("inbound mail", INBOUND_PATH + "…"))
     export_token = os.environ.get(EXPORT_TOKEN_ENV, "").strip()
     if export_token:
         if len(export_token) < 32:

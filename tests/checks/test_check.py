@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -406,7 +407,7 @@ def test_a_footer_without_unsubscribe_link_or_postal_address_is_an_error(workspa
 
 
 def test_example_addresses_and_http_settings_are_workspace_warnings(workspace: Path) -> None:
-    report = check_workspace(load_config(workspace))
+    report = check_workspace(replace(load_config(workspace), unsubscribe_by_mail=True))
     assert codes(report.findings) == {"compliance.example-address"}
     assert "from.email" in report.findings[0].message
     write(workspace / "mailer.yaml", """\
@@ -416,8 +417,20 @@ def test_example_addresses_and_http_settings_are_workspace_warnings(workspace: P
         web_base_url: http://weekly.dev/
         unsubscribe_url: https://weekly.dev/unsubscribe
         """)
-    report = check_workspace(load_config(workspace))
+    report = check_workspace(replace(load_config(workspace), unsubscribe_by_mail=True))
     assert [(f.code, f.field) for f in report.findings] == [("compliance.not-https", "web_base_url")]
+
+
+def test_check_notes_once_that_no_mailto_is_offered_when_nothing_reads_that_mail(
+        workspace: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = run_cli("check", "issues/2020-12-13.yaml", "issues/2020-12-13-zh.yaml")
+    assert result.stdout.count("List-Unsubscribe carries only the https link, no mailto:") == 1
+    assert "one-click unsubscribe (RFC 8058) needs only the https link" in result.stdout
+    monkeypatch.setenv("MAILER_INBOUND_KEY", "k" * 40)
+    assert "no mailto:" not in run_cli("check", "issues/2020-12-13.yaml").stdout
+    monkeypatch.delenv("MAILER_INBOUND_KEY")
+    monkeypatch.setenv("MAILER_MAILBOX_URL", "imaps://bounces:pw@imap.example.com/INBOX")
+    assert "no mailto:" not in run_cli("check", "issues/2020-12-13.yaml").stdout
 
 
 def test_every_message_carries_one_click_unsubscribe_headers(workspace: Path) -> None:

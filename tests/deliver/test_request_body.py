@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,9 @@ TO_ESCAPE = [Subscriber("tom@example.com", "Tom & <Jerry>", "")]
 
 @pytest.fixture
 def issue(workspace: Path):
-    config = load_config(workspace)
+    # With the List-Unsubscribe mailto: (something reads that mail), as every request carried it before it became
+    # optional: the bytes of before, below, have it. test_without_the_mailto_… writes the header without it.
+    config = replace(load_config(workspace), unsubscribe_by_mail=True)
     return build_issue(workspace / SAMPLE_ISSUE, config), config
 
 
@@ -70,6 +73,15 @@ def test_a_plain_batch_is_written_by_the_bulk_writer_as_request_body_writes_it(i
     body = json.loads(bulk)
     assert validate_mail_send(body) == []
     assert [p["to"][0]["email"] for p in body["personalizations"]] == [s.email for s in readers]
+
+
+def test_without_the_mailto_the_bulk_writer_still_writes_what_request_body_writes(issue, monkeypatch) -> None:
+    rendered, config = issue
+    config = replace(config, unsubscribe_by_mail=False)
+    bulk, general, written_in_bulk = both_ways(rendered, config, PLAIN + VARIED, monkeypatch)
+    assert written_in_bulk and bulk == general
+    headers = [p["headers"]["List-Unsubscribe"] for p in json.loads(bulk)["personalizations"]]
+    assert all(re.fullmatch(r"<https://newsletter\.example\.com/unsubscribe\?token=[\w.-]+>", h) for h in headers)
 
 
 def test_the_readers_requests_are_the_bytes_mailer_wrote_before_the_bulk_writer(issue, monkeypatch) -> None:

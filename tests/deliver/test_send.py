@@ -91,8 +91,24 @@ def test_dry_run_eml_is_a_complete_message(workspace: Path, sendgrid, run_cli, t
     assert "Hey 李雷, welcome back!" in html.get_content()
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["List-Unsubscribe"].startswith("<https://newsletter.example.com/unsubscribe?token=")
-    assert "<mailto:newsletter@example.com?subject=unsubscribe" in message["List-Unsubscribe"]
+    # Nothing reads mail to the sender here (no MAILER_INBOUND_KEY, no MAILER_MAILBOX_URL): no mailto: offered.
+    assert "mailto:" not in message["List-Unsubscribe"] and message["List-Unsubscribe"].endswith(">")
     assert "-first_name-" not in html.get_content() and "-unsubscribe_url-" not in text.get_content()
+
+
+@pytest.mark.parametrize("variable", ["MAILER_INBOUND_KEY", "MAILER_MAILBOX_URL"])
+def test_the_mailto_is_offered_only_when_something_reads_that_mail(
+        workspace: Path, run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    from email import policy
+    from email.parser import BytesParser
+
+    monkeypatch.setenv(variable, "imaps://bounces:pw@imap.example.com/INBOX" if "MAILBOX" in variable else "k" * 40)
+    assert run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv").exit_code == 0
+    eml = next(p for p in (tmp_path / "state/outbox/2020-12-13/eml").iterdir() if "li.lei" in p.name)
+    header = str(BytesParser(policy=policy.default).parse(eml.open("rb"))["List-Unsubscribe"])
+    https, mailto = header.split(", ")
+    token = https.removesuffix(">").split("token=")[1]
+    assert mailto == f"<mailto:newsletter@example.com?subject=unsubscribe%20{token}>"
 
 
 def test_segment_and_skip_invalid_choose_who_a_send_is_for(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:

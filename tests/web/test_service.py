@@ -30,6 +30,7 @@ class Running:
     port: int
     process: subprocess.Popen
     state_dir: Path
+    logs: str = ""  # what it wrote to stdout and stderr, once it stopped
 
     def request(self, method: str, target: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
@@ -84,6 +85,7 @@ def serving(workspace: Path, state_dir: Path, **env: str) -> Iterator[Running]:
     finally:
         process.terminate()
         out, err = process.communicate(timeout=10)
+        running.logs = out + err
     assert "Traceback" not in err, err
     assert UNSUBSCRIBE_SECRET not in out + err
     for token in (token_for(ADA), ADA):  # no token and no address in the logs
