@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
-from mailer.audience.subscribers import read_subscribers
+from mailer.audience.subscribers import display_name, read_subscribers
 from mailer.compose import placeholders
 from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue
 from mailer.config import CONFIG_NAME, Config, load_config
@@ -62,7 +62,7 @@ class SampleReader:
 
     @property
     def display(self) -> str:
-        name = " ".join(part for part in (self.first_name, self.last_name) if part)
+        name = display_name(self.first_name, self.last_name)
         return f"{name} <{self.email}>" if name else self.email
 
 
