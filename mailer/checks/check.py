@@ -368,6 +368,14 @@ class _Source:
             found.append(self.at("warning", "text", "text.subject-long", "subject", self.by_path.get("subject"),
                                  f"the subject is {_length(subject)}; phone inboxes show about "
                                  f"{SUBJECT_CHARS}", "put what matters in the first 40 characters"))
+        capitals = textcheck.subject_capitals(subject)
+        if capitals:
+            found.append(self.at("warning", "text", "text.subject-all-caps", "subject", self.by_path.get("subject"),
+                                 f"every Latin letter of the subject is a capital ({capitals}): spam filters read "
+                                 "it as shouting (SpamAssassin's SUBJ_ALL_CAPS counts only A to Z, so Chinese, "
+                                 "Japanese and Korean text beside an acronym does not help)",
+                                 "write a word with lower-case letters in it (the newsletter's name, 'The NLP "
+                                 "Cypher 中文版', not 'NLP 密码'), or no Latin letters at all"))
         low, high = PREHEADER_CHARS
         preheader = rendered.preheader.strip()
         if display_width(preheader) < low:

@@ -93,7 +93,7 @@ def test_new_from_a_chosen_issue_keeps_its_language_suffix(workspace: Path, run_
     result = run_cli("new", day.isoformat(), "--from", "issues/2020-12-13-zh.yaml")
     assert result.exit_code == 0, result.stderr
     data = yaml.safe_load((workspace / "issues" / f"{day.isoformat()}-zh.yaml").read_text(encoding="utf-8"))
-    assert data["lang"] == "zh" and data["date"] == day and data["subject"] == "NLP 密码 | 12.20.20 🔥"
+    assert data["lang"] == "zh" and data["date"] == day and data["subject"] == "The NLP Cypher 中文版 | 12.20.20 🔥"
 
 
 def test_a_four_digit_year_moves_whole_and_the_primary_edition_is_the_default(workspace: Path, run_cli) -> None:

@@ -32,7 +32,7 @@ def test_test_send_over_smtp_has_proper_mime_and_utf8(workspace: Path, smtp_serv
     ((sender, recipients, data, _),) = smtp_server.messages
     assert (sender, recipients) == ("newsletter@example.com", ["editor@example.com"])
     message = parse(data)
-    assert str(message["Subject"]) == "[TEST] NLP 密码 | 12.13.20 🔥"
+    assert str(message["Subject"]) == "[TEST] The NLP Cypher 中文版 | 12.13.20 🔥"
     assert message["Message-ID"] and message["Date"]
     assert message.get_content_type() == "multipart/alternative"
     text, html = message.get_payload()

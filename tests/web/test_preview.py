@@ -79,7 +79,7 @@ def test_index_lists_the_issues_newest_first(server, page, workspace: Path) -> N
     expect(rows).to_have_count(3)
     assert rows.locator(".date").all_inner_texts() == ["2026-11-29", "2020-12-13", "2020-12-13"]
     subjects = rows.locator("a.subject").all_inner_texts()
-    assert subjects == ["Weekly digest #1", SUBJECT, "NLP 密码 | 12.13.20 🔥"]
+    assert subjects == ["Weekly digest #1", SUBJECT, "The NLP Cypher 中文版 | 12.13.20 🔥"]
     assert rows.locator(".badge").all_inner_texts() == ["Builds"] * 3
     shot(page, "preview-index.png")
     page.locator("a.subject", has_text=SUBJECT).click()

@@ -96,7 +96,7 @@ def test_feed_is_atom_with_one_entry_per_issue(workspace: Path, run_cli) -> None
     assert english.findtext(f"{ATOM}title") == "The NLP Cypher | 12.13.20"
     assert english.findtext(f"{ATOM}summary").endswith("the Zodiac 340 cipher is cracked & more")
     assert english.findtext(f"{ATOM}updated") == "2020-12-13T00:00:00Z"
-    assert entries[BASE + "2020-12-13-zh/"].findtext(f"{ATOM}title") == "NLP 密码 | 12.13.20 🔥"
+    assert entries[BASE + "2020-12-13-zh/"].findtext(f"{ATOM}title") == "The NLP Cypher 中文版 | 12.13.20 🔥"
     for url, entry in entries.items():
         link = entry.find(f"{ATOM}link")
         assert link.get("href") == url and link.get("rel") == "alternate"
