@@ -125,14 +125,8 @@ def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | N
     try:
         if rendered is None:
             rendered = render_issue(load_issue(issue_path, label=label), config)
-    except InputError as err:
-        report.checks = ("input",)
-        report.findings += [_from_problem(problem, "input", "input.invalid") for problem in err.problems]
-        return report
     except MailerError as err:
-        report.checks = ("input",)
-        report.findings.append(Finding("error", "input", "input.build-failed", str(err), file=label))
-        return report
+        return unbuilt_report(issue_path, err)
     report.rendered = rendered
     report.checks = ("input", "size", "images", "links", "text", "compliance", "markup")
     text, root = read_yaml(issue_path, label)
@@ -142,6 +136,17 @@ def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | N
     report.findings += _rendered_findings(rendered, config, label, source, report.facts)
     report.findings += _same_as_another_issue(rendered, issue_path, config, source)
     report.addresses = source.addresses()
+    return report
+
+
+def unbuilt_report(issue_path: Path, err: MailerError) -> CheckReport:
+    """The report of an issue that does not build: what stopped it, as errors of the input check."""
+    label = display_path(issue_path)
+    report = CheckReport("issue", label, checks=("input",))
+    if isinstance(err, InputError):
+        report.findings += [_from_problem(problem, "input", "input.invalid") for problem in err.problems]
+    else:
+        report.findings.append(Finding("error", "input", "input.build-failed", str(err), file=label))
     return report
 
 

@@ -343,6 +343,11 @@ class Ledger:
     def issues(self) -> list[str]:
         return [r[0] for r in self._query("SELECT DISTINCT issue FROM deliveries ORDER BY issue")]
 
+    def sent_issues(self) -> set[str]:
+        """The issues some reader got (or may have got: uncertain): their "view in browser" links are out."""
+        return {r[0] for r in self._query("SELECT DISTINCT issue FROM deliveries WHERE state IN (?, ?)",
+                                          (ACCEPTED, UNCERTAIN))}
+
     # -- provider events ---------------------------------------------------------------------
 
     def record_events(self, events: Iterable[tuple[str, str, str, str, str, str | None]]) -> int:
