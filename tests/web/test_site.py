@@ -11,7 +11,7 @@ import pytest
 
 from mailer.compose import placeholders
 from mailer.config import load_config
-from tests.conftest import MINIMAL_ISSUE, write
+from tests.conftest import MINIMAL_ISSUE, mark_sent, write
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 BASE = "https://newsletter.example.com/"
@@ -177,16 +177,6 @@ def test_a_sent_issue_that_does_not_build_publishes_nothing(workspace: Path, run
     assert result.exit_code == 1
     assert "issues/bad-date.yaml: was sent, so its web version must be published" in result.stderr
     assert "'soon' is not a date" in result.stderr and not (workspace / "site").exists()
-
-
-def mark_sent(state_dir: Path, slug: str) -> None:
-    """What a live send leaves in the ledger: one reader accepted."""
-    from mailer.deliver.ledger import Ledger
-
-    ledger = Ledger(state_dir / "ledger.sqlite3")
-    ledger.mark_sending(slug, [("ada@example.com", "ada@example.com")], "run:00001")
-    ledger.mark(slug, ["ada@example.com"], "accepted")
-    ledger.close()
 
 
 def test_next_weeks_draft_is_skipped_with_why_and_never_published_even_forced(workspace: Path, run_cli) -> None:
