@@ -24,6 +24,7 @@ from mailer.compose import markdown, placeholders
 from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
 from mailer.compose.issue import load_issue
 from mailer.compose.linebreak import display_width
+from mailer.compose.render import available_layouts
 from mailer.config import CONFIG_NAME, Config
 from mailer.errors import InputError, MailerError, Problem
 from mailer.schema import display_path, node_value, position_in_value, read_yaml
@@ -124,7 +125,8 @@ def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | N
     report = CheckReport("issue", label)
     try:
         if rendered is None:
-            rendered = render_issue(load_issue(issue_path, label=label), config)
+            rendered = render_issue(load_issue(issue_path, label=label, layouts=available_layouts(config.layouts_dir)),
+                                    config)
     except MailerError as err:
         return unbuilt_report(issue_path, err)
     report.rendered = rendered
