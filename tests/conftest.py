@@ -204,6 +204,16 @@ def read_ledger(state_dir: Path, sql: str, *params: object) -> list[tuple]:
         return db.execute(sql, params).fetchall()
 
 
+def mark_sent(state_dir: Path, slug: str) -> None:
+    """What a live send leaves in the ledger: one reader accepted."""
+    from mailer.deliver.ledger import Ledger
+
+    ledger = Ledger(state_dir / "ledger.sqlite3")
+    ledger.mark_sending(slug, [("ada@example.com", "ada@example.com")], "run:00001")
+    ledger.mark(slug, ["ada@example.com"], "accepted")
+    ledger.close()
+
+
 def ledger_states(state_dir: Path, issue: str = "2020-12-13") -> Counter:
     """How many recipients of `issue` are in each state (accepted, failed, uncertain, …)."""
     return Counter(state for (state,) in read_ledger(state_dir, "SELECT state FROM deliveries WHERE issue=?", issue))

@@ -37,6 +37,7 @@ def test_issue_format_example_is_a_valid_issue(tmp_path: Path) -> None:
     assert issue.number == 42
     assert [s.heading for s in issue.sections] == ["Fuzzy Secrets", "Repo Cypher", "Dataset of the Week: CrossNER"]
     assert issue.sections[0].list[1].links[1].label == "slides"
+    assert issue.layout == "minimal" and issue.extra["sponsor"]["name"] == "Acme Labs"
 
 
 def test_settings_example_is_valid(tmp_path: Path) -> None:

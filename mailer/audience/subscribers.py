@@ -10,6 +10,7 @@ import hashlib
 import io
 import marshal
 import os
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,37 @@ MAILED = ("subscribed", "confirmed")  # a row of either is mailed; "confirmed" i
 NOT_MAILED = ("unsubscribed", "pending", "bounced", "complained")
 STATUSES = MAILED + NOT_MAILED
 
+# Chinese, Japanese and Korean scripts: Han (with 々 and 〇), Hiragana, Katakana, Hangul (syllables and jamo).
+_HAN_KANA_HANGUL = re.compile(
+    "[\u1100-\u11ff\u2e80-\u2fdf\u3005\u3007\u3021-\u3029\u3038-\u303b\u3040-\u30ff\u3130-\u318f"
+    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff66-\uffdc"
+    "\U00020000-\U0003134f]")
+_KATAKANA = re.compile("[\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
+
+
+def display_name(first_name: str, last_name: str) -> str:
+    """A reader's name as it is written: 'Ada Lovelace', and Chinese, Japanese and Korean names family name
+    first without a space ('韩梅梅', '山田花子', '김민준').
+
+    The name's script decides (the subscribers CSV has no language column, and a Latin name stays as it
+    is whatever the issue's language): both parts written in Han, kana or Hangul. A family name in
+    katakana alone is a foreign name written in Japanese ('ジョン スミス'): given name first, as today.
+    """
+    # isascii first: most names are Latin, and this runs for every recipient of a send.
+    if not first_name or not last_name or (first_name + last_name).isascii():
+        return " ".join(part for part in (first_name, last_name) if part)
+    foreign = all(_KATAKANA.match(char) for char in last_name if char.isalpha())
+    if _east_asian(first_name) and _east_asian(last_name) and not foreign:
+        return last_name + first_name
+    return " ".join(part for part in (first_name, last_name) if part)
+
+
+def _east_asian(name: str) -> bool:
+    """Every letter of `name` is Han, kana or Hangul (and it has one)."""
+    letters = [char for char in name if char.isalpha()]
+    return bool(letters) and all(_HAN_KANA_HANGUL.match(char) for char in letters)
+
+
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is slow, and there are 100,000s
 class Subscriber:
     email: str  # as mailer.addresses.parse_address returns it: the exact address servers are given
@@ -49,7 +81,8 @@ class Subscriber:
 
     @property
     def full_name(self) -> str:
-        return " ".join(part for part in (self.first_name, self.last_name) if part)
+        """The name in the To header: see display_name."""
+        return display_name(self.first_name, self.last_name)
 
     def as_row(self) -> tuple[str, str, str, tuple[str, ...], int]:
         """The fields as a plain tuple, Subscriber(*row) again: what a temporary file or another process is

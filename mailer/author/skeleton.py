@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from mailer.config import Config
 from mailer.errors import InputError, Problem
 from mailer.schema import all_nodes, display_path, node_value, read_yaml, values_yaml_cannot_build
 
@@ -48,6 +49,8 @@ class NewIssue:
     source: Path
     kept_headings: tuple[str, ...]
     left_out: tuple[Problem, ...] = ()  # files in issues/ that do not read as an issue, and why
+    passed_over: tuple[tuple[Path, str], ...] = ()  # newer drafts not started from, and why each is a draft
+    source_is_draft: bool = False  # no finished issue to start from: the latest draft was taken
 
 
 def next_sunday(today: date) -> date:
@@ -55,11 +58,19 @@ def next_sunday(today: date) -> date:
     return today + timedelta(days=(SUNDAY - today.weekday() - 1) % 7 + 1)
 
 
-def new_issue(issues_dir: Path, *, on: date, source: Path | None = None) -> NewIssue:
-    """Next week's issue text from `source` (default: the latest issue); raises InputError if it cannot be written."""
+def new_issue(issues_dir: Path, *, on: date, source: Path | None = None, config: Config | None = None,
+              today: date | None = None) -> NewIssue:
+    """Next week's issue text from `source` (default: the latest finished issue); raises InputError if it cannot be
+    written.
+
+    With `config`, the latest issue is the latest that is not a draft (mailer.checks.drafts: sent, or dated
+    `today` or earlier without a check error): last week's unfinished file is no model for this week's.
+    """
     from ruamel.yaml import YAML  # imported here: the CLI's --help must stay fast
 
     issues, left_out = _dated_issues(issues_dir)
+    passed_over: list[tuple[Path, str]] = []
+    source_is_draft = False
     if source is None:
         if not issues:
             raise InputError([Problem(display_path(issues_dir), "no issue to start from",
@@ -68,7 +79,16 @@ def new_issue(issues_dir: Path, *, on: date, source: Path | None = None) -> NewI
         # The newsletter's own edition: a file named for its date alone (a translation is 2020-12-13-zh.yaml),
         # unless there is none.
         primary = [path for path, read in issues.items() if path.stem == read.date.isoformat()] or list(issues)
-        source = max(primary, key=lambda path: (issues[path].date, -len(path.name)))
+        latest = max(primary, key=lambda path: (issues[path].date, -len(path.name)))
+        source = latest
+        if config is not None:
+            from mailer.checks.drafts import latest_finished
+
+            finished, drafts = latest_finished(primary, config, today=today or date.today(),
+                                               dates={path: issues[path].date for path in primary})
+            passed_over = [(draft.path, draft.why) for draft in drafts]
+            source = finished or latest
+            source_is_draft = finished is None
     elif not source.is_file():
         raise InputError([Problem(display_path(source), "no such issue file", hint="give an issue file in issues/")])
     source_text, root = read_yaml(source, display_path(source))
@@ -98,7 +118,7 @@ def new_issue(issues_dir: Path, *, on: date, source: Path | None = None) -> NewI
     out = io.StringIO()
     round_trip.dump(data, out)
     text = _with_blank_lines(out.getvalue(), spacing, round_trip)
-    return NewIssue(target, text, source, tuple(kept), tuple(left_out))
+    return NewIssue(target, text, source, tuple(kept), tuple(left_out), tuple(passed_over), source_is_draft)
 
 
 def write_new_issue(new: NewIssue) -> None:

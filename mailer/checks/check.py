@@ -24,6 +24,7 @@ from mailer.compose import markdown, placeholders
 from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
 from mailer.compose.issue import load_issue
 from mailer.compose.linebreak import display_width
+from mailer.compose.render import available_layouts
 from mailer.config import CONFIG_NAME, Config
 from mailer.errors import InputError, MailerError, Problem
 from mailer.schema import display_path, node_value, position_in_value, read_yaml
@@ -124,15 +125,10 @@ def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | N
     report = CheckReport("issue", label)
     try:
         if rendered is None:
-            rendered = render_issue(load_issue(issue_path, label=label), config)
-    except InputError as err:
-        report.checks = ("input",)
-        report.findings += [_from_problem(problem, "input", "input.invalid") for problem in err.problems]
-        return report
+            rendered = render_issue(load_issue(issue_path, label=label, layouts=available_layouts(config.layouts_dir)),
+                                    config)
     except MailerError as err:
-        report.checks = ("input",)
-        report.findings.append(Finding("error", "input", "input.build-failed", str(err), file=label))
-        return report
+        return unbuilt_report(issue_path, err)
     report.rendered = rendered
     report.checks = ("input", "size", "images", "links", "text", "compliance", "markup")
     text, root = read_yaml(issue_path, label)
@@ -142,6 +138,17 @@ def check_issue(issue_path: Path, config: Config, *, rendered: RenderedIssue | N
     report.findings += _rendered_findings(rendered, config, label, source, report.facts)
     report.findings += _same_as_another_issue(rendered, issue_path, config, source)
     report.addresses = source.addresses()
+    return report
+
+
+def unbuilt_report(issue_path: Path, err: MailerError) -> CheckReport:
+    """The report of an issue that does not build: what stopped it, as errors of the input check."""
+    label = display_path(issue_path)
+    report = CheckReport("issue", label, checks=("input",))
+    if isinstance(err, InputError):
+        report.findings += [_from_problem(problem, "input", "input.invalid") for problem in err.problems]
+    else:
+        report.findings.append(Finding("error", "input", "input.build-failed", str(err), file=label))
     return report
 
 
@@ -368,6 +375,14 @@ class _Source:
             found.append(self.at("warning", "text", "text.subject-long", "subject", self.by_path.get("subject"),
                                  f"the subject is {_length(subject)}; phone inboxes show about "
                                  f"{SUBJECT_CHARS}", "put what matters in the first 40 characters"))
+        capitals = textcheck.subject_capitals(subject)
+        if capitals:
+            found.append(self.at("warning", "text", "text.subject-all-caps", "subject", self.by_path.get("subject"),
+                                 f"every Latin letter of the subject is a capital ({capitals}): spam filters read "
+                                 "it as shouting (SpamAssassin's SUBJ_ALL_CAPS counts only A to Z, so Chinese, "
+                                 "Japanese and Korean text beside an acronym does not help)",
+                                 "write a word with lower-case letters in it (the newsletter's name, 'The NLP "
+                                 "Cypher 中文版', not 'NLP 密码'), or no Latin letters at all"))
         low, high = PREHEADER_CHARS
         preheader = rendered.preheader.strip()
         if display_width(preheader) < low:

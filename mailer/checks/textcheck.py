@@ -257,6 +257,30 @@ def find_placeholder_problems(text: str) -> list[Hit]:
     return sorted(hits, key=lambda hit: hit.start)
 
 
+# --- a subject that shouts -------------------------------------------------------------------------
+
+# SpamAssassin's SUBJ_ALL_CAPS (Mail::SpamAssassin::Plugin::HeaderEval, subject_is_all_caps), as it counts:
+# reply prefixes and the ends' white space taken off; a subject of one word or under 10 characters (we count
+# UTF-8 bytes, as a SpamAssassin that reads the header undecoded does: the stricter of its two readings) is
+# never shouting; then only the letters A-Z and a-z are kept, and at least one must be there and none lower
+# case. Chinese, Japanese or Korean text has no lower case and is left out, so '密码 NLP 周报' is all capitals.
+# (A subject encoded in a legacy Asian charset is spared; mailer writes UTF-8, which is not.)
+_REPLY_PREFIXES = re.compile(r"^(?:(?:Re|Fwd|Fw|Aw|Antwort|WG|SV|VB|VS|VL):\s*)+", re.IGNORECASE)
+_ASCII_SPACE = re.compile(r"[ \t\n\r\f\v]")
+_LATIN_LETTER = re.compile(r"[A-Za-z]")
+
+
+def subject_capitals(subject: str) -> str | None:
+    """The subject's words in capitals ('NLP') when SpamAssassin's SUBJ_ALL_CAPS would fire on it, else None."""
+    subject = _REPLY_PREFIXES.sub("", subject.strip(" \t\n\r\f\v"))
+    if not _ASCII_SPACE.search(subject) or len(subject.encode("utf-8")) < 10:
+        return None
+    letters = "".join(_LATIN_LETTER.findall(subject))
+    if not letters or letters != letters.upper():
+        return None
+    return " ".join(dict.fromkeys(re.findall(r"[A-Z]+", subject)))
+
+
 # --- script and language --------------------------------------------------------------------------
 
 # What most letters of a text in these languages are (Unicode script names, as unicodedata

@@ -10,7 +10,7 @@ import click
 
 EPILOG_NEW = """\b
 Examples:
-  mailer new                      # issues/<next Sunday>.yaml from the latest issue
+  mailer new                      # issues/<next Sunday>.yaml from the latest finished issue
   mailer new 2026-12-06           # for that date
   mailer new --from issues/2020-12-13-zh.yaml
 """
@@ -19,9 +19,10 @@ Examples:
 @click.command(epilog=EPILOG_NEW)
 @click.argument("on", metavar="[DATE]", required=False, type=click.DateTime(formats=["%Y-%m-%d"]))
 @click.option("--from", "source", type=click.Path(path_type=Path, dir_okay=False),
-              help="Start from this issue instead of the latest one.")
+              help="Start from this issue instead of the latest finished one (sent, or dated today or earlier "
+                   "without a check error; drafts are passed over).")
 def new(on: object, source: Path | None) -> None:
-    """Write next week's issue file, issues/DATE.yaml, from the latest issue (DATE: next Sunday).
+    """Write next week's issue file, issues/DATE.yaml, from the latest finished issue (DATE: next Sunday).
 
     The parts that stay week to week stay: title, hero slot, footer, language, and the section
     headings that recur in your issues. Each text of the week becomes a TODO that `mailer check`
@@ -34,8 +35,9 @@ def new(on: object, source: Path | None) -> None:
     from mailer.schema import display_path
 
     config = load_config(find_workspace(Path.cwd()))
-    day = on.date() if on is not None else next_sunday(date.today())  # type: ignore[attr-defined]
-    issue = new_issue(config.issues_dir, on=day, source=source)
+    today = date.today()
+    day = on.date() if on is not None else next_sunday(today)  # type: ignore[attr-defined]
+    issue = new_issue(config.issues_dir, on=day, source=source, config=config, today=today)
     try:
         write_new_issue(issue)
     except FileExistsError as err:
@@ -43,7 +45,18 @@ def new(on: object, source: Path | None) -> None:
                                   hint="edit that file, or give another date")]) from err
     for problem in issue.left_out:  # a draft that does not read is no reason to stop: it is named
         click.secho(f"warning: left out: {problem}", fg="yellow", err=True)
-    click.echo(f"{display_path(issue.path)} ← the structure of {display_path(issue.source)}")
+    if day < today:
+        click.secho(f"warning: {day.isoformat()} is in the past (today is {today.isoformat()}): readers will see "
+                    f"that date in the issue and the archive; give the date it goes out (next Sunday is "
+                    f"{next_sunday(today).isoformat()})", fg="yellow", err=True)
+    if issue.source_is_draft:
+        click.secho(f"warning: no finished issue to start from: started from the draft {display_path(issue.source)}",
+                    fg="yellow", err=True)
+    which = "--from" if source is not None else "the latest draft" if issue.source_is_draft else \
+        "the latest finished issue"
+    click.echo(f"{display_path(issue.path)} ← the structure of {display_path(issue.source)} ({which})")
+    for path, why in issue.passed_over:
+        click.echo(f"  passed over the draft {display_path(path)}: {why}")
     if issue.kept_headings:
         click.echo("  kept headings: " + ", ".join(issue.kept_headings))
     click.echo("  next: write the TODOs, paste the week's links under cards:, then\n"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:  # only for annotations: the command imports what it uses, so --help stays fast
+    from mailer.checks.drafts import Standing
     from mailer.compose.build import RenderedIssue
     from mailer.config import Config
 
@@ -28,12 +29,15 @@ Examples:
               help="Folder for the output (default: build/ in the workspace, site/ with --all); "
                    "each issue gets OUT/SLUG/.")
 @click.option("--force", is_flag=True,
-              help="With --all: publish although mailer check finds errors (a leftover TODO, a typo in a placeholder).")
+              help="With --all: publish issues although mailer check finds errors in them (a typo in a "
+                   "placeholder), and despite errors in the layouts or settings. Never an issue with unfinished "
+                   "copy (a TODO), dated after today and not sent, or that does not build.")
 def build(issue_files: tuple[Path, ...], build_all: bool, out_dir: Path | None, force: bool) -> None:
     """Build ISSUE_FILES into email.html, email.txt, the web version and their images.
 
     Every file is checked before anything is written: if one has problems, all of them are
-    listed and nothing is written.
+    listed and nothing is written. With --all, only finished issues are published (sent, or dated
+    today or earlier without errors); drafts are listed as skipped, with why.
     """
     from mailer.config import find_workspace, load_config
 
@@ -48,33 +52,76 @@ def build(issue_files: tuple[Path, ...], build_all: bool, out_dir: Path | None, 
             from mailer.errors import ConfigError
 
             raise ConfigError(f"{config.issues_dir}: no issue files (*.yaml) to build\n"
-                              "    hint: write one first; the README's issue format is a complete example")
-    rendered = _build_every_file(issue_files, config)
-    if build_all:
-        _refuse_to_publish_check_errors(issue_files, rendered, config, force=force)
-        _write_site(rendered, config, out_dir or config.workspace / "site")
+                              "    hint: write one first; the README's issue format is an example")
+        _publish(issue_files, config, out_dir or config.workspace / "site", force=force)
     else:
-        _write_builds(rendered, out_dir or config.build_dir)
+        _write_builds(_build_every_file(issue_files, config), out_dir or config.build_dir)
 
 
-def _refuse_to_publish_check_errors(issue_files: tuple[Path, ...], rendered: list[RenderedIssue], config: Config, *,
-                                    force: bool) -> None:
-    """The public site gets what a send gets: mailer check's errors stop it, unless --force."""
-    from mailer.checks.check import check_issue, check_workspace, errors_in
+def _publish(issue_files: tuple[Path, ...], config: Config, out_dir: Path, *, force: bool) -> None:
+    """The public web output: the finished issues; each draft skipped with why, and never blocking the others."""
+    from datetime import date
+
+    from mailer.checks.check import check_issue, check_workspace, errors_in, unbuilt_report
+    from mailer.checks.drafts import issue_standing, sent_issues
     from mailer.cli.check import error_listing
+    from mailer.compose.build import build_issue
     from mailer.errors import MailerError
+    from mailer.schema import display_path
 
-    reports = [check_issue(path, config, rendered=result) for path, result in zip(issue_files, rendered, strict=True)]
-    errors = errors_in([*reports, check_workspace(config)])
-    if not errors:
-        return
-    count, listing = error_listing(errors)
-    if force:
-        click.secho(f"warning: publishing despite {count} found by mailer check (--force):\n{listing}",
+    workspace_errors = errors_in([check_workspace(config)])
+    if workspace_errors:  # the layouts and settings are every issue's: they stop all of it
+        count, listing = error_listing(workspace_errors)
+        if not force:
+            raise MailerError(f"mailer check found {count} in the layouts or settings; nothing was published:\n"
+                              f"{listing}\n    hint: mailer check explains each one; fix them, or pass --force "
+                              "to publish anyway")
+        click.secho(f"warning: publishing despite {count} in the layouts or settings (--force):\n{listing}",
                     fg="yellow", err=True)
-        return
-    raise MailerError(f"mailer check found {count}; nothing was published:\n{listing}\n"
-                      "    hint: mailer check explains each one; fix them, or pass --force to publish anyway")
+    sent, today = sent_issues(config), date.today()
+    published: list[RenderedIssue] = []
+    skipped: list[Standing] = []
+    unbuilt_sent: list[Standing] = []
+    for path in issue_files:
+        try:
+            rendered = build_issue(path, config, web=True)
+            report = check_issue(path, config, rendered=rendered)
+        except MailerError as err:
+            report = unbuilt_report(path, err)
+        standing = issue_standing(path, config, today=today, sent=sent, report=report)
+        if standing.sent and not standing.builds:
+            unbuilt_sent.append(standing)
+        elif not standing.draft:
+            published.append(standing.report.rendered)  # type: ignore[arg-type]  # it builds
+        elif force and standing.forceable:
+            click.secho(f"warning: publishing {display_path(path)} despite {standing.why} (--force)", fg="yellow",
+                        err=True)
+            published.append(standing.report.rendered)  # type: ignore[arg-type]
+        else:
+            skipped.append(standing)
+    if unbuilt_sent:
+        raise MailerError("\n".join(
+            f"{display_path(s.path)}: was sent, so its web version must be published, but it does not build: "
+            + "; ".join(f"{f.where}: {f.message}" for f in s.report.sorted_findings()[:3]) for s in unbuilt_sent)
+            + "\n    hint: readers have its \"view in browser\" link; fix the file (mailer check names each "
+            "problem). Nothing was published")
+    if not published:
+        raise MailerError("no finished issue to publish: every issue in "
+                          f"{display_path(config.issues_dir)}/ is a draft; nothing was published\n"
+                          + "".join(f"  skipped {display_path(s.path)}: {s.why}\n" for s in skipped)
+                          + "    hint: an issue is published once it is sent, or once its date has come and "
+                          "mailer check finds no error in it")
+    _write_site(published, config, out_dir, skipped)
+
+
+def _remove_published_draft(folder: Path) -> Path | None:
+    """A draft's web version left by an earlier build (as --force once published drafts): removed."""
+    import shutil
+
+    if folder.is_dir() and not folder.is_symlink() and (folder / "index.html").is_file():
+        shutil.rmtree(folder)
+        return folder
+    return None
 
 
 def _build_every_file(issue_files: tuple[Path, ...], config: Config) -> list[RenderedIssue]:
@@ -115,7 +162,7 @@ def _write_builds(rendered: list[RenderedIssue], target_root: Path) -> None:
         click.echo(f"  web:       {display_path(folder / 'index.html')} (the \"view in browser\" page)")
 
 
-def _write_site(rendered: list[RenderedIssue], config: Config, out_dir: Path) -> None:
+def _write_site(rendered: list[RenderedIssue], config: Config, out_dir: Path, skipped: list[Standing]) -> None:
     from mailer.schema import display_path
     from mailer.web.site import archive_entries, write_site
 
@@ -126,6 +173,15 @@ def _write_site(rendered: list[RenderedIssue], config: Config, out_dir: Path) ->
     width = max(len(entry.slug) for entry in entries) + 1
     for entry in entries:
         click.echo(f"  {entry.date.isoformat()}  {entry.slug + '/':<{width}}  {entry.subject}")
+    if skipped:
+        click.echo(f"  skipped, not published ({len(skipped)} {'draft' if len(skipped) == 1 else 'drafts'}):")
+    for standing in skipped:
+        # The web output holds finished issues only: a draft published by an earlier build goes.
+        removed = _remove_published_draft(out_dir / standing.path.stem)
+        # A draft in the making (its date to come, a TODO left) is expected; one that is due is not.
+        click.secho(f"    {display_path(standing.path)}: {standing.why}"
+                    + (f" (removed {display_path(removed)}/, published before)" if removed else ""),
+                    fg=None if standing.future or standing.unfinished else "yellow")
     click.echo(f"  archive: {shown}/index.html")
     click.echo(f"  feed:    {shown}/feed.xml")
     click.echo(f"Publish {shown}/ at {config.web_base_url}: the emails' \"view in browser\" links point there.")

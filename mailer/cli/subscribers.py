@@ -124,6 +124,7 @@ def subscribers_list(status: str | None, email: str | None) -> None:
     """Count the store's readers by status; --status lists them, --email shows one."""
     from mailer.addresses import printable
     from mailer.audience.store import STATUSES, SubscriberStore, store_path
+    from mailer.audience.subscribers import display_name
     from mailer.deliver.suppressions import sync_store
     from mailer.schema import display_path
 
@@ -150,7 +151,7 @@ def subscribers_list(status: str | None, email: str | None) -> None:
             return
         if status is not None:
             for reader in store.readers(status=status):
-                name = printable(" ".join(part for part in (reader.first_name, reader.last_name) if part))
+                name = printable(display_name(reader.first_name, reader.last_name))
                 click.echo(f"{printable(reader.email)}\t{name}\t{';'.join(map(printable, reader.tags))}\t"
                            f"{reader.source}\t{reader.updated_at}")
             return

@@ -13,7 +13,7 @@ from mailer.compose import placeholders
 from mailer.compose.inline import inline_css
 from mailer.compose.issue import Image, Issue, load_issue
 from mailer.compose.plaintext import NamedParagraph, fill_text, render_plaintext
-from mailer.compose.render import HTML_LAYOUT, compile_mjml, render_template
+from mailer.compose.render import HTML_LAYOUT, available_layouts, compile_mjml, layout_file, render_template
 from mailer.config import Config
 from mailer.schema import display_path
 
@@ -60,12 +60,12 @@ class RenderedIssue:
 
 def build_issue(issue_path: Path, config: Config, *, web: bool = False) -> RenderedIssue:
     """Build one issue file into its email parts (and its web version if `web`); raises MailerError on bad input."""
-    issue = load_issue(issue_path, label=display_path(issue_path))
+    issue = load_issue(issue_path, label=display_path(issue_path), layouts=available_layouts(config.layouts_dir))
     return render_issue(issue, config, web=web)
 
 
 def render_issue(issue: Issue, config: Config, *, web: bool = False) -> RenderedIssue:
-    layout = display_path(config.layouts_dir / HTML_LAYOUT)
+    layout = display_path(layout_file(config, issue.layout, HTML_LAYOUT))
     mjml = render_template(HTML_LAYOUT, issue=issue, config=config)
     html = placeholders.mark_urls(inline_css(compile_mjml(mjml, layout=layout)), html_document=True)
     plain = render_plaintext(issue, config)

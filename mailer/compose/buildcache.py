@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mailer.compose.build import RenderedIssue, build_issue
+from mailer.compose.issue import Extra
 from mailer.config import Config
 from mailer.files import (
     PRIVATE_FILE,
@@ -88,6 +89,8 @@ def _to_json(value: Any) -> Any:
     """A RenderedIssue (its Issue, sections, cards…) as JSON values: each dataclass an object of its fields."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {field.name: _to_json(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, Extra):
+        return {"extra": {key: _to_json(item) for key, item in value.items()}}
     if isinstance(value, tuple):
         return [_to_json(item) for item in value]
     if isinstance(value, Path):
@@ -118,11 +121,29 @@ def _from_json(kind: Any, value: Any) -> Any:
             raise TypeError(f"not the fields of {kind.__name__}")
         hints = _hints(kind)
         return kind(**{name: _from_json(hints[name], value[name]) for name in names})
+    if kind is Extra:
+        extra = _extra_from_json(value)
+        if not isinstance(extra, Extra):
+            raise TypeError("not a mapping for extra")
+        return extra
     if kind in (Path, date) and type(value) is str:
         return Path(value) if kind is Path else date.fromisoformat(value)
     if kind in (str, int) and type(value) is kind:
         return value
     raise TypeError(f"{type(value).__name__} where {kind} belongs")
+
+
+def _extra_from_json(value: Any, depth: int = 0) -> Any:
+    """An issue's `extra:` as _to_json wrote it: text, lists and {"extra": mapping} only, as deep as the schema lets."""
+    if depth > 8:
+        raise TypeError("extra nested deeper than an issue may hold it")
+    if type(value) is str:
+        return value
+    if type(value) is list:
+        return tuple(_extra_from_json(item, depth + 1) for item in value)
+    if type(value) is dict and list(value) == ["extra"] and type(value["extra"]) is dict:
+        return Extra({str(key): _extra_from_json(item, depth + 1) for key, item in value["extra"].items()})
+    raise TypeError(f"{type(value).__name__} is not a value of extra")
 
 
 @cache

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -24,6 +26,7 @@ from mailer.schema import (
     ListOf,
     Record,
     Str,
+    Type,
     check_http_url,
     check_lang,
     load_document,
@@ -122,6 +125,35 @@ class Footer:
     social: tuple[SocialLink, ...] = ()
 
 
+class Extra(Mapping[str, Any]):
+    """An issue's own fields (`extra:`), for its layouts: `{{ issue.extra.sponsor.name }}`.
+
+    Read only, and hashable like the rest of an Issue. Values are text, lists (tuples) and mappings
+    (Extra) of them, as the schema checked them; the keys are names Jinja reads after a dot.
+    """
+
+    def __init__(self, values: Mapping[str, Any] | None = None):
+        self._values = dict(values or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.items()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Extra) and self._values == other._values
+
+    def __repr__(self) -> str:
+        return f"Extra({self._values!r})"
+
+
 @dataclass(frozen=True)
 class Issue:
     source_path: Path
@@ -137,6 +169,8 @@ class Issue:
     hero: Image | None = None
     intro: str | None = None
     footer: Footer | None = None
+    layout: str = "default"  # a folder of layouts/ (mailer.compose.render.available_layouts)
+    extra: Extra = field(default_factory=Extra)
 
     def images(self) -> list[Image]:
         """Every image in reading order."""
@@ -261,7 +295,85 @@ def _finish_list_item(item: ListItem, node: yaml.MappingNode, path: str, out: Co
     return item
 
 
-def issue_schema(issue_dir: Path) -> Record:
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A key named like a method of the mapping would read as the method in a layout (`issue.extra.items`).
+_MAPPING_METHODS = {"get", "items", "keys", "values"}
+_MAX_EXTRA_DEPTH = 4
+
+
+class ExtraFields(Type):
+    """`extra:`: the issue's own fields for its layouts; a mapping of names to text, lists and mappings of them."""
+
+    label = "a mapping of names to values"
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        return self._value(node, path, out, depth=0, top=True)
+
+    def _value(self, node: yaml.Node, path: str, out: Collector, *, depth: int, top: bool = False) -> Any:
+        if depth > _MAX_EXTRA_DEPTH:
+            out.add(node, path, f"is nested more than {_MAX_EXTRA_DEPTH} levels deep",
+                    hint="a layout reads a few fields: keep them flat")
+            return MISSING
+        if isinstance(node, yaml.MappingNode):
+            values: dict[str, Any] = {}
+            ok = True
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                key_path = f"{path}.{key}"
+                if not isinstance(key_node, yaml.ScalarNode) or not _NAME.fullmatch(key) or key in _MAPPING_METHODS:
+                    out.add(key_node, key_path, f"{key!r} cannot be read by a layout as issue.extra.NAME",
+                            hint="use letters, digits and '_' (not first a digit), and not get, items, keys or "
+                            "values, e.g. sponsor_url")
+                    ok = False
+                    continue
+                if key in values:
+                    out.add(key_node, key_path, "duplicate key", hint="remove one of them")
+                    ok = False
+                    continue
+                value = self._value(value_node, key_path, out, depth=depth + 1)
+                if value is MISSING:
+                    ok = False
+                else:
+                    values[key] = value
+            return Extra(values) if ok else MISSING
+        if top:
+            out.add(node, path, "must be a mapping (key: value lines)",
+                    hint="e.g. 'extra:' and, indented below it, 'sponsor: Acme'")
+            return MISSING
+        if isinstance(node, yaml.SequenceNode):
+            items = [self._value(child, f"{path}[{index}]", out, depth=depth + 1)
+                     for index, child in enumerate(node.value)]
+            return MISSING if any(item is MISSING for item in items) else tuple(items)
+        # Text, as written: `true` and `5` stay the text a layout prints (the schema never guesses types).
+        return Str().check(node, path, out)
+
+
+class LayoutName(Type):
+    """`layout:`: one of the folders of layouts/ (`default`: the folder itself)."""
+
+    def __init__(self, known: list[str] | None):
+        self.known = known
+        self.label = "a layout name"
+
+    def check(self, node: yaml.Node, path: str, out: Collector) -> Any:
+        text = Str(one_line=True).check(node, path, out)
+        if text is MISSING:
+            return MISSING
+        if self.known is None:  # loaded without the workspace: the build says whether the folder exists
+            if _NAME.fullmatch(text.replace("-", "_")):
+                return text
+            out.add(node, path, f"{text!r} is not a layout name", hint="the name of a folder in layouts/")
+            return MISSING
+        if text not in self.known:
+            close = difflib.get_close_matches(text, self.known, n=1, cutoff=0.6)
+            out.add(node, path, f"unknown layout {text!r}: the layouts are " + ", ".join(self.known),
+                    hint=(f"did you mean '{close[0]}'? " if close else "")
+                    + "a layout is a folder of layouts/ holding its own email.mjml.j2")
+            return MISSING
+        return text
+
+
+def issue_schema(issue_dir: Path, layouts: list[str] | None = None) -> Record:
     url = Str(label="a URL", one_line=True, validate=check_http_url)
     line = Str(one_line=True)
     text = Str()
@@ -306,6 +418,8 @@ def issue_schema(issue_dir: Path) -> Record:
                 "social": Key(ListOf(Record(SocialLink, {"name": Key(line, True), "url": Key(url, True)})),
                               default=()),
             })),
+            "layout": Key(LayoutName(layouts), default="default"),
+            "extra": Key(ExtraFields(), default=Extra()),
         },
     )
 
@@ -320,14 +434,17 @@ def text_direction(lang: str) -> str:
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def load_issue(path: Path | str, *, label: str | None = None) -> Issue:
-    """Load and validate an issue file; raise InputError listing every problem in it."""
+def load_issue(path: Path | str, *, label: str | None = None, layouts: list[str] | None = None) -> Issue:
+    """Load and validate an issue file; raise InputError listing every problem in it.
+
+    `layouts`: the layouts it may choose (mailer.compose.render.available_layouts); None takes any name.
+    """
     path = Path(path)
     file_label = label or str(path)
     if not _SLUG.fullmatch(path.stem):
         raise InputError([Problem(file_label, f"the file name {path.name!r} cannot be used in a web address",
                                   hint="rename it with letters, digits, '-' and '_' only, e.g. 2020-12-13.yaml")])
-    fields = load_document(path, issue_schema(path.parent), file_label=file_label)
+    fields = load_document(path, issue_schema(path.parent, layouts), file_label=file_label)
     return Issue(
         source_path=path,
         slug=issue_slug(path),
@@ -342,5 +459,7 @@ def load_issue(path: Path | str, *, label: str | None = None) -> Issue:
         intro=fields["intro"],
         sections=fields["sections"],
         footer=fields["footer"],
+        layout=fields["layout"],
+        extra=fields["extra"],
     )
 

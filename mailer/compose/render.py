@@ -19,6 +19,7 @@ from mailer.errors import RenderError
 
 HTML_LAYOUT = "email.mjml.j2"
 TEXT_LAYOUT = "email.txt.j2"
+DEFAULT_LAYOUT = "default"  # the layouts folder itself; another layout is a folder in it (layouts/minimal/)
 
 # Every tag MJML 4 defines. mjml-python copies an unknown tag into the HTML without a word, so a
 # typo such as <mj-buton> would ship to subscribers as raw markup; we refuse it instead.
@@ -47,10 +48,31 @@ class Context:
         return image.url
 
 
+def available_layouts(layouts_dir: Path) -> list[str]:
+    """The layouts an issue may choose (`layout:`): the default, and each folder of layouts/ with an email shell.
+
+    A layout folder holds its own email.mjml.j2 and whatever else it changes; a file it does not have
+    (the text part, strings.j2, a partial) is the default layout's.
+    """
+    found = [DEFAULT_LAYOUT]
+    if layouts_dir.is_dir():
+        found += sorted(folder.name for folder in layouts_dir.iterdir()
+                        if folder.is_dir() and folder.name != DEFAULT_LAYOUT and (folder / HTML_LAYOUT).is_file())
+    return found
+
+
+def layout_file(config: Config, layout: str, name: str) -> Path:
+    """The file a layout renders for `name`: its own, or the default layout's."""
+    own = config.layouts_dir / layout / name
+    return own if layout != DEFAULT_LAYOUT and own.is_file() else config.layouts_dir / name
+
+
 @cache
-def _environment(layouts_dir: Path) -> jinja2.Environment:
+def _environment(layouts_dir: Path, layout: str = DEFAULT_LAYOUT) -> jinja2.Environment:
+    # A chosen layout's folder first, then the default layout's files (a folder overrides only what it has).
+    folders = [layouts_dir / layout, layouts_dir] if layout != DEFAULT_LAYOUT else [layouts_dir]
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(layouts_dir),
+        loader=jinja2.FileSystemLoader(folders),
         # Every user string is escaped in the HTML layouts; the text layouts are plain text.
         autoescape=lambda name: bool(name) and name.endswith((".mjml.j2", ".html.j2")),
         undefined=jinja2.StrictUndefined,
@@ -70,12 +92,13 @@ def render_template(name: str, *, issue: Issue, config: Config, web: bool = Fals
     what only a subscriber's copy has, such as the unsubscribe link.
     """
     context = Context(issue, config)
-    return render_layout(name, config=config, issue=issue, image_src=context.image_src, web=web, **extra)
+    return render_layout(name, config=config, layout=issue.layout, issue=issue, image_src=context.image_src, web=web,
+                         **extra)
 
 
-def render_layout(name: str, *, config: Config, **context: Any) -> str:
-    """Render any layout (e.g. the web archive page) with `config` and `context`."""
-    env = _environment(config.layouts_dir.resolve())
+def render_layout(name: str, *, config: Config, layout: str = DEFAULT_LAYOUT, **context: Any) -> str:
+    """Render any layout file (e.g. the web archive page) with `config` and `context`; `layout` picks the folder."""
+    env = _environment(config.layouts_dir.resolve(), layout)
     try:
         template = env.get_template(name)
         return template.render(config=config, **context)
@@ -84,6 +107,9 @@ def render_layout(name: str, *, config: Config, **context: Any) -> str:
         raise RenderError(f"{where}: layout syntax error: {err.message}\n"
                           "    hint: check the {% %} and {{ }} pairs on that line") from err
     except jinja2.TemplateNotFound as err:
+        if layout not in available_layouts(config.layouts_dir):  # an issue loaded without the list of layouts
+            raise RenderError(f"{config.layouts_dir / layout}: no such layout (layout: {layout})\n"
+                              f"    hint: the layouts are {', '.join(available_layouts(config.layouts_dir))}") from err
         raise RenderError(f"{config.layouts_dir / err.name}: layout not found\n"
                           f"    hint: the layouts folder must contain {name} and the files it includes") from err
     except jinja2.UndefinedError as err:

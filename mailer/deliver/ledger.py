@@ -386,6 +386,11 @@ class Ledger:
     def issues(self) -> list[str]:
         return [r[0] for r in self._query("SELECT DISTINCT issue FROM deliveries ORDER BY issue")]
 
+    def sent_issues(self) -> set[str]:
+        """The issues some reader got (or may have got: uncertain): their "view in browser" links are out."""
+        return {r[0] for r in self._query("SELECT DISTINCT issue FROM deliveries WHERE state IN (?, ?)",
+                                          (ACCEPTED, UNCERTAIN))}
+
     # -- provider events ---------------------------------------------------------------------
 
     def record_events(self, events: Iterable[tuple[Any, ...]]) -> int:
@@ -435,7 +440,7 @@ class Ledger:
 
     # -- what readers did (mailer report) ---------------------------------------------------------
 
-    def sent_issues(self) -> list[tuple[str, str]]:
+    def live_sends(self) -> list[tuple[str, str]]:
         """(issue, when its live send started) for each issue sent from here, oldest first; test and sandbox
         keys left out."""
         return self._query(

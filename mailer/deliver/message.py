@@ -258,6 +258,9 @@ def body_part(body: str, subtype: str, policy: Policy) -> EmailMessage:
         part = EmailMessage(policy=_ENCODED_BODY)
         part.set_content(body, subtype=subtype, charset="utf-8")
         part.policy = policy
+    # set_content writes MIME-Version into every part it fills; RFC 2045 puts it in the message's own
+    # header only, and the message (build_mime, the notices) carries it there.
+    del part["MIME-Version"]
     return part
 
 

@@ -52,7 +52,7 @@ def report_issue(config: Config, issue_path: Path) -> IssueReport:
         return IssueReport(figures, rendered.issue.title, rendered.subject, links, email_html)
     ledger = open_ledger(config, key, claim=False)
     try:
-        sent = dict(ledger.sent_issues())
+        sent = dict(ledger.live_sends())
         following = _next_sent(list(sent.items()), key)
         figures = issue_figures(ledger, key, links, sent_at=sent.get(key),
                                 unsubscribed=_unsubscribed(config.state_dir, sent.get(key), following))
@@ -69,7 +69,7 @@ def report_trend(config: Config, *, last: int) -> TrendReport:
         return TrendReport(rows=[], weeks=_weeks(config.state_dir, []))
     ledger = Ledger(ledger_path(config.state_dir))
     try:
-        sent = ledger.sent_issues()
+        sent = ledger.live_sends()
 
         def figures_of(issue: str, sent_at: str, following: str | None) -> IssueFigures:
             return issue_figures(ledger, issue, _links_of(config, issue), sent_at=sent_at,

@@ -27,10 +27,10 @@ from datetime import date
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote
 
-from mailer.audience.subscribers import read_subscribers
+from mailer.audience.subscribers import display_name, read_subscribers
 from mailer.compose import placeholders
 from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue
 from mailer.config import CONFIG_NAME, Config, load_config
@@ -38,6 +38,10 @@ from mailer.errors import InputError, MailerError, Problem
 from mailer.schema import display_path
 from mailer.web.listening import LOOPBACK_HOSTS, listen_error
 from mailer.web.pages import ASSETS_DIR, pages
+
+if TYPE_CHECKING:  # the checks are imported when a page needs them: the server starts without them
+    from mailer.checks.check import CheckReport
+    from mailer.checks.drafts import Standing
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -62,7 +66,7 @@ class SampleReader:
 
     @property
     def display(self) -> str:
-        name = " ".join(part for part in (self.first_name, self.last_name) if part)
+        name = display_name(self.first_name, self.last_name)
         return f"{name} <{self.email}>" if name else self.email
 
 
@@ -140,6 +144,7 @@ class Preview:
     _cache: dict[str, Snapshot] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _checks: dict[tuple[str, str], list[Check]] = field(default_factory=dict, init=False, repr=False)
+    _reports: dict[tuple[str, str], CheckReport] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def issues_dir(self) -> Path:
@@ -264,10 +269,10 @@ class Preview:
         cached = self._checks.get((snapshot.slug, snapshot.version))
         if cached is not None:
             return cached
-        from mailer.checks.check import CHECKS, check_issue, check_workspace
+        from mailer.checks.check import CHECKS, check_workspace
 
         rendered, config = snapshot.rendered, snapshot.config
-        reports = [check_issue(snapshot.path, config, rendered=rendered), check_workspace(config)]
+        reports = [self.report(snapshot), check_workspace(config)]
         found: list[Check] = []
         for report in reports:
             for finding in report.sorted_findings():
@@ -285,6 +290,26 @@ class Preview:
             found.append(Check("ok", title))
         self._checks[(snapshot.slug, snapshot.version)] = found
         return found
+
+
+    def report(self, snapshot: Snapshot) -> CheckReport:
+        """`mailer check`'s report of the issue as it is now (built), kept until its files change."""
+        from mailer.checks.check import check_issue
+
+        assert snapshot.rendered is not None and snapshot.config is not None
+        key = (snapshot.slug, snapshot.version)
+        if key not in self._reports:
+            self._reports = {k: v for k, v in self._reports.items() if k[0] != snapshot.slug}  # older versions go
+            self._reports[key] = check_issue(snapshot.path, snapshot.config, rendered=snapshot.rendered)
+        return self._reports[key]
+
+    def standing(self, snapshot: Snapshot, *, sent: set[str], today: date) -> Standing | None:
+        """Finished or draft, and why (mailer.checks.drafts), for an issue that builds."""
+        from mailer.checks.drafts import issue_standing
+
+        if snapshot.rendered is None or snapshot.config is None:
+            return None
+        return issue_standing(snapshot.path, snapshot.config, today=today, sent=sent, report=self.report(snapshot))
 
 
 def force_dark_mode(document: str) -> str:
@@ -380,14 +405,24 @@ class PreviewApp:
         return self.not_found()
 
     def index(self) -> Response:
+        from mailer.checks.drafts import sent_issues
+
         rows = []
+        sent: set[str] | None = None
+        today = date.today()
         for slug in self.preview.issue_paths():
             snapshot = self.preview.snapshot(slug)
             if snapshot is None:  # deleted between listing and building
                 continue
             shown = snapshot.shown
             issue = shown[0].issue if shown else None
-            rows.append({"slug": slug, "snapshot": snapshot, "issue": issue,
+            if sent is None and snapshot.config is not None:
+                try:
+                    sent = sent_issues(snapshot.config)
+                except MailerError:  # a ledger that cannot be read: nothing counts as sent, the page still shows
+                    sent = set()
+            standing = self.preview.standing(snapshot, sent=sent or set(), today=today)
+            rows.append({"slug": slug, "snapshot": snapshot, "issue": issue, "standing": standing,
                          "subject": self._subject(snapshot) if shown else None})
         # Newest first; issues that never built (no date known) on top, where they are noticed.
         rows.sort(key=lambda row: row["slug"])

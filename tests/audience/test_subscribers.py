@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mailer.audience import subscribers as subscribers_module
-from mailer.audience.subscribers import read_subscribers
+from mailer.audience.subscribers import display_name, read_subscribers
 from mailer.errors import InputError
 from tests.conftest import REPO
 
@@ -361,3 +361,20 @@ def test_an_encoding_that_cannot_read_the_list_is_a_clear_error(tmp_path: Path, 
     with pytest.raises(InputError) as refused:
         read_subscribers(path, file_label="subs.csv", encoding=encoding)
     assert message in str(refused.value) and "hint: " in str(refused.value)
+
+
+@pytest.mark.parametrize(("first", "last", "written"), [
+    ("梅梅", "韩", "韩梅梅"),  # Chinese: family name first, no space
+    ("花子", "山田", "山田花子"),  # Japanese in kanji
+    ("さくら", "佐藤", "佐藤さくら"),  # a given name in hiragana
+    ("민준", "김", "김민준"),  # Korean
+    ("Ada", "Lovelace", "Ada Lovelace"),  # Latin names stay as they are
+    ("José", "García", "José García"),
+    ("ليلى", "حداد", "ليلى حداد"),
+    ("Mei", "韩", "Mei 韩"),  # two scripts: as written
+    ("ジョン", "スミス", "ジョン スミス"),  # a foreign name in katakana: given name first
+    ("李雷", "", "李雷"),
+    ("", "韩", "韩"),
+])
+def test_east_asian_names_are_written_family_name_first(first: str, last: str, written: str) -> None:
+    assert display_name(first, last) == written

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from mailer.author.skeleton import next_sunday
-from tests.conftest import write
+from tests.conftest import mark_sent, write
 
 
 def test_next_sunday_is_after_today() -> None:
@@ -93,7 +93,7 @@ def test_new_from_a_chosen_issue_keeps_its_language_suffix(workspace: Path, run_
     result = run_cli("new", day.isoformat(), "--from", "issues/2020-12-13-zh.yaml")
     assert result.exit_code == 0, result.stderr
     data = yaml.safe_load((workspace / "issues" / f"{day.isoformat()}-zh.yaml").read_text(encoding="utf-8"))
-    assert data["lang"] == "zh" and data["date"] == day and data["subject"] == "NLP 密码 | 12.20.20 🔥"
+    assert data["lang"] == "zh" and data["date"] == day and data["subject"] == "The NLP Cypher 中文版 | 12.20.20 🔥"
 
 
 def test_a_four_digit_year_moves_whole_and_the_primary_edition_is_the_default(workspace: Path, run_cli) -> None:
@@ -125,3 +125,45 @@ def test_a_source_that_is_not_an_issue_is_a_clear_error(workspace: Path, run_cli
         result = run_cli("new", "2026-12-06", "--from", f"drafts/{name}.yaml")
         assert result.exit_code == 1 and "Traceback" not in result.stderr
         assert f"drafts/{name}.yaml:{where}" in result.stderr
+
+
+def test_new_starts_from_the_latest_finished_issue_not_last_weeks_draft(workspace: Path, run_cli) -> None:
+    sunday = next_sunday(date.today())
+    first = run_cli("new")
+    assert first.exit_code == 0, first.stderr
+    assert "(the latest finished issue)" in first.stdout and "passed over" not in first.stdout
+    # The week after: next Sunday's file is still a draft (TODOs, a date to come), so it is no model.
+    later = sunday + timedelta(days=7)
+    second = run_cli("new", later.isoformat())
+    assert second.exit_code == 0, second.stderr
+    assert (f"issues/{later.isoformat()}.yaml ← the structure of issues/2020-12-13.yaml (the latest finished issue)"
+            in second.stdout)
+    assert (f"passed over the draft issues/{sunday.isoformat()}.yaml: dated {sunday.isoformat()}, after today, and "
+            "not sent; 21 errors found by mailer check, 21 of them unfinished copy" in second.stdout)
+    assert "warning" not in second.stderr
+    data = yaml.safe_load((workspace / "issues" / f"{later.isoformat()}.yaml").read_text(encoding="utf-8"))
+    assert data["subject"] == f"The NLP Cypher | {later.strftime('%m.%d.%y')}"  # not the draft's TODO subject
+
+
+def test_a_sent_issue_is_finished_and_a_date_in_the_past_is_a_warning(workspace: Path, run_cli,
+                                                                      state_dir: Path) -> None:
+    sunday = next_sunday(date.today())
+    assert run_cli("new").exit_code == 0
+    mark_sent(state_dir, sunday.isoformat())  # sent (scheduled) with its TODOs: readers have it, so it counts
+    later = run_cli("new", (sunday + timedelta(days=7)).isoformat())
+    assert f"← the structure of issues/{sunday.isoformat()}.yaml (the latest finished issue)" in later.stdout
+    past = run_cli("new", "2020-11-29")
+    assert past.exit_code == 0, past.stderr
+    assert (f"warning: 2020-11-29 is in the past (today is {date.today().isoformat()}): readers will see that date"
+            in past.stderr)
+
+
+def test_with_only_drafts_it_starts_from_the_latest_and_says_so(workspace: Path, run_cli) -> None:
+    for path in (workspace / "issues").glob("*.yaml"):
+        path.unlink()
+    write(workspace / "issues" / "2099-01-04.yaml", "subject: 'Digest 2099-01-04'\ndate: 2099-01-04\n"
+          "preheader: 'A preheader long enough for an inbox'\nsections:\n  - heading: News\n    body: Text.\n")
+    result = run_cli("new", "2099-01-11")
+    assert result.exit_code == 0, result.stderr
+    assert "warning: no finished issue to start from: started from the draft issues/2099-01-04.yaml" in result.stderr
+    assert "← the structure of issues/2099-01-04.yaml (the latest draft)" in result.stdout

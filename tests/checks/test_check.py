@@ -319,7 +319,8 @@ def test_joiners_and_right_to_left_marks_are_allowed(workspace: Path) -> None:
 
 
 def test_a_closed_bidi_isolate_is_allowed_and_an_open_one_is_an_error(workspace: Path) -> None:
-    subject = '"نشرة \\u2066GPT-3\\u2069 الأسبوعية"'
+    # (GPT-3 Weekly, not GPT-3 alone: an Arabic subject whose only Latin letters are capitals shouts, as in Chinese)
+    subject = '"نشرة \\u2066GPT-3 Weekly\\u2069 الأسبوعية"'
     assert check(workspace, MINIMAL_ISSUE.replace('"Weekly digest #1"', subject)) == []
     unclosed = MINIMAL_ISSUE.replace('"Weekly digest #1"', subject.replace("\\u2069", ""))
     assert only(check(workspace, unclosed), "text.invisible").severity == "error"
@@ -356,7 +357,7 @@ def test_a_lang_that_does_not_match_the_script_is_a_warning(workspace: Path) -> 
 def test_vowel_signs_count_as_text_of_their_script(workspace: Path) -> None:
     # Thai words and English names about half and half: the vowel signs above and below are Thai text.
     thai = write(workspace / "issues" / "th.yaml", """\
-        subject: "จดหมายข่าว NLP ประจำสัปดาห์"
+        subject: "จดหมายข่าว NLP weekly ประจำสัปดาห์"
         date: 2026-11-29
         preheader: "GPT-3 ได้รับรางวัล และ Depix กู้คืนรหัสผ่าน"
         sections:
@@ -390,6 +391,28 @@ def test_subject_length_counts_the_room_cjk_emoji_and_vowel_signs_take(workspace
     family = "Weekly digest #1 for the whole " + "👨‍👩‍👧‍👦" * 8  # 8 emoji, 56 code points
     assert check(workspace, "lang: hi\n" + MINIMAL_ISSUE.replace("Weekly digest #1", hindi)) == []
     assert check(workspace, MINIMAL_ISSUE.replace("Weekly digest #1", family)) == []
+
+
+@pytest.mark.parametrize(("subject", "shouts"), [
+    ("NLP 密码 | 12.13.20 🔥", "NLP"),  # the Chinese sample's subject until it was fixed: its only Latin letters
+    ("BIG NEWS: GPT-3 WINS", "BIG NEWS GPT WINS"),
+    ("Re: FREE MONEY FOR NLP", "FREE MONEY FOR NLP"),  # a reply prefix is not counted, as SpamAssassin does
+    ("The NLP Cypher 中文版 | 12.13.20 🔥", None),  # one word in lower case is enough
+    ("密码 周报 第三期 | 12.13.20", None),  # no Latin letter at all
+    ("NLP密码周报第三期", None),  # one word: SpamAssassin never fires on it
+    ("NLP 周报", "NLP"),  # 6 characters but 10 bytes: SpamAssassin counts the bytes
+    ("AI 周报", None),  # under 10 bytes
+])
+def test_a_subject_whose_latin_letters_are_all_capitals_is_a_warning(workspace: Path, subject: str,
+                                                                      shouts: str | None) -> None:
+    findings = check(workspace, MINIMAL_ISSUE.replace("Weekly digest #1", subject))
+    if shouts is None:
+        assert "text.subject-all-caps" not in codes(findings)
+        return
+    finding = only(findings, "text.subject-all-caps")
+    assert (finding.severity, finding.line, finding.field) == ("warning", 1, "subject")
+    assert f"({shouts})" in finding.message and "SUBJ_ALL_CAPS" in finding.message
+    assert "lower-case" in finding.hint
 
 
 # --- compliance -----------------------------------------------------------------------------------

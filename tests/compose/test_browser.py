@@ -11,6 +11,7 @@ import pytest
 
 from mailer.compose.build import build_issue, write_build
 from mailer.config import load_config
+from tests.compose.test_build import MINIMAL, minimal_sample
 from tests.conftest import ARTIFACTS, REPO
 
 pytestmark = pytest.mark.browser
@@ -26,6 +27,9 @@ def built_dirs(tmp_path_factory) -> dict[str, Path]:
     for path in sorted((REPO / "issues").glob("*.yaml")):
         dirs[path.stem] = out / path.stem
         write_build(build_issue(path, config), dirs[path.stem])
+    # The second layout, `layout: minimal`, on the English sample (tests/compose/test_build.py).
+    dirs[MINIMAL] = out / MINIMAL
+    write_build(build_issue(minimal_sample(tmp_path_factory.mktemp("minimal")), config), dirs[MINIMAL])
     return dirs
 
 
@@ -50,7 +54,7 @@ def open_email(browser, folder: Path, width: int):
 
 
 @pytest.mark.parametrize("width", [375, 600])
-@pytest.mark.parametrize("slug", ["2020-12-13", "2020-12-13-zh"])
+@pytest.mark.parametrize("slug", ["2020-12-13", "2020-12-13-zh", MINIMAL])
 def test_email_fits_the_screen_and_shows_everything(browser, built_dirs, slug: str, width: int) -> None:
     page, requests = open_email(browser, built_dirs[slug], width)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -87,12 +91,27 @@ def test_email_fits_the_screen_and_shows_everything(browser, built_dirs, slug: s
     page.close()
 
 
-def test_desktop_columns_widen_to_600px(browser, built_dirs) -> None:
+@pytest.mark.parametrize("slug", ["2020-12-13", MINIMAL])
+def test_desktop_columns_widen_to_600px(browser, built_dirs, slug: str) -> None:
     # The @media (min-width:480px) rules with !important are what widen MJML's mobile-first
     # columns; if the inliner stripped !important, the column would stay at its inline width.
-    page, _ = open_email(browser, built_dirs["2020-12-13"], 900)
+    page, _ = open_email(browser, built_dirs[slug], 900)
     widths = page.evaluate("() => [...document.querySelectorAll('.mj-column-per-100')].map(e => e.offsetWidth)")
     assert widths and all(w == 600 for w in widths)
+    page.close()
+
+
+def test_the_minimal_layout_goes_dark_too(browser, built_dirs) -> None:
+    page, _ = open_email(browser, built_dirs[MINIMAL], 600)
+    body = "getComputedStyle(document.querySelector('div.mailer-body')).backgroundColor"
+    heading = "getComputedStyle(document.querySelector('.mailer-prose h2')).color"
+    light = page.evaluate(body), page.evaluate(heading)
+    page.emulate_media(color_scheme="dark")
+    dark = page.evaluate(body), page.evaluate(heading)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"email-{MINIMAL}-dark-top.png"))
+    assert light == ("rgb(255, 255, 255)", "rgb(31, 35, 40)")
+    assert dark == ("rgb(13, 17, 23)", "rgb(230, 237, 243)")
     page.close()
 
 
@@ -142,7 +161,7 @@ CONTRASTS = """() => {
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize("slug", ["2020-12-13", "2020-12-13-zh"])
+@pytest.mark.parametrize("slug", ["2020-12-13", "2020-12-13-zh", MINIMAL])
 def test_every_text_is_readable_in_both_colour_schemes(browser, built_dirs, slug: str, scheme: str) -> None:
     # What Apple Mail, iOS Mail and Outlook.com show with the reader's dark mode on: the layouts'
     # prefers-color-scheme rules. WCAG AA asks 4.5:1 for body text.

@@ -22,6 +22,8 @@ from tests.bench.forty_cards import write_forty_card_issue
 from tests.conftest import MINIMAL_ISSUE, REPO, write
 
 SAMPLES = sorted((REPO / "issues").glob("*.yaml"))
+# The English sample in the second layout (`layout: minimal`): it must pass what the default passes.
+MINIMAL = "2020-12-13-minimal"
 
 
 class Elements(HTMLParser):
@@ -40,9 +42,25 @@ class Elements(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def built() -> dict[str, RenderedIssue]:
+def built(tmp_path_factory) -> dict[str, RenderedIssue]:
     config = load_config(REPO)
-    return {path.stem: build_issue(path, config) for path in SAMPLES}
+    found = {path.stem: build_issue(path, config) for path in SAMPLES}
+    found[MINIMAL] = build_issue(minimal_sample(tmp_path_factory.mktemp("minimal")), load_config(REPO))
+    return found
+
+
+def minimal_sample(folder: Path) -> Path:
+    """The English sample with `layout: minimal`, in a copy of the workspace (its pictures beside it)."""
+    import shutil
+
+    for name in ("mailer.yaml", "layouts", "issues"):
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
+        copy(REPO / name, folder / name)
+    text = (REPO / "issues" / "2020-12-13.yaml").read_text(encoding="utf-8")
+    return write(folder / "issues" / f"{MINIMAL}.yaml", text.replace("\nlang: en\n", "\nlang: en\nlayout: minimal\n"))
+
+
+SOURCES = {**{path.stem: path for path in SAMPLES}, MINIMAL: REPO / "issues" / "2020-12-13.yaml"}
 
 
 def yaml_strings(value, key=None):
@@ -68,21 +86,21 @@ def yaml_urls(path: Path) -> set[str]:
     return urls
 
 
-@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
-def test_every_url_in_the_issue_reaches_both_parts(path: Path, built) -> None:
-    rendered = built[path.stem]
+@pytest.mark.parametrize("slug", SOURCES)
+def test_every_url_in_the_issue_reaches_both_parts(slug: str, built) -> None:
+    rendered = built[slug]
     hrefs = set(Elements(rendered.html).attr_values("a", "href"))
-    urls = yaml_urls(path)
+    urls = yaml_urls(SOURCES[slug])
     assert len(urls) > 20
     assert urls - hrefs == set()
     assert [url for url in urls if url not in rendered.text] == []
 
 
-@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
-def test_local_images_point_at_the_published_web_folder(path: Path, built) -> None:
-    rendered = built[path.stem]
+@pytest.mark.parametrize("slug", SOURCES)
+def test_local_images_point_at_the_published_web_folder(slug: str, built) -> None:
+    rendered = built[slug]
     sources = Elements(rendered.html).attr_values("img", "src")
-    expected = {f"https://newsletter.example.com/{path.stem}/{image.relative_path}"
+    expected = {f"https://newsletter.example.com/{slug}/{image.relative_path}"
                 for image in rendered.local_images()}
     assert expected and expected <= set(sources)
 
@@ -94,9 +112,10 @@ def test_every_image_has_alt_text(built) -> None:
         assert all(attrs.get("alt", "").strip() for attrs in images)
 
 
-def test_body_text_carries_inline_styles(built) -> None:
+@pytest.mark.parametrize("slug", ["2020-12-13", MINIMAL])
+def test_body_text_carries_inline_styles(built, slug: str) -> None:
     # Gmail's apps drop <style> blocks in many cases: paragraphs and links must be styled inline.
-    elements = Elements(built["2020-12-13"].html)
+    elements = Elements(built[slug].html)
     for tag in ("p", "a", "h2", "li"):
         styled = [attrs for t, attrs in elements.tags if t == tag]
         assert styled, tag
@@ -105,8 +124,9 @@ def test_body_text_carries_inline_styles(built) -> None:
     assert all("color:" in style.replace(" ", "") for style in link_styles)
 
 
-def test_desktop_media_rules_keep_important(built) -> None:
-    html = built["2020-12-13"].html
+@pytest.mark.parametrize("slug", ["2020-12-13", MINIMAL])
+def test_desktop_media_rules_keep_important(built, slug: str) -> None:
+    html = built[slug].html
     rules = re.findall(r"@media only screen and \(min-width:480px\)\s*\{(.*?)\}\s*\}", html, re.S)
     assert rules
     assert all("width:100% !important" in rule for rule in rules)
@@ -117,23 +137,24 @@ def test_doctype_is_kept(built) -> None:
         assert rendered.html.lstrip().lower().startswith("<!doctype html>")
 
 
-def test_charset_language_direction_and_dark_mode_are_declared(built) -> None:
-    zh = built["2020-12-13-zh"].html
+@pytest.mark.parametrize("slug", ["2020-12-13-zh", MINIMAL])
+def test_charset_language_direction_and_dark_mode_are_declared(built, slug: str) -> None:
+    zh = built[slug].html
     assert re.search(r'<meta http-equiv="Content-Type" content="text/html; charset=UTF-8"', zh)
-    assert '<html lang="zh" dir="ltr"' in zh
+    assert f'<html lang="{built[slug].issue.lang}" dir="ltr"' in zh
     assert '<meta name="color-scheme" content="light dark"' in zh
     assert "@media (prefers-color-scheme: dark)" in zh
     assert "color:#000000" not in zh.replace(" ", "")  # no pure black text
 
 
 def test_colours_and_fonts_live_in_the_head_partial_only() -> None:
-    # Design tokens in one place (mj-attributes / mj-class / the CSS in head.mjml.j2): a colour or
-    # font written in another email layout would escape a change of the palette or of dark mode.
+    # Design tokens in one place per layout (mj-attributes / mj-class / the CSS in its head.mjml.j2): a
+    # colour or font written in another email layout file would escape a change of the palette or of dark mode.
     tokens = re.compile(r"#[0-9a-fA-F]{3,8}\b|\brgba?\(|font-family|\bcolor=", re.I)
-    head = REPO / "layouts" / "partials" / "head.mjml.j2"
-    assert tokens.search(head.read_text(encoding="utf-8"))
+    heads = [REPO / "layouts" / "partials" / "head.mjml.j2", REPO / "layouts" / "minimal" / "partials" / "head.mjml.j2"]
+    assert all(tokens.search(head.read_text(encoding="utf-8")) for head in heads)
     elsewhere = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
-                 for path in sorted((REPO / "layouts").rglob("*.mjml.j2")) if path != head
+                 for path in sorted((REPO / "layouts").rglob("*.mjml.j2")) if path not in heads
                  for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if tokens.search(line)]
     assert elsewhere == []
@@ -162,7 +183,7 @@ class InboxPreview(HTMLParser):
         return re.sub("[\u200b-\u200d\u034f\ufeff]", "", text)
 
 
-@pytest.mark.parametrize("slug", ["2020-12-13", "2020-12-13-zh"])
+@pytest.mark.parametrize("slug", ["2020-12-13", "2020-12-13-zh", MINIMAL])
 def test_preheader_is_hidden_and_the_inbox_preview_stops_after_it(built, slug: str) -> None:
     rendered = built[slug]
     match = re.search(r'<div class="mailer-preheader" style="([^"]*)">(.*?)</div>', rendered.html, re.S)

@@ -135,3 +135,16 @@ def test_a_build_that_is_not_what_this_release_wrote_is_a_miss(workspace: Path, 
     assert wrong != rendered
     path.write_text(kept.replace("KEY", key).replace("RENDERED", rendered).replace("WRONG", wrong), encoding="utf-8")
     assert buildcache.build_issue_cached(issue, config, cache) == expected and len(builds) == 2
+
+
+def test_an_issues_layout_and_extra_fields_are_kept_and_read_back(workspace: Path, builds: list[Path]) -> None:
+    from tests.conftest import MINIMAL_ISSUE, write
+
+    issue = write(workspace / "issues" / "2026-11-29.yaml", MINIMAL_ISSUE + "layout: minimal\nextra:\n"
+                  "  sponsor: {name: Acme, url: 'https://acme.example.com/'}\n  tags: [nlp, weekly]\n")
+    cache = workspace / ".mailer" / "builds"
+    first = buildcache.build_issue_cached(issue, load_config(workspace), cache)
+    again = buildcache.build_issue_cached(issue, load_config(workspace), cache)
+    assert again == first and len(builds) == 1  # read back as it was built: kept, not built twice
+    assert again.issue.layout == "minimal" and again.issue.extra["sponsor"]["url"] == "https://acme.example.com/"
+    assert again.issue.extra["tags"] == ("nlp", "weekly")

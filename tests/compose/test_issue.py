@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -169,3 +170,81 @@ def test_the_sample_digest_is_whole() -> None:
         assert [s.dataset.name for s in issue.sections if s.dataset] == ["CrossNER"]
         assert issue.hero and issue.footer and issue.footer.signoff and issue.footer.social
         assert all(image.local_path for image in issue.images())  # pictures of its own, no network
+
+
+# --- layout: and extra: ---------------------------------------------------------------------------
+
+
+def test_an_issue_chooses_its_layout_and_carries_fields_of_its_own(workspace: Path) -> None:
+    from mailer.compose.build import build_issue
+    from mailer.config import load_config
+
+    # A layout of the editor's own: a copy of the minimal one, with a sponsor line read from the issue's extra fields.
+    shutil.copytree(workspace / "layouts" / "minimal", workspace / "layouts" / "sponsored")
+    shell = (workspace / "layouts" / "sponsored" / "email.mjml.j2").read_text(encoding="utf-8")
+    write(workspace / "layouts" / "sponsored" / "email.mjml.j2", shell.replace(
+        "        <mj-divider />",
+        '        <mj-text css-class="mailer-prose"><p>{{ issue.extra.sponsor.line }} '
+        '<a href="{{ issue.extra.sponsor.url }}">{{ issue.extra.sponsor.name }}</a> '
+        '({{ issue.extra.tags | join(", ") }})</p></mj-text>\n        <mj-divider />'))
+    path = write(workspace / "issues" / "2026-11-29.yaml", MINIMAL_ISSUE + """\
+layout: sponsored
+extra:
+  sponsor:
+    name: "Acme <Labs>"
+    url: https://acme.example.com/
+    line: This week's issue is brought to you by
+  tags: [nlp, weekly]
+""")
+    rendered = build_issue(path, load_config(workspace))
+    assert rendered.issue.layout == "sponsored"
+    assert rendered.issue.extra["sponsor"]["name"] == "Acme <Labs>"
+    assert ('This week\'s issue is brought to you by <a href="https://acme.example.com/"' in rendered.html
+            and "Acme &lt;Labs&gt;</a> (nlp, weekly)" in rendered.html)  # escaped like every field
+    assert "Three links worth your Sunday" in rendered.html and "mailer-card" not in rendered.html
+    # The default layout stays the default, and reads no extra field it does not know.
+    default = build_issue(write(workspace / "issues" / "plain.yaml", MINIMAL_ISSUE + "extra:\n  sponsor: Acme\n"),
+                          load_config(workspace))
+    assert default.issue.layout == "default" and "mailer-card" in default.html and "Acme" not in default.html
+
+
+@pytest.mark.parametrize(("tail", "expected", "hint"), [
+    ("layout: minimall\n", "8:9: layout: unknown layout 'minimall': the layouts are default, minimal",
+     "did you mean 'minimal'?"),
+    ("layout: newspaper\n", "8:9: layout: unknown layout 'newspaper': the layouts are default, minimal",
+     "a layout is a folder of layouts/ holding its own email.mjml.j2"),
+    ("layout: ../layouts\n", "8:9: layout: unknown layout '../layouts'", None),
+    ("layout: partials\n", "8:9: layout: unknown layout 'partials'", None),  # a folder, but no email shell
+    ("extra: Acme\n", "8:8: extra: must be a mapping", "e.g. 'extra:' and, indented below it"),
+    ("extra:\n  sponsor name: Acme\n", "9:3: extra.sponsor name: 'sponsor name' cannot be read by a layout",
+     "letters, digits and '_'"),
+    ("extra:\n  items: [a]\n", "9:3: extra.items: 'items' cannot be read by a layout", "not get, items"),
+    ("extra:\n  sponsor:\n    name: ''\n", "10:11: extra.sponsor.name: must not be empty", None),
+    ("extra:\n  a: {b: {c: {d: {e: {f: x}}}}}\n", "extra.a.b.c.d.e: is nested more than 4 levels deep", None),
+    ("extra:\n  sponsor: Acme\n  sponsor: Other\n", "10:3: extra.sponsor: duplicate key", None),
+])
+def test_layout_and_extra_are_checked_with_their_line(workspace: Path, tail: str, expected: str,
+                                                      hint: str | None) -> None:
+    from mailer.compose.build import build_issue
+    from mailer.config import load_config
+
+    path = write(workspace / "issues" / "2026-11-29.yaml", MINIMAL_ISSUE + tail)
+    with pytest.raises(InputError) as info:
+        build_issue(path, load_config(workspace))
+    assert expected in str(info.value)
+    if hint:
+        assert hint in str(info.value)
+
+
+def test_a_field_outside_extra_is_still_an_error_in_a_layout(workspace: Path) -> None:
+    from mailer.compose.build import build_issue
+    from mailer.config import load_config
+    from mailer.errors import RenderError
+
+    shell = workspace / "layouts" / "minimal" / "email.mjml.j2"
+    text = shell.read_text(encoding="utf-8")
+    shell.write_text(text.replace("<mj-divider />", "<mj-text>{{ issue.sponsor }}</mj-text>"), encoding="utf-8")
+    path = write(workspace / "issues" / "2026-11-29.yaml", MINIMAL_ISSUE + "layout: minimal\nextra:\n  sponsor: A\n")
+    with pytest.raises(RenderError) as info:
+        build_issue(path, load_config(workspace))
+    assert "layouts/minimal/email.mjml.j2:" in str(info.value) and "has no attribute 'sponsor'" in str(info.value)

@@ -98,3 +98,20 @@ def test_the_fast_writer_sends_the_same_message_as_the_email_package(workspace: 
             assert mine.get_content() == reference.get_content()
     # An address that needs SMTPUTF8 is left to the email package.
     assert writer.write(Subscriber("zoë@example.com"), personalise(Subscriber("zoë@example.com"))) is None
+
+
+@pytest.mark.parametrize("issue", ["2020-12-13.yaml", "2020-12-13-zh.yaml"])
+def test_only_the_top_of_the_message_says_mime_version(workspace: Path, issue: str) -> None:
+    # RFC 2045 §4: MIME-Version belongs in the message's header; the email package's set_content wrote
+    # it into each body part as well (the Chinese sample's HTML part is the encoded path, the other 8bit).
+    config = load_config(workspace)
+    rendered = build_issue(workspace / "issues" / issue, config)
+    reader = Subscriber("ada@example.com", "Ada", "Lovelace")
+    personal = Personaliser(rendered, config, SECRET)(reader)
+    slow = build_mime(rendered, config, reader, personal).as_bytes(policy=POLICY)
+    fast, _ = MessageWriter(rendered, config).write(reader, personal)
+    for raw in (slow, fast):
+        assert raw.count(b"MIME-Version:") == 1
+        message = parse(raw)
+        assert message["MIME-Version"] == "1.0"
+        assert [part["MIME-Version"] for part in message.iter_parts()] == [None, None]

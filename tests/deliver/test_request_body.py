@@ -87,7 +87,8 @@ def test_without_the_mailto_the_bulk_writer_still_writes_what_request_body_write
 def test_the_readers_requests_are_the_bytes_mailer_wrote_before_the_bulk_writer(issue, monkeypatch) -> None:
     # Both writers share _shared, _request and _to: a mistake there would show on both sides of the test
     # above. The readers' part of the request, as request_body wrote it before (e70504d), but for the
-    # opaque ids: a SHA-256 of the address then, which anyone holding the address could check.
+    # opaque ids: a SHA-256 of the address then, which anyone holding the address could check; and but for
+    # the Chinese reader's name, written family name first since (韩李雷, was 李雷 韩).
     rendered, config = issue
     readers = PLAIN + VARIED
     bulk, _, written_in_bulk = both_ways(rendered, config, readers, monkeypatch)
@@ -95,7 +96,9 @@ def test_the_readers_requests_are_the_bytes_mailer_wrote_before_the_bulk_writer(
     readers_part = bulk[:bulk.index('], "from": ')]
     ids = re.findall(r'"mailer_recipient": "([0-9a-f]{20})"', readers_part)
     assert ids == [opaque_id(s.key, list_id(config), b"secret") for s in readers]
-    before = readers_part
+    family_first, given_first = (f'"name": {json.dumps(name)}' for name in ("韩李雷", "李雷 韩"))
+    assert readers_part.count(family_first) == 1
+    before = readers_part.replace(family_first, given_first)
     for reader, opaque in zip(readers, ids, strict=True):
         before = before.replace(opaque, hashlib.sha256(reader.key.encode()).hexdigest()[:20], 1)
     assert hashlib.sha256(before.encode()).hexdigest() == (

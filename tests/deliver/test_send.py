@@ -111,6 +111,31 @@ def test_the_mailto_is_offered_only_when_something_reads_that_mail(
     assert mailto == f"<mailto:newsletter@example.com?subject=unsubscribe%20{token}>"
 
 
+def test_dry_run_emls_name_east_asian_readers_family_name_first_and_say_mime_version_once(
+        workspace: Path, sendgrid, run_cli, tmp_path: Path) -> None:
+    from email import policy
+    from email.parser import BytesParser
+
+    run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
+    outbox = tmp_path / "state/outbox/2020-12-13"
+    names = {}
+    for path in (outbox / "eml").iterdir():
+        raw = path.read_bytes()
+        assert raw.count(b"MIME-Version: 1.0") == 1, path.name  # the top only, never in a part
+        message = BytesParser(policy=policy.default).parse(path.open("rb"))
+        assert [part["MIME-Version"] for part in message.iter_parts()] == [None, None]
+        names[message["To"].addresses[0].addr_spec] = message["To"].addresses[0].display_name
+    assert names["han.meimei@example.org"] == "韩梅梅"  # was '梅梅 韩'
+    assert names["hanako.yamada@example.net"] == "山田花子"
+    assert names["ada.lovelace@example.com"] == "Ada Lovelace"
+    # The SendGrid request of the same dry run names them the same way (SendGrid writes the MIME itself).
+    body = json.loads((outbox / "sendgrid" / "request-00001.json").read_text(encoding="utf-8"))
+    to = {p["to"][0]["email"]: p["to"][0].get("name") for p in body["personalizations"]}
+    assert to["han.meimei@example.org"] == "韩梅梅" and to["hanako.yamada@example.net"] == "山田花子"
+    assert to["zoe.muller@example.net"] == "Zoë Müller"
+    assert "MIME-Version" not in body.get("headers", {})
+
+
 def test_segment_and_skip_invalid_choose_who_a_send_is_for(workspace: Path, sendgrid: FakeSendGrid, run_cli) -> None:
     path = workspace / "subs.csv"
     path.write_text("email,first_name,status,tags\nada@example.com,Ada,subscribed,nlp\nbob@,Bob,subscribed,nlp\n"

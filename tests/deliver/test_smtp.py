@@ -32,7 +32,7 @@ def test_test_send_over_smtp_has_proper_mime_and_utf8(workspace: Path, smtp_serv
     ((sender, recipients, data, _),) = smtp_server.messages
     assert (sender, recipients) == ("newsletter@example.com", ["editor@example.com"])
     message = parse(data)
-    assert str(message["Subject"]) == "[TEST] NLP 密码 | 12.13.20 🔥"
+    assert str(message["Subject"]) == "[TEST] The NLP Cypher 中文版 | 12.13.20 🔥"
     assert message["Message-ID"] and message["Date"]
     assert message.get_content_type() == "multipart/alternative"
     text, html = message.get_payload()
@@ -271,3 +271,22 @@ def test_lines_starting_with_a_dot_arrive_as_written(workspace: Path, smtp_serve
     for *_, data, _ in smtp_server.messages:
         html = parse(data).get_payload()[1].get_content()
         assert [line for line in html.splitlines() if line.startswith(".")] == dotted
+
+
+def test_east_asian_names_arrive_family_name_first_in_an_encoded_to_header(workspace: Path, smtp_server: Recorder,
+                                                                            run_cli) -> None:
+    csv = str(write_subscribers(workspace, ["han@example.org,梅梅,韩,subscribed,",
+                                            "kim@example.org,민준,김,subscribed,",
+                                            "ada@example.org,Ada,Lovelace,subscribed,"]))
+    result = send_to_list(run_cli, csv)
+    assert result.exit_code == 0, result.stderr
+    received = {recipients[0]: data for _, recipients, data, _ in smtp_server.messages}
+    for address, name in (("han@example.org", "韩梅梅"), ("kim@example.org", "김민준"),
+                          ("ada@example.org", "Ada Lovelace")):
+        data = received[address]
+        head = data.split(b"\r\n\r\n", 1)[0]
+        assert head.isascii()  # an ASCII address: the name goes as an RFC 2047 word, no SMTPUTF8 needed
+        message = parse(data)
+        assert message["To"].addresses[0].display_name == name
+        assert data.count(b"MIME-Version:") == 1
+        assert [part["MIME-Version"] for part in message.iter_parts()] == [None, None]

@@ -79,7 +79,7 @@ def test_sends_over_tls_after_logging_in(workspace: Path, tls_server: TlsRecorde
     assert tls_server.tls == [True, True, True]
     # The URL's percent-encoded password arrives decoded, once per connection (test send, then the list).
     assert tls_server.logins == [(USER, PASSWORD), (USER, PASSWORD)]
-    assert str(parse(tls_server.messages[1][2])["Subject"]) == "NLP 密码 | 12.13.20 🔥"
+    assert str(parse(tls_server.messages[1][2])["Subject"]) == "The NLP Cypher 中文版 | 12.13.20 🔥"
     for output in (test.stdout, test.stderr, sent.stdout, sent.stderr):
         assert PASSWORD not in output and PASSWORD_IN_URL not in output
 

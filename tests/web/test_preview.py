@@ -79,11 +79,37 @@ def test_index_lists_the_issues_newest_first(server, page, workspace: Path) -> N
     expect(rows).to_have_count(3)
     assert rows.locator(".date").all_inner_texts() == ["2026-11-29", "2020-12-13", "2020-12-13"]
     subjects = rows.locator("a.subject").all_inner_texts()
-    assert subjects == ["Weekly digest #1", SUBJECT, "NLP 密码 | 12.13.20 🔥"]
+    assert subjects == ["Weekly digest #1", SUBJECT, "The NLP Cypher 中文版 | 12.13.20 🔥"]
     assert rows.locator(".badge").all_inner_texts() == ["Builds"] * 3
     shot(page, "preview-index.png")
     page.locator("a.subject", has_text=SUBJECT).click()
     expect(page.locator("#subject")).to_have_text(SUBJECT)
+
+
+@pytest.mark.browser
+def test_index_shows_drafts_with_their_error_count_and_why(server, page, workspace: Path, run_cli) -> None:
+    from datetime import date
+
+    from playwright.sync_api import expect
+
+    from mailer.author.skeleton import next_sunday
+
+    assert run_cli("new").exit_code == 0  # next Sunday's draft, TODOs and all
+    sunday = next_sunday(date.today()).isoformat()
+    write(workspace / "issues" / "2026-11-29.yaml", MINIMAL_ISSUE.replace("Hello -first_name-,", "Hello -frist_name-,"))
+    page.goto(server.url)
+    rows = page.locator("table.issues tbody tr")
+    expect(rows).to_have_count(4)
+    draft = page.locator(f'tr[data-slug="{sunday}"]')
+    expect(draft.locator(".badge")).to_have_text(["Draft", "21 errors"])
+    expect(draft.locator(".first-problem")).to_contain_text(f"dated {sunday}, after today, and not sent")
+    expect(draft.locator(".first-problem")).to_contain_text("unfinished copy: 'TODO'")
+    due = page.locator('tr[data-slug="2026-11-29"]')  # its date has come, but a check error keeps it a draft
+    expect(due.locator(".badge")).to_have_text(["Draft", "1 error"])
+    expect(due.locator(".first-problem")).to_contain_text("-frist_name-")
+    for finished in ("2020-12-13", "2020-12-13-zh"):
+        expect(page.locator(f'tr[data-slug="{finished}"] .badge')).to_have_text(["Builds"])
+    shot(page, "preview-index-drafts.png")
 
 
 @pytest.mark.browser

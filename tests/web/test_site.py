@@ -11,7 +11,7 @@ import pytest
 
 from mailer.compose import placeholders
 from mailer.config import load_config
-from tests.conftest import MINIMAL_ISSUE, write
+from tests.conftest import MINIMAL_ISSUE, mark_sent, write
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 BASE = "https://newsletter.example.com/"
@@ -96,7 +96,7 @@ def test_feed_is_atom_with_one_entry_per_issue(workspace: Path, run_cli) -> None
     assert english.findtext(f"{ATOM}title") == "The NLP Cypher | 12.13.20"
     assert english.findtext(f"{ATOM}summary").endswith("the Zodiac 340 cipher is cracked & more")
     assert english.findtext(f"{ATOM}updated") == "2020-12-13T00:00:00Z"
-    assert entries[BASE + "2020-12-13-zh/"].findtext(f"{ATOM}title") == "NLP 密码 | 12.13.20 🔥"
+    assert entries[BASE + "2020-12-13-zh/"].findtext(f"{ATOM}title") == "The NLP Cypher 中文版 | 12.13.20 🔥"
     for url, entry in entries.items():
         link = entry.find(f"{ATOM}link")
         assert link.get("href") == url and link.get("rel") == "alternate"
@@ -158,13 +158,75 @@ def test_no_personal_data_or_placeholder_in_the_web_output(workspace: Path, run_
     assert feed.find(f"{ATOM}entry").findtext(f"{ATOM}title") == "there, your weekly digest"
 
 
-def test_bad_issue_writes_no_site_and_lists_every_problem(workspace: Path, run_cli) -> None:
+def test_an_issue_that_does_not_build_is_skipped_with_its_problem_and_blocks_nothing(workspace: Path,
+                                                                                    run_cli) -> None:
     write(workspace / "issues" / "bad-date.yaml", MINIMAL_ISSUE.replace("date: 2026-11-29", "date: soon"))
     write(workspace / "issues" / "no-sections.yaml", MINIMAL_ISSUE.split("sections:")[0])
     result = run_cli("build", "--all", "--out", "site")
+    assert result.exit_code == 0, result.stderr
+    assert "issues/bad-date.yaml: does not build: issues/bad-date.yaml:2:7: date: 'soon' is not a date" in result.stdout
+    assert "issues/no-sections.yaml: does not build" in result.stdout and "sections" in result.stdout
+    assert sorted(p.name for p in (workspace / "site").iterdir()) == ["2020-12-13", "2020-12-13-zh", "feed.xml",
+                                                                     "index.html"]
+
+
+def test_a_sent_issue_that_does_not_build_publishes_nothing(workspace: Path, run_cli, state_dir: Path) -> None:
+    write(workspace / "issues" / "bad-date.yaml", MINIMAL_ISSUE.replace("date: 2026-11-29", "date: soon"))
+    mark_sent(state_dir, "bad-date")
+    result = run_cli("build", "--all")
     assert result.exit_code == 1
-    assert "issues/bad-date.yaml:2:7: date: 'soon' is not a date" in result.stderr
-    assert "issues/no-sections.yaml" in result.stderr and "sections" in result.stderr
+    assert "issues/bad-date.yaml: was sent, so its web version must be published" in result.stderr
+    assert "'soon' is not a date" in result.stderr and not (workspace / "site").exists()
+
+
+def test_next_weeks_draft_is_skipped_with_why_and_never_published_even_forced(workspace: Path, run_cli) -> None:
+    from datetime import date
+
+    from mailer.author.skeleton import next_sunday
+
+    assert run_cli("new").exit_code == 0
+    draft = f"issues/{next_sunday(date.today()).isoformat()}.yaml"
+    for args in ((), ("--force",)):
+        result = run_cli("build", "--all", *args)
+        assert result.exit_code == 0, result.stderr
+        assert "2 issues → site/" in result.stdout
+        line = next(line for line in result.stdout.splitlines() if line.strip().startswith(draft))
+        assert "after today, and not sent" in line and "unfinished copy: 'TODO'" in line
+        assert sorted(p.name for p in (workspace / "site").iterdir()) == ["2020-12-13", "2020-12-13-zh",
+                                                                         "feed.xml", "index.html"]
+        site = (workspace / "site" / "index.html").read_text() + (workspace / "site" / "feed.xml").read_text()
+        assert "TODO" not in site and Path(draft).stem not in site
+
+
+def test_a_draft_published_by_an_earlier_build_is_taken_out(workspace: Path, run_cli) -> None:
+    write(workspace / "site" / "2026-11-29" / "index.html", "<p>TODO</p>")  # as --force published drafts
+    write(workspace / "issues" / "2026-11-29.yaml", MINIMAL_ISSUE.replace("Hello", "TODO: hello"))
+    result = run_cli("build", "--all")
+    assert result.exit_code == 0, result.stderr
+    assert "(removed site/2026-11-29/, published before)" in result.stdout
+    assert not (workspace / "site" / "2026-11-29").exists()
+
+
+def test_a_sent_issue_is_published_whatever_its_date(workspace: Path, run_cli, state_dir: Path) -> None:
+    # Scheduled for next week and sent (SendGrid holds it): its readers' "view in browser" links must work.
+    write(workspace / "issues" / "2099-01-04.yaml", MINIMAL_ISSUE.replace("date: 2026-11-29", "date: 2099-01-04"))
+    skipped = run_cli("build", "--all")
+    assert "issues/2099-01-04.yaml: dated 2099-01-04, after today, and not sent" in skipped.stdout
+    mark_sent(state_dir, "2099-01-04")
+    mark_sent(state_dir, "2020-12-13@sandbox")  # a sandbox send delivers nothing: it counts for nothing
+    published = run_cli("build", "--all")
+    assert published.exit_code == 0, published.stderr
+    assert "3 issues → site/" in published.stdout and "skipped" not in published.stdout
+    assert (workspace / "site" / "2099-01-04" / "index.html").is_file()
+
+
+def test_only_drafts_publish_nothing_and_say_why(workspace: Path, run_cli) -> None:
+    for path in (workspace / "issues").glob("*.yaml"):
+        path.unlink()
+    write(workspace / "issues" / "2099-01-04.yaml", MINIMAL_ISSUE.replace("date: 2026-11-29", "date: 2099-01-04"))
+    result = run_cli("build", "--all")
+    assert result.exit_code == 1 and "no finished issue to publish" in result.stderr
+    assert "skipped issues/2099-01-04.yaml: dated 2099-01-04, after today, and not sent" in result.stderr
     assert not (workspace / "site").exists()
 
 
@@ -190,16 +252,23 @@ def test_site_leaves_other_files_in_the_folder_alone(workspace: Path, run_cli) -
     assert not [p for p in site.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
 
-def test_publishing_refuses_what_check_refuses_unless_forced(workspace: Path, run_cli) -> None:
-    write(workspace / "issues" / "2026-11-29.yaml",
-          MINIMAL_ISSUE.replace("Hello -first_name-,", "Hello -frist_name-, TODO: finish this,"))
-    refused = run_cli("build", "--all")
-    assert refused.exit_code == 1
-    assert "nothing was published" in refused.stderr and "-frist_name-" in refused.stderr
-    assert "TODO" in refused.stderr and not (workspace / "site").exists()
+def test_a_due_issue_with_check_errors_is_skipped_and_force_publishes_it_but_never_a_todo(workspace: Path,
+                                                                                        run_cli) -> None:
+    write(workspace / "issues" / "2026-11-29.yaml", MINIMAL_ISSUE.replace("Hello -first_name-,", "Hello -frist_name-,"))
+    write(workspace / "issues" / "2026-11-22.yaml", MINIMAL_ISSUE.replace("date: 2026-11-29", "date: 2026-11-22")
+          .replace("Weekly digest #1", "Weekly digest #0").replace("Hello", "TODO: finish this. Hello"))
+    skipped = run_cli("build", "--all")
+    assert skipped.exit_code == 0, skipped.stderr
+    assert ("issues/2026-11-29.yaml: 1 error found by mailer check, the first: issues/2026-11-29.yaml:7"
+            in skipped.stdout)
+    assert "-frist_name-" in skipped.stdout and not (workspace / "site" / "2026-11-29").exists()
     forced = run_cli("build", "--all", "--force")
-    assert forced.exit_code == 0 and "publishing despite" in forced.stderr
+    assert forced.exit_code == 0, forced.stderr
+    assert "warning: publishing issues/2026-11-29.yaml despite 1 error found by mailer check" in forced.stderr
     assert (workspace / "site" / "2026-11-29" / "index.html").exists()
+    # Unfinished copy is never published, --force or not.
+    assert "issues/2026-11-22.yaml: 1 error found by mailer check, 1 of them unfinished copy" in forced.stdout
+    assert not (workspace / "site" / "2026-11-22").exists()
 
 
 def test_the_fallback_name_is_per_language(workspace: Path, run_cli) -> None:

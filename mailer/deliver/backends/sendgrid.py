@@ -492,7 +492,7 @@ def bulk_request_body(rendered: RenderedIssue, config: Config, subscribers: list
 def _to(subscriber: Subscriber, email: str) -> str:
     """The request's `to` of a reader, their address given as JSON."""
     # SendGrid refuses a name containing ',' or ';' (and the helper classes silently drop the address).
-    name = f"{subscriber.first_name} {subscriber.last_name}".strip()
+    name = subscriber.full_name
     if not name:
         return f'{{"email": {email}}}'
     return f'{{"email": {email}, "name": {_json(name.replace(",", " ").replace(";", " "))}}}'
