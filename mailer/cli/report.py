@@ -80,7 +80,11 @@ def report(issue_file: Path | None, output: str, html_path: Path | None, open_pa
 
         page = (issue_page(issue_report, newsletter=config.name) if issue_file is not None
                 else trend_page(trend_report, newsletter=config.name))
-        write_atomic(html_path, page.encode("utf-8"))
+        try:
+            write_atomic(html_path, page.encode("utf-8"))
+        except OSError as err:
+            raise click.ClickException(f"cannot write {html_path}: {err.strerror or err}\n"
+                                       "    hint: --html names a file in a folder you can write") from None
         click.echo(f"Wrote {html_path} (opens offline)", err=True)
         if open_page:
             webbrowser.open(html_path.resolve().as_uri())

@@ -470,11 +470,13 @@ class Ledger:
             "FROM events WHERE issue=? AND event='open' GROUP BY recipient)", (issue,))
         return rows[0]
 
-    def human_openers_among(self, issue: str, keys: list[str]) -> set[str]:
-        """Which of these readers (a chunk) opened the issue themselves, by SendGrid's flag."""
-        return {recipient for (recipient,) in self._query(
-            "SELECT DISTINCT recipient FROM events WHERE issue=? AND event='open' AND machine IS NULL "
-            "AND recipient IN (SELECT value FROM json_each(?))", (issue, json.dumps(keys)))}
+    def openers_among(self, issue: str, keys: list[str]) -> tuple[set[str], set[str]]:
+        """Of these readers (a chunk): who opened the issue themselves (by SendGrid's flag), and who opened it
+        at all."""
+        rows = self._query(
+            "SELECT recipient, MAX(machine IS NULL) FROM events WHERE issue=? AND event='open' "
+            "AND recipient IN (SELECT value FROM json_each(?)) GROUP BY recipient", (issue, json.dumps(keys)))
+        return {recipient for recipient, human in rows if human}, {recipient for recipient, _ in rows}
 
     def clicks(self, issue: str) -> Iterator[tuple[str, str, str | None, int | None, str | None, str | None]]:
         """Every click on the issue as (recipient, at, url, link, agent, first delivered at), by reader and time."""
@@ -505,6 +507,10 @@ class Ledger:
         return self._query(f"SELECT rowid, {EVENT_COLUMNS} FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",  # noqa: S608
                            (rowid, limit))
 
+    def last_event(self) -> int:
+        """The rowid of the latest event recorded (0: none)."""
+        return self._query("SELECT COALESCE(MAX(rowid), 0) FROM events")[0][0]
+
     def remote_cursor(self, source: str) -> int:
         rows = self._query("SELECT after FROM remote_events WHERE source=?", (source,))
         return rows[0][0] if rows else 0
@@ -520,9 +526,12 @@ class Ledger:
             return new
 
     def record_tracking(self, issue: str, backend: str, *, clicks: bool | None, opens: bool | None) -> None:
-        """What this live send asked the provider to track (the latest send of an issue wins)."""
+        """What this live send asked the provider to track (a resumed send's settings win), and when the issue's
+        first live send started (a resume keeps it: the report's order and its unsubscribe windows)."""
         with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO tracking VALUES (?, ?, ?, ?, ?)", (issue, backend, clicks, opens, now()))
+            db.execute("INSERT INTO tracking VALUES (?, ?, ?, ?, ?) ON CONFLICT (issue) DO UPDATE SET "
+                       "backend=excluded.backend, clicks=excluded.clicks, opens=excluded.opens",
+                       (issue, backend, clicks, opens, now()))
 
     def tracking(self, issue: str) -> tuple[str, bool | None, bool | None] | None:
         """(backend, clicks, opens) of the issue's live send; None when it was never sent live here."""

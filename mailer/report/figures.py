@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mailer.compose import placeholders
 from mailer.deliver.events import COMPLAINT_STOP_RATE, COMPLAINT_WARN_RATE
 from mailer.deliver.ledger import ACCEPTED, UNCERTAIN, Ledger
 from mailer.report.links import Link
@@ -73,7 +74,8 @@ class IssueFigures:
         rate = self.complaint_rate
         if rate is None:
             return "unknown"
-        return "over" if rate > COMPLAINT_STOP_RATE else "warn" if rate > COMPLAINT_WARN_RATE else "ok"
+        # As mailer status and the send's guard judge it: a warning from 0.1 %, a refusal over 0.3 %.
+        return "over" if rate > COMPLAINT_STOP_RATE else "warn" if rate >= COMPLAINT_WARN_RATE else "ok"
 
     def rate(self, count: int) -> float | None:
         return count / self.delivered if self.delivered else None
@@ -100,9 +102,9 @@ class IssueFigures:
 
 # What is counted apart from the figures, with the words the report shows.
 ODD = {
-    "click_without_url": "clicks without a link (the provider sent no URL)",
+    "click_without_url": "clicks with no link on record (kept before mailer kept links): people's, on no card",
     "click_not_in_issue": "clicks on links this issue does not hold (edited since it was sent?)",
-    "future": "events dated in the future (counted, at their own time)",
+    "future": "clicks dated in the future (counted, at their own time)",
     "unknown_readers": "readers with events whom this issue was not sent to from here",
 }
 
@@ -133,9 +135,12 @@ def issue_figures(ledger: Ledger, issue: str, links: list[Link] | None, *, sent_
         figures.unsubscribes["SendGrid's group unsubscribe"] = people("group_unsubscribe")
     for how, count in _unsubscribes_of(ledger, issue, unsubscribed).items():
         figures.unsubscribes[f"mailer serve ({how})"] = count
-    human_openers, figures.opens_machine = ledger.openers(issue)
+    human_openers, machine_only = ledger.openers(issue)
     clickers = _count_clicks(ledger, issue, links, figures)
-    figures.opens_human = human_openers + _clickers_without_open(ledger, issue, clickers)
+    unopened, machine_opened = _clickers_without_open(ledger, issue, clickers)
+    # A reader who clicked read it: a person's opener, whatever SendGrid's flag said of their opens.
+    figures.opens_human = human_openers + unopened
+    figures.opens_machine = machine_only - machine_opened
     unknown = ledger.readers_unknown(issue)
     if unknown:
         figures.odd["unknown_readers"] = unknown
@@ -171,7 +176,11 @@ def _count_clicks(ledger: Ledger, issue: str, links: list[Link] | None, figures:
                 rules[rule] += 1
                 continue
             if not click.url and click.link is None:
+                # Recorded before mailer kept each click's link (or the provider sent none): a person's click
+                # all the same, on no card.
                 figures.odd["click_without_url"] = figures.odd.get("click_without_url", 0) + 1
+                figures.clicks_human += 1
+                clickers.add(reader)
                 continue
             link = _link_of(click, by_position, by_url)
             if link is None and not known:
@@ -203,12 +212,23 @@ def _count_clicks(ledger: Ledger, issue: str, links: list[Link] | None, figures:
 
 
 def _link_of(click: Click, by_position: dict[int, Link], by_url: dict[str, Link]) -> Link | None:
-    """The issue's link a click was on: by its position when that position holds its URL (or a reader's own
-    link, which a placeholder stands for), else the first link with its URL."""
+    """The issue's link a click was on: by its position when that position holds its URL, else the first link
+    with its URL. A placeholder inside a link (`?email=-email_url-`) stands for each reader's own value: the
+    link is theirs when the URL is the same up to it."""
     link = by_position.get(click.link) if click.link is not None else None
-    if link is not None and (click.url is None or link.url == click.url or link.url.startswith("-")):
+    if link is not None and (click.url is None or _same_link(link.url, click.url)):
         return link
-    return by_url.get(click.url) if click.url else None
+    if not click.url:
+        return None
+    return by_url.get(click.url) or next((link for link in by_url.values() if _same_link(link.url, click.url)),
+                                         None)
+
+
+def _same_link(written: str, clicked: str) -> bool:
+    if written == clicked:
+        return True
+    tag = placeholders.SHAPE.search(written)
+    return tag is not None and tag.start() > 0 and clicked.startswith(written[:tag.start()])
 
 
 def _by_reader(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[str, list[Click], float | None]]:
@@ -232,14 +252,17 @@ def _seconds(at: str) -> float:
         return 0.0
 
 
-def _clickers_without_open(ledger: Ledger, issue: str, clickers: set[str]) -> int:
-    """Human clickers with no open of their own on record (opens not tracked, images blocked): they read it."""
+def _clickers_without_open(ledger: Ledger, issue: str, clickers: set[str]) -> tuple[int, int]:
+    """Human clickers with no open of their own on record (opens not tracked, images blocked, or only a
+    machine's open): how many, and how many of them SendGrid saw only machine opens of."""
     readers = sorted(clickers)
-    missing = 0
+    missing = machine = 0
     for start in range(0, len(readers), CHUNK):
         chunk = readers[start:start + CHUNK]
-        missing += len(chunk) - len(ledger.human_openers_among(issue, chunk))
-    return missing
+        human, any_open = ledger.openers_among(issue, chunk)
+        missing += len(chunk) - len(human)
+        machine += len(any_open - human)
+    return missing, machine
 
 
 def _unsubscribes_of(ledger: Ledger, issue: str, unsubscribed: list[tuple[str, str]]) -> Counter[str]:

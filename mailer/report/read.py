@@ -26,7 +26,8 @@ class IssueReport:
     title: str
     subject: str
     links: list[Link]
-    email_html: str  # the HTML part as sent, with nobody's values in the placeholders: the click map's base
+    email_html: str  # the HTML part as sent (placeholders in, local images embedded): the click map's base
+    values: dict[str, str]  # nobody's values for its placeholders (the web version's)
 
 
 @dataclass
@@ -44,12 +45,12 @@ def report_issue(config: Config, issue_path: Path) -> IssueReport:
     """The figures of the issue built from `issue_path`, as its readers' events tell them."""
     rendered = build_issue(issue_path, config)
     key = issue_key(rendered.issue.slug, SendOptions())
-    links = map_links(rendered.issue, rendered.html, lambda marked: render_issue(marked, config).html)
-    email_html = _with_local_images(placeholders.fill(rendered.html, web_values(rendered.issue, config),
-                                                      escape_html=True), rendered, config)
+    links, exact = _map(rendered, config)
+    email_html = _with_local_images(_as_submitted(rendered.html, rendered, config), rendered, config)
+    values = web_values(rendered.issue, config)
     if not ledger_path(config.state_dir).exists():  # nothing sent from here: nothing to create either
         figures = unsent_figures(key, links)
-        return IssueReport(figures, rendered.issue.title, rendered.subject, links, email_html)
+        return IssueReport(figures, rendered.issue.title, rendered.subject, links, email_html, values)
     ledger = open_ledger(config, key, claim=False)
     try:
         sent = dict(ledger.live_sends())
@@ -60,7 +61,10 @@ def report_issue(config: Config, issue_path: Path) -> IssueReport:
             figures.notes.insert(0, "this issue was not sent live from this state folder")
     finally:
         ledger.close()
-    return IssueReport(figures, rendered.issue.title, rendered.subject, links, email_html)
+    if not exact:
+        figures.notes.insert(0, "some links were matched to their card by URL alone (the layout places them by "
+                                "their address): a URL written twice may be counted on its first card")
+    return IssueReport(figures, rendered.issue.title, rendered.subject, links, email_html, values)
 
 
 def report_trend(config: Config, *, last: int) -> TrendReport:
@@ -80,6 +84,21 @@ def report_trend(config: Config, *, last: int) -> TrendReport:
     finally:
         ledger.close()
     return TrendReport(rows=rows, weeks=_weeks(config.state_dir, rows), heard_not_sent=heard)
+
+
+def _map(rendered: RenderedIssue, config: Config) -> tuple[list[Link], bool]:
+    web_url = config.web_url(rendered.issue.slug)
+    return map_links(rendered.issue, _as_submitted(rendered.html, rendered, config),
+                     lambda marked: _as_submitted(render_issue(marked, config).html, rendered, config),
+                     named={web_url: "view in browser"})
+
+
+def _as_submitted(html: str, rendered: RenderedIssue, config: Config) -> str:
+    """The HTML part as SendGrid receives it: the web version's address, the same for every reader, is filled
+    in (and so tracked); each reader's own values are still placeholders (and links of them alone are not)."""
+    from html import escape
+
+    return html.replace(placeholders.WEB_URL, escape(config.web_url(rendered.issue.slug), quote=True))
 
 
 MAX_EMBEDDED_IMAGE = 2 * 1024 * 1024
@@ -117,8 +136,7 @@ def _links_of(config: Config, issue: str) -> list[Link] | None:
     if not path.is_file():
         return None
     try:
-        rendered = build_issue(path, config)
-        return map_links(rendered.issue, rendered.html, lambda marked: render_issue(marked, config).html)
+        return _map(build_issue(path, config), config)[0]
     except MailerError:
         return None
 

@@ -34,6 +34,11 @@ def pull_events(state_dir: Path) -> int | None:
         after = ledger.remote_cursor(source)
         for _ in range(MAX_PAGES):
             page = fetch_from_serve(f"{EVENTS_PATH}?after={after}&limit={PAGE}")
+            if after and isinstance(page, dict) and isinstance(page.get("last"), int) and page["last"] < after:
+                # The service's ledger is not the one copied from (restored from a backup, or new): copy it from
+                # its start; the events already here are known by their ids and stored once.
+                after = 0
+                continue
             events, following, more = _read_page(page, source, after)
             new += ledger.record_remote_events(source, events, following)
             after = following

@@ -23,7 +23,7 @@ def issue_page(report: IssueReport, *, newsletter: str) -> str:
         generated=_now(), percent=charts.percent,
         reach_chart=Markup(charts.reach_chart(figures)),  # noqa: S704 - pygal's SVG: our numbers, its escaping
         cards_chart=Markup(charts.cards_chart(figures)) if figures.clicks_human_unique else None,  # noqa: S704
-        click_map=click_map(report.email_html, figures))
+        click_map=click_map(report.email_html, figures, report.values))
 
 
 def trend_page(report: TrendReport, *, newsletter: str) -> str:

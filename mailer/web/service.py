@@ -357,13 +357,17 @@ async def _export_events(service: Service, request: Any, token: str) -> Any:
             return {"events": [], "next": int(after), "more": False}
         ledger = Ledger(path)
         try:
-            rows = ledger.events_after(int(after), int(limit))
+            rows, last = ledger.events_after(int(after), int(limit)), ledger.last_event()
         finally:
             ledger.close()
+        # `last`: a copy that went further than this ledger ever did was of another ledger (restored, replaced).
         return {"events": [list(row[1:]) for row in rows], "next": rows[-1][0] if rows else int(after),
-                "more": len(rows) == int(limit)}
+                "more": len(rows) == int(limit), "last": last}
 
-    return JSONResponse(await run_in_threadpool(read), headers={"Cache-Control": "no-store"})
+    try:
+        return JSONResponse(await run_in_threadpool(read), headers={"Cache-Control": "no-store"})
+    except StateError as err:
+        return _state_fault(service, err)
 
 
 async def _export(service: Service, request: Any, token: str) -> Any:

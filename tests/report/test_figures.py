@@ -191,3 +191,65 @@ def test_open_writes_the_page_into_build_and_hands_it_to_the_browser(workspace: 
     assert result.exit_code == 0, result.stderr
     page = workspace / "build" / "reports" / "2020-12-13.html"
     assert page.is_file() and opened.read_text(encoding="utf-8").strip() == page.as_uri()
+
+
+def test_a_card_written_with_capitals_in_its_scheme_and_a_text_naming_a_longer_url_keep_their_cards(
+        workspace: Path, run_cli) -> None:
+    issue = workspace / "issues" / "2020-12-13.yaml"
+    text = issue.read_text(encoding="utf-8")
+    # The Depix card written HTTPS://…, and the intro linking a page under it: neither may take the other's clicks.
+    text = text.replace("url: https://github.com/beurtschipper/Depix", "url: HTTPS://github.com/beurtschipper/Depix", 1)
+    issue.write_text(text, encoding="utf-8")
+    figures = json.loads(run_cli("report", SAMPLE_ISSUE, "--format", "json").stdout)
+    assert not any("by URL alone" in note for note in figures["notes"])
+    cards = {link["url"]: link["card"] for link in figures["clicks"]["links"]}
+    assert cards["HTTPS://github.com/beurtschipper/Depix"] == "beurtschipper/Depix"
+    assert "the layout's own link" not in cards.values()
+    assert list(cards.values())[0] == "view in browser"
+
+
+def test_a_clicker_whose_only_open_was_a_machines_is_one_person_who_opened(state_dir: Path) -> None:
+    ledger = Ledger(ledger_path(state_dir))
+    ledger.queue("2020-12-13", [("ada@example.com", "ada@example.com"), ("alan@example.com", "alan@example.com")])
+    ledger.close()
+    now = time.time() - 3600
+    record(state_dir, read_batch([
+        event("delivered", "ada@example.com", now), event("delivered", "alan@example.com", now),
+        event("open", "ada@example.com", now + 1, sg_machine_open=True),
+        event("open", "alan@example.com", now + 1, sg_machine_open=True),
+        event("click", "ada@example.com", now + 600, url="https://a.example/", useragent=BROWSER)]))
+    ledger = Ledger(ledger_path(state_dir))
+    try:
+        figures = issue_figures(ledger, "2020-12-13", [Link(0, "https://a.example/", "A card", "News")])
+        ledger.check_newsletter("2020-12-13", "The NLP Cypher <list.example.com>", claim=True)
+        ledger.record_tracking("2020-12-13", "sendgrid", clicks=True, opens=None)
+        first = ledger.live_sends()
+        assert [issue for issue, _ in first] == ["2020-12-13"]
+        time.sleep(0.002)  # (the times are to the millisecond: a second record must be able to differ)
+        ledger.record_tracking("2020-12-13", "sendgrid", clicks=False, opens=None)  # a resumed send
+        assert ledger.live_sends() == first and ledger.tracking("2020-12-13") == ("sendgrid", False, None)
+    finally:
+        ledger.close()
+    assert (figures.opens_human, figures.opens_machine) == (1, 1)  # Ada read it; only Alan's open is a machine's
+
+
+def test_a_remote_ledger_replaced_since_the_last_copy_is_copied_again_from_its_start(
+        state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.report import remote
+
+    stamp = datetime.now(UTC).isoformat()
+    pages = {0: {"events": [["fresh", "2020-12-13", "ada@example.com", "open", stamp, None, None, None, None, None]],
+                 "next": 1, "more": False, "last": 1}}
+    asked: list[int] = []
+
+    def answer(path: str, **_: object) -> dict:  # the remote service, its ledger restored from a backup of 1 event
+        after = int(path.split("after=")[1].split("&")[0])
+        asked.append(after)
+        return pages.get(after, {"events": [], "next": after, "more": False, "last": 1})
+
+    monkeypatch.setenv("MAILER_SERVE_URL", "https://serve.example.com")
+    monkeypatch.setattr(remote, "fetch_from_serve", answer)
+    ledger = Ledger(ledger_path(state_dir))
+    ledger.record_remote_events("https://serve.example.com", [], 5000)  # copied up to 5,000 before
+    ledger.close()
+    assert remote.pull_events(state_dir) == 1 and asked == [5000, 0]
