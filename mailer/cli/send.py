@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
+from mailer.cli.commandline import command_line
 from mailer.errors import ExitStatus, MailerError
 
 if TYPE_CHECKING:  # the commands import the sending machinery when they run, so --help stays fast
@@ -32,7 +33,8 @@ if TYPE_CHECKING:  # the commands import the sending machinery when they run, so
 EPILOG_SEND = """\b
 Examples:
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv              # dry run
-  mailer send issues/2020-12-13.yaml --test-to me@example.com --live            # one real test message
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv \\
+      --test-to me@example.com --live                                           # one real test message
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live       # everyone
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live \\
       --at "2026-11-29 08:00 Europe/Berlin"                                      # scheduled (SendGrid)
@@ -255,7 +257,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         report = dry_run(rendered, config, subscribers, backend, options)
         _after_the_work(lambda: _print_dry_run(report, rendered, name, subscribers_path, config))
         return
-    check_approved(rendered, config, options)  # before asking: a yes must not be met by a refusal
+    # Before asking: a yes must not be met by a refusal.
+    check_approved(rendered, config, options, test_command=_test_send_command(config))
     _confirm(rendered, subscribers, name, when, yes, sandbox)
     schedule = backend.create_schedule_id if when is not None else None
     with _graceful_ctrl_c() as interrupt:
@@ -264,6 +267,17 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     _after_the_work(lambda: _print_report(report, rendered.issue.slug))
     if not report.complete:
         sys.exit(ExitStatus.DELIVERY_FAILED)
+
+
+def _test_send_command(config: Config) -> str:
+    """This command as a live test send to the editor (mailer.yaml's reply_to, else the sender), as its first reader."""
+    return command_line(test_to=config.reply_to or config.sender.email, live=True, as_email=None, yes=None,
+                        send_at=None)
+
+
+def _list_send_command() -> str:
+    """This command as the live send to the list (a dry run's or a test send's next step)."""
+    return command_line(test_to=None, as_email=None, live=True)
 
 
 class CheckFailed(MailerError):
@@ -345,13 +359,19 @@ def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: Subscri
     if report.suppressed:
         click.secho(f"warning: {report.to} is on the suppression list ({report.suppressed}): a live test send "
                     "to it is refused", fg="yellow", err=True)
+    reader = (f"as {report.as_email}" if subscribers is not None
+              else "as a made-up reader: there is no list to take one from")
     if report.live:
-        click.echo(f"Test message sent to {report.to} (as {report.as_email}); message id {report.message_id}.")
-        click.echo("Check it, then send to the list with the same command without --test-to.")
+        click.echo(f"Test message sent to {report.to} ({reader}); message id {report.message_id}.")
+        if subscribers is None:
+            click.echo("To send it to a list, name the list: add --subscribers FILE (or import readers with "
+                       "`mailer subscribers import`).")
+        else:
+            click.echo(f"Check it, then send to the list:\n  {_list_send_command()}")
     else:
-        click.echo(f"Dry run: the test message to {report.to} (as {report.as_email}) was written to "
+        click.echo(f"Dry run: the test message to {report.to} ({reader}) was written to "
                    f"{display_path(report.eml_path)}")
-        click.echo("Add --live to send it for real.")
+        click.echo(f"To send it for real:\n  {command_line(live=True)}")
 
 
 def _confirm(rendered: RenderedIssue, subscribers: SubscriberList, backend: str, when: datetime | None, yes: bool,
@@ -511,9 +531,9 @@ def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, su
         click.echo(f"  … and {len(report.skipped) - 20} more skipped (see the manifest)")
     click.echo(f"Outbox: {display_path(report.outbox_dir)}/ (eml/ samples, manifest.jsonl"
                + (", sendgrid/ request bodies)" if backend == "sendgrid" else ")"))
-    the_list = f" --subscribers {display_path(subscribers_path)}" if subscribers_path is not None else ""
-    click.echo(f"To send for real: mailer send {display_path(rendered.issue.source_path)} --test-to YOU@example.com "
-               f"--live, then mailer send {display_path(rendered.issue.source_path)}{the_list} --live")
+    click.echo("To send for real, test-send it to yourself (as the first reader), check it, then send to the list:")
+    click.echo(f"  {_test_send_command(config)}")
+    click.echo(f"  {_list_send_command()}")
 
 
 def _suppression_note(report: SendReport) -> str:
@@ -540,11 +560,13 @@ def _print_report(report: SendReport, slug: str) -> None:
     if report.stopped:
         click.secho(f"Stopped: {report.stopped}", fg="red", err=True)
     if report.failed:
-        click.echo("Failed recipients can be retried with --retry-failed (see `mailer status`).")
+        click.echo(f"Failed recipients can be retried (`mailer status` says why they failed):\n"
+                   f"  {command_line(retry_failed=True, yes=None)}")
     if report.uncertain:
-        click.echo("Uncertain recipients may have received the issue; --resend-uncertain sends to them again.")
+        click.echo(f"Uncertain recipients may have received the issue; this sends to them again:\n"
+                   f"  {command_line(resend_uncertain=True, yes=None)}")
     if report.not_sent:
-        click.echo("Run the same command again to send to the rest.")
+        click.echo(f"Run the same command again to send to the rest:\n  {command_line()}")
 
 
 def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_state: str | None = None) -> None:

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import shlex
 import shutil
 import threading
 import time
@@ -46,6 +47,7 @@ from mailer.deliver.suppressions import Screener, screen_recipients
 from mailer.deliver.workers import PrepareJob
 from mailer.errors import ExitStatus, MailerError
 from mailer.files import open_private, private_folder, write_private
+from mailer.schema import display_path
 
 if TYPE_CHECKING:  # the renderer is not needed to send what it built
     from mailer.compose.build import RenderedIssue
@@ -410,20 +412,24 @@ def deliver(backend: Backend, payload: Any, policy: RetryPolicy, stop: threading
 # -- live send ---------------------------------------------------------------------------------
 
 
-def _require_approval(last_test_hash: str | None, rendered: RenderedIssue, options: SendOptions) -> None:
+def _require_approval(last_test_hash: str | None, rendered: RenderedIssue, options: SendOptions, *,
+                      test_command: str | None = None) -> None:
     if options.force or options.sandbox or last_test_hash == content_hash(rendered):
         return
+    test_command = test_command or shlex.join(["mailer", "send", display_path(rendered.issue.source_path),
+                                               "--test-to", "YOU@example.com", "--live"])
     raise NotApprovedError(
         f"{rendered.issue.slug} has not been test-sent as it is now: the content changed since the "
         "last test send, or there was none\n"
-        f"    hint: mailer send {rendered.issue.source_path} --test-to YOU@example.com --live, check "
-        "it, then send again (or pass --force)")
+        f"    hint: {test_command}, check it, then send again (or pass --force)")
 
 
-def check_approved(rendered: RenderedIssue, config: Config, options: SendOptions) -> None:
+def check_approved(rendered: RenderedIssue, config: Config, options: SendOptions, *,
+                   test_command: str | None = None) -> None:
     """Raise NotApprovedError now, before the user is asked to confirm a send that would refuse anyway.
 
-    send_issue checks again under the issue's lock: that check is the one that counts.
+    `test_command` is the test send to suggest. send_issue checks again under the issue's lock: that
+    check is the one that counts.
     """
     path = ledger_path(config.state_dir)
     last = None
@@ -433,7 +439,7 @@ def check_approved(rendered: RenderedIssue, config: Config, options: SendOptions
             last = ledger.last_test_hash(ledger_key(rendered, options))
         finally:
             ledger.close()
-    _require_approval(last, rendered, options)
+    _require_approval(last, rendered, options, test_command=test_command)
 
 
 def send_issue(

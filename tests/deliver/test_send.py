@@ -47,7 +47,8 @@ def test_dry_run_is_the_default_and_sends_nothing(workspace: Path, sendgrid: Fak
     assert "DRY RUN" in result.stdout
     assert "would send to: ada.lovelace@example.com, alan.turing@example.com" in result.stdout
     assert "skip francois.lefevre@example.org (line 10): unsubscribed" in result.stdout
-    assert result.stdout.rstrip().splitlines()[-1].startswith("To send for real: mailer send")
+    assert result.stdout.rstrip().splitlines()[-1] == (
+        "  mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live")
     outbox = tmp_path / "state" / "outbox" / "2020-12-13"
     manifest = [json.loads(line) for line in (outbox / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
     assert Counter(entry["action"] for entry in manifest) == {"send": 18, "skip": 2}
