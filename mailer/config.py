@@ -24,6 +24,7 @@ from mailer.schema import (
     display_path,
     for_language,
     load_document,
+    suggestion,
 )
 
 CONFIG_NAME = "mailer.yaml"
@@ -73,6 +74,7 @@ class Config:
     unsubscribe: str = SELF_HOSTED  # or SENDGRID_MANAGED: SendGrid fills the links and records the unsubscribes
     unsubscribe_group: int | None = None  # SendGrid's unsubscribe group (ASM) for SENDGRID_MANAGED
     signup: Signup | None = None  # None: no sign-up form (no `signup:` section, or `enabled: false`)
+    time_zone: str | None = None  # the newsletter's zone (IANA): `mailer send --at "sunday 08:00"` is read in it
 
     @property
     def first_name_fallback(self) -> str:
@@ -119,6 +121,25 @@ class Config:
     def web_url(self, slug: str) -> str:
         """The public web version of an issue."""
         return f"{self.web_base_url}{slug}/"
+
+
+def zone_names() -> list[str]:
+    """Every zone in the tz database (Python's, or the tzdata package's), sorted."""
+    import zoneinfo
+
+    return sorted(zoneinfo.available_timezones())
+
+
+def _check_time_zone(text: str) -> str | None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(text)
+        return None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        hint = suggestion(text, zone_names(), None)
+        return (f"must be a time zone from the tz database, like Europe/Berlin or America/New_York, not {text!r}"
+                + (f" ({hint})" if hint else ""))
 
 
 def _check_origin(text: str) -> str | None:
@@ -171,6 +192,7 @@ def _config_schema() -> Record:
             "first_name_fallback": Key(PerLanguage(Str(one_line=True)), default={"": "there"}),
             "backend": Key(Choice("sendgrid", "smtp"), default="sendgrid"),
             "signup": Key(_signup_schema()),
+            "time_zone": Key(Str(one_line=True, validate=_check_time_zone)),
         },
     )
 
@@ -236,5 +258,6 @@ def load_config(workspace: Path) -> Config:
         unsubscribe=fields["unsubscribe"],
         unsubscribe_group=fields["unsubscribe_group"],
         signup=signup,
+        time_zone=fields["time_zone"],
     )
 

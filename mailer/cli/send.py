@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import sys
 import threading
@@ -37,7 +36,7 @@ Examples:
       --test-to me@example.com --live                                           # one real test message
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live       # everyone
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live \\
-      --at "2026-11-29 08:00 Europe/Berlin"                                      # scheduled (SendGrid)
+      --at "sunday 08:00"                       # scheduled (SendGrid), in mailer.yaml's time_zone
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live \\
       --backend smtp --workers 4                                                # over 4 SMTP connections
 
@@ -65,7 +64,8 @@ Environment (a live send; a dry run needs none of it):
 @click.option("--force", is_flag=True,
               help="Send even if mailer check finds errors or the content changed since the last test send.")
 @click.option("--at", "send_at", metavar="TIME",
-              help='Schedule: "2026-11-29 08:00 Europe/Berlin" (SendGrid, ≤ 72 h ahead).')
+              help='Schedule (SendGrid, ≤ 72 h ahead): "sunday 08:00", "tomorrow 07:30", "2026-12-13 08:00", in '
+                   "mailer.yaml's time_zone unless a zone follows (\"… Europe/Berlin\").")
 @click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: requests are validated, nothing is delivered.")
 @click.option("--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second.")
 @click.option("--workers", type=click.IntRange(1, 16),
@@ -130,32 +130,6 @@ class UsageError(MailerError):
     exit_code = ExitStatus.USAGE
 
 
-def parse_send_at(text: str) -> datetime:
-    """'2026-11-29 08:00 Europe/Berlin', '2026-11-29T08:00+01:00' or '… UTC'."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # here, not at the top: --help stays fast
-
-    text = text.strip()
-    zone_match = re.match(r"^(.*\d)\s+([A-Za-z_]+(?:/[A-Za-z0-9_+\-]+)*)$", text)
-    try:
-        if zone_match:
-            when = datetime.fromisoformat(zone_match.group(1).replace(" ", "T", 1))
-            return when.replace(tzinfo=ZoneInfo(zone_match.group(2)))
-        when = datetime.fromisoformat(text)
-    except ZoneInfoNotFoundError:
-        raise UsageError(f"--at {text!r}: no time zone is called {zone_match.group(2)!r}\n"  # type: ignore[union-attr]
-                         '    hint: a zone from the tz database, e.g. "Europe/Berlin", "America/New_York" or '
-                         '"UTC"') from None
-    except ValueError:
-        # Python's own words ("Invalid isoformat string") tell an editor nothing: show the form instead.
-        raise UsageError(f"--at {text!r} is not a date and time mailer reads: write it as "
-                         '"2026-11-29 08:00 Europe/Berlin" (date, 24-hour time, time zone) or '
-                         '"2026-11-29T08:00+01:00"') from None
-    if when.tzinfo is None:
-        raise UsageError(f"--at {text!r} has no time zone\n"
-                         '    hint: add one, e.g. "2026-11-29 08:00 Europe/Berlin" or "… UTC"')
-    return when
-
-
 def _backend(name: str, *, live: bool):
     """The backend, with its credentials checked up front: a missing key must fail before any request."""
     if name == "smtp":
@@ -208,8 +182,14 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
             test_to = parse_address(test_to)
         except AddressError as err:
             raise UsageError(f"--test-to: {err}") from None
-    when = parse_send_at(send_at) if send_at else None
     config = _config(issue_file)
+    when = None
+    if send_at:
+        from mailer.deliver.sendtime import parse_send_time
+
+        scheduled = parse_send_time(send_at, zone_name=config.time_zone, now=datetime.now(UTC))
+        when = scheduled.when
+        click.echo(f"--at {send_at!r}: {scheduled.describe()}", err=True)
     name = backend_name or config.backend
     if sandbox and name != "sendgrid":
         raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --backend sendgrid")
