@@ -172,6 +172,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         dry_run,
         finished_send,
         issue_key,
+        plan_send,
         send_issue,
     )
     from mailer.files import issue_slug
@@ -212,7 +213,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
             _after_the_work(lambda: _print_report(finished, issue_slug(issue_file)))
             return
     rendered = _build(issue_file, config)
-    _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
+    forced_checks = _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
     if when is not None:
         if name != "sendgrid":
             raise UsageError("--at needs the sendgrid backend: SMTP has no scheduling\n"
@@ -230,6 +231,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         subscribers = _store_list(config, segment=segment, needed=test_to is None)
     backend = _backend(name, live=live)
     if test_to is not None:
+        if live and force:
+            _say_what_force_let_through(forced_checks, None, gate=False)
         _run_test_send(rendered, config, subscribers, test_to, as_email, backend, options)
         return
     assert subscribers is not None
@@ -237,9 +240,14 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         report = dry_run(rendered, config, subscribers, backend, options)
         _after_the_work(lambda: _print_dry_run(report, rendered, name, subscribers_path, config))
         return
-    # Before asking: a yes must not be met by a refusal.
-    check_approved(rendered, config, options, test_command=_test_send_command(config))
-    _confirm(rendered, subscribers, name, when, yes, sandbox)
+    # The first screen, before asking: a yes must not be met by a refusal, nor a warning come after it.
+    forced_approval = check_approved(rendered, config, options, test_command=_test_send_command(config))
+    if force:
+        _say_what_force_let_through(forced_checks, forced_approval, gate=not sandbox)
+    _check_complaints(config, rendered, options, issue_file)
+    if not yes:
+        _confirm(rendered, plan_send(rendered, config, subscribers, options), subscribers, name,
+                 scheduled.describe() if when is not None else None, sandbox)
     schedule = backend.create_schedule_id if when is not None else None
     with _graceful_ctrl_c() as interrupt:
         report = send_issue(rendered, config, subscribers, backend, options, progress=_progress(), schedule=schedule,
@@ -265,8 +273,10 @@ class CheckFailed(MailerError):
 
 
 def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: RenderedIssue, *, live: bool,
-                            force: bool) -> None:
-    """Run `mailer check`'s checks on the issue: a live send stops on errors; a dry run shows them."""
+                            force: bool) -> str | None:
+    """Run `mailer check`'s checks on the issue: a live send stops on errors; a dry run shows them.
+
+    Returns what --force let through ("2 errors"), else None."""
     from mailer.checks.check import check_issue, check_workspace, errors_in
     from mailer.cli.check import error_listing
     from mailer.schema import display_path
@@ -279,7 +289,7 @@ def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: Rendered
         click.secho(f"check: {warnings} {'warning' if warnings == 1 else 'warnings'} "
                     f"(mailer check {shown} shows them)", fg="yellow", err=True)
     if not errors:
-        return
+        return None
     count, listing = error_listing(errors)
     if not live:
         click.secho(f"check: {count}; a live send would refuse until they are fixed:\n{listing}", fg="red",
@@ -287,6 +297,7 @@ def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: Rendered
     elif force:
         click.secho(f"warning: sending despite {count} found by mailer check (--force):\n{listing}", fg="yellow",
                     err=True)
+        return count
     else:
         raise CheckFailed(f"{shown}: mailer check found {count}; nothing was sent:\n{listing}\n"
                           f"    hint: mailer check {shown} explains each one; fix them, or pass --force to "
@@ -354,17 +365,76 @@ def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: Subscri
         click.echo(f"To send it for real:\n  {command_line(live=True)}")
 
 
-def _confirm(rendered: RenderedIssue, subscribers: SubscriberList, backend: str, when: datetime | None, yes: bool,
-             sandbox: bool) -> None:
-    if yes:
+def _say_what_force_let_through(checks: str | None, approval: str | None, *, gate: bool) -> None:
+    """--force, every time: which of the gates it opened (mailer check's errors, the approval gate), or none."""
+    let_through = []
+    if checks:
+        let_through.append(f"{checks} found by mailer check (listed above)")
+    if approval:
+        let_through.append(f"the approval gate: {approval}")
+    if let_through:
+        click.secho("warning: --force let through " + "; and ".join(let_through), fg="yellow", err=True)
         return
-    what = f"Send \"{rendered.subject}\" to {len(subscribers.subscribers)} subscribers via {backend}"
-    what += f" at {when.isoformat()}" if when else " now"
+    passed = "mailer check found no errors" + (" and the issue was test-sent as it is now" if gate else "")
+    click.echo(f"--force let nothing through: {passed}", err=True)
+
+
+def _check_complaints(config: Config, rendered: RenderedIssue, options: SendOptions, issue_file: Path) -> None:
+    """The last issue's spam complaints, on the first screen: a warning from 0.1 %, a refusal above 0.3 %."""
+    from mailer.deliver.events import COMPLAINT_STOP_RATE, COMPLAINT_WARN_RATE
+    from mailer.deliver.send import check_complaints, complaint_standing, ledger_key
+
+    standing = complaint_standing(config, ledger_key(rendered, options))
+    check_complaints(standing, options)
+    if standing is None or standing.rate < COMPLAINT_WARN_RATE:
+        return
+    over = standing.rate > COMPLAINT_STOP_RATE
+    click.secho(f"warning: {standing.describe()}: Gmail and Yahoo ask for under 0.1 %, and start refusing a "
+                "sender's mail above 0.3 %" + (" (sending anyway: --despite-complaints)" if over else
+                                                 "; this send goes, and the next refuses above 0.3 %"),
+                fg="yellow", err=True)
+
+
+def _confirm(rendered: RenderedIssue, planned: SendReport, subscribers: SubscriberList, backend: str,
+             when: str | None, sandbox: bool) -> None:
+    """Ask before a live send, counting whom it will go to (not the list's rows) and what it leaves out."""
+    what = f"Send \"{rendered.subject}\" to {planned.not_sent:,} {'reader' if planned.not_sent == 1 else 'readers'} "
+    what += f"via {backend} " + (f"at {when}" if when else "now")
     what += " (sandbox: nothing is delivered)" if sandbox else ""
+    left_out = _left_out(planned)
+    rows = len(subscribers.subscribers) + len(subscribers.skipped)
+    detail = f"  {subscribers.file_label}: {rows:,} {'row' if rows == 1 else 'rows'}"
+    detail += ("; left out: " + ", ".join(f"{count:,} {why}" for why, count in left_out)) if left_out else ""
+    if backend == "sendgrid" and not sandbox:
+        detail += ("\n  (the send pulls SendGrid's suppression list first: anyone who unsubscribed, bounced or "
+                   "complained since is left out too)")
+    click.echo(detail, err=True)
     if not sys.stdin.isatty():
         raise UsageError(f"{what}? Not confirmed: no terminal to ask on\n    hint: pass --yes to confirm")
     if not click.confirm(what + "?", default=False):
         raise UsageError("Not sent.")
+
+
+def _left_out(planned: SendReport) -> list[tuple[str, int]]:
+    """Why readers of the list are not sent to now, most common first: ("unsubscribed", 2), ("duplicate", 1)…"""
+    kinds: Counter[str] = Counter()
+    for skipped in planned.skipped:
+        reason = skipped.reason
+        if reason.startswith("duplicate of line"):
+            kinds["duplicate"] += 1
+        elif reason.startswith("suppressed"):
+            kinds["on the suppression list"] += 1
+        elif reason.startswith("uncertain"):
+            kinds["uncertain in an earlier run (--resend-uncertain)"] += 1
+        elif reason.startswith("failed earlier"):
+            kinds["failed in an earlier run (--retry-failed)"] += 1
+        elif reason.startswith("not tagged") or " " not in reason:
+            kinds[reason] += 1
+        else:
+            kinds["invalid (--skip-invalid)"] += 1
+    if planned.accepted_before:
+        kinds["already sent (an earlier run)"] = planned.accepted_before
+    return kinds.most_common()
 
 
 STOPPING = "\nStopping after the requests in flight: their answers are recorded, nobody is sent anything twice…"

@@ -395,6 +395,12 @@ class Ledger:
             db.execute("INSERT INTO test_sends VALUES (?, ?, ?, ?, ?)",
                        (issue, content_hash, recipient, message_id, now()))
 
+    def last_test_send(self, issue: str) -> tuple[str, str, str] | None:
+        """The last test send of `issue`: its content hash, to whom, when (ISO 8601 UTC)."""
+        rows = self._query("SELECT content_hash, recipient, sent_at FROM test_sends WHERE issue=? "
+                           "ORDER BY rowid DESC LIMIT 1", (issue,))
+        return rows[0] if rows else None
+
     def last_test_hash(self, issue: str) -> str | None:
         rows = self._query("SELECT content_hash FROM test_sends WHERE issue=? ORDER BY rowid DESC LIMIT 1", (issue,))
         return rows[0][0] if rows else None

@@ -128,7 +128,8 @@ def test_an_edit_after_the_test_send_is_refused_until_test_sent_again(workspace:
                      encoding="utf-8")
     result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes")
     assert result.exit_code == 1
-    assert "the content changed since the last test send" in result.stderr and "--force" in result.stderr
+    assert "it changed since its last test send (to editor@example.com at " in result.stderr
+    assert "--force" in result.stderr
     assert len(sendgrid.paths) == 1 and ledger_states(tmp_path / "state") == Counter()  # only the approval went out
     forced = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes", "--force")
     assert forced.exit_code == 0, forced.stderr
