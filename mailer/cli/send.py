@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -251,8 +252,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     schedule = backend.create_schedule_id if when is not None else None
     with _graceful_ctrl_c() as interrupt:
         report = send_issue(rendered, config, subscribers, backend, options, progress=_progress(), schedule=schedule,
-                            interrupt=interrupt)
-    _after_the_work(lambda: _print_report(report, rendered.issue.slug))
+                            interrupt=interrupt, command=_resume_command(when))
+    _after_the_work(lambda: _print_report(report, rendered.issue.slug, when))
     if not report.complete:
         sys.exit(ExitStatus.DELIVERY_FAILED)
 
@@ -261,6 +262,12 @@ def _test_send_command(config: Config) -> str:
     """This command as a live test send to the editor (mailer.yaml's reply_to, else the sender), as its first reader."""
     return command_line(test_to=config.reply_to or config.sender.email, live=True, as_email=None, yes=None,
                         send_at=None)
+
+
+def _resume_command(when: datetime | None, **changes: object) -> str:
+    """This command, run again later: the same, with a scheduled time as the moment it was read as ("tomorrow
+    07:30" said again tomorrow is another day), and `changes` (see command_line)."""
+    return command_line(send_at=when.isoformat(timespec="minutes") if when is not None else None, **changes)
 
 
 def _list_send_command() -> str:
@@ -593,7 +600,7 @@ def _suppression_note(report: SendReport) -> str:
     return f"  suppression list: pulled {report.suppressions_pulled_at}"
 
 
-def _print_report(report: SendReport, slug: str) -> None:
+def _print_report(report: SendReport, slug: str, when: datetime | None = None) -> None:
     click.echo(f"{slug}:")
     click.echo(_table([
         ("intended", report.intended),
@@ -611,19 +618,19 @@ def _print_report(report: SendReport, slug: str) -> None:
         click.secho(f"Stopped: {report.stopped}", fg="red", err=True)
     if report.failed:
         click.echo(f"Failed recipients can be retried (`mailer status` says why they failed):\n"
-                   f"  {command_line(retry_failed=True, yes=None)}")
+                   f"  {_resume_command(when, retry_failed=True)}")
     if report.uncertain:
         click.echo(f"Uncertain recipients may have received the issue; this sends to them again:\n"
-                   f"  {command_line(resend_uncertain=True, yes=None)}")
+                   f"  {_resume_command(when, resend_uncertain=True)}")
     if report.not_sent:
-        click.echo(f"Run the same command again to send to the rest:\n  {command_line()}")
+        click.echo(f"Run the same command again to send to the rest:\n  {_resume_command(when)}")
 
 
 def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_state: str | None = None) -> None:
     import json
 
     from mailer.deliver.events import COMPLAINT_WARN_RATE, engagement
-    from mailer.deliver.ledger import FAILED, UNCERTAIN, ledger_path
+    from mailer.deliver.ledger import FAILED, QUEUED, SENDING, UNCERTAIN, ledger_path, send_running
     from mailer.deliver.send import SendOptions, ledger_key, open_ledger
     from mailer.schema import display_path
 
@@ -642,8 +649,15 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
         rows = ledger.rows(key, [FAILED, UNCERTAIN])
         schedules = ledger.active_schedules(key)
         events = engagement(ledger, key)
+        last_command = ledger.last_command(key)
     finally:
         ledger.close()
+    running = send_running(config.state_dir, key)
+    # A run killed between its batches leaves no `sending` row, nor rows for the readers it did not reach.
+    unfinished = counts.get(SENDING, 0) + counts.get(QUEUED, 0) or (last_command and not last_command[2])
+    resume = None
+    if running is None and unfinished:
+        resume = _resume_hint(last_command)
     if list_state is not None:
         for row in rows:
             if row.state == list_state:
@@ -655,10 +669,29 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
             "not_accepted": [{"email": row.email, "state": row.state, "error": row.error, "at": row.updated_at}
                              for row in rows],
             "scheduled": [{"batch": schedule_id, "at": at} for schedule_id, at in schedules],
+            "running": running is not None, "resume": resume,
         }, ensure_ascii=False, indent=2))
         return
     click.echo(f"{key}:")
     click.echo(_table([(state, count) for state, count in counts.items()]))
+    if running is not None:
+        click.echo(f"A send of {key} is running now" + (f" (process {running})" if running else "")
+                   + ": these counts change as it goes.")
+    elif unfinished:
+        sending, queued = counts.get(SENDING, 0), counts.get(QUEUED, 0)
+        click.secho(f"No send of {key} is running: the last one stopped before it finished (a crash, Ctrl-C, an "
+                    "outage).", fg="yellow")
+        if sending:
+            click.echo(f"  sending: {sending} were on their way when it stopped; they may have the issue, so the "
+                       "next run counts them uncertain and does not send to them again (unless --resend-uncertain)")
+        if queued:
+            click.echo(f"  queued: {queued} not sent yet")
+        if not sending and not queued:
+            click.echo("  it was stopped between its batches: the readers it had not reached have no row yet")
+        click.echo("The same command resumes, mailing nobody twice:" if last_command else
+                   "The `mailer send … --live` it was started with resumes it, mailing nobody twice.")
+        if last_command:
+            click.echo(f"  {resume}")
     # One line per state and reason, not per recipient: 1,000 uncertain are one line.
     groups = Counter((row.state, row.error or "") for row in rows)
     for (state, error), count in sorted(groups.items(), key=lambda item: (-item[1], item[0]))[:STATUS_ROWS]:
@@ -668,7 +701,7 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
     if len(groups) > STATUS_ROWS:
         click.echo(f"  … and {len(groups) - STATUS_ROWS} more reasons (`mailer status --format json` lists them all)")
     for state in sorted({row.state for row in rows}):
-        click.echo(f"  (`mailer status {issue_file} --list {state}` prints the {state} addresses)")
+        click.echo(f"  (`{command_line(list_state=state, output=None)}` prints the {state} addresses)")
     for schedule_id, at in schedules:
         click.echo(f"  scheduled for {at} (SendGrid batch {schedule_id}); `mailer cancel` cancels it")
     if events is None:
@@ -685,6 +718,16 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
     if rate is not None and rate >= COMPLAINT_WARN_RATE:
         click.secho(f"warning: {rate:.2%} of delivered readers reported this issue as spam (Gmail and Yahoo ask "
                     "for under 0.1 %, and a live send refuses above 0.3 %)", fg="yellow", err=True)
+
+
+def _resume_hint(last_command: tuple[str, str, bool] | None) -> str | None:
+    """The recorded command of the last live send, run from its folder when that is not this one."""
+    if last_command is None:
+        return None
+    command, folder, _ = last_command
+    if Path(folder).resolve() == Path.cwd().resolve():
+        return command
+    return f"cd {shlex.quote(folder)} && {command}"
 
 
 LOG_EVERY = 100  # without a terminal, progress is logged once per this many accepted recipients

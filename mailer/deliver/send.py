@@ -555,11 +555,13 @@ def send_issue(
     progress: Progress = Progress(),
     schedule: Callable[[], str] | None = None,
     interrupt: threading.Event | None = None,
+    command: str | None = None,
 ) -> SendReport:
     """Deliver to every planned subscriber, recording each one's fate in the ledger.
 
     Setting `interrupt` (the CLI does on Ctrl-C) stops the send cleanly: no new batch starts,
-    the requests in flight are waited for and recorded, then Interrupted is raised.
+    the requests in flight are waited for and recorded, then Interrupted is raised. `command` (the
+    command line as given) is recorded for `mailer status` to show as the one that resumes.
     """
     secret = unsubscribe_secret(live=not config.managed_unsubscribe)  # SendGrid's links need no secret of ours
     key = ledger_key(rendered, options)
@@ -569,6 +571,8 @@ def send_issue(
         ledger = open_ledger(config, key, claim=True)  # a full disk shows now, before any request
         try:
             _require_approval(ledger.last_test_hash(key), rendered, options)
+            if command is not None:
+                ledger.record_command(key, command, str(Path.cwd()))
             recovered = ledger.recover_interrupted(key)
             if recovered:
                 progress.on_note(f"{recovered} recipient(s) of an interrupted run are now uncertain: "
@@ -666,6 +670,9 @@ def send_issue(
                         "intended": report.intended, "suppressed": suppressed,
                         "skipped": [(skipped.line, skipped.email, skipped.reason) for skipped in report.skipped]})
         finally:
+            if command is not None:
+                with contextlib.suppress(StateError):  # unrecorded: status reads the rows left as they are
+                    ledger.record_run_end(key)
             ledger.close()
     return report
 

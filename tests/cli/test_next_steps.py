@@ -197,3 +197,21 @@ def test_under_0_1_percent_there_is_no_complaint_warning(workspace: Path, sendgr
     approve(run_cli)
     record_complaints(state_dir, "2020-12-06", delivered=1000, complaints=0)
     assert "spam" not in run_cli(*LIVE, "--yes").stderr
+
+
+def test_status_tells_a_send_killed_between_its_batches_from_one_that_finished(workspace: Path, sendgrid, run_cli,
+                                                                              state_dir: Path) -> None:
+    approve(run_cli)
+    assert run_cli(*LIVE, "--yes").exit_code == 0
+    assert "is running" not in run_cli("status", SAMPLE_ISSUE).stdout  # it finished
+    # As a send killed after a batch was accepted and before the next left leaves the ledger: no `sending`
+    # row, no row for the readers it did not reach, and the run never marked as ended.
+    ledger = Ledger(state_dir / "ledger.sqlite3")
+    try:
+        ledger.record_command("2020-12-13", "mailer send issues/2020-12-13.yaml --live --yes", str(workspace))
+    finally:
+        ledger.close()
+    status = run_cli("status", SAMPLE_ISSUE).stdout
+    assert "No send of 2020-12-13 is running: the last one stopped before it finished" in status
+    assert "it was stopped between its batches" in status
+    assert printed_commands(status) == ["mailer send issues/2020-12-13.yaml --live --yes"]
