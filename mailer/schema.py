@@ -330,7 +330,8 @@ class Choice(Type):
         if text is MISSING:
             return MISSING
         if text.strip() not in self.choices:
-            out.add(node, path, f"must be {self.label}, not {text!r}")
+            out.add(node, path, f"must be {self.label}, not {text!r}",
+                    hint=suggestion(text.strip(), self.choices, None) or None)
             return MISSING
         return text.strip()
 

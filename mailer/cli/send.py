@@ -166,6 +166,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
              segment: str | None, skip_invalid: bool, encoding: str | None, despite_complaints: bool = False) -> None:
     from mailer.addresses import AddressError, parse_address
     from mailer.audience import listcache
+    from mailer.audience.subscribers import require_segment
     from mailer.deliver.send import (
         SendOptions,
         check_approved,
@@ -226,6 +227,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         subscribers = listcache.read_subscribers_cached(subscribers_path, config.state_dir / "lists",
                                               file_label=display_path(subscribers_path), encoding=encoding,
                                               skip_invalid=skip_invalid, segment=segment)
+        # A misspelt --segment would send to nobody, silently: an error naming the list's tags.
+        require_segment(subscribers, subscribers_path, segment=segment, encoding=encoding)
         for warning in subscribers.warnings:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
     else:
