@@ -21,7 +21,7 @@ import yaml
 
 from mailer.checks import textcheck
 from mailer.compose import markdown, placeholders
-from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
+from mailer.compose.build import RenderedIssue, render_issue
 from mailer.compose.issue import load_issue
 from mailer.compose.linebreak import display_width
 from mailer.config import CONFIG_NAME, Config
@@ -400,17 +400,19 @@ def _rendered_findings(rendered: RenderedIssue, config: Config, label: str, sour
     found: list[Finding] = []
     layouts = display_path(config.layouts_dir) + "/"
     message = _sample_message(rendered, config)
-    sizes = _sizes(rendered, message)
+    sizes = _sizes(rendered, config, message)
     facts.update(sizes)
+    from mailer.deliver.message import GMAIL_CLIP_BYTES, kilobytes
+
     limit_kb = GMAIL_CLIP_BYTES / 1024
-    html_kb = sizes["html_part_bytes"] / 1024
+    html_kb = kilobytes(sizes["html_part_bytes"])
     if sizes["html_part_bytes"] > GMAIL_CLIP_BYTES:
-        found.append(Finding("error", "size", "size.gmail-clip", f"the HTML part is {html_kb:.1f} KB: Gmail clips "
+        found.append(Finding("error", "size", "size.gmail-clip", f"the HTML part is {html_kb}: Gmail clips "
                              f"messages over {limit_kb:.0f} KB, hiding the end of the email and its unsubscribe "
                              "link behind \"[Message clipped]\"", label,
                              hint="shorten the issue or split it; fewer sections or shorter link descriptions"))
     elif sizes["html_part_bytes"] > CLIP_WARN_BYTES:
-        found.append(Finding("warning", "size", "size.gmail-clip-close", f"the HTML part is {html_kb:.1f} KB, "
+        found.append(Finding("warning", "size", "size.gmail-clip-close", f"the HTML part is {html_kb}, "
                              f"close to Gmail's {limit_kb:.0f} KB clipping limit", label,
                              hint="click tracking makes every link longer when the email is sent: leave room"))
     elif sizes["html_quoted_printable_bytes"] > GMAIL_CLIP_BYTES:
@@ -463,26 +465,25 @@ def _rendered_findings(rendered: RenderedIssue, config: Config, label: str, sour
     return found
 
 
-def _sizes(rendered: RenderedIssue, message: Any) -> dict[str, int]:
-    part = message.get_body(("html",))
-    assert part is not None
+def _sizes(rendered: RenderedIssue, config: Config, message: Any) -> dict[str, int]:
+    from mailer.deliver.message import email_size
+
     html_bytes = rendered.html.encode("utf-8")
+    quoted = quopri.encodestring(html_bytes)
+    size = email_size(rendered, config, message)  # the one size build, preview and send show too
     return {
         "html_bytes": len(html_bytes),
-        "html_part_bytes": len(part.get_payload().encode("utf-8")),
-        "html_quoted_printable_bytes": len(quopri.encodestring(html_bytes)),
-        "text_bytes": len(rendered.text.encode("utf-8")),
-        "message_bytes": len(message.as_bytes()),
+        "html_part_bytes": size.html_part,
+        "html_quoted_printable_bytes": len(quoted) + quoted.count(b"\n"),  # CRLF, as html_part_bytes
+        "text_bytes": size.text_part,
+        "message_bytes": size.message,
     }
 
 
 def _sample_message(rendered: RenderedIssue, config: Config) -> Any:
-    """The message one reader would get (a made-up reader: sizes and headers do not depend on who)."""
-    from mailer.audience.subscribers import Subscriber
-    from mailer.deliver.message import Personaliser, build_mime
+    from mailer.deliver.message import sample_message
 
-    reader = Subscriber("reader@example.com", "Reader")
-    return build_mime(rendered, config, reader, Personaliser(rendered, config, b"check")(reader))
+    return sample_message(rendered, config)
 
 
 def _compliance(rendered: RenderedIssue, config: Config, label: str, headers: Any) -> list[Finding]:

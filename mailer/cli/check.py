@@ -194,7 +194,9 @@ def _passed_label(report: CheckReport, name: str) -> str:
 
     label = CHECKS[name].lower()
     if name == "size" and "html_part_bytes" in report.facts:
-        return f"{label} ({report.facts['html_part_bytes'] / 1024:.1f} KB of HTML)"
+        from mailer.deliver.message import kilobytes
+
+        return f"{label} ({kilobytes(report.facts['html_part_bytes'])} of HTML as sent)"
     return label
 
 

@@ -250,7 +250,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         _say_what_force_let_through(forced_checks, forced_approval, gate=not sandbox)
     _check_complaints(config, rendered, options, issue_file)
     if not yes:
-        _confirm(rendered, plan_send(rendered, config, subscribers, options), subscribers, name,
+        _confirm(rendered, config, plan_send(rendered, config, subscribers, options), subscribers, name,
                  scheduled.describe() if when is not None else None, sandbox)
     schedule = backend.create_schedule_id if when is not None else None
     with _graceful_ctrl_c() as interrupt:
@@ -405,12 +405,16 @@ def _check_complaints(config: Config, rendered: RenderedIssue, options: SendOpti
                 fg="yellow", err=True)
 
 
-def _confirm(rendered: RenderedIssue, planned: SendReport, subscribers: SubscriberList, backend: str,
-             when: str | None, sandbox: bool) -> None:
+def _confirm(rendered: RenderedIssue, config: Config, planned: SendReport, subscribers: SubscriberList,
+             backend: str, when: str | None, sandbox: bool) -> None:
     """Ask before a live send, counting whom it will go to (not the list's rows) and what it leaves out."""
     what = f"Send \"{rendered.subject}\" to {planned.not_sent:,} {'reader' if planned.not_sent == 1 else 'readers'} "
     what += f"via {backend} " + (f"at {when}" if when else "now")
     what += " (sandbox: nothing is delivered)" if sandbox else ""
+    from mailer.deliver.message import email_size
+
+    size = email_size(rendered, config)
+    click.echo(f"  html: {size.describe()}", err=True)
     left_out = _left_out(planned)
     rows = len(subscribers.subscribers) + len(subscribers.skipped)
     detail = f"  {subscribers.file_label}: {rows:,} {'row' if rows == 1 else 'rows'}"
@@ -559,10 +563,12 @@ def _store_list(config: Config, *, segment: str | None, needed: bool) -> Subscri
 
 def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, subscribers_path: Path | None,
                    config: Config) -> None:
+    from mailer.deliver.message import email_size
     from mailer.schema import display_path
 
     click.echo(f"DRY RUN of {rendered.issue.slug} via {backend}: nothing was sent.")
     click.echo(f"  subject: {rendered.subject}")
+    click.echo(f"  html:    {email_size(rendered, config).describe()}")
     sizes = report.request_bytes
     click.echo(_table([
         ("intended recipients", report.intended),

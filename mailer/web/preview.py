@@ -32,8 +32,9 @@ from urllib.parse import parse_qs, quote, unquote
 
 from mailer.audience.subscribers import read_subscribers
 from mailer.compose import placeholders
-from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue
+from mailer.compose.build import RenderedIssue, build_issue
 from mailer.config import CONFIG_NAME, Config, load_config
+from mailer.deliver.message import GMAIL_CLIP_BYTES, EmailSize, email_size
 from mailer.errors import InputError, MailerError, Problem
 from mailer.schema import display_path
 from mailer.web.listening import LOOPBACK_HOSTS, listen_error
@@ -140,6 +141,7 @@ class Preview:
     _cache: dict[str, Snapshot] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _checks: dict[tuple[str, str], list[Check]] = field(default_factory=dict, init=False, repr=False)
+    _sizes: dict[tuple[str, str], EmailSize] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def issues_dir(self) -> Path:
@@ -257,6 +259,16 @@ class Preview:
         # The archive link (the bare base URL) goes to the preview's list of issues.
         return re.sub(re.escape(base) + r"(?=[\"'\s<])", "/", document)
 
+    def size(self, snapshot: Snapshot) -> EmailSize | None:
+        """The issue's size as sent (deliver.message.email_size: what build, check and send show), or None."""
+        shown = snapshot.shown
+        if shown is None:
+            return None
+        key = (snapshot.slug, snapshot.version)
+        if key not in self._sizes:
+            self._sizes[key] = email_size(*shown)
+        return self._sizes[key]
+
     def checks(self, snapshot: Snapshot) -> list[Check]:
         """`mailer check`'s findings for the issue as it is now (errors and warnings first, then what passed)."""
         if snapshot.rendered is None or snapshot.config is None:
@@ -279,9 +291,9 @@ class Preview:
         passed = [name for name in reports[0].checks if name not in failed]
         for name in passed:
             title = CHECKS[name]
-            if name == "size":
-                title = (f"{rendered.clip_headroom / 1024:.1f} KB below Gmail's {GMAIL_CLIP_BYTES // 1024} KB "
-                         "clipping limit")
+            size = self.size(snapshot)
+            if name == "size" and size is not None:
+                title = f"the HTML part as sent: {size.describe()}"
             found.append(Check("ok", title))
         self._checks[(snapshot.slug, snapshot.version)] = found
         return found
@@ -387,7 +399,7 @@ class PreviewApp:
                 continue
             shown = snapshot.shown
             issue = shown[0].issue if shown else None
-            rows.append({"slug": slug, "snapshot": snapshot, "issue": issue,
+            rows.append({"slug": slug, "snapshot": snapshot, "issue": issue, "size": self.preview.size(snapshot),
                          "subject": self._subject(snapshot) if shown else None})
         # Newest first; issues that never built (no date known) on top, where they are noticed.
         rows.sort(key=lambda row: row["slug"])
@@ -409,8 +421,8 @@ class PreviewApp:
             values = self.preview.reader_values(slug, config, rendered.issue.lang)
             context.update(rendered=rendered, config=config, subject=self._subject(snapshot),
                            preheader=placeholders.fill(rendered.preheader, values),
-                           text=rendered.text_for(values),
-                           clip_percent=min(100.0, 100 * rendered.html_bytes / GMAIL_CLIP_BYTES))
+                           text=rendered.text_for(values), size=self.preview.size(snapshot),
+                           clip_percent=min(100.0, 100 * self.preview.size(snapshot).html_part / GMAIL_CLIP_BYTES))
         return self._page("issue.html.j2", **context)
 
     def email(self, slug: str, *, view: str) -> Response:

@@ -101,7 +101,7 @@ def test_issue_page_shows_the_email_as_readers_see_it(server, page) -> None:
     assert "Ada <ada@example.com>" in envelope
     assert "GPT-3 wins at NeurIPS" in page.locator("#preheader").inner_text()
     size = page.locator(".size").inner_text()
-    assert re.search(r"\d+\.\d KB of HTML", size) and "below Gmail's 102 KB clipping limit" in size
+    assert re.search(r"\d+\.\d KB HTML part, as sent", size) and "below Gmail's 102 KB clipping limit" in size
     assert page.locator(".checks li.error").count() == 0
 
     frames = {name: page.frame_locator(f"#frame-{name}") for name in ("desktop", "phone", "dark")}
