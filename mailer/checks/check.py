@@ -620,6 +620,27 @@ def _lines(lines: list[int]) -> str:
     return shown + (", …" if len(lines) > _LISTED else "")
 
 
+def _network_unreachable(reports: list[CheckReport], results: dict[str, Any], why: str) -> None:
+    """No link to a public host got an answer: one warning, once, instead of one broken link per link."""
+    said = False
+    for report in reports:
+        public = {url.strip() for url, _ in report.addresses
+                  if (result := results.get(url.strip())) is not None and result.fetched and not result.local}
+        counts = {"ok": 0, "broken": 0, "unchecked": 0}
+        for url in {url.strip() for url, _ in report.addresses if url.strip() in results}:
+            result = results[url]
+            counts["unchecked" if url in public else str(result.verdict)] += 1
+        report.facts["links_checked"] = {**counts, "network_unreachable": True}
+        if not said:
+            report.findings.append(Finding(
+                "warning", "links", "links.network-unreachable", f"network unreachable: links not checked ({why})",
+                report.subject, hint="connect this machine to the internet (or fix its DNS) and run "
+                "`mailer check --links` again; nothing is wrong with the links that this could tell"))
+            said = True
+            if "links" not in report.checks:  # on the other reports, "links" would read as passed
+                report.checks += ("links",)
+
+
 def errors_in(reports: list[CheckReport]) -> list[Finding]:
     return [finding for report in reports for finding in report.sorted_findings() if finding.severity == "error"]
 
@@ -630,11 +651,15 @@ def check_links(reports: list[CheckReport], *, timeout: float = 10.0, concurrenc
     Errors are what a reader would surely hit (404/410, a name that does not resolve, a bad
     certificate, a redirect loop); warnings what may pass (403 to robots, 5xx, timeouts, 429).
     """
-    from mailer.checks.linkcheck import Verdict
+    from mailer.checks.linkcheck import Verdict, network_unreachable
     from mailer.checks.linkcheck import check_links as fetch
 
     urls = [url for report in reports for url, _ in report.addresses]
     results = {result.url: result for result in fetch(urls, timeout=timeout, concurrency=concurrency)}
+    offline = network_unreachable(results.values())
+    if offline is not None:
+        _network_unreachable(reports, results, offline)
+        return
     for report in reports:
         counts = {"ok": 0, "broken": 0, "unchecked": 0}
         seen: set[str] = set()
