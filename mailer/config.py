@@ -24,6 +24,7 @@ from mailer.schema import (
     display_path,
     for_language,
     load_document,
+    suggestion,
 )
 
 CONFIG_NAME = "mailer.yaml"
@@ -90,6 +91,7 @@ class Config:
     # Inbound Parse, or `mailer suppressions pull`'s IMAP). Not in mailer.yaml: the CLI sets it from the
     # environment it runs in (mailer.cli.environment.reading_mail), so library code reads no variable for it.
     unsubscribe_by_mail: bool = False
+    time_zone: str | None = None  # the newsletter's zone (IANA): `mailer send --at "sunday 08:00"` is read in it
 
     @property
     def first_name_fallback(self) -> str:
@@ -136,6 +138,25 @@ class Config:
     def web_url(self, slug: str) -> str:
         """The public web version of an issue."""
         return f"{self.web_base_url}{slug}/"
+
+
+def zone_names() -> list[str]:
+    """Every zone in the tz database (Python's, or the tzdata package's), sorted."""
+    import zoneinfo
+
+    return sorted(zoneinfo.available_timezones())
+
+
+def _check_time_zone(text: str) -> str | None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(text)
+        return None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        hint = suggestion(text, zone_names(), None)
+        return (f"must be a time zone from the tz database, like Europe/Berlin or America/New_York, not {text!r}"
+                + (f" ({hint})" if hint else ""))
 
 
 def _check_origin(text: str) -> str | None:
@@ -189,6 +210,7 @@ def _config_schema() -> Record:
             "backend": Key(Choice("sendgrid", "smtp"), default="sendgrid"),
             "signup": Key(_signup_schema()),
             "tracking": Key(Record(Tracking, {"clicks": Key(Bool()), "opens": Key(Bool())})),
+            "time_zone": Key(Str(one_line=True, validate=_check_time_zone)),
         },
     )
 
@@ -255,5 +277,6 @@ def load_config(workspace: Path) -> Config:
         unsubscribe_group=fields["unsubscribe_group"],
         signup=signup,
         tracking=fields["tracking"] or Tracking(),
+        time_zone=fields["time_zone"],
     )
 

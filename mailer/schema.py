@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -330,7 +330,8 @@ class Choice(Type):
         if text is MISSING:
             return MISSING
         if text.strip() not in self.choices:
-            out.add(node, path, f"must be {self.label}, not {text!r}")
+            out.add(node, path, f"must be {self.label}, not {text!r}",
+                    hint=suggestion(text.strip(), self.choices, None) or None)
             return MISSING
         return text.strip()
 
@@ -432,9 +433,7 @@ class Record(Type):
             seen[key] = key_node
             spec = self.keys.get(key)
             if spec is None:
-                close = difflib.get_close_matches(key, list(self.keys), n=1, cutoff=0.6)
-                hint = f"did you mean '{close[0]}'?" if close else "known keys: " + ", ".join(self.keys)
-                out.add(key_node, key_path, "unknown key", hint=hint)
+                out.add(key_node, key_path, "unknown key", hint=suggestion(key, list(self.keys), "known keys"))
                 failed = True
                 continue
             if _is_null(value_node):
@@ -462,6 +461,16 @@ class Record(Type):
         if self.finish is not None:
             return self.finish(value, node, path, out)
         return value
+
+
+def suggestion(word: str, known: Iterable[str], what: str | None) -> str:
+    """The hint for an unknown `word` (a key, a setting's value, a segment, a placeholder): "did you mean
+    'heading'?" when one of `known` is close, else "WHAT: " and all of them (nothing when `what` is None)."""
+    known = list(known)
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"{what}: " + ", ".join(known) if what is not None and known else ""
 
 
 def display_path(path: Path) -> str:

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -66,12 +65,6 @@ def _expected(command: str) -> int:
     return next((code for start, code in EXPECTED.items() if command.startswith(start)), 0)
 
 
-def _as_today(command: str) -> str:
-    """An --at example names a fixed morning; run it for tomorrow's, which is always ahead."""
-    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
-    return re.sub(r"--at \"\d{4}-\d{2}-\d{2} ", f'--at "{tomorrow} ', command)
-
-
 def test_every_readme_command_runs_as_written(workspace: Path, sendgrid, state_dir: Path) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "BROWSER": "true"}  # `--open` asks for a browser: a no-op one here
@@ -86,7 +79,6 @@ def test_every_readme_command_runs_as_written(workspace: Path, sendgrid, state_d
     for command in readme_commands():
         if command in NEEDS_THE_INTERNET:
             continue
-        command = _as_today(command)
         if command.startswith(RUNS_UNTIL_STOPPED):
             outcomes[command] = _starts_and_serves(command, workspace, env)
             continue

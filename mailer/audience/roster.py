@@ -30,6 +30,7 @@ from mailer.audience.subscribers import (
     row_chunks,
 )
 from mailer.errors import InputError, Problem
+from mailer.schema import suggestion
 
 STORE_LABEL = "the subscriber store"
 EXPORT_HEADER = (*COLUMNS, *EXPORT_COLUMNS)
@@ -115,6 +116,7 @@ def store_subscribers(state_dir: Path, *, segment: str | None = None) -> Subscri
         tags = ", ".join(sorted(known)) or "none"
         raise InputError([Problem(STORE_LABEL, f"no confirmed reader{tagged} to send to ({left_out} other "
                                   "confirmed)" if segment else "no confirmed reader to send to",
-                                  hint=f"the confirmed readers' tags: {tags}" if segment else
+                                  hint=suggestion(segment, sorted(known), "the confirmed readers' tags")
+                                  if segment and known else f"the confirmed readers' tags: {tags}" if segment else
                                   "see who is there: mailer subscribers list")])
     return result

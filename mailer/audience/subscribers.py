@@ -5,7 +5,6 @@ from __future__ import annotations
 import array
 import codecs
 import csv
-import difflib
 import hashlib
 import io
 import marshal
@@ -21,6 +20,7 @@ from mailer import children
 from mailer.addresses import AddressError, address_key, parse_address, printable
 from mailer.errors import InputError, Problem
 from mailer.headers import header_problem
+from mailer.schema import suggestion
 
 COLUMNS = ("email", "first_name", "last_name", "status", "tags")
 # `mailer subscribers export` also writes these: read back without a warning, and not used.
@@ -807,6 +807,34 @@ def _decode_error(path: Path, label: str, encoding: str | None) -> InputError:
                                     "byte-order mark: --encoding utf-16-le or utf-16-be)")])
 
 
+def require_segment(result: SubscriberList, path: Path, *, segment: str | None, encoding: str | None = None) -> None:
+    """Raise InputError when `segment` leaves nobody on the list: a misspelt --segment sent to nobody, silently.
+
+    The error names the list's tags (read again from its tags column: this costs a read only when it fails),
+    with the one function that suggests a known key for a misspelt one.
+    """
+    if segment is None or result.subscribers:
+        return
+    tags = _tags_in(path, result.file_label, encoding) if path.is_file() else []
+    hint = suggestion(segment, tags, "the list's tags") or "no row has a tag: the tags column is empty or missing"
+    raise InputError([Problem(result.file_label, f"no subscribed reader is tagged {segment!r}: --segment "
+                                                 f"{segment} would send to nobody", hint=hint)])
+
+
+def _tags_in(path: Path, label: str, encoding: str | None) -> list[str]:
+    """Every tag in the list's tags column, sorted (rows of any status)."""
+    tags: set[str] = set()
+    with _open_text(path, label, encoding) as text:
+        rows = csv.reader(text)
+        index = _check_header(next(rows, []), label, [], []).get("tags")
+        if index is None:
+            return []
+        for row in rows:
+            if len(row) > index:
+                tags.update(t.strip() for t in row[index].replace(",", ";").split(";") if t.strip())
+    return sorted(tags)
+
+
 def _check_header(header: list[str], label: str, problems: list[Problem], warnings: list[Problem]) -> dict[str, int]:
     columns: dict[str, int] = {}
     for index, raw in enumerate(header):
@@ -818,10 +846,9 @@ def _check_header(header: list[str], label: str, problems: list[Problem], warnin
         elif name in EXPORT_COLUMNS:
             continue
         elif name:
-            close = difflib.get_close_matches(name, COLUMNS, n=1, cutoff=0.6)
-            if close and close[0] not in [h.strip().lower() for h in header]:
-                problems.append(Problem(label, f"unknown column {raw.strip()!r}", 1,
-                                        hint=f"did you mean {close[0]!r}?"))
+            hint = suggestion(name, [c for c in COLUMNS if c not in [h.strip().lower() for h in header]], None)
+            if hint:
+                problems.append(Problem(label, f"unknown column {raw.strip()!r}", 1, hint=hint))
             else:
                 warnings.append(Problem(label, f"column {raw.strip()!r} is not used", 1,
                                         hint="known columns: " + ", ".join(COLUMNS)))

@@ -61,8 +61,8 @@ def latest_issue(config: Config) -> Path | None:
 
 def built_headers(issue_path: Path, config: Config) -> Mapping[str, str]:
     """The headers of the message one reader of this issue would get, as the send builds it."""
-    from mailer.checks.check import sample_message
     from mailer.compose.buildcache import build_issue_cached
+    from mailer.deliver.message import sample_message
 
     rendered = build_issue_cached(issue_path, config, config.state_dir / "builds")
     message = sample_message(rendered, config)

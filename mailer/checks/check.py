@@ -21,7 +21,7 @@ import yaml
 
 from mailer.checks import textcheck
 from mailer.compose import markdown, placeholders
-from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, render_issue
+from mailer.compose.build import RenderedIssue, render_issue
 from mailer.compose.issue import load_issue
 from mailer.compose.linebreak import display_width
 from mailer.compose.render import available_layouts
@@ -414,18 +414,22 @@ def _rendered_findings(rendered: RenderedIssue, config: Config, label: str, sour
     """Checks on the built email: what the layouts and settings put around the content."""
     found: list[Finding] = []
     layouts = display_path(config.layouts_dir) + "/"
+    from mailer.deliver.message import sample_message
+
     message = sample_message(rendered, config)
-    sizes = _sizes(rendered, message)
+    sizes = _sizes(rendered, config, message)
     facts.update(sizes)
+    from mailer.deliver.message import GMAIL_CLIP_BYTES, kilobytes
+
     limit_kb = GMAIL_CLIP_BYTES / 1024
-    html_kb = sizes["html_part_bytes"] / 1024
+    html_kb = kilobytes(sizes["html_part_bytes"])
     if sizes["html_part_bytes"] > GMAIL_CLIP_BYTES:
-        found.append(Finding("error", "size", "size.gmail-clip", f"the HTML part is {html_kb:.1f} KB: Gmail clips "
+        found.append(Finding("error", "size", "size.gmail-clip", f"the HTML part is {html_kb}: Gmail clips "
                              f"messages over {limit_kb:.0f} KB, hiding the end of the email and its unsubscribe "
                              "link behind \"[Message clipped]\"", label,
                              hint="shorten the issue or split it; fewer sections or shorter link descriptions"))
     elif sizes["html_part_bytes"] > CLIP_WARN_BYTES:
-        found.append(Finding("warning", "size", "size.gmail-clip-close", f"the HTML part is {html_kb:.1f} KB, "
+        found.append(Finding("warning", "size", "size.gmail-clip-close", f"the HTML part is {html_kb}, "
                              f"close to Gmail's {limit_kb:.0f} KB clipping limit", label,
                              hint="click tracking makes every link longer when the email is sent: leave room"))
     elif sizes["html_quoted_printable_bytes"] > GMAIL_CLIP_BYTES:
@@ -478,26 +482,19 @@ def _rendered_findings(rendered: RenderedIssue, config: Config, label: str, sour
     return found
 
 
-def _sizes(rendered: RenderedIssue, message: Any) -> dict[str, int]:
-    part = message.get_body(("html",))
-    assert part is not None
+def _sizes(rendered: RenderedIssue, config: Config, message: Any) -> dict[str, int]:
+    from mailer.deliver.message import email_size
+
     html_bytes = rendered.html.encode("utf-8")
+    quoted = quopri.encodestring(html_bytes)
+    size = email_size(rendered, config, message)  # the one size build, preview and send show too
     return {
         "html_bytes": len(html_bytes),
-        "html_part_bytes": len(part.get_payload().encode("utf-8")),
-        "html_quoted_printable_bytes": len(quopri.encodestring(html_bytes)),
-        "text_bytes": len(rendered.text.encode("utf-8")),
-        "message_bytes": len(message.as_bytes()),
+        "html_part_bytes": size.html_part,
+        "html_quoted_printable_bytes": len(quoted) + quoted.count(b"\n"),  # CRLF, as html_part_bytes
+        "text_bytes": size.text_part,
+        "message_bytes": size.message,
     }
-
-
-def sample_message(rendered: RenderedIssue, config: Config) -> Any:
-    """The message one reader would get (a made-up reader: sizes and headers do not depend on who)."""
-    from mailer.audience.subscribers import Subscriber
-    from mailer.deliver.message import Personaliser, build_mime
-
-    reader = Subscriber("reader@example.com", "Reader")
-    return build_mime(rendered, config, reader, Personaliser(rendered, config, b"check")(reader))
 
 
 def _compliance(rendered: RenderedIssue, config: Config, label: str, headers: Any) -> list[Finding]:
@@ -641,6 +638,27 @@ def _lines(lines: list[int]) -> str:
     return shown + (", …" if len(lines) > _LISTED else "")
 
 
+def _network_unreachable(reports: list[CheckReport], results: dict[str, Any], why: str) -> None:
+    """No link to a public host got an answer: one warning, once, instead of one broken link per link."""
+    said = False
+    for report in reports:
+        public = {url.strip() for url, _ in report.addresses
+                  if (result := results.get(url.strip())) is not None and result.fetched and not result.local}
+        counts = {"ok": 0, "broken": 0, "unchecked": 0}
+        for url in {url.strip() for url, _ in report.addresses if url.strip() in results}:
+            result = results[url]
+            counts["unchecked" if url in public else str(result.verdict)] += 1
+        report.facts["links_checked"] = {**counts, "network_unreachable": True}
+        if not said:
+            report.findings.append(Finding(
+                "warning", "links", "links.network-unreachable", f"network unreachable: links not checked ({why})",
+                report.subject, hint="connect this machine to the internet (or fix its DNS) and run "
+                "`mailer check --links` again; nothing is wrong with the links that this could tell"))
+            said = True
+            if "links" not in report.checks:  # on the other reports, "links" would read as passed
+                report.checks += ("links",)
+
+
 def errors_in(reports: list[CheckReport]) -> list[Finding]:
     return [finding for report in reports for finding in report.sorted_findings() if finding.severity == "error"]
 
@@ -651,11 +669,15 @@ def check_links(reports: list[CheckReport], *, timeout: float = 10.0, concurrenc
     Errors are what a reader would surely hit (404/410, a name that does not resolve, a bad
     certificate, a redirect loop); warnings what may pass (403 to robots, 5xx, timeouts, 429).
     """
-    from mailer.checks.linkcheck import Verdict
+    from mailer.checks.linkcheck import Verdict, network_unreachable
     from mailer.checks.linkcheck import check_links as fetch
 
     urls = [url for report in reports for url, _ in report.addresses]
     results = {result.url: result for result in fetch(urls, timeout=timeout, concurrency=concurrency)}
+    offline = network_unreachable(results.values())
+    if offline is not None:
+        _network_unreachable(reports, results, offline)
+        return
     for report in reports:
         counts = {"ok": 0, "broken": 0, "unchecked": 0}
         seen: set[str] = set()

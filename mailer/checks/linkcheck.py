@@ -12,6 +12,7 @@ warning that we could not or would not judge the link (429 rate limiting, mailto
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import http.client
 import ipaddress
@@ -70,6 +71,12 @@ class LinkResult:
     reason: str | None = None  # plain words for anything not OK ("HTTP 404 Not Found", "timeout after 10 s")
     elapsed: float = 0.0  # seconds spent checking this link, waiting for a free slot included
     method: str | None = None  # the request that gave the verdict: "HEAD", or "GET" after a fallback
+    # How the link got no answer at all from the network ("name lookup", "timeout", "network unreachable"),
+    # or None: an answer came, or the failure was the server's (refused, reset, TLS, HTTP). See
+    # network_unreachable.
+    no_network: str | None = None
+    fetched: bool = False  # asked over the network (False: mailto:, placeholders, … judged as written)
+    local: bool = False  # its host is this machine or a private network: it needs no internet
 
     @property
     def ok(self) -> bool:
@@ -111,6 +118,23 @@ def summarise(results: Iterable[LinkResult]) -> LinkSummary:
     unchecked = tuple(r for r in results if r.verdict is Verdict.UNCHECKED)
     return LinkSummary(total=len(results), ok=len(results) - len(broken) - len(unchecked), broken=len(broken),
                        unchecked=len(unchecked), broken_links=broken, unchecked_links=unchecked)
+
+
+def network_unreachable(results: Iterable[LinkResult]) -> str | None:
+    """Why the internet looks unreachable from here, or None: every link to a public host (two hosts at least)
+    got no answer at all, each failing at the network's level (name lookup, a timeout, no route).
+
+    One dead link fails so too; thirty links on thirty hosts failing alike say that the machine is offline
+    (or its DNS is down), not that the thirty are broken. Local links (a page on this machine or an
+    intranet) neither count nor veto.
+    """
+    public = [result for result in results if result.fetched and not result.local]
+    hosts = {urlsplit(result.url).hostname for result in public}
+    if len(hosts) < 2 or not all(result.no_network for result in public):
+        return None
+    ways = sorted({str(result.no_network) for result in public})
+    return (f"every one of the {len(public)} links to {len(hosts)} hosts failed at {' or '.join(ways)}, "
+            "with no answer from any of them")
 
 
 def placeholder_in(url: str) -> str | None:
@@ -255,13 +279,16 @@ class _Checker:
         self.tls = ssl.create_default_context()
         self._slots: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
         self._slots_lock = threading.Lock()
+        self._local: dict[str, bool] = {}  # link → every address of its host is private (AddressGuard)
 
     def check(self, url: str) -> LinkResult:
         start = time.monotonic()
         outcome = self._follow(url, "HEAD")
         if outcome.try_get:
             outcome = self._follow(url, "GET")
-        return replace(outcome.result, elapsed=time.monotonic() - start)
+        host = urlsplit(url).hostname or ""
+        return replace(outcome.result, elapsed=time.monotonic() - start, fetched=True,
+                       local=self._local.get(url, False) or is_local_name(host))
 
     def _follow(self, url: str, method: str) -> _Outcome:
         """Request `url`, following redirects with the same method, up to `max_redirects` of them."""
@@ -272,7 +299,9 @@ class _Checker:
             addresses = guard.addresses(*_origin(url)[1:])
         except (OSError, ValueError) as err:  # the name does not resolve: nothing to ask
             reason = describe_failure(err, host=urlsplit(url).hostname or "", timeout=self.timeout)
-            return _Outcome(LinkResult(url, Verdict.BROKEN, method=method, reason=reason))
+            return _Outcome(LinkResult(url, Verdict.BROKEN, method=method, reason=reason,
+                                       no_network=_no_network(err)))
+        self._local[url] = bool(guard.link_is_local)
         for hop in range(self.max_redirects + 1):
             final_url = current if current != url else None
             try:
@@ -281,7 +310,8 @@ class _Checker:
                 # Some servers drop the connection on HEAD instead of answering 405.
                 refused_head = method == "HEAD" and isinstance(err, ConnectionResetError | http.client.BadStatusLine)
                 reason = describe_failure(err, host=urlsplit(current).hostname or "", timeout=self.timeout)
-                result = LinkResult(url, Verdict.BROKEN, final_url=final_url, method=method, reason=reason)
+                result = LinkResult(url, Verdict.BROKEN, final_url=final_url, method=method, reason=reason,
+                                    no_network=_no_network(err) if hop == 0 else None)
                 return _Outcome(result, try_get=refused_head)
             status = answer.status
             location = answer.headers.get("Location")
@@ -490,6 +520,21 @@ def _phrase(status: int, server_reason: str) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return server_reason.strip()
+
+
+# Errors that say the network gave no way to the host (ENETUNREACH, EHOSTUNREACH, ENETDOWN), not the host's refusal.
+_NO_ROUTE = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN})
+
+
+def _no_network(err: BaseException) -> str | None:
+    """How `err` got no answer from the network at all (see LinkResult.no_network), or None."""
+    if isinstance(err, _ResolveTimeout | socket.gaierror):
+        return "name lookup"
+    if isinstance(err, TimeoutError):
+        return "a timeout"
+    if isinstance(err, OSError) and err.errno in _NO_ROUTE:
+        return "no route to the network"
+    return None
 
 
 def describe_failure(err: Exception, *, host: str, timeout: float) -> str:

@@ -5,7 +5,6 @@ Pure functions over strings; `mailer.checks.check` knows where the strings came 
 
 from __future__ import annotations
 
-import difflib
 import re
 import unicodedata
 from collections import Counter
@@ -16,6 +15,7 @@ import ftfy
 from ftfy.badness import BADNESS_RE, is_bad
 
 from mailer.compose import placeholders
+from mailer.schema import suggestion
 
 
 @dataclass(frozen=True)
@@ -228,6 +228,8 @@ _OTHER_SYNTAX = re.compile(
     r"|\{\$[A-Za-z_]\w*\}"  # Sendy
     r"|\[[A-Za-z_]+,\s*fallback=[^\]]*\]"  # Sendy
 )
+# A word between dashes, where a placeholder could be misspelt (not inside a word: state-of-the-art).
+_LOOSE = re.compile(r"(?<![\w-])-[A-Za-z][A-Za-z0-9_]*-(?![\w-])")
 _HALF = re.compile(r"(?<![\w-])(-?)(" + "|".join(placeholders.ALL) + r")(-?)(?![\w-])")
 
 
@@ -240,12 +242,22 @@ def find_placeholder_problems(text: str) -> list[Hit]:
     known = sorted(placeholders.ALL.values())
     hits = []
     text = _CODE.sub(lambda match: " " * len(match.group(0)), text)  # blanked, so offsets stay
+    shaped = set()
     for match in placeholders.SHAPE.finditer(text):
+        shaped.add(match.start())
         if match.group(0) in placeholders.KNOWN:  # the URL forms too: they are filled as well
             continue
-        close = difflib.get_close_matches(match.group(0), known, n=1, cutoff=0.6)
         hits.append(Hit(match.start(), match.group(0), f"unknown placeholder {match.group(0)}: it would be sent "
-                        "as written", f"did you mean {close[0]}?" if close else "known: " + ", ".join(known)))
+                        "as written", suggestion(match.group(0), known, "known")))
+    for match in _LOOSE.finditer(text):
+        # -firstname-, -emial-, -Email-, -unsubscribe-: not placeholder-shaped, but one misspelt. Any other
+        # word between dashes is left alone (only one close to a known placeholder is taken for one).
+        if match.start() in shaped or match.group(0) in placeholders.KNOWN:
+            continue
+        hint = suggestion(match.group(0).lower(), known, None)
+        if hint:
+            hits.append(Hit(match.start(), match.group(0), f"unknown placeholder {match.group(0)}: it would be "
+                            "sent as written", hint))
     for match in _HALF.finditer(text):
         if bool(match.group(1)) != bool(match.group(3)):
             whole = f"-{match.group(2)}-"

@@ -55,7 +55,7 @@ def build(issue_files: tuple[Path, ...], build_all: bool, out_dir: Path | None, 
                               "    hint: write one first; the README's issue format is an example")
         _publish(issue_files, config, out_dir or config.workspace / "site", force=force)
     else:
-        _write_builds(_build_every_file(issue_files, config), out_dir or config.build_dir)
+        _write_builds(_build_every_file(issue_files, config), out_dir or config.build_dir, config)
 
 
 def _publish(issue_files: tuple[Path, ...], config: Config, out_dir: Path, *, force: bool) -> None:
@@ -140,25 +140,20 @@ def _build_every_file(issue_files: tuple[Path, ...], config: Config) -> list[Ren
     return rendered
 
 
-def _write_builds(rendered: list[RenderedIssue], target_root: Path) -> None:
-    from mailer.compose.build import GMAIL_CLIP_BYTES, write_build
+def _write_builds(rendered: list[RenderedIssue], target_root: Path, config: Config) -> None:
+    from mailer.compose.build import write_build
+    from mailer.deliver.message import email_size, kilobytes
     from mailer.schema import display_path
 
     for result in rendered:
         folder = target_root / result.issue.slug
         write_build(result, folder)
-        size_kb = result.html_bytes / 1024
-        headroom_kb = result.clip_headroom / 1024
+        size = email_size(result, config)  # the HTML part as sent: what Gmail clips on, as check and send say
         click.echo(f"{display_path(result.issue.source_path)} → {display_path(folder)}/")
         click.echo(f"  subject:   {result.subject}")
         click.echo(f"  preheader: {result.preheader}")
-        if result.clip_headroom >= 0:
-            verdict = f"{headroom_kb:.1f} KB below Gmail's {GMAIL_CLIP_BYTES // 1024} KB clipping limit"
-        else:
-            verdict = (f"{-headroom_kb:.1f} KB OVER Gmail's {GMAIL_CLIP_BYTES // 1024} KB clipping limit: "
-                       "Gmail will hide the end of the email, unsubscribe link included")
-        click.echo(f"  html:      {size_kb:.1f} KB ({verdict})")
-        click.echo(f"  text:      {len(result.text.encode('utf-8')) / 1024:.1f} KB")
+        click.echo(f"  html:      {size.describe()}")
+        click.echo(f"  text:      {kilobytes(size.text_part)}")
         click.echo(f"  web:       {display_path(folder / 'index.html')} (the \"view in browser\" page)")
 
 

@@ -156,7 +156,11 @@ def print_reports(reports: list[CheckReport], *, strict: bool) -> None:
                 if finding.hint:
                     click.secho(f"        hint: {finding.hint}", dim=True)
         links = report.facts.get("links_checked")
-        if links:
+        if links and links.get("network_unreachable"):
+            click.echo(f"  links answered: none: network unreachable, {links['unchecked']} not checked"
+                       + (f" ({links['ok']} local ok, {links['broken']} local broken)"
+                          if links["ok"] or links["broken"] else ""))
+        elif links:
             click.echo(f"  links answered: {links['ok']} ok, {links['broken']} broken, "
                        f"{links['unchecked']} not checked")
         passed = report.passed
@@ -195,7 +199,9 @@ def _passed_label(report: CheckReport, name: str) -> str:
 
     label = CHECKS[name].lower()
     if name == "size" and "html_part_bytes" in report.facts:
-        return f"{label} ({report.facts['html_part_bytes'] / 1024:.1f} KB of HTML)"
+        from mailer.deliver.message import kilobytes
+
+        return f"{label} ({kilobytes(report.facts['html_part_bytes'])} of HTML as sent)"
     return label
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
+import shlex
 import signal
 import sys
 import threading
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
+from mailer.cli.commandline import command_line
 from mailer.errors import ExitStatus, MailerError
 
 if TYPE_CHECKING:  # the commands import the sending machinery when they run, so --help stays fast
@@ -32,10 +33,11 @@ if TYPE_CHECKING:  # the commands import the sending machinery when they run, so
 EPILOG_SEND = """\b
 Examples:
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv              # dry run
-  mailer send issues/2020-12-13.yaml --test-to me@example.com --live            # one real test message
+  mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv \\
+      --test-to me@example.com --live                                           # one real test message
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live       # everyone
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live \\
-      --at "2026-11-29 08:00 Europe/Berlin"                                      # scheduled (SendGrid)
+      --at "sunday 08:00"                       # scheduled (SendGrid), in mailer.yaml's time_zone
   mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live \\
       --backend smtp --workers 4                                                # over 4 SMTP connections
 
@@ -67,7 +69,8 @@ Environment (a live send; a dry run needs none of it):
 @click.option("--force", is_flag=True,
               help="Send even if mailer check finds errors or the content changed since the last test send.")
 @click.option("--at", "send_at", metavar="TIME",
-              help='Schedule: "2026-11-29 08:00 Europe/Berlin" (SendGrid, ≤ 72 h ahead).')
+              help='Schedule (SendGrid, ≤ 72 h ahead): "sunday 08:00", "tomorrow 07:30", "2026-12-13 08:00", in '
+                   "mailer.yaml's time_zone unless a zone follows (\"… Europe/Berlin\").")
 @click.option("--sandbox", is_flag=True, help="SendGrid sandbox mode: requests are validated, nothing is delivered.")
 @click.option("--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second.")
 @click.option("--workers", type=click.IntRange(1, 16),
@@ -132,32 +135,6 @@ class UsageError(MailerError):
     exit_code = ExitStatus.USAGE
 
 
-def parse_send_at(text: str) -> datetime:
-    """'2026-11-29 08:00 Europe/Berlin', '2026-11-29T08:00+01:00' or '… UTC'."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # here, not at the top: --help stays fast
-
-    text = text.strip()
-    zone_match = re.match(r"^(.*\d)\s+([A-Za-z_]+(?:/[A-Za-z0-9_+\-]+)*)$", text)
-    try:
-        if zone_match:
-            when = datetime.fromisoformat(zone_match.group(1).replace(" ", "T", 1))
-            return when.replace(tzinfo=ZoneInfo(zone_match.group(2)))
-        when = datetime.fromisoformat(text)
-    except ZoneInfoNotFoundError:
-        raise UsageError(f"--at {text!r}: no time zone is called {zone_match.group(2)!r}\n"  # type: ignore[union-attr]
-                         '    hint: a zone from the tz database, e.g. "Europe/Berlin", "America/New_York" or '
-                         '"UTC"') from None
-    except ValueError:
-        # Python's own words ("Invalid isoformat string") tell an editor nothing: show the form instead.
-        raise UsageError(f"--at {text!r} is not a date and time mailer reads: write it as "
-                         '"2026-11-29 08:00 Europe/Berlin" (date, 24-hour time, time zone) or '
-                         '"2026-11-29T08:00+01:00"') from None
-    if when.tzinfo is None:
-        raise UsageError(f"--at {text!r} has no time zone\n"
-                         '    hint: add one, e.g. "2026-11-29 08:00 Europe/Berlin" or "… UTC"')
-    return when
-
-
 def _backend(name: str, *, live: bool):
     """The backend, with its credentials checked up front: a missing key must fail before any request."""
     if name == "smtp":
@@ -194,6 +171,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
              segment: str | None, skip_invalid: bool, encoding: str | None, despite_complaints: bool = False) -> None:
     from mailer.addresses import AddressError, parse_address
     from mailer.audience import listcache
+    from mailer.audience.subscribers import require_segment
     from mailer.deliver.send import (
         SendOptions,
         check_approved,
@@ -201,6 +179,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         dry_run,
         finished_send,
         issue_key,
+        plan_send,
         send_issue,
     )
     from mailer.files import issue_slug
@@ -211,8 +190,14 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
             test_to = parse_address(test_to)
         except AddressError as err:
             raise UsageError(f"--test-to: {err}") from None
-    when = parse_send_at(send_at) if send_at else None
     config = _config(issue_file)
+    when = None
+    if send_at:
+        from mailer.deliver.sendtime import parse_send_time
+
+        scheduled = parse_send_time(send_at, zone_name=config.time_zone, now=datetime.now(UTC))
+        when = scheduled.when
+        click.echo(f"--at {send_at!r}: {scheduled.describe()}", err=True)
     name = backend_name or config.backend
     if sandbox and name != "sendgrid":
         raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --backend sendgrid")
@@ -235,7 +220,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
             _after_the_work(lambda: _print_report(finished, issue_slug(issue_file)))
             return
     rendered = _build(issue_file, config)
-    _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
+    forced_checks = _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
     if when is not None:
         if name != "sendgrid":
             raise UsageError("--at needs the sendgrid backend: SMTP has no scheduling\n"
@@ -247,6 +232,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         subscribers = listcache.read_subscribers_cached(subscribers_path, config.state_dir / "lists",
                                               file_label=display_path(subscribers_path), encoding=encoding,
                                               skip_invalid=skip_invalid, segment=segment)
+        # A misspelt --segment would send to nobody, silently: an error naming the list's tags.
+        require_segment(subscribers, subscribers_path, segment=segment, encoding=encoding)
         for warning in subscribers.warnings:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
     else:
@@ -255,6 +242,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     if live:
         _check_domain(config, name)
     if test_to is not None:
+        if live and force:
+            _say_what_force_let_through(forced_checks, None, gate=False)
         _run_test_send(rendered, config, subscribers, test_to, as_email, backend, options)
         return
     assert subscribers is not None
@@ -262,13 +251,19 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         report = dry_run(rendered, config, subscribers, backend, options)
         _after_the_work(lambda: _print_dry_run(report, rendered, name, subscribers_path, config))
         return
-    check_approved(rendered, config, options)  # before asking: a yes must not be met by a refusal
-    _confirm(rendered, subscribers, name, when, yes, sandbox)
+    # The first screen, before asking: a yes must not be met by a refusal, nor a warning come after it.
+    forced_approval = check_approved(rendered, config, options, test_command=_test_send_command(config))
+    if force:
+        _say_what_force_let_through(forced_checks, forced_approval, gate=not sandbox)
+    _check_complaints(config, rendered, options, issue_file)
+    if not yes:
+        _confirm(rendered, config, plan_send(rendered, config, subscribers, options), subscribers, name,
+                 scheduled.describe() if when is not None else None, sandbox)
     schedule = backend.create_schedule_id if when is not None else None
     with _graceful_ctrl_c() as interrupt:
         report = send_issue(rendered, config, subscribers, backend, options, progress=_progress(), schedule=schedule,
-                            interrupt=interrupt)
-    _after_the_work(lambda: _print_report(report, rendered.issue.slug))
+                            interrupt=interrupt, command=_resume_command(when))
+    _after_the_work(lambda: _print_report(report, rendered.issue.slug, when))
     if not report.complete:
         sys.exit(ExitStatus.DELIVERY_FAILED)
 
@@ -294,13 +289,32 @@ def _check_domain(config: Config, backend_name: str) -> None:
         _log(f"note: the sending domain {sending.domain} was not checked (DNS did not answer); sending anyway")
 
 
+def _test_send_command(config: Config) -> str:
+    """This command as a live test send to the editor (mailer.yaml's reply_to, else the sender), as its first reader."""
+    return command_line(test_to=config.reply_to or config.sender.email, live=True, as_email=None, yes=None,
+                        send_at=None)
+
+
+def _resume_command(when: datetime | None, **changes: object) -> str:
+    """This command, run again later: the same, with a scheduled time as the moment it was read as ("tomorrow
+    07:30" said again tomorrow is another day), and `changes` (see command_line)."""
+    return command_line(send_at=when.isoformat(timespec="minutes") if when is not None else None, **changes)
+
+
+def _list_send_command() -> str:
+    """This command as the live send to the list (a dry run's or a test send's next step)."""
+    return command_line(test_to=None, as_email=None, live=True)
+
+
 class CheckFailed(MailerError):
     """mailer check found errors in the issue: a live send refuses (exit 1) unless --force."""
 
 
 def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: RenderedIssue, *, live: bool,
-                            force: bool) -> None:
-    """Run `mailer check`'s checks on the issue: a live send stops on errors; a dry run shows them."""
+                            force: bool) -> str | None:
+    """Run `mailer check`'s checks on the issue: a live send stops on errors; a dry run shows them.
+
+    Returns what --force let through ("2 errors"), else None."""
     from mailer.checks.check import check_issue, check_workspace, errors_in
     from mailer.cli.check import error_listing
     from mailer.schema import display_path
@@ -313,7 +327,7 @@ def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: Rendered
         click.secho(f"check: {warnings} {'warning' if warnings == 1 else 'warnings'} "
                     f"(mailer check {shown} shows them)", fg="yellow", err=True)
     if not errors:
-        return
+        return None
     count, listing = error_listing(errors)
     if not live:
         click.secho(f"check: {count}; a live send would refuse until they are fixed:\n{listing}", fg="red",
@@ -321,6 +335,7 @@ def _refuse_on_check_errors(issue_file: Path, config: Config, rendered: Rendered
     elif force:
         click.secho(f"warning: sending despite {count} found by mailer check (--force):\n{listing}", fg="yellow",
                     err=True)
+        return count
     else:
         raise CheckFailed(f"{shown}: mailer check found {count}; nothing was sent:\n{listing}\n"
                           f"    hint: mailer check {shown} explains each one; fix them, or pass --force to "
@@ -373,26 +388,95 @@ def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: Subscri
     if report.suppressed:
         click.secho(f"warning: {report.to} is on the suppression list ({report.suppressed}): a live test send "
                     "to it is refused", fg="yellow", err=True)
+    reader = (f"as {report.as_email}" if subscribers is not None
+              else "as a made-up reader: there is no list to take one from")
     if report.live:
-        click.echo(f"Test message sent to {report.to} (as {report.as_email}); message id {report.message_id}.")
-        click.echo("Check it, then send to the list with the same command without --test-to.")
+        click.echo(f"Test message sent to {report.to} ({reader}); message id {report.message_id}.")
+        if subscribers is None:
+            click.echo("To send it to a list, name the list: add --subscribers FILE (or import readers with "
+                       "`mailer subscribers import`).")
+        else:
+            click.echo(f"Check it, then send to the list:\n  {_list_send_command()}")
     else:
-        click.echo(f"Dry run: the test message to {report.to} (as {report.as_email}) was written to "
+        click.echo(f"Dry run: the test message to {report.to} ({reader}) was written to "
                    f"{display_path(report.eml_path)}")
-        click.echo("Add --live to send it for real.")
+        click.echo(f"To send it for real:\n  {command_line(live=True)}")
 
 
-def _confirm(rendered: RenderedIssue, subscribers: SubscriberList, backend: str, when: datetime | None, yes: bool,
-             sandbox: bool) -> None:
-    if yes:
+def _say_what_force_let_through(checks: str | None, approval: str | None, *, gate: bool) -> None:
+    """--force, every time: which of the gates it opened (mailer check's errors, the approval gate), or none."""
+    let_through = []
+    if checks:
+        let_through.append(f"{checks} found by mailer check (listed above)")
+    if approval:
+        let_through.append(f"the approval gate: {approval}")
+    if let_through:
+        click.secho("warning: --force let through " + "; and ".join(let_through), fg="yellow", err=True)
         return
-    what = f"Send \"{rendered.subject}\" to {len(subscribers.subscribers)} subscribers via {backend}"
-    what += f" at {when.isoformat()}" if when else " now"
+    passed = "mailer check found no errors" + (" and the issue was test-sent as it is now" if gate else "")
+    click.echo(f"--force let nothing through: {passed}", err=True)
+
+
+def _check_complaints(config: Config, rendered: RenderedIssue, options: SendOptions, issue_file: Path) -> None:
+    """The last issue's spam complaints, on the first screen: a warning from 0.1 %, a refusal above 0.3 %."""
+    from mailer.deliver.events import COMPLAINT_STOP_RATE, COMPLAINT_WARN_RATE
+    from mailer.deliver.send import check_complaints, complaint_standing, ledger_key
+
+    standing = complaint_standing(config, ledger_key(rendered, options))
+    check_complaints(standing, options)
+    if standing is None or standing.rate < COMPLAINT_WARN_RATE:
+        return
+    over = standing.rate > COMPLAINT_STOP_RATE
+    click.secho(f"warning: {standing.describe()}: Gmail and Yahoo ask for under 0.1 %, and start refusing a "
+                "sender's mail above 0.3 %" + (" (sending anyway: --despite-complaints)" if over else
+                                                 "; this send goes, and the next refuses above 0.3 %"),
+                fg="yellow", err=True)
+
+
+def _confirm(rendered: RenderedIssue, config: Config, planned: SendReport, subscribers: SubscriberList,
+             backend: str, when: str | None, sandbox: bool) -> None:
+    """Ask before a live send, counting whom it will go to (not the list's rows) and what it leaves out."""
+    what = f"Send \"{rendered.subject}\" to {planned.not_sent:,} {'reader' if planned.not_sent == 1 else 'readers'} "
+    what += f"via {backend} " + (f"at {when}" if when else "now")
     what += " (sandbox: nothing is delivered)" if sandbox else ""
+    from mailer.deliver.message import email_size
+
+    size = email_size(rendered, config)
+    click.echo(f"  html: {size.describe()}", err=True)
+    left_out = _left_out(planned)
+    rows = len(subscribers.subscribers) + len(subscribers.skipped)
+    detail = f"  {subscribers.file_label}: {rows:,} {'row' if rows == 1 else 'rows'}"
+    detail += ("; left out: " + ", ".join(f"{count:,} {why}" for why, count in left_out)) if left_out else ""
+    if backend == "sendgrid" and not sandbox:
+        detail += ("\n  (the send pulls SendGrid's suppression list first: anyone who unsubscribed, bounced or "
+                   "complained since is left out too)")
+    click.echo(detail, err=True)
     if not sys.stdin.isatty():
         raise UsageError(f"{what}? Not confirmed: no terminal to ask on\n    hint: pass --yes to confirm")
     if not click.confirm(what + "?", default=False):
         raise UsageError("Not sent.")
+
+
+def _left_out(planned: SendReport) -> list[tuple[str, int]]:
+    """Why readers of the list are not sent to now, most common first: ("unsubscribed", 2), ("duplicate", 1)…"""
+    kinds: Counter[str] = Counter()
+    for skipped in planned.skipped:
+        reason = skipped.reason
+        if reason.startswith("duplicate of line"):
+            kinds["duplicate"] += 1
+        elif reason.startswith("suppressed"):
+            kinds["on the suppression list"] += 1
+        elif reason.startswith("uncertain"):
+            kinds["uncertain in an earlier run (--resend-uncertain)"] += 1
+        elif reason.startswith("failed earlier"):
+            kinds["failed in an earlier run (--retry-failed)"] += 1
+        elif reason.startswith("not tagged") or " " not in reason:
+            kinds[reason] += 1
+        else:
+            kinds["invalid (--skip-invalid)"] += 1
+    if planned.accepted_before:
+        kinds["already sent (an earlier run)"] = planned.accepted_before
+    return kinds.most_common()
 
 
 STOPPING = "\nStopping after the requests in flight: their answers are recorded, nobody is sent anything twice…"
@@ -507,10 +591,12 @@ def _store_list(config: Config, *, segment: str | None, needed: bool) -> Subscri
 
 def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, subscribers_path: Path | None,
                    config: Config) -> None:
+    from mailer.deliver.message import email_size
     from mailer.schema import display_path
 
     click.echo(f"DRY RUN of {rendered.issue.slug} via {backend}: nothing was sent.")
     click.echo(f"  subject: {rendered.subject}")
+    click.echo(f"  html:    {email_size(rendered, config).describe()}")
     sizes = report.request_bytes
     click.echo(_table([
         ("intended recipients", report.intended),
@@ -539,9 +625,9 @@ def _print_dry_run(report: SendReport, rendered: RenderedIssue, backend: str, su
         click.echo(f"  … and {len(report.skipped) - 20} more skipped (see the manifest)")
     click.echo(f"Outbox: {display_path(report.outbox_dir)}/ (eml/ samples, manifest.jsonl"
                + (", sendgrid/ request bodies)" if backend == "sendgrid" else ")"))
-    the_list = f" --subscribers {display_path(subscribers_path)}" if subscribers_path is not None else ""
-    click.echo(f"To send for real: mailer send {display_path(rendered.issue.source_path)} --test-to YOU@example.com "
-               f"--live, then mailer send {display_path(rendered.issue.source_path)}{the_list} --live")
+    click.echo("To send for real, test-send it to yourself (as the first reader), check it, then send to the list:")
+    click.echo(f"  {_test_send_command(config)}")
+    click.echo(f"  {_list_send_command()}")
 
 
 def _suppression_note(report: SendReport) -> str:
@@ -551,7 +637,7 @@ def _suppression_note(report: SendReport) -> str:
     return f"  suppression list: pulled {report.suppressions_pulled_at}"
 
 
-def _print_report(report: SendReport, slug: str) -> None:
+def _print_report(report: SendReport, slug: str, when: datetime | None = None) -> None:
     click.echo(f"{slug}:")
     click.echo(_table([
         ("intended", report.intended),
@@ -568,18 +654,20 @@ def _print_report(report: SendReport, slug: str) -> None:
     if report.stopped:
         click.secho(f"Stopped: {report.stopped}", fg="red", err=True)
     if report.failed:
-        click.echo("Failed recipients can be retried with --retry-failed (see `mailer status`).")
+        click.echo(f"Failed recipients can be retried (`mailer status` says why they failed):\n"
+                   f"  {_resume_command(when, retry_failed=True)}")
     if report.uncertain:
-        click.echo("Uncertain recipients may have received the issue; --resend-uncertain sends to them again.")
+        click.echo(f"Uncertain recipients may have received the issue; this sends to them again:\n"
+                   f"  {_resume_command(when, resend_uncertain=True)}")
     if report.not_sent:
-        click.echo("Run the same command again to send to the rest.")
+        click.echo(f"Run the same command again to send to the rest:\n  {_resume_command(when)}")
 
 
 def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_state: str | None = None) -> None:
     import json
 
     from mailer.deliver.events import COMPLAINT_WARN_RATE, engagement
-    from mailer.deliver.ledger import FAILED, UNCERTAIN, ledger_path
+    from mailer.deliver.ledger import FAILED, QUEUED, SENDING, UNCERTAIN, ledger_path, send_running
     from mailer.deliver.send import SendOptions, ledger_key, open_ledger
     from mailer.schema import display_path
 
@@ -598,8 +686,15 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
         rows = ledger.rows(key, [FAILED, UNCERTAIN])
         schedules = ledger.active_schedules(key)
         events = engagement(ledger, key)
+        last_command = ledger.last_command(key)
     finally:
         ledger.close()
+    running = send_running(config.state_dir, key)
+    # A run killed between its batches leaves no `sending` row, nor rows for the readers it did not reach.
+    unfinished = counts.get(SENDING, 0) + counts.get(QUEUED, 0) or (last_command and not last_command[2])
+    resume = None
+    if running is None and unfinished:
+        resume = _resume_hint(last_command)
     if list_state is not None:
         for row in rows:
             if row.state == list_state:
@@ -611,10 +706,29 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
             "not_accepted": [{"email": row.email, "state": row.state, "error": row.error, "at": row.updated_at}
                              for row in rows],
             "scheduled": [{"batch": schedule_id, "at": at} for schedule_id, at in schedules],
+            "running": running is not None, "resume": resume,
         }, ensure_ascii=False, indent=2))
         return
     click.echo(f"{key}:")
     click.echo(_table([(state, count) for state, count in counts.items()]))
+    if running is not None:
+        click.echo(f"A send of {key} is running now" + (f" (process {running})" if running else "")
+                   + ": these counts change as it goes.")
+    elif unfinished:
+        sending, queued = counts.get(SENDING, 0), counts.get(QUEUED, 0)
+        click.secho(f"No send of {key} is running: the last one stopped before it finished (a crash, Ctrl-C, an "
+                    "outage).", fg="yellow")
+        if sending:
+            click.echo(f"  sending: {sending} were on their way when it stopped; they may have the issue, so the "
+                       "next run counts them uncertain and does not send to them again (unless --resend-uncertain)")
+        if queued:
+            click.echo(f"  queued: {queued} not sent yet")
+        if not sending and not queued:
+            click.echo("  it was stopped between its batches: the readers it had not reached have no row yet")
+        click.echo("The same command resumes, mailing nobody twice:" if last_command else
+                   "The `mailer send … --live` it was started with resumes it, mailing nobody twice.")
+        if last_command:
+            click.echo(f"  {resume}")
     # One line per state and reason, not per recipient: 1,000 uncertain are one line.
     groups = Counter((row.state, row.error or "") for row in rows)
     for (state, error), count in sorted(groups.items(), key=lambda item: (-item[1], item[0]))[:STATUS_ROWS]:
@@ -624,7 +738,7 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
     if len(groups) > STATUS_ROWS:
         click.echo(f"  … and {len(groups) - STATUS_ROWS} more reasons (`mailer status --format json` lists them all)")
     for state in sorted({row.state for row in rows}):
-        click.echo(f"  (`mailer status {issue_file} --list {state}` prints the {state} addresses)")
+        click.echo(f"  (`{command_line(list_state=state, output=None)}` prints the {state} addresses)")
     for schedule_id, at in schedules:
         click.echo(f"  scheduled for {at} (SendGrid batch {schedule_id}); `mailer cancel` cancels it")
     if events is None:
@@ -641,6 +755,16 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
     if rate is not None and rate >= COMPLAINT_WARN_RATE:
         click.secho(f"warning: {rate:.2%} of delivered readers reported this issue as spam (Gmail and Yahoo ask "
                     "for under 0.1 %, and a live send refuses above 0.3 %)", fg="yellow", err=True)
+
+
+def _resume_hint(last_command: tuple[str, str, bool] | None) -> str | None:
+    """The recorded command of the last live send, run from its folder when that is not this one."""
+    if last_command is None:
+        return None
+    command, folder, _ = last_command
+    if Path(folder).resolve() == Path.cwd().resolve():
+        return command
+    return f"cd {shlex.quote(folder)} && {command}"
 
 
 LOG_EVERY = 100  # without a terminal, progress is logged once per this many accepted recipients

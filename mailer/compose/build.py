@@ -17,10 +17,6 @@ from mailer.compose.render import HTML_LAYOUT, available_layouts, compile_mjml, 
 from mailer.config import Config
 from mailer.schema import display_path
 
-# Gmail hides everything after about 102 KB of HTML behind "[Message clipped]", the footer and
-# its unsubscribe link included (https://support.google.com/mail/thread/15186435).
-GMAIL_CLIP_BYTES = 102 * 1024
-
 
 @dataclass(frozen=True)
 class RenderedIssue:
@@ -40,15 +36,6 @@ class RenderedIssue:
     web_html: str | None = None
     # The text part's paragraphs that hold a reader's name or address: wrapped again per reader.
     text_named: tuple[NamedParagraph, ...] = ()
-
-    @property
-    def html_bytes(self) -> int:
-        return len(self.html.encode("utf-8"))
-
-    @property
-    def clip_headroom(self) -> int:
-        """Bytes left before Gmail clips the message (negative: it will be clipped)."""
-        return GMAIL_CLIP_BYTES - self.html_bytes
 
     def text_for(self, values: Mapping[str, str]) -> str:
         """The plain-text part as one reader gets it (see plaintext.fill_text)."""

@@ -109,6 +109,15 @@ CREATE TABLE IF NOT EXISTS remote_events (
     source       TEXT PRIMARY KEY,       -- the service's address, without credentials
     after        INTEGER NOT NULL
 );
+-- The command of the last live send of each issue, as given, and the folder it ran in: what
+-- `mailer status` prints as the command that resumes a send that stopped before it finished.
+CREATE TABLE IF NOT EXISTS runs (
+    issue        TEXT PRIMARY KEY,
+    command      TEXT NOT NULL,
+    folder       TEXT NOT NULL,
+    started_at   TEXT NOT NULL,
+    ended_at     TEXT                    -- NULL: the send never reached its end (killed, or running)
+);
 CREATE TABLE IF NOT EXISTS schedules (
     issue        TEXT NOT NULL,
     schedule_id  TEXT NOT NULL,          -- SendGrid's batch_id
@@ -548,9 +557,30 @@ class Ledger:
             db.execute("INSERT INTO test_sends VALUES (?, ?, ?, ?, ?)",
                        (issue, content_hash, recipient, message_id, now()))
 
+    def last_test_send(self, issue: str) -> tuple[str, str, str] | None:
+        """The last test send of `issue`: its content hash, to whom, when (ISO 8601 UTC)."""
+        rows = self._query("SELECT content_hash, recipient, sent_at FROM test_sends WHERE issue=? "
+                           "ORDER BY rowid DESC LIMIT 1", (issue,))
+        return rows[0] if rows else None
+
     def last_test_hash(self, issue: str) -> str | None:
         rows = self._query("SELECT content_hash FROM test_sends WHERE issue=? ORDER BY rowid DESC LIMIT 1", (issue,))
         return rows[0][0] if rows else None
+
+    def record_command(self, issue: str, command: str, folder: str) -> None:
+        """The command a live send of `issue` was started with (see last_command)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, NULL)", (issue, command, folder, now()))
+
+    def record_run_end(self, issue: str) -> None:
+        """The live send of `issue` reached its end, finished or stopped (a killed one never says so)."""
+        self._statement("UPDATE runs SET ended_at=? WHERE issue=?", (now(), issue))
+
+    def last_command(self, issue: str) -> tuple[str, str, bool] | None:
+        """The command and folder of the last live send of `issue`, and whether it reached its end; None when
+        none was recorded (an older release)."""
+        rows = self._query("SELECT command, folder, ended_at IS NOT NULL FROM runs WHERE issue=?", (issue,))
+        return (rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
 
     def record_schedule(self, issue: str, schedule_id: str, send_at: datetime) -> None:
         with self._transaction() as db:
@@ -579,6 +609,28 @@ class Ledger:
 
 def ledger_path(state_dir: Path) -> Path:
     return state_dir / "ledger.sqlite3"
+
+
+def send_running(state_dir: Path, issue: str) -> int | None:
+    """The process id of a send of `issue` running now (one that holds its issue_lock), else None.
+
+    Only asks: the lock is taken and given back at once, and a state folder without locks is left as it is.
+    """
+    path = state_dir / "locks" / f"{issue}.lock"
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file: no send of this issue ever ran here
+        return None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(handle, 32).decode("ascii", "replace").strip()
+            return int(pid) if pid.isdigit() else 0
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(handle)
 
 
 @contextmanager

@@ -264,6 +264,68 @@ def body_part(body: str, subtype: str, policy: Policy) -> EmailMessage:
     return part
 
 
+# Gmail hides everything after about 102 KB of the HTML part behind "[Message clipped]", the footer and
+# its unsubscribe link included (https://support.google.com/mail/thread/15186435).
+GMAIL_CLIP_BYTES = 102 * 1024
+
+
+@dataclass(frozen=True)
+class EmailSize:
+    """The one size of an issue that build, check, preview and send show: its HTML part as sent.
+
+    Gmail clips on the HTML part, so that is what is measured: its body as a reader's message carries it
+    on the wire (8bit, or quoted-printable/base64 for lines over 998 octets, each line ended by CRLF),
+    for a sample reader. Not the HTML file (LF endings, unencoded) nor the whole message (headers, the text
+    part), which once gave three numbers for one issue (101.9, 102.1 and 102.6 KB).
+    """
+
+    html_part: int  # bytes
+    text_part: int  # bytes of the plain-text part, measured the same way
+    message: int  # bytes of the whole message, headers included
+
+    @property
+    def headroom(self) -> int:
+        """Bytes left before Gmail clips (negative: it will)."""
+        return GMAIL_CLIP_BYTES - self.html_part
+
+    @property
+    def clipped(self) -> bool:
+        return self.headroom < 0
+
+    def describe(self) -> str:
+        """'37.8 KB (64.2 KB below Gmail's 102 KB clipping limit)'."""
+        limit = f"Gmail's {GMAIL_CLIP_BYTES // 1024} KB clipping limit"
+        if not self.clipped:
+            return f"{kilobytes(self.html_part)} ({kilobytes(self.headroom)} below {limit})"
+        return (f"{kilobytes(self.html_part)} ({kilobytes(-self.headroom)} OVER {limit}: Gmail will hide the end "
+                "of the email, unsubscribe link included)")
+
+
+def kilobytes(size: int) -> str:
+    """Bytes as mailer shows them everywhere: KB of 1024 bytes, one decimal (Gmail's 102 KB is 104,448 bytes)."""
+    return f"{size / 1024:.1f} KB"
+
+
+def sample_message(rendered: RenderedIssue, config: Config) -> EmailMessage:
+    """The message one reader would get (a made-up reader: sizes and headers do not depend on who)."""
+    reader = Subscriber("reader@example.com", "Reader")
+    return build_mime(rendered, config, reader, Personaliser(rendered, config, b"check")(reader))
+
+
+def email_size(rendered: RenderedIssue, config: Config, message: EmailMessage | None = None) -> EmailSize:
+    """The issue's size as sent (see EmailSize), from `message` (sample_message) or one built for it."""
+    message = message or sample_message(rendered, config)
+    html, text = message.get_body(("html",)), message.get_body(("plain",))
+    assert html is not None and text is not None
+    return EmailSize(_on_the_wire(html), _on_the_wire(text), len(message.as_bytes()))
+
+
+def _on_the_wire(part: EmailMessage) -> int:
+    body = part.get_payload()
+    assert isinstance(body, str)
+    return len(body.encode("utf-8")) + body.count("\n") - body.count("\r\n")  # every line ended by CRLF
+
+
 def address_header(name: str | None, email: str) -> Address:
     local, _, domain = email.rpartition("@")
     return Address(display_name=name or "", username=local, domain=domain)

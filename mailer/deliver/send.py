@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import shlex
 import shutil
 import threading
 import time
@@ -46,6 +47,7 @@ from mailer.deliver.suppressions import Screener, screen_recipients
 from mailer.deliver.workers import PrepareJob
 from mailer.errors import ExitStatus, MailerError
 from mailer.files import open_private, private_folder, write_private
+from mailer.schema import display_path
 
 if TYPE_CHECKING:  # the renderer is not needed to send what it built
     from mailer.compose.build import RenderedIssue
@@ -272,17 +274,7 @@ def _waiting_for_events(ledger: Ledger, key: str, *, now: datetime | None = None
 
 def _refuse_on_complaints(ledger: Ledger, key: str, options: SendOptions) -> None:
     """Refuse a live send while the last issue's readers reported it as spam too often (Gmail, Yahoo: 0.3 %)."""
-    from mailer.deliver.events import COMPLAINT_STOP_RATE, engagement
-
-    last = ledger.last_issue_with_events(besides=key)
-    seen = engagement(ledger, last) if last else None
-    rate = seen.complaint_rate if seen else None
-    if rate is not None and rate > COMPLAINT_STOP_RATE and not options.despite_complaints:
-        raise ComplaintsError(
-            f"{rate:.2%} of the readers who got {last} reported it as spam ({seen.complaints} of {seen.delivered}); "
-            "above 0.3 % Gmail and Yahoo start refusing a sender's mail. Nothing was sent.\n"
-            f"    hint: `mailer status` on {last} shows its events; make sure the list is opted in and "
-            "the unsubscribe link is easy to find, then send with --despite-complaints")
+    check_complaints(_complaint_standing(ledger, key), options)
 
 
 # An unsubscribe must be honoured within 48 hours (Gmail's and Yahoo's bulk-sender rules); a list
@@ -410,30 +402,147 @@ def deliver(backend: Backend, payload: Any, policy: RetryPolicy, stop: threading
 # -- live send ---------------------------------------------------------------------------------
 
 
-def _require_approval(last_test_hash: str | None, rendered: RenderedIssue, options: SendOptions) -> None:
+def _require_approval(last_test_hash: str | None, rendered: RenderedIssue, options: SendOptions, *,
+                      test_command: str | None = None, why: str | None = None) -> None:
     if options.force or options.sandbox or last_test_hash == content_hash(rendered):
         return
+    test_command = test_command or shlex.join(["mailer", "send", display_path(rendered.issue.source_path),
+                                               "--test-to", "YOU@example.com", "--live"])
+    why = why or "the content changed since the last test send, or there was none"
     raise NotApprovedError(
-        f"{rendered.issue.slug} has not been test-sent as it is now: the content changed since the "
-        "last test send, or there was none\n"
-        f"    hint: mailer send {rendered.issue.source_path} --test-to YOU@example.com --live, check "
-        "it, then send again (or pass --force)")
+        f"{rendered.issue.slug} has not been test-sent as it is now: {why}\n"
+        f"    hint: {test_command}, check it, then send again (or pass --force)")
 
 
-def check_approved(rendered: RenderedIssue, config: Config, options: SendOptions) -> None:
+def approval_gap(last_test: tuple[str, str, str] | None, rendered: RenderedIssue) -> str | None:
+    """Why `rendered` is not approved by its last test send (Ledger.last_test_send); None when it is."""
+    if last_test is None:
+        return "it was never test-sent"
+    test_hash, recipient, sent_at = last_test
+    if test_hash == content_hash(rendered):
+        return None
+    return f"it changed since its last test send (to {recipient} at {sent_at[:16].replace('T', ' ')} UTC)"
+
+
+def check_approved(rendered: RenderedIssue, config: Config, options: SendOptions, *,
+                   test_command: str | None = None) -> str | None:
     """Raise NotApprovedError now, before the user is asked to confirm a send that would refuse anyway.
 
-    send_issue checks again under the issue's lock: that check is the one that counts.
+    Returns what --force lets through: why the issue is not approved (None when it is, or for a sandbox
+    send, which needs no approval). `test_command` is the test send to suggest. send_issue checks again
+    under the issue's lock: that check is the one that counts.
     """
-    path = ledger_path(config.state_dir)
+    if options.sandbox:
+        return None
+    key = ledger_key(rendered, options)
     last = None
-    if path.exists():
-        ledger = open_ledger(config, ledger_key(rendered, options), claim=False)
+    if ledger_path(config.state_dir).exists():
+        ledger = open_ledger(config, key, claim=False)
         try:
-            last = ledger.last_test_hash(ledger_key(rendered, options))
+            last = ledger.last_test_send(key)
         finally:
             ledger.close()
-    _require_approval(last, rendered, options)
+    gap = approval_gap(last, rendered)
+    if gap is not None and not options.force:
+        _require_approval(last[0] if last else None, rendered, options, test_command=test_command, why=gap)
+    return gap
+
+
+@dataclass(frozen=True)
+class ComplaintStanding:
+    """How often the readers of the last issue with events reported it as spam."""
+
+    issue: str
+    complaints: int
+    delivered: int
+
+    @property
+    def rate(self) -> float:
+        return self.complaints / self.delivered
+
+    def describe(self) -> str:
+        return (f"{self.rate:.2%} of the readers who got {self.issue} reported it as spam "
+                f"({self.complaints} of {self.delivered})")
+
+
+def _complaint_standing(ledger: Ledger, key: str) -> ComplaintStanding | None:
+    from mailer.deliver.events import engagement
+
+    last = ledger.last_issue_with_events(besides=key)
+    seen = engagement(ledger, last) if last else None
+    if last is None or seen is None or not seen.delivered:
+        return None
+    return ComplaintStanding(last, seen.complaints, seen.delivered)
+
+
+def complaint_standing(config: Config, key: str) -> ComplaintStanding | None:
+    """The last other issue's complaints, from SendGrid's events (None without any): for a live send's
+    first screen, which warns from 0.1 % and refuses above 0.3 % (send_issue refuses again under the lock)."""
+    if not ledger_path(config.state_dir).exists():
+        return None
+    ledger = open_ledger(config, key, claim=False)
+    try:
+        return _complaint_standing(ledger, key)
+    finally:
+        ledger.close()
+
+
+def check_complaints(standing: ComplaintStanding | None, options: SendOptions) -> None:
+    """Raise ComplaintsError while the last issue's complaint rate is over 0.3 %, unless --despite-complaints."""
+    from mailer.deliver.events import COMPLAINT_STOP_RATE
+
+    if standing is None or standing.rate <= COMPLAINT_STOP_RATE or options.despite_complaints:
+        return
+    raise ComplaintsError(
+        f"{standing.describe()}; above 0.3 % Gmail and Yahoo start refusing a sender's mail. Nothing was sent.\n"
+        f"    hint: `mailer status` on {standing.issue} shows its events; make sure the list is opted in and "
+        "the unsubscribe link is easy to find, then send with --despite-complaints")
+
+
+def plan_send(rendered: RenderedIssue, config: Config, subscribers: SubscriberList,
+              options: SendOptions) -> SendReport:
+    """Who a live send would send to now and who it leaves out, and why, planned as dry_run plans (the
+    ledger, events, the local suppression list), writing nothing: the count a confirmation asks about.
+    `not_sent` is the number to send to."""
+    key = ledger_key(rendered, options)
+    report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=False)
+    ledger = open_ledger(config, key, claim=False) if ledger_path(config.state_dir).exists() else None
+    try:
+        waiting = _waiting_for_events(ledger, key) if ledger is not None else {}
+        screener = Screener(config.state_dir)
+        report.suppressions_pulled_at = screener.pulled_at
+        planned = PlanTotals()
+        for _ in _plan_in_chunks(subscribers.subscribers, _planned_states(ledger, key, report), screener, options,
+                                 waiting, planned):
+            pass
+    finally:
+        if ledger is not None:
+            ledger.close()
+    report.accepted_before = planned.accepted_before
+    _apply_suppressed(planned, report)
+    report.skipped.extend(planned.held_back)
+    report.held_back = len(planned.held_back)
+    report.not_sent = planned.due
+    return report
+
+
+def _planned_states(ledger: Ledger | None, key: str, report: SendReport) -> Callable[[list[str]], dict[str, str]]:
+    """The ledger states a plan that sends nothing reads: those a live send would find, once it has counted
+    the uncertain recipients the provider reported had the issue as accepted (report.resolved)."""
+    hears_events = ledger is not None and ledger.hears_events()
+
+    def states_of(keys: list[str]) -> dict[str, str]:
+        if ledger is None:
+            return {}
+        states = ledger.states_of(key, keys)
+        unsure = [k for k, state in states.items() if state in (ledger_states.UNCERTAIN, ledger_states.SENDING)]
+        if hears_events and unsure:
+            for recipient in ledger.heard_among(key, unsure):
+                states[recipient] = ledger_states.ACCEPTED
+                report.resolved += 1
+        return states
+
+    return states_of
 
 
 def send_issue(
@@ -446,11 +555,13 @@ def send_issue(
     progress: Progress = Progress(),
     schedule: Callable[[], str] | None = None,
     interrupt: threading.Event | None = None,
+    command: str | None = None,
 ) -> SendReport:
     """Deliver to every planned subscriber, recording each one's fate in the ledger.
 
     Setting `interrupt` (the CLI does on Ctrl-C) stops the send cleanly: no new batch starts,
-    the requests in flight are waited for and recorded, then Interrupted is raised.
+    the requests in flight are waited for and recorded, then Interrupted is raised. `command` (the
+    command line as given) is recorded for `mailer status` to show as the one that resumes.
     """
     secret = unsubscribe_secret(live=not config.managed_unsubscribe)  # SendGrid's links need no secret of ours
     key = ledger_key(rendered, options)
@@ -460,6 +571,8 @@ def send_issue(
         ledger = open_ledger(config, key, claim=True)  # a full disk shows now, before any request
         try:
             _require_approval(ledger.last_test_hash(key), rendered, options)
+            if command is not None:
+                ledger.record_command(key, command, str(Path.cwd()))
             recovered = ledger.recover_interrupted(key)
             if recovered:
                 progress.on_note(f"{recovered} recipient(s) of an interrupted run are now uncertain: "
@@ -559,6 +672,9 @@ def send_issue(
                         "intended": report.intended, "suppressed": suppressed,
                         "skipped": [(skipped.line, skipped.email, skipped.reason) for skipped in report.skipped]})
         finally:
+            if command is not None:
+                with contextlib.suppress(StateError):  # unrecorded: status reads the rows left as they are
+                    ledger.record_run_end(key)
             ledger.close()
     return report
 
@@ -822,20 +938,7 @@ def dry_run(
     outbox = (outbox_root or config.state_dir / "outbox") / rendered.issue.slug
     try:
         waiting = _waiting_for_events(ledger, key) if ledger is not None else {}
-        hears_events = ledger is not None and ledger.hears_events()
-
-        def states_of(keys: list[str]) -> dict[str, str]:
-            if ledger is None:
-                return {}
-            states = ledger.states_of(key, keys)
-            # What the live send will do first: uncertain recipients the provider reported had the issue.
-            unsure = [k for k, state in states.items() if state in (ledger_states.UNCERTAIN, ledger_states.SENDING)]
-            if hears_events and unsure:
-                for recipient in ledger.heard_among(key, unsure):
-                    states[recipient] = ledger_states.ACCEPTED
-                    report.resolved += 1
-            return states
-
+        states_of = _planned_states(ledger, key, report)
         screener = Screener(config.state_dir)
         report.suppressions_pulled_at = screener.pulled_at
         planned = PlanTotals()

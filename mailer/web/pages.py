@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from mailer.deliver.message import kilobytes
+
 ASSETS_DIR = Path(__file__).parent / "assets"
 
 
@@ -21,6 +23,6 @@ def pages() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["kb"] = lambda size: f"{size / 1024:.1f} KB"
+    env.filters["kb"] = kilobytes  # as the CLI writes sizes
     env.filters["urlquote"] = lambda text: quote(str(text), safe="")
     return env

@@ -32,8 +32,9 @@ from urllib.parse import parse_qs, quote, unquote
 
 from mailer.audience.subscribers import display_name, read_subscribers
 from mailer.compose import placeholders
-from mailer.compose.build import GMAIL_CLIP_BYTES, RenderedIssue, build_issue
+from mailer.compose.build import RenderedIssue, build_issue
 from mailer.config import CONFIG_NAME, Config, load_config
+from mailer.deliver.message import GMAIL_CLIP_BYTES, EmailSize, email_size
 from mailer.errors import InputError, MailerError, Problem
 from mailer.schema import display_path
 from mailer.web.listening import LOOPBACK_HOSTS, listen_error
@@ -145,6 +146,7 @@ class Preview:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _checks: dict[tuple[str, str], list[Check]] = field(default_factory=dict, init=False, repr=False)
     _reports: dict[tuple[str, str], CheckReport] = field(default_factory=dict, init=False, repr=False)
+    _sizes: dict[tuple[str, str], EmailSize] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def issues_dir(self) -> Path:
@@ -262,6 +264,16 @@ class Preview:
         # The archive link (the bare base URL) goes to the preview's list of issues.
         return re.sub(re.escape(base) + r"(?=[\"'\s<])", "/", document)
 
+    def size(self, snapshot: Snapshot) -> EmailSize | None:
+        """The issue's size as sent (deliver.message.email_size: what build, check and send show), or None."""
+        shown = snapshot.shown
+        if shown is None:
+            return None
+        key = (snapshot.slug, snapshot.version)
+        if key not in self._sizes:
+            self._sizes[key] = email_size(*shown)
+        return self._sizes[key]
+
     def checks(self, snapshot: Snapshot) -> list[Check]:
         """`mailer check`'s findings for the issue as it is now (errors and warnings first, then what passed)."""
         if snapshot.rendered is None or snapshot.config is None:
@@ -271,7 +283,7 @@ class Preview:
             return cached
         from mailer.checks.check import CHECKS, check_workspace
 
-        rendered, config = snapshot.rendered, snapshot.config
+        config = snapshot.config
         reports = [self.report(snapshot), check_workspace(config)]
         found: list[Check] = []
         for report in reports:
@@ -284,13 +296,12 @@ class Preview:
         passed = [name for name in reports[0].checks if name not in failed]
         for name in passed:
             title = CHECKS[name]
-            if name == "size":
-                title = (f"{rendered.clip_headroom / 1024:.1f} KB below Gmail's {GMAIL_CLIP_BYTES // 1024} KB "
-                         "clipping limit")
+            size = self.size(snapshot)
+            if name == "size" and size is not None:
+                title = f"the HTML part as sent: {size.describe()}"
             found.append(Check("ok", title))
         self._checks[(snapshot.slug, snapshot.version)] = found
         return found
-
 
     def report(self, snapshot: Snapshot) -> CheckReport:
         """`mailer check`'s report of the issue as it is now (built), kept until its files change."""
@@ -423,6 +434,7 @@ class PreviewApp:
                     sent = set()
             standing = self.preview.standing(snapshot, sent=sent or set(), today=today)
             rows.append({"slug": slug, "snapshot": snapshot, "issue": issue, "standing": standing,
+                         "size": self.preview.size(snapshot),
                          "subject": self._subject(snapshot) if shown else None})
         # Newest first; issues that never built (no date known) on top, where they are noticed.
         rows.sort(key=lambda row: row["slug"])
@@ -444,8 +456,8 @@ class PreviewApp:
             values = self.preview.reader_values(slug, config, rendered.issue.lang)
             context.update(rendered=rendered, config=config, subject=self._subject(snapshot),
                            preheader=placeholders.fill(rendered.preheader, values),
-                           text=rendered.text_for(values),
-                           clip_percent=min(100.0, 100 * rendered.html_bytes / GMAIL_CLIP_BYTES))
+                           text=rendered.text_for(values), size=self.preview.size(snapshot),
+                           clip_percent=min(100.0, 100 * self.preview.size(snapshot).html_part / GMAIL_CLIP_BYTES))
         return self._page("issue.html.j2", **context)
 
     def email(self, slug: str, *, view: str) -> Response:

@@ -37,7 +37,7 @@ def test_import_then_send_without_a_list_mails_the_confirmed_readers(workspace: 
     sent_to = [line for line in from_store.stdout.splitlines() if "would send to:" in line]
     assert sent_to == [line for line in from_file.stdout.splitlines() if "would send to:" in line]
     assert "intended recipients          18" in from_store.stdout
-    assert "then mailer send issues/2020-12-13.yaml --live" in from_store.stdout  # the hint runs as printed
+    assert "  mailer send issues/2020-12-13.yaml --live\n" in from_store.stdout  # the hint runs as printed
 
 
 def test_an_export_imports_back_unchanged_and_is_a_list_send_reads(workspace: Path, state_dir: Path,

@@ -179,7 +179,11 @@ def test_a_relative_link_in_a_layout_is_an_error(workspace: Path) -> None:
 
 
 @pytest.mark.parametrize(("written", "message"), [
-    ("-frist_name-", "did you mean -first_name-?"),
+    ("-frist_name-", "did you mean '-first_name-'?"),
+    ("-firstname-", "did you mean '-first_name-'?"),
+    ("-emial-", "did you mean '-email-'?"),
+    ("-Email-", "did you mean '-email-'?"),
+    ("-unsubscribe-", "did you mean '-unsubscribe_url-'?"),
     ("-first_name", "write -first_name-, with a dash on both sides"),
     ("{{ first_name }}", "another tool's placeholder syntax"),
     ("*|FNAME|*", "another tool's placeholder syntax"),
@@ -191,6 +195,11 @@ def test_placeholders_the_sender_would_not_fill_are_errors(workspace: Path, writ
     finding = only(check(workspace, MINIMAL_ISSUE.replace("-first_name-", written)), "links.placeholder")
     assert finding.severity == "error" and finding.line == 7 and finding.column is None
     assert message in f"{finding.message} {finding.hint}"
+
+
+def test_a_word_between_dashes_that_is_no_misspelt_placeholder_passes(workspace: Path) -> None:
+    text = MINIMAL_ISSUE.replace("here is", "a state-of-the-art model -note- the -best- one; here is")
+    assert check(workspace, text) == []
 
 
 def test_placeholder_syntax_shown_as_markdown_code_passes(workspace: Path) -> None:

@@ -132,3 +132,40 @@ def test_a_pipe_closed_mid_send_for_the_lines_and_the_report_keeps_the_exit_code
     assert len(fake.accepted) == len(set(fake.accepted)) == 8000
     ledger = Counter(state for (state,) in read_ledger(tmp_path / "state", "SELECT state FROM deliveries"))
     assert ledger == {"accepted": 8000}
+
+
+def test_status_after_a_crash_says_no_send_is_running_and_prints_the_command_that_resumes(
+        workspace: Path, start_sendgrid, state_dir: Path) -> None:
+    import shlex
+    from collections import deque
+
+    # The first batch is accepted, the next ones hang: the send is surely running when status asks.
+    fake, url = start_sendgrid(FakeSendGrid(script=deque(["accept", "stall", "stall"]), keep_bodies=False),
+                               environment=False)
+    env = sendgrid_env(url, state_dir)
+    subscribers = make_subscribers(workspace, 4000)
+    process = run_send(workspace, env, subscribers)
+    wait_for_first_delivery(fake, process)
+
+    def status() -> str:
+        result = subprocess.run([sys.executable, "-m", "mailer", "status", ISSUE], cwd=workspace, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    while_running = status()
+    assert f"A send of 2020-12-13 is running now (process {process.pid})" in while_running
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    after_the_crash = status()
+    assert "No send of 2020-12-13 is running: the last one stopped before it finished" in after_the_crash
+    assert "were on their way when it stopped" in after_the_crash
+    (command,) = [line.strip() for line in after_the_crash.splitlines() if line.startswith("  mailer send")]
+    assert command == (f"mailer send {ISSUE} --subscribers {subscribers} --live --yes --force --workers 2")
+    resumed = subprocess.run([sys.executable, "-m", *shlex.split(command)], cwd=workspace, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 3, resumed.stderr  # those on their way at the crash stay uncertain
+    finished = status()
+    assert "is running" not in finished
+    assert Counter(fake.accepted).most_common(1)[0][1] == 1
