@@ -356,7 +356,9 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll interval: shutdown() waits up to one interval for serve_forever to notice, in every teardown
+    # (the default 0.5 s came to half a minute of idle teardown in tests/deliver/test_send.py alone).
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 

@@ -1420,7 +1420,7 @@ def test_a_host_that_is_not_sendgrid_is_one_readable_error_not_six_pages_of_byte
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         monkeypatch.setenv("SENDGRID_API_HOST", f"http://127.0.0.1:{server.server_address[1]}")
         result = send_live(run_cli, make_subscribers(workspace, 30))
