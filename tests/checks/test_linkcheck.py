@@ -20,20 +20,36 @@ from mailer.checks.linkcheck import LinkResult, Verdict, check_links, is_placeho
 from tests.conftest import SELF_SIGNED_CERT
 
 FAST = 0.5  # the timeout for these tests: the slow route takes longer, everything else far less
+# How long each /busy request stays in progress once its limits were reached: the window in which a client that
+# breaks a limit shows it. A busy machine can only hide such a client, never fail one that keeps its limits.
+OVER_LIMIT_WINDOW = 0.1
 
 
 @dataclass
 class Gauge:
-    """Requests in progress, and the most there ever were at once."""
+    """Requests in progress, and the most there ever were at once.
 
+    With `expect`, a request is held (`hold`) until that many are in progress at once: the test waits for the
+    limit to be reached, not for requests to overlap by chance. A client that never reaches it is let go after
+    4 s (before its 5 s timeout), and its test fails on `peak` instead of hanging.
+    """
+
+    expect: int | None = None
     now: int = 0
     peak: int = 0
+    reached: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def enter(self) -> None:
         with self.lock:
             self.now += 1
             self.peak = max(self.peak, self.now)
+            if self.expect is not None and self.now >= self.expect:
+                self.reached.set()  # from now on nobody is held: the limit was reached once, as the test expects
+
+    def hold(self) -> None:
+        if self.expect is not None:
+            self.reached.wait(4)
 
     def leave(self) -> None:
         with self.lock:
@@ -129,7 +145,9 @@ def serve(site: Site, *, tls: bool = False, address: tuple[str, int] = ("127.0.0
             elif path == "/busy":
                 site.busy.enter()
                 site.all_busy.enter()
-                time.sleep(0.2)
+                site.busy.hold()
+                site.all_busy.hold()
+                time.sleep(OVER_LIMIT_WINDOW)
                 # Leave before answering: the client's next request can only start after the answer.
                 site.all_busy.leave()
                 site.busy.leave()
@@ -472,22 +490,23 @@ def test_each_result_is_reported_as_it_is_known(site: Site) -> None:
 
 
 def test_requests_respect_the_total_and_per_host_limits(make_site: Callable[..., Site]) -> None:
-    everywhere = Gauge()
-    sites = [make_site(all_busy=everywhere) for _ in range(3)]
+    everywhere = Gauge(expect=4)
+    sites = [make_site(all_busy=everywhere, busy=Gauge(expect=2 if n == 0 else None)) for n in range(3)]
     # Most links on one host: once the others are done, free workers must still leave it at two.
     urls = [f"{s.url}/busy?n={n}" for s, count in zip(sites, (6, 2, 2), strict=True) for n in range(count)]
     results = check_links(urls, timeout=5, concurrency=4)
-    assert all(r.ok for r in results)
     assert everywhere.peak == 4  # the total limit is reached, never passed
     assert sites[0].busy.peak == 2  # two at once on the busy host, never more
     assert all(s.busy.peak <= 2 for s in sites)
+    assert all(r.ok for r in results)
     assert [s.total_hits() for s in sites] == [6, 2, 2]
 
 
-def test_one_host_gets_at_most_two_requests_at_once_whatever_the_concurrency(site: Site) -> None:
+def test_one_host_gets_at_most_two_requests_at_once_whatever_the_concurrency(make_site: Callable[..., Site]) -> None:
+    site = make_site(busy=Gauge(expect=2))
     results = check_links([f"{site.url}/busy?n={n}" for n in range(6)], timeout=5, concurrency=6)
-    assert all(r.ok for r in results)
     assert site.busy.peak == 2
+    assert all(r.ok for r in results)
 
 
 def test_requests_look_like_a_browser_naming_mailer_and_carry_no_cookie_or_credentials(site: Site) -> None:
