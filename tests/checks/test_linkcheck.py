@@ -30,8 +30,8 @@ class Gauge:
     """Requests in progress, and the most there ever were at once.
 
     With `expect`, a request is held (`hold`) until that many are in progress at once: the test waits for the
-    limit to be reached, not for requests to overlap by chance. A client that never reaches it is let go after
-    4 s (before its 5 s timeout), and its test fails on `peak` instead of hanging.
+    limit to be reached, not for requests to overlap by chance. If it is never reached, everyone is let go after
+    4 s (before the client's 5 s timeout), and the test fails on `peak` instead of hanging.
     """
 
     expect: int | None = None
@@ -48,8 +48,8 @@ class Gauge:
                 self.reached.set()  # from now on nobody is held: the limit was reached once, as the test expects
 
     def hold(self) -> None:
-        if self.expect is not None:
-            self.reached.wait(4)
+        if self.expect is not None and not self.reached.wait(4):
+            self.reached.set()  # never reached: let everyone go at once, and the test fail on `peak`
 
     def leave(self) -> None:
         with self.lock:
