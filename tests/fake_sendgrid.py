@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -133,6 +134,9 @@ class FakeSendGrid:
     script: deque[str] = field(default_factory=deque)
     stall_seconds: float = 5.0
     delay_seconds: float = 0.0  # think time before answering each Mail Send request
+    # Called while each Mail Send request waits for its answer: what the test does then happens with the request
+    # on the wire, however slow the machine (a Ctrl-C there, instead of a timer racing a delay).
+    while_answering: Callable[[], None] | None = None
     accepted: list[str] = field(default_factory=list)  # every recipient ever accepted, in order
     requests: list[dict[str, Any]] = field(default_factory=list)
     raw_requests: list[bytes] = field(default_factory=list)  # each Mail Send body as it arrived (keep_bodies)
@@ -263,6 +267,8 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
             behaviour = fake.next_behaviour()
             if fake.delay_seconds:
                 time.sleep(fake.delay_seconds)
+            if fake.while_answering is not None:
+                fake.while_answering()
             if behaviour == "401":
                 self._answer(401, {"errors": [{"field": None, "message": "The provided authorization grant is "
                                                "invalid, expired, or revoked"}]})
