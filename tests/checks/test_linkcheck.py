@@ -288,8 +288,9 @@ def test_a_cookie_wall_is_a_warning_not_a_broken_link(site: Site) -> None:
 
 
 @pytest.fixture
-def news(make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> tuple[Site, list[str]]:
-    """A site on 127.0.0.2 standing for a public one, `news.example` (there is no DNS here).
+def news(make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> tuple[Site, list[str], Site]:
+    """A site on 127.0.0.2 standing for a public one, `news.example` (there is no DNS here), and one on
+    127.0.0.1 at the same port, `inside`: where a second lookup of a name would lead.
 
     The guard's lookup (linkcheck._resolve) answers 127.0.0.2 for news.example and lists each name it
     is asked; 127.0.0.2 is judged a public address. Every other name and address is looked up and
@@ -297,7 +298,15 @@ def news(make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> tup
     """
     from mailer.checks import linkcheck
 
-    site = make_site(address=("127.0.0.2", 0))
+    for _ in range(20):
+        site = make_site(address=("127.0.0.2", 0))
+        try:
+            inside = make_site(address=("127.0.0.1", int(site.url.rsplit(":", 1)[1])))
+            break
+        except OSError:  # the port is taken on 127.0.0.1 (by anything on this machine): try another
+            continue
+    else:
+        pytest.fail("no port free on both 127.0.0.1 and 127.0.0.2 in 20 tries")
     asked: list[str] = []
     resolve, is_private = linkcheck._resolve, linkcheck._is_private_address
 
@@ -308,11 +317,11 @@ def news(make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> tup
     monkeypatch.setattr(linkcheck, "_resolve", listed)
     monkeypatch.setattr(linkcheck, "_is_private_address", lambda address: str(address) != "127.0.0.2"
                         and is_private(address))
-    return site, asked
+    return site, asked, inside
 
 
 def test_a_public_link_redirecting_to_a_private_address_is_not_followed(
-        make_site: Callable[..., Site], news: tuple[Site, list[str]]) -> None:
+        make_site: Callable[..., Site], news: tuple[Site, list[str], Site]) -> None:
     admin = make_site()  # what must stay unreachable, e.g. a router's page
     port = int(news[0].url.rsplit(":", 1)[1])
     for private in (f"{admin.url}/ok", "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/",
@@ -328,17 +337,15 @@ def test_a_public_link_redirecting_to_a_private_address_is_not_followed(
         result = check_one(f"http://news.example:{port}/to?{unresolved}")
         assert result.verdict is Verdict.BROKEN and result.final_url == unresolved
         assert (result.reason or "").startswith(f"name not resolved: {urlsplit(unresolved).hostname}"), result.reason
-    assert admin.total_hits() == 0
+    assert admin.total_hits() == 0 and news[2].total_hits() == 0
 
 
-def test_the_address_checked_is_the_address_connected_to(make_site: Callable[..., Site],
-                                                         news: tuple[Site, list[str]],
+def test_the_address_checked_is_the_address_connected_to(news: tuple[Site, list[str], Site],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from mailer.checks import linkcheck
 
-    site, _ = news
+    site, _, inside = news  # inside: where a second lookup of a name would lead
     port = int(site.url.rsplit(":", 1)[1])
-    inside = make_site(address=("127.0.0.1", port))  # where a second lookup of a name would lead
     # Rebinding names: public (127.0.0.2) the first time each is asked, 127.0.0.1 every time after.
     asked: Counter[str] = Counter()
     resolve = linkcheck._resolve
