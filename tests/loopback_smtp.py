@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from email import policy
 from email.message import EmailMessage
@@ -67,12 +68,22 @@ def free_port() -> int:
 
 
 def start_smtp_server(handler: Recorder, **options: Any) -> Controller:
-    """Start aiosmtpd on 127.0.0.1 with SMTPUTF8; `controller.port` is where it listens, `stop()` ends it."""
-    options = {"hostname": "127.0.0.1", "port": free_port(), "enable_SMTPUTF8": True, "server_hostname": "localhost",
-               **options}
-    controller = Controller(handler, **options)
-    controller.start()
-    return controller
+    """Start aiosmtpd on 127.0.0.1 with SMTPUTF8; `controller.port` is where it listens, `stop()` ends it.
+
+    free_port's port is free when asked, not always when bound: on a machine running other tests, another
+    process may take it in between (EADDRINUSE). Then another port is tried, unless the caller chose one."""
+    tries = 1 if "port" in options else 5
+    for tried in range(1, tries + 1):
+        controller = Controller(handler, **{"hostname": "127.0.0.1", "port": free_port(), "enable_SMTPUTF8": True,
+                                            "server_hostname": "localhost", **options})
+        try:
+            controller.start()
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE or tried == tries:
+                raise
+            continue
+        return controller
+    raise AssertionError("unreachable")
 
 
 def parse(data: bytes) -> EmailMessage:
