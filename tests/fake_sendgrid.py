@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -136,6 +137,9 @@ class FakeSendGrid:
     script: deque[str] = field(default_factory=deque)
     stall_seconds: float = 5.0
     delay_seconds: float = 0.0  # think time before answering each Mail Send request
+    # Called while each Mail Send request waits for its answer: what the test does then happens with the request
+    # on the wire, however slow the machine (a Ctrl-C there, instead of a timer racing a delay).
+    while_answering: Callable[[], None] | None = None
     accepted: list[str] = field(default_factory=list)  # every recipient ever accepted, in order
     requests: list[dict[str, Any]] = field(default_factory=list)
     raw_requests: list[bytes] = field(default_factory=list)  # each Mail Send body as it arrived (keep_bodies)
@@ -282,6 +286,8 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
             behaviour = fake.next_behaviour()
             if fake.delay_seconds:
                 time.sleep(fake.delay_seconds)
+            if fake.while_answering is not None:
+                fake.while_answering()
             if behaviour == "401":
                 self._answer(401, {"errors": [{"field": None, "message": "The provided authorization grant is "
                                                "invalid, expired, or revoked"}]})
@@ -375,7 +381,9 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # A short poll interval: shutdown() waits up to one interval for serve_forever to notice, in every teardown
+    # (the default 0.5 s came to half a minute of idle teardown in tests/deliver/test_send.py alone).
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 

@@ -207,5 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
 def start_pages_server(latency: float = 0.0, address: tuple[str, int] = ("127.0.0.1", 0),
                        tls: bool = False) -> PagesServer:
     server = PagesServer(latency, address, tls)
-    threading.Thread(target=server.serve_forever, name="pages-server", daemon=True).start()
+    # A short poll interval: shutdown() waits up to one interval for serve_forever to notice, in every teardown.
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="pages-server",
+                     daemon=True).start()
     return server

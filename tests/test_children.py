@@ -13,10 +13,15 @@ import pytest
 from mailer import children
 
 
-def _slow_start(ready: str) -> None:
-    """An initializer as slow as a worker's imports; Ctrl-C reaches the child in the middle of it."""
+def _slow_start(ready: str, sent: str) -> None:
+    """An initializer as slow as a worker's imports; Ctrl-C reaches the child in the middle of it.
+
+    It lasts until the test has sent the Ctrl-C (the file `sent`), not a second: a test slower than that would
+    send it once the child was set up, and an unguarded child would have nothing to die of."""
     open(ready, "w").close()  # noqa: SIM115 - a signal to the test: the child runs
-    time.sleep(1.0)
+    deadline = time.monotonic() + 20
+    while not os.path.exists(sent) and time.monotonic() < deadline:
+        time.sleep(0.01)
     children.started()
 
 
@@ -27,9 +32,9 @@ def _pid() -> int:
 @pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
 @pytest.mark.parametrize("guarded", [True, False])
 def test_a_ctrl_c_while_a_worker_starts_is_not_the_workers(tmp_path, guarded: bool) -> None:
-    ready = tmp_path / "ready"
+    ready, sent = tmp_path / "ready", tmp_path / "sent"
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_slow_start,
-                               initargs=(str(ready),))
+                               initargs=(str(ready), str(sent)))
     try:
         if guarded:
             with children.starting():
@@ -41,6 +46,7 @@ def test_a_ctrl_c_while_a_worker_starts_is_not_the_workers(tmp_path, guarded: bo
             time.sleep(0.01)
         (child,) = pool._processes  # the one worker, still in its initializer
         os.kill(child, signal.SIGINT)  # what a Ctrl-C on the terminal sends the whole process group
+        sent.touch()
         if guarded:
             assert future.result(timeout=20) == child  # it went on, and did its work
         else:  # the same Ctrl-C kills an unguarded worker (with a traceback): the guard is what saves it

@@ -296,7 +296,9 @@ def test_a_list_from_a_pipe_is_read_once_and_not_kept(tmp_path: Path) -> None:
             out.write("email,first_name\nli@example.com,李雷\n")
         # A pipe gives its rows once: a second open (hashing first, then reading) would wait for a
         # writer for ever; it gets a list with one bad row instead, and the test fails, not hangs.
-        if not done.wait(2):
+        # `done` is set once the read returned: waited for, so that a read slower than a fixed wait (2 s
+        # before) cannot leave this thread blocked in open() for good, with no reader to come.
+        if not done.wait(30):
             with fifo.open("w", encoding="utf-8") as out:
                 out.write("email\nnot-an-address\n")
 

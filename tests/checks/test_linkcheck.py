@@ -20,20 +20,36 @@ from mailer.checks.linkcheck import LinkResult, Verdict, check_links, is_placeho
 from tests.conftest import SELF_SIGNED_CERT
 
 FAST = 0.5  # the timeout for these tests: the slow route takes longer, everything else far less
+# How long each /busy request stays in progress once its limits were reached: the window in which a client that
+# breaks a limit shows it. A busy machine can only hide such a client, never fail one that keeps its limits.
+OVER_LIMIT_WINDOW = 0.1
 
 
 @dataclass
 class Gauge:
-    """Requests in progress, and the most there ever were at once."""
+    """Requests in progress, and the most there ever were at once.
 
+    With `expect`, a request is held (`hold`) until that many are in progress at once: the test waits for the
+    limit to be reached, not for requests to overlap by chance. If it is never reached, everyone is let go after
+    4 s (before the client's 5 s timeout), and the test fails on `peak` instead of hanging.
+    """
+
+    expect: int | None = None
     now: int = 0
     peak: int = 0
+    reached: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def enter(self) -> None:
         with self.lock:
             self.now += 1
             self.peak = max(self.peak, self.now)
+            if self.expect is not None and self.now >= self.expect:
+                self.reached.set()  # from now on nobody is held: the limit was reached once, as the test expects
+
+    def hold(self) -> None:
+        if self.expect is not None and not self.reached.wait(4):
+            self.reached.set()  # never reached: let everyone go at once, and the test fail on `peak`
 
     def leave(self) -> None:
         with self.lock:
@@ -129,7 +145,9 @@ def serve(site: Site, *, tls: bool = False, address: tuple[str, int] = ("127.0.0
             elif path == "/busy":
                 site.busy.enter()
                 site.all_busy.enter()
-                time.sleep(0.2)
+                site.busy.hold()
+                site.all_busy.hold()
+                time.sleep(OVER_LIMIT_WINDOW)
                 # Leave before answering: the client's next request can only start after the answer.
                 site.all_busy.leave()
                 site.busy.leave()
@@ -270,8 +288,9 @@ def test_a_cookie_wall_is_a_warning_not_a_broken_link(site: Site) -> None:
 
 
 @pytest.fixture
-def news(make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> tuple[Site, list[str]]:
-    """A site on 127.0.0.2 standing for a public one, `news.example` (there is no DNS here).
+def news(make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> tuple[Site, list[str], Site]:
+    """A site on 127.0.0.2 standing for a public one, `news.example` (there is no DNS here), and one on
+    127.0.0.1 at the same port, `inside`: where a second lookup of a name would lead.
 
     The guard's lookup (linkcheck._resolve) answers 127.0.0.2 for news.example and lists each name it
     is asked; 127.0.0.2 is judged a public address. Every other name and address is looked up and
@@ -279,7 +298,15 @@ def news(make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> tup
     """
     from mailer.checks import linkcheck
 
-    site = make_site(address=("127.0.0.2", 0))
+    for _ in range(20):
+        site = make_site(address=("127.0.0.2", 0))
+        try:
+            inside = make_site(address=("127.0.0.1", int(site.url.rsplit(":", 1)[1])))
+            break
+        except OSError:  # the port is taken on 127.0.0.1 (by anything on this machine): try another
+            continue
+    else:
+        pytest.fail("no port free on both 127.0.0.1 and 127.0.0.2 in 20 tries")
     asked: list[str] = []
     resolve, is_private = linkcheck._resolve, linkcheck._is_private_address
 
@@ -290,11 +317,11 @@ def news(make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch) -> tup
     monkeypatch.setattr(linkcheck, "_resolve", listed)
     monkeypatch.setattr(linkcheck, "_is_private_address", lambda address: str(address) != "127.0.0.2"
                         and is_private(address))
-    return site, asked
+    return site, asked, inside
 
 
 def test_a_public_link_redirecting_to_a_private_address_is_not_followed(
-        make_site: Callable[..., Site], news: tuple[Site, list[str]]) -> None:
+        make_site: Callable[..., Site], news: tuple[Site, list[str], Site]) -> None:
     admin = make_site()  # what must stay unreachable, e.g. a router's page
     port = int(news[0].url.rsplit(":", 1)[1])
     for private in (f"{admin.url}/ok", "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/",
@@ -310,17 +337,15 @@ def test_a_public_link_redirecting_to_a_private_address_is_not_followed(
         result = check_one(f"http://news.example:{port}/to?{unresolved}")
         assert result.verdict is Verdict.BROKEN and result.final_url == unresolved
         assert (result.reason or "").startswith(f"name not resolved: {urlsplit(unresolved).hostname}"), result.reason
-    assert admin.total_hits() == 0
+    assert admin.total_hits() == 0 and news[2].total_hits() == 0
 
 
-def test_the_address_checked_is_the_address_connected_to(make_site: Callable[..., Site],
-                                                         news: tuple[Site, list[str]],
+def test_the_address_checked_is_the_address_connected_to(news: tuple[Site, list[str], Site],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from mailer.checks import linkcheck
 
-    site, _ = news
+    site, _, inside = news  # inside: where a second lookup of a name would lead
     port = int(site.url.rsplit(":", 1)[1])
-    inside = make_site(address=("127.0.0.1", port))  # where a second lookup of a name would lead
     # Rebinding names: public (127.0.0.2) the first time each is asked, 127.0.0.1 every time after.
     asked: Counter[str] = Counter()
     resolve = linkcheck._resolve
@@ -472,22 +497,23 @@ def test_each_result_is_reported_as_it_is_known(site: Site) -> None:
 
 
 def test_requests_respect_the_total_and_per_host_limits(make_site: Callable[..., Site]) -> None:
-    everywhere = Gauge()
-    sites = [make_site(all_busy=everywhere) for _ in range(3)]
+    everywhere = Gauge(expect=4)
+    sites = [make_site(all_busy=everywhere, busy=Gauge(expect=2 if n == 0 else None)) for n in range(3)]
     # Most links on one host: once the others are done, free workers must still leave it at two.
     urls = [f"{s.url}/busy?n={n}" for s, count in zip(sites, (6, 2, 2), strict=True) for n in range(count)]
     results = check_links(urls, timeout=5, concurrency=4)
-    assert all(r.ok for r in results)
     assert everywhere.peak == 4  # the total limit is reached, never passed
     assert sites[0].busy.peak == 2  # two at once on the busy host, never more
     assert all(s.busy.peak <= 2 for s in sites)
+    assert all(r.ok for r in results)
     assert [s.total_hits() for s in sites] == [6, 2, 2]
 
 
-def test_one_host_gets_at_most_two_requests_at_once_whatever_the_concurrency(site: Site) -> None:
+def test_one_host_gets_at_most_two_requests_at_once_whatever_the_concurrency(make_site: Callable[..., Site]) -> None:
+    site = make_site(busy=Gauge(expect=2))
     results = check_links([f"{site.url}/busy?n={n}" for n in range(6)], timeout=5, concurrency=6)
-    assert all(r.ok for r in results)
     assert site.busy.peak == 2
+    assert all(r.ok for r in results)
 
 
 def test_requests_look_like_a_browser_naming_mailer_and_carry_no_cookie_or_credentials(site: Site) -> None:

@@ -963,11 +963,10 @@ def test_ctrl_c_while_a_partly_refused_batch_is_on_the_wire_starts_no_new_reques
     from mailer.deliver.send import Interrupted
 
     sendgrid.refuse_addresses = {"reader00003@example.com"}
-    sendgrid.delay_seconds = 0.5
     config = load_config(workspace)
     rendered = build_issue(workspace / ISSUE, config)
     interrupt = threading.Event()
-    threading.Timer(0.2, interrupt.set).start()  # Ctrl-C while the first request waits for its answer
+    sendgrid.while_answering = interrupt.set  # Ctrl-C while the first request waits for its answer
     with pytest.raises(Interrupted):
         send_issue(rendered, config, read_subscribers(make_subscribers(workspace, 10)), SendGridBackend(),
                    SendOptions(live=True, force=True, workers=1), interrupt=interrupt)
@@ -1463,7 +1462,7 @@ def test_a_host_that_is_not_sendgrid_is_one_readable_error_not_six_pages_of_byte
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         monkeypatch.setenv("SENDGRID_API_HOST", f"http://127.0.0.1:{server.server_address[1]}")
         result = send_live(run_cli, make_subscribers(workspace, 30))

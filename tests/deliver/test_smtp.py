@@ -61,7 +61,7 @@ def test_workers_send_over_that_many_connections_each_message_once(workspace: Pa
     csv = readers(workspace, *[f"r{i}@example.com" for i in range(12)])
     run_cli("send", SAMPLE_ISSUE, "--backend", "smtp", "--subscribers", csv, "--test-to", "editor@example.com",
             "--live")
-    smtp_server.data_delay = 0.05
+    smtp_server.expect_at_once = 3  # each DATA waits until the three connections are sending at once
     result = run_cli("send", SAMPLE_ISSUE, "--backend", "smtp", "--subscribers", csv, "--live", "--yes",
                      "--workers", "3")
     assert result.exit_code == 0, result.stderr
