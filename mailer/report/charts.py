@@ -55,6 +55,13 @@ def _short(label: str, width: int = 42) -> str:
     return label if len(label) <= width else label[:width - 1].rstrip() + "…"
 
 
+def _whole(chart: object, values: Sequence[int]) -> None:
+    """Whole numbers on the axis of a chart of people: never 0.2 of a reader."""
+    most = max(values, default=0)
+    step = max(1, -(-most // 8))
+    chart.y_labels = list(range(0, most + step, step))  # type: ignore[attr-defined]
+
+
 def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}" if value >= 0.001 or value == 0 else f"{value:.2%}"
 
@@ -66,6 +73,7 @@ def cards_chart(figures: IssueFigures, *, top: int = 12) -> str:
                    show_legend=False, print_values=True, height=max(160, 34 * len(cards) + 90))
     chart.x_labels = [_short(card.card) for card in reversed(cards)]  # type: ignore[attr-defined]
     chart.add("readers", [card.human_unique for card in reversed(cards)])  # type: ignore[attr-defined]
+    _whole(chart, [card.human_unique for card in cards])
     return _svg(chart)
 
 
@@ -77,6 +85,7 @@ def reach_chart(figures: IssueFigures) -> str:
               figures.clicks_human_unique]
     chart.x_labels = labels  # type: ignore[attr-defined]
     chart.add("readers", values)  # type: ignore[attr-defined]
+    _whole(chart, values)
     return _svg(chart)
 
 
@@ -98,6 +107,7 @@ def recipients_chart(rows: list[TrendRow]) -> str:
                    x_label_rotation=20)
     chart.x_labels = [row.issue for row in rows]  # type: ignore[attr-defined]
     chart.add("recipients", [row.recipients for row in rows])  # type: ignore[attr-defined]
+    _whole(chart, [row.recipients for row in rows])
     return _svg(chart)
 
 
