@@ -1,6 +1,6 @@
 """The house rules of mailer/: each stage imports only the stages before it, and no module imports itself back.
 
-The stages, in pipeline order, and what each may import (README: "Development"):
+The stages, in pipeline order, and what each may import (docs/development.md):
     top (config, errors, schema)  ← compose ← audience ← deliver ← checks ← report ← author ← web ← cli
 Every import counts, including those inside functions and under TYPE_CHECKING: a lazy import that
 runs back up a stage is still a dependency a reader has to hold in their head.
@@ -131,12 +131,12 @@ def test_mailer_keeps_its_house_rules() -> None:
     assert layout_violations(PACKAGE) == []
 
 
-def test_every_stage_is_a_folder_named_in_the_readme() -> None:
+def test_every_stage_is_a_folder_named_in_the_development_page() -> None:
     folders = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").exists()}
     assert folders == set(MAY_IMPORT) - {"top"}
-    development = (REPO / "README.md").read_text(encoding="utf-8").split("## Development", 1)[1].split("\n## ", 1)[0]
+    development = (REPO / "docs" / "development.md").read_text(encoding="utf-8")
     for folder in folders:
-        assert f"`mailer/{folder}/`" in development, f"the README's Development map does not name mailer/{folder}/"
+        assert f"`mailer/{folder}/`" in development, f"docs/development.md's map does not name mailer/{folder}/"
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -1,10 +1,13 @@
-"""Every `mailer` command in the README's examples, run as written in a shell, in a fresh copy of the workspace.
+"""Every `mailer` command in the examples of the README and docs/, run as written in a shell, in a fresh workspace.
 
-A command that needs SendGrid talks to the local SendGrid-like server (its address and key in the
+The order is the documented one: the README's own examples first, then each page of docs/ in the order the README
+lists them (its table of commands, then its reference: the order the README had when it held them all), each
+page's commands top to bottom, in one workspace as `make demo` leaves it with next week's draft started (the
+editor's week). A command that needs SendGrid talks to the local SendGrid-like server (its address and key in the
 environment, as a user's would be), and one that asks DNS (`mailer doctor`, a live send's domain check) the
 local DNS server of the sample's domain (MAILER_DNS, set for every test by conftest's isolated_env; with no
 network at all `mailer doctor` exits 3, "not checked"); one that runs until Ctrl-C must start and serve; a few
-end otherwise by design, and say so in the README (a live send with no terminal to confirm on, --strict with the
+end otherwise by design, and their page says so (a live send with no terminal to confirm on, --strict with the
 sample's example addresses). Only `--links` is left out: it asks the internet, which the tests never do.
 """
 
@@ -19,27 +22,27 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.docs_pages import README, page, pages_in_readme_order
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
-NEEDS_THE_INTERNET = {"mailer check issues/2020-12-13.yaml --links"}
+NEEDS_THE_INTERNET = {("mailer-check.md", "mailer check issues/2020-12-13.yaml --links")}
 RUNS_UNTIL_STOPPED = ("mailer preview", "mailer serve")
 # These start next week's issue (full of TODOs by design): run in a copy of their own, in order, so
 # that the other commands see the workspace as the quickstart left it.
 WRITE_A_NEW_ISSUE = ("mailer new", "mailer cards")
-# What the README says these end with, when run one after the other from the top.
+# What their pages say these end with, when run one after the other in the documented order.
 EXPECTED = {
-    "mailer check issues/2020-12-13.yaml --strict": 1,  # the sample's example.com addresses are warnings
+    ("mailer-check.md", "mailer check issues/2020-12-13.yaml --strict"): 1,  # the sample's example.com addresses warn
     # "(asks to confirm; --yes skips)": without a terminal to ask on, nothing is sent.
-    "mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live": 2,
-    "mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live --at": 2,
-    "mailer cancel issues/2020-12-13.yaml": 3,  # nothing was scheduled (the --at send was not confirmed)
+    ("mailer-send.md", "mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live"): 2,
+    ("mailer-send.md", "mailer send issues/2020-12-13.yaml --subscribers subscribers.example.csv --live --at"): 2,
+    ("mailer-cancel.md", "mailer cancel issues/2020-12-13.yaml"): 3,  # nothing was scheduled (--at not confirmed)
 }
 
 
-def readme_commands() -> list[str]:
+def sh_commands(text: str) -> list[str]:
+    """The `mailer` commands of a page's ```sh blocks, as a shell would run them."""
     commands = []
-    for block in re.findall(r"```sh\n(.*?)```", README, re.S):
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
             command = re.split(r"\s{2,}#", line)[0].strip()
             if command.startswith("mailer "):
@@ -47,22 +50,31 @@ def readme_commands() -> list[str]:
     return commands
 
 
-def test_the_readme_has_the_commands_this_test_expects() -> None:
+def readme_commands() -> list[tuple[str, str]]:
+    """(page, command) for every example, in the documented order: the README's, then each page's."""
+    found = [("README.md", command) for command in sh_commands(README)]
+    for name in pages_in_readme_order():
+        found.extend((name, command) for command in sh_commands(page(name)))
+    return found
+
+
+def test_the_docs_have_the_commands_this_test_expects() -> None:
     commands = readme_commands()
     assert len(commands) >= 20 and set(commands) >= NEEDS_THE_INTERNET
-    for start in EXPECTED:
-        assert any(command.startswith(start) for command in commands), start
+    for name, start in EXPECTED:
+        assert any(where == name and command.startswith(start) for where, command in commands), (name, start)
     assert set(commands) >= set(EXPECTED_EXACTLY)
 
 
 # Whole commands: next week's draft (see below) is among "every issue", and its TODOs are errors.
-EXPECTED_EXACTLY = {"mailer check": 1, "mailer check issues/ --format json": 1}
+EXPECTED_EXACTLY = {("mailer-check.md", "mailer check"): 1,
+                    ("mailer-check.md", "mailer check issues/ --format json"): 1}
 
 
-def _expected(command: str) -> int:
-    if command in EXPECTED_EXACTLY:
-        return EXPECTED_EXACTLY[command]
-    return next((code for start, code in EXPECTED.items() if command.startswith(start)), 0)
+def _expected(name: str, command: str) -> int:
+    if (name, command) in EXPECTED_EXACTLY:
+        return EXPECTED_EXACTLY[(name, command)]
+    return next((code for (where, start), code in EXPECTED.items() if where == name and command.startswith(start)), 0)
 
 
 def test_every_readme_command_runs_as_written(workspace: Path, sendgrid, state_dir: Path) -> None:
@@ -76,17 +88,17 @@ def test_every_readme_command_runs_as_written(workspace: Path, sendgrid, state_d
     next_week = workspace.parent / "next-week"
     shutil.copytree(workspace, next_week)
     outcomes = {}
-    for command in readme_commands():
-        if command in NEEDS_THE_INTERNET:
+    for name, command in readme_commands():
+        if (name, command) in NEEDS_THE_INTERNET:
             continue
         if command.startswith(RUNS_UNTIL_STOPPED):
-            outcomes[command] = _starts_and_serves(command, workspace, env)
+            outcomes[f"{name}: {command}"] = _starts_and_serves(command, workspace, env)
             continue
         folder = next_week if command.startswith(WRITE_A_NEW_ISSUE) else workspace
         result = subprocess.run(command, shell=True, cwd=folder, env=env, capture_output=True, text=True,
                                 timeout=120, stdin=subprocess.DEVNULL)
-        assert "Traceback" not in result.stderr, (command, result.stderr)
-        outcomes[command] = "ok" if result.returncode == _expected(command) else (
+        assert "Traceback" not in result.stderr, (name, command, result.stderr)
+        outcomes[f"{name}: {command}"] = "ok" if result.returncode == _expected(name, command) else (
             f"exit {result.returncode}: {result.stderr.strip()[-300:]}")
     assert len(outcomes) == len(readme_commands()) - len(NEEDS_THE_INTERNET)
     assert {command: outcome for command, outcome in outcomes.items() if outcome != "ok"} == {}
