@@ -119,3 +119,73 @@ def _starts_and_serves(command: str, workspace: Path, env: dict[str, str]) -> st
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# Named in the week but not runnable as they stand there: what each needs, and where it is run instead.
+WEEK_MENTIONS = {"mailer doctor --eml": "a message saved from the inbox: docs/mailer-doctor.md",
+                 "mailer send": "the command named (step 3: it runs the same checks), run with its arguments in step 4"}
+
+
+def week_commands() -> list[str]:
+    """The `mailer` commands written in the README's editor's week, top to bottom, as an editor would type them."""
+    week = README.split("## The editor's week", 1)[1].split("\n## ", 1)[0]
+    found = [" ".join(span.split()) for span in re.findall(r"`(mailer [^`]+)`", week)]
+    # A command named again further on ("the draft started with `mailer new`") is a mention, not a second run.
+    return [command for command in dict.fromkeys(found) if command not in WEEK_MENTIONS]
+
+
+def test_the_editors_week_runs_top_to_bottom_as_written(workspace: Path, sendgrid, state_dir: Path) -> None:
+    """Each step's commands in a terminal of their own, as the editor runs them: a live send asks to confirm and
+    is answered yes; next week's draft (step 1) is there all the while."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "BROWSER": "true"}
+    commands = week_commands()
+    assert commands[:2] == ["mailer new", "mailer cards"] and len(commands) >= 12
+    outcomes = {}
+    for command in commands:
+        if command.startswith(RUNS_UNTIL_STOPPED):
+            outcomes[command] = _starts_and_serves(command, workspace, env)
+            continue
+        code, output = _in_a_terminal(command, workspace, env)
+        assert "Traceback" not in output, (command, output)
+        outcomes[command] = "ok" if code == 0 else f"exit {code}: {output.strip()[-400:]}"
+    failed = {command: outcome for command, outcome in outcomes.items() if outcome != "ok"}
+    assert not failed, "\n".join(f"{command}\n    {outcome}" for command, outcome in failed.items())
+    # What the week did: the draft is there, the issue went to the list once, and the report and site saw it.
+    assert sorted(path.name for path in (workspace / "issues").glob("2026-*.yaml")), "no draft from mailer new"
+    assert len([email for email in sendgrid.accepted if email != "me@example.com"]) == 18
+
+
+def _in_a_terminal(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Run `command` on a pseudo-terminal, answering yes to a confirmation, as an editor at a terminal would."""
+    import pty
+    import select
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdin=terminal, stdout=terminal,
+                               stderr=terminal, close_fds=True, start_new_session=True)
+    os.close(terminal)
+    output, answered = b"", False
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:  # the terminal closed: the command ended
+                    break
+                if not chunk:
+                    break
+                output += chunk
+                if not answered and b"[y/N]" in output:
+                    os.write(controller, b"y\n")
+                    answered = True
+            elif process.poll() is not None:
+                break
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        os.close(controller)
+    return process.returncode, output.decode("utf-8", "replace")

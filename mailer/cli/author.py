@@ -5,8 +5,12 @@ from __future__ import annotations
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from mailer.config import Config
 
 EPILOG_NEW = """\b
 Examples:
@@ -66,18 +70,21 @@ def new(on: object, source: Path | None) -> None:
 
 EPILOG_CARDS = """\b
 Examples:
+  mailer cards                        # the latest issue not sent yet: next week's, after mailer new
   mailer cards issues/2026-12-06.yaml
   mailer cards issues/2026-12-06.yaml --refresh   # fetch every page again, not from the cache
 """
 
 
 @click.command(epilog=EPILOG_CARDS)
-@click.argument("issue_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("issue_file", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--refresh", is_flag=True, help="Fetch every page again instead of reading the cache.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Seconds a page may take, redirects included.")
-def cards(issue_file: Path, refresh: bool, timeout: float) -> None:
+def cards(issue_file: Path | None, refresh: bool, timeout: float) -> None:
     """Fill each card that has a url but no title, description or site from its page.
+
+    Without ISSUE_FILE: the latest issue in issues/ not sent yet (the one `mailer new` just wrote).
 
     Reads each page's OpenGraph, Twitter card and JSON-LD metadata (with fallbacks), cleans the text
     and writes it into ISSUE_FILE, keeping every other line, comment and quote as it was. A field you
@@ -92,7 +99,10 @@ def cards(issue_file: Path, refresh: bool, timeout: float) -> None:
     from mailer.errors import ExitStatus
     from mailer.schema import display_path
 
-    config = load_config(find_workspace(issue_file.parent))
+    config = load_config(find_workspace(issue_file.parent if issue_file else Path.cwd()))
+    if issue_file is None:
+        issue_file = _latest_unsent(config)
+        click.echo(f"{display_path(issue_file)} (the latest issue not sent yet)")
     report = fill_cards(issue_file, cache=PageCache(config.state_dir / "pages"), refresh=refresh,
                         fetcher_factory=lambda: PageFetcher(timeout=timeout))
     label = display_path(issue_file)
@@ -118,3 +128,17 @@ def cards(issue_file: Path, refresh: bool, timeout: float) -> None:
     click.echo(summary)
     if report.failed:
         sys.exit(ExitStatus.DELIVERY_FAILED)
+
+
+def _latest_unsent(config: Config) -> Path:
+    """The issue file with the latest name (issues are named by their date) that no live send reached."""
+    from mailer.checks.drafts import sent_issues
+    from mailer.errors import InputError, Problem
+    from mailer.schema import display_path
+
+    sent = sent_issues(config)
+    unsent = [path for path in sorted(config.issues_dir.glob("*.yaml")) if path.stem not in sent]
+    if not unsent:
+        raise InputError([Problem(display_path(config.issues_dir), "every issue here was sent: no draft to fill",
+                                  hint="start next week's with `mailer new`, or name it: mailer cards ISSUE_FILE")])
+    return unsent[-1]

@@ -167,3 +167,11 @@ def test_with_only_drafts_it_starts_from_the_latest_and_says_so(workspace: Path,
     assert result.exit_code == 0, result.stderr
     assert "warning: no finished issue to start from: started from the draft issues/2099-01-04.yaml" in result.stderr
     assert "← the structure of issues/2099-01-04.yaml (the latest draft)" in result.stdout
+
+
+def test_cards_without_a_file_fills_the_draft_mailer_new_just_wrote(workspace: Path, run_cli) -> None:
+    written = run_cli("new", "2026-12-20")
+    assert written.exit_code == 0, written.stderr
+    result = run_cli("cards")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("issues/2026-12-20.yaml (the latest issue not sent yet)")
