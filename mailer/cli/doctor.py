@@ -65,7 +65,7 @@ def doctor(eml_path: Path | None, trusted: tuple[str, ...], backend: str | None,
     Each row passes, warns or fails, with the fix. With the sendgrid backend and SENDGRID_API_KEY set,
     SendGrid's own view of the domain is shown too; the last rows are the bulk-sender rules.
     """
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import workspace_config
 
     resolver = resolver_from_env(timeout=timeout)
     if eml_path is not None:
@@ -75,7 +75,7 @@ def doctor(eml_path: Path | None, trusted: tuple[str, ...], backend: str | None,
     else:
         from mailer.checks.doctor import run_doctor, sending_of
 
-        config = load_config(find_workspace(Path.cwd()))
+        config = workspace_config(Path.cwd())
         name = backend or config.backend
         report = run_doctor(config, sending_of(config, backend=name, smtp_host=smtp_host_from_env(name),
                                                dkim_selectors=selectors, return_path=return_path),

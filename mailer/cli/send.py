@@ -152,10 +152,9 @@ def _load(issue_file: Path) -> tuple[Config, RenderedIssue]:
 
 
 def _config(issue_file: Path) -> Config:
-    from mailer.cli.environment import reading_mail
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import reading_mail, workspace_config
 
-    return reading_mail(load_config(find_workspace(issue_file.parent)))
+    return reading_mail(workspace_config(issue_file.parent))
 
 
 def _build(issue_file: Path, config: Config) -> RenderedIssue:

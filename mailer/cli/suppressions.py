@@ -75,9 +75,9 @@ def suppressions_list(email: str | None, show_all: bool) -> None:
 
 def state_dir_here() -> Path:
     """The state folder of the workspace this command runs in (MAILER_STATE_DIR, or its .mailer/)."""
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import workspace_config
 
-    return load_config(find_workspace(Path.cwd())).state_dir
+    return workspace_config(Path.cwd()).state_dir
 
 
 def _table(rows: list[tuple[str, int]]) -> str:
@@ -95,12 +95,12 @@ def _counts(pull: Pull) -> str:
 def run_pull() -> None:
     import os
 
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import workspace_config
     from mailer.deliver.mailbox import MAILBOX_URL_ENV
     from mailer.deliver.suppressions import PullProgress, SuppressionList, suppressions_path
     from mailer.schema import display_path
 
-    config = load_config(find_workspace(Path.cwd()))
+    config = workspace_config(Path.cwd())
     path = suppressions_path(config.state_dir)
     mailbox_url = os.environ.get(MAILBOX_URL_ENV, "").strip()
     if mailbox_url:
