@@ -88,13 +88,14 @@ def cards(issue_file: Path, refresh: bool, timeout: float) -> None:
     from mailer.addresses import printable
     from mailer.author.cards import PageCache, fill_cards
     from mailer.author.pagemeta import PageFetcher
-    from mailer.cli.environment import workspace_config
+    from mailer.cli.environment import environment, workspace_config
     from mailer.errors import ExitStatus
     from mailer.schema import display_path
 
     config = workspace_config(issue_file.parent)
     report = fill_cards(issue_file, cache=PageCache(config.state_dir / "pages"), refresh=refresh,
-                        fetcher_factory=lambda: PageFetcher(timeout=timeout))
+                        fetcher_factory=lambda: PageFetcher(timeout=timeout,
+                                                            proxy_variable=environment().proxy_variable))
     label = display_path(issue_file)
     for card, values in report.filled:
         click.echo(f"  ✓ {label}:{card.line}  {card.url}\n      {', '.join(values)}: {values.get('title', '')}")

@@ -4,13 +4,13 @@ table or JSON."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from mailer.cli.environment import environment
 from mailer.errors import ExitStatus
 
 if TYPE_CHECKING:  # the checks are imported when the command runs, so --help stays fast
@@ -97,28 +97,30 @@ def exit_status(report: DoctorReport) -> int:
 
 def resolver_from_env(*, timeout: float) -> Resolver:
     """The resolver every lookup goes through: MAILER_DNS's server, or the system's."""
-    from mailer.checks.dns import DNS_ENV, Resolver, parse_dns_server
+    from mailer.checks.dns import Resolver, parse_dns_server
 
-    value = os.environ.get(DNS_ENV, "").strip()
+    value = environment().dns.strip()
     return Resolver(parse_dns_server(value) if value else None, timeout=timeout)
 
 
 def smtp_host_from_env(backend: str) -> str | None:
-    if backend != "smtp" or not os.environ.get("MAILER_SMTP_URL", "").strip():
+    url = environment().smtp_url
+    if backend != "smtp" or not url.strip():
         return None
-    from mailer.deliver.backends.smtp import settings_from_env
+    from mailer.deliver.backends.smtp import smtp_settings
 
-    return settings_from_env().host
+    return smtp_settings(url).host
 
 
 def sendgrid_from_env(backend: str):  # noqa: ANN201 - a SendGridAccess, or None
     """SendGrid's key and host when the backend is sendgrid and a key is set (never shown anywhere)."""
-    if backend != "sendgrid" or not os.environ.get("SENDGRID_API_KEY", "").strip():
+    env = environment()
+    if backend != "sendgrid" or not env.sendgrid_api_key.strip():
         return None
     from mailer.checks.doctor import SendGridAccess
     from mailer.deliver.backends.sendgrid import api_host, api_key
 
-    return SendGridAccess(key=api_key(), host=api_host())
+    return SendGridAccess(key=api_key(env.sendgrid_api_key), host=api_host(env.sendgrid_api_host))
 
 
 def print_report(report: DoctorReport) -> None:
