@@ -1,8 +1,9 @@
 """Every environment variable mailer reads, read once at the CLI's edge and handed to what needs it.
 
-`mailer.cli.main` reads the process's environment into an `Environment` (`Environment.read(os.environ)`) at
-the start of each command; the library reads no variable itself (tests/test_layout.py checks), so a test
-hands any function the settings it means, as httpie's tests hand theirs an `Environment` of their own.
+The `mailer` command group (mailer.cli.main) reads the process's environment into an `Environment`
+(`Environment.read(os.environ)`) at the start of each command, or is handed one (`main(environment=…)`); the
+library reads no variable itself (tests/test_layout.py checks), so a test hands any function the settings it
+means, as httpie's tests hand theirs an `Environment` of their own.
 
 Each value is the variable's text as set ("" when unset): the module that uses it checks it and names the
 variable in its error, as before (a key with a line break, an address that is no URL). The secrets, and the
