@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -92,6 +91,8 @@ class Config:
     # environment it runs in (mailer.cli.environment.reading_mail), so library code reads no variable for it.
     unsubscribe_by_mail: bool = False
     time_zone: str | None = None  # the newsletter's zone (IANA): `mailer send --at "sunday 08:00"` is read in it
+    # MAILER_STATE_DIR, handed in by the CLI (load_config's state_dir); None: .mailer/ in the workspace.
+    state_dir_override: Path | None = None
 
     @property
     def first_name_fallback(self) -> str:
@@ -131,9 +132,8 @@ class Config:
 
     @property
     def state_dir(self) -> Path:
-        """Ledger, outbox and locks: `.mailer/` unless MAILER_STATE_DIR says otherwise."""
-        override = os.environ.get("MAILER_STATE_DIR")
-        return Path(override) if override else self.workspace / ".mailer"
+        """Ledger, outbox and locks: `.mailer/` unless MAILER_STATE_DIR says otherwise (state_dir_override)."""
+        return self.state_dir_override or self.workspace / ".mailer"
 
     def web_url(self, slug: str) -> str:
         """The public web version of an issue."""
@@ -227,8 +227,9 @@ def find_workspace(start: Path) -> Path:
     )
 
 
-def load_config(workspace: Path) -> Config:
-    """Read and validate the workspace's mailer.yaml, reporting every problem at once."""
+def load_config(workspace: Path, *, state_dir: Path | None = None) -> Config:
+    """Read and validate the workspace's mailer.yaml, reporting every problem at once; `state_dir` is
+    MAILER_STATE_DIR's folder when it is set (None: the workspace's .mailer/)."""
     path = workspace / CONFIG_NAME
     fields = load_document(path, _config_schema(), file_label=display_path(path))
     base = fields["web_base_url"]
@@ -278,5 +279,6 @@ def load_config(workspace: Path) -> Config:
         signup=signup,
         tracking=fields["tracking"] or Tracking(),
         time_zone=fields["time_zone"],
+        state_dir_override=state_dir,
     )
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from mailer.config import Config
+from mailer.environment import Environment
 from tests import fake_sendgrid
 from tests.fake_sendgrid import API_KEY, FakeSendGrid
 from tests.loopback_smtp import Recorder, start_smtp_server
@@ -135,6 +137,14 @@ def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
+def config_of(workspace: Path) -> Config:
+    """The workspace's settings, its state folder the tests' (state_dir), as the CLI loads them with
+    MAILER_STATE_DIR set: for a test that calls the library itself."""
+    from mailer.config import load_config
+
+    return load_config(workspace, state_dir=workspace.parent / "state")
+
+
 @pytest.fixture
 def start_sendgrid(monkeypatch: pytest.MonkeyPatch):
     """Start a local SendGrid-like server (tests/fake_sendgrid.py); returns (fake, url).
@@ -163,6 +173,13 @@ def start_sendgrid(monkeypatch: pytest.MonkeyPatch):
 def sendgrid(start_sendgrid) -> FakeSendGrid:
     """A local SendGrid-like server that a live send in this test talks to."""
     return start_sendgrid()[0]
+
+
+def sendgrid_environment(url: str, **settings: str) -> Environment:
+    """The settings a live send through the fake at `url` is handed, for a test that calls the library itself
+    (what sendgrid_env puts in a child process's environment); `settings` adds or replaces fields."""
+    return Environment(**{"sendgrid_api_key": API_KEY, "sendgrid_api_host": url,
+                          "unsubscribe_secret": UNSUBSCRIBE_SECRET, **settings})
 
 
 def sendgrid_env(url: str, state_dir: Path, **extra: str) -> dict[str, str]:

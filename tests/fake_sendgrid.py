@@ -134,6 +134,7 @@ class FakeSendGrid:
     """Behaviour knobs and what was received. `script` answers requests in order before `default`."""
 
     default: str = "accept"  # accept | accept_drop | 400 | 413 | 429 | 500 | 504 | drop | stall | 401
+    url: str = ""  # where it answers, once started
     script: deque[str] = field(default_factory=deque)
     stall_seconds: float = 5.0
     delay_seconds: float = 0.0  # think time before answering each Mail Send request
@@ -384,7 +385,8 @@ def start(fake: FakeSendGrid) -> tuple[ThreadingHTTPServer, str]:
     # A short poll interval: shutdown() waits up to one interval for serve_forever to notice, in every teardown
     # (the default 0.5 s came to half a minute of idle teardown in tests/deliver/test_send.py alone).
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    return server, fake.url
 
 
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari"

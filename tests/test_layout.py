@@ -1,4 +1,5 @@
-"""The house rules of mailer/: each stage imports only the stages before it, and no module imports itself back.
+"""The house rules of mailer/: each stage imports only the stages before it, and no module imports itself back;
+and only the CLI reads the environment.
 
 The stages, in pipeline order, and what each may import (docs/development.md):
     top (config, errors, schema)  ← compose ← audience ← deliver ← checks ← report ← author ← web ← cli
@@ -29,6 +30,12 @@ MAY_IMPORT = {
     "cli": {"top", "compose", "audience", "deliver", "checks", "report", "author", "web"},
 }
 ENTRY_POINTS = {"mailer.__main__"}  # `python -m mailer`: may import the CLI, and nothing imports it
+# The environment is read once, at the CLI's edge (mailer/cli/environment.py, into mailer.environment.Environment),
+# and handed to the library, so that a test hands the library settings instead of patching the environment.
+# Where library code must read it all the same, the module goes here with the reason. None does today: what the
+# libraries read themselves (httpx's and ssl's SSL_CERT_FILE, webbrowser's BROWSER) is theirs, not mailer's.
+READS_THE_ENVIRONMENT: dict[str, str] = {}
+ENVIRONMENT_NAMES = {"environ", "environb", "getenv", "getenvb"}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -84,6 +91,27 @@ def layout_violations(root: Path) -> list[str]:
     return problems
 
 
+def environment_reads(root: Path) -> list[str]:
+    """Each place outside mailer/cli/ that reads the process's environment (os.environ, os.getenv, or either
+    imported from os), but for the modules READS_THE_ENVIRONMENT allows."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        module = module_name(path, root)
+        if stage_of(module) == "cli" or module in ENTRY_POINTS or module in READS_THE_ENVIRONMENT:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in ENVIRONMENT_NAMES:
+                what = ast.unparse(node)
+            elif isinstance(node, ast.ImportFrom) and node.module == "os" and \
+                    ENVIRONMENT_NAMES & {alias.name for alias in node.names}:
+                what = f"from os import {', '.join(alias.name for alias in node.names)}"
+            else:
+                continue
+            found.append(f"{module}:{node.lineno} reads the environment ({what}): read it in "
+                         "mailer/cli/environment.py (a field of mailer.environment.Environment) and hand it in")
+    return found
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """One circle per strongly connected group of modules (Tarjan), shown as a path back to its start."""
     index: dict[str, int] = {}
@@ -129,6 +157,25 @@ def _path_through(group: list[str], graph: dict[str, set[str]]) -> list[str]:
 
 def test_mailer_keeps_its_house_rules() -> None:
     assert layout_violations(PACKAGE) == []
+
+
+def test_only_the_cli_reads_the_environment() -> None:
+    assert environment_reads(PACKAGE) == []
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    pytest.param({"cli/__init__.py": "", "cli/environment.py": "import os\nvalue = os.environ.get('X')\n"}, [],
+                 id="the-cli-may"),
+    pytest.param({"deliver/__init__.py": "", "deliver/send.py": "import os\n\n\ndef f():\n    return os.getenv('X')\n"},
+                 ["mailer.deliver.send:5 reads the environment (os.getenv)"], id="a-call-deep-down"),
+    pytest.param({"config.py": "from os import environ\n"},
+                 ["mailer.config:1 reads the environment (from os import environ)"], id="imported-by-name"),
+    pytest.param({"web/__init__.py": "", "web/service.py": '"""Reads nothing: os.environ is a word here."""\n'}, [],
+                 id="a-docstring-is-no-read"),
+])
+def test_the_environment_rule_catches_what_it_promises_to(tmp_path: Path, files: dict[str, str],
+                                                          expected: list[str]) -> None:
+    assert [problem.split(": read it in")[0] for problem in environment_reads(_tree(tmp_path, files))] == expected
 
 
 def test_every_stage_is_a_folder_named_in_the_development_page() -> None:

@@ -17,7 +17,6 @@ import base64
 import binascii
 import hmac
 import html
-import os
 import re
 import time
 import unicodedata
@@ -47,9 +46,9 @@ CONFIRM_URL = "-confirm_url-"  # filled per reader after the layout is built onc
 EMAIL = "-email-"
 
 
-def signup_key(*, environ: Mapping[str, str] | None = None) -> bytes:
-    """The key of the form's times and the confirmation links; ConfigError when the secret is not set."""
-    secret = (os.environ if environ is None else environ).get(SECRET_ENV, "")
+def signup_key(secret: str) -> bytes:
+    """The key of the form's times and the confirmation links, from MAILER_UNSUBSCRIBE_SECRET's value `secret`;
+    ConfigError when it is not set."""
     if not secret:
         raise ConfigError(
             f"{SECRET_ENV} is not set: the sign-up form's confirmation links are signed with it\n"

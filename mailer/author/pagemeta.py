@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import time
 import unicodedata
@@ -88,10 +87,13 @@ class Fetched:
 class PageFetcher:
     """Fetches pages, a few at a time; one instance per command run."""
 
-    def __init__(self, *, timeout: float = 10.0, max_bytes: int = MAX_BYTES, concurrency: int = 8):
+    def __init__(self, *, timeout: float = 10.0, max_bytes: int = MAX_BYTES, concurrency: int = 8,
+                 proxy_variable: str = ""):
+        """`proxy_variable`: the proxy variable set in the environment (HTTPS_PROXY…), named in a fetch's error."""
         import httpx  # imported here: the CLI's --help must stay fast
 
         self.timeout = timeout
+        self.proxy_variable = proxy_variable
         self.max_bytes = max_bytes
         self.concurrency = concurrency
         # SSL_CERT_FILE and SSL_CERT_DIR from the environment, as curl reads them. Not HTTP(S)_PROXY: a
@@ -196,8 +198,7 @@ class PageFetcher:
             reason = describe_failure(cause, host=urlsplit(url).hostname or "", timeout=self.timeout)  # type: ignore[arg-type]
         except BaseException:  # not a network or address problem it knows
             return f"could not fetch: {err}"
-        proxy = next((name for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-                                        "all_proxy") if os.environ.get(name)), None)
+        proxy = self.proxy_variable
         if proxy:  # where the web is reachable only through one, say why it was not used
             reason += f" ({proxy} is set and not used: a proxy would look the name up past the address check)"
         return reason

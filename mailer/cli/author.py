@@ -34,11 +34,11 @@ def new(on: object, source: Path | None) -> None:
     comment saying what goes there. An existing file is never overwritten.
     """
     from mailer.author.skeleton import new_issue, next_sunday, write_new_issue
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import workspace_config
     from mailer.errors import InputError, Problem
     from mailer.schema import display_path
 
-    config = load_config(find_workspace(Path.cwd()))
+    config = workspace_config(Path.cwd())
     today = date.today()
     day = on.date() if on is not None else next_sunday(today)  # type: ignore[attr-defined]
     issue = new_issue(config.issues_dir, on=day, source=source, config=config, today=today)
@@ -95,16 +95,17 @@ def cards(issue_file: Path | None, refresh: bool, timeout: float) -> None:
     from mailer.addresses import printable
     from mailer.author.cards import PageCache, fill_cards
     from mailer.author.pagemeta import PageFetcher
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import environment, workspace_config
     from mailer.errors import ExitStatus
     from mailer.schema import display_path
 
-    config = load_config(find_workspace(issue_file.parent if issue_file else Path.cwd()))
+    config = workspace_config(issue_file.parent if issue_file else Path.cwd())
     if issue_file is None:
         issue_file = _latest_unsent(config)
         click.echo(f"{display_path(issue_file)} (the latest issue not sent yet)")
     report = fill_cards(issue_file, cache=PageCache(config.state_dir / "pages"), refresh=refresh,
-                        fetcher_factory=lambda: PageFetcher(timeout=timeout))
+                        fetcher_factory=lambda: PageFetcher(timeout=timeout,
+                                                            proxy_variable=environment().proxy_variable))
     label = display_path(issue_file)
     for card, values in report.filled:
         click.echo(f"  ✓ {label}:{card.line}  {card.url}\n      {', '.join(values)}: {values.get('title', '')}")

@@ -39,13 +39,13 @@ def build(issue_files: tuple[Path, ...], build_all: bool, out_dir: Path | None, 
     listed and nothing is written. With --all, only finished issues are published (sent, or dated
     today or earlier without errors); drafts are listed as skipped, with why.
     """
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import workspace_config
 
     if not issue_files and not build_all:
         raise click.UsageError("Missing argument 'ISSUE_FILES...': give the issue files to build, or --all")
     if issue_files and build_all:
         raise click.UsageError("give either ISSUE_FILES or --all, not both")
-    config = load_config(find_workspace(issue_files[0].parent if issue_files else Path.cwd()))
+    config = workspace_config(issue_files[0].parent if issue_files else Path.cwd())
     if build_all:
         issue_files = tuple(sorted(config.issues_dir.glob("*.yaml")))
         if not issue_files:

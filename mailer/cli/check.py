@@ -77,10 +77,9 @@ def issue_files(paths: tuple[Path, ...], config: Config) -> list[Path]:
 def run_checks(paths: tuple[Path, ...], *, subscribers_path: Path | None = None, encoding: str | None = None,
                links: bool = False, timeout: float = 10.0) -> list[CheckReport]:
     from mailer.checks.check import check_issue, check_subscribers, check_workspace
-    from mailer.cli.environment import reading_mail
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import reading_mail, workspace_config
 
-    config = reading_mail(load_config(find_workspace(_start(paths))))
+    config = reading_mail(workspace_config(_start(paths)))
     reports = [check_issue(path, config) for path in issue_files(paths, config)]
     reports.append(check_workspace(config))
     if subscribers_path is not None:

@@ -4,13 +4,13 @@ table or JSON."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from mailer.cli.environment import environment
 from mailer.errors import ExitStatus
 
 if TYPE_CHECKING:  # the checks are imported when the command runs, so --help stays fast
@@ -65,7 +65,7 @@ def doctor(eml_path: Path | None, trusted: tuple[str, ...], backend: str | None,
     Each row passes, warns or fails, with the fix. With the sendgrid backend and SENDGRID_API_KEY set,
     SendGrid's own view of the domain is shown too; the last rows are the bulk-sender rules.
     """
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import workspace_config
 
     resolver = resolver_from_env(timeout=timeout)
     if eml_path is not None:
@@ -75,7 +75,7 @@ def doctor(eml_path: Path | None, trusted: tuple[str, ...], backend: str | None,
     else:
         from mailer.checks.doctor import run_doctor, sending_of
 
-        config = load_config(find_workspace(Path.cwd()))
+        config = workspace_config(Path.cwd())
         name = backend or config.backend
         report = run_doctor(config, sending_of(config, backend=name, smtp_host=smtp_host_from_env(name),
                                                dkim_selectors=selectors, return_path=return_path),
@@ -97,28 +97,30 @@ def exit_status(report: DoctorReport) -> int:
 
 def resolver_from_env(*, timeout: float) -> Resolver:
     """The resolver every lookup goes through: MAILER_DNS's server, or the system's."""
-    from mailer.checks.dns import DNS_ENV, Resolver, parse_dns_server
+    from mailer.checks.dns import Resolver, parse_dns_server
 
-    value = os.environ.get(DNS_ENV, "").strip()
+    value = environment().dns.strip()
     return Resolver(parse_dns_server(value) if value else None, timeout=timeout)
 
 
 def smtp_host_from_env(backend: str) -> str | None:
-    if backend != "smtp" or not os.environ.get("MAILER_SMTP_URL", "").strip():
+    url = environment().smtp_url
+    if backend != "smtp" or not url.strip():
         return None
-    from mailer.deliver.backends.smtp import settings_from_env
+    from mailer.deliver.backends.smtp import smtp_settings
 
-    return settings_from_env().host
+    return smtp_settings(url).host
 
 
 def sendgrid_from_env(backend: str):  # noqa: ANN201 - a SendGridAccess, or None
     """SendGrid's key and host when the backend is sendgrid and a key is set (never shown anywhere)."""
-    if backend != "sendgrid" or not os.environ.get("SENDGRID_API_KEY", "").strip():
+    env = environment()
+    if backend != "sendgrid" or not env.sendgrid_api_key.strip():
         return None
     from mailer.checks.doctor import SendGridAccess
     from mailer.deliver.backends.sendgrid import api_host, api_key
 
-    return SendGridAccess(key=api_key(), host=api_host())
+    return SendGridAccess(key=api_key(env.sendgrid_api_key), host=api_host(env.sendgrid_api_host))
 
 
 def print_report(report: DoctorReport) -> None:

@@ -12,18 +12,21 @@ from mailer.cli.author import cards, new
 from mailer.cli.build import build
 from mailer.cli.check import check
 from mailer.cli.doctor import doctor
+from mailer.cli.environment import read_environment
 from mailer.cli.preview import preview
 from mailer.cli.report import report
 from mailer.cli.send import cancel, send, status
 from mailer.cli.serve import serve
 from mailer.cli.subscribers import subscribers
 from mailer.cli.suppressions import suppressions
+from mailer.environment import Environment
 from mailer.errors import ExitStatus, MailerError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mailer")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Build a newsletter issue written in YAML into a responsive email, and deliver it.
 
     \b
@@ -40,6 +43,8 @@ def cli() -> None:
     Exit codes: 0 success, 1 bad input or check errors (nothing written or sent), 2 wrong usage,
     3 delivery, a suppression pull or (cards) a page failed, 130 interrupted.
     """
+    if not isinstance(ctx.obj, Environment):
+        ctx.obj = read_environment()  # the one read of the environment: every command is handed this
 
 
 for command in (new, cards, build, check, doctor, preview, send, status, report, cancel, suppressions, subscribers,
@@ -47,11 +52,12 @@ for command in (new, cards, build, check, doctor, preview, send, status, report,
     cli.add_command(command)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: turn MailerError into a message and its exit code; Ctrl-C into 130."""
+def main(argv: list[str] | None = None, *, environment: Environment | None = None) -> None:
+    """Entry point: turn MailerError into a message and its exit code; Ctrl-C into 130. `environment`: the
+    settings the environment would give (a test's own); None: read from the process's environment."""
     gc.set_threshold(*children.COLLECTOR_THRESHOLDS)  # a send's rows and recipients make no cycles
     try:
-        code = cli.main(args=argv, prog_name="mailer", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="mailer", standalone_mode=False, obj=environment)
     except MailerError as err:
         click.secho(f"error: {err}", fg="red", err=True)
         sys.exit(err.exit_code)

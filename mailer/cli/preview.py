@@ -38,6 +38,7 @@ def preview(issue_file: Path | None, open_browser: bool, host: str, port: int, s
     """
     from urllib.parse import quote
 
+    from mailer.cli.environment import environment
     from mailer.config import find_workspace
     from mailer.schema import display_path
     from mailer.web.listening import LOOPBACK_HOSTS
@@ -48,7 +49,7 @@ def preview(issue_file: Path | None, open_browser: bool, host: str, port: int, s
     workspace = find_workspace(issue_file.parent if issue_file else Path.cwd())
     reader = sample_reader(subscribers_path, as_email) if subscribers_path else EXAMPLE_READER
     server = create_server(workspace, host=host, port=port, reader=reader,
-                           extra_issues=(issue_file,) if issue_file else ())
+                           extra_issues=(issue_file,) if issue_file else (), state_dir=environment().state_path)
     try:
         url = server.url
         if server.host in ("0.0.0.0", "::"):

@@ -41,14 +41,14 @@ def report(issue_file: Path | None, output: str, html_path: Path | None, open_pa
     twice told apart by its place in the email. Events come from `mailer serve` (the webhook) on
     this machine, or from the one at MAILER_SERVE_URL.
     """
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import environment, workspace_config
     from mailer.deliver.suppressions import PullError
     from mailer.report.read import report_issue, report_trend
     from mailer.report.remote import pull_events
 
-    config = load_config(find_workspace(issue_file.parent if issue_file else Path.cwd()))
+    config = workspace_config(issue_file.parent if issue_file else Path.cwd())
     try:
-        pulled = pull_events(config.state_dir)
+        pulled = pull_events(config.state_dir, environment())
     except PullError as err:  # the events already here still make a report: said, not a stop
         click.secho(f"warning: {err}; the report shows the events copied before", fg="yellow", err=True)
     else:

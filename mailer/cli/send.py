@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from mailer.cli.commandline import command_line
+from mailer.cli.environment import environment
 from mailer.errors import ExitStatus, MailerError
 
 if TYPE_CHECKING:  # the commands import the sending machinery when they run, so --help stays fast
@@ -137,13 +138,14 @@ class UsageError(MailerError):
 
 def _backend(name: str, *, live: bool):
     """The backend, with its credentials checked up front: a missing key must fail before any request."""
+    env = environment()
     if name == "smtp":
-        from mailer.deliver.backends.smtp import SmtpBackend, settings_from_env
+        from mailer.deliver.backends.smtp import SmtpBackend, smtp_settings
 
-        return SmtpBackend(settings_from_env() if live else None)
-    from mailer.deliver.backends.sendgrid import SendGridBackend, api_key
+        return SmtpBackend(smtp_settings(env.smtp_url) if live else None)
+    from mailer.deliver.backends.sendgrid import SendGridBackend, api_host, api_key
 
-    return SendGridBackend(key=api_key() if live else None)
+    return SendGridBackend(key=api_key(env.sendgrid_api_key) if live else None, host=api_host(env.sendgrid_api_host))
 
 
 def _load(issue_file: Path) -> tuple[Config, RenderedIssue]:
@@ -152,10 +154,9 @@ def _load(issue_file: Path) -> tuple[Config, RenderedIssue]:
 
 
 def _config(issue_file: Path) -> Config:
-    from mailer.cli.environment import reading_mail
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import reading_mail, workspace_config
 
-    return reading_mail(load_config(find_workspace(issue_file.parent)))
+    return reading_mail(workspace_config(issue_file.parent))
 
 
 def _build(issue_file: Path, config: Config) -> RenderedIssue:
@@ -213,7 +214,8 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         list_keys = listcache.list_keys(subscribers_path, file_label=label, encoding=encoding,
                                         skip_invalid=skip_invalid, segment=segment)
         finished = list_keys and finished_send(config, issue_key(issue_slug(issue_file), options), list_keys,
-                                               lambda: _backend(name, live=True), options, progress=_progress())
+                                               lambda: _backend(name, live=True), options, progress=_progress(),
+                                               environment=environment())
         if finished:
             click.echo(f"Nothing left to send: every reader on {label} is accepted (sent, or scheduled) or skipped, "
                        f"as the ledger recorded at {finished.finished_at}, unchanged since.", err=True)
@@ -248,7 +250,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
         return
     assert subscribers is not None
     if not live:
-        report = dry_run(rendered, config, subscribers, backend, options)
+        report = dry_run(rendered, config, subscribers, backend, options, environment=environment())
         _after_the_work(lambda: _print_dry_run(report, rendered, name, subscribers_path, config))
         return
     # The first screen, before asking: a yes must not be met by a refusal, nor a warning come after it.
@@ -262,7 +264,7 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     schedule = backend.create_schedule_id if when is not None else None
     with _graceful_ctrl_c() as interrupt:
         report = send_issue(rendered, config, subscribers, backend, options, progress=_progress(), schedule=schedule,
-                            interrupt=interrupt, command=_resume_command(when))
+                            interrupt=interrupt, command=_resume_command(when), environment=environment())
     _after_the_work(lambda: _print_report(report, rendered.issue.slug, when))
     if not report.complete:
         sys.exit(ExitStatus.DELIVERY_FAILED)
@@ -384,7 +386,7 @@ def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: Subscri
         subscriber = subscribers.subscribers[0]
     else:
         subscriber = Subscriber(email=to)
-    report = test_send(rendered, config, subscriber, to, backend, options)
+    report = test_send(rendered, config, subscriber, to, backend, options, environment=environment())
     if report.suppressed:
         click.secho(f"warning: {report.to} is on the suppression list ({report.suppressed}): a live test send "
                     "to it is refused", fg="yellow", err=True)
@@ -773,7 +775,7 @@ STATUS_ROWS = 20  # reasons (state and error) listed before "… and N more"
 
 def run_cancel(issue_file: Path) -> None:
     from mailer.deliver.backends import DeliveryError
-    from mailer.deliver.backends.sendgrid import SendGridBackend, api_key
+    from mailer.deliver.backends.sendgrid import SendGridBackend, api_host, api_key
     from mailer.deliver.ledger import issue_lock, ledger_path
     from mailer.deliver.send import CANCEL_DEADLINE, SendError, open_ledger
 
@@ -791,7 +793,8 @@ def run_cancel(issue_file: Path) -> None:
             schedules = ledger.active_schedules(rendered.issue.slug)
             if not schedules:
                 raise nothing_scheduled
-            backend = SendGridBackend(key=api_key())
+            env = environment()
+            backend = SendGridBackend(key=api_key(env.sendgrid_api_key), host=api_host(env.sendgrid_api_host))
             too_late = []
             for schedule_id, at in schedules:
                 if datetime.fromisoformat(at) - datetime.now(UTC) < CANCEL_DEADLINE:

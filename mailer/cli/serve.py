@@ -41,13 +41,13 @@ def serve(host: str, port: int) -> None:
     serves the sign-up form at /subscribe: a confirmation email goes through the backend, and the
     reader is in the subscriber store once they press its link's button. Stop with Ctrl-C.
     """
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import environment, workspace_config
     from mailer.web import server
     from mailer.web.listening import LOOPBACK_HOSTS
     from mailer.web.service import create_app
 
-    config = load_config(find_workspace(Path.cwd()))
-    app = create_app(config)  # refuses to start without MAILER_UNSUBSCRIBE_SECRET
+    config = workspace_config(Path.cwd())
+    app = create_app(config, environment())  # refuses to start without MAILER_UNSUBSCRIBE_SECRET
     listening = server.listen(host, port)  # bound here, so that a taken port is our error (exit 1)
     server.raise_open_files_limit()
     public = {"unsubscribe": config.unsubscribe_url, "sign-up": config.signup.url if config.signup else None}

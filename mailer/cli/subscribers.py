@@ -221,7 +221,7 @@ def subscribers_remove(address: str, forget: bool) -> None:
     """Unsubscribe a reader on their request (they stay, unsubscribed, on the suppression list too)."""
     from mailer.addresses import AddressError, parse_address, printable
     from mailer.audience.store import UNSUBSCRIBED, SubscriberStore
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import workspace_config
     from mailer.deliver.message import list_id
     from mailer.deliver.suppressions import UNSUBSCRIBE, Click, SuppressionList
     from mailer.errors import InputError, Problem
@@ -231,7 +231,7 @@ def subscribers_remove(address: str, forget: bool) -> None:
     except AddressError as err:
         raise InputError([Problem("ADDRESS", f"invalid email address '{printable(address)}': {err}",
                                   hint="give the address alone, e.g. grace.hopper@example.com")]) from None
-    config = load_config(find_workspace(Path.cwd()))
+    config = workspace_config(Path.cwd())
     state_dir = config.state_dir
     with SubscriberStore.open(state_dir) as store:
         if forget:

@@ -75,9 +75,9 @@ def suppressions_list(email: str | None, show_all: bool) -> None:
 
 def state_dir_here() -> Path:
     """The state folder of the workspace this command runs in (MAILER_STATE_DIR, or its .mailer/)."""
-    from mailer.config import find_workspace, load_config
+    from mailer.cli.environment import workspace_config
 
-    return load_config(find_workspace(Path.cwd())).state_dir
+    return workspace_config(Path.cwd()).state_dir
 
 
 def _table(rows: list[tuple[str, int]]) -> str:
@@ -93,21 +93,19 @@ def _counts(pull: Pull) -> str:
 
 
 def run_pull() -> None:
-    import os
-
-    from mailer.config import find_workspace, load_config
-    from mailer.deliver.mailbox import MAILBOX_URL_ENV
+    from mailer.cli.environment import environment, workspace_config
     from mailer.deliver.suppressions import PullProgress, SuppressionList, suppressions_path
     from mailer.schema import display_path
 
-    config = load_config(find_workspace(Path.cwd()))
+    config = workspace_config(Path.cwd())
     path = suppressions_path(config.state_dir)
-    mailbox_url = os.environ.get(MAILBOX_URL_ENV, "").strip()
+    env = environment()
+    mailbox_url = env.mailbox_url.strip()
     if mailbox_url:
-        _read_mailbox(config, mailbox_url)
+        _read_mailbox(config, mailbox_url, env.unsubscribe_secret)
         if config.backend != "sendgrid":  # SMTP: no SendGrid lists to pull, only a remote service's, if any
             with SuppressionList(path) as stored:
-                if stored.pull_remote():
+                if stored.pull_remote(env):
                     click.echo("Copied the remote mailer serve's unsubscribes and reports.")
             return
     if sys.stderr.isatty():
@@ -120,7 +118,7 @@ def run_pull() -> None:
             on_retry=lambda message, delay: click.secho(f"note: {message}; retrying in {delay:.1f} s",
                                                         fg="yellow", err=True))
     with SuppressionList(path) as stored:
-        pull = stored.pull(progress=progress)
+        pull = stored.pull(env, progress=progress)
     if sys.stderr.isatty():
         click.echo("\r", nl=False, err=True)
     click.echo(f"Pulled SendGrid's suppression list at {pull.pulled_at}:")
@@ -128,7 +126,7 @@ def run_pull() -> None:
     click.echo(f"Saved to {display_path(path)}; `mailer send` skips these addresses.")
 
 
-def _read_mailbox(config: Config, url: str) -> None:
+def _read_mailbox(config: Config, url: str, secret_value: str) -> None:
     """Act on the mailbox's unseen mail; say what was done in counts, and where, without the password."""
     from mailer.deliver.inbound import Newsletter
     from mailer.deliver.mailbox import parse_mailbox_url, read_mailbox
@@ -137,7 +135,7 @@ def _read_mailbox(config: Config, url: str) -> None:
     settings = parse_mailbox_url(url)
     # The key the links were signed with: a self-hosted newsletter's sends need it too; SendGrid's own
     # unsubscribes carry no token of ours, so none is believed.
-    secret = None if config.managed_unsubscribe else unsubscribe_secret(live=True)
+    secret = None if config.managed_unsubscribe else unsubscribe_secret(secret_value, live=True)
     click.echo(f"Reading unseen mail in {settings.shown} …")
     outcome = read_mailbox(settings, Newsletter(list_id(config), secret, config.state_dir))
     click.echo(f"  {outcome.messages} message(s) read: {outcome.unsubscribed} unsubscribe(s), {outcome.bounced} "

@@ -20,21 +20,25 @@ from mailer.deliver.backends import Backend
 from mailer.deliver.message import POLICY, POLICY_UTF8, address_header, body_part
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.send import deliver
+from mailer.environment import Environment
 
 CATEGORY = "mailer-confirmation"  # how the confirmation emails are told apart in SendGrid's statistics
 RETRY = RetryPolicy(attempts=3, base_seconds=2.0, cap_seconds=20.0, max_wait_seconds=60.0)
 
 
-def notice_backend(config: Config) -> Backend:
-    """The backend mailer.yaml names, checked now (a missing key or URL is a BackendConfigError at start)."""
+def notice_backend(config: Config, environment: Environment) -> Backend:
+    """The backend mailer.yaml names, its key or URL from `environment`, checked now (a missing key or URL is a
+    BackendConfigError at start)."""
     if config.backend == "smtp":
-        from mailer.deliver.backends.smtp import SmtpBackend, settings_from_env
+        from mailer.deliver.backends.smtp import SmtpBackend, smtp_settings
 
-        return SmtpBackend(settings_from_env())
-    from mailer.deliver.backends.sendgrid import SendGridBackend, api_key
+        return SmtpBackend(smtp_settings(environment.smtp_url))
+    from mailer.deliver.backends.sendgrid import SendGridBackend, api_host, api_key
 
-    return SendGridBackend(key=api_key("`mailer serve` sends the sign-up form's confirmation emails through SendGrid",
-                                       " with Mail Send permission, or remove the `signup:` section"))
+    return SendGridBackend(key=api_key(environment.sendgrid_api_key,
+                                       "`mailer serve` sends the sign-up form's confirmation emails through SendGrid",
+                                       " with Mail Send permission, or remove the `signup:` section"),
+                           host=api_host(environment.sendgrid_api_host))
 
 
 def notice_payload(backend: Backend, config: Config, *, to: str, subject: str, html: str, text: str) -> Any:

@@ -45,6 +45,7 @@ from mailer.deliver.message import Personaliser, build_mime, list_id, personalis
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.suppressions import Screener, screen_recipients
 from mailer.deliver.workers import PrepareJob
+from mailer.environment import Environment
 from mailer.errors import ExitStatus, MailerError
 from mailer.files import open_private, private_folder, write_private
 from mailer.schema import display_path
@@ -283,7 +284,7 @@ PULL_MAX_AGE = timedelta(days=1)
 
 
 def _pull_suppressions(config: Config, backend: Backend, options: SendOptions, progress: Progress,
-                       interrupt: threading.Event | None) -> None:
+                       interrupt: threading.Event | None, environment: Environment) -> None:
     """Before a live send through SendGrid, pull its suppression lists: who left since the last send is skipped."""
     if backend.name != "sendgrid" or options.sandbox:
         return
@@ -291,7 +292,7 @@ def _pull_suppressions(config: Config, backend: Backend, options: SendOptions, p
 
     with SuppressionList.open(config.state_dir) as stored:
         try:
-            pulled = stored.pull(retry=options.retry, stop=interrupt)
+            pulled = stored.pull(environment, retry=options.retry, stop=interrupt)
         except PullError as err:
             last = stored.last_pull()
             reason = str(err).splitlines()[0]
@@ -556,14 +557,17 @@ def send_issue(
     schedule: Callable[[], str] | None = None,
     interrupt: threading.Event | None = None,
     command: str | None = None,
+    environment: Environment = Environment(),
 ) -> SendReport:
     """Deliver to every planned subscriber, recording each one's fate in the ledger.
 
     Setting `interrupt` (the CLI does on Ctrl-C) stops the send cleanly: no new batch starts,
     the requests in flight are waited for and recorded, then Interrupted is raised. `command` (the
-    command line as given) is recorded for `mailer status` to show as the one that resumes.
+    command line as given) is recorded for `mailer status` to show as the one that resumes. `environment`:
+    the unsubscribe secret, and what the pull before the send needs (SendGrid's key, a remote serve).
     """
-    secret = unsubscribe_secret(live=not config.managed_unsubscribe)  # SendGrid's links need no secret of ours
+    # SendGrid's links need no secret of ours
+    secret = unsubscribe_secret(environment.unsubscribe_secret, live=not config.managed_unsubscribe)
     key = ledger_key(rendered, options)
     report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=True)
     state_dir = config.state_dir
@@ -580,7 +584,7 @@ def send_issue(
             _refuse_on_complaints(ledger, key, options)
             if not options.sandbox:  # what the report can know of opens and clicks (mailer report)
                 ledger.record_tracking(key, backend.name, clicks=config.tracking.clicks, opens=config.tracking.opens)
-            _pull_suppressions(config, backend, options, progress, interrupt)
+            _pull_suppressions(config, backend, options, progress, interrupt, environment)
             report.resolved = ledger.resolve_from_events(key)
             if report.resolved:
                 progress.on_note(f"{report.resolved} uncertain recipient(s) had the issue: the provider reported "
@@ -680,7 +684,8 @@ def send_issue(
 
 
 def finished_send(config: Config, key: str, list_keys: tuple[str, ...], backend: Callable[[], Backend],
-                  options: SendOptions, *, progress: Progress = Progress()) -> SendReport | None:
+                  options: SendOptions, *, progress: Progress = Progress(),
+                  environment: Environment = Environment()) -> SendReport | None:
     """The report of a live send of the list keyed `list_keys` (listcache.list_keys) when an earlier send
     left nobody on it to send to and the ledger still says so (Ledger.finished); None when the list must
     be planned (send_issue). The list is neither read nor planned: a rerun of a finished send of
@@ -711,7 +716,7 @@ def finished_send(config: Config, key: str, list_keys: tuple[str, ...], backend:
         except (KeyError, TypeError, ValueError):  # a record of another shape: plan the list
             return None
         if suppressed:
-            _pull_suppressions(config, backend(), options, progress, None)
+            _pull_suppressions(config, backend(), options, progress, None, environment)
             screener = Screener(config.state_dir)
             if len(screener.reasons(suppressed)) != len(suppressed):
                 return None
@@ -925,13 +930,14 @@ def dry_run(
     options: SendOptions,
     *,
     outbox_root: Path | None = None,
+    environment: Environment = Environment(),
 ) -> SendReport:
     """Do everything but send: plan against the ledger, write .eml samples, a manifest, request bodies.
 
     The list is planned and written a chunk at a time, never held whole: a dry run of a million
     subscribers takes about the memory of one of a hundred thousand.
     """
-    secret = unsubscribe_secret(live=False)
+    secret = unsubscribe_secret(environment.unsubscribe_secret, live=False)
     key = ledger_key(rendered, options)
     report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=False)
     ledger = open_ledger(config, key, claim=False) if ledger_path(config.state_dir).exists() else None
@@ -1136,9 +1142,11 @@ def test_send(
     to: str,
     backend: Backend,
     options: SendOptions,
+    *,
+    environment: Environment = Environment(),
 ) -> TestSendReport:
     """Send exactly one message to `to`, as `subscriber` would receive it, with a [TEST] subject."""
-    secret = unsubscribe_secret(live=options.live and not config.managed_unsubscribe)
+    secret = unsubscribe_secret(environment.unsubscribe_secret, live=options.live and not config.managed_unsubscribe)
     personal = personalise(subscriber, rendered, config, secret, test_copy=True)  # its link unsubscribes nobody
     test_rendered = dataclasses.replace(rendered, subject=f"[TEST] {rendered.subject}")
     report = TestSendReport(to=to, as_email=subscriber.email, live=options.live)

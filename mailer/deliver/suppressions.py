@@ -11,7 +11,6 @@ transaction: a pull that fails or is interrupted leaves the previous list exactl
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import threading
@@ -26,6 +25,7 @@ from mailer.addresses import HALF_PAIR, AddressError, address_key, parse_address
 from mailer.audience import store
 from mailer.deliver.ledger import open_database, state_transaction
 from mailer.deliver.retry import RetryPolicy
+from mailer.environment import Environment
 from mailer.errors import ExitStatus, MailerError
 from mailer.headers import header_problem
 
@@ -375,21 +375,23 @@ class SuppressionList:
             db.execute("INSERT INTO pulls VALUES (?, ?)", (stamp, json.dumps(counts)))
         return Pull(stamp, counts, len({address for address, _, _ in unique}))
 
-    def pull(self, *, key: str | None = None, host: str | None = None, timeout: float = TIMEOUT_SECONDS,
-             retry: RetryPolicy | None = None, progress: PullProgress = PullProgress(),
-             stop: threading.Event | None = None) -> Pull:
-        """Fetch every list from SendGrid (and a remote `mailer serve`'s, if set), then replace the local copies."""
-        fetched = fetch_suppressions(key=key, host=host, timeout=timeout, retry=retry, progress=progress, stop=stop)
-        remote = fetch_remote_export(timeout=timeout)  # before anything is replaced: all of it or none of it
+    def pull(self, environment: Environment, *, timeout: float = TIMEOUT_SECONDS, retry: RetryPolicy | None = None,
+             progress: PullProgress = PullProgress(), stop: threading.Event | None = None) -> Pull:
+        """Fetch every list from SendGrid (and a remote `mailer serve`'s, if set), then replace the local copies.
+        `environment`: SendGrid's key and host, and the remote service's address and token."""
+        fetched = fetch_suppressions(key=environment.sendgrid_api_key, host=environment.sendgrid_api_host,
+                                     timeout=timeout, retry=retry, progress=progress, stop=stop)
+        # Before anything is replaced: all of it or none of it.
+        remote = fetch_remote_export(environment, timeout=timeout)
         self._copy_remote(remote)
         pulled = self.replace(fetched)
         sync_store(self.path.parent)
         return pulled
 
-    def pull_remote(self, *, timeout: float = TIMEOUT_SECONDS) -> bool:
+    def pull_remote(self, environment: Environment, *, timeout: float = TIMEOUT_SECONDS) -> bool:
         """Copy a remote `mailer serve`'s lists only (MAILER_SERVE_URL), SendGrid's left as they are: for the SMTP
         backend, whose mail comes back to a mailbox instead. Whether there was one to copy."""
-        remote = fetch_remote_export(timeout=timeout)
+        remote = fetch_remote_export(environment, timeout=timeout)
         self._copy_remote(remote)
         sync_store(self.path.parent)
         return remote is not None
@@ -504,31 +506,32 @@ EXPORT_PATH = "/export/suppressions"
 MAX_EXPORT_BYTES = 64 * 1024 * 1024
 
 
-def fetch_remote_export(*, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] | None:
+def fetch_remote_export(environment: Environment, *, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any] | None:
     """A remote `mailer serve`'s lists (MAILER_SERVE_URL, with MAILER_EXPORT_TOKEN), or None when none is set."""
-    export = fetch_from_serve(EXPORT_PATH, timeout=timeout)
+    export = fetch_from_serve(environment, EXPORT_PATH, timeout=timeout)
     if export is None:
         return None
-    shown = shown_url(os.environ.get(SERVE_URL_ENV, "").strip().rstrip("/"))
+    shown = shown_url(environment.serve_url.strip().rstrip("/"))
     if not _is_export(export):
         raise PullError(f"the answer from {shown}{EXPORT_PATH} is not mailer's export (a field is missing or "
                         "of the wrong kind)")
     return export
 
 
-def fetch_from_serve(path: str, *, timeout: float = TIMEOUT_SECONDS) -> Any:
-    """GET `path` (with its query) of the remote `mailer serve` at MAILER_SERVE_URL, opened by MAILER_EXPORT_TOKEN:
-    its JSON, checked to be UTF-8 text throughout; None when MAILER_SERVE_URL is not set. PullError otherwise."""
+def fetch_from_serve(environment: Environment, path: str, *, timeout: float = TIMEOUT_SECONDS) -> Any:
+    """GET `path` (with its query) of the remote `mailer serve` at MAILER_SERVE_URL, opened by MAILER_EXPORT_TOKEN
+    (both from `environment`): its JSON, checked to be UTF-8 text throughout; None when MAILER_SERVE_URL is not
+    set. PullError otherwise."""
     import urllib.error
     import urllib.request
     from urllib.parse import urlsplit
 
     from mailer.deliver.backends.sendgrid import NoRedirects
 
-    base = os.environ.get(SERVE_URL_ENV, "").strip().rstrip("/")
+    base = environment.serve_url.strip().rstrip("/")
     if not base:
         return None
-    token = os.environ.get(EXPORT_TOKEN_ENV, "").strip()
+    token = environment.export_token.strip()
     shown = shown_url(base)  # in every message: never a user name or password
     try:
         parts = urlsplit(base)
@@ -609,15 +612,15 @@ def _valid_address(text: str) -> bool:
 # -- fetching from SendGrid --------------------------------------------------------------------
 
 
-def fetch_suppressions(*, key: str | None = None, host: str | None = None, timeout: float = TIMEOUT_SECONDS,
+def fetch_suppressions(*, key: str, host: str = "", timeout: float = TIMEOUT_SECONDS,
                        retry: RetryPolicy | None = None, progress: PullProgress = PullProgress(),
                        stop: threading.Event | None = None) -> list[Suppression]:
-    """Every page of every source, or PullError; nothing is kept of a pull that did not finish."""
-    from mailer.deliver.backends.sendgrid import api_host, api_key, checked_host
+    """Every page of every source, or PullError; nothing is kept of a pull that did not finish. `key` and `host`:
+    SENDGRID_API_KEY's and SENDGRID_API_HOST's values (checked here; no host: SendGrid's own)."""
+    from mailer.deliver.backends.sendgrid import api_host, api_key
 
-    key = key or api_key("pulling the suppression list needs a SendGrid API key", f", a key with the {SCOPE}")
-    client = _Client(key, checked_host(host) if host else api_host(), timeout, retry or RetryPolicy(), progress,
-                     stop or threading.Event())
+    key = api_key(key, "pulling the suppression list needs a SendGrid API key", f", a key with the {SCOPE}")
+    client = _Client(key, api_host(host), timeout, retry or RetryPolicy(), progress, stop or threading.Event())
     fetched: list[Suppression] = []
     for source in SOURCES:
         path, paginated = ENDPOINTS[source]

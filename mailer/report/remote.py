@@ -7,7 +7,6 @@ over a page at a time from the last one copied, so a report copies only what is 
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,18 @@ from typing import Any
 from mailer.addresses import shown_url
 from mailer.deliver.events import TRACKED
 from mailer.deliver.ledger import Ledger, ledger_path
-from mailer.deliver.suppressions import SERVE_URL_ENV, PullError, fetch_from_serve
+from mailer.deliver.suppressions import PullError, fetch_from_serve
+from mailer.environment import Environment
 
 EVENTS_PATH = "/export/events"
 PAGE = 10_000
 MAX_PAGES = 10_000  # a hundred million events: a service that never says "no more" must not loop forever
 
 
-def pull_events(state_dir: Path) -> int | None:
-    """Copy the events the remote service holds that this ledger lacks; how many were new (None: no remote)."""
-    base = os.environ.get(SERVE_URL_ENV, "").strip().rstrip("/")
+def pull_events(state_dir: Path, environment: Environment) -> int | None:
+    """Copy the events the remote service holds that this ledger lacks; how many were new (None: no remote).
+    `environment`: the remote service's address and token (MAILER_SERVE_URL, MAILER_EXPORT_TOKEN)."""
+    base = environment.serve_url.strip().rstrip("/")
     if not base:
         return None
     source = shown_url(base)
@@ -33,7 +34,7 @@ def pull_events(state_dir: Path) -> int | None:
     try:
         after = ledger.remote_cursor(source)
         for _ in range(MAX_PAGES):
-            page = fetch_from_serve(f"{EVENTS_PATH}?after={after}&limit={PAGE}")
+            page = fetch_from_serve(environment, f"{EVENTS_PATH}?after={after}&limit={PAGE}")
             if after and isinstance(page, dict) and isinstance(page.get("last"), int) and page["last"] < after:
                 # The service's ledger is not the one copied from (restored from a backup, or new): copy it from
                 # its start; the events already here are known by their ids and stored once.

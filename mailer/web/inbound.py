@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import os
 import re
 from email import policy
 from email.parser import BytesParser
@@ -48,9 +47,10 @@ MAX_AT_ONCE = 2
 _KEY_CHARS = re.compile(r"[A-Za-z0-9_-]{32,200}")
 
 
-def inbound_key() -> str | None:
-    """MAILER_INBOUND_KEY (None when unset); ConfigError when it is too short to guess at or not URL-safe."""
-    key = os.environ.get(INBOUND_KEY_ENV, "").strip()
+def inbound_key(value: str) -> str | None:
+    """MAILER_INBOUND_KEY's `value` (None when unset); ConfigError when it is too short to guess at or not
+    URL-safe."""
+    key = value.strip()
     if not key:
         return None
     if not _KEY_CHARS.fullmatch(key):

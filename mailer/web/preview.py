@@ -142,6 +142,7 @@ class Preview:
     workspace: Path
     reader: SampleReader = EXAMPLE_READER
     extra_issues: tuple[Path, ...] = ()  # issue files outside issues/, named on the command line
+    state_dir: Path | None = None  # MAILER_STATE_DIR (what was sent: drafts are told apart); None: .mailer/
     _cache: dict[str, Snapshot] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _checks: dict[tuple[str, str], list[Check]] = field(default_factory=dict, init=False, repr=False)
@@ -198,7 +199,7 @@ class Preview:
         last_good = previous.shown if previous else None
         config = None
         try:
-            config = load_config(self.workspace)
+            config = load_config(self.workspace, state_dir=self.state_dir)
             rendered = build_issue(path, config, web=True)
         except Exception as err:  # noqa: BLE001 - any failure is shown in the page, never a crashed server
             return Snapshot(slug, path, version, config=config, problems=tuple(_problems(err, path)),
@@ -601,9 +602,11 @@ class PreviewServer(ThreadingHTTPServer):
 
 
 def create_server(workspace: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                  reader: SampleReader = EXAMPLE_READER, extra_issues: tuple[Path, ...] = ()) -> PreviewServer:
-    """Bind the preview server (port 0: any free port); call serve_forever() to run it."""
-    preview = Preview(workspace=workspace, reader=reader,
+                  reader: SampleReader = EXAMPLE_READER, extra_issues: tuple[Path, ...] = (),
+                  state_dir: Path | None = None) -> PreviewServer:
+    """Bind the preview server (port 0: any free port); call serve_forever() to run it. `state_dir`:
+    MAILER_STATE_DIR's folder, when set."""
+    preview = Preview(workspace=workspace, reader=reader, state_dir=state_dir,
                       extra_issues=tuple(p.resolve() for p in extra_issues
                                          if p.resolve().parent != (workspace / "issues").resolve()))
     try:

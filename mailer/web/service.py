@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from mailer.deliver.suppressions import (
     SuppressionList,
     suppressions_path,
 )
+from mailer.environment import Environment
 from mailer.statedb import StateError
 from mailer.web.clicks import ClickWriter
 from mailer.web.forms import TEXT_CHARSETS, media_type
@@ -90,13 +90,11 @@ class Service:
     signup: Any = None  # mailer.web.signup.SignupService; None: no sign-up form here
 
 
-def webhook_key() -> Any:
-    """SENDGRID_WEBHOOK_PUBLIC_KEY as a key object (None when unset); ConfigError when it is not one."""
-    import os
-
+def webhook_key(value: str) -> Any:
+    """SENDGRID_WEBHOOK_PUBLIC_KEY's `value` as a key object (None when unset); ConfigError when it is not one."""
     from mailer.errors import ConfigError
 
-    text = "".join(os.environ.get(WEBHOOK_KEY_ENV, "").split())
+    text = "".join(value.split())
     if not text:
         return None
     from cryptography.exceptions import UnsupportedAlgorithm
@@ -115,8 +113,9 @@ def webhook_key() -> Any:
                           " > Signature Verification") from None
 
 
-def create_app(config: Config) -> Any:
-    """The ASGI app for `config`'s newsletter; raises ConfigError when MAILER_UNSUBSCRIBE_SECRET is not set."""
+def create_app(config: Config, environment: Environment) -> Any:
+    """The ASGI app for `config`'s newsletter, its secrets and keys from `environment`; raises ConfigError when
+    MAILER_UNSUBSCRIBE_SECRET is not set."""
     from starlette.applications import Starlette
     from starlette.routing import Route
 
@@ -126,12 +125,13 @@ def create_app(config: Config) -> Any:
     if config.signup is not None:
         from mailer.web.signup import signup_service
 
-        signup = signup_service(config, list_id(config))  # refuses to start without the secret or the backend
+        # Refuses to start without the secret or the backend.
+        signup = signup_service(config, list_id(config), environment)
     service = Service(newsletter=config.name, list_id=list_id(config),
-                      secret=unsubscribe_secret(live=not config.managed_unsubscribe),
+                      secret=unsubscribe_secret(environment.unsubscribe_secret, live=not config.managed_unsubscribe),
                       state_dir=config.state_dir, suppressions_path=stored,
                       unsubscribe_path=urlsplit(config.unsubscribe_url).path or "/", clicks=ClickWriter(stored),
-                      webhook_key=webhook_key(), signup=signup)
+                      webhook_key=webhook_key(environment.webhook_public_key), signup=signup)
     endpoints: list[tuple[str, str]] = []  # (what, path) of each endpoint that is on: `mailer serve` lists them
 
     def page(status: int, kind: str, **values: Any) -> Any:
@@ -187,7 +187,7 @@ def create_app(config: Config) -> Any:
     if service.webhook_key is not None:
         routes.append(Route(WEBHOOK_PATH, webhook, methods=["POST"]))
         endpoints.append(("webhook", WEBHOOK_PATH))
-    key = inbound_key()
+    key = inbound_key(environment.inbound_key)
     if key is not None:
         from mailer.deliver.inbound import Newsletter
         from mailer.web.inbound import INBOUND_PATH, InboundParse
@@ -212,7 +212,7 @@ def create_app(config: Config) -> Any:
         routes.append(Route(INBOUND_PATH + "{key}", inbound,
                             methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]))
         endpoints.append(("inbound mail", INBOUND_PATH + "…"))
-    export_token = os.environ.get(EXPORT_TOKEN_ENV, "").strip()
+    export_token = environment.export_token.strip()
     if export_token:
         if len(export_token) < 32:
             from mailer.errors import ConfigError

@@ -29,8 +29,10 @@ from urllib.parse import parse_qsl, urlsplit
 from mailer.audience import signup as rules
 from mailer.audience.store import CONFIRMED, GONE, KNOWN, QUEUED, SignupRequest, SubscriberStore, store_path
 from mailer.config import Config
+from mailer.deliver.backends import Backend
 from mailer.deliver.notice import NOT_SENT, SENT, Sent, notice_backend, notice_payload, send_notice
 from mailer.deliver.suppressions import RESUBSCRIBE, Click, SuppressionList, suppressions_path
+from mailer.environment import Environment
 from mailer.statedb import StateError
 from mailer.web.clicks import GroupCommit
 from mailer.web.forms import TEXT_CHARSETS, media_type
@@ -84,11 +86,11 @@ class ConfirmationSender:
     """A thread that sends the confirmation emails the store has queued, one at a time, through the backend."""
 
     def __init__(self, config: Config, path: Path, key: bytes, list_id: str, confirm_base: str,
-                 email: rules.ConfirmationEmail):
+                 email: rules.ConfirmationEmail, backend: Backend):
         self.config, self.path, self.key, self.list_id = config, path, key, list_id
         self.confirm_base = confirm_base
         self.email = email
-        self.backend = notice_backend(config)  # a missing key or URL stops the service at start
+        self.backend = backend
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -176,11 +178,12 @@ class SignupService:
         return url
 
 
-def signup_service(config: Config, list_id: str) -> SignupService:
-    """The sign-up part of the app; ConfigError when the secret is not set, BackendConfigError for the backend."""
+def signup_service(config: Config, list_id: str, environment: Environment) -> SignupService:
+    """The sign-up part of the app; ConfigError when the secret is not set, BackendConfigError for the backend
+    (both from `environment`)."""
     signup = config.signup
     assert signup is not None and signup.url
-    key = rules.signup_key()
+    key = rules.signup_key(environment.unsubscribe_secret)
     parts = urlsplit(signup.url)
     path = parts.path.rstrip("/") or "/subscribe"
     confirm_path = path.rsplit("/", 1)[0] + "/confirm/"
@@ -192,7 +195,9 @@ def signup_service(config: Config, list_id: str) -> SignupService:
     return SignupService(
         config=config, key=key, list_id=list_id, path=path, confirm_path=confirm_path, confirm_base=confirm_base,
         writer=SignupWriter(stored, signup.per_ip_hourly),
-        sender=ConfirmationSender(config, stored, key, list_id, confirm_base, email),
+        # A missing key or URL stops the service at start.
+        sender=ConfirmationSender(config, stored, key, list_id, confirm_base, email,
+                                  notice_backend(config, environment)),
         trusted=tuple(ipaddress.ip_network(network, strict=False) for network in signup.trusted_proxies),
         origins=frozenset(origin.rstrip("/") for origin in signup.cors_origins))
 

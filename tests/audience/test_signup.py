@@ -25,7 +25,7 @@ from mailer.audience.store import (
 )
 from mailer.config import Signup
 
-KEY = rules.signup_key(environ={rules.SECRET_ENV: "test-secret"})
+KEY = rules.signup_key("test-secret")
 LIST_ID = "The NLP Cypher <the-nlp-cypher.newsletter.example.com>"
 SIGNUP = Signup(consent="I want it.", consent_version="v1", description="Weekly.")
 ADA = "ada@example.com"
@@ -169,7 +169,7 @@ def test_a_link_is_bound_to_the_newsletter_the_address_and_seven_days() -> None:
     token = rules.confirmation_token(KEY, LIST_ID, "Ada@Example.com", nonce="n0nce", at=now)
     assert rules.read_confirmation_token(token, KEY, LIST_ID, at=now + 6 * 86400) == (rules.TOKEN_OK, ADA, "n0nce")
     assert rules.read_confirmation_token(token, KEY, LIST_ID, at=now + 8 * 86400).verdict == rules.TOKEN_EXPIRED
-    other_key = rules.signup_key(environ={rules.SECRET_ENV: "another"})
+    other_key = rules.signup_key("another")
     who, issued, nonce, signature = token.split(".")
     forged_who = rules._b64(b"eve@example.com")
     for bad in (rules.confirmation_token(other_key, LIST_ID, ADA, nonce="n0nce", at=now),  # forged
@@ -185,7 +185,7 @@ def test_the_secret_is_the_unsubscribe_secret_and_is_required() -> None:
 
     assert rules.SECRET_ENV == SECRET_ENV
     with pytest.raises(Exception, match="MAILER_UNSUBSCRIBE_SECRET is not set"):
-        rules.signup_key(environ={})
+        rules.signup_key("")
     # Derived for a purpose of its own: the unsubscribe key itself signs no sign-up token.
     assert KEY != b"test-secret"
 

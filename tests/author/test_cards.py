@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from mailer.author import pagemeta
 from mailer.author.pagemeta import PageFetcher
+from mailer.environment import Environment
 from tests.conftest import SELF_SIGNED_CERT, write
 from tests.pages_server import PagesServer, start_pages_server
 
@@ -244,7 +246,8 @@ def test_a_public_link_may_not_lead_into_this_machine_by_any_name(pages: PagesSe
                "http://10.0.0.1/", "http://169.254.169.254/latest/meta-data/"]
     # Names this machine cannot look up: once fetched through a proxy (which looked them up itself).
     unresolved = ["http://metadata.google.internal/computeMetadata/v1/", "http://127.0.0.1.nip.io/"]
-    with PageFetcher(timeout=2) as fetcher:
+    # The proxy variable as the CLI reads it, for the fetch's error to name.
+    with PageFetcher(timeout=2, proxy_variable=Environment.read(os.environ).proxy_variable) as fetcher:
         assert fetcher.fetch(f"http://news.example:{port}/og").meta is not None  # the public site itself
         for target in private + unresolved:
             result = fetcher.fetch(f"http://news.example:{port}/to?{target}")

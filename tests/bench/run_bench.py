@@ -105,6 +105,7 @@ def bench_pull(count: int = 50_000) -> list[tuple[str, float, str, str]]:
 
     sys.path.insert(0, str(REPO))
     from mailer.deliver.suppressions import SuppressionList
+    from mailer.environment import Environment
     from tests import fake_sendgrid
 
     bounces = [{"created": 1_700_000_000, "email": f"gone{i:06d}@example.com", "reason": "550", "status": "5.1.1"}
@@ -116,7 +117,7 @@ def bench_pull(count: int = 50_000) -> list[tuple[str, float, str, str]]:
         for _ in range(5):  # each into a list of its own, the pull alone timed
             with tempfile.TemporaryDirectory() as folder, SuppressionList.open(Path(folder)) as stored:
                 start = time.perf_counter()
-                pulled = stored.pull(key=fake_sendgrid.API_KEY, host=url)
+                pulled = stored.pull(Environment(sendgrid_api_key=fake_sendgrid.API_KEY, sendgrid_api_host=url))
                 times.append(time.perf_counter() - start)
             if pulled.addresses != count:
                 raise SystemExit(f"the pull kept {pulled.addresses} addresses, expected {count}")
@@ -273,7 +274,7 @@ def bench_signup(count: int = 2000, clients: int = 8, during: int = 25) -> list[
     from tests.web import serve_load
 
     list_id = "The NLP Cypher <the-nlp-cypher.newsletter.example.com>"
-    key = rules.signup_key(environ={rules.SECRET_ENV: "bench"})
+    key = rules.signup_key("bench")
     settings = ("signup:\n  description: Weekly.\n  consent: I want it.\n  consent_version: v1\n"
                 "  per_ip_hourly: 1000\n  trusted_proxies: [127.0.0.1]\n")
 

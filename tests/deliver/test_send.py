@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import sqlite3
 import threading
@@ -20,12 +19,21 @@ import pytest
 
 from mailer.audience.subscribers import read_subscribers
 from mailer.compose.build import build_issue
-from mailer.config import load_config
 from mailer.deliver.backends.sendgrid import JSON_CONTENT_TYPE, SendGridBackend
 from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
 from mailer.deliver.retry import RetryPolicy
 from mailer.deliver.send import SendOptions, send_issue
-from tests.conftest import SAMPLE_ISSUE, UNSUBSCRIBE_SECRET, approve, ledger_states, make_subscribers, read_ledger
+from mailer.environment import Environment
+from tests.conftest import (
+    SAMPLE_ISSUE,
+    UNSUBSCRIBE_SECRET,
+    approve,
+    config_of,
+    ledger_states,
+    make_subscribers,
+    read_ledger,
+    sendgrid_environment,
+)
 from tests.fake_sendgrid import API_KEY, FakeSendGrid, validate_mail_send
 
 ISSUE = SAMPLE_ISSUE
@@ -487,16 +495,14 @@ def test_the_request_is_the_json_the_sendgrid_library_would_write(workspace: Pat
 
 
 def test_requests_go_where_and_as_the_sendgrid_library_would_post_them(workspace: Path, start_sendgrid,
-                                                                        monkeypatch: pytest.MonkeyPatch,
                                                                         tmp_path: Path) -> None:
     # mailer posts Mail Send itself, not through the library's call (which formats every body into a
     # debug line first): the URL, under an API host with a path of its own too, and the headers must
     # be the library's.
     from sendgrid import SendGridAPIClient
 
-    fake, url = start_sendgrid(FakeSendGrid(path_prefix="/sendgrid"))
-    monkeypatch.setenv("SENDGRID_API_HOST", f"{url}/sendgrid")
-    report = core_send(workspace, make_subscribers(workspace, 1200))
+    fake, url = start_sendgrid(FakeSendGrid(path_prefix="/sendgrid"), environment=False)
+    report = core_send(workspace, make_subscribers(workspace, 1200), sendgrid_environment(f"{url}/sendgrid"))
     assert report.complete and sorted(fake.accepted) == [f"reader{i:05d}@example.com" for i in range(1200)]
     library = SendGridAPIClient(api_key=API_KEY, host=f"{url}/sendgrid").client
     assert fake.paths == [urlsplit(library.mail.send._build_url(None)).path] * 2 == ["/sendgrid/v3/mail/send"] * 2
@@ -552,17 +558,13 @@ class EndlessAnswers:
 
 @pytest.mark.parametrize("status", ["202 Accepted", "400 Bad Request"])
 def test_an_answer_that_never_ends_is_read_no_further_than_a_message_needs(workspace: Path, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch,
                                                                           status: str) -> None:
     # A wrong SENDGRID_API_HOST may answer with a body that never ends: the send must neither read it
     # forever nor hold it; an accepted batch is accepted, a refused one fails with a short message.
     host = EndlessAnswers(status)
-    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
-    monkeypatch.setenv("SENDGRID_API_HOST", host.url)
-    monkeypatch.setenv("MAILER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
     done: list = []
-    sending = threading.Thread(target=lambda: done.append(core_send(workspace, make_subscribers(workspace, 10))),
-                               daemon=True)
+    sending = threading.Thread(target=lambda: done.append(core_send(workspace, make_subscribers(workspace, 10),
+                                                                    sendgrid_environment(host.url))), daemon=True)
     sending.start()
     sending.join(20)
     host.stopped.set()
@@ -603,7 +605,7 @@ def read_ledger_rows(tmp_path: Path) -> list:
 
 def test_throttling_and_server_errors_are_retried(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
     sendgrid.script = deque(["429", "500", "429"])
-    report = core_send(workspace, make_subscribers(workspace, 1500))
+    report = core_send(workspace, make_subscribers(workspace, 1500), sendgrid_environment(sendgrid.url))
     assert report.complete and report.accepted == 1500
     assert len(sendgrid.accepted) == 1500
     assert ledger_states(tmp_path / "state") == {"accepted": 1500}
@@ -802,10 +804,10 @@ def test_one_backend_sends_then_schedules_and_cancels(workspace: Path, sendgrid:
     from mailer.deliver.backends.sendgrid import SendGridOptions
     from mailer.deliver.message import personalise
 
-    config = load_config(workspace)
+    config = config_of(workspace)
     rendered = build_issue(workspace / ISSUE, config)
     subscriber = read_subscribers(workspace / "subscribers.example.csv").subscribers[0]
-    backend = SendGridBackend()
+    backend = sendgrid_backend(sendgrid.url)
     backend.send(backend.prepare(rendered, config, [Recipient(subscriber, personalise(subscriber, rendered, config,
                                                                                       b"s"))],
                                  batch_id="t", options=SendGridOptions()))
@@ -831,10 +833,10 @@ def test_a_429_waits_until_sendgrids_rate_limit_reset(workspace: Path, sendgrid:
             self.waits.append(timeout or 0.0)
             return False
 
-    config = load_config(workspace)
+    config = config_of(workspace)
     rendered = build_issue(workspace / ISSUE, config)
     subscriber = read_subscribers(workspace / "subscribers.example.csv").subscribers[0]
-    backend = SendGridBackend()
+    backend = sendgrid_backend(sendgrid.url)
     payload = backend.prepare(rendered, config, [Recipient(subscriber, personalise(subscriber, rendered, config,
                                                                                    b"s"))],
                               batch_id="t", options=SendGridOptions())
@@ -868,7 +870,8 @@ def test_bad_api_key_stops_at_once_and_loses_nobody(workspace: Path, sendgrid: F
 
 def test_consecutive_failures_stop_the_send(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
     sendgrid.default = "500"
-    report = core_send(workspace, make_subscribers(workspace, 8000), max_consecutive_failures=3, workers=1)
+    report = core_send(workspace, make_subscribers(workspace, 8000), sendgrid_environment(sendgrid.url),
+                       max_consecutive_failures=3, workers=1)
     assert report.stopped and "3 failed batches in a row" in report.stopped
     assert ledger_states(tmp_path / "state") == {"failed": 3000, "queued": 5000}
     assert (report.failed, report.not_sent, report.accepted) == (3000, 5000, 0)
@@ -889,13 +892,13 @@ def test_a_stopping_send_does_not_wait_for_its_rate_before_it_stops(workspace: P
             return super().wait(0)
 
     sendgrid.default = "500"
-    config = load_config(workspace)
+    config = config_of(workspace)
     interrupt = Waits()
     options = SendOptions(live=True, force=True, workers=1, rate=200, max_consecutive_failures=1,
                           retry=RetryPolicy(attempts=2, base_seconds=0.01, cap_seconds=0.02))
     report = send_issue(build_issue(workspace / ISSUE, config), config,
-                        read_subscribers(make_subscribers(workspace, 3000)), SendGridBackend(), options,
-                        interrupt=interrupt)
+                        read_subscribers(make_subscribers(workspace, 3000)), sendgrid_backend(sendgrid.url), options,
+                        interrupt=interrupt, environment=sendgrid_environment(sendgrid.url))
     assert report.stopped and report.failed == 1000 and report.not_sent == 2000
     assert interrupt.asked == []  # the limiter never waited
 
@@ -920,13 +923,15 @@ def test_a_stopped_send_that_cannot_queue_the_readers_not_reached_says_so_and_co
         if len(failed) == 3:
             resource.setrlimit(resource.RLIMIT_FSIZE, (1024, limits[1]))
 
-    config = load_config(workspace)
+    config = config_of(workspace)
     rendered = build_issue(workspace / ISSUE, config)
     options = SendOptions(live=True, force=True, workers=1, max_consecutive_failures=3,
                           retry=RetryPolicy(attempts=2, base_seconds=0.01, cap_seconds=0.02))
     try:
-        report = send_issue(rendered, config, read_subscribers(make_subscribers(workspace, 8000)), SendGridBackend(),
-                            options, progress=Progress(on_batch=full_after_the_third, on_note=notes.append))
+        report = send_issue(rendered, config, read_subscribers(make_subscribers(workspace, 8000)),
+                            sendgrid_backend(sendgrid.url), options,
+                            progress=Progress(on_batch=full_after_the_third, on_note=notes.append),
+                            environment=sendgrid_environment(sendgrid.url))
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, limits)
         signal.signal(signal.SIGXFSZ, previous)
@@ -963,13 +968,14 @@ def test_ctrl_c_while_a_partly_refused_batch_is_on_the_wire_starts_no_new_reques
     from mailer.deliver.send import Interrupted
 
     sendgrid.refuse_addresses = {"reader00003@example.com"}
-    config = load_config(workspace)
+    config = config_of(workspace)
     rendered = build_issue(workspace / ISSUE, config)
     interrupt = threading.Event()
     sendgrid.while_answering = interrupt.set  # Ctrl-C while the first request waits for its answer
     with pytest.raises(Interrupted):
-        send_issue(rendered, config, read_subscribers(make_subscribers(workspace, 10)), SendGridBackend(),
-                   SendOptions(live=True, force=True, workers=1), interrupt=interrupt)
+        send_issue(rendered, config, read_subscribers(make_subscribers(workspace, 10)), sendgrid_backend(sendgrid.url),
+                   SendOptions(live=True, force=True, workers=1), interrupt=interrupt,
+                   environment=sendgrid_environment(sendgrid.url))
     assert sendgrid.accepted == []  # the rest of the refused batch was not sent after the Ctrl-C
     assert ledger_states(tmp_path / "state") == {"failed": 1, "queued": 9}  # and nobody is held back as uncertain
 
@@ -1001,14 +1007,16 @@ def test_a_keyboard_interrupt_mid_send_queues_the_readers_not_reached(workspace:
     def ctrl_c(count: int, outcome: str) -> None:
         raise KeyboardInterrupt
 
-    config = load_config(workspace)
+    config = config_of(workspace)
     rendered = build_issue(workspace / ISSUE, config)
     readers = read_subscribers(make_subscribers(workspace, 15000))
     if where == "inside the list":
         readers = dataclasses.replace(readers, subscribers=ListInterruptedOnItsSecondPass(readers.subscribers, 5000))
     with pytest.raises(Interrupted):
-        send_issue(rendered, config, readers, SendGridBackend(), SendOptions(live=True, force=True, workers=1),
-                   progress=Progress(on_batch=ctrl_c) if where == "between batches" else Progress())
+        send_issue(rendered, config, readers, sendgrid_backend(sendgrid.url),
+                   SendOptions(live=True, force=True, workers=1),
+                   progress=Progress(on_batch=ctrl_c) if where == "between batches" else Progress(),
+                   environment=sendgrid_environment(sendgrid.url))
     sent = 1000 if where == "between batches" else 5000
     assert len(sendgrid.accepted) == sent
     assert ledger_states(tmp_path / "state") == {"accepted": sent, "queued": 15000 - sent}
@@ -1030,7 +1038,7 @@ def test_gateway_timeout_is_uncertain_not_retried(workspace: Path, sendgrid: Fak
 def test_stalled_request_times_out_as_uncertain(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
     sendgrid.default = "stall"
     sendgrid.stall_seconds = 2
-    report = core_send(workspace, make_subscribers(workspace, 5), backend=SendGridBackend(timeout=0.3))
+    report = core_send(workspace, make_subscribers(workspace, 5), sendgrid_environment(sendgrid.url), timeout=0.3)
     assert report.uncertain == 5 and not report.complete
 
 
@@ -1243,13 +1251,21 @@ def test_sandbox_validates_and_delivers_nothing(workspace: Path, sendgrid: FakeS
     assert len([a for a in sendgrid.accepted if a != "editor@example.com"]) == 18
 
 
-def core_send(workspace: Path, subscribers_path: Path, *, backend=None, max_consecutive_failures: int = 5,
-              workers: int = 2):
-    config = load_config(workspace)
+def core_send(workspace: Path, subscribers_path: Path, environment: Environment, *, timeout: float | None = None,
+              max_consecutive_failures: int = 5, workers: int = 2):
+    """A live send of the sample issue through the library, handed `environment` (SendGrid's key and host, the
+    unsubscribe secret) as the CLI hands it what it read."""
+    config = config_of(workspace)
     rendered = build_issue(workspace / ISSUE, config)
     options = SendOptions(live=True, force=True, workers=workers, max_consecutive_failures=max_consecutive_failures,
                           retry=RetryPolicy(attempts=5, base_seconds=0.01, cap_seconds=0.05))
-    return send_issue(rendered, config, read_subscribers(subscribers_path), backend or SendGridBackend(), options)
+    backend = sendgrid_backend(environment.sendgrid_api_host, **({"timeout": timeout} if timeout else {}))
+    return send_issue(rendered, config, read_subscribers(subscribers_path), backend, options, environment=environment)
+
+
+def sendgrid_backend(url: str, **options: float) -> SendGridBackend:
+    """A SendGrid backend that sends to the fake at `url`, as the CLI makes it from SENDGRID_API_KEY and _HOST."""
+    return SendGridBackend(key=API_KEY, host=url, **options)
 
 
 def test_large_dry_run_writes_every_batch_in_order(workspace: Path, sendgrid: FakeSendGrid, run_cli,
@@ -1422,7 +1438,7 @@ def test_a_user_and_password_in_sendgrid_api_host_are_never_shown_nor_sent(
     assert run_cli("suppressions", "pull").exit_code == 0  # a list pulled: a send goes on if the next pull fails
     sendgrid.requests.clear()
     sendgrid.paths.clear()
-    port = urlsplit(os.environ["SENDGRID_API_HOST"]).port
+    port = urlsplit(sendgrid.url).port
     # urllib took `mailer-user:s3cret-pw@127.0.0.1` for a host name: every request failed, and each retry
     # note and error showed the password, and the ledger's failed rows kept it.
     for host in (f"http://mailer-user:s3cret-pw@127.0.0.1:{port}x", "ftp://mailer-user:s3cret-pw@127.0.0.1",

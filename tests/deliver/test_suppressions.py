@@ -25,7 +25,7 @@ from mailer.deliver.suppressions import (
     suppressions_path,
 )
 from tests.conftest import SAMPLE_ISSUE as ISSUE
-from tests.conftest import approve, ledger_states, read_ledger
+from tests.conftest import approve, ledger_states, read_ledger, sendgrid_environment
 from tests.fake_sendgrid import API_KEY, FakeSendGrid
 
 FAST = RetryPolicy(attempts=4, base_seconds=0.01, cap_seconds=0.02)
@@ -59,9 +59,11 @@ def sendgrid(start_sendgrid) -> FakeSendGrid:
     return start_sendgrid(FakeSendGrid(suppressions=sample_lists()))[0]
 
 
-def pull(state_dir: Path, **kwargs):
+def pull(state_dir: Path, sendgrid: FakeSendGrid, *, key: str = API_KEY, **kwargs):
+    """A pull from `sendgrid` with `key`, as the library is called (the settings handed in)."""
     with SuppressionList.open(state_dir) as suppressions:
-        return suppressions.pull(retry=kwargs.pop("retry", FAST), **kwargs)
+        return suppressions.pull(sendgrid_environment(sendgrid.url, sendgrid_api_key=key),
+                                 retry=kwargs.pop("retry", FAST), **kwargs)
 
 
 def rows_in_file(state_dir: Path) -> list[tuple]:
@@ -77,7 +79,7 @@ def rows_in_file(state_dir: Path) -> list[tuple]:
 
 
 def test_pull_fetches_every_page_of_every_list(sendgrid: FakeSendGrid, state_dir: Path) -> None:
-    result = pull(state_dir)
+    result = pull(state_dir, sendgrid)
     assert result.counts == {"global_unsubscribe": 500, "group_unsubscribe": 2, "bounce": 1200,
                              "spam_report": 1, "invalid_email": 1}
     assert result.addresses == 500 + 1 + 1200 + 1 + 1  # Grace left two groups: one address
@@ -97,7 +99,7 @@ def test_pull_fetches_every_page_of_every_list(sendgrid: FakeSendGrid, state_dir
 
 
 def test_reasons_match_any_case_and_say_why(sendgrid: FakeSendGrid, state_dir: Path) -> None:
-    pull(state_dir)
+    pull(state_dir, sendgrid)
     with SuppressionList.open(state_dir) as suppressions:
         (bounce,) = suppressions.reasons("BOUNCED00007@example.COM")
         assert bounce.describe() == "bounce (550 5.1.1 mailbox unavailable)"
@@ -116,7 +118,7 @@ def test_an_address_matches_in_either_unicode_form(sendgrid: FakeSendGrid, state
     # SendGrid keeps an address as it was sent; a CSV may spell "é" as one character or two.
     composed, decomposed = (unicodedata.normalize(form, "José@example.com") for form in ("NFC", "NFD"))
     sendgrid.suppressions[SPAM] = [{"created": 1_443_651_154, "email": decomposed}]
-    pull(state_dir)
+    pull(state_dir, sendgrid)
     for spelling in (composed, decomposed, composed.upper()):
         assert list(screen_recipients(state_dir, [spelling]).reasons.values()) == ["suppressed: spam report"], spelling
 
@@ -124,7 +126,7 @@ def test_an_address_matches_in_either_unicode_form(sendgrid: FakeSendGrid, state
 def test_a_list_pulled_before_addresses_were_composed_still_matches(sendgrid: FakeSendGrid, state_dir: Path) -> None:
     composed, decomposed = (unicodedata.normalize(form, "José@example.com") for form in ("NFC", "NFD"))
     sendgrid.suppressions[SPAM] = [{"created": 1_443_651_154, "email": decomposed}]
-    pull(state_dir)
+    pull(state_dir, sendgrid)
     db = sqlite3.connect(state_dir / "suppressions.sqlite3")
     with db:  # as an earlier release stored it: keyed on the address as SendGrid spelled it
         assert db.execute("UPDATE suppressions SET address=? WHERE email=?",
@@ -140,7 +142,7 @@ def test_a_429_waits_for_the_rate_limit_reset_then_succeeds(sendgrid: FakeSendGr
     sendgrid.rate_limit_reset_in = 2
     waits: list[float] = []
     started = time.monotonic()
-    result = pull(state_dir, progress=PullProgress(on_retry=lambda message, delay: waits.append(delay)))
+    result = pull(state_dir, sendgrid, progress=PullProgress(on_retry=lambda message, delay: waits.append(delay)))
     # X-RateLimit-Reset is a whole second two seconds ahead: between one and two seconds from now,
     # not the 0.01-0.02 s the backoff would have waited.
     assert len(waits) == 1 and 1.0 <= waits[0] <= 2.0
@@ -151,14 +153,14 @@ def test_a_429_waits_for_the_rate_limit_reset_then_succeeds(sendgrid: FakeSendGr
 
 def test_server_errors_and_dropped_connections_are_retried(sendgrid: FakeSendGrid, state_dir: Path) -> None:
     sendgrid.get_script = deque(["500", "drop", "ok", "ok", "500"])
-    result = pull(state_dir)
+    result = pull(state_dir, sendgrid)
     assert result.total == 1704
     assert sendgrid.gets[:3] == [f"{UNSUBSCRIBES}?limit=500&offset=0"] * 3
 
 
 def test_a_refused_key_fails_at_once_with_sendgrids_message(sendgrid: FakeSendGrid, state_dir: Path) -> None:
     with pytest.raises(PullError) as refused:
-        pull(state_dir, key="SG.revoked")
+        pull(state_dir, sendgrid, key="SG.revoked")
     message = str(refused.value)
     assert "SendGrid refused the API key (401)" in message
     assert "The provided authorization grant is invalid, expired, or revoked" in message
@@ -170,14 +172,14 @@ def test_a_refused_key_fails_at_once_with_sendgrids_message(sendgrid: FakeSendGr
 def test_a_key_without_the_suppressions_scope_fails_at_once(sendgrid: FakeSendGrid, state_dir: Path) -> None:
     sendgrid.get_script = deque(["403"])
     with pytest.raises(PullError) as refused:
-        pull(state_dir)
+        pull(state_dir, sendgrid)
     assert "SendGrid refused the API key (403)" in str(refused.value) and "access forbidden" in str(refused.value)
     assert '"Suppressions" read scope' in str(refused.value)
     assert len(sendgrid.gets) == 1
 
 
 def test_a_500_mid_pagination_leaves_the_previous_list_intact(sendgrid: FakeSendGrid, state_dir: Path) -> None:
-    first = pull(state_dir)
+    first = pull(state_dir, sendgrid)
     before = rows_in_file(state_dir)
     sendgrid.suppressions[BOUNCES] = bounces(1500, start=5000)  # SendGrid's list has changed since
     sendgrid.suppressions[UNSUBSCRIBES] = []
@@ -185,7 +187,7 @@ def test_a_500_mid_pagination_leaves_the_previous_list_intact(sendgrid: FakeSend
     sendgrid.get_script = deque(["ok", "ok", "ok"])  # the (now empty) unsubscribes, groups, bounces' first page
     sendgrid.get_default = "500"
     with pytest.raises(PullError) as failed:
-        pull(state_dir)
+        pull(state_dir, sendgrid)
     assert "failed 4 times" in str(failed.value) and "unchanged" in str(failed.value)
     assert sendgrid.gets[2:] == [f"{BOUNCES}?limit=500&offset=0"] + [f"{BOUNCES}?limit=500&offset=500"] * 4
     assert rows_in_file(state_dir) == before
@@ -199,12 +201,12 @@ def test_text_that_is_not_unicode_in_an_answer_is_a_clear_error_and_changes_noth
         sendgrid: FakeSendGrid, state_dir: Path, workspace: Path, run_cli) -> None:
     # JSON can escape half of a surrogate pair, which no UTF-8 text holds: SendGrid never sends one, a
     # wrong SENDGRID_API_HOST may. Pairs that make a character are an emoji like any other.
-    first = pull(state_dir)
+    first = pull(state_dir, sendgrid)
     before = rows_in_file(state_dir)
     sendgrid.suppressions[SPAM] = [{"created": 1_443_651_154, "email": "party\U0001f389@example.org"},
                                    {"created": 1_443_651_155, "email": "angry@example.org", "reason": "x\ud800y"}]
     with pytest.raises(PullError) as failed:
-        pull(state_dir)
+        pull(state_dir, sendgrid)
     message = str(failed.value)
     assert "/v3/suppression/spam_reports" in message and "half of a surrogate pair" in message
     assert "unchanged" in message
@@ -214,13 +216,13 @@ def test_text_that_is_not_unicode_in_an_answer_is_a_clear_error_and_changes_noth
     result = run_cli("suppressions", "pull")
     assert result.exit_code == 3 and "Traceback" not in result.stderr and "half of a surrogate pair" in result.stderr
     sendgrid.suppressions[SPAM] = sendgrid.suppressions[SPAM][:1]
-    pull(state_dir)
+    pull(state_dir, sendgrid)
     with SuppressionList.open(state_dir) as suppressions:
         assert suppressions.reasons("party\U0001f389@example.org")
 
 
 def test_an_interrupted_pull_leaves_the_previous_list_intact(sendgrid: FakeSendGrid, state_dir: Path) -> None:
-    pull(state_dir)
+    pull(state_dir, sendgrid)
     before = rows_in_file(state_dir)
     sendgrid.suppressions[BOUNCES] = []
 
@@ -229,7 +231,7 @@ def test_an_interrupted_pull_leaves_the_previous_list_intact(sendgrid: FakeSendG
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        pull(state_dir, progress=PullProgress(on_page=ctrl_c_on_the_second_list))
+        pull(state_dir, sendgrid, progress=PullProgress(on_page=ctrl_c_on_the_second_list))
     assert rows_in_file(state_dir) == before
 
 
@@ -250,7 +252,7 @@ def test_a_stop_while_waiting_to_retry_stops_at_once(sendgrid: FakeSendGrid, sta
     stop.set()
     started = time.monotonic()
     with pytest.raises(PullError, match="stopped while waiting to retry"):
-        pull(state_dir, retry=RetryPolicy(base_seconds=30, cap_seconds=30), stop=stop)
+        pull(state_dir, sendgrid, retry=RetryPolicy(base_seconds=30, cap_seconds=30), stop=stop)
     assert time.monotonic() - started < 5
     assert not suppressions_path(state_dir).exists() or rows_in_file(state_dir) == []
 

@@ -13,6 +13,7 @@ import pytest
 from mailer.deliver.events import read_batch, record
 from mailer.deliver.ledger import Ledger, ledger_path
 from mailer.deliver.suppressions import PullError
+from mailer.environment import Environment
 from mailer.report.charts import sparkline
 from mailer.report.figures import issue_figures
 from mailer.report.links import Link
@@ -242,14 +243,15 @@ def test_a_remote_ledger_replaced_since_the_last_copy_is_copied_again_from_its_s
                  "next": 1, "more": False, "last": 1}}
     asked: list[int] = []
 
-    def answer(path: str, **_: object) -> dict:  # the remote service, its ledger restored from a backup of 1 event
+    # The remote service, its ledger restored from a backup of 1 event.
+    def answer(environment: Environment, path: str, **_: object) -> dict:
         after = int(path.split("after=")[1].split("&")[0])
         asked.append(after)
         return pages.get(after, {"events": [], "next": after, "more": False, "last": 1})
 
-    monkeypatch.setenv("MAILER_SERVE_URL", "https://serve.example.com")
     monkeypatch.setattr(remote, "fetch_from_serve", answer)
     ledger = Ledger(ledger_path(state_dir))
     ledger.record_remote_events("https://serve.example.com", [], 5000)  # copied up to 5,000 before
     ledger.close()
-    assert remote.pull_events(state_dir) == 1 and asked == [5000, 0]
+    assert remote.pull_events(state_dir, Environment(serve_url="https://serve.example.com")) == 1
+    assert asked == [5000, 0]

@@ -23,7 +23,7 @@ from tests.conftest import UNSUBSCRIBE_SECRET
 from tests.web import serve_load
 from tests.web.test_service import LIST_ID, Running, serving
 
-KEY = rules.signup_key(environ={rules.SECRET_ENV: UNSUBSCRIBE_SECRET})
+KEY = rules.signup_key(UNSUBSCRIBE_SECRET)
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 JSON = {"Content-Type": "application/json"}
 ORIGIN = "https://www.example.com"
@@ -253,7 +253,7 @@ def test_a_bad_confirmation_link_is_a_400_page_and_changes_nothing(signup_servic
     good = link_in(fake.requests[0]["content"][0]["value"]).rsplit("/", 1)[1]
     who, issued, nonce, signature = good.split(".")
     token = {
-        "forged": rules.confirmation_token(rules.signup_key(environ={rules.SECRET_ENV: "guess"}), LIST_ID,
+        "forged": rules.confirmation_token(rules.signup_key("guess"), LIST_ID,
                                            "ada@example.com", nonce=nonce),
         "tampered": f"{rules._b64(b'eve@example.com')}.{issued}.{nonce}.{signature}",
         "other newsletter": rules.confirmation_token(KEY, "Other <other.example.com>", "ada@example.com", nonce=nonce),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 import re
 import time
 import urllib.error
@@ -69,10 +68,10 @@ class Request:
     emails: tuple[str, ...]
 
 
-def api_key(purpose: str = "a live SendGrid send needs an API key with Mail Send permission",
+def api_key(value: str, purpose: str = "a live SendGrid send needs an API key with Mail Send permission",
             hint: str = " (create one under Settings > API Keys), or leave out --live for a dry run") -> str:
-    """SENDGRID_API_KEY, checked; `purpose` and `hint` say what the command needs it for."""
-    key = os.environ.get(API_KEY_ENV, "").strip()
+    """SENDGRID_API_KEY's `value`, checked; `purpose` and `hint` say what the command needs it for."""
+    key = value.strip()
     if not key:
         raise BackendConfigError(f"{API_KEY_ENV} is not set: {purpose}\n    hint: export {API_KEY_ENV}=SG.…{hint}")
     # http.client refuses a header value with a line break by quoting it whole in a ValueError, and
@@ -87,9 +86,9 @@ def api_key(purpose: str = "a live SendGrid send needs an API key with Mail Send
     return key
 
 
-def api_host() -> str:
-    """SendGrid's address: https://api.sendgrid.com, or SENDGRID_API_HOST (a proxy, a test server), checked."""
-    host = os.environ.get(API_HOST_ENV, "").strip().rstrip("/")
+def api_host(value: str) -> str:
+    """SendGrid's address: https://api.sendgrid.com, or SENDGRID_API_HOST's `value` (a proxy, a test server)."""
+    host = value.strip().rstrip("/")
     return checked_host(host) if host else DEFAULT_HOST
 
 
@@ -121,8 +120,9 @@ class SendGridBackend:
     max_batch = MAX_PERSONALIZATIONS
 
     def __init__(self, *, key: str | None = None, host: str | None = None, timeout: float = TIMEOUT_SECONDS):
+        """`key`: api_key's (None for a dry run, which sends nothing); `host`: api_host's, or DEFAULT_HOST."""
         self._key = key
-        self._host = checked_host(host) if host else api_host()
+        self._host = checked_host(host) if host else DEFAULT_HOST
         self._shown_host = shown_url(self._host)  # for messages: never a user name or password
         self._timeout = timeout
         self._client: Any = None
@@ -150,7 +150,7 @@ class SendGridBackend:
         if self._client is None:
             from sendgrid import SendGridAPIClient  # imported on first live use only
 
-            self._client = SendGridAPIClient(api_key=self._key or api_key(), host=self._host)
+            self._client = SendGridAPIClient(api_key=self._key or api_key(""), host=self._host)
             # python_http_client json.dumps a body unless the Content-Type is other than exactly
             # application/json: with the charset parameter (the header SendGrid's own C# library
             # sends) it posts our JSON text as it is. Set once, for every request of this client.

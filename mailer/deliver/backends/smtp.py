@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import os
 import re
 import smtplib
 import ssl
@@ -47,8 +46,9 @@ class SmtpSettings:
         return f"SmtpSettings(host={self.host!r}, port={self.port}, user={self.username!r})"
 
 
-def settings_from_env() -> SmtpSettings:
-    raw = os.environ.get(URL_ENV, "").strip()
+def smtp_settings(url: str) -> SmtpSettings:
+    """MAILER_SMTP_URL's value `url`, read: BackendConfigError when it is not set or not an SMTP URL."""
+    raw = url.strip()
     if not raw:
         raise BackendConfigError(
             f"{URL_ENV} is not set\n"
@@ -133,7 +133,7 @@ class SmtpBackend:
         return Prepared(data, str(message["Message-ID"]), config.sender.email, recipient_address)
 
     def _connect(self) -> smtplib.SMTP:
-        settings = self._settings or settings_from_env()
+        settings = self._settings or smtp_settings("")  # none given (a dry run's backend): say what to set
         self._settings = settings
         context = self._tls or ssl.create_default_context()
         try:
