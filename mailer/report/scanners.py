@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 AGENT, EARLY, BURST = "agent", "early", "burst"
 RULES = {
@@ -25,13 +26,13 @@ RULES = {
 }
 EARLY_SECONDS = 10.0
 BURST_SECONDS, BURST_LINKS = 5.0, 3
-# Names that gateways and scripts put in their user agents (a browser's never holds these).
+# Names that gateways and scripts put in their user agents (a browser's never holds these), in lower case:
+# matched against the agent lowered (gateway_agent), 7x faster than re.IGNORECASE on a browser's agent.
 GATEWAY_AGENTS = re.compile(
     r"barracuda|mimecast|proofpoint|messagelabs|symantec|trend ?micro|sophos|forti(?:net|guard|mail)|forcepoint"
     r"|ironport|cisco|check ?point|zscaler|safe ?links|ms-office|microsoft office|bitdefender|kaspersky|mcafee"
     r"|palo ?alto|websense|cloudmark|vade|hornet|libwww|python-|urllib|curl/|wget|go-http-client|java/|okhttp"
-    r"|axios|node-fetch|headless|phantomjs|\bbot\b|bot/|crawler|spider|scanner|preview",
-    re.IGNORECASE)
+    r"|axios|node-fetch|headless|phantomjs|\bbot\b|bot/|crawler|spider|scanner|preview")
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,21 @@ class Click:
     agent: str | None
 
 
+@lru_cache(maxsize=4096)
+def gateway_agent(agent: str) -> bool:
+    """Whether a user agent names a security gateway or an HTTP library.
+
+    Asked once per distinct agent (a few thousand in an issue's clicks, 317,000 clicks in `make bench`):
+    the pattern's 40 alternatives cost 10 µs an agent, 14 s a report when the search was made per click.
+    """
+    return GATEWAY_AGENTS.search(agent.lower()) is not None
+
+
 def scanner_rules(clicks: list[Click], delivered_at: float | None) -> list[str | None]:
     """For one reader's clicks (sorted by time): the rule that marks each as a scanner's, or None for a person's."""
     rules: list[str | None] = []
     for click in clicks:
-        if click.agent and GATEWAY_AGENTS.search(click.agent):
+        if click.agent and gateway_agent(click.agent):
             rules.append(AGENT)
         elif delivered_at is not None and 0 <= click.at - delivered_at < EARLY_SECONDS:
             rules.append(EARLY)
