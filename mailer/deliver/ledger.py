@@ -381,9 +381,30 @@ class Ledger:
             return db.total_changes - before
 
     def event_counts(self, issue: str) -> dict[str, tuple[int, int]]:
-        """Per event type: (events, distinct recipients)."""
+        """Per event type: (events, distinct recipients).
+
+        Each kind's readers are counted along events_by_kind, where they stand in order: COUNT(DISTINCT)
+        over the whole issue built a temporary B-tree of every reader of every kind instead (at 3,000,000
+        events, 1.0 s of CPU against 0.6). The kinds are found by skipping from one to the next in the index.
+        """
         return {event: (count, people) for event, count, people in self._query(
-            "SELECT event, COUNT(*), COUNT(DISTINCT recipient) FROM events WHERE issue=? GROUP BY event", (issue,))}
+            "WITH RECURSIVE kinds(kind) AS (SELECT MIN(event) FROM events WHERE issue=?1 "
+            "UNION ALL SELECT (SELECT MIN(event) FROM events WHERE issue=?1 AND event > kind) FROM kinds "
+            "WHERE kind IS NOT NULL) "
+            "SELECT kind, (SELECT COUNT(*) FROM events WHERE issue=?1 AND event=kind), "
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE issue=?1 AND event=kind GROUP BY recipient)) "
+            "FROM kinds WHERE kind IS NOT NULL", (issue,))}
+
+    def readers_by_kind(self, issue: str, kinds: Iterable[str]) -> dict[str, int]:
+        """How many distinct recipients had each of these kinds of event (each counted along events_by_kind,
+        where a kind's recipients stand in order: no temporary B-tree, and no pass over the other kinds)."""
+        return dict(self._query(
+            "SELECT value, (SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE issue=?1 AND event=value "
+            "GROUP BY recipient)) FROM json_each(?2)", (issue, json.dumps(list(kinds)))))
+
+    def heard_of(self, issue: str) -> bool:
+        """Whether any event of `issue` was recorded."""
+        return bool(self._query("SELECT 1 FROM events WHERE issue=? LIMIT 1", (issue,)))
 
     def heard_among(self, issue: str, keys: list[str]) -> set[str]:
         """Which of these recipients (a chunk of a long list) the provider reported any event for: it had

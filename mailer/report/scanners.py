@@ -15,8 +15,8 @@ A person clicks one link, reads, maybe clicks another a minute later; these rule
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 AGENT, EARLY, BURST = "agent", "early", "burst"
 RULES = {
@@ -35,9 +35,8 @@ GATEWAY_AGENTS = re.compile(
     r"|axios|node-fetch|headless|phantomjs|\bbot\b|bot/|crawler|spider|scanner|preview")
 
 
-@dataclass(frozen=True)
-class Click:
-    """One click, as the report reads it from the ledger."""
+class Click(NamedTuple):
+    """One click, as the report reads it from the ledger (a tuple: the report makes one per click)."""
 
     at: float  # seconds since the epoch
     url: str | None
@@ -65,14 +64,25 @@ def scanner_rules(clicks: list[Click], delivered_at: float | None) -> list[str |
             rules.append(EARLY)
         else:
             rules.append(None)
-    # Bursts: a window of BURST_SECONDS holding BURST_LINKS different links marks every click in it.
-    start = 0
-    for end in range(len(clicks)):
-        while clicks[end].at - clicks[start].at > BURST_SECONDS:
+    if len(clicks) < BURST_LINKS:  # (most readers: one click or two)
+        return rules
+    # Bursts: a window of BURST_SECONDS holding BURST_LINKS different links marks every click in it. The
+    # window slides, its links counted as clicks enter and leave it: a gateway's 40 clicks at once were
+    # 40 windows of up to 40 links each.
+    links: dict[tuple[int | None, str | None], int] = {}
+    start = unmarked = 0  # clicks before `unmarked` that are in a burst are marked already
+    for end, click in enumerate(clicks):
+        key = (click.link, click.url)
+        links[key] = links.get(key, 0) + 1
+        while click.at - clicks[start].at > BURST_SECONDS:
+            gone = (clicks[start].link, clicks[start].url)
+            links[gone] -= 1
+            if not links[gone]:
+                del links[gone]
             start += 1
-        window = clicks[start:end + 1]
-        if len({(click.link, click.url) for click in window}) >= BURST_LINKS:
-            for index in range(start, end + 1):
+        if len(links) >= BURST_LINKS:
+            for index in range(max(start, unmarked), end + 1):
                 if rules[index] is None:
                     rules[index] = BURST
+            unmarked = end + 1
     return rules
