@@ -293,3 +293,21 @@ def test_a_damaged_subscriber_store_never_fails_a_webhook_batch(
     batch = events.events(sent, ("bounce",), only={ALAN}, type="bounce", status="5.1.1", reason="550 5.1.1 gone")
     assert post(service, events, json.dumps(batch).encode())[0] == 200
     assert service.reasons(ALAN) == ["bounce (550 5.1.1 gone, via the event webhook)"]
+
+
+def test_a_ledger_moved_aside_while_serving_gets_the_next_batches_in_its_place(
+        service: Running, events: EventWebhook, sent: FakeSendGrid, state_dir: Path) -> None:
+    # mailer serve keeps its ledger connection open between batches: a file moved aside (as the damage hints
+    # say) must not keep receiving events meant for the ledger the next send reads.
+    first = json.dumps(events.events(sent, ("delivered",), only={ALAN})).encode()
+    assert post(service, events, first)[0] == 200
+    moved = state_dir / "ledger.sqlite3.broken"
+    ledger_path(state_dir).rename(moved)
+    second = json.dumps(events.events(sent, ("delivered",), only={LI_LEI})).encode()
+    assert json.loads(post(service, events, second)[1])["new"] == 1
+    assert event_counts(state_dir) == {"delivered": (1, 1)}  # Li Lei's, in the new ledger
+    aside = Ledger(moved)
+    try:
+        assert aside.event_counts("2020-12-13") == {"delivered": (1, 1)}  # Alan's only
+    finally:
+        aside.close()

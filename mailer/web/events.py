@@ -1,0 +1,46 @@
+"""The Event Webhook's batches into the ledger: one writer thread, one ledger connection kept open.
+
+A batch is answered once its events are committed (a 200 tells SendGrid not to retry it). Copying the
+write-ahead log into the ledger file (the checkpoint) is left to the writer's thread after the answer,
+while the service reads and checks the next batch: at a ledger of 3,000,000 events a batch of 1,000
+dirties ~3,300 pages, and the copy was a third of each request's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from mailer.deliver.events import Batch, EventRecorder
+from mailer.statedb import StateError
+
+log = logging.getLogger("mailer.serve")
+
+
+class EventWriter:
+    """Webhook batches committed one at a time on a thread of their own (the connection is that thread's)."""
+
+    def __init__(self, state_dir: Path):
+        self._recorder = EventRecorder(state_dir, defer_checkpoints=True)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook")
+
+    async def record(self, batch: Batch) -> tuple[int, int]:
+        """Commit a batch (see EventRecorder.record): how many events and suppressions were new."""
+        loop = asyncio.get_running_loop()
+        counts = await loop.run_in_executor(self._thread, self._recorder.record, batch)
+        loop.run_in_executor(self._thread, self._checkpoint)  # not awaited: after the answer
+        return counts
+
+    def _checkpoint(self) -> None:
+        try:
+            self._recorder.checkpoint()
+        except StateError as err:  # the next batch's commit tells SendGrid, if the file is at fault
+            log.error("the ledger's write-ahead log could not be copied into it: %s", str(err).splitlines()[0])
+
+    def close(self) -> None:
+        """Wait for the batches and the checkpoint under way, then close the connection (at shutdown)."""
+        self._thread.submit(self._checkpoint).result()
+        self._thread.submit(self._recorder.close).result()
+        self._thread.shutdown()
