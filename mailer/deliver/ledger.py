@@ -405,8 +405,8 @@ class Ledger:
 
         For mailer serve's webhook writer: a batch of 1,000 events into a ledger of millions dirties ~2,200
         pages (two indexes, each at random places), and copying them at every commit was a third of the
-        request's time; the service copies the log once a batch is answered, and only when it has grown
-        (pages that several batches dirtied are copied once).
+        request's time; the service copies the log after answering a batch, once it has grown (pages that
+        several batches dirtied are copied once), and when the batches stop.
         """
         self._statement("PRAGMA wal_autocheckpoint=0", ())
 

@@ -2,7 +2,7 @@
 
 A batch is answered once its events are committed (a 200 tells SendGrid not to retry it). Copying the
 write-ahead log into the ledger file (the checkpoint) is left to the writer's thread after the answer,
-while the service reads and checks the next batch, and done once the log has grown (CHECKPOINT_BYTES):
+while the service reads and checks the next batch, and done once the log has grown (CHECKPOINT_EVENTS):
 at a ledger of 3,000,000 events a batch of 1,000 dirties ~2,200 pages, and the copy at every commit was
 a third of each request's time. A second after the last batch the log is copied whatever its size, so
 that between SendGrid's bursts the ledger file alone holds every event (a copy of it, or the file moved
