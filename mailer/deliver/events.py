@@ -85,7 +85,8 @@ def record(state_dir: Path, batch: Batch) -> tuple[int, int]:
         recorder.close()
 
 
-# With checkpoints deferred: the log is copied into the ledger once this many events went into it. A page
+# With checkpoints deferred (mailer serve): the log is copied into the ledger once this many events went
+# into it. A page
 # that several batches dirtied (an index's inner pages, the table's last) is copied once: at make bench's
 # ledger of 3,000,000 events, where a batch of 1,000 adds ~9 MiB to the log, the copying cost 35 ms a batch
 # when done after each, 23 ms every 4,000 events, 9 ms every 16,000 (measured in one process).
@@ -104,10 +105,9 @@ class EventRecorder:
 
     def __init__(self, state_dir: Path, *, defer_checkpoints: bool = False):
         self.state_dir = state_dir
-        self._defer = defer_checkpoints  # the caller calls checkpoint() (mailer serve: once a batch is answered)
+        self._defer = defer_checkpoints  # the caller checkpoints (mailer serve: checkpoint_ledger, see web/events)
         self._ledger: Ledger | None = None
         self._file: tuple[int, int] | None = None  # the open ledger's (device, inode)
-        self._unsaved = 0  # events committed since the last checkpoint
 
     def record(self, batch: Batch) -> tuple[int, int]:
         """Store a batch in the ledger and the suppression list; how many events and suppressions were new."""
@@ -115,7 +115,6 @@ class EventRecorder:
         if batch.events:
             try:
                 new_events = self._open_ledger().record_events(batch.events)
-                self._unsaved += new_events
             except BaseException:
                 self.close()  # a full disk, a damaged file: the next batch starts on a new connection
                 raise
@@ -130,17 +129,14 @@ class EventRecorder:
                 log.error("the subscriber store could not follow the webhook's report: %s", str(err).splitlines()[0])
         return new_events, new_suppressions
 
-    def checkpoint(self, *, grown: bool = True) -> None:
-        """Copy the ledger's write-ahead log into its file, as far as readers allow (with defer_checkpoints);
-        `grown`: only once CHECKPOINT_EVENTS went into it since the last time."""
-        if self._ledger is None or not self._unsaved or grown and self._unsaved < CHECKPOINT_EVENTS:
-            return
-        self._ledger.checkpoint()
-        self._unsaved = 0
+    def checkpoint(self) -> None:
+        """Copy the ledger's write-ahead log into its file, as far as readers allow, on this connection."""
+        if self._ledger is not None:
+            self._ledger.checkpoint()
 
     def close(self) -> None:
         if self._ledger is not None:
-            ledger, self._ledger, self._file, self._unsaved = self._ledger, None, None, 0
+            ledger, self._ledger, self._file = self._ledger, None, None
             ledger.close()
 
     def _open_ledger(self) -> Ledger:
@@ -154,6 +150,19 @@ class EventRecorder:
                 self._ledger.defer_checkpoints()
                 self._ledger.keep_pages(WRITER_CACHE_MIB)
         return self._ledger
+
+
+def checkpoint_ledger(state_dir: Path) -> None:
+    """Copy the ledger's write-ahead log into its file as far as readers allow, on a connection of its own
+    (PASSIVE: an EventRecorder's commits go on meanwhile)."""
+    path = ledger_path(state_dir)
+    if not path.exists():
+        return
+    ledger = Ledger(path)
+    try:
+        ledger.checkpoint()
+    finally:
+        ledger.close()
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
