@@ -87,6 +87,7 @@ class Service:
     unsubscribe_path: str
     clicks: ClickWriter
     webhook_key: Any = None  # the account's Event Webhook key; None: no webhook here
+    events: Any = None  # mailer.web.events.EventWriter, with the webhook
     signup: Any = None  # mailer.web.signup.SignupService; None: no sign-up form here
 
 
@@ -127,11 +128,16 @@ def create_app(config: Config, environment: Environment) -> Any:
 
         # Refuses to start without the secret or the backend.
         signup = signup_service(config, list_id(config), environment)
+    key, events = webhook_key(environment.webhook_public_key), None
+    if key is not None:
+        from mailer.web.events import EventWriter
+
+        events = EventWriter(config.state_dir)  # its thread and connection: made once, closed at shutdown
     service = Service(newsletter=config.name, list_id=list_id(config),
                       secret=unsubscribe_secret(environment.unsubscribe_secret, live=not config.managed_unsubscribe),
                       state_dir=config.state_dir, suppressions_path=stored,
                       unsubscribe_path=urlsplit(config.unsubscribe_url).path or "/", clicks=ClickWriter(stored),
-                      webhook_key=webhook_key(environment.webhook_public_key), signup=signup)
+                      webhook_key=key, events=events, signup=signup)
     endpoints: list[tuple[str, str]] = []  # (what, path) of each endpoint that is on: `mailer serve` lists them
 
     def page(status: int, kind: str, **values: Any) -> Any:
@@ -242,6 +248,8 @@ def create_app(config: Config, environment: Environment) -> Any:
             if signup is not None:
                 signup.sender.stop()
                 signup.writer.close()
+            if service.events is not None:
+                service.events.close()
 
     app = Starlette(
         routes=routes,
@@ -292,7 +300,6 @@ async def _webhook(service: Service, request: Any) -> Any:
     import json
     import time
 
-    from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse, PlainTextResponse
 
     # Headers first: an unsigned or stale request is refused before its body is read into memory.
@@ -313,10 +320,10 @@ async def _webhook(service: Service, request: Any) -> Any:
         return PlainTextResponse("not JSON", status_code=400)
     if not isinstance(items, list):
         return PlainTextResponse("not a JSON array of events", status_code=400)
-    from mailer.deliver.events import read_batch, record
+    from mailer.deliver.events import read_batch
 
     batch = read_batch(items)
-    new_events, new_suppressions = await run_in_threadpool(record, service.state_dir, batch)
+    new_events, new_suppressions = await service.events.record(batch)
     return JSONResponse({"events": len(items), "new": new_events, "suppressed": new_suppressions,
                          "skipped": batch.skipped})
 

@@ -1401,7 +1401,7 @@ def test_a_ledger_keyed_by_an_older_release_is_re_keyed_once(workspace: Path, se
         "straße@example.com": "accepted", "kunde@bücher.example": "accepted", "strasse@example.com": "accepted"}
     # Version 3 dropped the index on state (two index moves per recipient and send); status counts as before.
     assert read_ledger(state_dir, "SELECT name FROM sqlite_master WHERE type='index' AND name='deliveries_state'") == []
-    assert read_ledger(state_dir, "PRAGMA user_version") == [(4,)]  # version 4: the events' details (mailer report)
+    assert read_ledger(state_dir, "PRAGMA user_version") == [(5,)]  # and, since, 4 and 5 (the events)
     status = run_cli("status", ISSUE)
     assert status.exit_code == 0 and re.search(r"accepted\s+3\b", status.stdout), status.stdout
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -293,3 +294,78 @@ def test_a_damaged_subscriber_store_never_fails_a_webhook_batch(
     batch = events.events(sent, ("bounce",), only={ALAN}, type="bounce", status="5.1.1", reason="550 5.1.1 gone")
     assert post(service, events, json.dumps(batch).encode())[0] == 200
     assert service.reasons(ALAN) == ["bounce (550 5.1.1 gone, via the event webhook)"]
+
+
+def alone_in_file(state_dir: Path, query: str) -> int:
+    """What a query finds in the ledger file itself (a copy of it without its write-ahead log)."""
+    import shutil
+    import sqlite3
+    import tempfile
+    from contextlib import closing
+
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "ledger.sqlite3"
+        shutil.copyfile(ledger_path(state_dir), copy)
+        with closing(sqlite3.connect(copy)) as db:
+            return db.execute(query).fetchone()[0]
+
+
+def test_a_ledger_moved_aside_while_serving_gets_the_next_batches_in_its_place(
+        service: Running, events: EventWebhook, sent: FakeSendGrid, state_dir: Path) -> None:
+    # mailer serve keeps its ledger connection open between batches: a file moved aside (as the damage hints
+    # say) must not keep receiving events meant for the ledger the next send reads.
+    first = json.dumps(events.events(sent, ("delivered",), only={ALAN})).encode()
+    assert post(service, events, first)[0] == 200
+    # Between bursts (a second after the last batch) the ledger file alone holds every event: moved without
+    # its write-ahead log, as the hint says, it misses none.
+    deadline = time.monotonic() + 10
+    while alone_in_file(state_dir, "SELECT COUNT(*) FROM events") != 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    moved = state_dir / "ledger.sqlite3.broken"
+    ledger_path(state_dir).rename(moved)
+    second = json.dumps(events.events(sent, ("delivered",), only={LI_LEI})).encode()
+    assert json.loads(post(service, events, second)[1])["new"] == 1
+    assert event_counts(state_dir) == {"delivered": (1, 1)}  # Li Lei's, in the new ledger
+    aside = Ledger(moved)
+    try:
+        assert aside.event_counts("2020-12-13") == {"delivered": (1, 1)}  # Alan's only
+    finally:
+        aside.close()
+
+
+def test_a_ledger_from_before_version_5_keeps_its_events_once_each(tmp_path: Path) -> None:
+    # Releases before 5 kept events under a primary key on sg_event_id, with an index on (issue, recipient):
+    # the table is made again, its rows in their order, and a batch SendGrid retries is still recorded once.
+    import sqlite3
+    from contextlib import closing
+
+    path = ledger_path(tmp_path)
+    Ledger(path).close()
+    with closing(sqlite3.connect(path)) as db, db:
+        db.executescript("""
+            DROP TABLE events;
+            CREATE TABLE events (event_id TEXT PRIMARY KEY, issue TEXT NOT NULL, recipient TEXT NOT NULL,
+                event TEXT NOT NULL, at TEXT NOT NULL, detail TEXT, url TEXT, link INTEGER, agent TEXT,
+                machine INTEGER);
+            CREATE INDEX events_recipient ON events (issue, recipient);
+            CREATE INDEX events_by_kind ON events (issue, event, recipient, machine);
+            PRAGMA user_version=4;""")
+        db.executemany("INSERT INTO events VALUES (?, '2020-12-13', ?, ?, '2026-12-01T08:00:00+00:00', NULL, ?, ?, "
+                       "NULL, ?)",
+                       [("e1", ALAN, "delivered", None, None, None), ("e2", ALAN, "open", None, None, 1),
+                        ("e3", LI_LEI, "click", "https://example.com/", 3, None)])
+    ledger = Ledger(path)
+    try:
+        assert ledger.event_counts("2020-12-13") == {"delivered": (1, 1), "open": (1, 1), "click": (1, 1)}
+        assert list(ledger.clicks("2020-12-13")) == [(LI_LEI, "2026-12-01T08:00:00+00:00", "https://example.com/", 3,
+                                                      None, None)]
+        assert ledger.record_events([("e2", "2020-12-13", ALAN, "open", "2026-12-01T08:00:00+00:00", None)]) == 0
+        assert ledger.record_events([("e4", "2020-12-13", ALAN, "open", "2026-12-01T09:00:00+00:00", None)]) == 1
+        assert ledger.heard_among("2020-12-13", [ALAN, "nobody@example.com"]) == {ALAN}
+    finally:
+        ledger.close()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (5,)
+        assert sorted(name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'events' "
+                                                     "AND type = 'index'")) == ["events_by_kind", "events_once"]
+        assert [row[0] for row in db.execute("SELECT event_id FROM events ORDER BY rowid")] == ["e1", "e2", "e3", "e4"]
