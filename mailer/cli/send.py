@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # the commands import the sending machinery when they run, so
     from mailer.audience.subscribers import Subscriber, SubscriberList
     from mailer.compose.build import RenderedIssue
     from mailer.config import Config
-    from mailer.deliver.send import Progress, SendOptions, SendReport
+    from mailer.deliver.options import SendOptions
+    from mailer.deliver.progress import Progress, SendReport
 
 
 EPILOG_SEND = """\b
@@ -172,16 +173,11 @@ def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, tes
     from mailer.addresses import AddressError, parse_address
     from mailer.audience import listcache
     from mailer.audience.subscribers import require_segment
-    from mailer.deliver.send import (
-        SendOptions,
-        check_approved,
-        check_send_at,
-        dry_run,
-        finished_send,
-        issue_key,
-        plan_send,
-        send_issue,
-    )
+    from mailer.deliver.approval import check_approved
+    from mailer.deliver.dryrun import dry_run
+    from mailer.deliver.live import finished_send, send_issue
+    from mailer.deliver.options import SendOptions, check_send_at, issue_key
+    from mailer.deliver.plan import plan_send
     from mailer.files import issue_slug
     from mailer.schema import display_path
 
@@ -369,7 +365,7 @@ def _graceful_ctrl_c() -> Iterator[threading.Event]:
 def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: SubscriberList | None, to: str,
                    as_email: str | None, backend, options: SendOptions) -> None:
     from mailer.audience.subscribers import Subscriber
-    from mailer.deliver.send import test_send
+    from mailer.deliver.testsend import test_send
     from mailer.schema import display_path
 
     subscriber: Subscriber | None
@@ -419,8 +415,9 @@ def _say_what_force_let_through(checks: str | None, approval: str | None, *, gat
 
 def _check_complaints(config: Config, rendered: RenderedIssue, options: SendOptions, issue_file: Path) -> None:
     """The last issue's spam complaints, on the first screen: a warning from 0.1 %, a refusal above 0.3 %."""
+    from mailer.deliver.complaints import check_complaints, complaint_standing
     from mailer.deliver.events import COMPLAINT_STOP_RATE, COMPLAINT_WARN_RATE
-    from mailer.deliver.send import check_complaints, complaint_standing, ledger_key
+    from mailer.deliver.options import ledger_key
 
     standing = complaint_standing(config, ledger_key(rendered, options))
     check_complaints(standing, options)
@@ -514,7 +511,7 @@ def _silence(stream: TextIO) -> None:
 
 
 def _progress() -> Progress:
-    from mailer.deliver.send import Progress
+    from mailer.deliver.progress import Progress
 
     if not sys.stderr.isatty():
         # A log, not a screen: a line per hundred recipients (SMTP sends one at a time), and every
@@ -668,7 +665,7 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
 
     from mailer.deliver.events import COMPLAINT_WARN_RATE, engagement
     from mailer.deliver.ledger import FAILED, QUEUED, SENDING, UNCERTAIN, ledger_path, send_running
-    from mailer.deliver.send import SendOptions, ledger_key, open_ledger
+    from mailer.deliver.options import SendOptions, ledger_key, open_ledger
     from mailer.schema import display_path
 
     config, rendered = _load(issue_file)
@@ -775,7 +772,8 @@ def run_cancel(issue_file: Path) -> None:
     from mailer.deliver.backends import DeliveryError
     from mailer.deliver.backends.sendgrid import SendGridBackend, api_key
     from mailer.deliver.ledger import issue_lock, ledger_path
-    from mailer.deliver.send import CANCEL_DEADLINE, SendError, open_ledger
+    from mailer.deliver.options import CANCEL_DEADLINE, open_ledger
+    from mailer.deliver.progress import SendError
 
     config, rendered = _load(issue_file)
     # A send still running could add batches to the schedule after it is cancelled: they would be

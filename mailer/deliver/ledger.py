@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS finished (
     issue        TEXT PRIMARY KEY,
     list         TEXT NOT NULL,          -- the list's key: its bytes and how they were read (listcache)
     rows         INTEGER NOT NULL,       -- the issue's rows in deliveries then, all of them accepted
-    report       TEXT NOT NULL,          -- JSON: what that send's report said (send.finished_send)
+    report       TEXT NOT NULL,          -- JSON: what that send's report said (live.finished_send)
     at           TEXT NOT NULL
 );
 -- What a live send asked SendGrid to track (mailer.yaml's `tracking:`); NULL: the account's setting.

@@ -13,7 +13,7 @@ from mailer.compose import placeholders
 from mailer.compose.build import RenderedIssue, build_issue, render_issue, web_values
 from mailer.config import Config
 from mailer.deliver.ledger import Ledger, ledger_path
-from mailer.deliver.send import SendOptions, issue_key, open_ledger
+from mailer.deliver.options import SendOptions, issue_key, open_ledger
 from mailer.deliver.suppressions import SuppressionList, suppressions_path
 from mailer.report.figures import IssueFigures, issue_figures, unsent_figures
 from mailer.report.links import Link, map_links

@@ -23,8 +23,9 @@ from mailer.compose.build import build_issue
 from mailer.config import load_config
 from mailer.deliver.backends.sendgrid import JSON_CONTENT_TYPE, SendGridBackend
 from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
+from mailer.deliver.live import send_issue
+from mailer.deliver.options import SendOptions
 from mailer.deliver.retry import RetryPolicy
-from mailer.deliver.send import SendOptions, send_issue
 from tests.conftest import SAMPLE_ISSUE, UNSUBSCRIBE_SECRET, approve, ledger_states, make_subscribers, read_ledger
 from tests.fake_sendgrid import API_KEY, FakeSendGrid, validate_mail_send
 
@@ -817,8 +818,8 @@ def test_one_backend_sends_then_schedules_and_cancels(workspace: Path, sendgrid:
 def test_a_429_waits_until_sendgrids_rate_limit_reset(workspace: Path, sendgrid: FakeSendGrid) -> None:
     from mailer.deliver.backends import Recipient
     from mailer.deliver.backends.sendgrid import SendGridOptions
+    from mailer.deliver.batch import deliver
     from mailer.deliver.message import personalise
-    from mailer.deliver.send import deliver
 
     class RecordedWaits(threading.Event):
         """A stop event that records how long the sender would wait instead of waiting."""
@@ -907,7 +908,7 @@ def test_a_stopped_send_that_cannot_queue_the_readers_not_reached_says_so_and_co
     import resource
     import signal
 
-    from mailer.deliver.send import Progress
+    from mailer.deliver.progress import Progress
 
     sendgrid.default = "500"
     notes: list[str] = []
@@ -960,7 +961,7 @@ def test_addresses_sendgrid_refuses_fail_alone_and_the_rest_of_their_batch_is_se
 def test_ctrl_c_while_a_partly_refused_batch_is_on_the_wire_starts_no_new_request(workspace: Path,
                                                                                    sendgrid: FakeSendGrid,
                                                                                    tmp_path: Path) -> None:
-    from mailer.deliver.send import Interrupted
+    from mailer.deliver.progress import Interrupted
 
     sendgrid.refuse_addresses = {"reader00003@example.com"}
     sendgrid.delay_seconds = 0.5
@@ -997,7 +998,7 @@ def test_a_keyboard_interrupt_mid_send_queues_the_readers_not_reached(workspace:
     # A send writes each reader's row as it reaches them. Stopped by Ctrl-C (KeyboardInterrupt when
     # mailer is used as a library, or the CLI's second), the readers it did not reach are queued, so
     # that status counts them: also when the Ctrl-C lands in the send's own pass over the list.
-    from mailer.deliver.send import Interrupted, Progress
+    from mailer.deliver.progress import Interrupted, Progress
 
     def ctrl_c(count: int, outcome: str) -> None:
         raise KeyboardInterrupt
@@ -1285,7 +1286,7 @@ def test_rate_option_caps_messages_per_second(workspace: Path, sendgrid: FakeSen
 
 
 def test_rate_limiter_spaces_batches() -> None:
-    from mailer.deliver.send import RateLimiter
+    from mailer.deliver.rate import RateLimiter
 
     slept: list[float] = []
     limiter = RateLimiter(100.0, sleep=slept.append)
@@ -1538,7 +1539,7 @@ def test_a_list_file_changed_during_a_send_leaves_the_send_as_it_was_checked(
 
     approve(run_cli)
     monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
-    monkeypatch.setattr("mailer.deliver.send.PLAN_CHUNK", 1000)  # the list is read on as the batches go
+    monkeypatch.setattr("mailer.deliver.plan.PLAN_CHUNK", 1000)  # the list is read on as the batches go
     path = make_subscribers(workspace, 3000)
     mark = Ledger.mark
 

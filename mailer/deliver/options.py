@@ -1,0 +1,84 @@
+"""What a send is asked to do (SendOptions), and the ledger it does it under: the issue's key (a
+sandbox send keeps its own) and the ledger opened for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from mailer.config import Config
+from mailer.deliver.ledger import Ledger, ledger_path
+from mailer.deliver.message import list_id
+from mailer.deliver.progress import SendError
+from mailer.deliver.retry import RetryPolicy
+
+if TYPE_CHECKING:  # the renderer is not needed to send what it built
+    from mailer.compose.build import RenderedIssue
+
+
+SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
+# SendGrid cancels a batch no later than this before its send_at; after that it goes out as scheduled.
+# https://www.twilio.com/docs/sendgrid/api-reference/cancel-scheduled-sends
+CANCEL_DEADLINE = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    live: bool = False
+    workers: int | None = None  # requests at once; None: 4 batches (SendGrid), 1 connection (SMTP)
+    rate: float | None = None  # messages per second
+    resend_uncertain: bool = False
+    retry_failed: bool = False
+    max_consecutive_failures: int = 5
+    retry: RetryPolicy = RetryPolicy()
+    send_at: datetime | None = None
+    sandbox: bool = False
+    force: bool = False  # skip the approval gate
+    despite_complaints: bool = False  # send although the last issue's complaint rate is over the limit
+
+
+def ledger_key(rendered: RenderedIssue, options: SendOptions) -> str:
+    return issue_key(rendered.issue.slug, options)
+
+
+def issue_key(slug: str, options: SendOptions) -> str:
+    """The issue's key in the ledger (`slug`: mailer.files.issue_slug)."""
+    # Sandbox sends deliver nothing: they must never count as deliveries of the real issue.
+    return slug + ("@sandbox" if options.sandbox else "")
+
+
+def open_ledger(config: Config, key: str, *, claim: bool) -> Ledger:
+    """The state folder's ledger, refused if another newsletter sends this issue key (see check_newsletter).
+
+    `claim` (a live send or test send) records this newsletter as the issue's sender, after checking
+    the ledger can be written: a full disk shows before a request leaves.
+    """
+    ledger = Ledger(ledger_path(config.state_dir))
+    try:
+        if claim:
+            ledger.check_writable()
+        ledger.check_newsletter(key, list_id(config), claim=claim)
+    except BaseException:
+        ledger.close()
+        raise
+    return ledger
+
+
+def check_send_at(send_at: datetime, *, now: datetime | None = None) -> None:
+    current = now or datetime.now(UTC)
+    if send_at.tzinfo is None:
+        raise SendError("--at needs a time zone, e.g. \"2026-11-29 08:00 Europe/Berlin\"")
+    if send_at <= current:
+        raise SendError(f"--at {send_at.isoformat()} is in the past\n    hint: give a time in the future")
+    if send_at - current > SCHEDULE_HORIZON:
+        raise SendError(f"--at {send_at.isoformat()} is more than 72 hours ahead, which SendGrid refuses\n"
+                        "    hint: schedule it closer to the date, or run the send then")
+
+
+def request_options(options: SendOptions, schedule_id: str) -> Any:
+    from mailer.deliver.backends.sendgrid import SendGridOptions
+
+    return SendGridOptions(send_at=options.send_at, schedule_id=schedule_id if options.send_at else None,
+                           sandbox=options.sandbox)
