@@ -677,15 +677,12 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
         else:
             click.echo(f"{key}: nothing sent yet (no ledger at {display_path(path)})")
         return
-    ledger = open_ledger(config, key, claim=False)
-    try:
+    with open_ledger(config, key, claim=False) as ledger:
         counts = ledger.counts(key)
         rows = ledger.rows(key, [FAILED, UNCERTAIN])
         schedules = ledger.active_schedules(key)
         events = engagement(ledger, key)
         last_command = ledger.last_command(key)
-    finally:
-        ledger.close()
     running = send_running(config.state_dir, key)
     # A run killed between its batches leaves no `sending` row, nor rows for the readers it did not reach.
     unfinished = counts.get(SENDING, 0) + counts.get(QUEUED, 0) or (last_command and not last_command[2])
@@ -783,28 +780,25 @@ def run_cancel(issue_file: Path) -> None:
                                   f"    hint: `mailer status {issue_file}` shows what was sent and when")
     if not ledger_path(config.state_dir).exists():  # never create an empty ledger just to find nothing
         raise nothing_scheduled
-    with issue_lock(config.state_dir, rendered.issue.slug):
-        ledger = open_ledger(config, rendered.issue.slug, claim=False)
-        try:
-            schedules = ledger.active_schedules(rendered.issue.slug)
-            if not schedules:
-                raise nothing_scheduled
-            backend = SendGridBackend(key=api_key())
-            too_late = []
-            for schedule_id, at in schedules:
-                if datetime.fromisoformat(at) - datetime.now(UTC) < CANCEL_DEADLINE:
-                    # Marking its recipients cancelled would have the next send mail them a second time.
-                    too_late.append(at)
-                    continue
-                try:
-                    backend.cancel_schedule(schedule_id)
-                except DeliveryError as err:
-                    raise SendError(f"SendGrid did not cancel the send scheduled for {at}: {err}") from None
-                cancelled = ledger.cancel_schedule(rendered.issue.slug, schedule_id)
-                click.echo(f"Cancelled the send scheduled for {at}: {cancelled} recipient(s) will not receive it.")
-            if too_late:
-                raise SendError(f"it is too late to cancel the send scheduled for {', '.join(too_late)}: SendGrid "
-                                "cancels no later than 10 minutes before, so it goes out as scheduled\n"
-                                "    its recipients stay recorded as accepted (`mailer status`)")
-        finally:
-            ledger.close()
+    with issue_lock(config.state_dir, rendered.issue.slug), open_ledger(config, rendered.issue.slug,
+                                                                        claim=False) as ledger:
+        schedules = ledger.active_schedules(rendered.issue.slug)
+        if not schedules:
+            raise nothing_scheduled
+        backend = SendGridBackend(key=api_key())
+        too_late = []
+        for schedule_id, at in schedules:
+            if datetime.fromisoformat(at) - datetime.now(UTC) < CANCEL_DEADLINE:
+                # Marking its recipients cancelled would have the next send mail them a second time.
+                too_late.append(at)
+                continue
+            try:
+                backend.cancel_schedule(schedule_id)
+            except DeliveryError as err:
+                raise SendError(f"SendGrid did not cancel the send scheduled for {at}: {err}") from None
+            cancelled = ledger.cancel_schedule(rendered.issue.slug, schedule_id)
+            click.echo(f"Cancelled the send scheduled for {at}: {cancelled} recipient(s) will not receive it.")
+        if too_late:
+            raise SendError(f"it is too late to cancel the send scheduled for {', '.join(too_late)}: SendGrid "
+                            "cancels no later than 10 minutes before, so it goes out as scheduled\n"
+                            "    its recipients stay recorded as accepted (`mailer status`)")

@@ -63,11 +63,8 @@ def check_approved(rendered: RenderedIssue, config: Config, options: SendOptions
     key = ledger_key(rendered, options)
     last = None
     if ledger_path(config.state_dir).exists():
-        ledger = open_ledger(config, key, claim=False)
-        try:
+        with open_ledger(config, key, claim=False) as ledger:
             last = ledger.last_test_send(key)
-        finally:
-            ledger.close()
     gap = approval_gap(last, rendered)
     if gap is not None and not options.force:
         require_approval(last[0] if last else None, rendered, options, test_command=test_command, why=gap)

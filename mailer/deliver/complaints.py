@@ -51,11 +51,8 @@ def complaint_standing(config: Config, key: str) -> ComplaintStanding | None:
     first screen, which warns from 0.1 % and refuses above 0.3 % (send_issue refuses again under the lock)."""
     if not ledger_path(config.state_dir).exists():
         return None
-    ledger = open_ledger(config, key, claim=False)
-    try:
+    with open_ledger(config, key, claim=False) as ledger:
         return _complaint_standing(ledger, key)
-    finally:
-        ledger.close()
 
 
 def check_complaints(standing: ComplaintStanding | None, options: SendOptions) -> None:

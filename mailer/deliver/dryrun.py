@@ -19,9 +19,9 @@ from mailer.audience.subscribers import Subscriber, SubscriberList
 from mailer.config import Config
 from mailer.deliver import workers
 from mailer.deliver.backends import Backend
-from mailer.deliver.ledger import ledger_path, state_failure
+from mailer.deliver.ledger import state_failure
 from mailer.deliver.message import Personaliser, build_mime, unsubscribe_secret
-from mailer.deliver.options import SendOptions, ledger_key, open_ledger, request_options
+from mailer.deliver.options import SendOptions, existing_ledger, ledger_key, request_options
 from mailer.deliver.plan import (
     PlanTotals,
     apply_suppressed,
@@ -59,51 +59,48 @@ def dry_run(
     secret = unsubscribe_secret(live=False)
     key = ledger_key(rendered, options)
     report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=False)
-    ledger = open_ledger(config, key, claim=False) if ledger_path(config.state_dir).exists() else None
     outbox = (outbox_root or config.state_dir / "outbox") / rendered.issue.slug
-    try:
-        waiting = waiting_for_events(ledger, key) if ledger is not None else {}
-        states_of = planned_states(ledger, key, report)
-        screener = Screener(config.state_dir)
-        report.suppressions_pulled_at = screener.pulled_at
-        planned = PlanTotals()
-        to_send = plan_rows_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, planned)
-        if outbox.exists():
-            shutil.rmtree(outbox)
-        private_folder(outbox / "eml", within=config.state_dir)  # the outbox holds addresses: 0700, files 0600
-        report.outbox_dir = outbox
-        if backend.name == "sendgrid":
-            private_folder(outbox / "sendgrid")
-        job = _DryRunJob(rendered, config, backend, request_options(options, "dry-run"), secret, outbox=outbox)
-        first_rows: list[tuple] = []
-        sends = outbox / ".manifest-sends.jsonl"
-        batches = _first_kept(rebatched(to_send, backend.max_batch), first_rows, 10)
-        with open_private(sends, "w", encoding="utf-8", newline="\n") as manifest:
-            for lines, size in _run_dry_batches(job, batches):
-                manifest.write(lines)
-                report.request_bytes.append(size)
-        # The planning is done: its totals are known, and the manifest lists the skipped first.
-        report.accepted_before = planned.accepted_before
-        apply_suppressed(planned, report)
-        report.skipped.extend(planned.held_back)
-        report.held_back = len(planned.held_back)
-        with open_private(outbox / "manifest.jsonl", "w", encoding="utf-8", newline="\n") as manifest:
-            for skipped in report.skipped:
-                manifest.write(json.dumps({"email": skipped.email, "line": skipped.line, "action": "skip",
-                                           "reason": skipped.reason}, ensure_ascii=False) + "\n")
-            with sends.open(encoding="utf-8") as lines:
-                shutil.copyfileobj(lines, manifest)
-        sends.unlink()
-        first = [Subscriber(*row) for row in first_rows]
-        personal = Personaliser(rendered, config, secret)
-        for number, subscriber in enumerate(first[:EML_SAMPLES], start=1):
-            message = build_mime(rendered, config, subscriber, personal(subscriber))
-            write_private(outbox / "eml" / f"{number:02d}-{safe_filename(subscriber.email)}.eml", bytes(message))
-    except OSError as err:  # a full disk or a read-only state folder: said plainly, nothing was sent
-        raise state_failure(outbox, err) from None
-    finally:
-        if ledger is not None:
-            ledger.close()
+    with existing_ledger(config, key) as ledger:
+        try:
+            waiting = waiting_for_events(ledger, key) if ledger is not None else {}
+            states_of = planned_states(ledger, key, report)
+            screener = Screener(config.state_dir)
+            report.suppressions_pulled_at = screener.pulled_at
+            planned = PlanTotals()
+            to_send = plan_rows_in_chunks(subscribers.subscribers, states_of, screener, options, waiting, planned)
+            if outbox.exists():
+                shutil.rmtree(outbox)
+            private_folder(outbox / "eml", within=config.state_dir)  # the outbox holds addresses: 0700, files 0600
+            report.outbox_dir = outbox
+            if backend.name == "sendgrid":
+                private_folder(outbox / "sendgrid")
+            job = _DryRunJob(rendered, config, backend, request_options(options, "dry-run"), secret, outbox=outbox)
+            first_rows: list[tuple] = []
+            sends = outbox / ".manifest-sends.jsonl"
+            batches = _first_kept(rebatched(to_send, backend.max_batch), first_rows, 10)
+            with open_private(sends, "w", encoding="utf-8", newline="\n") as manifest:
+                for lines, size in _run_dry_batches(job, batches):
+                    manifest.write(lines)
+                    report.request_bytes.append(size)
+            # The planning is done: its totals are known, and the manifest lists the skipped first.
+            report.accepted_before = planned.accepted_before
+            apply_suppressed(planned, report)
+            report.skipped.extend(planned.held_back)
+            report.held_back = len(planned.held_back)
+            with open_private(outbox / "manifest.jsonl", "w", encoding="utf-8", newline="\n") as manifest:
+                for skipped in report.skipped:
+                    manifest.write(json.dumps({"email": skipped.email, "line": skipped.line, "action": "skip",
+                                               "reason": skipped.reason}, ensure_ascii=False) + "\n")
+                with sends.open(encoding="utf-8") as lines:
+                    shutil.copyfileobj(lines, manifest)
+            sends.unlink()
+            first = [Subscriber(*row) for row in first_rows]
+            personal = Personaliser(rendered, config, secret)
+            for number, subscriber in enumerate(first[:EML_SAMPLES], start=1):
+                message = build_mime(rendered, config, subscriber, personal(subscriber))
+                write_private(outbox / "eml" / f"{number:02d}-{safe_filename(subscriber.email)}.eml", bytes(message))
+        except OSError as err:  # a full disk or a read-only state folder: said plainly, nothing was sent
+            raise state_failure(outbox, err) from None
     report.batches = len(report.request_bytes)
     report.not_sent = planned.due
     report.first_recipients = [s.email for s in first[:10]]

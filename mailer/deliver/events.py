@@ -80,11 +80,8 @@ def record(state_dir: Path, batch: Batch) -> tuple[int, int]:
     """Store a batch in the ledger and the suppression list; how many events and suppressions were new."""
     new_events = new_suppressions = 0
     if batch.events:
-        ledger = Ledger(ledger_path(state_dir))
-        try:
+        with Ledger(ledger_path(state_dir)) as ledger:
             new_events = ledger.record_events(batch.events)
-        finally:
-            ledger.close()
     if batch.suppressions:
         with SuppressionList(suppressions_path(state_dir)) as suppressions:
             new_suppressions = suppressions.record_reported(batch.suppressions)

@@ -242,6 +242,12 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _transaction(self) -> Any:
         return state_transaction(self._db, self.path)
 

@@ -101,8 +101,7 @@ def send_issue(
     key = ledger_key(rendered, options)
     report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=True)
     state_dir = config.state_dir
-    with issue_lock(state_dir, key):
-        ledger = open_ledger(config, key, claim=True)  # a full disk shows now, before any request
+    with issue_lock(state_dir, key), open_ledger(config, key, claim=True) as ledger:  # a full disk shows now
         try:
             require_approval(ledger.last_test_hash(key), rendered, options)
             if command is not None:
@@ -209,7 +208,6 @@ def send_issue(
             if command is not None:
                 with contextlib.suppress(StateError):  # unrecorded: status reads the rows left as they are
                     ledger.record_run_end(key)
-            ledger.close()
     return report
 
 
@@ -229,11 +227,8 @@ def finished_send(config: Config, key: str, list_keys: tuple[str, ...], backend:
     if not ledger_path(config.state_dir).exists():
         return None
     with issue_lock(config.state_dir, key):
-        ledger = open_ledger(config, key, claim=False)
-        try:
+        with open_ledger(config, key, claim=False) as ledger:
             found = ledger.finished(key, list_keys)
-        finally:
-            ledger.close()
         if found is None:
             return None
         recorded, at = found

@@ -4,6 +4,7 @@ sandbox send keeps its own) and the ledger opened for it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,13 @@ def open_ledger(config: Config, key: str, *, claim: bool) -> Ledger:
         ledger.close()
         raise
     return ledger
+
+
+def existing_ledger(config: Config, key: str) -> Ledger | contextlib.nullcontext[None]:
+    """The ledger as open_ledger opens it, or None where there is none yet: what sends nothing never creates it."""
+    if not ledger_path(config.state_dir).exists():
+        return contextlib.nullcontext()
+    return open_ledger(config, key, claim=False)
 
 
 def check_send_at(send_at: datetime, *, now: datetime | None = None) -> None:

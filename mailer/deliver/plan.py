@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, TypeVar
 from mailer.audience.subscribers import Skipped, SpooledSubscribers, Subscriber, SubscriberList, row_chunks
 from mailer.config import Config
 from mailer.deliver import ledger as ledger_states
-from mailer.deliver.ledger import Ledger, ledger_path
-from mailer.deliver.options import SendOptions, ledger_key, open_ledger
+from mailer.deliver.ledger import Ledger
+from mailer.deliver.options import SendOptions, existing_ledger, ledger_key
 from mailer.deliver.progress import SendReport
 from mailer.deliver.suppressions import Screener
 
@@ -143,8 +143,7 @@ def plan_send(rendered: RenderedIssue, config: Config, subscribers: SubscriberLi
     `not_sent` is the number to send to."""
     key = ledger_key(rendered, options)
     report = SendReport(intended=len(subscribers.subscribers), skipped=list(subscribers.skipped), live=False)
-    ledger = open_ledger(config, key, claim=False) if ledger_path(config.state_dir).exists() else None
-    try:
+    with existing_ledger(config, key) as ledger:
         waiting = waiting_for_events(ledger, key) if ledger is not None else {}
         screener = Screener(config.state_dir)
         report.suppressions_pulled_at = screener.pulled_at
@@ -152,9 +151,6 @@ def plan_send(rendered: RenderedIssue, config: Config, subscribers: SubscriberLi
         for _ in plan_in_chunks(subscribers.subscribers, planned_states(ledger, key, report), screener, options,
                                 waiting, planned):
             pass
-    finally:
-        if ledger is not None:
-            ledger.close()
     report.accepted_before = planned.accepted_before
     apply_suppressed(planned, report)
     report.skipped.extend(planned.held_back)

@@ -4,6 +4,7 @@ approves the issue as it is now.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from dataclasses import dataclass
@@ -79,8 +80,8 @@ def test_send(
     payload = backend.prepare(test_rendered, config, [recipient], batch_id="test",
                               options=_TestOptions(to=to, sandbox=options.sandbox))
     # The test send is what approves the live one: the ledger must be able to record it before it leaves.
-    ledger = None if options.sandbox else open_ledger(config, ledger_key(rendered, options), claim=True)
-    try:
+    key = ledger_key(rendered, options)
+    with contextlib.nullcontext() if options.sandbox else open_ledger(config, key, claim=True) as ledger:
         outcome = deliver(backend, payload, options.retry, threading.Event())
         backend.close()
         if outcome.state != ledger_states.ACCEPTED:
@@ -88,14 +89,11 @@ def test_send(
         report.message_id = outcome.message_id
         if ledger is not None:
             try:
-                ledger.record_test_send(ledger_key(rendered, options), content_hash(rendered), to, outcome.message_id)
+                ledger.record_test_send(key, content_hash(rendered), to, outcome.message_id)
             except StateError as err:
                 raise SendError(f"the test message to {to} was accepted (message id {outcome.message_id}) but "
                                 f"could not be recorded: {str(err).splitlines()[0]}\n    a live send will not count "
                                 "it as approval: send the test again once the state folder can be written") from None
-    finally:
-        if ledger is not None:
-            ledger.close()
     return report
 
 

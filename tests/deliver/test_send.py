@@ -66,9 +66,8 @@ def test_dry_run_after_a_crash_shows_the_interrupted_batch_as_held_back(workspac
     from mailer.deliver.ledger import Ledger
 
     # What a run killed between request and answer leaves: rows committed `sending`.
-    ledger = Ledger(tmp_path / "state" / "ledger.sqlite3")
-    ledger.mark_sending("2020-12-13", [("ada.lovelace@example.com", "ada.lovelace@example.com")], "run:00001")
-    ledger.close()
+    with Ledger(tmp_path / "state" / "ledger.sqlite3") as ledger:
+        ledger.mark_sending("2020-12-13", [("ada.lovelace@example.com", "ada.lovelace@example.com")], "run:00001")
     result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
     assert result.exit_code == 0, result.stderr
     # The live run will hold Ada back as uncertain: the dry run must say so, not promise to mail her.
@@ -336,8 +335,7 @@ def test_a_finished_record_of_another_shape_is_no_record(workspace: Path, sendgr
 
 
 def test_a_finished_record_holds_while_the_issues_rows_are_as_many_and_all_accepted(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
-    try:
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         ledger.queue("2020-12-13", [("a@example.com", "a@example.com")])
         ledger.mark("2020-12-13", ["a@example.com"], "accepted")
         ledger.record_finished("2020-12-13", "list-1", {"intended": 1})
@@ -349,21 +347,16 @@ def test_a_finished_record_holds_while_the_issues_rows_are_as_many_and_all_accep
         assert ledger.finished("2020-12-13", ("list-1",)) is None  # a row not accepted
         ledger.mark("2020-12-13", ["b@example.com"], "accepted")
         assert ledger.finished("2020-12-13", ("list-1",)) is None  # all accepted, but one row more than then
-    finally:
-        ledger.close()
 
 
 def test_the_ledger_keeps_each_address_as_sent_beside_its_key(tmp_path: Path) -> None:
     # Most keys are the address itself and are written once; the others keep both, in either write.
     pairs = [("ada@example.com", "Ada@Example.COM"), ("zoë@example.com", "zoë@example.com"),
              ("[1,2]@example.com", "[1,2]@example.com"), ("محمد@مثال.example", "محمد@مثال.example")]
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
-    try:
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         ledger.mark_sending("2020-12-13", pairs[:2], "run:00001")
         ledger.queue("2020-12-13", [("ada@example.com", "ADA@example.com"), *pairs[2:]])  # a row kept as it is
         ledger.mark_sending("2020-12-13", [("bob@example.com", "Bob@example.com")], "run:00002")
-    finally:
-        ledger.close()
     db = sqlite3.connect(tmp_path / "ledger.sqlite3")
     rows = db.execute("SELECT recipient, email, state FROM deliveries").fetchall()
     db.close()
@@ -505,11 +498,8 @@ def test_requests_go_where_and_as_the_sendgrid_library_would_post_them(workspace
         assert headers["User-Agent"] == library.request_headers["User-Agent"]
         assert headers["User-Agent"].startswith("sendgrid/") and headers["Content-Type"] == JSON_CONTENT_TYPE
         assert headers["Authorization"] == f"Bearer {API_KEY}" and headers["Accept"] == "application/json"
-    ledger = Ledger(ledger_path(tmp_path / "state"))
-    try:  # each batch's X-Message-Id, read from the answer's headers
+    with Ledger(ledger_path(tmp_path / "state")) as ledger:  # each batch's X-Message-Id, read from the answer's headers
         assert {row.message_id for row in ledger.rows(ledger.issues()[0], ["accepted"])} == {"msg-1", "msg-2"}
-    finally:
-        ledger.close()
 
 
 class EndlessAnswers:
@@ -595,11 +585,8 @@ def test_a_suppression_page_that_never_ends_stops_the_pull_with_a_message(worksp
 
 
 def read_ledger_rows(tmp_path: Path) -> list:
-    ledger = Ledger(ledger_path(tmp_path / "state"))
-    try:
+    with Ledger(ledger_path(tmp_path / "state")) as ledger:
         return ledger.rows(ledger.issues()[0], ["accepted", "failed"])
-    finally:
-        ledger.close()
 
 
 def test_throttling_and_server_errors_are_retried(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:

@@ -45,11 +45,8 @@ def post(service: Running, events: EventWebhook, body: bytes, **signing: int) ->
 
 
 def event_counts(state_dir: Path) -> dict[str, tuple[int, int]]:
-    ledger = Ledger(ledger_path(state_dir))
-    try:
+    with Ledger(ledger_path(state_dir)) as ledger:
         return ledger.event_counts("2020-12-13")
-    finally:
-        ledger.close()
 
 
 def test_signed_batches_are_recorded_once_and_bad_addresses_are_suppressed(
