@@ -766,39 +766,12 @@ STATUS_ROWS = 20  # reasons (state and error) listed before "… and N more"
 
 
 def run_cancel(issue_file: Path) -> None:
-    from mailer.deliver.backends import DeliveryError
     from mailer.deliver.backends.sendgrid import SendGridBackend, api_key
-    from mailer.deliver.ledger import issue_lock, ledger_path
-    from mailer.deliver.options import CANCEL_DEADLINE, open_ledger
-    from mailer.deliver.progress import SendError
+    from mailer.deliver.cancel import cancel_schedules
+
+    def told(at: str, cancelled: int) -> None:
+        click.echo(f"Cancelled the send scheduled for {at}: {cancelled} recipient(s) will not receive it.")
 
     config, rendered = _load(issue_file)
-    # A send still running could add batches to the schedule after it is cancelled: they would be
-    # recorded `accepted` and then dropped by SendGrid. Cancel takes the send's lock, so while a send runs
-    # it refuses at once (LockedError), as a second send would.
-    nothing_scheduled = SendError(f"{rendered.issue.slug} has no scheduled send to cancel\n"
-                                  f"    hint: `mailer status {issue_file}` shows what was sent and when")
-    if not ledger_path(config.state_dir).exists():  # never create an empty ledger just to find nothing
-        raise nothing_scheduled
-    with issue_lock(config.state_dir, rendered.issue.slug), open_ledger(config, rendered.issue.slug,
-                                                                        claim=False) as ledger:
-        schedules = ledger.active_schedules(rendered.issue.slug)
-        if not schedules:
-            raise nothing_scheduled
-        backend = SendGridBackend(key=api_key())
-        too_late = []
-        for schedule_id, at in schedules:
-            if datetime.fromisoformat(at) - datetime.now(UTC) < CANCEL_DEADLINE:
-                # Marking its recipients cancelled would have the next send mail them a second time.
-                too_late.append(at)
-                continue
-            try:
-                backend.cancel_schedule(schedule_id)
-            except DeliveryError as err:
-                raise SendError(f"SendGrid did not cancel the send scheduled for {at}: {err}") from None
-            cancelled = ledger.cancel_schedule(rendered.issue.slug, schedule_id)
-            click.echo(f"Cancelled the send scheduled for {at}: {cancelled} recipient(s) will not receive it.")
-        if too_late:
-            raise SendError(f"it is too late to cancel the send scheduled for {', '.join(too_late)}: SendGrid "
-                            "cancels no later than 10 minutes before, so it goes out as scheduled\n"
-                            "    its recipients stay recorded as accepted (`mailer status`)")
+    cancel_schedules(config, rendered.issue.slug, lambda: SendGridBackend(key=api_key()),
+                     status_command=f"mailer status {issue_file}", on_cancelled=told)

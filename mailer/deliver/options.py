@@ -20,9 +20,6 @@ if TYPE_CHECKING:  # the renderer is not needed to send what it built
 
 
 SCHEDULE_HORIZON = timedelta(hours=72)  # SendGrid refuses send_at further ahead
-# SendGrid cancels a batch no later than this before its send_at; after that it goes out as scheduled.
-# https://www.twilio.com/docs/sendgrid/api-reference/cancel-scheduled-sends
-CANCEL_DEADLINE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
