@@ -131,7 +131,7 @@ def send_issue(
             # The list is planned a chunk at a time, never held whole (the totals come from this), then
             # read on again for those due as the batches go out. A reader's row is written as their
             # batch leaves (Ledger.mark_sending), and the rows of those a stopped send did not reach
-            # as it stops (_run_batches): queueing everyone first held the first request back by a
+            # as it stops (_BatchRun.run): queueing everyone first held the first request back by a
             # second for 100,000 readers.
             planned = PlanTotals()
             # The tally at the end: the states of the intended recipients not sent to now cannot change
@@ -186,9 +186,9 @@ def send_issue(
             if planned.due:
                 # Exactly those the planning above found due: it is not done again (a reader the
                 # suppression list let go of meanwhile waits for the next run).
-                _run_batches(rendered, config, backend, ledger, key,
-                             lambda: due_subscribers(subscribers.subscribers, due_flags), options, payload_options,
-                             secret, run_id, report, progress, interrupt or threading.Event())
+                batches = _BatchRun(rendered, config, backend, ledger, key, options, payload_options, secret, report,
+                                    progress, interrupt or threading.Event())
+                batches.run(lambda: due_subscribers(subscribers.subscribers, due_flags), run_id)
             rows = Counter(ledger.due_states(key))
             tally = unchanged + rows
             report.accepted_now = tally[ledger_states.ACCEPTED] - report.accepted_before
@@ -248,149 +248,159 @@ def finished_send(config: Config, key: str, list_keys: tuple[str, ...], backend:
     return report
 
 
-def _run_batches(rendered: RenderedIssue, config: Config, backend: Backend, ledger: Ledger, key: str,
-                 due: Callable[[], Iterable[list[Subscriber]]], options: SendOptions, payload_options: Any,
-                 secret: bytes, run_id: str, report: SendReport, progress: Progress,
-                 interrupt: threading.Event) -> None:
-    """Send to those due, batch by batch, recording each; `due` makes a pass over them (one to send,
-    and another for the readers not reached when the send stops: see _queue_unreached)."""
-    stop = threading.Event()  # tells workers waiting to retry to give up; set on interrupt too
-    limiter = RateLimiter(options.rate, sleep=lambda seconds: interrupt.wait(seconds))
-    # SMTP: one connection unless asked for more, as many servers limit a client's connections.
-    senders = options.workers or (1 if backend.max_batch == 1 else 4)
-    in_flight: dict[Future[Outcome], tuple[str, list[Subscriber]]] = {}
-    consecutive_failures = 0
-    fatal: str | None = None
-    # Prepared in the sending threads, not in worker processes as a dry run's are: measured, the
-    # processes made a send of 100,000 no faster (the processes' start and the pickling cost more
-    # than the GIL they free) and took 80 MiB more.
-    job = PrepareJob(rendered, config, backend, payload_options, secret)
-    pool = ThreadPoolExecutor(max_workers=senders, thread_name_prefix="mailer-send")
+class _BatchRun:
+    """One run's batches to those due: sent from a pool of threads, each recorded in the ledger as its answer
+    comes, until all are sent or the send stops (Ctrl-C, a fatal error, too many failed batches in a row).
 
-    def prepare_and_deliver(batch: list[Subscriber], batch_id: str) -> Outcome:
+    What its steps share is kept here: the requests in flight, the failed batches in a row, a fatal error,
+    and whether the send was interrupted.
+    """
+
+    def __init__(self, rendered: RenderedIssue, config: Config, backend: Backend, ledger: Ledger, key: str,
+                 options: SendOptions, payload_options: Any, secret: bytes, report: SendReport, progress: Progress,
+                 interrupt: threading.Event) -> None:
+        self.backend, self.ledger, self.key, self.options = backend, ledger, key, options
+        self.report, self.progress, self.interrupt = report, progress, interrupt
+        self.stop = threading.Event()  # tells workers waiting to retry to give up; set on interrupt too
+        self.limiter = RateLimiter(options.rate, sleep=lambda seconds: interrupt.wait(seconds))
+        # SMTP: one connection unless asked for more, as many servers limit a client's connections.
+        self.senders = options.workers or (1 if backend.max_batch == 1 else 4)
+        self.in_flight: dict[Future[Outcome], tuple[str, list[Subscriber]]] = {}
+        self.consecutive_failures = 0
+        self.fatal: str | None = None
+        self.interrupted = False
+        # Prepared in the sending threads, not in worker processes as a dry run's are: measured, the
+        # processes made a send of 100,000 no faster (the processes' start and the pickling cost more
+        # than the GIL they free) and took 80 MiB more.
+        self.job = PrepareJob(rendered, config, backend, payload_options, secret)
+        self.pool = ThreadPoolExecutor(max_workers=self.senders, thread_name_prefix="mailer-send")
+
+    def run(self, due: Callable[[], Iterable[list[Subscriber]]], run_id: str) -> None:
+        """Send to those due, batch by batch, recording each; `due` makes a pass over them (one to send,
+        and another for the readers not reached when the send stops: see _queue_unreached)."""
+        in_flight, stop = self.in_flight, self.stop
+        reached = 0  # readers of the batches submitted, in the order of `due`: those not reached come after
+        try:
+            for number, batch in enumerate(rebatched(due(), self.backend.max_batch), start=1):
+                if self.stopping():
+                    break
+                self.limiter.acquire(len(batch))
+                if self.stopping():  # asked again: a Ctrl-C cuts the wait for --rate short
+                    break
+                self.submit(batch, f"{run_id}:{number:05d}")
+                reached += len(batch)
+                while len(in_flight) >= self.senders:
+                    self.settle_some()
+            while in_flight:
+                self.settle_some()
+        except KeyboardInterrupt:
+            # Let the requests already on the wire finish and record them; waiting retries stop at once.
+            # A Ctrl-C while they are waited for stops the recording (the threads still end with their
+            # requests): rows left `sending` the next run turns into `uncertain`, and the readers not
+            # reached are left without a row (it plans them again).
+            self.interrupted = True
+            stop.set()
+            while in_flight:
+                self.settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+        except StateError as err:
+            # The ledger cannot be written (a full disk): no new request; say exactly what may have left.
+            stop.set()
+            if self.report.batches == 0:
+                raise  # before the first request: nothing was sent, and the StateError says so
+            raise SendError(_unrecorded_message(err, list(in_flight.items()), self.backend.name)) from None
+        except MailerError:
+            # The list could not be read on (its file changed while it was sent from): no new request;
+            # the ones on their way are waited for and recorded, then the error is told.
+            stop.set()
+            while in_flight:
+                self.settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
+            raise
+        finally:
+            self.pool.shutdown(wait=True)
+            self.backend.close()
+        # Out of the `try`: a Ctrl-C while the readers not reached are queued stops it at once, leaving
+        # them without a row, which the next run plans again.
+        recorded = (not (stop.is_set() and self.report.batches)
+                    or _queue_unreached(self.ledger, self.key, due(), reached, self.progress))
+        if self.interrupted:
+            raise Interrupted(("interrupted: every recipient's state is recorded" if recorded else
+                               "interrupted: every recipient reached is recorded") +
+                              "; run the same command again to resume (nobody already accepted is sent again)")
+        if self.fatal:
+            raise SendError(f"{self.fatal}\n    nothing more was sent; the same command resumes once this is fixed")
+
+    def prepare_and_deliver(self, batch: list[Subscriber], batch_id: str) -> Outcome:
         # In the sending thread: while one batch waits for the provider, the next is being prepared,
         # so the send goes at the network's pace instead of one request at a time behind the preparation.
         try:
-            payload = job.prepare(batch, batch_id)
+            payload = self.job.prepare(batch, batch_id)
         except Exception as err:  # nothing left for this batch: back to queued, and the send stops
             return Outcome(ledger_states.QUEUED, error=f"could not prepare the request: {err}", fatal=True)
-        return deliver(backend, payload, options.retry, stop)
+        return deliver(self.backend, payload, self.options.retry, self.stop)
 
-    def submit(batch: list[Subscriber], batch_id: str) -> None:
+    def submit(self, batch: list[Subscriber], batch_id: str) -> None:
         # Committed before the request can leave.
-        ledger.mark_sending(key, [(s.key, s.email) for s in batch], batch_id)
-        report.batches += 1
-        in_flight[pool.submit(prepare_and_deliver, batch, batch_id)] = (batch_id, batch)
+        self.ledger.mark_sending(self.key, [(s.key, s.email) for s in batch], batch_id)
+        self.report.batches += 1
+        self.in_flight[self.pool.submit(self.prepare_and_deliver, batch, batch_id)] = (batch_id, batch)
 
-    def settle_refused(future: Future[Outcome], batch_id: str, batch: list[Subscriber], outcome: Outcome) -> None:
+    def settle_refused(self, future: Future[Outcome], batch_id: str, batch: list[Subscriber],
+                       outcome: Outcome) -> None:
         # The provider refused the whole batch, nothing sent, for the sake of a few recipients: fail
         # those, and send the others again in a batch of their own (or leave them queued when stopping).
         refused = [s for i, s in enumerate(batch) if i in outcome.refused]
         others = [s for i, s in enumerate(batch) if i not in outcome.refused]
         # Both recorded before the future is forgotten: a second Ctrl-C from here on leaves the others
         # queued (nothing was sent to them), never `sending`, which would hold them back as uncertain.
-        ledger.mark(key, [s.key for s in refused], ledger_states.FAILED, error=outcome.error)
-        ledger.mark(key, [s.key for s in others], ledger_states.QUEUED)
-        del in_flight[future]
-        progress.on_batch(len(refused), ledger_states.FAILED)
-        if not stop.is_set() and not interrupt.is_set():
-            limiter.acquire(len(others))  # a new request: --rate counts it like any other
-        if stop.is_set() or interrupt.is_set():  # stopping: no new request starts
-            progress.on_batch(len(others), ledger_states.QUEUED)
+        self.ledger.mark(self.key, [s.key for s in refused], ledger_states.FAILED, error=outcome.error)
+        self.ledger.mark(self.key, [s.key for s in others], ledger_states.QUEUED)
+        del self.in_flight[future]
+        self.progress.on_batch(len(refused), ledger_states.FAILED)
+        if not self.stop.is_set() and not self.interrupt.is_set():
+            self.limiter.acquire(len(others))  # a new request: --rate counts it like any other
+        if self.stop.is_set() or self.interrupt.is_set():  # stopping: no new request starts
+            self.progress.on_batch(len(others), ledger_states.QUEUED)
         else:
-            submit(others, f"{batch_id}r")
+            self.submit(others, f"{batch_id}r")
 
-    def settle(done: set[Future[Outcome]]) -> None:
-        nonlocal consecutive_failures, fatal
+    def settle(self, done: set[Future[Outcome]]) -> None:
         for future in done:
-            batch_id, batch = in_flight[future]
+            batch_id, batch = self.in_flight[future]
             keys = [s.key for s in batch]
             outcome = future.result()
             # A refusal about some recipients only (positions SendGrid named outside the batch are not
             # believed): theirs, not the send's, so it never counts towards stopping the send.
             about_recipients = bool(outcome.refused) and max(outcome.refused) < len(batch)
             if about_recipients and len(outcome.refused) < len(batch):
-                settle_refused(future, batch_id, batch, outcome)
+                self.settle_refused(future, batch_id, batch, outcome)
                 continue
-            ledger.mark(key, keys, outcome.state, message_id=outcome.message_id, error=outcome.error)
-            del in_flight[future]  # only once recorded: a KeyboardInterrupt mid-write settles it again
-            progress.on_batch(len(keys), outcome.state)
+            self.ledger.mark(self.key, keys, outcome.state, message_id=outcome.message_id, error=outcome.error)
+            del self.in_flight[future]  # only once recorded: a KeyboardInterrupt mid-write settles it again
+            self.progress.on_batch(len(keys), outcome.state)
             if outcome.state == ledger_states.ACCEPTED:
-                consecutive_failures = 0
+                self.consecutive_failures = 0
             elif outcome.fatal:
-                fatal = outcome.error
-                stop.set()
+                self.fatal = outcome.error
+                self.stop.set()
             elif outcome.state != ledger_states.QUEUED and not about_recipients:
-                consecutive_failures += 1
-                if consecutive_failures >= options.max_consecutive_failures and not stop.is_set():
-                    report.stopped = (f"stopped after {consecutive_failures} failed batches in a row; "
-                                      f"the last error: {outcome.error}")
-                    stop.set()
+                self.consecutive_failures += 1
+                if self.consecutive_failures >= self.options.max_consecutive_failures and not self.stop.is_set():
+                    self.report.stopped = (f"stopped after {self.consecutive_failures} failed batches in a row; "
+                                           f"the last error: {outcome.error}")
+                    self.stop.set()
 
-    interrupted = False
-
-    def stopping() -> bool:
+    def stopping(self) -> bool:
         """Whether no new request may start: the send was stopped, or `interrupt` is set (told here, in
         this thread: never from the signal handler)."""
-        nonlocal interrupted
-        if interrupt.is_set() and not interrupted:
-            interrupted = True
-            stop.set()
-            progress.on_stopping()
-        return stop.is_set()
+        if self.interrupt.is_set() and not self.interrupted:
+            self.interrupted = True
+            self.stop.set()
+            self.progress.on_stopping()
+        return self.stop.is_set()
 
-    def settle_some() -> None:
-        settle(wait(in_flight, timeout=0.2, return_when=FIRST_COMPLETED).done)
-        stopping()
-
-    reached = 0  # readers of the batches submitted, in the order of `due`: those not reached come after
-    try:
-        for number, batch in enumerate(rebatched(due(), backend.max_batch), start=1):
-            if stopping():
-                break
-            limiter.acquire(len(batch))
-            if stopping():  # asked again: a Ctrl-C cuts the wait for --rate short
-                break
-            submit(batch, f"{run_id}:{number:05d}")
-            reached += len(batch)
-            while len(in_flight) >= senders:
-                settle_some()
-        while in_flight:
-            settle_some()
-    except KeyboardInterrupt:
-        # Let the requests already on the wire finish and record them; waiting retries stop at once.
-        # A Ctrl-C while they are waited for stops the recording (the threads still end with their
-        # requests): rows left `sending` the next run turns into `uncertain`, and the readers not
-        # reached are left without a row (it plans them again).
-        interrupted = True
-        stop.set()
-        while in_flight:
-            settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
-    except StateError as err:
-        # The ledger cannot be written (a full disk): no new request; say exactly what may have left.
-        stop.set()
-        if report.batches == 0:
-            raise  # before the first request: nothing was sent, and the StateError says so
-        raise SendError(_unrecorded_message(err, list(in_flight.items()), backend.name)) from None
-    except MailerError:
-        # The list could not be read on (its file changed while it was sent from): no new request;
-        # the ones on their way are waited for and recorded, then the error is told.
-        stop.set()
-        while in_flight:
-            settle(wait(in_flight, return_when=FIRST_COMPLETED).done)
-        raise
-    finally:
-        pool.shutdown(wait=True)
-        backend.close()
-    # Out of the `try`: a Ctrl-C while the readers not reached are queued stops it at once, leaving
-    # them without a row, which the next run plans again.
-    recorded = not (stop.is_set() and report.batches) or _queue_unreached(ledger, key, due(), reached, progress)
-    if interrupted:
-        raise Interrupted(("interrupted: every recipient's state is recorded" if recorded else
-                           "interrupted: every recipient reached is recorded") +
-                          "; run the same command again to resume (nobody already accepted is sent again)")
-    if fatal:
-        raise SendError(f"{fatal}\n    nothing more was sent; the same command resumes once this is fixed")
+    def settle_some(self) -> None:
+        self.settle(wait(self.in_flight, timeout=0.2, return_when=FIRST_COMPLETED).done)
+        self.stopping()
 
 
 def _queue_unreached(ledger: Ledger, key: str, due: Iterable[list[Subscriber]], reached: int,
