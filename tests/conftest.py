@@ -225,10 +225,9 @@ def mark_sent(state_dir: Path, slug: str) -> None:
     """What a live send leaves in the ledger: one reader accepted."""
     from mailer.deliver.ledger import Ledger
 
-    ledger = Ledger(state_dir / "ledger.sqlite3")
-    ledger.mark_sending(slug, [("ada@example.com", "ada@example.com")], "run:00001")
-    ledger.mark(slug, ["ada@example.com"], "accepted")
-    ledger.close()
+    with Ledger(state_dir / "ledger.sqlite3") as ledger:
+        ledger.mark_sending(slug, [("ada@example.com", "ada@example.com")], "run:00001")
+        ledger.mark(slug, ["ada@example.com"], "accepted")
 
 
 def ledger_states(state_dir: Path, issue: str = "2020-12-13") -> Counter:

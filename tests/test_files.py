@@ -48,13 +48,12 @@ from pathlib import Path
 from mailer.deliver.ledger import Ledger, ledger_path
 from mailer.deliver.suppressions import SuppressionList
 state = Path(sys.argv[1])
-ledger = Ledger(ledger_path(state))
-ledger.queue("open-and-list", [("reader@example.com", "reader@example.com")])
-with SuppressionList.open(state) as suppressions:
-    suppressions.unsubscribed_here()
-    print(json.dumps({name: oct(stat.S_IMODE((state / name).stat().st_mode)) for name in sorted(os.listdir(state))
-                      if ".sqlite3" in name}))
-ledger.close()
+with Ledger(ledger_path(state)) as ledger:
+    ledger.queue("open-and-list", [("reader@example.com", "reader@example.com")])
+    with SuppressionList.open(state) as suppressions:
+        suppressions.unsubscribed_here()
+        print(json.dumps({name: oct(stat.S_IMODE((state / name).stat().st_mode))
+                          for name in sorted(os.listdir(state)) if ".sqlite3" in name}))
 """
 
 

@@ -100,12 +100,9 @@ def complaints_row(state_dir: Path) -> Row:
                "Webhook)", group="bulk", providers=providers)
     if not path.is_file():
         return none
-    ledger = Ledger(path)
-    try:
+    with Ledger(path) as ledger:
         last = ledger.last_issue_with_events(besides="")
         seen = engagement(ledger, last) if last else None
-    finally:
-        ledger.close()
     rate = seen.complaint_rate if seen else None
     if seen is None or rate is None:
         return none

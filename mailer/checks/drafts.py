@@ -62,11 +62,8 @@ def sent_issues(config: Config) -> set[str]:
     path = ledger_path(config.state_dir)
     if not path.exists():
         return set()
-    ledger = Ledger(path)
-    try:
+    with Ledger(path) as ledger:
         return ledger.sent_issues()
-    finally:
-        ledger.close()
 
 
 def issue_standing(path: Path, config: Config, *, today: date, sent: set[str],

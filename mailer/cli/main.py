@@ -53,8 +53,10 @@ for command in (new, cards, build, check, doctor, preview, send, status, report,
 
 
 def main(argv: list[str] | None = None, *, environment: Environment | None = None) -> None:
-    """Entry point: turn MailerError into a message and its exit code; Ctrl-C into 130. `environment`: the
-    settings the environment would give (a test's own); None: read from the process's environment."""
+    """Entry point: the one place that exits. A MailerError becomes its message and exit code, Ctrl-C 130, and
+    what a command returns (an ExitStatus: `mailer send` returns 3 when some readers were not reached) the
+    process's exit code; a command that returns nothing succeeded. `environment`: the settings the environment
+    would give (a test's own); None: read from the process's environment."""
     gc.set_threshold(*children.COLLECTOR_THRESHOLDS)  # a send's rows and recipients make no cycles
     try:
         code = cli.main(args=argv, prog_name="mailer", standalone_mode=False, obj=environment)

@@ -14,6 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -28,7 +29,9 @@ if TYPE_CHECKING:  # the commands import the sending machinery when they run, so
     from mailer.audience.subscribers import Subscriber, SubscriberList
     from mailer.compose.build import RenderedIssue
     from mailer.config import Config
-    from mailer.deliver.send import Progress, SendOptions, SendReport
+    from mailer.deliver.options import SendOptions
+    from mailer.deliver.progress import Progress, SendReport
+    from mailer.deliver.sendtime import SendTime
 
 
 EPILOG_SEND = """\b
@@ -86,18 +89,59 @@ Environment (a live send; a dry run needs none of it):
 def send(issue_file: Path, subscribers_path: Path | None, live: bool, test_to: str | None, as_email: str | None,
          backend: str | None, yes: bool, force: bool, send_at: str | None, sandbox: bool, rate: float | None,
          workers: int | None, resend_uncertain: bool, retry_failed: bool, segment: str | None, skip_invalid: bool,
-         encoding: str | None, despite_complaints: bool) -> None:
+         encoding: str | None, despite_complaints: bool) -> ExitStatus:
     """Send ISSUE_FILE: a dry run unless --live.
 
     A dry run writes an outbox (.eml samples, a manifest line per recipient and, for SendGrid,
     the exact request bodies) under the state folder and sends nothing. A live send records every
     recipient in the ledger: running the same command again resumes, never mailing anyone twice.
     """
-    run_send(
-        issue_file, subscribers_path=subscribers_path, live=live, test_to=test_to, as_email=as_email,
-        backend_name=backend, yes=yes, force=force, send_at=send_at, sandbox=sandbox, rate=rate, workers=workers,
-        resend_uncertain=resend_uncertain, retry_failed=retry_failed, segment=segment, skip_invalid=skip_invalid,
-        encoding=encoding, despite_complaints=despite_complaints)
+    from mailer.deliver.approval import check_approved
+    from mailer.deliver.dryrun import dry_run
+    from mailer.deliver.live import send_issue
+    from mailer.deliver.options import SendOptions
+    from mailer.deliver.plan import plan_send
+
+    config = _config(issue_file)
+    scheduled = _read_send_at(send_at, config)
+    when = scheduled.when if scheduled is not None else None
+    options = SendOptions.from_raw_args(config, live=live, test_to=test_to, backend=backend, send_at=when,
+                                        sandbox=sandbox, force=force, rate=rate, workers=workers,
+                                        resend_uncertain=resend_uncertain, retry_failed=retry_failed,
+                                        despite_complaints=despite_complaints)
+    wanted = _ListChoice(subscribers_path, segment=segment, skip_invalid=skip_invalid, encoding=encoding)
+    if _answered_from_the_ledger(issue_file, config, options, wanted):
+        return ExitStatus.OK
+    rendered = _build(issue_file, config)
+    forced_checks = _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
+    subscribers = _read_list(config, wanted, needed=options.test_to is None)
+    sender = _backend(options.backend, live=live)
+    if live:
+        _check_domain(config, options.backend)
+    if options.test_to is not None:
+        if live and force:
+            _say_what_force_let_through(forced_checks, None, gate=False)
+        _run_test_send(rendered, config, subscribers, options.test_to, as_email, sender, options)
+        return ExitStatus.OK
+    assert subscribers is not None
+    if not live:
+        dry = dry_run(rendered, config, subscribers, sender, options, environment=environment())
+        _after_the_work(lambda: _print_dry_run(dry, rendered, options.backend, subscribers_path, config))
+        return ExitStatus.OK
+    # The first screen, before asking: a yes must not be met by a refusal, nor a warning come after it.
+    forced_approval = check_approved(rendered, config, options, test_command=_test_send_command(config))
+    if force:
+        _say_what_force_let_through(forced_checks, forced_approval, gate=not sandbox)
+    _check_complaints(config, rendered, options, issue_file)
+    if not yes:
+        _confirm(rendered, config, plan_send(rendered, config, subscribers, options), subscribers, options.backend,
+                 scheduled.describe() if scheduled is not None else None, sandbox)
+    schedule = sender.create_schedule_id if when is not None else None
+    with _graceful_ctrl_c() as interrupt:
+        report = send_issue(rendered, config, subscribers, sender, options, progress=_progress(), schedule=schedule,
+                            interrupt=interrupt, command=_resume_command(when), environment=environment())
+    _after_the_work(lambda: _print_report(report, rendered.issue.slug, when))
+    return ExitStatus.OK if report.complete else ExitStatus.DELIVERY_FAILED
 
 
 @click.command(epilog="""\b
@@ -166,108 +210,72 @@ def _build(issue_file: Path, config: Config) -> RenderedIssue:
     return build_issue_cached(issue_file, config, config.state_dir / "builds")
 
 
-def run_send(issue_file: Path, *, subscribers_path: Path | None, live: bool, test_to: str | None,
-             as_email: str | None, backend_name: str | None, yes: bool, force: bool, send_at: str | None,
-             sandbox: bool, rate: float | None, workers: int | None, resend_uncertain: bool, retry_failed: bool,
-             segment: str | None, skip_invalid: bool, encoding: str | None, despite_complaints: bool = False) -> None:
-    from mailer.addresses import AddressError, parse_address
+def _read_send_at(send_at: str | None, config: Config) -> SendTime | None:
+    """--at as an editor says it, read in mailer.yaml's time zone, and said back as read."""
+    if not send_at:
+        return None
+    from mailer.deliver.sendtime import parse_send_time
+
+    scheduled = parse_send_time(send_at, zone_name=config.time_zone, now=datetime.now(UTC))
+    click.echo(f"--at {send_at!r}: {scheduled.describe()}", err=True)
+    return scheduled
+
+
+@dataclass(frozen=True)
+class _ListChoice:
+    """The list a send goes to: --subscribers FILE as read with --segment, --skip-invalid and --encoding
+    (no path: the subscriber store's confirmed readers)."""
+
+    path: Path | None
+    segment: str | None
+    skip_invalid: bool
+    encoding: str | None
+
+
+def _answered_from_the_ledger(issue_file: Path, config: Config, options: SendOptions, wanted: _ListChoice) -> bool:
+    """The same live send again after one that reached everyone on the list: said from the ledger, with its
+    report, and True; False when the list must be read and planned."""
     from mailer.audience import listcache
-    from mailer.audience.subscribers import require_segment
-    from mailer.deliver.send import (
-        SendOptions,
-        check_approved,
-        check_send_at,
-        dry_run,
-        finished_send,
-        issue_key,
-        plan_send,
-        send_issue,
-    )
+    from mailer.deliver.live import finished_send
+    from mailer.deliver.options import issue_key
     from mailer.files import issue_slug
     from mailer.schema import display_path
 
-    if test_to is not None:
-        try:
-            test_to = parse_address(test_to)
-        except AddressError as err:
-            raise UsageError(f"--test-to: {err}") from None
-    config = _config(issue_file)
-    when = None
-    if send_at:
-        from mailer.deliver.sendtime import parse_send_time
+    if not (options.live and options.test_to is None and options.send_at is None and wanted.path is not None
+            and issue_file.is_file()):
+        return False
+    label = display_path(wanted.path)
+    list_keys = listcache.list_keys(wanted.path, file_label=label, encoding=wanted.encoding,
+                                    skip_invalid=wanted.skip_invalid, segment=wanted.segment)
+    finished = list_keys and finished_send(config, issue_key(issue_slug(issue_file), options), list_keys,
+                                           lambda: _backend(options.backend, live=True), options,
+                                           progress=_progress(), environment=environment())
+    if not finished:
+        return False
+    click.echo(f"Nothing left to send: every reader on {label} is accepted (sent, or scheduled) or skipped, "
+               f"as the ledger recorded at {finished.finished_at}, unchanged since.", err=True)
+    _after_the_work(lambda: _print_report(finished, issue_slug(issue_file)))
+    return True
 
-        scheduled = parse_send_time(send_at, zone_name=config.time_zone, now=datetime.now(UTC))
-        when = scheduled.when
-        click.echo(f"--at {send_at!r}: {scheduled.describe()}", err=True)
-    name = backend_name or config.backend
-    if sandbox and name != "sendgrid":
-        raise UsageError("--sandbox is SendGrid's sandbox mode: use it with --backend sendgrid")
-    if name == "smtp" and config.managed_unsubscribe:
-        raise UsageError("--backend smtp cannot send with `unsubscribe: sendgrid`: only SendGrid fills in its "
-                         "unsubscribe links\n    hint: leave out --backend, or set `unsubscribe: self-hosted`")
-    options = SendOptions(live=live, workers=workers, rate=rate, resend_uncertain=resend_uncertain,
-                          retry_failed=retry_failed, send_at=when, sandbox=sandbox, force=force,
-                          despite_complaints=despite_complaints)
-    if live and test_to is None and when is None and subscribers_path is not None and issue_file.is_file():
-        # The same command again after a send that reached everyone: answered from the ledger.
-        label = display_path(subscribers_path)
-        list_keys = listcache.list_keys(subscribers_path, file_label=label, encoding=encoding,
-                                        skip_invalid=skip_invalid, segment=segment)
-        finished = list_keys and finished_send(config, issue_key(issue_slug(issue_file), options), list_keys,
-                                               lambda: _backend(name, live=True), options, progress=_progress(),
-                                               environment=environment())
-        if finished:
-            click.echo(f"Nothing left to send: every reader on {label} is accepted (sent, or scheduled) or skipped, "
-                       f"as the ledger recorded at {finished.finished_at}, unchanged since.", err=True)
-            _after_the_work(lambda: _print_report(finished, issue_slug(issue_file)))
-            return
-    rendered = _build(issue_file, config)
-    forced_checks = _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
-    if when is not None:
-        if name != "sendgrid":
-            raise UsageError("--at needs the sendgrid backend: SMTP has no scheduling\n"
-                             "    hint: add --backend sendgrid, or leave out --at and send when you want it to go")
-        check_send_at(when)
-    subscribers = None
-    if subscribers_path is not None:
-        # Checked once for the same bytes: a live send after its dry run, or a rerun, reads it back.
-        subscribers = listcache.read_subscribers_cached(subscribers_path, config.state_dir / "lists",
-                                              file_label=display_path(subscribers_path), encoding=encoding,
-                                              skip_invalid=skip_invalid, segment=segment)
-        # A misspelt --segment would send to nobody, silently: an error naming the list's tags.
-        require_segment(subscribers, subscribers_path, segment=segment, encoding=encoding)
-        for warning in subscribers.warnings:
-            click.secho(f"warning: {warning}", fg="yellow", err=True)
-    else:
-        subscribers = _store_list(config, segment=segment, needed=test_to is None)
-    backend = _backend(name, live=live)
-    if live:
-        _check_domain(config, name)
-    if test_to is not None:
-        if live and force:
-            _say_what_force_let_through(forced_checks, None, gate=False)
-        _run_test_send(rendered, config, subscribers, test_to, as_email, backend, options)
-        return
-    assert subscribers is not None
-    if not live:
-        report = dry_run(rendered, config, subscribers, backend, options, environment=environment())
-        _after_the_work(lambda: _print_dry_run(report, rendered, name, subscribers_path, config))
-        return
-    # The first screen, before asking: a yes must not be met by a refusal, nor a warning come after it.
-    forced_approval = check_approved(rendered, config, options, test_command=_test_send_command(config))
-    if force:
-        _say_what_force_let_through(forced_checks, forced_approval, gate=not sandbox)
-    _check_complaints(config, rendered, options, issue_file)
-    if not yes:
-        _confirm(rendered, config, plan_send(rendered, config, subscribers, options), subscribers, name,
-                 scheduled.describe() if when is not None else None, sandbox)
-    schedule = backend.create_schedule_id if when is not None else None
-    with _graceful_ctrl_c() as interrupt:
-        report = send_issue(rendered, config, subscribers, backend, options, progress=_progress(), schedule=schedule,
-                            interrupt=interrupt, command=_resume_command(when), environment=environment())
-    _after_the_work(lambda: _print_report(report, rendered.issue.slug, when))
-    if not report.complete:
-        sys.exit(ExitStatus.DELIVERY_FAILED)
+
+def _read_list(config: Config, wanted: _ListChoice, *, needed: bool) -> SubscriberList | None:
+    """The list to send to, its warnings shown; None only when there is none and it is not `needed` (see
+    _store_list)."""
+    from mailer.audience import listcache
+    from mailer.audience.subscribers import require_segment
+    from mailer.schema import display_path
+
+    if wanted.path is None:
+        return _store_list(config, segment=wanted.segment, needed=needed)
+    # Checked once for the same bytes: a live send after its dry run, or a rerun, reads it back.
+    subscribers = listcache.read_subscribers_cached(wanted.path, config.state_dir / "lists",
+                                                    file_label=display_path(wanted.path), encoding=wanted.encoding,
+                                                    skip_invalid=wanted.skip_invalid, segment=wanted.segment)
+    # A misspelt --segment would send to nobody, silently: an error naming the list's tags.
+    require_segment(subscribers, wanted.path, segment=wanted.segment, encoding=wanted.encoding)
+    for warning in subscribers.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    return subscribers
 
 
 def _check_domain(config: Config, backend_name: str) -> None:
@@ -371,7 +379,7 @@ def _graceful_ctrl_c() -> Iterator[threading.Event]:
 def _run_test_send(rendered: RenderedIssue, config: Config, subscribers: SubscriberList | None, to: str,
                    as_email: str | None, backend, options: SendOptions) -> None:
     from mailer.audience.subscribers import Subscriber
-    from mailer.deliver.send import test_send
+    from mailer.deliver.testsend import test_send
     from mailer.schema import display_path
 
     subscriber: Subscriber | None
@@ -421,8 +429,9 @@ def _say_what_force_let_through(checks: str | None, approval: str | None, *, gat
 
 def _check_complaints(config: Config, rendered: RenderedIssue, options: SendOptions, issue_file: Path) -> None:
     """The last issue's spam complaints, on the first screen: a warning from 0.1 %, a refusal above 0.3 %."""
+    from mailer.deliver.complaints import check_complaints, complaint_standing
     from mailer.deliver.events import COMPLAINT_STOP_RATE, COMPLAINT_WARN_RATE
-    from mailer.deliver.send import check_complaints, complaint_standing, ledger_key
+    from mailer.deliver.options import ledger_key
 
     standing = complaint_standing(config, ledger_key(rendered, options))
     check_complaints(standing, options)
@@ -516,7 +525,7 @@ def _silence(stream: TextIO) -> None:
 
 
 def _progress() -> Progress:
-    from mailer.deliver.send import Progress
+    from mailer.deliver.progress import Progress
 
     if not sys.stderr.isatty():
         # A log, not a screen: a line per hundred recipients (SMTP sends one at a time), and every
@@ -670,7 +679,7 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
 
     from mailer.deliver.events import COMPLAINT_WARN_RATE, engagement
     from mailer.deliver.ledger import FAILED, QUEUED, SENDING, UNCERTAIN, ledger_path, send_running
-    from mailer.deliver.send import SendOptions, ledger_key, open_ledger
+    from mailer.deliver.options import SendOptions, ledger_key, open_ledger
     from mailer.schema import display_path
 
     config, rendered = _load(issue_file)
@@ -682,15 +691,12 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
         else:
             click.echo(f"{key}: nothing sent yet (no ledger at {display_path(path)})")
         return
-    ledger = open_ledger(config, key, claim=False)
-    try:
+    with open_ledger(config, key, claim=False) as ledger:
         counts = ledger.counts(key)
         rows = ledger.rows(key, [FAILED, UNCERTAIN])
         schedules = ledger.active_schedules(key)
         events = engagement(ledger, key)
         last_command = ledger.last_command(key)
-    finally:
-        ledger.close()
     running = send_running(config.state_dir, key)
     # A run killed between its batches leaves no `sending` row, nor rows for the readers it did not reach.
     unfinished = counts.get(SENDING, 0) + counts.get(QUEUED, 0) or (last_command and not last_command[2])
@@ -774,42 +780,14 @@ STATUS_ROWS = 20  # reasons (state and error) listed before "… and N more"
 
 
 def run_cancel(issue_file: Path) -> None:
-    from mailer.deliver.backends import DeliveryError
     from mailer.deliver.backends.sendgrid import SendGridBackend, api_host, api_key
-    from mailer.deliver.ledger import issue_lock, ledger_path
-    from mailer.deliver.send import CANCEL_DEADLINE, SendError, open_ledger
+    from mailer.deliver.cancel import cancel_schedules
+
+    def told(at: str, cancelled: int) -> None:
+        click.echo(f"Cancelled the send scheduled for {at}: {cancelled} recipient(s) will not receive it.")
 
     config, rendered = _load(issue_file)
-    # A send still running could add batches to the schedule after it is cancelled: they would be
-    # recorded `accepted` and then dropped by SendGrid. Cancel takes the send's lock, so while a send runs
-    # it refuses at once (LockedError), as a second send would.
-    nothing_scheduled = SendError(f"{rendered.issue.slug} has no scheduled send to cancel\n"
-                                  f"    hint: `mailer status {issue_file}` shows what was sent and when")
-    if not ledger_path(config.state_dir).exists():  # never create an empty ledger just to find nothing
-        raise nothing_scheduled
-    with issue_lock(config.state_dir, rendered.issue.slug):
-        ledger = open_ledger(config, rendered.issue.slug, claim=False)
-        try:
-            schedules = ledger.active_schedules(rendered.issue.slug)
-            if not schedules:
-                raise nothing_scheduled
-            env = environment()
-            backend = SendGridBackend(key=api_key(env.sendgrid_api_key), host=api_host(env.sendgrid_api_host))
-            too_late = []
-            for schedule_id, at in schedules:
-                if datetime.fromisoformat(at) - datetime.now(UTC) < CANCEL_DEADLINE:
-                    # Marking its recipients cancelled would have the next send mail them a second time.
-                    too_late.append(at)
-                    continue
-                try:
-                    backend.cancel_schedule(schedule_id)
-                except DeliveryError as err:
-                    raise SendError(f"SendGrid did not cancel the send scheduled for {at}: {err}") from None
-                cancelled = ledger.cancel_schedule(rendered.issue.slug, schedule_id)
-                click.echo(f"Cancelled the send scheduled for {at}: {cancelled} recipient(s) will not receive it.")
-            if too_late:
-                raise SendError(f"it is too late to cancel the send scheduled for {', '.join(too_late)}: SendGrid "
-                                "cancels no later than 10 minutes before, so it goes out as scheduled\n"
-                                "    its recipients stay recorded as accepted (`mailer status`)")
-        finally:
-            ledger.close()
+    env = environment()
+    cancel_schedules(config, rendered.issue.slug,
+                     lambda: SendGridBackend(key=api_key(env.sendgrid_api_key), host=api_host(env.sendgrid_api_host)),
+                     status_command=f"mailer status {issue_file}", on_cancelled=told)

@@ -158,11 +158,8 @@ def checkpoint_ledger(state_dir: Path) -> None:
     path = ledger_path(state_dir)
     if not path.exists():
         return
-    ledger = Ledger(path)
-    try:
+    with Ledger(path) as ledger:
         ledger.checkpoint()
-    finally:
-        ledger.close()
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

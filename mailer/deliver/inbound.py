@@ -151,11 +151,8 @@ class Newsletter:
         path = ledger_path(self.state_dir)
         if not keys or not path.exists():
             return set()
-        ledger = Ledger(path)
-        try:
+        with Ledger(path) as ledger:
             return ledger.sent_to(keys)
-        finally:
-            ledger.close()
 
 
 # -- reading ----------------------------------------------------------------------------------

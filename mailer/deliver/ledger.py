@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS finished (
     issue        TEXT PRIMARY KEY,
     list         TEXT NOT NULL,          -- the list's key: its bytes and how they were read (listcache)
     rows         INTEGER NOT NULL,       -- the issue's rows in deliveries then, all of them accepted
-    report       TEXT NOT NULL,          -- JSON: what that send's report said (send.finished_send)
+    report       TEXT NOT NULL,          -- JSON: what that send's report said (live.finished_send)
     at           TEXT NOT NULL
 );
 -- What a live send asked SendGrid to track (mailer.yaml's `tracking:`); NULL: the account's setting.
@@ -261,6 +261,12 @@ class Ledger:
 
     def close(self) -> None:
         self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _transaction(self) -> Any:
         return state_transaction(self._db, self.path)

@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 from mailer.config import Config
 from mailer.deliver import ledger
 from mailer.deliver.backends import Backend
+from mailer.deliver.batch import deliver
 from mailer.deliver.message import POLICY, POLICY_UTF8, address_header, body_part
 from mailer.deliver.retry import RetryPolicy
-from mailer.deliver.send import deliver
 from mailer.environment import Environment
 
 CATEGORY = "mailer-confirmation"  # how the confirmation emails are told apart in SendGrid's statistics

@@ -184,14 +184,11 @@ class _Readers:
 
 def _count_readers(path: Path, issue: str) -> _Readers:
     """The issue's recipients by state, and its readers by kind of event, on a connection of this thread."""
-    ledger = Ledger(path)
-    try:
+    with Ledger(path) as ledger:
         return _Readers(tracked=ledger.tracking(issue), states=ledger.counts(issue),
                         by_kind=ledger.readers_by_kind(issue, PEOPLE_KINDS), bounced=ledger.bounce_kinds(issue),
                         openers=ledger.openers(issue), unknown=ledger.readers_unknown(issue),
                         heard=ledger.heard_of(issue))
-    finally:
-        ledger.close()
 
 
 def _count_clicks(ledger: Ledger, issue: str, links: list[Link] | None, figures: IssueFigures) -> set[str]:

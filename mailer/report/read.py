@@ -13,7 +13,7 @@ from mailer.compose import placeholders
 from mailer.compose.build import RenderedIssue, build_issue, render_issue, web_values
 from mailer.config import Config
 from mailer.deliver.ledger import Ledger, ledger_path
-from mailer.deliver.send import SendOptions, issue_key, open_ledger
+from mailer.deliver.options import SendOptions, issue_key, open_ledger
 from mailer.deliver.suppressions import SuppressionList, suppressions_path
 from mailer.report.figures import IssueFigures, issue_figures, unsent_figures
 from mailer.report.links import Link, map_links
@@ -51,16 +51,13 @@ def report_issue(config: Config, issue_path: Path) -> IssueReport:
     if not ledger_path(config.state_dir).exists():  # nothing sent from here: nothing to create either
         figures = unsent_figures(key, links)
         return IssueReport(figures, rendered.issue.title, rendered.subject, links, email_html, values)
-    ledger = open_ledger(config, key, claim=False)
-    try:
+    with open_ledger(config, key, claim=False) as ledger:
         sent = dict(ledger.live_sends())
         following = _next_sent(list(sent.items()), key)
         figures = issue_figures(ledger, key, links, sent_at=sent.get(key),
                                 unsubscribed=_unsubscribed(config.state_dir, sent.get(key), following))
         if key not in sent:
             figures.notes.insert(0, "this issue was not sent live from this state folder")
-    finally:
-        ledger.close()
     if not exact:
         figures.notes.insert(0, "some links were matched to their card by URL alone (the layout places them by "
                                 "their address): a URL written twice may be counted on its first card")
@@ -71,8 +68,7 @@ def report_trend(config: Config, *, last: int) -> TrendReport:
     """The last `last` issues sent from the state folder, and the store's weekly sign-ups and losses."""
     if not ledger_path(config.state_dir).exists():
         return TrendReport(rows=[], weeks=_weeks(config.state_dir, []))
-    ledger = Ledger(ledger_path(config.state_dir))
-    try:
+    with Ledger(ledger_path(config.state_dir)) as ledger:
         sent = ledger.live_sends()
 
         def figures_of(issue: str, sent_at: str, following: str | None) -> IssueFigures:
@@ -81,8 +77,6 @@ def report_trend(config: Config, *, last: int) -> TrendReport:
 
         rows = trend(sent, figures_of, last=last)
         heard = ledger.issues_heard_not_sent()
-    finally:
-        ledger.close()
     return TrendReport(rows=rows, weeks=_weeks(config.state_dir, rows), heard_not_sent=heard)
 
 

@@ -29,9 +29,8 @@ def pull_events(state_dir: Path, environment: Environment) -> int | None:
     if not base:
         return None
     source = shown_url(base)
-    ledger = Ledger(ledger_path(state_dir))
     new = 0
-    try:
+    with Ledger(ledger_path(state_dir)) as ledger:
         after = ledger.remote_cursor(source)
         for _ in range(MAX_PAGES):
             page = fetch_from_serve(environment, f"{EVENTS_PATH}?after={after}&limit={PAGE}")
@@ -45,8 +44,6 @@ def pull_events(state_dir: Path, environment: Environment) -> int | None:
             after = following
             if not more:
                 break
-    finally:
-        ledger.close()
     return new
 
 

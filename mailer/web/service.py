@@ -362,11 +362,8 @@ async def _export_events(service: Service, request: Any, token: str) -> Any:
         path = ledger_path(service.state_dir)
         if not path.exists():
             return {"events": [], "next": int(after), "more": False}
-        ledger = Ledger(path)
-        try:
+        with Ledger(path) as ledger:
             rows, last = ledger.events_after(int(after), int(limit)), ledger.last_event()
-        finally:
-            ledger.close()
         # `last`: a copy that went further than this ledger ever did was of another ledger (restored, replaced).
         return {"events": [list(row[1:]) for row in rows], "next": rows[-1][0] if rows else int(after),
                 "more": len(rows) == int(limit), "last": last}

@@ -138,12 +138,9 @@ def test_the_confirmation_counts_whom_the_send_will_reach_and_says_who_is_left_o
     rows += ["R3@example.com,Again,,subscribed,", "gone@example.com,Gone,,unsubscribed,",
              "bounced@example.com,B,,subscribed,", "done@example.com,D,,subscribed,"]
     csv = write_subscribers(workspace, rows)
-    ledger = Ledger(state_dir / "ledger.sqlite3")
-    try:
+    with Ledger(state_dir / "ledger.sqlite3") as ledger:
         ledger.mark_sending("2020-12-13", [("done@example.com", "done@example.com")], "run:00001")
         ledger.mark("2020-12-13", ["done@example.com"], "accepted", message_id="m1")
-    finally:
-        ledger.close()
     with SuppressionList.open(state_dir) as stored:
         stored.replace([Suppression("bounced@example.com", BOUNCE, reason="550 5.1.1 no such user")])
     asked = run_cli("send", SAMPLE_ISSUE, "--subscribers", str(csv), "--live")
@@ -162,11 +159,8 @@ def record_complaints(state_dir: Path, issue: str, *, delivered: int, complaints
             for i in range(delivered)]
     rows += [(f"s{i}", issue, f"r{i}@example.com", "spamreport", "2026-12-06T09:00:00+00:00", None)
              for i in range(complaints)]
-    ledger = Ledger(state_dir / "ledger.sqlite3")
-    try:
+    with Ledger(state_dir / "ledger.sqlite3") as ledger:
         ledger.record_events(rows)
-    finally:
-        ledger.close()
 
 
 def test_a_complaint_rate_between_0_1_and_0_3_percent_is_a_warning_on_the_first_screen(
@@ -206,11 +200,8 @@ def test_status_tells_a_send_killed_between_its_batches_from_one_that_finished(w
     assert "is running" not in run_cli("status", SAMPLE_ISSUE).stdout  # it finished
     # As a send killed after a batch was accepted and before the next left leaves the ledger: no `sending`
     # row, no row for the readers it did not reach, and the run never marked as ended.
-    ledger = Ledger(state_dir / "ledger.sqlite3")
-    try:
+    with Ledger(state_dir / "ledger.sqlite3") as ledger:
         ledger.record_command("2020-12-13", "mailer send issues/2020-12-13.yaml --live --yes", str(workspace))
-    finally:
-        ledger.close()
     status = run_cli("status", SAMPLE_ISSUE).stdout
     assert "No send of 2020-12-13 is running: the last one stopped before it finished" in status
     assert "it was stopped between its batches" in status

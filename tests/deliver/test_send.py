@@ -21,8 +21,9 @@ from mailer.audience.subscribers import read_subscribers
 from mailer.compose.build import build_issue
 from mailer.deliver.backends.sendgrid import JSON_CONTENT_TYPE, SendGridBackend
 from mailer.deliver.ledger import Ledger, issue_lock, ledger_path
+from mailer.deliver.live import send_issue
+from mailer.deliver.options import SendOptions
 from mailer.deliver.retry import RetryPolicy
-from mailer.deliver.send import SendOptions, send_issue
 from mailer.environment import Environment
 from tests.conftest import (
     SAMPLE_ISSUE,
@@ -73,9 +74,8 @@ def test_dry_run_after_a_crash_shows_the_interrupted_batch_as_held_back(workspac
     from mailer.deliver.ledger import Ledger
 
     # What a run killed between request and answer leaves: rows committed `sending`.
-    ledger = Ledger(tmp_path / "state" / "ledger.sqlite3")
-    ledger.mark_sending("2020-12-13", [("ada.lovelace@example.com", "ada.lovelace@example.com")], "run:00001")
-    ledger.close()
+    with Ledger(tmp_path / "state" / "ledger.sqlite3") as ledger:
+        ledger.mark_sending("2020-12-13", [("ada.lovelace@example.com", "ada.lovelace@example.com")], "run:00001")
     result = run_cli("send", ISSUE, "--subscribers", "subscribers.example.csv")
     assert result.exit_code == 0, result.stderr
     # The live run will hold Ada back as uncertain: the dry run must say so, not promise to mail her.
@@ -343,8 +343,7 @@ def test_a_finished_record_of_another_shape_is_no_record(workspace: Path, sendgr
 
 
 def test_a_finished_record_holds_while_the_issues_rows_are_as_many_and_all_accepted(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
-    try:
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         ledger.queue("2020-12-13", [("a@example.com", "a@example.com")])
         ledger.mark("2020-12-13", ["a@example.com"], "accepted")
         ledger.record_finished("2020-12-13", "list-1", {"intended": 1})
@@ -356,21 +355,16 @@ def test_a_finished_record_holds_while_the_issues_rows_are_as_many_and_all_accep
         assert ledger.finished("2020-12-13", ("list-1",)) is None  # a row not accepted
         ledger.mark("2020-12-13", ["b@example.com"], "accepted")
         assert ledger.finished("2020-12-13", ("list-1",)) is None  # all accepted, but one row more than then
-    finally:
-        ledger.close()
 
 
 def test_the_ledger_keeps_each_address_as_sent_beside_its_key(tmp_path: Path) -> None:
     # Most keys are the address itself and are written once; the others keep both, in either write.
     pairs = [("ada@example.com", "Ada@Example.COM"), ("zoë@example.com", "zoë@example.com"),
              ("[1,2]@example.com", "[1,2]@example.com"), ("محمد@مثال.example", "محمد@مثال.example")]
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
-    try:
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         ledger.mark_sending("2020-12-13", pairs[:2], "run:00001")
         ledger.queue("2020-12-13", [("ada@example.com", "ADA@example.com"), *pairs[2:]])  # a row kept as it is
         ledger.mark_sending("2020-12-13", [("bob@example.com", "Bob@example.com")], "run:00002")
-    finally:
-        ledger.close()
     db = sqlite3.connect(tmp_path / "ledger.sqlite3")
     rows = db.execute("SELECT recipient, email, state FROM deliveries").fetchall()
     db.close()
@@ -510,11 +504,8 @@ def test_requests_go_where_and_as_the_sendgrid_library_would_post_them(workspace
         assert headers["User-Agent"] == library.request_headers["User-Agent"]
         assert headers["User-Agent"].startswith("sendgrid/") and headers["Content-Type"] == JSON_CONTENT_TYPE
         assert headers["Authorization"] == f"Bearer {API_KEY}" and headers["Accept"] == "application/json"
-    ledger = Ledger(ledger_path(tmp_path / "state"))
-    try:  # each batch's X-Message-Id, read from the answer's headers
+    with Ledger(ledger_path(tmp_path / "state")) as ledger:  # each batch's X-Message-Id, read from the answer's headers
         assert {row.message_id for row in ledger.rows(ledger.issues()[0], ["accepted"])} == {"msg-1", "msg-2"}
-    finally:
-        ledger.close()
 
 
 class EndlessAnswers:
@@ -596,11 +587,8 @@ def test_a_suppression_page_that_never_ends_stops_the_pull_with_a_message(worksp
 
 
 def read_ledger_rows(tmp_path: Path) -> list:
-    ledger = Ledger(ledger_path(tmp_path / "state"))
-    try:
+    with Ledger(ledger_path(tmp_path / "state")) as ledger:
         return ledger.rows(ledger.issues()[0], ["accepted", "failed"])
-    finally:
-        ledger.close()
 
 
 def test_throttling_and_server_errors_are_retried(workspace: Path, sendgrid: FakeSendGrid, tmp_path: Path) -> None:
@@ -819,8 +807,8 @@ def test_one_backend_sends_then_schedules_and_cancels(workspace: Path, sendgrid:
 def test_a_429_waits_until_sendgrids_rate_limit_reset(workspace: Path, sendgrid: FakeSendGrid) -> None:
     from mailer.deliver.backends import Recipient
     from mailer.deliver.backends.sendgrid import SendGridOptions
+    from mailer.deliver.batch import deliver
     from mailer.deliver.message import personalise
-    from mailer.deliver.send import deliver
 
     class RecordedWaits(threading.Event):
         """A stop event that records how long the sender would wait instead of waiting."""
@@ -910,7 +898,7 @@ def test_a_stopped_send_that_cannot_queue_the_readers_not_reached_says_so_and_co
     import resource
     import signal
 
-    from mailer.deliver.send import Progress
+    from mailer.deliver.progress import Progress
 
     sendgrid.default = "500"
     notes: list[str] = []
@@ -965,7 +953,7 @@ def test_addresses_sendgrid_refuses_fail_alone_and_the_rest_of_their_batch_is_se
 def test_ctrl_c_while_a_partly_refused_batch_is_on_the_wire_starts_no_new_request(workspace: Path,
                                                                                    sendgrid: FakeSendGrid,
                                                                                    tmp_path: Path) -> None:
-    from mailer.deliver.send import Interrupted
+    from mailer.deliver.progress import Interrupted
 
     sendgrid.refuse_addresses = {"reader00003@example.com"}
     config = config_of(workspace)
@@ -1002,7 +990,7 @@ def test_a_keyboard_interrupt_mid_send_queues_the_readers_not_reached(workspace:
     # A send writes each reader's row as it reaches them. Stopped by Ctrl-C (KeyboardInterrupt when
     # mailer is used as a library, or the CLI's second), the readers it did not reach are queued, so
     # that status counts them: also when the Ctrl-C lands in the send's own pass over the list.
-    from mailer.deliver.send import Interrupted, Progress
+    from mailer.deliver.progress import Interrupted, Progress
 
     def ctrl_c(count: int, outcome: str) -> None:
         raise KeyboardInterrupt
@@ -1300,7 +1288,7 @@ def test_rate_option_caps_messages_per_second(workspace: Path, sendgrid: FakeSen
 
 
 def test_rate_limiter_spaces_batches() -> None:
-    from mailer.deliver.send import RateLimiter
+    from mailer.deliver.rate import RateLimiter
 
     slept: list[float] = []
     limiter = RateLimiter(100.0, sleep=slept.append)
@@ -1553,7 +1541,7 @@ def test_a_list_file_changed_during_a_send_leaves_the_send_as_it_was_checked(
 
     approve(run_cli)
     monkeypatch.setattr(subscribers_module, "IN_MEMORY_BYTES", 0)
-    monkeypatch.setattr("mailer.deliver.send.PLAN_CHUNK", 1000)  # the list is read on as the batches go
+    monkeypatch.setattr("mailer.deliver.plan.PLAN_CHUNK", 1000)  # the list is read on as the batches go
     path = make_subscribers(workspace, 3000)
     mark = Ledger.mark
 

@@ -50,9 +50,8 @@ def event(kind: str, email: str, at: float, **fields: object) -> dict:
 
 
 def test_odd_events_are_counted_apart_never_a_traceback(state_dir: Path) -> None:
-    ledger = Ledger(ledger_path(state_dir))
-    ledger.queue("2020-12-13", [("ada@example.com", "ada@example.com")])
-    ledger.close()
+    with Ledger(ledger_path(state_dir)) as ledger:
+        ledger.queue("2020-12-13", [("ada@example.com", "ada@example.com")])
     now = time.time()
     items = [
         event("delivered", "ada@example.com", now - 3600),
@@ -68,11 +67,8 @@ def test_odd_events_are_counted_apart_never_a_traceback(state_dir: Path) -> None
     assert batch.skipped == 3
     record(state_dir, batch)
     record(state_dir, read_batch(items))  # the same batch again: nothing doubles
-    ledger = Ledger(ledger_path(state_dir))
-    try:
+    with Ledger(ledger_path(state_dir)) as ledger:
         figures = issue_figures(ledger, "2020-12-13", [Link(0, "https://a.example/", "A card", "News")])
-    finally:
-        ledger.close()
     assert figures.odd == {"click_without_url": 1, "future": 1, "unknown_readers": 1}
     assert figures.clicks_human_unique == 2 and figures.links[0].human_unique == 2  # Ada and the stranger
 
@@ -112,13 +108,10 @@ def test_a_ledger_written_before_the_report_is_upgraded_in_place(state_dir: Path
         PRAGMA user_version=3;
     """)
     old.close()
-    ledger = Ledger(path)
-    try:
+    with Ledger(path) as ledger:
         assert ledger.openers("2020-12-13") == (0, 0)
         assert list(ledger.clicks("2020-12-13")) == [("ada@example.com", "2026-12-01T10:00:00+00:00", None, None,
                                                      None, None)]
-    finally:
-        ledger.close()
     indexes = {row[1] for row in sqlite3.connect(path).execute("PRAGMA index_list(events)")}
     assert "events_by_kind" in indexes
 
@@ -210,17 +203,15 @@ def test_a_card_written_with_capitals_in_its_scheme_and_a_text_naming_a_longer_u
 
 
 def test_a_clicker_whose_only_open_was_a_machines_is_one_person_who_opened(state_dir: Path) -> None:
-    ledger = Ledger(ledger_path(state_dir))
-    ledger.queue("2020-12-13", [("ada@example.com", "ada@example.com"), ("alan@example.com", "alan@example.com")])
-    ledger.close()
+    with Ledger(ledger_path(state_dir)) as ledger:
+        ledger.queue("2020-12-13", [("ada@example.com", "ada@example.com"), ("alan@example.com", "alan@example.com")])
     now = time.time() - 3600
     record(state_dir, read_batch([
         event("delivered", "ada@example.com", now), event("delivered", "alan@example.com", now),
         event("open", "ada@example.com", now + 1, sg_machine_open=True),
         event("open", "alan@example.com", now + 1, sg_machine_open=True),
         event("click", "ada@example.com", now + 600, url="https://a.example/", useragent=BROWSER)]))
-    ledger = Ledger(ledger_path(state_dir))
-    try:
+    with Ledger(ledger_path(state_dir)) as ledger:
         figures = issue_figures(ledger, "2020-12-13", [Link(0, "https://a.example/", "A card", "News")])
         ledger.check_newsletter("2020-12-13", "The NLP Cypher <list.example.com>", claim=True)
         ledger.record_tracking("2020-12-13", "sendgrid", clicks=True, opens=None)
@@ -229,8 +220,6 @@ def test_a_clicker_whose_only_open_was_a_machines_is_one_person_who_opened(state
         time.sleep(0.002)  # (the times are to the millisecond: a second record must be able to differ)
         ledger.record_tracking("2020-12-13", "sendgrid", clicks=False, opens=None)  # a resumed send
         assert ledger.live_sends() == first and ledger.tracking("2020-12-13") == ("sendgrid", False, None)
-    finally:
-        ledger.close()
     assert (figures.opens_human, figures.opens_machine) == (1, 1)  # Ada read it; only Alan's open is a machine's
 
 
@@ -250,8 +239,7 @@ def test_a_remote_ledger_replaced_since_the_last_copy_is_copied_again_from_its_s
         return pages.get(after, {"events": [], "next": after, "more": False, "last": 1})
 
     monkeypatch.setattr(remote, "fetch_from_serve", answer)
-    ledger = Ledger(ledger_path(state_dir))
-    ledger.record_remote_events("https://serve.example.com", [], 5000)  # copied up to 5,000 before
-    ledger.close()
+    with Ledger(ledger_path(state_dir)) as ledger:
+        ledger.record_remote_events("https://serve.example.com", [], 5000)  # copied up to 5,000 before
     assert remote.pull_events(state_dir, Environment(serve_url="https://serve.example.com")) == 1
     assert asked == [5000, 0]

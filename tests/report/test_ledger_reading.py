@@ -12,8 +12,7 @@ KINDS = ("processed", "delivered", "deferred", "bounce", "open", "click", "spamr
 
 def test_the_reports_counts_are_the_rows_counted_by_hand(tmp_path: Path) -> None:
     chooser = random.Random(27)
-    ledger = Ledger(ledger_path(tmp_path))
-    try:
+    with Ledger(ledger_path(tmp_path)) as ledger:
         sent = [f"reader{n:03d}@example.com" for n in range(0, 300, 2)]  # half of those with events
         ledger.mark_sending("2020-12-13", [(key, key) for key in sent], "b1")
         ledger.mark("2020-12-13", sent, "accepted")
@@ -35,5 +34,3 @@ def test_the_reports_counts_are_the_rows_counted_by_hand(tmp_path: Path) -> None
         human = {row[2] for row in mine if row[3] == "open" and row[9] is None}
         assert ledger.openers("2020-12-13") == (len(human), len(readers["open"] - human))
         assert ledger.heard_of("2020-12-13") and not ledger.heard_of("2020-11-29")
-    finally:
-        ledger.close()

@@ -46,11 +46,8 @@ def post(service: Running, events: EventWebhook, body: bytes, **signing: int) ->
 
 
 def event_counts(state_dir: Path) -> dict[str, tuple[int, int]]:
-    ledger = Ledger(ledger_path(state_dir))
-    try:
+    with Ledger(ledger_path(state_dir)) as ledger:
         return ledger.event_counts("2020-12-13")
-    finally:
-        ledger.close()
 
 
 def test_signed_batches_are_recorded_once_and_bad_addresses_are_suppressed(
@@ -354,16 +351,13 @@ def test_a_ledger_from_before_version_5_keeps_its_events_once_each(tmp_path: Pat
                        "NULL, ?)",
                        [("e1", ALAN, "delivered", None, None, None), ("e2", ALAN, "open", None, None, 1),
                         ("e3", LI_LEI, "click", "https://example.com/", 3, None)])
-    ledger = Ledger(path)
-    try:
+    with Ledger(path) as ledger:
         assert ledger.event_counts("2020-12-13") == {"delivered": (1, 1), "open": (1, 1), "click": (1, 1)}
         assert list(ledger.clicks("2020-12-13")) == [(LI_LEI, "2026-12-01T08:00:00+00:00", "https://example.com/", 3,
                                                       None, None)]
         assert ledger.record_events([("e2", "2020-12-13", ALAN, "open", "2026-12-01T08:00:00+00:00", None)]) == 0
         assert ledger.record_events([("e4", "2020-12-13", ALAN, "open", "2026-12-01T09:00:00+00:00", None)]) == 1
         assert ledger.heard_among("2020-12-13", [ALAN, "nobody@example.com"]) == {ALAN}
-    finally:
-        ledger.close()
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (5,)
         assert sorted(name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'events' "

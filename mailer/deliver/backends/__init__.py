@@ -1,6 +1,6 @@
 """Delivery backends behind one small protocol: prepare a batch, then send it once.
 
-`send` raises one of the errors below so that the sender (mailer/deliver/send.py) can decide, in one
+`send` raises one of the errors below so that the sender (mailer/deliver/batch.py) can decide, in one
 place, what is retried, what is failed, and what is uncertain.
 """
 
