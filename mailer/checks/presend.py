@@ -13,7 +13,7 @@ from mailer.checks.dns import Resolver
 from mailer.checks.domain import Sending, check_authentication
 from mailer.checks.rows import FAIL, UNKNOWN, Row
 from mailer.errors import ExitStatus, MailerError
-from mailer.files import PRIVATE_FILE, private_folder, write_atomic
+from mailer.files import PRIVATE_FILE, private_folder, read_regular, tighten, write_atomic
 
 CACHE_NAME = "domain-check.json"
 CACHE_SECONDS = 24 * 3600
@@ -70,10 +70,17 @@ def _verdict(rows: list[Row], policy: str | None, blocked: bool) -> PreSendVerdi
                           unknown=any(row.status == UNKNOWN for row in rows), blocked=blocked, policy=policy)
 
 
+MAX_CACHE_BYTES = 1024 * 1024  # a day's verdicts of a few domains: kilobytes
+
+
 def _read_cache(path: Path) -> dict[str, dict]:
+    """The cached verdicts; nothing when the file is missing, too large, not JSON, or not a regular file (a
+    FIFO planted there would hang the send). An older release's 0644 file is made private as it is read."""
+    tighten(path)
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+        data = read_regular(path, MAX_CACHE_BYTES, follow=False)
+        entries = json.loads(data.decode("utf-8")) if len(data) <= MAX_CACHE_BYTES else {}
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return {}
     return entries if isinstance(entries, dict) else {}
 

@@ -90,3 +90,15 @@ def test_the_verdict_is_kept_for_a_day(tmp_path: Path) -> None:
     assert again.from_cache and again.policy == "quarantine" and not again.unknown
     later = check_before_send(sending, nothing, tmp_path, now=1000 + 25 * 3600)
     assert not later.from_cache and later.unknown
+
+
+def test_a_fifo_or_garbage_where_the_cache_was_is_no_cache_never_a_hang(tmp_path: Path) -> None:
+    import os
+
+    sending = Sending("example.com", return_path="em1234.example.com")
+    nothing = Resolver(parse_dns_server("127.0.0.1:9"), timeout=0.1)
+    os.mkfifo(tmp_path / CACHE_NAME)  # would wait for a writer for ever if opened as a file
+    assert check_before_send(sending, nothing, tmp_path, now=1000).unknown
+    (tmp_path / CACHE_NAME).unlink()
+    (tmp_path / CACHE_NAME).write_bytes(b"[" * 100_000)  # JSON nested past the parser's depth
+    assert check_before_send(sending, nothing, tmp_path, now=1000).unknown
