@@ -223,7 +223,7 @@ def find_workspace(start: Path) -> Path:
             return folder
     raise ConfigError(
         f"no {CONFIG_NAME} found in {start} or any folder above it\n"
-        f"    hint: run mailer inside a newsletter workspace, or create {CONFIG_NAME} (see the README)"
+        f"    hint: run mailer inside a newsletter workspace, or create {CONFIG_NAME} (see docs/settings.md)"
     )
 
 

@@ -28,7 +28,7 @@ def _variable(name: str, *, secret: bool = False) -> str:
 
 @dataclass(frozen=True)
 class Environment:
-    """The environment a command runs in, as mailer reads it (README: "Environment variables")."""
+    """The environment a command runs in, as mailer reads it (docs/settings.md: the environment variables)."""
 
     state_dir: str = _variable("MAILER_STATE_DIR")  # the ledger's, lists' and outbox's folder; "": .mailer/
     unsubscribe_secret: str = _variable("MAILER_UNSUBSCRIBE_SECRET", secret=True)

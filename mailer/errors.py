@@ -7,7 +7,7 @@ from enum import IntEnum
 
 
 class ExitStatus(IntEnum):
-    """Process exit codes; documented in the README's "Exit codes" table."""
+    """Process exit codes; documented in docs/errors.md's table."""
 
     OK = 0
     INPUT_ERROR = 1  # bad issue, config, layout or subscriber file: nothing was written or sent

@@ -608,7 +608,7 @@ def load_document(path: Path, schema: Record, *, file_label: str) -> Any:
     text, root = read_yaml(path, file_label)
     out = Collector(file_label, text)
     if root is None:
-        out.add(None, None, "the file is empty", hint="see the issue format in the README")
+        out.add(None, None, "the file is empty", hint="see docs/issue-format.md: one complete example")
         out.raise_if_any()
     value = schema.check(root, "", out)
     out.raise_if_any()

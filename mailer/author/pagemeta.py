@@ -97,7 +97,7 @@ class PageFetcher:
         self.max_bytes = max_bytes
         self.concurrency = concurrency
         # SSL_CERT_FILE and SSL_CERT_DIR from the environment, as curl reads them. Not HTTP(S)_PROXY: a
-        # proxy looks each name up again itself, where the guard cannot judge the address (README).
+        # proxy looks each name up again itself, where the guard cannot judge the address (docs/mailer-cards.md).
         self._tls = httpx.create_ssl_context(trust_env=True)
 
     def close(self) -> None:

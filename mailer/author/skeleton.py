@@ -74,7 +74,7 @@ def new_issue(issues_dir: Path, *, on: date, source: Path | None = None, config:
     if source is None:
         if not issues:
             raise InputError([Problem(display_path(issues_dir), "no issue to start from",
-                                      hint="write the first one by hand: the README's issue format is an example"),
+                                      hint="write the first one by hand: docs/issue-format.md is a complete example"),
                               *left_out])
         # The newsletter's own edition: a file named for its date alone (a translation is 2020-12-13-zh.yaml),
         # unless there is none.

@@ -543,7 +543,7 @@ def check_workspace(config: Config) -> CheckReport:
             "nothing here reads mail sent to it (neither MAILER_INBOUND_KEY nor MAILER_MAILBOX_URL is set)",
             config_label, hint="one-click unsubscribe (RFC 8058) needs only the https link; to offer the mailto: too, "
             "have it read: SendGrid's Inbound Parse into mailer serve, or an IMAP mailbox for `mailer suppressions "
-            "pull` (README \"Mail that comes back\")"))
+            "pull` (docs/mail-that-comes-back.md)"))
     for name, value in (("web_base_url", config.web_base_url), ("unsubscribe_url", config.unsubscribe_url)):
         if value and urlsplit(value).scheme != "https":
             report.findings.append(Finding("warning", "compliance", "compliance.not-https", f"{name} is not https",

@@ -52,7 +52,7 @@ def build(issue_files: tuple[Path, ...], build_all: bool, out_dir: Path | None, 
             from mailer.errors import ConfigError
 
             raise ConfigError(f"{config.issues_dir}: no issue files (*.yaml) to build\n"
-                              "    hint: write one first; the README's issue format is an example")
+                              "    hint: write one first; docs/issue-format.md is a complete example")
         _publish(issue_files, config, out_dir or config.workspace / "site", force=force)
     else:
         _write_builds(_build_every_file(issue_files, config), out_dir or config.build_dir, config)

@@ -35,7 +35,7 @@ Examples:
               help="Also check this subscribers CSV: invalid rows, duplicates, unsubscribed and suppressed addresses.")
 @click.option("--encoding", metavar="NAME", help="The CSV's encoding when it is not UTF-8 (e.g. cp1252).")
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text for people (grouped by severity, coloured on a terminal); json for CI (see the README).")
+              help="text for people (grouped by severity, coloured on a terminal); json for CI (docs/mailer-check.md).")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1 when there are any).")
 @click.option("--links", is_flag=True, help="Also check that every link answers (HEAD, then GET): needs the network.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
@@ -125,7 +125,7 @@ def run_check(paths: tuple[Path, ...], *, subscribers_path: Path | None, encodin
 
 
 def to_json(reports: list[CheckReport], *, strict: bool) -> dict[str, Any]:
-    """The documented, stable JSON shape (README: "mailer check --format json")."""
+    """The documented, stable JSON shape (docs/mailer-check.md: "--format json")."""
     return {
         "version": JSON_VERSION,
         "ok": not any(report.failed(strict=strict) for report in reports),

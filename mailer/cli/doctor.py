@@ -57,7 +57,7 @@ Exit codes: 0 nothing failed (warnings allowed), 1 a check failed, 3 something c
 @click.option("--timeout", type=click.FloatRange(min=0.1, max=60), default=3.0, show_default=True,
               help="Seconds to wait for each DNS answer.")
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: a table for people; json: the rows for a script (see the README).")
+              help="text: a table for people; json: the rows for a script (docs/mailer-doctor.md).")
 def doctor(eml_path: Path | None, trusted: tuple[str, ...], backend: str | None, selectors: tuple[str, ...],
            return_path: str | None, issue_path: Path | None, timeout: float, output: str) -> None:
     """Check the sending domain's SPF, DKIM, DMARC, MX and BIMI as Gmail, Yahoo and Microsoft do.

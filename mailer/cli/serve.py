@@ -12,7 +12,7 @@ Examples:
   mailer serve --host 0.0.0.0 --port 8080
 
 \b
-Sign-up (with a `signup:` section in mailer.yaml; README "Sign-up"):
+Sign-up (with a `signup:` section in mailer.yaml; docs/signup.md):
   GET/POST /subscribe        the form (double opt-in), or the same fields as JSON from your own site
   GET/POST /confirm/TOKEN    the emailed link: a page with a button; the button confirms
 
@@ -59,7 +59,7 @@ def serve(host: str, port: int) -> None:
         # The service times out slow clients itself (mailer.web.server), but it speaks plain HTTP:
         # readers' links are https, so TLS ends in front of it.
         click.secho(f"warning: listening on {host} without TLS: readers' links are https, so put a reverse proxy "
-                    "(or a load balancer) that ends TLS in front, as the README shows", fg="yellow", err=True)
+                    "(or a load balancer) that ends TLS in front, as docs/unsubscribes.md shows", fg="yellow", err=True)
     _log_to_stderr()
     server.run(app, listening)
 

@@ -116,7 +116,7 @@ def render_layout(name: str, *, config: Config, layout: str = DEFAULT_LAYOUT, **
         line = _template_line(err)
         raise RenderError(f"{_layout_label(config, line[0] if line else name)}"
                           f"{':' + str(line[1]) if line else ''}: {err.message}\n"
-                          "    hint: check the variable's spelling against the issue format in the README") from err
+                          "    hint: check the variable's spelling against docs/issue-format.md") from err
 
 
 def _template_line(err: Exception) -> tuple[str, int] | None:

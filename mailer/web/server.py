@@ -1,6 +1,6 @@
 """The production server under `mailer serve`: Hypercorn, with the limits that keep the service up.
 
-Why Hypercorn and not uvicorn (measured side by side on this service, README "Performance"): uvicorn
+Why Hypercorn and not uvicorn (measured side by side on this service, docs/performance.md): uvicorn
 has no timeout for reading a request's headers or body, and its only guard, `limit_concurrency`,
 counts open connections, so 100 idle sockets made every other reader's click a 503. Hypercorn closes
 a connection that has not finished its request's headers within `keep_alive_timeout` of opening (or

@@ -1,4 +1,4 @@
-"""`make bench`: speed and size figures for the README's performance section, printed as a table.
+"""`make bench`: speed and size figures for docs/performance.md, printed as a table.
 
 Targets are checked here, never in timed unit tests: a slow CI machine must not fail the suite.
 """

@@ -3,7 +3,7 @@
 `.venv/bin/python tests/bench/uncertain_after_kill.py` (about a minute): five live sends of 4,000 to a slow
 local SendGrid-like server, each killed at a random moment; then the same command again, the grace period
 made to pass, and `--resend-uncertain`. With events, the ones SendGrid accepted are fed to the same code the
-Event Webhook uses (mailer.deliver.events) before the rerun. The README's figure comes from this.
+Event Webhook uses (mailer.deliver.events) before the rerun. docs/performance.md's figure comes from this.
 """
 
 from __future__ import annotations
