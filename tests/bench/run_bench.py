@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "issues" / "2020-12-13.yaml"
@@ -211,36 +212,17 @@ def _report_process(workspace: Path, env: dict[str, str]) -> tuple[float, float,
     as for the sends: ru_maxrss would count the bench's own memory, which a vforked child starts from), CPU
     time (s, user + system, all its threads: wait4) and the JSON it printed."""
     import json
-    import os
     import tempfile
-    import threading
 
     command = [str(Path(sys.executable).parent / "mailer"), "report", "issues/2020-12-13.yaml", "--format", "json"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as errors:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=workspace, env=env, stdout=out, stderr=errors)
-        peak = 0
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, _tree_rss_kib(process.pid))
-                done.wait(0.02)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        done.set()
-        sampler.join()
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
+        wall, peak_kib, cpu, code = _measured(command, workspace, env, stdout=out, stderr=errors)
+        if code != 0:
             errors.seek(0)
-            raise SystemExit(f"mailer report exited {process.returncode}: {errors.read().decode()[-500:]}")
+            raise SystemExit(f"mailer report exited {code}: {errors.read().decode()[-500:]}")
         out.seek(0)
         figures = json.load(out)
-    return wall, peak / 1024, usage.ru_utime + usage.ru_stime, figures
+    return wall, peak_kib / 1024, cpu, figures
 
 
 def _report_events(readers: int, batch: int, size: int, links: list[str]) -> list[dict]:
@@ -533,12 +515,23 @@ def _send_process(args: list[str], workspace: Path, env: dict[str, str], *,
                   command: str = "send") -> tuple[float, float]:
     """Wall time (s) and peak memory (MiB) of one `mailer send` (or another `command`): the resident memory
     of the process and every process it starts (the worker processes), summed, sampled every 20 ms."""
-    import threading
 
     command_line = [str(Path(sys.executable).parent / "mailer"), command, *args]
+    wall, peak_kib, _, _ = _measured(command_line, workspace, env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+    return wall, peak_kib / 1024
+
+
+def _measured(command_line: list[str], workspace: Path, env: dict[str, str], *, stdout: Any,
+              stderr: Any) -> tuple[float, int, float, int]:
+    """One process: wall time (s), peak resident memory of it and every process it starts, summed and sampled
+    every 20 ms (KiB: ru_maxrss would count the bench's own memory, which a vforked child starts from), CPU
+    time (s, user + system, all its threads: wait4) and its exit code."""
+    import os
+    import threading
+
     start = time.perf_counter()
-    process = subprocess.Popen(command_line, cwd=workspace, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command_line, cwd=workspace, env=env, stdout=stdout, stderr=stderr)
     peak = 0
     done = threading.Event()
 
@@ -550,11 +543,12 @@ def _send_process(args: list[str], workspace: Path, env: dict[str, str], *,
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    process.wait()
+    _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     done.set()
     sampler.join()
-    return wall, peak / 1024
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return wall, peak, usage.ru_utime + usage.ru_stime, process.returncode
 
 
 def _tree_rss_kib(pid: int) -> int:
