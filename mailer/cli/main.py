@@ -15,8 +15,9 @@ from mailer.cli.doctor import doctor
 from mailer.cli.environment import read_environment
 from mailer.cli.preview import preview
 from mailer.cli.report import report
-from mailer.cli.send import cancel, send, status
+from mailer.cli.send import send
 from mailer.cli.serve import serve
+from mailer.cli.status import cancel, status
 from mailer.cli.subscribers import subscribers
 from mailer.cli.suppressions import suppressions
 from mailer.environment import Environment
