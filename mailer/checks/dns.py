@@ -29,7 +29,7 @@ class Answer:
 
     name: str
     rtype: str
-    status: str  # ok, nodata (the name exists, not this type), nxdomain, servfail, timeout, error
+    status: str  # ok, nodata (the name exists, not this type), nxdomain, servfail, timeout, error, cutoff
     records: tuple[str, ...] = ()  # TXT: its strings joined; MX: "10 mx.example.com"; A/AAAA: the address
     cnames: tuple[str, ...] = ()  # the aliases followed on the way, in order
     error: str = ""
@@ -45,6 +45,8 @@ class Answer:
             return f"the DNS server failed to answer for {self.name} {self.rtype} (SERVFAIL)"
         if self.status == "timeout":
             return f"no answer for {self.name} {self.rtype} in time (no network, or the DNS server is down)"
+        if self.status == "cutoff":
+            return f"{self.name} {self.rtype} not asked: {self.error}"
         return f"the lookup of {self.name} {self.rtype} failed: {self.error}"
 
 
@@ -87,10 +89,26 @@ class Resolver:
     _cache: dict[tuple[str, str], Answer] = field(default_factory=dict)
     _unanswered: int = 0
     _resolver: object | None = None
+    _cut_off: str = ""  # why this resolver's "no such name" means nothing (see check_reaches)
 
     @property
     def unreachable(self) -> bool:
-        return self._unanswered >= GIVE_UP_AFTER
+        return self._unanswered >= GIVE_UP_AFTER or bool(self._cut_off)
+
+    def check_reaches(self, domain: str) -> None:
+        """Tell a resolver cut off from the internet's DNS from a domain that does not exist.
+
+        A machine without a network may still have a resolver that answers every name with "no such name"
+        (NXDOMAIN) at once, as a sandbox's or a captive portal's stub does: every record would then read as
+        missing, and every check as failed. When the domain itself does not exist, its top-level domain is
+        asked (`com`): if that does not exist either, nothing this resolver says is an answer, and every
+        lookup after this is "not checked"."""
+        if self.lookup(domain, "SOA").status != "nxdomain":
+            return
+        top = domain.rstrip(".").rpartition(".")[2]
+        if top and self.lookup(top, "SOA").status == "nxdomain":
+            self._cut_off = (f"this machine's DNS says even the top-level domain {top} does not exist: it is cut "
+                             "off from the internet's DNS (no network?)")
 
     def _dnspython(self):  # noqa: ANN202 - dnspython's Resolver, imported only when a lookup is made
         if self._resolver is None:
@@ -121,6 +139,8 @@ class Resolver:
         import dns.name
         import dns.resolver
 
+        if self._cut_off:
+            return Answer(name, rtype, "cutoff", error=self._cut_off)
         if self.unreachable:
             return Answer(name, rtype, "timeout", error="not asked: the DNS server did not answer before")
         try:

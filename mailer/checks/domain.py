@@ -67,6 +67,7 @@ def aligned(one: str, other: str, *, strict: bool = False) -> bool:
 def check_domain(resolver: Resolver, sending: Sending) -> DomainFindings:
     """Every DNS check of the sending domain, in the order a receiver makes them."""
     found = DomainFindings()
+    resolver.check_reaches(sending.domain)
     check_spf(resolver, sending, found)
     check_dkim(resolver, sending, found)
     check_dmarc(resolver, sending, found)
@@ -79,6 +80,7 @@ def check_domain(resolver: Resolver, sending: Sending) -> DomainFindings:
 def check_authentication(resolver: Resolver, sending: Sending) -> DomainFindings:
     """SPF, DKIM and DMARC only: what decides whether receivers accept the mail (a live send's first screen)."""
     found = DomainFindings()
+    resolver.check_reaches(sending.domain)
     check_spf(resolver, sending, found)
     check_dkim(resolver, sending, found)
     check_dmarc(resolver, sending, found)

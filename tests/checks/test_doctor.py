@@ -244,3 +244,20 @@ def test_a_zone_read_through_the_cli_never_shows_terminal_escapes(workspace: Pat
         server.stop()
     assert result.returncode == 1 and "\x1b[2J" not in result.stdout and "\\x1b[2J" in result.stdout
     assert "p= is missing or not none, quarantine or reject" in " ".join(result.stdout.split())
+
+
+def test_a_resolver_that_says_nothing_exists_is_no_network_not_a_broken_domain(workspace: Path) -> None:
+    # A sandbox's or a captive portal's DNS: every name "does not exist" (NXDOMAIN), answered at once. Read as
+    # answers, every record would be missing and every check failed; the top-level domain tells.
+    rows = rows_of(workspace, Zone())
+    dns_rows = [row for row in rows.values() if row.get("group", "domain") == "domain"]
+    assert rows["spf.record"]["exit"] == 3
+    assert {row["status"] for row in dns_rows} <= {"unknown", "info"}, dns_rows
+    assert "even the top-level domain com does not exist" in rows["spf.record"]["detail"]
+
+
+def test_a_domain_that_does_not_exist_under_a_real_top_level_domain_fails(workspace: Path) -> None:
+    zone = Zone()
+    zone.txt("com", "v=a top-level domain that exists")  # the resolver knows the internet; the domain is missing
+    rows = rows_of(workspace, zone)
+    assert rows["spf.record"]["status"] == "fail" and rows["spf.record"]["exit"] == 1
