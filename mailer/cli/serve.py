@@ -52,9 +52,10 @@ def serve(host: str, port: int) -> None:
     server.raise_open_files_limit()
     public = {"unsubscribe": config.unsubscribe_url, "sign-up": config.signup.url if config.signup else None}
     click.echo(f"Serving {config.name} on http://{host}:{port}. Press Ctrl-C to stop.")
+    width = max((len(what) for what, _ in app.state.endpoints), default=0) + 1
     for what, path in app.state.endpoints:
         shown = f" (public address: {public[what]})" if public.get(what) else ""
-        click.echo(f"  {what + ':':13} http://{host}:{port}{path}{shown}")
+        click.echo(f"  {what + ':':{width}} http://{host}:{port}{path}{shown}")
     if host not in LOOPBACK_HOSTS:
         # The service times out slow clients itself (mailer.web.server), but it speaks plain HTTP:
         # readers' links are https, so TLS ends in front of it.

@@ -407,15 +407,19 @@ def test_the_start_line_names_each_endpoint_that_is_on(workspace: Path, state_di
     process = subprocess.Popen([sys.executable, "-m", "mailer", "serve", "--port", str(port)], cwd=workspace,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        lines = "".join(process.stdout.readline() for _ in range(4))
+        lines = "".join(process.stdout.readline() for _ in range(5))
     finally:
         process.terminate()
         _, err = process.communicate(timeout=10)
     assert "Traceback" not in err
-    assert f"unsubscribe:  http://127.0.0.1:{port}/unsubscribe" in lines
-    assert f"sign-up:      http://127.0.0.1:{port}/subscribe and /confirm/…" in lines
-    assert "(public address: https://newsletter.example.com/subscribe)" in lines
-    assert f"export:       http://127.0.0.1:{port}/export/suppressions" in lines
+    listed = {line.split(":", 1)[0].strip(): line for line in lines.splitlines()[1:]}
+    assert listed.keys() == {"unsubscribe", "sign-up", "export", "events export"}
+    assert f"http://127.0.0.1:{port}/unsubscribe" in listed["unsubscribe"]
+    assert f"http://127.0.0.1:{port}/subscribe and /confirm/…" in listed["sign-up"]
+    assert "(public address: https://newsletter.example.com/subscribe)" in listed["sign-up"]
+    assert f"http://127.0.0.1:{port}/export/suppressions" in listed["export"]
+    assert f"http://127.0.0.1:{port}/export/events" in listed["events export"]
+    assert len({line.index("http://") for line in listed.values()}) == 1  # the addresses in one column
 
 
 def test_signing_up_again_after_unsubscribing_lifts_the_readers_own_unsubscribe(signup_service,
