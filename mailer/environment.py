@@ -43,6 +43,11 @@ class Environment:
     dns: str = _variable("MAILER_DNS")  # HOST:PORT of the one DNS server to ask; "": the system's resolver
     # The name of the first proxy variable set (PROXY_VARIABLES), or "": a page fetch says why it used none.
     proxy_variable: str = ""
+    # Whether a person is there (httpie's Environment.stdin_isatty): a live send asks them to confirm only when
+    # its input is a terminal, and draws a progress bar only when its errors go to one. The CLI reads them with
+    # the variables; a test says what it plays (a terminal, or a log) without a pseudo-terminal.
+    stdin_is_terminal: bool = False
+    stderr_is_terminal: bool = False
 
     @classmethod
     def read(cls, environ: Mapping[str, str]) -> Environment:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,22 @@ def test_a_command_runs_with_the_environment_it_is_handed(workspace: Path, tmp_p
         main(["suppressions", "list"], environment=Environment(state_dir=str(elsewhere)))
     assert done.value.code == 0
     assert "handed-in" in capsys.readouterr().out  # not MAILER_STATE_DIR's folder, which isolated_env set
+
+
+@pytest.mark.parametrize(("answer", "sent"), [("y\n", True), ("n\n", False)])
+def test_a_live_send_asks_a_person_at_a_terminal_and_does_what_they_answer(
+        workspace: Path, sendgrid, run_cli, monkeypatch: pytest.MonkeyPatch, answer: str, sent: bool) -> None:
+    # A terminal, said through the Environment as the CLI reads it at its edge: no pseudo-terminal needed.
+    import io
+
+    from mailer.cli.main import main
+    from tests.conftest import SAMPLE_ISSUE, approve
+
+    approve(run_cli)
+    sendgrid.requests.clear()
+    at_a_terminal = dataclasses.replace(Environment.read(os.environ), stdin_is_terminal=True)
+    monkeypatch.setattr("sys.stdin", io.StringIO(answer))
+    with pytest.raises(SystemExit) as done:
+        main(["send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv", "--live"], environment=at_a_terminal)
+    assert done.value.code == (0 if sent else 2)
+    assert bool(sendgrid.requests) is sent

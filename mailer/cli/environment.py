@@ -18,7 +18,17 @@ if TYPE_CHECKING:
 
 def read_environment() -> Environment:
     """The process's environment as mailer reads it: the `mailer` group does this once per command."""
-    return Environment.read(os.environ)
+    import sys
+
+    return replace(Environment.read(os.environ), stdin_is_terminal=_is_terminal(sys.stdin),
+                   stderr_is_terminal=_is_terminal(sys.stderr))
+
+
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        return False
 
 
 def environment() -> Environment:

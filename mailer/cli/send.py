@@ -429,7 +429,7 @@ def _confirm(rendered: RenderedIssue, config: Config, planned: SendReport, subsc
         detail += ("\n  (the send pulls SendGrid's suppression list first: anyone who unsubscribed, bounced or "
                    "complained since is left out too)")
     click.echo(detail, err=True)
-    if not sys.stdin.isatty():
+    if not environment().stdin_is_terminal:
         raise UsageError(f"{what}? Not confirmed: no terminal to ask on\n    hint: pass --yes to confirm")
     if not click.confirm(what + "?", default=False):
         raise UsageError("Not sent.")
@@ -494,7 +494,7 @@ def _silence(stream: TextIO) -> None:
 def _progress() -> Progress:
     from mailer.deliver.progress import Progress
 
-    if not sys.stderr.isatty():
+    if not environment().stderr_is_terminal:
         # A log, not a screen: a line per hundred recipients (SMTP sends one at a time), and every
         # batch that was not accepted.
         done = Counter()

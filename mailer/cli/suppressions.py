@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,7 +107,7 @@ def run_pull() -> None:
                 if stored.pull_remote(env):
                     click.echo("Copied the remote mailer serve's unsubscribes and reports.")
             return
-    if sys.stderr.isatty():
+    if env.stderr_is_terminal:
         progress = PullProgress(
             on_page=lambda source, fetched: click.echo(f"\r  {PLURALS[source]}: {fetched}…", nl=False, err=True),
             on_retry=lambda message, delay: click.secho(f"\nnote: {message}; retrying in {delay:.1f} s",
@@ -119,7 +118,7 @@ def run_pull() -> None:
                                                         fg="yellow", err=True))
     with SuppressionList(path) as stored:
         pull = stored.pull(env, progress=progress)
-    if sys.stderr.isatty():
+    if env.stderr_is_terminal:
         click.echo("\r", nl=False, err=True)
     click.echo(f"Pulled SendGrid's suppression list at {pull.pulled_at}:")
     click.echo(_counts(pull))
