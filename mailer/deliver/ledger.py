@@ -535,12 +535,13 @@ class Ledger:
             "(SELECT 1 FROM deliveries AS d WHERE d.issue = e.issue) GROUP BY e.issue ORDER BY e.issue")
 
     def bounce_kinds(self, issue: str) -> tuple[int, int]:
-        """Readers whose message bounced for good (hard), and those only refused for now (soft: `blocked`)."""
+        """Readers whose message bounced for good (hard), and those only ever refused for now (soft: `blocked`;
+        a reader refused, then bounced for good, is a hard bounce only)."""
         rows = self._query(
-            "SELECT COUNT(DISTINCT CASE WHEN detail LIKE '%blocked' THEN NULL ELSE recipient END), "
-            "COUNT(DISTINCT CASE WHEN detail LIKE '%blocked' THEN recipient END) "
-            "FROM events WHERE issue=? AND event='bounce'", (issue,))
-        return rows[0][0] or 0, rows[0][1] or 0
+            "SELECT COALESCE(SUM(hard), 0), COALESCE(SUM(1 - hard), 0) FROM (SELECT MAX(detail IS NULL OR "
+            "detail NOT LIKE '%blocked') AS hard FROM events WHERE issue=? AND event='bounce' GROUP BY recipient)",
+            (issue,))
+        return rows[0][0], rows[0][1]
 
     def openers(self, issue: str) -> tuple[int, int]:
         """Readers with an open SendGrid did not flag as a machine's, and readers whose every open it did."""

@@ -243,3 +243,13 @@ def test_a_remote_ledger_replaced_since_the_last_copy_is_copied_again_from_its_s
         ledger.record_remote_events("https://serve.example.com", [], 5000)  # copied up to 5,000 before
     assert remote.pull_events(state_dir, Environment(serve_url="https://serve.example.com")) == 1
     assert asked == [5000, 0]
+
+
+def test_a_reader_refused_then_bounced_for_good_is_one_hard_bounce(state_dir: Path) -> None:
+    now = time.time() - 3600
+    record(state_dir, read_batch([
+        event("bounce", "ada@example.com", now, type="blocked", reason="452 mailbox full"),
+        event("bounce", "ada@example.com", now + 60, type="bounce", status="5.1.1", reason="550 no such user"),
+        event("bounce", "alan@example.com", now, type="blocked", reason="451 greylisted")]))
+    with Ledger(ledger_path(state_dir)) as ledger:
+        assert ledger.bounce_kinds("2020-12-13") == (1, 1)  # Ada hard only; Alan soft
