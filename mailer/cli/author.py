@@ -70,7 +70,7 @@ def new(on: object, source: Path | None) -> None:
 
 EPILOG_CARDS = """\b
 Examples:
-  mailer cards                        # the latest issue not sent yet: next week's, after mailer new
+  mailer cards                        # next week's issue (the latest to come), after mailer new
   mailer cards issues/2026-12-06.yaml
   mailer cards issues/2026-12-06.yaml --refresh   # fetch every page again, not from the cache
 """
@@ -84,7 +84,8 @@ Examples:
 def cards(issue_file: Path | None, refresh: bool, timeout: float) -> None:
     """Fill each card that has a url but no title, description or site from its page.
 
-    Without ISSUE_FILE: the latest issue in issues/ not sent yet (the one `mailer new` just wrote).
+    Without ISSUE_FILE: the latest issue in issues/ dated today or later and not sent (the one `mailer new`
+    just wrote).
 
     Reads each page's OpenGraph, Twitter card and JSON-LD metadata (with fallbacks), cleans the text
     and writes it into ISSUE_FILE, keeping every other line, comment and quote as it was. A field you
@@ -102,7 +103,7 @@ def cards(issue_file: Path | None, refresh: bool, timeout: float) -> None:
     config = workspace_config(issue_file.parent if issue_file else Path.cwd())
     if issue_file is None:
         issue_file = _latest_unsent(config)
-        click.echo(f"{display_path(issue_file)} (the latest issue not sent yet)")
+        click.echo(f"{display_path(issue_file)} (the latest issue still to come)")
     report = fill_cards(issue_file, cache=PageCache(config.state_dir / "pages"), refresh=refresh,
                         fetcher_factory=lambda: PageFetcher(timeout=timeout,
                                                             proxy_variable=environment().proxy_variable))
@@ -132,14 +133,16 @@ def cards(issue_file: Path | None, refresh: bool, timeout: float) -> None:
 
 
 def _latest_unsent(config: Config) -> Path:
-    """The issue file with the latest name (issues are named by their date) that no live send reached."""
+    """Next week's issue: the one with the latest name (issues are named by their date) dated today or later that no
+    live send reached. An issue of a past date is finished or forgotten, never the one being written."""
     from mailer.checks.drafts import sent_issues
     from mailer.errors import InputError, Problem
     from mailer.schema import display_path
 
-    sent = sent_issues(config)
-    unsent = [path for path in sorted(config.issues_dir.glob("*.yaml")) if path.stem not in sent]
-    if not unsent:
-        raise InputError([Problem(display_path(config.issues_dir), "every issue here was sent: no draft to fill",
-                                  hint="start next week's with `mailer new`, or name it: mailer cards ISSUE_FILE")])
-    return unsent[-1]
+    sent, today = sent_issues(config), date.today().isoformat()
+    coming = [path for path in sorted(config.issues_dir.glob("*.yaml"))
+              if path.stem not in sent and path.stem[:10] >= today]
+    if not coming:
+        raise InputError([Problem(display_path(config.issues_dir), "no issue still to come here: nothing to fill",
+                                  hint="start next week's with `mailer new`, or name one: mailer cards ISSUE_FILE")])
+    return coming[-1]

@@ -174,4 +174,10 @@ def test_cards_without_a_file_fills_the_draft_mailer_new_just_wrote(workspace: P
     assert written.exit_code == 0, written.stderr
     result = run_cli("cards")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith("issues/2026-12-20.yaml (the latest issue not sent yet)")
+    assert result.stdout.startswith("issues/2026-12-20.yaml (the latest issue still to come)")
+
+
+def test_cards_without_a_file_never_takes_a_finished_issue_of_a_past_date(workspace: Path, run_cli) -> None:
+    result = run_cli("cards")  # only the samples of 2020 here, never sent: nothing is still to come
+    assert result.exit_code == 1 and "no issue still to come" in result.stderr
+    assert "hint: start next week's with `mailer new`" in result.stderr
