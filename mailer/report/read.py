@@ -10,7 +10,8 @@ from typing import Any
 
 from mailer.audience.store import SubscriberStore
 from mailer.compose import placeholders
-from mailer.compose.build import RenderedIssue, build_issue, render_issue, web_values
+from mailer.compose.build import RenderedIssue, render_issue, web_values
+from mailer.compose.buildcache import build_issue_cached
 from mailer.config import Config
 from mailer.deliver.ledger import Ledger, ledger_path
 from mailer.deliver.options import SendOptions, issue_key, open_ledger
@@ -43,7 +44,7 @@ class TrendReport:
 
 def report_issue(config: Config, issue_path: Path) -> IssueReport:
     """The figures of the issue built from `issue_path`, as its readers' events tell them."""
-    rendered = build_issue(issue_path, config)
+    rendered = build_issue_cached(issue_path, config, config.state_dir / "builds")  # as the send built it
     key = issue_key(rendered.issue.slug, SendOptions())
     links, exact = _map(rendered, config)
     email_html = _with_local_images(_as_submitted(rendered.html, rendered, config), rendered, config)
@@ -130,7 +131,7 @@ def _links_of(config: Config, issue: str) -> list[Link] | None:
     if not path.is_file():
         return None
     try:
-        return _map(build_issue(path, config), config)[0]
+        return _map(build_issue_cached(path, config, config.state_dir / "builds"), config)[0]
     except MailerError:
         return None
 
