@@ -16,6 +16,7 @@ from mailer.config import Config
 from mailer.deliver.ledger import Ledger, ledger_path
 from mailer.deliver.options import SendOptions, issue_key, open_ledger
 from mailer.deliver.suppressions import SuppressionList, suppressions_path
+from mailer.files import read_regular
 from mailer.report.figures import IssueFigures, issue_figures, unsent_figures
 from mailer.report.links import Link, map_links
 from mailer.report.trend import TrendRow, WeekRow, trend, weeks
@@ -109,9 +110,11 @@ def _with_local_images(html: str, rendered: RenderedIssue, config: Config) -> st
     for image in rendered.local_images():
         if image.local_path is None or not image.relative_path:
             continue
-        try:
-            data = image.local_path.read_bytes() if image.local_path.stat().st_size <= MAX_EMBEDDED_IMAGE else None
+        try:  # read as every file of the issue is: a FIFO or a device planted there is no image, never a hang
+            data = read_regular(image.local_path, MAX_EMBEDDED_IMAGE)
         except OSError:
+            data = None
+        if data is not None and len(data) > MAX_EMBEDDED_IMAGE:
             data = None
         kind = mimetypes.guess_type(image.local_path.name)[0] or ""
         if data is None or not kind.startswith("image/"):
