@@ -101,7 +101,7 @@ def send(issue_file: Path, subscribers_path: Path | None, live: bool, test_to: s
     from mailer.deliver.options import SendOptions
     from mailer.deliver.plan import plan_send
 
-    config = _config(issue_file)
+    config = workspace_of(issue_file)
     scheduled = _read_send_at(send_at, config)
     when = scheduled.when if scheduled is not None else None
     options = SendOptions.from_raw_args(config, live=live, test_to=test_to, backend=backend, send_at=when,
@@ -160,11 +160,11 @@ def _backend(name: str, *, live: bool):
 
 
 def load_issue(issue_file: Path) -> tuple[Config, RenderedIssue]:
-    config = _config(issue_file)
+    config = workspace_of(issue_file)
     return config, _build(issue_file, config)
 
 
-def _config(issue_file: Path) -> Config:
+def workspace_of(issue_file: Path) -> Config:
     from mailer.cli.environment import reading_mail, workspace_config
 
     return reading_mail(workspace_config(issue_file.parent))

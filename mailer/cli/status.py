@@ -8,12 +8,16 @@ from __future__ import annotations
 import shlex
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mailer.cli.commandline import command_line
 from mailer.cli.environment import environment
-from mailer.cli.send import counts_table, load_issue
+from mailer.cli.send import counts_table, load_issue, workspace_of
+
+if TYPE_CHECKING:
+    from mailer.config import Config
 
 STATUS_ROWS = 20  # reasons (state and error) listed before "… and N more"
 
@@ -55,12 +59,12 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
 
     from mailer.deliver.events import COMPLAINT_WARN_RATE, engagement
     from mailer.deliver.ledger import FAILED, QUEUED, SENDING, UNCERTAIN, ledger_path, send_running
-    from mailer.deliver.options import SendOptions, ledger_key, open_ledger
+    from mailer.deliver.options import SendOptions, issue_key, open_ledger
     from mailer.schema import display_path
 
-    config, rendered = load_issue(issue_file)
+    config, slug = _issue_of(issue_file)
     path = ledger_path(config.state_dir)
-    key = ledger_key(rendered, SendOptions(sandbox=sandbox))
+    key = issue_key(slug, SendOptions(sandbox=sandbox))
     if not path.exists():
         if output == "json":
             click.echo(json.dumps({"issue": key, "sent": False}))
@@ -158,8 +162,19 @@ def run_cancel(issue_file: Path) -> None:
     def told(at: str, cancelled: int) -> None:
         click.echo(f"Cancelled the send scheduled for {at}: {cancelled} recipient(s) will not receive it.")
 
-    config, rendered = load_issue(issue_file)
+    config, slug = _issue_of(issue_file)
     env = environment()
-    cancel_schedules(config, rendered.issue.slug,
+    cancel_schedules(config, slug,
                      lambda: SendGridBackend(key=api_key(env.sendgrid_api_key), host=api_host(env.sendgrid_api_host)),
                      status_command=f"mailer status {issue_file}", on_cancelled=told)
+
+
+def _issue_of(issue_file: Path) -> tuple[Config, str]:
+    """The workspace's settings and the issue's name in the ledger. The file is not built: what was sent, and a
+    send scheduled, must show and be cancellable even when the file no longer builds (an edit under way). A file
+    that is not there gets the build's own error, naming it."""
+    from mailer.files import issue_slug
+
+    if not issue_file.is_file():
+        load_issue(issue_file)  # raises, with the usual words
+    return workspace_of(issue_file), issue_slug(issue_file)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,19 @@ def test_a_dry_run_read_by_a_pipe_that_closes_still_exits_0(workspace: Path, tmp
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert (tmp_path / "state" / "outbox" / "2020-12-13" / "manifest.jsonl").is_file()
+
+
+def test_status_and_cancel_answer_for_an_issue_whose_file_no_longer_builds(workspace: Path, sendgrid, run_cli) -> None:
+    from tests.conftest import SAMPLE_ISSUE, approve
+
+    approve(run_cli)
+    assert run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv", "--live", "--yes").exit_code == 0
+    issue = workspace / SAMPLE_ISSUE
+    issue.write_text(issue.read_text(encoding="utf-8") + "\nsections: [unfinished\n", encoding="utf-8")
+    status = run_cli("status", SAMPLE_ISSUE)
+    assert status.exit_code == 0, status.stderr
+    assert re.search(r"accepted\s+18\b", status.stdout)  # what was sent shows while the file is being edited
+    cancelled = run_cli("cancel", SAMPLE_ISSUE)
+    assert cancelled.exit_code == 3 and "no scheduled send to cancel" in cancelled.stderr
+    missing = run_cli("status", "issues/2020-12-31.yaml")
+    assert missing.exit_code == 1 and "issues/2020-12-31.yaml" in missing.stderr
