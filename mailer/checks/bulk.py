@@ -90,7 +90,7 @@ def one_click_row(config: Config, headers: Mapping[str, str] | None, issue_label
 
 def complaints_row(state_dir: Path) -> Row:
     """The last issue's spam-complaint rate, from SendGrid's events recorded in the ledger."""
-    from mailer.deliver.events import COMPLAINT_STOP_RATE, COMPLAINT_WARN_RATE, engagement
+    from mailer.deliver import events
     from mailer.deliver.ledger import Ledger, ledger_path
 
     title = "Spam complaints under 0.3 %"
@@ -102,16 +102,17 @@ def complaints_row(state_dir: Path) -> Row:
         return none
     with Ledger(path) as ledger:
         last = ledger.last_issue_with_events(besides="")
-        seen = engagement(ledger, last) if last else None
+        seen = events.engagement(ledger, last) if last else None
     rate = seen.complaint_rate if seen else None
     if seen is None or rate is None:
         return none
     detail = f"{rate:.2%} for {last} ({seen.complaints} of {seen.delivered} delivered)"
-    if rate > COMPLAINT_STOP_RATE:
+    level = events.complaint_level(rate)
+    if level == events.OVER:
         return Row("bulk.complaints", title, FAIL, detail, "above 0.3 % Gmail and Yahoo refuse mail: send only to "
                    "readers who opted in, and make the unsubscribe link easy to find", group="bulk",
                    providers=providers)
-    if rate > COMPLAINT_WARN_RATE:
+    if level == events.WARN:
         return Row("bulk.complaints", title, WARN, detail, "keep it under 0.1 %: Gmail's advice", group="bulk",
                    providers=providers)
     return Row("bulk.complaints", title, PASS, detail, group="bulk", providers=providers)

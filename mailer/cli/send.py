@@ -397,14 +397,14 @@ def _say_what_force_let_through(checks: str | None, approval: str | None, *, gat
 def _check_complaints(config: Config, rendered: RenderedIssue, options: SendOptions, issue_file: Path) -> None:
     """The last issue's spam complaints, on the first screen: a warning from 0.1 %, a refusal above 0.3 %."""
     from mailer.deliver.complaints import check_complaints, complaint_standing
-    from mailer.deliver.events import COMPLAINT_STOP_RATE, COMPLAINT_WARN_RATE
+    from mailer.deliver.events import OK, OVER, complaint_level
     from mailer.deliver.options import ledger_key
 
     standing = complaint_standing(config, ledger_key(rendered, options))
     check_complaints(standing, options)
-    if standing is None or standing.rate < COMPLAINT_WARN_RATE:
+    if standing is None or complaint_level(standing.rate) == OK:
         return
-    over = standing.rate > COMPLAINT_STOP_RATE
+    over = complaint_level(standing.rate) == OVER
     click.secho(f"warning: {standing.describe()}: Gmail and Yahoo ask for under 0.1 %, and start refusing a "
                 "sender's mail above 0.3 %" + (" (sending anyway: --despite-complaints)" if over else
                                                  "; this send goes, and the next refuses above 0.3 %"),

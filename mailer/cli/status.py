@@ -57,7 +57,7 @@ def cancel(issue_file: Path) -> None:
 def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_state: str | None = None) -> None:
     import json
 
-    from mailer.deliver.events import COMPLAINT_WARN_RATE, engagement
+    from mailer.deliver.events import OK, complaint_level, engagement
     from mailer.deliver.ledger import FAILED, QUEUED, SENDING, UNCERTAIN, ledger_path, send_running
     from mailer.deliver.options import SendOptions, issue_key, open_ledger
     from mailer.schema import display_path
@@ -140,7 +140,7 @@ def run_status(issue_file: Path, *, sandbox: bool, output: str = "text", list_st
                              ("unique opens", events.unique_opens), ("unique clicks", events.unique_clicks)]))
     click.echo("  opens are unreliable: Apple Mail's privacy protection opens every image, and many "
                "clients block them")
-    if rate is not None and rate >= COMPLAINT_WARN_RATE:
+    if complaint_level(rate) not in (None, OK):
         click.secho(f"warning: {rate:.2%} of delivered readers reported this issue as spam (Gmail and Yahoo ask "
                     "for under 0.1 %, and a live send refuses above 0.3 %)", fg="yellow", err=True)
 

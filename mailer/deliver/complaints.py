@@ -57,9 +57,9 @@ def complaint_standing(config: Config, key: str) -> ComplaintStanding | None:
 
 def check_complaints(standing: ComplaintStanding | None, options: SendOptions) -> None:
     """Raise ComplaintsError while the last issue's complaint rate is over 0.3 %, unless --despite-complaints."""
-    from mailer.deliver.events import COMPLAINT_STOP_RATE
+    from mailer.deliver.events import OVER, complaint_level
 
-    if standing is None or standing.rate <= COMPLAINT_STOP_RATE or options.despite_complaints:
+    if standing is None or complaint_level(standing.rate) != OVER or options.despite_complaints:
         return
     raise ComplaintsError(
         f"{standing.describe()}; above 0.3 % Gmail and Yahoo start refusing a sender's mail. Nothing was sent.\n"

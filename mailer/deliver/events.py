@@ -219,6 +219,15 @@ def _when(timestamp: Any) -> str:
 # Gmail's and Yahoo's bulk-sender rules: keep spam complaints under 0.1 %, never reach 0.3 %.
 COMPLAINT_WARN_RATE = 0.001
 COMPLAINT_STOP_RATE = 0.003
+OK, WARN, OVER = "ok", "warn", "over"
+
+
+def complaint_level(rate: float | None) -> str | None:
+    """How a complaint rate stands, as every command judges it: a warning from 0.1 %, over the limit past 0.3 %
+    (where a live send refuses); None for no rate (nothing delivered)."""
+    if rate is None:
+        return None
+    return OVER if rate > COMPLAINT_STOP_RATE else WARN if rate >= COMPLAINT_WARN_RATE else OK
 
 
 @dataclass(frozen=True)

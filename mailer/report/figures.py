@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mailer.compose import placeholders
-from mailer.deliver.events import COMPLAINT_STOP_RATE, COMPLAINT_WARN_RATE
+from mailer.deliver.events import complaint_level
 from mailer.deliver.ledger import ACCEPTED, UNCERTAIN, Ledger
 from mailer.report.links import Link
 from mailer.report.scanners import RULES, Click, scanner_rules
@@ -77,11 +77,7 @@ class IssueFigures:
 
     @property
     def complaint_level(self) -> str:
-        rate = self.complaint_rate
-        if rate is None:
-            return "unknown"
-        # As mailer status and the send's guard judge it: a warning from 0.1 %, a refusal over 0.3 %.
-        return "over" if rate > COMPLAINT_STOP_RATE else "warn" if rate >= COMPLAINT_WARN_RATE else "ok"
+        return complaint_level(self.complaint_rate) or "unknown"
 
     def rate(self, count: int) -> float | None:
         return count / self.delivered if self.delivered else None
