@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from mailer.schema import (
     check_http_url,
     check_lang,
     load_document,
+    suggestion,
 )
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
@@ -365,10 +365,9 @@ class LayoutName(Type):
             out.add(node, path, f"{text!r} is not a layout name", hint="the name of a folder in layouts/")
             return MISSING
         if text not in self.known:
-            close = difflib.get_close_matches(text, self.known, n=1, cutoff=0.6)
+            close = suggestion(text, self.known, None)
             out.add(node, path, f"unknown layout {text!r}: the layouts are " + ", ".join(self.known),
-                    hint=(f"did you mean '{close[0]}'? " if close else "")
-                    + "a layout is a folder of layouts/ holding its own email.mjml.j2")
+                    hint=f"{close} a layout is a folder of layouts/ holding its own email.mjml.j2".lstrip())
             return MISSING
         return text
 
