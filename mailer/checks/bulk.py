@@ -14,9 +14,9 @@ from pathlib import Path
 from mailer.checks.domain import DomainFindings
 from mailer.checks.rows import FAIL, INFO, PASS, UNKNOWN, WARN, Row
 from mailer.config import Config
+from mailer.deliver.message import ONE_CLICK_POST as ONE_CLICK
 
 ALL = ("Gmail", "Yahoo", "Microsoft")
-ONE_CLICK = "List-Unsubscribe=One-Click"
 _DATED = re.compile(r"^\d{4}-\d{2}-\d{2}\.yaml$")
 
 

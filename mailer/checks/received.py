@@ -17,6 +17,8 @@ from pathlib import Path
 from mailer.checks.dns import Resolver, shown
 from mailer.checks.domain import aligned
 from mailer.checks.rows import FAIL, INFO, PASS, UNKNOWN, WARN, DoctorReport, Row
+from mailer.deliver.message import GMAIL_CLIP_BYTES
+from mailer.deliver.message import ONE_CLICK_POST as ONE_CLICK
 from mailer.errors import MailerError
 from mailer.files import read_regular
 from mailer.schema import display_path
@@ -24,10 +26,8 @@ from mailer.schema import display_path
 # A newsletter as received is well under a megabyte; Gmail takes messages up to 25 MB and SendGrid requests up to
 # 30 MB. Past that the file is not a test send, and it is not read into memory to find out.
 MAX_EML_BYTES = 30 * 1024 * 1024
-GMAIL_CLIP_BYTES = 102 * 1024
 SPAMASSASSIN_SECONDS = 120
 MOST_SIGNATURES = 5
-ONE_CLICK = "List-Unsubscribe=One-Click"
 _COMMENT = re.compile(r"\([^()]*\)")
 
 

@@ -173,7 +173,7 @@ class Personaliser:
         # unsubscribe, required by Gmail and Yahoo for bulk senders since 2024: the https link (and a mailto:
         # where mail to it is read), and the List-Unsubscribe-Post header.
         self.shared_headers = ({"List-Id": self.list_id} if self.managed_tag is not None else
-                               {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click", "List-Id": self.list_id})
+                               {"List-Unsubscribe-Post": ONE_CLICK_POST, "List-Id": self.list_id})
 
     def unsubscribe(self, key: str) -> tuple[str, str, str]:
         """The unsubscribe link of the reader keyed `key`, their List-Unsubscribe header and their opaque id.
@@ -266,6 +266,8 @@ def body_part(body: str, subtype: str, policy: Policy) -> EmailMessage:
 # Gmail hides everything after about 102 KB of the HTML part behind "[Message clipped]", the footer and
 # its unsubscribe link included (https://support.google.com/mail/thread/15186435).
 GMAIL_CLIP_BYTES = 102 * 1024
+# RFC 8058: what List-Unsubscribe-Post says, so that a mail client may unsubscribe with one POST.
+ONE_CLICK_POST = "List-Unsubscribe=One-Click"
 
 
 @dataclass(frozen=True)
