@@ -10,8 +10,9 @@ mailer.deliver.inbound; this module reads the form and answers.
 SendGrid retries every post it gets no 2xx for, for three days: any well-formed post is answered 200,
 a mail that does nothing included (the answer and the log line say what was done, in counts).
 Bodies are bounded (MAX_INBOUND_BYTES: SendGrid's 30 MB and the form around it) and must arrive whole
-within INBOUND_BODY_SECONDS, and at most MAX_AT_ONCE posts are read and parsed at a time: each costs
-a few times its size in memory while it is parsed.
+within INBOUND_BODY_SECONDS. At most MAX_READING posts are read at a time (a post held in memory), and at most
+MAX_AT_ONCE parsed (each costs a few times its size while it is parsed): a client that sends its body a byte at
+a time holds a reading place, never the parsing, so two slow ones no longer hold up every other post.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ INBOUND_PATH = "/webhooks/sendgrid-inbound/"
 MAX_INBOUND_BYTES = MAX_MESSAGE_BYTES + 1024 * 1024  # the message, and the fields SendGrid adds around it
 INBOUND_BODY_SECONDS = 60  # 33 MB at half a megabyte a second
 MAX_AT_ONCE = 2
+MAX_READING = 8  # 8 × MAX_INBOUND_BYTES at worst in memory; SendGrid's posts are a few KB
 _KEY_CHARS = re.compile(r"[A-Za-z0-9_-]{32,200}")
 
 
@@ -67,6 +69,7 @@ class InboundParse:
         self.key = key.encode()
         self.newsletter = newsletter
         self._at_once = asyncio.Semaphore(MAX_AT_ONCE)
+        self._reading = asyncio.Semaphore(MAX_READING)
 
     def knows(self, given: str) -> bool:
         return hmac.compare_digest(given.encode("utf-8", "replace"), self.key)
@@ -79,11 +82,11 @@ class InboundParse:
         kind, _ = media_type(request.headers.get("content-type", ""))
         if kind != "multipart/form-data":
             return PlainTextResponse("not an Inbound Parse post (multipart/form-data)", status_code=415)
-        async with self._at_once:
+        async with self._reading:
             body = await read_body(request, limit=MAX_INBOUND_BYTES, seconds=INBOUND_BODY_SECONDS)
-            if not isinstance(body, bytes):
-                return PlainTextResponse("too slow" if body.value == 408 else "too large" if body.value == 413
-                                         else "cut short", status_code=body.value, headers={"Connection": "close"})
+        if not isinstance(body, bytes):
+            return PlainTextResponse(body.words, status_code=body.value, headers={"Connection": "close"})
+        async with self._at_once:
             form = await run_in_threadpool(read_form, body, request.headers.get("content-type", ""))
             if form is None:
                 return PlainTextResponse("not a form that can be read", status_code=400)

@@ -310,8 +310,7 @@ async def _webhook(service: Service, request: Any) -> Any:
         return PlainTextResponse("stale timestamp", status_code=403)
     body = await _read_body(request, limit=MAX_WEBHOOK_BYTES, seconds=WEBHOOK_BODY_SECONDS)
     if isinstance(body, Refused):  # SendGrid retries a batch that was not taken
-        return PlainTextResponse("too slow" if body is Refused.TOO_SLOW else "too large", status_code=body.value,
-                                 headers={"Connection": "close"})
+        return PlainTextResponse(body.words, status_code=body.value, headers={"Connection": "close"})
     if not _signed(service, body, signature, timestamp):
         return PlainTextResponse("bad signature", status_code=403)
     try:
@@ -441,6 +440,11 @@ class Refused(enum.Enum):
     TOO_LARGE = 413
     TOO_SLOW = 408
     GONE = 400  # the client hung up mid-body: likely nobody is left to read the answer
+
+    @property
+    def words(self) -> str:
+        """The plain-text answer a webhook's sender is given (SendGrid retries it)."""
+        return {Refused.TOO_LARGE: "too large", Refused.TOO_SLOW: "too slow", Refused.GONE: "cut short"}[self]
 
 
 async def _read_body(request: Any, *, limit: int = MAX_BODY_BYTES,

@@ -169,3 +169,25 @@ def test_the_charsets_field_is_honoured(service: Running) -> None:
     assert "unsubscribe".encode("utf-16-le") in body  # the subject field really is UTF-16
     status, _, text = service.request("POST", INBOUND, body, {"Content-Type": content_type})
     assert status == 200 and json.loads(text)["unsubscribed"] == 1
+
+
+def test_clients_that_send_their_body_slowly_never_hold_up_the_other_posts(service: Running) -> None:
+    import socket
+
+    body, content_type = parse_post(unsubscribe_mail(f"unsubscribe {token_for(ADA)}"), send_raw=False)
+    stalled = []
+    for _ in range(3):  # more than the posts parsed at once (2), which used to be held while their bodies came
+        connection = socket.create_connection(("127.0.0.1", service.port), timeout=30)
+        connection.sendall(f"POST {INBOUND} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+                           f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:100])
+        stalled.append(connection)
+    try:
+        status, _, text = service.request("POST", INBOUND, body, {"Content-Type": content_type})
+        assert status == 200 and json.loads(text)["unsubscribed"] == 1
+        for connection in stalled:  # answered while the slow ones were still sending
+            connection.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                connection.recv(1)
+    finally:
+        for connection in stalled:
+            connection.close()
