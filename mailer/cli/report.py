@@ -46,6 +46,8 @@ def report(issue_file: Path | None, output: str, html_path: Path | None, open_pa
     from mailer.report.read import report_issue, report_trend
     from mailer.report.remote import pull_events
 
+    if html_path is not None:
+        _check_page_path(html_path)  # before the work: a wrong path costs nothing
     config = workspace_config(issue_file.parent if issue_file else Path.cwd())
     try:
         pulled = pull_events(config.state_dir, environment())
@@ -229,3 +231,34 @@ def _cell(text: str) -> str:
     from mailer.audience.roster import as_cell
 
     return as_cell(text)
+
+
+PAGE_MARK = b'<meta name="generator" content="mailer report">'
+
+
+def _check_page_path(path: Path) -> None:
+    """Refuse to write the page over anything but an earlier page of mailer report: never a device, a pipe, a
+    link, or a file of the editor's (the page is written whole and renamed into place, which would replace it)."""
+    import os
+    import stat
+
+    from mailer.files import read_regular
+
+    if not path.name:
+        raise click.BadParameter("give the page a file name, e.g. --html report.html", param_hint="--html")
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise click.BadParameter(f"{path}: {err.strerror}", param_hint="--html") from None
+    if not stat.S_ISREG(found.st_mode):
+        raise click.BadParameter(f"{path} exists and is not a plain file (a link, a device, a pipe or a folder): "
+                                 "mailer writes its page only as a file of its own", param_hint="--html")
+    try:
+        ours = PAGE_MARK in read_regular(path, 4096, follow=False)
+    except OSError:
+        ours = False
+    if not ours:
+        raise click.BadParameter(f"{path} exists and is not a page mailer report wrote: it is left as it is; "
+                                 "give another name, or remove it first", param_hint="--html")

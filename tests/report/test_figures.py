@@ -253,3 +253,20 @@ def test_a_reader_refused_then_bounced_for_good_is_one_hard_bounce(state_dir: Pa
         event("bounce", "alan@example.com", now, type="blocked", reason="451 greylisted")]))
     with Ledger(ledger_path(state_dir)) as ledger:
         assert ledger.bounce_kinds("2020-12-13") == (1, 1)  # Ada hard only; Alan soft
+
+
+def test_the_page_is_written_only_over_a_page_of_its_own(workspace: Path, run_cli, tmp_path: Path) -> None:
+    import os
+
+    mine = tmp_path / "notes.html"
+    mine.write_text("the editor's own notes", encoding="utf-8")
+    os.mkfifo(tmp_path / "pipe.html")
+    (tmp_path / "link.html").symlink_to(mine)
+    for taken in (mine, tmp_path / "pipe.html", tmp_path / "link.html"):
+        refused = run_cli("report", SAMPLE_ISSUE, "--html", str(taken))
+        assert refused.exit_code == 2 and "--html" in refused.stderr, taken
+    assert mine.read_text(encoding="utf-8") == "the editor's own notes"
+    assert (tmp_path / "link.html").is_symlink()
+    page = tmp_path / "report.html"
+    for _ in range(2):  # a page it wrote before is its own to replace
+        assert run_cli("report", SAMPLE_ISSUE, "--html", str(page)).exit_code == 0
