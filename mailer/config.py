@@ -153,7 +153,7 @@ def _check_time_zone(text: str) -> str | None:
     try:
         zoneinfo.ZoneInfo(text)
         return None
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tz folder ("Europe"), a long name
         hint = suggestion(text, zone_names(), None)
         return (f"must be a time zone from the tz database, like Europe/Berlin or America/New_York, not {text!r}"
                 + (f" ({hint})" if hint else ""))

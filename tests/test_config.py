@@ -78,3 +78,16 @@ def test_without_unsubscribe_url_the_form_needs_its_own_address(tmp_path: Path) 
 def test_a_signup_url_without_a_path_is_the_hosts_subscribe_page(tmp_path: Path, url: str) -> None:
     signup = load_config(settings(tmp_path, GOOD + f"  url: {url}\n")).signup
     assert signup.url == "https://join.example.com/subscribe"
+
+
+@pytest.mark.parametrize("zone", ["Europe", "A" * 3000])
+def test_a_time_zone_that_is_a_tz_folder_or_too_long_is_refused_with_its_line(workspace, zone: str) -> None:
+    from mailer.config import load_config
+    from mailer.errors import MailerError
+
+    settings = workspace / "mailer.yaml"
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text("\n".join(f"time_zone: {zone}" if line.startswith("time_zone:") else line
+                                  for line in text.splitlines()) + "\n", encoding="utf-8")
+    with pytest.raises(MailerError, match=r"mailer\.yaml:\d+:\d+: time_zone: must be a time zone"):
+        load_config(workspace)

@@ -199,10 +199,13 @@ def _complaint_words(figures) -> str:  # noqa: ANN001 - IssueFigures
 
 
 def _plain(text: str) -> str:
-    """Text for rich: its markup brackets escaped (a card title may hold "[PDF]")."""
+    """Text for rich: its markup brackets escaped (a card title may hold "[PDF]"), and control characters shown
+    as escapes (an issue key from another machine's events may hold a terminal escape)."""
     from rich.markup import escape
 
-    return escape(text)
+    from mailer.addresses import printable
+
+    return escape(printable(text))
 
 
 def _issue_csv(figures) -> str:  # noqa: ANN001 - IssueFigures

@@ -179,8 +179,10 @@ def _build(issue_file: Path, config: Config) -> RenderedIssue:
 
 def _read_send_at(send_at: str | None, config: Config) -> SendTime | None:
     """--at as an editor says it, read in mailer.yaml's time zone, and said back as read."""
-    if not send_at:
+    if send_at is None:
         return None
+    if not send_at.strip():  # `--at "$WHEN"` with WHEN unset: sending now instead would be the worst reading
+        raise click.BadParameter("is empty: give the time to send, e.g. --at \"sunday 08:00\"", param_hint="--at")
     from mailer.deliver.sendtime import parse_send_time
 
     scheduled = parse_send_time(send_at, zone_name=config.time_zone, now=datetime.now(UTC))

@@ -320,9 +320,11 @@ class ExtraFields(Type):
             for key_node, value_node in node.value:
                 key = str(key_node.value)
                 key_path = f"{path}.{key}"
-                if not isinstance(key_node, yaml.ScalarNode) or not _NAME.fullmatch(key) or key in _MAPPING_METHODS:
+                # A letter first: a name starting with '_' reaches the mapping's own insides (`__class__`).
+                if (not isinstance(key_node, yaml.ScalarNode) or not _NAME.fullmatch(key) or key.startswith("_")
+                        or key in _MAPPING_METHODS):
                     out.add(key_node, key_path, f"{key!r} cannot be read by a layout as issue.extra.NAME",
-                            hint="use letters, digits and '_' (not first a digit), and not get, items, keys or "
+                            hint="use letters, digits and '_' (a letter first), and not get, items, keys or "
                             "values, e.g. sponsor_url")
                     ok = False
                     continue

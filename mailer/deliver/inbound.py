@@ -426,7 +426,7 @@ def _text_field(fields: dict[str, bytes], name: str, charsets: dict[str, str]) -
         if not codecs.lookup(charset)._is_text_encoding:  # 'hex', 'rot13': codecs, not charsets
             charset = "utf-8"
         return raw.decode(charset, "replace")
-    except LookupError:
+    except (LookupError, UnicodeError, ValueError):  # idna and punycode cannot decode with "replace"
         return raw.decode("utf-8", "replace")
 
 

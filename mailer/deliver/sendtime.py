@@ -54,7 +54,7 @@ def zone_named(name: str) -> ZoneInfo | None:
         return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):  # ValueError: not a key at all (a path, "..")
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # not a key (a path, ".."); a tz folder ("Europe")
         return None
 
 

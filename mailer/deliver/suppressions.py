@@ -547,6 +547,10 @@ def fetch_from_serve(environment: Environment, path: str, *, timeout: float = TI
         raise PullError(f"{SERVE_URL_ENV} holds a user name or password ({shown}): mailer sends them nowhere, "
                         f"and the export is opened by {EXPORT_TOKEN_ENV} instead\n"
                         f"    hint: export {SERVE_URL_ENV}={shown.replace('***@', '', 1)}")
+    if token and not (token.isascii() and token.isprintable() and " " not in token):
+        # It goes into a header: a line break would end it (and urllib would print it in its error).
+        raise PullError(f"{EXPORT_TOKEN_ENV} holds a space, a line break or a character outside ASCII (the value is "
+                        "not shown)\n    hint: use the same letters-and-digits token as on the mailer serve's machine")
     if not token:
         raise PullError(f"{SERVE_URL_ENV} is set but {EXPORT_TOKEN_ENV} is not: the service only answers with it")
     request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}",

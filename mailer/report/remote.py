@@ -55,7 +55,8 @@ def _read_page(page: Any, source: str, after: int) -> tuple[list[tuple[Any, ...]
     if not isinstance(page, dict) or not isinstance(page.get("events"), list):
         raise wrong("no list of events")
     following, more = page.get("next"), page.get("more")
-    if not isinstance(following, int) or isinstance(following, bool) or not isinstance(more, bool):
+    if (not isinstance(following, int) or isinstance(following, bool) or not isinstance(more, bool)
+            or not 0 <= following < 2 ** 63):  # a rowid: SQLite's integers are 64-bit
         raise wrong("no position to go on from")
     if following < after or (more and following == after):
         raise wrong("its position went back")
@@ -70,6 +71,8 @@ def _event(item: Any, wrong: Any) -> tuple[Any, ...]:
     limits = ((event_id, 100), (issue, 200), (recipient, 320), (at, 40))
     if not all(isinstance(value, str) and 0 < len(value) <= size for value, size in limits):
         raise wrong("an event's id, issue, reader or time is missing or too long")
+    if not all(value.isprintable() for value in (event_id, issue, recipient)):  # (a bounce's words may hold a tab)
+        raise wrong("an event's id, issue or reader holds a control character (a terminal escape)")
     if kind not in TRACKED:
         raise wrong(f"an event of unknown kind {str(kind)[:40]!r}")
     try:

@@ -352,7 +352,7 @@ async def _export_events(service: Service, request: Any, token: str) -> Any:
         return refused
     after, limit = request.query_params.get("after", "0"), request.query_params.get("limit", str(EVENTS_PAGE))
     if not (after.isascii() and after.isdigit() and len(after) <= 18 and limit.isascii() and limit.isdigit()
-            and 0 < int(limit) <= EVENTS_PAGE):
+            and len(limit) <= 6 and 0 < int(limit) <= EVENTS_PAGE):
         return PlainTextResponse(f"after: a rowid; limit: 1 to {EVENTS_PAGE}", status_code=400)
 
     def read() -> dict[str, Any]:

@@ -102,3 +102,10 @@ def test_status_and_cancel_answer_for_an_issue_whose_file_no_longer_builds(works
     assert cancelled.exit_code == 3 and "no scheduled send to cancel" in cancelled.stderr
     missing = run_cli("status", "issues/2020-12-31.yaml")
     assert missing.exit_code == 1 and "issues/2020-12-31.yaml" in missing.stderr
+
+
+def test_an_empty_at_is_refused_never_read_as_now(workspace: Path, run_cli) -> None:
+    from tests.conftest import SAMPLE_ISSUE
+
+    result = run_cli("send", SAMPLE_ISSUE, "--subscribers", "subscribers.example.csv", "--at", "")
+    assert result.exit_code == 2 and "--at" in result.stderr and "is empty" in result.stderr

@@ -219,6 +219,7 @@ extra:
     ("extra:\n  sponsor name: Acme\n", "9:3: extra.sponsor name: 'sponsor name' cannot be read by a layout",
      "letters, digits and '_'"),
     ("extra:\n  items: [a]\n", "9:3: extra.items: 'items' cannot be read by a layout", "not get, items"),
+    ("extra:\n  __class__: x\n", "9:3: extra.__class__: '__class__' cannot be read by a layout", "a letter first"),
     ("extra:\n  sponsor:\n    name: ''\n", "10:11: extra.sponsor.name: must not be empty", None),
     ("extra:\n  a: {b: {c: {d: {e: {f: x}}}}}\n", "extra.a.b.c.d.e: is nested more than 4 levels deep", None),
     ("extra:\n  sponsor: Acme\n  sponsor: Other\n", "10:3: extra.sponsor: duplicate key", None),

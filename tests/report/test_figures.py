@@ -270,3 +270,23 @@ def test_the_page_is_written_only_over_a_page_of_its_own(workspace: Path, run_cl
     page = tmp_path / "report.html"
     for _ in range(2):  # a page it wrote before is its own to replace
         assert run_cli("report", SAMPLE_ISSUE, "--html", str(page)).exit_code == 0
+
+
+def test_a_remote_position_past_sqlites_integers_or_a_reader_with_an_escape_is_refused() -> None:
+    good = ["id", "2020-12-13", "ada@example.com", "open", datetime.now(UTC).isoformat(), None, None, None, None, None]
+    with pytest.raises(PullError, match="not mailer's events export"):
+        _read_page({"events": [], "next": 10**30, "more": False}, "http://x", 0)
+    with pytest.raises(PullError, match="control character"):
+        _read_page({"events": [[good[0], "\x1b[2J", *good[2:]]], "next": 9, "more": False}, "http://x", 0)
+    bounced = [*good[:3], "bounce", good[4], "550 mailbox\tfull", *good[6:]]  # a server's words may hold a tab
+    assert _read_page({"events": [bounced], "next": 9, "more": False}, "http://x", 0)[1] == 9
+
+
+def test_an_export_token_that_cannot_be_a_header_is_refused_and_never_shown(
+        workspace: Path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILER_SERVE_URL", "http://127.0.0.1:9")
+    for token in ("secret-token-0123456789abcdef0123456789\nX-Evil: 1", "secret-token-0123456789abcdef0123456789€"):
+        monkeypatch.setenv("MAILER_EXPORT_TOKEN", token)
+        result = run_cli("report", SAMPLE_ISSUE)
+        assert result.exit_code == 0 and "MAILER_EXPORT_TOKEN holds a space" in result.stderr
+        assert "secret-token" not in result.stdout + result.stderr and "Traceback" not in result.stderr

@@ -191,3 +191,14 @@ def test_clients_that_send_their_body_slowly_never_hold_up_the_other_posts(servi
     finally:
         for connection in stalled:
             connection.close()
+
+
+def test_a_charset_whose_codec_cannot_replace_is_read_as_utf8(service: Running) -> None:
+    from tests.inbound_mail import form_data
+
+    body, content_type = form_data([("subject", b"unsubscribe \xff", None, None),
+                                    ("from", "ada@example.com", None, None),
+                                    ("charsets", '{"subject": "idna", "text": "punycode"}', None, None),
+                                    ("text", b"\xfe\xff", None, None)])
+    status, _, text = service.request("POST", INBOUND, body, {"Content-Type": content_type})
+    assert status == 200 and json.loads(text)["unsubscribed"] == 0  # read, and nothing done (before: a 500)
