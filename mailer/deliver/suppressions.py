@@ -14,6 +14,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -560,7 +561,7 @@ def fetch_from_serve(environment: Environment, path: str, *, timeout: float = TI
     opener = urllib.request.build_opener(NoRedirects)
     try:
         with opener.open(request, timeout=timeout) as answer:
-            data = answer.read(MAX_EXPORT_BYTES + 1)
+            data = _read_within(answer, MAX_EXPORT_BYTES + 1, deadline=time.monotonic() + timeout * 4, shown=shown)
     except urllib.error.HTTPError as err:
         hint = f"; check {EXPORT_TOKEN_ENV} (the same value on both machines)" if err.code in (401, 403) else ""
         if err.code == 404 and shown_path != EXPORT_PATH:
@@ -580,6 +581,21 @@ def fetch_from_serve(environment: Environment, path: str, *, timeout: float = TI
         raise PullError(f"the answer from {shown}{shown_path} holds {_NOT_TEXT}: is {SERVE_URL_ENV} the "
                         "mailer serve's address?")
     return found
+
+
+def _read_within(answer: Any, limit: int, *, deadline: float, shown: str) -> bytes:
+    """At most `limit` bytes of an answer, read before `deadline` (time.monotonic): the socket's timeout bounds
+    each read only, and a server sending a byte a second would hold a report or a pull for ever."""
+    chunks, size = [], 0
+    while size < limit:
+        if time.monotonic() > deadline:
+            raise PullError(f"the mailer serve at {shown} sends its answer too slowly: given up")
+        chunk = answer.read1(min(65536, limit - size)) if hasattr(answer, "read1") else answer.read(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _is_export(export: Any) -> bool:

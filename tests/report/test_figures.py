@@ -290,3 +290,33 @@ def test_an_export_token_that_cannot_be_a_header_is_refused_and_never_shown(
         result = run_cli("report", SAMPLE_ISSUE)
         assert result.exit_code == 0 and "MAILER_EXPORT_TOKEN holds a space" in result.stderr
         assert "secret-token" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_remote_that_sends_its_answer_a_byte_at_a_time_is_given_up_on() -> None:
+    import socket
+    import threading
+
+    from mailer.deliver.suppressions import fetch_from_serve
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:  # headers at once, then the body a byte at a time: each read is quick, the whole never
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+        while not stop.wait(0.05):
+            try:
+                connection.sendall(b" ")
+            except OSError:
+                break
+        connection.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    environment = Environment(serve_url=f"http://127.0.0.1:{listener.getsockname()[1]}", export_token="t" * 40)
+    try:
+        with pytest.raises(PullError, match="sends its answer too slowly"):
+            fetch_from_serve(environment, "/export/events?after=0", timeout=0.5)
+    finally:
+        stop.set()
+        listener.close()
