@@ -4,6 +4,7 @@ table or JSON."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,7 +49,8 @@ Exit codes: 0 nothing failed (warnings allowed), 1 a check failed, 3 something c
                    "are believed; default: the server of the first Received hop.")
 @click.option("--backend", type=click.Choice(["sendgrid", "smtp"]), help="Check for this backend (default: from "
               "mailer.yaml).")
-@click.option("--dkim-selector", "selectors", multiple=True, metavar="NAME",
+@click.option("--dkim-selector", "selectors", multiple=True, metavar="NAME", callback=lambda _c, _p, names: tuple(
+                  _selector(name) for name in names),
               help="A DKIM selector to look up (repeatable); default: SendGrid's s1 and s2.")
 @click.option("--return-path", metavar="HOST", help="The envelope's domain, SendGrid's em1234.example.com CNAME "
               "(default: asked of SendGrid when SENDGRID_API_KEY is set).")
@@ -161,3 +163,17 @@ def print_report(report: DoctorReport) -> None:
         console.print(Text(f"? {summary}: run again once DNS answers", style="bold magenta"))
     else:
         console.print(Text(f"✓ {summary}", style="bold green"))
+
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
+
+
+def _selector(name: str) -> str:
+    """A DKIM selector as DNS takes it (RFC 6376 3.1): labels of letters, digits, '-' and '_', dot-separated."""
+    from mailer.addresses import printable
+
+    if not name or len(name) > 200 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        raise click.BadParameter(f"'{printable(name)}' is not a DKIM selector: it is the first part of "
+                                 "NAME._domainkey.example.com, letters, digits and '-' (e.g. s1, mail, google)",
+                                 param_hint="--dkim-selector")
+    return name

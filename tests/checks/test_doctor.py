@@ -261,3 +261,10 @@ def test_a_domain_that_does_not_exist_under_a_real_top_level_domain_fails(worksp
     zone.txt("com", "v=a top-level domain that exists")  # the resolver knows the internet; the domain is missing
     rows = rows_of(workspace, zone)
     assert rows["spf.record"]["status"] == "fail" and rows["spf.record"]["exit"] == 1
+
+
+@pytest.mark.parametrize("selector", ["../x", "", "s1 s2", "s1\x1b[2J", "a..b", "x" * 300])
+def test_a_dkim_selector_that_is_no_dns_label_is_refused_before_any_lookup(workspace: Path, selector: str) -> None:
+    result = doctor(workspace, "127.0.0.1:9", "--dkim-selector", selector)
+    assert result.returncode == 2 and "is not a DKIM selector" in result.stderr
+    assert "\x1b" not in result.stderr  # an escape is shown as text
