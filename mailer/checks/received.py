@@ -168,15 +168,30 @@ def receiving_servers(message: Message) -> set[str]:
     return found
 
 
+def _authentication_headers(message: Message) -> list[tuple[str, bool]]:
+    """Each Authentication-Results header, and whether the receiver can have added it: it stands above the
+    Received header of the hop where the message came in (receivers put their verdict on top, RFC 8601 5). One
+    below that was in the message when it arrived, whatever server it names."""
+    found, added = [], True
+    for name, value in message.items():
+        lowered = name.lower()
+        if lowered == "received" and re.match(r"^from\s", " ".join(str(value).split()), re.I):
+            added = False  # the entry hop: what follows came with the message
+        elif lowered == "authentication-results":
+            found.append((value, added))
+    return found
+
+
 def _authentication_results(message: Message, trusted: tuple[str, ...],
                             report: DoctorReport) -> dict[str, tuple[str, dict[str, str]]]:
     ids = {t.lower() for t in trusted} or receiving_servers(message)
     believed: dict[str, tuple[str, dict[str, str]]] = {}
     believed_from = ""
     ignored = []
-    for header in message.get_all("Authentication-Results") or []:
+    for header, added in _authentication_headers(message):
         authserv, methods = parse_authentication_results(str(header))
-        if authserv in ids and not believed_from:
+        # The editor's --trust-authserv is their own word on a header; without it, where it stands is what counts.
+        if authserv in ids and (added or trusted) and not believed_from:
             believed, believed_from = methods, authserv
         else:
             ignored.append(authserv or "(no authserv-id)")

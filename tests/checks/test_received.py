@@ -134,3 +134,13 @@ def test_a_50_mb_eml_is_a_clear_error_read_no_further(tmp_path: Path, dns) -> No
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "is 50 MB: more than 30 MB is no test send" in result.stderr and "hint:" in result.stderr
     assert time.monotonic() - started < 10
+
+
+def test_a_forged_header_in_the_receivers_own_name_below_where_the_message_came_in_is_ignored(
+        tmp_path: Path, key, dns) -> None:
+    forged = f"Authentication-Results: {RECEIVER}; spf=pass; dkim=pass; dmarc=pass header.from=example.com\r\n"
+    path = tmp_path / "forged-as-receiver.eml"
+    path.write_bytes(as_received(sent_message(key, forged=forged), results=None))  # only the sender's own header
+    found = rows(path, dns)
+    assert "eml.spf" not in found and found["eml.results"].status == "info"
+    assert found["eml.forged"].status == "warn" and "ignored 1" in found["eml.forged"].detail
