@@ -114,7 +114,7 @@ def send(issue_file: Path, subscribers_path: Path | None, live: bool, test_to: s
     rendered = _build(issue_file, config)
     forced_checks = _refuse_on_check_errors(issue_file, config, rendered, live=live, force=force)
     subscribers = _read_list(config, wanted, needed=options.test_to is None)
-    sender = _backend(options.backend, live=live)
+    sender = backend_for(options.backend, live=live)
     if live:
         _check_domain(config, options.backend)
     if options.test_to is not None:
@@ -147,7 +147,7 @@ class UsageError(MailerError):
     exit_code = ExitStatus.USAGE
 
 
-def _backend(name: str, *, live: bool):
+def backend_for(name: str, *, live: bool):
     """The backend, with its credentials checked up front: a missing key must fail before any request."""
     env = environment()
     if name == "smtp":
@@ -217,7 +217,7 @@ def _answered_from_the_ledger(issue_file: Path, config: Config, options: SendOpt
     list_keys = listcache.list_keys(wanted.path, file_label=label, encoding=wanted.encoding,
                                     skip_invalid=wanted.skip_invalid, segment=wanted.segment)
     finished = list_keys and finished_send(config, issue_key(issue_slug(issue_file), options), list_keys,
-                                           lambda: _backend(options.backend, live=True), options,
+                                           lambda: backend_for(options.backend, live=True), options,
                                            progress=_progress(), environment=environment())
     if not finished:
         return False

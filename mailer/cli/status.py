@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mailer.cli.commandline import command_line
-from mailer.cli.environment import environment
-from mailer.cli.send import counts_table, load_issue, workspace_of
+from mailer.cli.send import backend_for, counts_table, load_issue, workspace_of
 
 if TYPE_CHECKING:
     from mailer.config import Config
@@ -156,16 +155,13 @@ def _resume_hint(last_command: tuple[str, str, bool] | None) -> str | None:
 
 
 def run_cancel(issue_file: Path) -> None:
-    from mailer.deliver.backends.sendgrid import SendGridBackend, api_host, api_key
     from mailer.deliver.cancel import cancel_schedules
 
     def told(at: str, cancelled: int) -> None:
         click.echo(f"Cancelled the send scheduled for {at}: {cancelled} recipient(s) will not receive it.")
 
     config, slug = _issue_of(issue_file)
-    env = environment()
-    cancel_schedules(config, slug,
-                     lambda: SendGridBackend(key=api_key(env.sendgrid_api_key), host=api_host(env.sendgrid_api_host)),
+    cancel_schedules(config, slug, lambda: backend_for("sendgrid", live=True),
                      status_command=f"mailer status {issue_file}", on_cancelled=told)
 
 
